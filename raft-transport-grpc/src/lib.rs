@@ -1,0 +1,1 @@
+//! gRPC transport for the `raft` crate. Under construction.

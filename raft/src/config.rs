@@ -1,0 +1,206 @@
+//! Node configuration: [`Config`] with HashiCorp raft's names and defaults,
+//! plus pre-vote, check-quorum and pipelining knobs, and its validation.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::types::ServerId;
+
+/// Settings for one node. Start from [`Config::default`], set `local_id`, and
+/// call [`Config::validate`] (which [`Raft::new`](crate::Raft::new) also does).
+///
+/// ```
+/// use raft::{Config, ServerId};
+/// let config = Config { local_id: ServerId::from("n1"), ..Config::default() };
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's permanent id. Required.
+    pub local_id: ServerId,
+    /// How long a follower waits without hearing from a leader before it
+    /// starts an election (randomized between 1x and 2x). The leader sends
+    /// heartbeats ten times per this period. Default 1s.
+    pub heartbeat_timeout: Duration,
+    /// How long a candidate waits for an election to finish before starting a
+    /// new one (randomized between 1x and 2x). Default 1s.
+    pub election_timeout: Duration,
+    /// How long the runtime may wait to batch more work before flushing a
+    /// partly filled batch. Default 50ms.
+    pub commit_timeout: Duration,
+    /// Maximum entries in one AppendEntries request. Default 64, at most 1024.
+    pub max_append_entries: usize,
+    /// Maximum AppendEntries requests in flight to one follower (pipelining).
+    /// Default 8.
+    pub max_inflight_append_entries: usize,
+    /// Apply committed entries to the FSM in batches (`Fsm::apply_batch`).
+    /// Default false (batches are still formed; this only controls whether
+    /// `apply_batch` receives more than one entry).
+    pub batch_apply: bool,
+    /// Entries kept in the log after a snapshot, so slightly lagging
+    /// followers can catch up without a snapshot. Default 10240.
+    pub trailing_logs: u64,
+    /// How often to check whether to take a snapshot. Default 120s.
+    pub snapshot_interval: Duration,
+    /// Entries past the last snapshot that trigger a new one. Default 8192.
+    pub snapshot_threshold: u64,
+    /// A leader steps down if it has not heard from a quorum within this
+    /// period (when `check_quorum` is on). Default 500ms.
+    pub leader_lease_timeout: Duration,
+    /// Do not restore the newest snapshot when starting. Default false.
+    pub no_snapshot_restore_on_start: bool,
+    /// Run a pre-vote round before a real election (Raft thesis §9.6), so a
+    /// node that was partitioned away cannot force the cluster to a new term.
+    /// Default true.
+    pub pre_vote: bool,
+    /// A leader that cannot reach a quorum within `leader_lease_timeout`
+    /// steps down, and voters ignore vote requests while they have a live
+    /// leader. Default true.
+    pub check_quorum: bool,
+    /// Capacity of the queue of client requests waiting for the main task.
+    /// Default 8192.
+    pub max_queued_requests: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            local_id: ServerId::default(),
+            heartbeat_timeout: Duration::from_millis(1000),
+            election_timeout: Duration::from_millis(1000),
+            commit_timeout: Duration::from_millis(50),
+            max_append_entries: 64,
+            max_inflight_append_entries: 8,
+            batch_apply: false,
+            trailing_logs: 10240,
+            snapshot_interval: Duration::from_secs(120),
+            snapshot_threshold: 8192,
+            leader_lease_timeout: Duration::from_millis(500),
+            no_snapshot_restore_on_start: false,
+            pre_vote: true,
+            check_quorum: true,
+            max_queued_requests: 8192,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with defaults and the given id.
+    pub fn new(local_id: impl Into<ServerId>) -> Self {
+        Self { local_id: local_id.into(), ..Self::default() }
+    }
+
+    /// Checks every field and returns [`Error::InvalidConfig`] naming the
+    /// first problem found.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        let min = Duration::from_millis(5);
+        if self.local_id.as_str().is_empty() {
+            return bad("local_id must not be empty".into());
+        }
+        if self.heartbeat_timeout < min {
+            return bad(format!("heartbeat_timeout {:?} is below the minimum 5ms", self.heartbeat_timeout));
+        }
+        if self.election_timeout < min {
+            return bad(format!("election_timeout {:?} is below the minimum 5ms", self.election_timeout));
+        }
+        if self.election_timeout < self.heartbeat_timeout {
+            return bad(format!(
+                "election_timeout {:?} must be at least heartbeat_timeout {:?}",
+                self.election_timeout, self.heartbeat_timeout
+            ));
+        }
+        if self.commit_timeout < Duration::from_millis(1) {
+            return bad("commit_timeout must be at least 1ms".into());
+        }
+        if self.leader_lease_timeout < min {
+            return bad(format!("leader_lease_timeout {:?} is below the minimum 5ms", self.leader_lease_timeout));
+        }
+        if self.leader_lease_timeout > self.heartbeat_timeout {
+            return bad(format!(
+                "leader_lease_timeout {:?} must not exceed heartbeat_timeout {:?}",
+                self.leader_lease_timeout, self.heartbeat_timeout
+            ));
+        }
+        if self.max_append_entries == 0 || self.max_append_entries > 1024 {
+            return bad(format!("max_append_entries {} must be in 1..=1024", self.max_append_entries));
+        }
+        if self.max_inflight_append_entries == 0 {
+            return bad("max_inflight_append_entries must be at least 1".into());
+        }
+        if self.snapshot_interval < min {
+            return bad("snapshot_interval must be at least 5ms".into());
+        }
+        if self.snapshot_threshold == 0 {
+            return bad("snapshot_threshold must be at least 1".into());
+        }
+        if self.max_queued_requests == 0 {
+            return bad("max_queued_requests must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The runtime's clock tick: a tenth of the heartbeat timeout, at least 1ms.
+    pub(crate) fn tick_interval(&self) -> Duration {
+        (self.heartbeat_timeout / 10).max(Duration::from_millis(1))
+    }
+
+    /// Converts the durations into the protocol core's tick counts.
+    pub(crate) fn core_config(&self) -> crate::core::CoreConfig {
+        let tick = self.tick_interval().as_micros().max(1);
+        let ticks = |d: Duration| ((d.as_micros() / tick) as u64).max(1);
+        crate::core::CoreConfig {
+            heartbeat_ticks: 1,
+            follower_timeout_ticks: ticks(self.heartbeat_timeout).max(2),
+            candidate_timeout_ticks: ticks(self.election_timeout).max(2),
+            lease_ticks: ticks(self.leader_lease_timeout).max(2),
+            pre_vote: self.pre_vote,
+            check_quorum: self.check_quorum,
+            max_append_entries: self.max_append_entries,
+            max_inflight: self.max_inflight_append_entries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_with_id_is_valid() {
+        assert!(Config::new("a").validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_fields_with_a_message() {
+        let cases: Vec<(Config, &str)> = vec![
+            (Config::default(), "local_id"),
+            (Config { max_append_entries: 0, ..Config::new("a") }, "max_append_entries"),
+            (Config { max_append_entries: 5000, ..Config::new("a") }, "max_append_entries"),
+            (Config { heartbeat_timeout: Duration::from_millis(1), ..Config::new("a") }, "heartbeat_timeout"),
+            (
+                Config { election_timeout: Duration::from_millis(10), ..Config::new("a") },
+                "election_timeout",
+            ),
+            (
+                Config { leader_lease_timeout: Duration::from_secs(5), ..Config::new("a") },
+                "leader_lease_timeout",
+            ),
+            (Config { max_inflight_append_entries: 0, ..Config::new("a") }, "max_inflight"),
+        ];
+        for (config, needle) in cases {
+            match config.validate() {
+                Err(Error::InvalidConfig(msg)) => assert!(msg.contains(needle), "{msg} should mention {needle}"),
+                other => panic!("expected InvalidConfig mentioning {needle}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn core_ticks_follow_the_durations() {
+        let c = Config::new("a").core_config();
+        assert_eq!(c.follower_timeout_ticks, 10);
+        assert_eq!(c.candidate_timeout_ticks, 10);
+        assert_eq!(c.lease_ticks, 5);
+    }
+}

@@ -1,0 +1,47 @@
+//! An async, batteries-included Raft consensus framework.
+//!
+//! A service implements one trait, [`Fsm`], picks a log store, a stable
+//! store, a snapshot store and a [`Transport`], and calls [`Raft::new`]. It
+//! gets a replicated state machine that survives crashes, partitions and
+//! membership changes, with a future for every operation.
+//!
+//! # Layout
+//! - [`types`]: ids, addresses, configurations, log entries, states.
+//! - [`message`]: the RPCs nodes exchange.
+//! - [`config`]: [`Config`] and its validation.
+//! - [`error`]: [`Error`], [`StorageError`], [`TransportError`].
+//! - [`fsm`]: the [`Fsm`] and [`FsmSnapshot`] traits a service implements.
+//! - [`storage`]: the [`LogStore`] and [`StableStore`] traits.
+//! - [`snapshot`]: the [`SnapshotStore`] trait and snapshot byte streams.
+//! - [`transport`]: the [`Transport`] trait and the in-memory network.
+//! - [`codec`]: the one serializer used for anything written to disk.
+//! - `core` (private): the pure, deterministic protocol state machine.
+//! - `runtime` (private): the tokio tasks that drive the core.
+//! - [`testing`] (feature `testing`): store conformance suite, simulation
+//!   harness and linearizability checker.
+
+pub mod codec;
+pub mod config;
+#[allow(dead_code)]
+mod core;
+pub mod error;
+pub mod fsm;
+pub mod message;
+pub mod snapshot;
+pub mod storage;
+pub mod transport;
+pub mod types;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use async_trait::async_trait;
+pub use bytes::Bytes;
+pub use config::Config;
+pub use error::{BoxError, Error, Result, StorageError, TransportError};
+pub use fsm::{Fsm, FsmSnapshot};
+pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotStore, SnapshotWriter};
+pub use storage::{LogStore, StableStore};
+pub use transport::Transport;
+pub use types::{
+    Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage,
+};

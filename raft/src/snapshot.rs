@@ -1,0 +1,217 @@
+//! Snapshot storage: the [`SnapshotStore`] trait, the [`SnapshotSink`] a store
+//! hands out for writing, and the [`SnapshotWriter`] / [`SnapshotReader`]
+//! byte streams the FSM sees. Also [`DiscardSnapshotStore`] for FSMs that
+//! never snapshot.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::StorageError;
+use crate::types::{Configuration, SnapshotMeta};
+
+/// Durable storage for snapshots.
+///
+/// # To be correct
+/// - A snapshot becomes visible to [`list`](SnapshotStore::list) and
+///   [`open`](SnapshotStore::open) only after its sink was finalized, and is
+///   durable by then. A cancelled or half-written snapshot is never listed.
+/// - `list` returns the newest first.
+/// - `open` verifies the data (e.g. a checksum) and reports corruption as
+///   [`StorageError::Corrupt`], at the latest when the reader reaches the end.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// Starts a new snapshot covering the log up to `index` (of `term`),
+    /// whose latest configuration is `configuration` from `configuration_index`.
+    async fn create(
+        &self,
+        index: u64,
+        term: u64,
+        configuration: &Configuration,
+        configuration_index: u64,
+    ) -> Result<Box<dyn SnapshotSink>, StorageError>;
+
+    /// Every complete snapshot, newest first.
+    async fn list(&self) -> Result<Vec<SnapshotMeta>, StorageError>;
+
+    /// Opens a snapshot for reading.
+    async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError>;
+}
+
+/// A snapshot being written. Write the bytes through [`AsyncWrite`], then
+/// call exactly one of `finalize` or `cancel` (the runtime does this for FSM
+/// snapshots, so user code never has to).
+#[async_trait]
+pub trait SnapshotSink: AsyncWrite + Send + Unpin {
+    /// The id the snapshot will have once finalized.
+    fn id(&self) -> &str;
+
+    /// Makes the snapshot durable and visible, and returns its metadata.
+    async fn finalize(self: Box<Self>) -> Result<SnapshotMeta, StorageError>;
+
+    /// Discards the partly written snapshot.
+    async fn cancel(self: Box<Self>) -> Result<(), StorageError>;
+}
+
+/// The byte sink an [`FsmSnapshot`](crate::FsmSnapshot) writes into. Use it
+/// with [`tokio::io::AsyncWriteExt`].
+pub struct SnapshotWriter {
+    sink: Box<dyn SnapshotSink>,
+    written: u64,
+}
+
+impl SnapshotWriter {
+    /// Wraps a store's sink.
+    pub fn new(sink: Box<dyn SnapshotSink>) -> Self {
+        Self { sink, written: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The id the snapshot will have.
+    pub fn id(&self) -> &str {
+        self.sink.id()
+    }
+
+    /// Finalizes the underlying sink.
+    pub async fn finalize(self) -> Result<SnapshotMeta, StorageError> {
+        self.sink.finalize().await
+    }
+
+    /// Cancels the underlying sink.
+    pub async fn cancel(self) -> Result<(), StorageError> {
+        self.sink.cancel().await
+    }
+}
+
+impl AsyncWrite for SnapshotWriter {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.sink).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                this.written += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.sink).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.sink).poll_shutdown(cx)
+    }
+}
+
+/// A stream of snapshot bytes, read with [`tokio::io::AsyncReadExt`].
+pub struct SnapshotReader {
+    inner: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+impl SnapshotReader {
+    /// Wraps any async byte source.
+    pub fn new(inner: impl AsyncRead + Send + 'static) -> Self {
+        Self { inner: Box::pin(inner) }
+    }
+
+    /// A reader over bytes held in memory.
+    pub fn from_bytes(bytes: impl Into<bytes::Bytes>) -> Self {
+        Self::new(io::Cursor::new(bytes.into()))
+    }
+}
+
+impl AsyncRead for SnapshotReader {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl std::fmt::Debug for SnapshotReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotReader")
+    }
+}
+
+/// A snapshot store that keeps nothing, for FSMs that never snapshot.
+/// `create` hands out a sink that discards its bytes; `list` is always empty.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiscardSnapshotStore;
+
+impl DiscardSnapshotStore {
+    /// Creates the store.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+struct DiscardSink {
+    meta: SnapshotMeta,
+}
+
+impl AsyncWrite for DiscardSink {
+    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.meta.size += buf.len() as u64;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[async_trait]
+impl SnapshotSink for DiscardSink {
+    fn id(&self) -> &str {
+        &self.meta.id
+    }
+
+    async fn finalize(self: Box<Self>) -> Result<SnapshotMeta, StorageError> {
+        Ok(self.meta)
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for DiscardSnapshotStore {
+    async fn create(
+        &self,
+        index: u64,
+        term: u64,
+        configuration: &Configuration,
+        configuration_index: u64,
+    ) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        Ok(Box::new(DiscardSink {
+            meta: SnapshotMeta {
+                id: format!("discard-{term}-{index}"),
+                index,
+                term,
+                configuration: configuration.clone(),
+                configuration_index,
+                size: 0,
+            },
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<SnapshotMeta>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError> {
+        Err(StorageError::SnapshotNotFound(id.to_owned()))
+    }
+}

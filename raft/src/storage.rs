@@ -1,0 +1,80 @@
+//! The log and stable storage traits a node persists through.
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+
+use crate::error::StorageError;
+use crate::types::Log;
+
+/// Durable storage for the replicated log.
+///
+/// Called concurrently from several tasks (hence `&self`): implementations
+/// use interior mutability.
+///
+/// # To be correct
+/// - `store_logs` must be durable when it returns `Ok` (fsync'd, or
+///   equivalent): the node acknowledges entries to the leader right after.
+/// - The stored indexes are always one contiguous range: never leave a hole.
+///   `store_logs` receives entries contiguous with the current last index (or
+///   replacing a suffix after `delete_range` truncated it).
+/// - `delete_range` removes either a prefix (compaction) or a suffix (conflict
+///   truncation), never the middle.
+/// - Never return corrupt data: detect it (checksums) and return
+///   [`StorageError::Corrupt`].
+/// - After an error from a write, refuse further writes (fail-stop) rather
+///   than pretend the write happened.
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
+    /// Index of the first stored entry, or 0 if the store is empty.
+    async fn first_index(&self) -> Result<u64, StorageError>;
+
+    /// Index of the last stored entry, or 0 if the store is empty.
+    async fn last_index(&self) -> Result<u64, StorageError>;
+
+    /// The entry at `index`, or `None` if it is not stored.
+    async fn get_log(&self, index: u64) -> Result<Option<Log>, StorageError>;
+
+    /// The entries with indexes in `range`, in order. Returns
+    /// [`StorageError::LogNotFound`] naming the first missing index if any
+    /// index in the range is not stored.
+    async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError>;
+
+    /// Appends entries (contiguous, ascending) durably.
+    async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError>;
+
+    /// Deletes the entries with indexes in `min..=max` durably.
+    async fn delete_range(&self, min: u64, max: u64) -> Result<(), StorageError>;
+}
+
+/// Durable key-value storage for small values (term, vote, metadata).
+///
+/// # To be correct
+/// Every `set` must be durable and atomic when it returns: after a crash a
+/// key holds either its old or its new value, never a torn mix.
+#[async_trait]
+pub trait StableStore: Send + Sync + 'static {
+    /// Sets `key` to `value` durably.
+    async fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
+
+    /// The value of `key`, or `None` if it was never set.
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Sets `key` to a u64 durably.
+    async fn set_u64(&self, key: &[u8], value: u64) -> Result<(), StorageError> {
+        self.set(key, &value.to_be_bytes()).await
+    }
+
+    /// The u64 value of `key`, or `None` if it was never set.
+    async fn get_u64(&self, key: &[u8]) -> Result<Option<u64>, StorageError> {
+        match self.get(key).await? {
+            None => Ok(None),
+            Some(bytes) => {
+                let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+                    StorageError::Codec(format!("value of key {:?} is not 8 bytes", String::from_utf8_lossy(key)))
+                })?;
+                Ok(Some(u64::from_be_bytes(arr)))
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Helpers for testing Raft users' code and this crate (feature `testing`).
+//!
+//! - [`conformance`]: a suite any [`LogStore`](crate::LogStore),
+//!   [`StableStore`](crate::StableStore) or [`SnapshotStore`](crate::SnapshotStore)
+//!   implementation can run with one call.
+//! - [`linearizability`]: a checker for client histories against a
+//!   key-value model.
+
+pub mod conformance;
+pub mod linearizability;

@@ -1,0 +1,1 @@
+//! In-memory transport for tests and simulations.

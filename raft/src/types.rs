@@ -1,0 +1,263 @@
+//! Plain data types shared by every layer: server identities, cluster
+//! configurations, log entries, and the node's externally visible state.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The unique, permanent identity of a server.
+///
+/// An id must never be reused for a different server: Raft's safety relies on
+/// a vote or a log acknowledgement from an id meaning the same disk every time.
+///
+/// ```
+/// use raft::ServerId;
+/// let id = ServerId::from("node-1");
+/// assert_eq!(id.to_string(), "node-1");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct ServerId(String);
+
+impl ServerId {
+    /// Creates an id from anything string-like.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ServerId {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for ServerId {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The address a transport uses to reach a server (for gRPC, `host:port`).
+///
+/// ```
+/// use raft::ServerAddress;
+/// let addr = ServerAddress::from("127.0.0.1:7000");
+/// assert_eq!(addr.as_str(), "127.0.0.1:7000");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct ServerAddress(String);
+
+impl ServerAddress {
+    /// Creates an address from anything string-like.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self(addr.into())
+    }
+
+    /// The address as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ServerAddress {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for ServerAddress {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether a server's vote counts towards elections and commitment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Suffrage {
+    /// Receives log entries and is counted in every quorum.
+    Voter,
+    /// Receives log entries but never votes or counts towards commitment.
+    Nonvoter,
+}
+
+/// One member of a cluster configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Server {
+    /// Whether this server votes.
+    pub suffrage: Suffrage,
+    /// The server's permanent identity.
+    pub id: ServerId,
+    /// Where the transport reaches it.
+    pub address: ServerAddress,
+}
+
+impl Server {
+    /// A voting member.
+    pub fn voter(id: impl Into<ServerId>, address: impl Into<ServerAddress>) -> Self {
+        Self { suffrage: Suffrage::Voter, id: id.into(), address: address.into() }
+    }
+
+    /// A non-voting member.
+    pub fn nonvoter(id: impl Into<ServerId>, address: impl Into<ServerAddress>) -> Self {
+        Self { suffrage: Suffrage::Nonvoter, id: id.into(), address: address.into() }
+    }
+}
+
+/// The set of servers in a cluster.
+///
+/// Invariant (checked by [`Configuration::validate`]): ids and addresses are
+/// unique and there is at least one voter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Configuration {
+    /// Every member, voters and non-voters.
+    pub servers: Vec<Server>,
+}
+
+impl Configuration {
+    /// Creates a configuration from its members.
+    pub fn new(servers: Vec<Server>) -> Self {
+        Self { servers }
+    }
+
+    /// Checks that ids and addresses are unique and at least one voter exists.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut ids = std::collections::HashSet::new();
+        let mut addrs = std::collections::HashSet::new();
+        for s in &self.servers {
+            if s.id.as_str().is_empty() {
+                return Err("server id must not be empty".into());
+            }
+            if !ids.insert(&s.id) {
+                return Err(format!("duplicate server id {}", s.id));
+            }
+            if !addrs.insert(&s.address) {
+                return Err(format!("duplicate server address {}", s.address));
+            }
+        }
+        if !self.servers.iter().any(|s| s.suffrage == Suffrage::Voter) {
+            return Err("configuration has no voter".into());
+        }
+        Ok(())
+    }
+
+    /// The member with this id, if any.
+    pub fn server(&self, id: &ServerId) -> Option<&Server> {
+        self.servers.iter().find(|s| &s.id == id)
+    }
+
+    /// Whether `id` is a voter in this configuration.
+    pub fn is_voter(&self, id: &ServerId) -> bool {
+        self.server(id).is_some_and(|s| s.suffrage == Suffrage::Voter)
+    }
+
+    /// Ids of the voters, in configuration order.
+    pub fn voters(&self) -> impl Iterator<Item = &ServerId> {
+        self.servers.iter().filter(|s| s.suffrage == Suffrage::Voter).map(|s| &s.id)
+    }
+}
+
+/// What a log entry carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LogType {
+    /// A user command, applied to the [`Fsm`](crate::Fsm).
+    Command,
+    /// Appended by every new leader to commit entries of earlier terms.
+    Noop,
+    /// Appended by [`Raft::barrier`](crate::Raft::barrier); not given to the FSM.
+    Barrier,
+    /// A new cluster [`Configuration`], encoded with [`crate::codec`].
+    Configuration,
+}
+
+/// One replicated log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Log {
+    /// Position in the log, starting at 1.
+    pub index: u64,
+    /// Term of the leader that created the entry.
+    pub term: u64,
+    /// What the entry carries.
+    pub log_type: LogType,
+    /// The payload: the command for [`LogType::Command`], the encoded
+    /// configuration for [`LogType::Configuration`], empty otherwise.
+    pub data: Bytes,
+}
+
+impl Log {
+    /// Creates an entry.
+    pub fn new(index: u64, term: u64, log_type: LogType, data: impl Into<Bytes>) -> Self {
+        Self { index, term, log_type, data: data.into() }
+    }
+}
+
+/// The role a node currently plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RaftState {
+    /// Accepts entries from a leader.
+    Follower,
+    /// Running an election (or a pre-vote round).
+    Candidate,
+    /// Accepts writes and replicates them.
+    Leader,
+    /// Stopped; every call returns [`Error::Shutdown`](crate::Error::Shutdown).
+    Shutdown,
+}
+
+impl fmt::Display for RaftState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            RaftState::Follower => "Follower",
+            RaftState::Candidate => "Candidate",
+            RaftState::Leader => "Leader",
+            RaftState::Shutdown => "Shutdown",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The durable part of a node's state besides its log.
+///
+/// Invariant: `term` never decreases, and `vote` is only ever set once per
+/// term; both are durable before any message that depends on them is sent.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HardState {
+    /// The latest term this node has seen.
+    pub term: u64,
+    /// Who this node voted for in `term`, if anyone.
+    pub vote: Option<ServerId>,
+}
+
+/// Describes a stored snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// Store-assigned identifier, unique within the store.
+    pub id: String,
+    /// Index of the last entry the snapshot includes.
+    pub index: u64,
+    /// Term of that entry.
+    pub term: u64,
+    /// The latest configuration at `index`.
+    pub configuration: Configuration,
+    /// Index of the entry that carried `configuration`.
+    pub configuration_index: u64,
+    /// Size of the snapshot data in bytes.
+    pub size: u64,
+}
