@@ -29,10 +29,10 @@ pub mod fsm;
 pub mod message;
 pub mod snapshot;
 pub mod storage;
-pub mod transport;
-pub mod types;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transport;
+pub mod types;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
@@ -43,5 +43,6 @@ pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotS
 pub use storage::{LogStore, StableStore};
 pub use transport::Transport;
 pub use types::{
-    Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage,
+    Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta,
+    Suffrage,
 };

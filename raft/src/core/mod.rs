@@ -1,14 +1,574 @@
-//! The pure protocol core.
+//! The pure protocol core: a deterministic Raft state machine with no tokio,
+//! no clock and no I/O.
+//!
+//! Inputs are method calls: [`Core::step`] (a message from a peer),
+//! [`Core::tick`] (one unit of logical time), [`Core::propose`],
+//! [`Core::read_index`], and completions such as [`Core::persisted`].
+//! Outputs accumulate in a [`Ready`] that the driver takes with
+//! [`Core::take_ready`] and executes in this order:
+//!
+//! 1. send `messages` (may go out before anything is durable);
+//! 2. durably write `hard_state`, then truncate from `truncate_from`, then
+//!    append `entries`;
+//! 3. only then send `persisted_messages` (votes and acknowledgements that
+//!    promise durable state) and report [`Core::persisted`];
+//! 4. apply `committed` to the state machine in order.
+//!
+//! # Layout
+//! - `log`: the in-memory log view.
+//! - `progress`: per-follower replication state.
+//! - `membership`: configurations in force.
+//! - `election`: timeouts, pre-vote, votes, role changes.
+//! - `replication`: AppendEntries on both sides, commitment.
+//! - `read`: ReadIndex linearizable reads.
+//! - `transfer`: leadership transfer.
+//! - `rng`: seeded randomness for timeouts.
 
-/// Tick counts and switches for the core.
+mod election;
+mod log;
+mod membership;
+mod progress;
+mod read;
+mod replication;
+mod rng;
+mod transfer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::message::{
+    AppendEntriesRequest, AppendEntriesResponse, RequestPreVoteRequest, RequestPreVoteResponse,
+    RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
+};
+use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
+
+pub(crate) use self::log::RaftLog;
+use self::membership::Membership;
+use self::progress::Progress;
+use self::rng::Rng;
+
+/// Tick counts and switches for the core (derived from [`crate::Config`]).
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
+    /// Ticks between leader heartbeats.
     pub heartbeat_ticks: u64,
+    /// Minimum ticks a follower waits for a leader (randomized up to 2x).
     pub follower_timeout_ticks: u64,
+    /// Minimum ticks a candidate waits for an election (randomized up to 2x).
     pub candidate_timeout_ticks: u64,
+    /// Ticks within which a leader must hear from a quorum (check-quorum).
     pub lease_ticks: u64,
+    /// Run a pre-vote round before elections.
     pub pre_vote: bool,
+    /// Step down without a quorum; ignore votes while a leader is live.
     pub check_quorum: bool,
+    /// Maximum entries per AppendEntries.
     pub max_append_entries: usize,
+    /// Maximum AppendEntries in flight per follower.
     pub max_inflight: usize,
+}
+
+impl CoreConfig {
+    /// A small configuration convenient for tests and simulations.
+    pub fn for_tests() -> Self {
+        Self {
+            heartbeat_ticks: 1,
+            follower_timeout_ticks: 10,
+            candidate_timeout_ticks: 10,
+            lease_ticks: 10,
+            pre_vote: true,
+            check_quorum: true,
+            max_append_entries: 64,
+            max_inflight: 4,
+        }
+    }
+}
+
+/// A message between two cores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Sender.
+    pub from: ServerId,
+    /// Recipient.
+    pub to: ServerId,
+    /// For responses: the driver's token of the request being answered
+    /// (copied from the request). 0 for requests the core originates.
+    pub rpc_id: u64,
+    /// The payload.
+    pub body: Body,
+}
+
+/// The payload of a [`Message`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Body {
+    AppendEntries(AppendEntriesRequest),
+    AppendEntriesResponse(AppendEntriesResponse),
+    RequestVote(RequestVoteRequest),
+    RequestVoteResponse(RequestVoteResponse),
+    RequestPreVote(RequestPreVoteRequest),
+    RequestPreVoteResponse(RequestPreVoteResponse),
+    TimeoutNow(TimeoutNowRequest),
+    TimeoutNowResponse(TimeoutNowResponse),
+}
+
+impl Body {
+    /// The term the message carries.
+    pub fn term(&self) -> u64 {
+        match self {
+            Body::AppendEntries(m) => m.term,
+            Body::AppendEntriesResponse(m) => m.term,
+            Body::RequestVote(m) => m.term,
+            Body::RequestVoteResponse(m) => m.term,
+            Body::RequestPreVote(m) => m.term,
+            Body::RequestPreVoteResponse(m) => m.term,
+            Body::TimeoutNow(m) => m.term,
+            Body::TimeoutNowResponse(m) => m.term,
+        }
+    }
+}
+
+/// Why a proposal or read was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not the leader; the known leader, if any.
+    NotLeader(Option<ServerId>),
+    /// A leadership transfer is in progress.
+    TransferInProgress,
+    /// Leadership was lost before the operation completed.
+    LeadershipLost,
+    /// A configuration change is still uncommitted.
+    ConfigurationChangeInProgress,
+    /// The request named a server that is not in the configuration, or
+    /// otherwise does not fit the current state.
+    Invalid(String),
+}
+
+/// A read confirmed by a quorum: safe to serve once `applied >= index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    /// The driver's token for the read.
+    pub id: u64,
+    /// The read index.
+    pub index: u64,
+}
+
+/// Work for the driver, produced by the core. See the module docs for the
+/// order of execution.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Messages to send now.
+    pub messages: Vec<Message>,
+    /// New term/vote to make durable before `persisted_messages` go out.
+    pub hard_state: Option<HardState>,
+    /// Delete every stored entry with index >= this, before appending.
+    pub truncate_from: Option<u64>,
+    /// Entries to append durably.
+    pub entries: Vec<Log>,
+    /// Messages to send once the above is durable.
+    pub persisted_messages: Vec<Message>,
+    /// Committed entries to apply, in order.
+    pub committed: Vec<Log>,
+    /// Reads confirmed by a quorum.
+    pub reads: Vec<ReadState>,
+    /// Reads that failed.
+    pub failed_reads: Vec<(u64, Refusal)>,
+    /// A leadership transfer gave up (target did not take over in time).
+    pub transfer_aborted: bool,
+}
+
+impl Ready {
+    /// Whether there is anything to do.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.hard_state.is_none()
+            && self.truncate_from.is_none()
+            && self.entries.is_empty()
+            && self.persisted_messages.is_empty()
+            && self.committed.is_empty()
+            && self.reads.is_empty()
+            && self.failed_reads.is_empty()
+            && !self.transfer_aborted
+    }
+
+    /// Whether the durable part (`hard_state`, `truncate_from`, `entries`,
+    /// `persisted_messages`) is non-empty.
+    pub fn needs_persist(&self) -> bool {
+        self.hard_state.is_some()
+            || self.truncate_from.is_some()
+            || !self.entries.is_empty()
+            || !self.persisted_messages.is_empty()
+    }
+}
+
+/// The durable state a core restarts from.
+#[derive(Clone, Debug, Default)]
+pub struct InitialState {
+    /// Term and vote.
+    pub hard_state: HardState,
+    /// Index and term of the last compacted entry (0, 0 if none).
+    pub snapshot_index: u64,
+    /// Term of that entry.
+    pub snapshot_term: u64,
+    /// Configuration as of the snapshot, and its index.
+    pub snapshot_configuration: Option<(u64, Configuration)>,
+    /// Log entries after the snapshot, contiguous.
+    pub entries: Vec<Log>,
+    /// Index up to which the state machine has already applied entries.
+    pub applied: u64,
+}
+
+pub(crate) enum Role {
+    Follower,
+    PreCandidate { granted: Vec<ServerId> },
+    Candidate { granted: Vec<ServerId> },
+    Leader(LeaderState),
+}
+
+/// State only a leader has.
+pub(crate) struct LeaderState {
+    pub(crate) peers: BTreeMap<ServerId, Progress>,
+    /// Index of the no-op that opened this term: reads wait for its commit.
+    pub(crate) term_start: u64,
+    pub(crate) heartbeat_elapsed: u64,
+    pub(crate) lease_elapsed: u64,
+    /// Last read round started.
+    pub(crate) round: u64,
+    pub(crate) reads: read::ReadQueue,
+    pub(crate) transfer: Option<transfer::Transfer>,
+}
+
+/// The Raft protocol state machine for one node.
+pub struct Core {
+    pub(crate) id: ServerId,
+    pub(crate) cfg: CoreConfig,
+    pub(crate) rng: Rng,
+    /// Invariant: term never decreases; vote set at most once per term.
+    pub(crate) hard: HardState,
+    pub(crate) log: RaftLog,
+    /// Invariant: never decreases; entries <= commit are on a quorum.
+    pub(crate) commit: u64,
+    /// Highest index handed to the driver for applying.
+    pub(crate) applied_sent: u64,
+    /// Highest index known durable locally for the current log.
+    pub(crate) persisted: u64,
+    pub(crate) membership: Membership,
+    pub(crate) role: Role,
+    pub(crate) leader: Option<ServerId>,
+    pub(crate) election_elapsed: u64,
+    pub(crate) election_timeout: u64,
+    pub(crate) ready: Ready,
+}
+
+impl Core {
+    /// Builds a core from durable state. Returns an error describing the
+    /// problem if the state is inconsistent (a gap in the log, an undecodable
+    /// configuration entry).
+    pub fn new(id: ServerId, cfg: CoreConfig, seed: u64, init: InitialState) -> Result<Self, String> {
+        let last_snapshot_index = init.snapshot_index;
+        let (cfg_index, cfg_conf) = init.snapshot_configuration.clone().unwrap_or_default();
+        let mut membership = Membership::new(cfg_index, cfg_conf);
+        for e in &init.entries {
+            if e.index > last_snapshot_index && e.log_type == LogType::Configuration {
+                let conf: Configuration = crate::codec::decode(&e.data)
+                    .map_err(|err| format!("configuration entry {} is undecodable: {err}", e.index))?;
+                membership.push(e.index, conf);
+            }
+        }
+        let log = RaftLog::new(init.snapshot_index, init.snapshot_term, init.entries)?;
+        let persisted = log.last_index();
+        let applied = init.applied.max(init.snapshot_index).min(log.last_index());
+        let mut core = Self {
+            id,
+            cfg,
+            rng: Rng::new(seed),
+            hard: init.hard_state,
+            log,
+            commit: init.snapshot_index.max(applied),
+            applied_sent: applied,
+            persisted,
+            membership,
+            role: Role::Follower,
+            leader: None,
+            election_elapsed: 0,
+            election_timeout: 0,
+            ready: Ready::default(),
+        };
+        core.reset_election_timer();
+        Ok(core)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &ServerId {
+        &self.id
+    }
+
+    /// Current term.
+    pub fn term(&self) -> u64 {
+        self.hard.term
+    }
+
+    /// Who this node voted for in the current term.
+    pub fn vote(&self) -> Option<&ServerId> {
+        self.hard.vote.as_ref()
+    }
+
+    /// The node's role.
+    pub fn state(&self) -> RaftState {
+        match self.role {
+            Role::Follower => RaftState::Follower,
+            Role::PreCandidate { .. } | Role::Candidate { .. } => RaftState::Candidate,
+            Role::Leader(_) => RaftState::Leader,
+        }
+    }
+
+    /// Whether this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// The leader this node knows of.
+    pub fn leader(&self) -> Option<&ServerId> {
+        self.leader.as_ref()
+    }
+
+    /// Commit index.
+    pub fn commit_index(&self) -> u64 {
+        self.commit
+    }
+
+    /// Last log index.
+    pub fn last_index(&self) -> u64 {
+        self.log.last_index()
+    }
+
+    /// Term of the last log entry.
+    pub fn last_term(&self) -> u64 {
+        self.log.last_term()
+    }
+
+    /// Highest index locally durable.
+    pub fn persisted_index(&self) -> u64 {
+        self.persisted
+    }
+
+    /// Highest index handed out for applying.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_sent
+    }
+
+    /// The entry at `index`, if held in memory.
+    pub fn entry(&self, index: u64) -> Option<&Log> {
+        self.log.entry(index)
+    }
+
+    /// Term of the entry at `index`, if known.
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        self.log.term(index)
+    }
+
+    /// Index of the last compacted entry.
+    pub fn snapshot_index(&self) -> u64 {
+        self.log.snapshot_index()
+    }
+
+    /// The latest configuration and its index.
+    pub fn configuration(&self) -> (&Configuration, u64) {
+        self.membership.latest()
+    }
+
+    /// The newest committed configuration and its index.
+    pub fn committed_configuration(&self) -> (&Configuration, u64) {
+        self.membership.committed(self.commit)
+    }
+
+    /// Per-follower (matched, next) indexes, when leader.
+    pub fn peer_progress(&self) -> Vec<(ServerId, u64, u64)> {
+        match &self.role {
+            Role::Leader(l) => l.peers.iter().map(|(id, p)| (id.clone(), p.matched, p.next)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether a leadership transfer is running.
+    pub fn transfer_in_progress(&self) -> bool {
+        matches!(&self.role, Role::Leader(l) if l.transfer.is_some())
+    }
+
+    /// Takes the accumulated work, adding newly applicable committed entries.
+    pub fn take_ready(&mut self) -> Ready {
+        self.flush_reads();
+        let applicable = self.commit.min(self.persisted);
+        if applicable > self.applied_sent {
+            let entries = self.log.slice(self.applied_sent + 1, applicable, usize::MAX);
+            if let Some(last) = entries.last() {
+                self.applied_sent = last.index;
+            }
+            self.ready.committed.extend(entries);
+        }
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Whether [`Core::take_ready`] would return work.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+            || self.commit.min(self.persisted) > self.applied_sent
+            || self.reads_unflushed()
+    }
+
+    /// Reports that the log up to `index` (whose entry has `term`) is
+    /// durable. Stale reports for entries since replaced are ignored.
+    pub fn persisted(&mut self, index: u64, term: u64) {
+        if index <= self.persisted || self.log.term(index) != Some(term) {
+            return;
+        }
+        self.persisted = index.min(self.log.last_index());
+        if self.is_leader() {
+            self.maybe_commit();
+        }
+    }
+
+    /// Appends entries as leader. Returns the index of the first one.
+    pub fn propose(&mut self, commands: impl IntoIterator<Item = (LogType, Bytes)>) -> Result<u64, Refusal> {
+        match &self.role {
+            Role::Leader(l) if l.transfer.is_some() => return Err(Refusal::TransferInProgress),
+            Role::Leader(_) => {}
+            _ => return Err(Refusal::NotLeader(self.leader.clone())),
+        }
+        let first = self.log.last_index() + 1;
+        let term = self.hard.term;
+        let mut index = first;
+        let mut entries = Vec::new();
+        for (log_type, data) in commands {
+            if log_type == LogType::Configuration {
+                return Err(Refusal::Invalid("use propose_configuration for configuration changes".into()));
+            }
+            entries.push(Log { index, term, log_type, data });
+            index += 1;
+        }
+        self.append_local(entries);
+        self.broadcast_append();
+        Ok(first)
+    }
+
+    /// Proposes a new configuration (one change at a time). Returns its index.
+    pub fn propose_configuration(&mut self, configuration: Configuration) -> Result<u64, Refusal> {
+        match &self.role {
+            Role::Leader(l) if l.transfer.is_some() => return Err(Refusal::TransferInProgress),
+            Role::Leader(_) => {}
+            _ => return Err(Refusal::NotLeader(self.leader.clone())),
+        }
+        let (_, latest_index) = self.membership.latest();
+        if latest_index > self.commit {
+            return Err(Refusal::ConfigurationChangeInProgress);
+        }
+        if let Role::Leader(l) = &self.role {
+            if self.commit < l.term_start {
+                return Err(Refusal::ConfigurationChangeInProgress);
+            }
+        }
+        configuration.validate().map_err(Refusal::Invalid)?;
+        let data = crate::codec::encode(&configuration).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let index = self.log.last_index() + 1;
+        self.append_local(vec![Log {
+            index,
+            term: self.hard.term,
+            log_type: LogType::Configuration,
+            data: data.into(),
+        }]);
+        self.broadcast_append();
+        Ok(index)
+    }
+
+    /// Writes the first configuration of a brand-new cluster: term 1, entry 1.
+    pub fn bootstrap(&mut self, configuration: Configuration) -> Result<(), Refusal> {
+        if self.hard.term != 0 || self.log.last_index() != 0 || self.log.snapshot_index() != 0 {
+            return Err(Refusal::Invalid("node already has state".into()));
+        }
+        configuration.validate().map_err(Refusal::Invalid)?;
+        let data = crate::codec::encode(&configuration).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        self.hard.term = 1;
+        self.ready.hard_state = Some(self.hard.clone());
+        self.append_local(vec![Log {
+            index: 1,
+            term: 1,
+            log_type: LogType::Configuration,
+            data: data.into(),
+        }]);
+        self.reset_election_timer();
+        Ok(())
+    }
+
+    /// Appends entries to the local log (and the durable-write queue),
+    /// applying configuration entries as they are appended.
+    pub(crate) fn append_local(&mut self, entries: Vec<Log>) {
+        for e in &entries {
+            if e.log_type == LogType::Configuration {
+                match crate::codec::decode::<Configuration>(&e.data) {
+                    Ok(conf) => {
+                        self.membership.push(e.index, conf);
+                    }
+                    Err(err) => {
+                        tracing::error!(index = e.index, error = %err, "ignoring undecodable configuration entry");
+                    }
+                }
+            }
+        }
+        self.ready.entries.extend(entries.iter().cloned());
+        self.log.append(entries);
+        self.on_configuration_changed();
+    }
+
+    /// Removes entries >= `index` from the log (conflict truncation).
+    pub(crate) fn truncate_local(&mut self, index: u64) {
+        self.log.truncate_from(index);
+        self.membership.truncate_from(index);
+        self.persisted = self.persisted.min(index.saturating_sub(1));
+        self.ready.entries.retain(|e| e.index < index);
+        self.ready.truncate_from = Some(self.ready.truncate_from.map_or(index, |t| t.min(index)));
+        self.on_configuration_changed();
+    }
+
+    /// Forgets log entries up to `index` after a snapshot covers them.
+    /// Only committed, applied entries can be compacted.
+    pub fn compact(&mut self, index: u64) -> Result<(), String> {
+        if index > self.applied_sent || index > self.commit {
+            return Err(format!("cannot compact to {index}: only {} is applied", self.applied_sent));
+        }
+        let term = self.log.term(index).ok_or_else(|| format!("entry {index} is not in the log"))?;
+        self.log.compact_to(index, term);
+        self.membership.compact(self.commit);
+        Ok(())
+    }
+
+    /// Number of voters needed for a quorum in the latest configuration.
+    pub(crate) fn quorum(&self) -> usize {
+        self.membership.latest().0.voters().count() / 2 + 1
+    }
+
+    /// Whether this node may vote and campaign.
+    pub(crate) fn is_voter(&self) -> bool {
+        self.membership.latest().0.is_voter(&self.id)
+    }
+
+    pub(crate) fn send(&mut self, to: ServerId, body: Body) {
+        self.ready.messages.push(Message { from: self.id.clone(), to, rpc_id: 0, body });
+    }
+
+    pub(crate) fn reply(&mut self, to: ServerId, rpc_id: u64, body: Body, after_persist: bool) {
+        let msg = Message { from: self.id.clone(), to, rpc_id, body };
+        if after_persist {
+            self.ready.persisted_messages.push(msg);
+        } else {
+            self.ready.messages.push(msg);
+        }
+    }
+
+    pub(crate) fn persist_hard_state(&mut self) {
+        self.ready.hard_state = Some(self.hard.clone());
+    }
 }

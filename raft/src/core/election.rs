@@ -1,0 +1,351 @@
+//! Elections: the logical clock, term handling for every inbound message,
+//! pre-vote (Raft thesis §9.6), RequestVote (§5.2, §5.4.1), and the role
+//! transitions follower → pre-candidate → candidate → leader.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::progress::Progress;
+use super::read::ReadQueue;
+use super::{Body, Core, LeaderState, Message, Refusal, Role};
+use crate::message::{
+    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
+};
+use crate::types::{Log, LogType, ServerId};
+
+impl Core {
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        if self.is_leader() {
+            self.tick_leader();
+            return;
+        }
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout {
+            self.election_elapsed = 0;
+            if self.is_voter() {
+                if self.cfg.pre_vote {
+                    self.start_pre_vote();
+                } else {
+                    self.start_election(false);
+                }
+            } else {
+                self.reset_election_timer();
+            }
+        }
+    }
+
+    /// Handles a message from a peer.
+    pub fn step(&mut self, msg: Message) {
+        let term = msg.body.term();
+        match &msg.body {
+            // A pre-vote request carries the term the candidate *would* use;
+            // it never changes our term.
+            Body::RequestPreVote(_) => {}
+            Body::RequestPreVoteResponse(r) if r.granted => {}
+            Body::RequestVote(req) if term > self.hard.term => {
+                if self.cfg.check_quorum && self.leader_is_live() && !req.leadership_transfer {
+                    // Leader stickiness (§4.2.3): ignore a disruptive candidate
+                    // while we still hear from a leader.
+                    tracing::debug!(from = %msg.from, term, "ignoring vote request: leader is live");
+                    let body = Body::RequestVoteResponse(RequestVoteResponse {
+                        term: self.hard.term,
+                        granted: false,
+                    });
+                    self.reply(msg.from, msg.rpc_id, body, false);
+                    return;
+                }
+                self.become_follower(term, None);
+            }
+            _ if term > self.hard.term => {
+                let leader = matches!(msg.body, Body::AppendEntries(_) | Body::TimeoutNow(_))
+                    .then(|| msg.from.clone());
+                self.become_follower(term, leader);
+            }
+            _ => {}
+        }
+        if term < self.hard.term {
+            self.reject_stale(msg);
+            return;
+        }
+        let Message { from, rpc_id, body, .. } = msg;
+        match body {
+            Body::AppendEntries(req) => self.handle_append_entries(from, rpc_id, req),
+            Body::AppendEntriesResponse(resp) => self.handle_append_response(from, resp),
+            Body::RequestVote(req) => self.handle_request_vote(from, rpc_id, req),
+            Body::RequestVoteResponse(resp) => self.handle_vote_response(from, resp),
+            Body::RequestPreVote(req) => self.handle_pre_vote(from, rpc_id, req),
+            Body::RequestPreVoteResponse(resp) => self.handle_pre_vote_response(from, resp),
+            Body::TimeoutNow(req) => self.handle_timeout_now(from, rpc_id, req),
+            Body::TimeoutNowResponse(_) => {}
+        }
+    }
+
+    /// Answers a request from an older term so its sender learns the new one.
+    fn reject_stale(&mut self, msg: Message) {
+        let term = self.hard.term;
+        let body = match msg.body {
+            Body::AppendEntries(req) => Body::AppendEntriesResponse(crate::message::AppendEntriesResponse {
+                term,
+                success: false,
+                last_log_index: self.log.last_index(),
+                conflict_term: 0,
+                conflict_index: 0,
+                round: req.round,
+            }),
+            Body::RequestVote(_) => Body::RequestVoteResponse(RequestVoteResponse { term, granted: false }),
+            Body::RequestPreVote(_) => {
+                Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false })
+            }
+            Body::TimeoutNow(_) => Body::TimeoutNowResponse(crate::message::TimeoutNowResponse { term }),
+            // Stale responses are simply dropped.
+            _ => return,
+        };
+        self.reply(msg.from, msg.rpc_id, body, false);
+    }
+
+    /// Whether we heard from a leader within the minimum election timeout.
+    pub(crate) fn leader_is_live(&self) -> bool {
+        match self.role {
+            Role::Leader(_) => true,
+            _ => self.leader.is_some() && self.election_elapsed < self.cfg.follower_timeout_ticks,
+        }
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let base = match self.role {
+            Role::Candidate { .. } => self.cfg.candidate_timeout_ticks,
+            _ => self.cfg.follower_timeout_ticks,
+        };
+        self.election_timeout = self.rng.range(base, 2 * base);
+    }
+
+    /// Moves to follower in `term` (which must be >= the current term).
+    pub(crate) fn become_follower(&mut self, term: u64, leader: Option<ServerId>) {
+        let was_leader = self.is_leader();
+        if term > self.hard.term {
+            self.hard.term = term;
+            self.hard.vote = None;
+            self.persist_hard_state();
+        }
+        if was_leader {
+            self.fail_pending_reads(Refusal::LeadershipLost);
+            tracing::info!(id = %self.id, term, "stepping down from leader");
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.reset_election_timer();
+    }
+
+    fn last_log(&self) -> (u64, u64) {
+        (self.log.last_index(), self.log.last_term())
+    }
+
+    fn voter_peers(&self) -> Vec<ServerId> {
+        self.membership.latest().0.voters().filter(|id| **id != self.id).cloned().collect()
+    }
+
+    fn start_pre_vote(&mut self) {
+        let (last_log_index, last_log_term) = self.last_log();
+        self.role = Role::PreCandidate { granted: vec![self.id.clone()] };
+        self.leader = None;
+        self.reset_election_timer();
+        tracing::debug!(id = %self.id, term = self.hard.term + 1, "starting pre-vote");
+        for peer in self.voter_peers() {
+            let req = RequestPreVoteRequest {
+                term: self.hard.term + 1,
+                candidate_id: self.id.clone(),
+                last_log_index,
+                last_log_term,
+            };
+            self.send(peer, Body::RequestPreVote(req));
+        }
+        self.check_pre_vote_quorum();
+    }
+
+    pub(crate) fn start_election(&mut self, leadership_transfer: bool) {
+        self.hard.term += 1;
+        self.hard.vote = Some(self.id.clone());
+        self.persist_hard_state();
+        self.role = Role::Candidate { granted: vec![self.id.clone()] };
+        self.leader = None;
+        self.reset_election_timer();
+        tracing::info!(id = %self.id, term = self.hard.term, "starting election");
+        let (last_log_index, last_log_term) = self.last_log();
+        for peer in self.voter_peers() {
+            let req = RequestVoteRequest {
+                term: self.hard.term,
+                candidate_id: self.id.clone(),
+                last_log_index,
+                last_log_term,
+                leadership_transfer,
+            };
+            // Our own vote must be durable before we ask for others'.
+            let msg = Message { from: self.id.clone(), to: peer, rpc_id: 0, body: Body::RequestVote(req) };
+            self.ready.persisted_messages.push(msg);
+        }
+        self.check_vote_quorum();
+    }
+
+    fn handle_pre_vote(&mut self, from: ServerId, rpc_id: u64, req: RequestPreVoteRequest) {
+        let granted = req.term > self.hard.term
+            && self.log.is_up_to_date(req.last_log_index, req.last_log_term)
+            && !self.leader_is_live();
+        tracing::debug!(id = %self.id, candidate = %from, granted, "pre-vote request");
+        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term: self.hard.term, granted });
+        self.reply(from, rpc_id, body, false);
+    }
+
+    fn handle_pre_vote_response(&mut self, from: ServerId, resp: RequestPreVoteResponse) {
+        if !resp.granted {
+            if resp.term > self.hard.term {
+                self.become_follower(resp.term, None);
+            }
+            return;
+        }
+        if let Role::PreCandidate { granted } = &mut self.role {
+            if !granted.contains(&from) && self.membership.latest().0.is_voter(&from) {
+                granted.push(from);
+            }
+            self.check_pre_vote_quorum();
+        }
+    }
+
+    fn check_pre_vote_quorum(&mut self) {
+        if let Role::PreCandidate { granted } = &self.role {
+            if granted.len() >= self.quorum() {
+                self.start_election(false);
+            }
+        }
+    }
+
+    fn handle_request_vote(&mut self, from: ServerId, rpc_id: u64, req: RequestVoteRequest) {
+        let can_vote = match &self.hard.vote {
+            None => !self.is_leader(),
+            Some(v) => *v == req.candidate_id,
+        };
+        let granted = can_vote && self.log.is_up_to_date(req.last_log_index, req.last_log_term);
+        tracing::debug!(id = %self.id, candidate = %from, term = req.term, granted, "vote request");
+        if granted {
+            if self.hard.vote.is_none() {
+                self.hard.vote = Some(req.candidate_id.clone());
+                self.persist_hard_state();
+            }
+            self.reset_election_timer();
+        }
+        let body = Body::RequestVoteResponse(RequestVoteResponse { term: self.hard.term, granted });
+        // A granted vote promises durable state: send only once persisted.
+        self.reply(from, rpc_id, body, granted);
+    }
+
+    fn handle_vote_response(&mut self, from: ServerId, resp: RequestVoteResponse) {
+        if resp.term != self.hard.term || !resp.granted {
+            return;
+        }
+        if let Role::Candidate { granted } = &mut self.role {
+            if !granted.contains(&from) && self.membership.latest().0.is_voter(&from) {
+                granted.push(from);
+            }
+            self.check_vote_quorum();
+        }
+    }
+
+    fn check_vote_quorum(&mut self) {
+        if let Role::Candidate { granted } = &self.role {
+            if granted.len() >= self.quorum() {
+                self.become_leader();
+            }
+        }
+    }
+
+    fn become_leader(&mut self) {
+        tracing::info!(id = %self.id, term = self.hard.term, "became leader");
+        let next = self.log.last_index() + 1;
+        let peers: BTreeMap<ServerId, Progress> = self
+            .membership
+            .latest()
+            .0
+            .servers
+            .iter()
+            .filter(|s| s.id != self.id)
+            .map(|s| (s.id.clone(), Progress::new(next)))
+            .collect();
+        self.role = Role::Leader(LeaderState {
+            peers,
+            term_start: next,
+            heartbeat_elapsed: 0,
+            lease_elapsed: 0,
+            round: 0,
+            reads: ReadQueue::default(),
+            transfer: None,
+        });
+        self.leader = Some(self.id.clone());
+        // A no-op opens the term so earlier entries can commit (Figure 8).
+        let noop = Log { index: next, term: self.hard.term, log_type: LogType::Noop, data: Bytes::new() };
+        self.append_local(vec![noop]);
+        self.broadcast_append();
+    }
+
+    fn tick_leader(&mut self) {
+        let quorum = self.quorum();
+        let check_quorum = self.cfg.check_quorum;
+        let lease_ticks = self.cfg.lease_ticks;
+        let heartbeat_ticks = self.cfg.heartbeat_ticks;
+        let stall_limit = 3 * self.cfg.heartbeat_ticks;
+        let self_voter = self.is_voter();
+        let Role::Leader(leader) = &mut self.role else { return };
+        leader.heartbeat_elapsed += 1;
+        leader.lease_elapsed += 1;
+        for p in leader.peers.values_mut() {
+            p.ticks_since_contact += 1;
+            if !p.inflight.is_empty() || p.probe_sent {
+                p.stalled_ticks += 1;
+                if p.stalled_ticks >= stall_limit {
+                    // Requests were lost: fall back to probing.
+                    p.probe_from(p.matched + 1);
+                }
+            }
+        }
+        let mut step_down = false;
+        if leader.lease_elapsed >= lease_ticks {
+            leader.lease_elapsed = 0;
+            let voters: Vec<ServerId> = self.membership.latest().0.voters().cloned().collect();
+            let active = voters
+                .iter()
+                .filter(|id| {
+                    if **id == self.id {
+                        return self_voter;
+                    }
+                    leader.peers.get(*id).is_some_and(|p| p.recent_active)
+                })
+                .count();
+            for p in leader.peers.values_mut() {
+                p.recent_active = false;
+            }
+            if check_quorum && active < quorum {
+                step_down = true;
+            }
+        }
+        if step_down {
+            tracing::warn!(id = %self.id, term = self.hard.term, "lost contact with a quorum; stepping down");
+            let term = self.hard.term;
+            self.become_follower(term, None);
+            return;
+        }
+        let heartbeat_due = leader.heartbeat_elapsed >= heartbeat_ticks;
+        if heartbeat_due {
+            leader.heartbeat_elapsed = 0;
+            for p in leader.peers.values_mut() {
+                // Resume a paused probe once per heartbeat interval.
+                p.probe_sent = false;
+            }
+        }
+        self.tick_transfer();
+        if heartbeat_due && self.is_leader() {
+            self.broadcast_heartbeat();
+            self.broadcast_append();
+        }
+    }
+}

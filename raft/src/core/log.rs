@@ -1,0 +1,210 @@
+//! [`RaftLog`]: the core's in-memory view of the replicated log.
+//!
+//! The core keeps the entries after the last compaction point in memory (they
+//! are `Bytes`, so clones are reference counts), which lets it build
+//! AppendEntries without touching storage. Entries up to `snapshot_index`
+//! have been compacted; only their last index and term are remembered.
+
+use std::collections::VecDeque;
+
+use crate::types::Log;
+
+/// The in-memory log.
+///
+/// Invariant: `entries[i].index == snapshot_index + 1 + i`, and terms never
+/// decrease along the log.
+#[derive(Debug, Default)]
+pub(crate) struct RaftLog {
+    snapshot_index: u64,
+    snapshot_term: u64,
+    entries: VecDeque<Log>,
+}
+
+impl RaftLog {
+    /// A log whose compacted prefix ends at `snapshot_index` (of
+    /// `snapshot_term`), followed by `entries`. Entries that do not follow on
+    /// contiguously are rejected with a description of the gap.
+    pub(crate) fn new(snapshot_index: u64, snapshot_term: u64, entries: Vec<Log>) -> Result<Self, String> {
+        let mut log = Self { snapshot_index, snapshot_term, entries: VecDeque::with_capacity(entries.len()) };
+        for e in entries {
+            if e.index <= snapshot_index {
+                continue;
+            }
+            if e.index != log.last_index() + 1 {
+                return Err(format!(
+                    "log has a gap: expected index {}, found {}",
+                    log.last_index() + 1,
+                    e.index
+                ));
+            }
+            if e.term < log.last_term() {
+                return Err(format!("log term decreases at index {}", e.index));
+            }
+            log.entries.push_back(e);
+        }
+        Ok(log)
+    }
+
+    pub(crate) fn snapshot_index(&self) -> u64 {
+        self.snapshot_index
+    }
+
+    pub(crate) fn last_index(&self) -> u64 {
+        self.snapshot_index + self.entries.len() as u64
+    }
+
+    pub(crate) fn last_term(&self) -> u64 {
+        self.entries.back().map_or(self.snapshot_term, |e| e.term)
+    }
+
+    /// The term of the entry at `index`, if known (index 0 has term 0).
+    pub(crate) fn term(&self, index: u64) -> Option<u64> {
+        if index == self.snapshot_index {
+            return Some(self.snapshot_term);
+        }
+        self.entry(index).map(|e| e.term)
+    }
+
+    pub(crate) fn entry(&self, index: u64) -> Option<&Log> {
+        if index <= self.snapshot_index {
+            return None;
+        }
+        self.entries.get((index - self.snapshot_index - 1) as usize)
+    }
+
+    /// Clones of the entries in `lo..=hi` (clamped to what is present),
+    /// at most `max` of them.
+    pub(crate) fn slice(&self, lo: u64, hi: u64, max: usize) -> Vec<Log> {
+        let lo = lo.max(self.snapshot_index + 1);
+        let hi = hi.min(self.last_index());
+        if lo > hi {
+            return Vec::new();
+        }
+        let start = (lo - self.snapshot_index - 1) as usize;
+        let count = ((hi - lo + 1) as usize).min(max);
+        self.entries.range(start..start + count).cloned().collect()
+    }
+
+    /// Appends entries that continue the log.
+    pub(crate) fn append(&mut self, entries: impl IntoIterator<Item = Log>) {
+        for e in entries {
+            debug_assert_eq!(e.index, self.last_index() + 1, "append must be contiguous");
+            self.entries.push_back(e);
+        }
+    }
+
+    /// Removes every entry with index >= `index`.
+    pub(crate) fn truncate_from(&mut self, index: u64) {
+        if index <= self.snapshot_index {
+            self.entries.clear();
+            return;
+        }
+        let keep = (index - self.snapshot_index - 1) as usize;
+        self.entries.truncate(keep);
+    }
+
+    /// Forgets entries up to and including `index`, remembering its term.
+    /// If `index` is past the end, the log becomes empty after it.
+    pub(crate) fn compact_to(&mut self, index: u64, term: u64) {
+        if index <= self.snapshot_index {
+            return;
+        }
+        if index >= self.last_index() {
+            self.entries.clear();
+        } else {
+            let drop = (index - self.snapshot_index) as usize;
+            self.entries.drain(..drop);
+        }
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+    }
+
+    /// The last index holding `term`, if any entry has it.
+    pub(crate) fn last_index_of_term(&self, term: u64) -> Option<u64> {
+        if term == 0 {
+            return None;
+        }
+        for e in self.entries.iter().rev() {
+            if e.term == term {
+                return Some(e.index);
+            }
+            if e.term < term {
+                return None;
+            }
+        }
+        (self.snapshot_term == term).then_some(self.snapshot_index)
+    }
+
+    /// The first index of the run of `term` that contains `index`.
+    pub(crate) fn first_index_of_term_at(&self, index: u64) -> u64 {
+        let Some(term) = self.term(index) else { return index };
+        let mut i = index;
+        while i > self.snapshot_index + 1 {
+            match self.term(i - 1) {
+                Some(t) if t == term => i -= 1,
+                _ => break,
+            }
+        }
+        i
+    }
+
+    /// Whether a log ending at (`last_index`, `last_term`) is at least as
+    /// up to date as this one (Raft §5.4.1).
+    pub(crate) fn is_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
+        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::LogType;
+
+    fn log(terms: &[u64]) -> RaftLog {
+        let entries =
+            terms.iter().enumerate().map(|(i, &t)| Log::new(i as u64 + 1, t, LogType::Command, "")).collect();
+        RaftLog::new(0, 0, entries).expect("valid log")
+    }
+
+    #[test]
+    fn indexes_and_terms() {
+        let l = log(&[1, 1, 2, 3, 3]);
+        assert_eq!(l.last_index(), 5);
+        assert_eq!(l.last_term(), 3);
+        assert_eq!(l.term(0), Some(0));
+        assert_eq!(l.term(3), Some(2));
+        assert_eq!(l.term(6), None);
+        assert_eq!(l.last_index_of_term(1), Some(2));
+        assert_eq!(l.last_index_of_term(4), None);
+        assert_eq!(l.first_index_of_term_at(5), 4);
+        assert_eq!(l.first_index_of_term_at(2), 1);
+    }
+
+    #[test]
+    fn truncate_and_compact() {
+        let mut l = log(&[1, 1, 2, 3, 3]);
+        l.truncate_from(4);
+        assert_eq!(l.last_index(), 3);
+        l.compact_to(2, 1);
+        assert_eq!(l.term(2), Some(1));
+        assert!(l.entry(2).is_none());
+        assert_eq!(l.slice(1, 10, 10).len(), 1);
+        l.compact_to(10, 4);
+        assert_eq!((l.last_index(), l.last_term()), (10, 4));
+    }
+
+    #[test]
+    fn rejects_gaps() {
+        let entries = vec![Log::new(1, 1, LogType::Command, ""), Log::new(3, 1, LogType::Command, "")];
+        assert!(RaftLog::new(0, 0, entries).is_err());
+    }
+
+    #[test]
+    fn up_to_date_check() {
+        let l = log(&[1, 2]);
+        assert!(l.is_up_to_date(2, 2));
+        assert!(l.is_up_to_date(1, 3));
+        assert!(!l.is_up_to_date(5, 1));
+        assert!(!l.is_up_to_date(1, 2));
+    }
+}

@@ -1,0 +1,59 @@
+//! [`Membership`]: which configuration is in force. A configuration takes
+//! effect as soon as its entry is appended (Raft thesis §4.1), so the core
+//! remembers every configuration entry that is not yet committed, to fall
+//! back to an older one when a conflicting suffix is truncated.
+
+use crate::types::Configuration;
+
+/// Configurations known to the core.
+///
+/// Invariant: `history` is ascending by index and never empty; the last
+/// element is the latest configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct Membership {
+    history: Vec<(u64, Configuration)>,
+}
+
+impl Membership {
+    /// Starts from a configuration at `index` (0 and an empty configuration
+    /// for a brand-new node).
+    pub(crate) fn new(index: u64, configuration: Configuration) -> Self {
+        Self { history: vec![(index, configuration)] }
+    }
+
+    /// The configuration in force and its index.
+    pub(crate) fn latest(&self) -> (&Configuration, u64) {
+        let (i, c) = self.history.last().expect("history is never empty");
+        (c, *i)
+    }
+
+    /// The newest configuration with index <= `commit`, and its index.
+    pub(crate) fn committed(&self, commit: u64) -> (&Configuration, u64) {
+        self.history
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= commit)
+            .or_else(|| self.history.first())
+            .map(|(i, c)| (c, *i))
+            .expect("history is never empty")
+    }
+
+    /// Records a configuration appended at `index`.
+    pub(crate) fn push(&mut self, index: u64, configuration: Configuration) {
+        self.history.push((index, configuration));
+    }
+
+    /// Drops configurations from entries with index >= `index` (truncated).
+    pub(crate) fn truncate_from(&mut self, index: u64) {
+        while self.history.len() > 1 && self.history.last().is_some_and(|(i, _)| *i >= index) {
+            self.history.pop();
+        }
+    }
+
+    /// Forgets history older than the newest configuration at or below
+    /// `commit`, which can never be truncated away.
+    pub(crate) fn compact(&mut self, commit: u64) {
+        let keep_from = self.history.iter().rposition(|(i, _)| *i <= commit).unwrap_or(0);
+        self.history.drain(..keep_from);
+    }
+}

@@ -1,0 +1,136 @@
+//! [`Progress`]: what a leader knows about one follower's log, and the
+//! flow-control state (probe or pipelined replicate) for sending to it.
+
+use std::collections::VecDeque;
+
+/// How the leader is currently sending to a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendMode {
+    /// Looking for the point where the logs match: one request at a time.
+    Probe,
+    /// Logs match up to `matched`: several requests in flight (pipelining).
+    Replicate,
+}
+
+/// Replication state of one follower, kept by the leader.
+///
+/// Invariants: `matched < next`; every index in `inflight` is `>= next - 1`
+/// minus what was acknowledged, i.e. ascending and `> matched`.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    /// Highest index known to be durable on the follower and to match ours.
+    pub(crate) matched: u64,
+    /// Next index to send.
+    pub(crate) next: u64,
+    pub(crate) mode: SendMode,
+    /// In probe mode: a probe is outstanding, so don't send another.
+    pub(crate) probe_sent: bool,
+    /// In replicate mode: last index of each request in flight, ascending.
+    pub(crate) inflight: VecDeque<u64>,
+    /// Heard from since the last check-quorum round.
+    pub(crate) recent_active: bool,
+    /// Highest read round the follower has echoed this term.
+    pub(crate) acked_round: u64,
+    /// Ticks since the follower last made progress while requests were in flight.
+    pub(crate) stalled_ticks: u64,
+    /// Ticks since the leader last heard from this follower at all.
+    pub(crate) ticks_since_contact: u64,
+}
+
+impl Progress {
+    pub(crate) fn new(next: u64) -> Self {
+        Self {
+            matched: 0,
+            next: next.max(1),
+            mode: SendMode::Probe,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            recent_active: false,
+            acked_round: 0,
+            stalled_ticks: 0,
+            ticks_since_contact: 0,
+        }
+    }
+
+    /// Whether another request may be sent now.
+    pub(crate) fn can_send(&self, max_inflight: usize) -> bool {
+        match self.mode {
+            SendMode::Probe => !self.probe_sent,
+            SendMode::Replicate => self.inflight.len() < max_inflight,
+        }
+    }
+
+    /// Records that a request ending at `last` was sent.
+    pub(crate) fn sent(&mut self, last: u64) {
+        match self.mode {
+            SendMode::Probe => self.probe_sent = true,
+            SendMode::Replicate => {
+                self.inflight.push_back(last);
+                self.next = last + 1;
+            }
+        }
+    }
+
+    /// A success covering up to `index`. Returns true if `matched` advanced.
+    pub(crate) fn acknowledge(&mut self, index: u64) -> bool {
+        self.probe_sent = false;
+        if index <= self.matched {
+            return false;
+        }
+        self.matched = index;
+        self.stalled_ticks = 0;
+        while self.inflight.front().is_some_and(|&i| i <= index) {
+            self.inflight.pop_front();
+        }
+        if self.mode == SendMode::Probe {
+            self.mode = SendMode::Replicate;
+            self.inflight.clear();
+            self.next = index + 1;
+        } else {
+            self.next = self.next.max(index + 1);
+        }
+        true
+    }
+
+    /// Falls back to probing from `next`.
+    pub(crate) fn probe_from(&mut self, next: u64) {
+        self.mode = SendMode::Probe;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.stalled_ticks = 0;
+        self.next = next.max(self.matched + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_then_replicate_pipelines() {
+        let mut p = Progress::new(5);
+        assert!(p.can_send(2));
+        p.sent(5);
+        assert!(!p.can_send(2), "one probe at a time");
+        assert!(p.acknowledge(5));
+        assert_eq!(p.mode, SendMode::Replicate);
+        assert_eq!(p.next, 6);
+        p.sent(7);
+        p.sent(9);
+        assert!(!p.can_send(2), "window full");
+        assert!(p.acknowledge(7));
+        assert!(p.can_send(2));
+        assert!(!p.acknowledge(6), "stale ack ignored");
+        assert_eq!(p.next, 10);
+    }
+
+    #[test]
+    fn probe_from_never_goes_below_match() {
+        let mut p = Progress::new(1);
+        p.sent(3);
+        p.acknowledge(3);
+        p.probe_from(1);
+        assert_eq!(p.next, 4);
+        assert_eq!(p.mode, SendMode::Probe);
+    }
+}

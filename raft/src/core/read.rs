@@ -1,0 +1,117 @@
+//! Linearizable reads without writing to the log (ReadIndex, Raft thesis
+//! §6.4), with the rules that Jepsen-found stale-read bugs taught:
+//!
+//! - a read is served only after the leader has committed an entry of its
+//!   own term (until then its commit index may be stale);
+//! - leadership is confirmed by a quorum round that *starts after* the read
+//!   arrived: each batch of reads gets a fresh round number, and only
+//!   responses echoing that round (or a later one) count;
+//! - a confirmed read index is only safe once `applied >= index` (the driver
+//!   waits for that);
+//! - reads are refused during a leadership transfer;
+//! - a retried read is a new read with a new round: confirmations are never
+//!   reused.
+
+use std::collections::VecDeque;
+
+use super::{Core, ReadState, Refusal, Role};
+
+/// A read waiting for confirmation.
+#[derive(Debug, Clone, Copy)]
+struct PendingRead {
+    id: u64,
+    /// Assigned when the read's round starts (the commit index then).
+    index: u64,
+    /// 0 until a round is started for it.
+    round: u64,
+}
+
+/// The leader's queue of reads, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct ReadQueue {
+    pending: VecDeque<PendingRead>,
+}
+
+impl Core {
+    /// Requests a linearizable read point. The answer arrives later in
+    /// [`Ready::reads`](super::Ready::reads) (or `failed_reads`) under `id`.
+    pub fn read_index(&mut self, id: u64) -> Result<(), Refusal> {
+        let Role::Leader(leader) = &mut self.role else {
+            return Err(Refusal::NotLeader(self.leader.clone()));
+        };
+        if leader.transfer.is_some() {
+            return Err(Refusal::TransferInProgress);
+        }
+        leader.reads.pending.push_back(PendingRead { id, index: 0, round: 0 });
+        Ok(())
+    }
+
+    /// Whether reads are waiting for a round to start.
+    pub(crate) fn reads_unflushed(&self) -> bool {
+        match &self.role {
+            Role::Leader(l) => {
+                self.commit >= l.term_start && l.reads.pending.back().is_some_and(|r| r.round == 0)
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts one quorum round for every read that has none yet, once the
+    /// leader has committed an entry of its term.
+    pub(crate) fn flush_reads(&mut self) {
+        if !self.reads_unflushed() {
+            return;
+        }
+        let commit = self.commit;
+        let Role::Leader(leader) = &mut self.role else { return };
+        leader.round += 1;
+        let round = leader.round;
+        for r in leader.reads.pending.iter_mut().filter(|r| r.round == 0) {
+            r.round = round;
+            r.index = commit;
+        }
+        if leader.peers.is_empty() || self.quorum() <= 1 {
+            self.advance_reads();
+        } else {
+            self.broadcast_heartbeat();
+            self.advance_reads();
+        }
+    }
+
+    /// Releases reads whose round a quorum has acknowledged.
+    pub(crate) fn advance_reads(&mut self) {
+        let quorum = self.quorum();
+        let self_voter = self.is_voter();
+        let voters: Vec<_> = self.membership.latest().0.voters().cloned().collect();
+        let Role::Leader(leader) = &mut self.role else { return };
+        while let Some(front) = leader.reads.pending.front().copied() {
+            if front.round == 0 {
+                break;
+            }
+            let acks = voters
+                .iter()
+                .filter(|id| {
+                    if **id == self.id {
+                        self_voter
+                    } else {
+                        leader.peers.get(*id).is_some_and(|p| p.acked_round >= front.round)
+                    }
+                })
+                .count();
+            if acks < quorum {
+                break;
+            }
+            leader.reads.pending.pop_front();
+            self.ready.reads.push(ReadState { id: front.id, index: front.index });
+        }
+    }
+
+    /// Fails every pending read (on losing leadership or starting a transfer).
+    pub(crate) fn fail_pending_reads(&mut self, why: Refusal) {
+        if let Role::Leader(leader) = &mut self.role {
+            for r in leader.reads.pending.drain(..) {
+                self.ready.failed_reads.push((r.id, why.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Log replication (Raft Figure 2, §5.3): the leader's sending side with
+//! probing and pipelining, the follower's consistency check, conflict
+//! truncation and fast back-off hint, and commitment by counting replicas of
+//! current-term entries only (§5.4.2, Figure 8).
+
+use super::progress::{Progress, SendMode};
+use super::{Body, Core, Role};
+use crate::message::{AppendEntriesRequest, AppendEntriesResponse};
+use crate::types::ServerId;
+
+impl Core {
+    /// Sends whatever each follower can take now.
+    pub(crate) fn broadcast_append(&mut self) {
+        let Role::Leader(leader) = &self.role else { return };
+        let peers: Vec<ServerId> = leader.peers.keys().cloned().collect();
+        for peer in peers {
+            self.send_append(&peer);
+        }
+    }
+
+    /// Sends AppendEntries to one follower while its window allows.
+    pub(crate) fn send_append(&mut self, peer: &ServerId) {
+        loop {
+            let last = self.log.last_index();
+            let Role::Leader(leader) = &mut self.role else { return };
+            let Some(p) = leader.peers.get_mut(peer) else { return };
+            if !p.can_send(self.cfg.max_inflight) {
+                return;
+            }
+            // In replicate mode only send when there is something new.
+            if p.mode == SendMode::Replicate && p.next > last {
+                return;
+            }
+            let prev_log_index = p.next - 1;
+            let Some(prev_log_term) = self.log.term(prev_log_index) else {
+                // The entries this follower needs were compacted away; it
+                // must be brought up to date with a snapshot.
+                tracing::warn!(peer = %peer, next = p.next, "follower needs entries that were compacted");
+                p.probe_sent = true;
+                return;
+            };
+            let entries = self.log.slice(p.next, last, self.cfg.max_append_entries);
+            let sent_last = prev_log_index + entries.len() as u64;
+            p.sent(sent_last);
+            let round = leader.round;
+            let req = AppendEntriesRequest {
+                term: self.hard.term,
+                leader_id: self.id.clone(),
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit: self.commit,
+                round,
+            };
+            let mode = p.mode;
+            self.send(peer.clone(), Body::AppendEntries(req));
+            if mode == SendMode::Probe {
+                return;
+            }
+        }
+    }
+
+    /// An empty AppendEntries to every follower, carrying the current read
+    /// round; commits only up to what each follower is known to match.
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let Role::Leader(leader) = &self.role else { return };
+        let round = leader.round;
+        let targets: Vec<(ServerId, u64)> = leader
+            .peers
+            .iter()
+            .map(|(id, p)| (id.clone(), p.matched.max(self.log.snapshot_index())))
+            .collect();
+        for (peer, matched) in targets {
+            let prev_log_term = self.log.term(matched).unwrap_or(0);
+            let req = AppendEntriesRequest {
+                term: self.hard.term,
+                leader_id: self.id.clone(),
+                prev_log_index: matched,
+                prev_log_term,
+                entries: Vec::new(),
+                leader_commit: self.commit.min(matched),
+                round,
+            };
+            self.send(peer, Body::AppendEntries(req));
+        }
+    }
+
+    pub(crate) fn handle_append_entries(&mut self, from: ServerId, rpc_id: u64, req: AppendEntriesRequest) {
+        if self.is_leader() {
+            tracing::error!(id = %self.id, from = %from, term = req.term, "two leaders in one term; ignoring");
+            return;
+        }
+        if !matches!(self.role, Role::Follower) || self.leader.as_ref() != Some(&from) {
+            self.role = Role::Follower;
+            self.leader = Some(from.clone());
+        }
+        self.election_elapsed = 0;
+        let term = self.hard.term;
+        let round = req.round;
+        let reject = |core: &Core, conflict_term: u64, conflict_index: u64| {
+            Body::AppendEntriesResponse(AppendEntriesResponse {
+                term,
+                success: false,
+                last_log_index: core.log.last_index(),
+                conflict_term,
+                conflict_index,
+                round,
+            })
+        };
+
+        // Entries at or below our compaction point are committed and
+        // therefore identical to the leader's: skip them.
+        let mut prev_index = req.prev_log_index;
+        let mut entries = req.entries;
+        let snapshot_index = self.log.snapshot_index();
+        if prev_index < snapshot_index {
+            let skip = ((snapshot_index - prev_index) as usize).min(entries.len());
+            entries.drain(..skip);
+            prev_index = snapshot_index;
+            if entries.first().is_some_and(|e| e.index != prev_index + 1) {
+                let body = reject(self, 0, self.log.last_index() + 1);
+                self.reply(from, rpc_id, body, false);
+                return;
+            }
+        } else {
+            match self.log.term(prev_index) {
+                Some(t) if t == req.prev_log_term => {}
+                Some(t) => {
+                    let body = reject(self, t, self.log.first_index_of_term_at(prev_index));
+                    self.reply(from, rpc_id, body, false);
+                    return;
+                }
+                None => {
+                    let body = reject(self, 0, self.log.last_index() + 1);
+                    self.reply(from, rpc_id, body, false);
+                    return;
+                }
+            }
+        }
+        if entries.iter().enumerate().any(|(i, e)| e.index != prev_index + 1 + i as u64) {
+            tracing::warn!(from = %from, "AppendEntries with non-contiguous entries; ignoring");
+            return;
+        }
+
+        // Find the first entry we do not already have (§5.3 step 3-4).
+        let new_last = prev_index + entries.len() as u64;
+        let mut first_new = entries.len();
+        for (i, e) in entries.iter().enumerate() {
+            match self.log.term(e.index) {
+                Some(t) if t == e.term => continue,
+                Some(_) => {
+                    if e.index <= self.commit {
+                        tracing::error!(index = e.index, "leader conflicts with a committed entry; ignoring");
+                        return;
+                    }
+                    self.truncate_local(e.index);
+                    first_new = i;
+                    break;
+                }
+                None => {
+                    first_new = i;
+                    break;
+                }
+            }
+        }
+        if first_new < entries.len() {
+            entries.drain(..first_new);
+            self.append_local(entries);
+        }
+        let commit = req.leader_commit.min(new_last);
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        let body = Body::AppendEntriesResponse(AppendEntriesResponse {
+            term,
+            success: true,
+            last_log_index: new_last,
+            conflict_term: 0,
+            conflict_index: 0,
+            round,
+        });
+        // The acknowledgement promises the entries are durable here.
+        let must_wait = new_last > self.persisted;
+        self.reply(from, rpc_id, body, must_wait);
+    }
+
+    pub(crate) fn handle_append_response(&mut self, from: ServerId, resp: AppendEntriesResponse) {
+        let last = self.log.last_index();
+        let Role::Leader(leader) = &mut self.role else { return };
+        let Some(p) = leader.peers.get_mut(&from) else { return };
+        p.recent_active = true;
+        p.ticks_since_contact = 0;
+        p.acked_round = p.acked_round.max(resp.round);
+        if resp.success {
+            if p.acknowledge(resp.last_log_index.min(last)) {
+                self.maybe_commit();
+            }
+        } else {
+            let next = self.next_after_rejection(&resp);
+            if let Role::Leader(leader) = &mut self.role {
+                if let Some(p) = leader.peers.get_mut(&from) {
+                    // probe_from never moves below what the follower matched,
+                    // so a stale rejection costs a resend, not safety.
+                    p.probe_from(next);
+                }
+            }
+        }
+        self.advance_reads();
+        self.on_peer_progress(&from);
+        self.send_append(&from);
+    }
+
+    /// Where to probe next after a rejection, using the follower's hint to
+    /// skip a whole conflicting term at once.
+    fn next_after_rejection(&self, resp: &AppendEntriesResponse) -> u64 {
+        let hint = if resp.conflict_term != 0 {
+            match self.log.last_index_of_term(resp.conflict_term) {
+                Some(i) => i + 1,
+                None => resp.conflict_index,
+            }
+        } else if resp.conflict_index != 0 {
+            resp.conflict_index
+        } else {
+            resp.last_log_index + 1
+        };
+        hint.clamp(1, self.log.last_index() + 1)
+    }
+
+    /// Advances the commit index to the highest index durable on a quorum of
+    /// voters, but only if that entry is from the current term (Figure 8).
+    pub(crate) fn maybe_commit(&mut self) {
+        let Role::Leader(leader) = &self.role else { return };
+        let config = self.membership.latest().0;
+        let mut matched: Vec<u64> =
+            config
+                .voters()
+                .map(|id| {
+                    if *id == self.id {
+                        self.persisted
+                    } else {
+                        leader.peers.get(id).map_or(0, |p| p.matched)
+                    }
+                })
+                .collect();
+        if matched.is_empty() {
+            return;
+        }
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_index = matched[matched.len() / 2];
+        if quorum_index > self.commit && self.log.term(quorum_index) == Some(self.hard.term) {
+            self.commit = quorum_index;
+            self.on_commit_advanced();
+        }
+    }
+
+    /// Called whenever the commit index moves on the leader.
+    fn on_commit_advanced(&mut self) {
+        self.advance_reads();
+        let (latest, _) = self.membership.latest();
+        let (committed, committed_index) = self.membership.committed(self.commit);
+        let removed = !latest.servers.iter().any(|s| s.id == self.id);
+        if removed && committed == latest && committed_index <= self.commit {
+            // We committed our own removal: hand over by stepping down.
+            tracing::info!(id = %self.id, "removed from the configuration; stepping down");
+            let term = self.hard.term;
+            // Let followers learn the commit index first.
+            self.broadcast_heartbeat();
+            self.become_follower(term, None);
+        }
+    }
+
+    /// Keeps the leader's follower set in line with the latest configuration.
+    pub(crate) fn on_configuration_changed(&mut self) {
+        let next = self.log.last_index() + 1;
+        let config = self.membership.latest().0.clone();
+        let Role::Leader(leader) = &mut self.role else { return };
+        leader.peers.retain(|id, _| config.servers.iter().any(|s| &s.id == id));
+        for s in &config.servers {
+            if s.id != self.id && !leader.peers.contains_key(&s.id) {
+                let mut p = Progress::new(next);
+                p.recent_active = true;
+                leader.peers.insert(s.id.clone(), p);
+            }
+        }
+    }
+}
