@@ -24,13 +24,10 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
 
 /// Decodes a value, rejecting trailing bytes and oversized lengths.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| StorageError::Codec(e.to_string()))?;
+    let (value, read) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| StorageError::Codec(e.to_string()))?;
     if read != bytes.len() {
-        return Err(StorageError::Codec(format!(
-            "{} trailing bytes after value",
-            bytes.len() - read
-        )));
+        return Err(StorageError::Codec(format!("{} trailing bytes after value", bytes.len() - read)));
     }
     Ok(value)
 }

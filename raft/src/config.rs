@@ -114,7 +114,10 @@ impl Config {
             return bad("commit_timeout must be at least 1ms".into());
         }
         if self.leader_lease_timeout < min {
-            return bad(format!("leader_lease_timeout {:?} is below the minimum 5ms", self.leader_lease_timeout));
+            return bad(format!(
+                "leader_lease_timeout {:?} is below the minimum 5ms",
+                self.leader_lease_timeout
+            ));
         }
         if self.leader_lease_timeout > self.heartbeat_timeout {
             return bad(format!(
@@ -178,10 +181,7 @@ mod tests {
             (Config { max_append_entries: 0, ..Config::new("a") }, "max_append_entries"),
             (Config { max_append_entries: 5000, ..Config::new("a") }, "max_append_entries"),
             (Config { heartbeat_timeout: Duration::from_millis(1), ..Config::new("a") }, "heartbeat_timeout"),
-            (
-                Config { election_timeout: Duration::from_millis(10), ..Config::new("a") },
-                "election_timeout",
-            ),
+            (Config { election_timeout: Duration::from_millis(10), ..Config::new("a") }, "election_timeout"),
             (
                 Config { leader_lease_timeout: Duration::from_secs(5), ..Config::new("a") },
                 "leader_lease_timeout",
@@ -190,7 +190,9 @@ mod tests {
         ];
         for (config, needle) in cases {
             match config.validate() {
-                Err(Error::InvalidConfig(msg)) => assert!(msg.contains(needle), "{msg} should mention {needle}"),
+                Err(Error::InvalidConfig(msg)) => {
+                    assert!(msg.contains(needle), "{msg} should mention {needle}")
+                }
                 other => panic!("expected InvalidConfig mentioning {needle}, got {other:?}"),
             }
         }

@@ -14,6 +14,8 @@
 //! - [`storage`]: the [`LogStore`] and [`StableStore`] traits.
 //! - [`snapshot`]: the [`SnapshotStore`] trait and snapshot byte streams.
 //! - [`transport`]: the [`Transport`] trait and the in-memory network.
+//! - [`metrics`]: [`Metrics`] published by every node.
+//! - `raft` (private): the [`Raft`] handle.
 //! - [`codec`]: the one serializer used for anything written to disk.
 //! - `core` (private): the pure, deterministic protocol state machine.
 //! - `runtime` (private): the tokio tasks that drive the core.
@@ -22,11 +24,16 @@
 
 pub mod codec;
 pub mod config;
-#[allow(dead_code)]
+// The core's full API is exercised by the simulation harness (feature
+// `testing`); some of it is only used there.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 mod core;
 pub mod error;
 pub mod fsm;
 pub mod message;
+pub mod metrics;
+mod raft;
+mod runtime;
 pub mod snapshot;
 pub mod storage;
 #[cfg(feature = "testing")]
@@ -39,6 +46,10 @@ pub use bytes::Bytes;
 pub use config::Config;
 pub use error::{BoxError, Error, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
+pub use metrics::{Metrics, PeerMetrics};
+pub use raft::Raft;
+pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster};
+pub use runtime::Applied;
 pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotStore, SnapshotWriter};
 pub use storage::{LogStore, StableStore};
 pub use transport::Transport;

@@ -129,7 +129,11 @@ impl SnapshotReader {
 }
 
 impl AsyncRead for SnapshotReader {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         self.inner.as_mut().poll_read(cx, buf)
     }
 }

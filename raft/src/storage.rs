@@ -71,7 +71,10 @@ pub trait StableStore: Send + Sync + 'static {
             None => Ok(None),
             Some(bytes) => {
                 let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                    StorageError::Codec(format!("value of key {:?} is not 8 bytes", String::from_utf8_lossy(key)))
+                    StorageError::Codec(format!(
+                        "value of key {:?} is not 8 bytes",
+                        String::from_utf8_lossy(key)
+                    ))
                 })?;
                 Ok(Some(u64::from_be_bytes(arr)))
             }

@@ -1,1 +1,226 @@
-//! Helpers shared by the workspace-level integration tests.
+//! Helpers shared by the workspace-level integration tests: a recording
+//! test FSM and a cluster of real [`Raft`] nodes on an [`InmemNetwork`] with
+//! in-memory stores that survive a node's restart.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft::transport::inmem::InmemNetwork;
+use raft::{
+    async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log, Raft, RaftState, Server, ServerId,
+    SnapshotReader, SnapshotWriter,
+};
+use raft_store_mem::{InmemSnapshotStore, InmemStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a [`RecordingFsm`] has applied, in order: (index, command).
+pub type AppliedLog = Arc<Mutex<Vec<(u64, Bytes)>>>;
+
+/// A state machine that records every command it applies and answers with
+/// the number of commands applied so far.
+#[derive(Clone, Default)]
+pub struct RecordingFsm {
+    /// Shared record of applied commands.
+    pub applied: AppliedLog,
+}
+
+struct RecordingSnapshot(Vec<(u64, Bytes)>);
+
+#[async_trait]
+impl FsmSnapshot for RecordingSnapshot {
+    async fn persist(self: Box<Self>, sink: &mut SnapshotWriter) -> Result<(), BoxError> {
+        for (index, data) in &self.0 {
+            sink.write_u64(*index).await?;
+            sink.write_u32(data.len() as u32).await?;
+            sink.write_all(data).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Fsm for RecordingFsm {
+    type Response = u64;
+
+    async fn apply(&mut self, log: &Log) -> u64 {
+        let mut applied = self.applied.lock().expect("lock");
+        applied.push((log.index, log.data.clone()));
+        applied.len() as u64
+    }
+
+    async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
+        Ok(Box::new(RecordingSnapshot(self.applied.lock().expect("lock").clone())))
+    }
+
+    async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
+        let mut entries = Vec::new();
+        loop {
+            let index = match snapshot.read_u64().await {
+                Ok(i) => i,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e.into()),
+            };
+            let len = snapshot.read_u32().await? as usize;
+            let mut data = vec![0; len];
+            snapshot.read_exact(&mut data).await?;
+            entries.push((index, Bytes::from(data)));
+        }
+        *self.applied.lock().expect("lock") = entries;
+        Ok(())
+    }
+}
+
+/// A config with short timeouts, suitable for tests under a paused clock.
+pub fn test_config(id: &str) -> Config {
+    Config {
+        local_id: ServerId::from(id),
+        heartbeat_timeout: Duration::from_millis(50),
+        election_timeout: Duration::from_millis(50),
+        leader_lease_timeout: Duration::from_millis(50),
+        commit_timeout: Duration::from_millis(5),
+        ..Config::default()
+    }
+}
+
+/// One node of a [`TestCluster`], with the stores it restarts from.
+pub struct TestNode {
+    /// The running node, if started.
+    pub raft: Option<Raft<RecordingFsm>>,
+    /// Log and stable store (survives restarts).
+    pub store: InmemStore,
+    /// Snapshot store (survives restarts).
+    pub snaps: InmemSnapshotStore,
+    /// What the current incarnation's FSM applied.
+    pub applied: AppliedLog,
+}
+
+/// A cluster of real nodes on an in-memory network.
+pub struct TestCluster {
+    /// The network, for fault injection.
+    pub net: InmemNetwork,
+    /// Nodes by id ("n1", "n2", ...); the address equals the id.
+    pub nodes: BTreeMap<String, TestNode>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes and bootstraps them with all `n` as voters.
+    pub async fn new(n: usize) -> Self {
+        let net = InmemNetwork::new();
+        let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        let configuration =
+            Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
+        let mut cluster = Self { net, nodes: BTreeMap::new() };
+        for id in &ids {
+            let node = TestNode {
+                raft: None,
+                store: InmemStore::new(),
+                snaps: InmemSnapshotStore::new(),
+                applied: AppliedLog::default(),
+            };
+            cluster.nodes.insert(id.clone(), node);
+            cluster.start(id).await;
+            cluster.raft(id).bootstrap_cluster(configuration.clone()).await.expect("bootstrap");
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) node `id` from its stores with a fresh FSM.
+    pub async fn start(&mut self, id: &str) {
+        let transport = self.net.transport(id);
+        let node = self.nodes.get_mut(id).expect("known node");
+        let fsm = RecordingFsm::default();
+        node.applied = fsm.applied.clone();
+        let raft = Raft::new(
+            test_config(id),
+            fsm,
+            node.store.clone(),
+            node.store.clone(),
+            node.snaps.clone(),
+            transport,
+        )
+        .await
+        .expect("start node");
+        node.raft = Some(raft);
+    }
+
+    /// Stops node `id` (its stores are kept).
+    pub async fn stop(&mut self, id: &str) {
+        let node = self.nodes.get_mut(id).expect("known node");
+        if let Some(raft) = node.raft.take() {
+            raft.shutdown().await.expect("shutdown");
+        }
+        self.net.disconnect(&id.into());
+    }
+
+    /// The running node `id`.
+    pub fn raft(&self, id: &str) -> &Raft<RecordingFsm> {
+        self.nodes[id].raft.as_ref().expect("node is running")
+    }
+
+    /// Ids of running nodes.
+    pub fn running(&self) -> Vec<String> {
+        self.nodes.iter().filter(|(_, n)| n.raft.is_some()).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Running nodes that currently consider themselves leader.
+    pub fn leaders(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.raft.as_ref().is_some_and(|r| r.state() == RaftState::Leader))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Waits (bounded, in virtual time) until exactly one running node among
+    /// `among` leads and all of them agree on it; returns its id.
+    pub async fn wait_for_leader_among(&self, among: &[String], timeout: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let leaders: Vec<String> = self.leaders().into_iter().filter(|l| among.contains(l)).collect();
+            if leaders.len() == 1 {
+                let leader = &leaders[0];
+                let agreed = among.iter().all(|id| {
+                    self.nodes[id]
+                        .raft
+                        .as_ref()
+                        .and_then(|r| r.leader())
+                        .is_some_and(|(_, l)| l.as_str() == leader)
+                });
+                if agreed {
+                    return leader.clone();
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no agreed leader within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits for a leader that every running node agrees on.
+    pub async fn wait_for_leader(&self) -> String {
+        let running = self.running();
+        self.wait_for_leader_among(&running, Duration::from_secs(10)).await
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: &str, index: u64, timeout: Duration) {
+        tokio::time::timeout(timeout, self.raft(id).wait_applied(index))
+            .await
+            .unwrap_or_else(|_| panic!("{id} did not apply {index} within {timeout:?}"))
+            .expect("wait_applied");
+    }
+
+    /// The commands node `id` applied, in order.
+    pub fn applied(&self, id: &str) -> Vec<(u64, Bytes)> {
+        self.nodes[id].applied.lock().expect("lock").clone()
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(&mut self) {
+        let ids: Vec<String> = self.nodes.keys().cloned().collect();
+        for id in ids {
+            self.stop(&id).await;
+        }
+    }
+}

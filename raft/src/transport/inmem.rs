@@ -1,1 +1,376 @@
-//! In-memory transport for tests and simulations.
+//! In-memory transport for tests and simulations: an [`InmemNetwork`] that
+//! every node's [`InmemTransport`] registers with, and fault injection on the
+//! network (isolate a node, partition into groups, cut one direction of a
+//! link, drop a fraction of messages, add delay). Users test their own FSM
+//! with it too.
+//!
+//! ```
+//! use raft::transport::inmem::InmemNetwork;
+//! let net = InmemNetwork::new();
+//! let a = net.transport("a");
+//! let b = net.transport("b");
+//! net.isolate(&"a".into());
+//! net.heal();
+//! # drop((a, b));
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AppendPipeline, InboundRequest, InboundRpc, Transport};
+use crate::error::TransportError;
+use crate::message::*;
+use crate::snapshot::SnapshotReader;
+use crate::types::{ServerAddress, ServerId};
+
+/// Capacity of each node's inbound queue.
+const INBOUND_CAPACITY: usize = 4096;
+
+struct NetInner {
+    nodes: HashMap<ServerAddress, mpsc::Sender<InboundRpc>>,
+    /// Directed links that drop everything: (from, to).
+    cut: HashSet<(ServerAddress, ServerAddress)>,
+    drop_rate: f64,
+    delay: (Duration, Duration),
+    rng_state: u64,
+    rpc_timeout: Duration,
+}
+
+impl NetInner {
+    fn next_f64(&mut self) -> f64 {
+        // SplitMix64, so a seeded network replays.
+        self.rng_state = self.rng_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Decides the fate of one message on `from -> to`: `None` if dropped,
+    /// else the delay to apply.
+    fn route(&mut self, from: &ServerAddress, to: &ServerAddress) -> Option<Duration> {
+        if self.cut.contains(&(from.clone(), to.clone())) {
+            return None;
+        }
+        if self.drop_rate > 0.0 && self.next_f64() < self.drop_rate {
+            return None;
+        }
+        let (lo, hi) = self.delay;
+        if hi <= lo {
+            return Some(lo);
+        }
+        let span = (hi - lo).as_nanos() as f64;
+        Some(lo + Duration::from_nanos((self.next_f64() * span) as u64))
+    }
+}
+
+/// A simulated network connecting [`InmemTransport`]s. Cheap to clone; all
+/// clones are the same network.
+#[derive(Clone)]
+pub struct InmemNetwork {
+    inner: Arc<Mutex<NetInner>>,
+}
+
+impl Default for InmemNetwork {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for InmemNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("InmemNetwork").field("nodes", &inner.nodes.len()).finish()
+    }
+}
+
+impl InmemNetwork {
+    /// A fault-free network.
+    pub fn new() -> Self {
+        Self::with_seed(0x5EED)
+    }
+
+    /// A network whose random faults (drops, delays) follow `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(NetInner {
+                nodes: HashMap::new(),
+                cut: HashSet::new(),
+                drop_rate: 0.0,
+                delay: (Duration::ZERO, Duration::ZERO),
+                rng_state: seed,
+                rpc_timeout: Duration::from_secs(5),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, NetInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates (or re-creates, after a node restarts) the transport for
+    /// `addr`. A previous transport at the same address stops receiving.
+    pub fn transport(&self, addr: impl Into<ServerAddress>) -> InmemTransport {
+        let addr = addr.into();
+        let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
+        self.lock().nodes.insert(addr.clone(), tx);
+        InmemTransport { net: self.clone(), addr, consumer: Mutex::new(Some(rx)) }
+    }
+
+    /// Removes a node from the network: calls to it fail as unreachable.
+    pub fn disconnect(&self, addr: &ServerAddress) {
+        self.lock().nodes.remove(addr);
+    }
+
+    /// Cuts every link to and from `addr`.
+    pub fn isolate(&self, addr: &ServerAddress) {
+        let mut inner = self.lock();
+        let others: Vec<ServerAddress> = inner.nodes.keys().filter(|a| *a != addr).cloned().collect();
+        for other in others {
+            inner.cut.insert((addr.clone(), other.clone()));
+            inner.cut.insert((other, addr.clone()));
+        }
+    }
+
+    /// Splits the network: nodes in different groups cannot talk. Nodes in
+    /// no group are cut off from everyone.
+    pub fn partition(&self, groups: &[Vec<ServerAddress>]) {
+        let mut inner = self.lock();
+        let all: Vec<ServerAddress> = inner.nodes.keys().cloned().collect();
+        let group_of = |a: &ServerAddress| groups.iter().position(|g| g.contains(a));
+        for a in &all {
+            for b in &all {
+                if a != b && (group_of(a).is_none() || group_of(a) != group_of(b)) {
+                    inner.cut.insert((a.clone(), b.clone()));
+                }
+            }
+        }
+    }
+
+    /// Cuts one direction of a link: messages from `from` to `to` are lost.
+    pub fn cut(&self, from: &ServerAddress, to: &ServerAddress) {
+        self.lock().cut.insert((from.clone(), to.clone()));
+    }
+
+    /// Restores every link (drop rate and delay are left as they are).
+    pub fn heal(&self) {
+        self.lock().cut.clear();
+    }
+
+    /// Drops each message (request or response) with probability `rate`.
+    pub fn set_drop_rate(&self, rate: f64) {
+        self.lock().drop_rate = rate.clamp(0.0, 1.0);
+    }
+
+    /// Delays each message by a random duration in `min..=max`.
+    pub fn set_delay(&self, min: Duration, max: Duration) {
+        self.lock().delay = (min, max.max(min));
+    }
+
+    /// How long a call waits for its answer before failing. Default 5s.
+    pub fn set_rpc_timeout(&self, timeout: Duration) {
+        self.lock().rpc_timeout = timeout;
+    }
+
+    /// Delivers one request from `from` to `to` and returns the receiver of
+    /// its answer, or an error if the request was lost.
+    async fn deliver(
+        &self,
+        from: &ServerAddress,
+        to: &ServerAddress,
+        request: InboundRequest,
+    ) -> Result<oneshot::Receiver<Result<RpcResponse, TransportError>>, TransportError> {
+        let (route, target) = {
+            let mut inner = self.lock();
+            (inner.route(from, to), inner.nodes.get(to).cloned())
+        };
+        let delay = route.ok_or_else(|| TransportError::Unreachable(to.clone(), "link down".into()))?;
+        let target = target.ok_or_else(|| TransportError::Unreachable(to.clone(), "no such node".into()))?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let (rpc, rx) = InboundRpc::new(request);
+        target.send(rpc).await.map_err(|_| TransportError::Unreachable(to.clone(), "node stopped".into()))?;
+        Ok(rx)
+    }
+
+    /// Waits for an answer and routes it back from `to` to `from`.
+    async fn answer(
+        &self,
+        from: &ServerAddress,
+        to: &ServerAddress,
+        rx: oneshot::Receiver<Result<RpcResponse, TransportError>>,
+    ) -> Result<RpcResponse, TransportError> {
+        let timeout = self.lock().rpc_timeout;
+        let response = match tokio::time::timeout(timeout, rx).await {
+            Err(_) => return Err(TransportError::Timeout(to.clone())),
+            Ok(Err(_)) => return Err(TransportError::Unreachable(to.clone(), "request dropped".into())),
+            Ok(Ok(r)) => r?,
+        };
+        let route = self.lock().route(to, from);
+        let delay = route.ok_or_else(|| TransportError::Unreachable(to.clone(), "response lost".into()))?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(response)
+    }
+
+    async fn call(
+        &self,
+        from: &ServerAddress,
+        to: &ServerAddress,
+        request: InboundRequest,
+    ) -> Result<RpcResponse, TransportError> {
+        let rx = self.deliver(from, to, request).await?;
+        self.answer(from, to, rx).await
+    }
+}
+
+/// One node's endpoint on an [`InmemNetwork`].
+pub struct InmemTransport {
+    net: InmemNetwork,
+    addr: ServerAddress,
+    consumer: Mutex<Option<mpsc::Receiver<InboundRpc>>>,
+}
+
+impl std::fmt::Debug for InmemTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InmemTransport").field("addr", &self.addr).finish()
+    }
+}
+
+fn unexpected(what: &str) -> TransportError {
+    TransportError::Other(format!("unexpected response type to {what}"))
+}
+
+impl InmemTransport {
+    /// The network this transport is attached to.
+    pub fn network(&self) -> &InmemNetwork {
+        &self.net
+    }
+
+    async fn rpc(&self, addr: &ServerAddress, req: RpcRequest) -> Result<RpcResponse, TransportError> {
+        self.net.call(&self.addr, addr, InboundRequest::Rpc(req)).await
+    }
+}
+
+#[async_trait]
+impl Transport for InmemTransport {
+    fn local_addr(&self) -> ServerAddress {
+        self.addr.clone()
+    }
+
+    fn take_consumer(&self) -> Result<mpsc::Receiver<InboundRpc>, TransportError> {
+        self.consumer.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or(TransportError::Closed)
+    }
+
+    async fn append_entries(
+        &self,
+        _target: &ServerId,
+        addr: &ServerAddress,
+        req: AppendEntriesRequest,
+    ) -> Result<AppendEntriesResponse, TransportError> {
+        match self.rpc(addr, RpcRequest::AppendEntries(req)).await? {
+            RpcResponse::AppendEntries(r) => Ok(r),
+            _ => Err(unexpected("AppendEntries")),
+        }
+    }
+
+    async fn append_entries_pipeline(
+        &self,
+        _target: &ServerId,
+        addr: &ServerAddress,
+    ) -> Result<AppendPipeline, TransportError> {
+        let (req_tx, mut req_rx) = mpsc::channel::<AppendEntriesRequest>(128);
+        let (resp_tx, resp_rx) = mpsc::channel(128);
+        let (pending_tx, mut pending_rx) = mpsc::channel(128);
+        let net = self.net.clone();
+        let from = self.addr.clone();
+        let to = addr.clone();
+        // Requests are delivered strictly in order without waiting for
+        // answers; a second task collects the answers in the same order.
+        tokio::spawn({
+            let net = net.clone();
+            let (from, to) = (from.clone(), to.clone());
+            async move {
+                while let Some(req) = req_rx.recv().await {
+                    let delivered =
+                        net.deliver(&from, &to, InboundRequest::Rpc(RpcRequest::AppendEntries(req))).await;
+                    if pending_tx.send(delivered).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(delivered) = pending_rx.recv().await {
+                let result = match delivered {
+                    Err(e) => Err(e),
+                    Ok(rx) => match net.answer(&from, &to, rx).await {
+                        Ok(RpcResponse::AppendEntries(r)) => Ok(r),
+                        Ok(_) => Err(unexpected("AppendEntries")),
+                        Err(e) => Err(e),
+                    },
+                };
+                if resp_tx.send(result).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(AppendPipeline { requests: req_tx, responses: resp_rx })
+    }
+
+    async fn request_vote(
+        &self,
+        _target: &ServerId,
+        addr: &ServerAddress,
+        req: RequestVoteRequest,
+    ) -> Result<RequestVoteResponse, TransportError> {
+        match self.rpc(addr, RpcRequest::RequestVote(req)).await? {
+            RpcResponse::RequestVote(r) => Ok(r),
+            _ => Err(unexpected("RequestVote")),
+        }
+    }
+
+    async fn request_pre_vote(
+        &self,
+        _target: &ServerId,
+        addr: &ServerAddress,
+        req: RequestPreVoteRequest,
+    ) -> Result<RequestPreVoteResponse, TransportError> {
+        match self.rpc(addr, RpcRequest::RequestPreVote(req)).await? {
+            RpcResponse::RequestPreVote(r) => Ok(r),
+            _ => Err(unexpected("RequestPreVote")),
+        }
+    }
+
+    async fn timeout_now(
+        &self,
+        _target: &ServerId,
+        addr: &ServerAddress,
+        req: TimeoutNowRequest,
+    ) -> Result<TimeoutNowResponse, TransportError> {
+        match self.rpc(addr, RpcRequest::TimeoutNow(req)).await? {
+            RpcResponse::TimeoutNow(r) => Ok(r),
+            _ => Err(unexpected("TimeoutNow")),
+        }
+    }
+
+    async fn install_snapshot(
+        &self,
+        _target: &ServerId,
+        addr: &ServerAddress,
+        req: InstallSnapshotRequest,
+        data: SnapshotReader,
+    ) -> Result<InstallSnapshotResponse, TransportError> {
+        match self.net.call(&self.addr, addr, InboundRequest::InstallSnapshot(req, data)).await? {
+            RpcResponse::InstallSnapshot(r) => Ok(r),
+            _ => Err(unexpected("InstallSnapshot")),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! [`Metrics`]: a snapshot of a node's state, published through a
+//! `tokio::sync::watch` channel by [`Raft::metrics`](crate::Raft::metrics).
+
+use std::collections::BTreeMap;
+
+use crate::types::{Configuration, RaftState, ServerAddress, ServerId};
+
+/// What the leader knows about one follower.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerMetrics {
+    /// Highest index known to be replicated on the follower.
+    pub match_index: u64,
+    /// Next index the leader will send.
+    pub next_index: u64,
+}
+
+/// A point-in-time view of a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    /// This node.
+    pub id: ServerId,
+    /// Its role.
+    pub state: RaftState,
+    /// Current term.
+    pub term: u64,
+    /// The leader this node knows of.
+    pub current_leader: Option<(ServerId, ServerAddress)>,
+    /// Last log index.
+    pub last_log_index: u64,
+    /// Term of the last log entry.
+    pub last_log_term: u64,
+    /// Commit index.
+    pub commit_index: u64,
+    /// Index of the last entry applied to the FSM.
+    pub applied_index: u64,
+    /// Index of the last compacted entry (covered by a snapshot).
+    pub snapshot_index: u64,
+    /// The latest configuration.
+    pub configuration: Configuration,
+    /// Index of the entry that carried it.
+    pub configuration_index: u64,
+    /// Per-follower replication progress (only on the leader).
+    pub peers: BTreeMap<ServerId, PeerMetrics>,
+}
+
+impl Metrics {
+    pub(crate) fn new(id: ServerId) -> Self {
+        Self {
+            id,
+            state: RaftState::Follower,
+            term: 0,
+            current_leader: None,
+            last_log_index: 0,
+            last_log_term: 0,
+            commit_index: 0,
+            applied_index: 0,
+            snapshot_index: 0,
+            configuration: Configuration::default(),
+            configuration_index: 0,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// The metrics as string pairs, HashiCorp `Stats()` style.
+    pub fn to_stats(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("id".into(), self.id.to_string());
+        m.insert("state".into(), self.state.to_string());
+        m.insert("term".into(), self.term.to_string());
+        m.insert("last_log_index".into(), self.last_log_index.to_string());
+        m.insert("last_log_term".into(), self.last_log_term.to_string());
+        m.insert("commit_index".into(), self.commit_index.to_string());
+        m.insert("applied_index".into(), self.applied_index.to_string());
+        m.insert("last_snapshot_index".into(), self.snapshot_index.to_string());
+        m.insert("latest_configuration_index".into(), self.configuration_index.to_string());
+        m.insert("num_peers".into(), self.configuration.servers.len().saturating_sub(1).to_string());
+        let leader =
+            self.current_leader.as_ref().map(|(id, addr)| format!("{id}@{addr}")).unwrap_or_default();
+        m.insert("leader".into(), leader);
+        m
+    }
+}

@@ -1,0 +1,377 @@
+//! [`Raft`]: the cheap-to-clone handle a service holds. Every method sends a
+//! request to the node's main task and awaits the answer.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::core::Core;
+use crate::error::{Error, Result, StorageError};
+use crate::fsm::Fsm;
+use crate::metrics::Metrics;
+use crate::runtime::node::NodeTask;
+use crate::runtime::{apply, node, startup, writer, Applied, MembershipChange, Request, Waiter};
+use crate::snapshot::SnapshotStore;
+use crate::storage::{LogStore, StableStore};
+use crate::transport::Transport;
+use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId};
+
+/// State shared between the handle and the runtime tasks.
+pub(crate) struct Shared {
+    state: Mutex<(RaftState, Option<(ServerId, ServerAddress)>)>,
+    pub(crate) leader_tx: watch::Sender<bool>,
+    pub(crate) metrics_tx: watch::Sender<Metrics>,
+    pub(crate) applied: Arc<AtomicU64>,
+    pub(crate) applied_tx: watch::Sender<u64>,
+    pub(crate) last_index: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn set_state(&self, state: RaftState, leader: Option<(ServerId, ServerAddress)>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (state, leader);
+    }
+
+    fn get_state(&self) -> (RaftState, Option<(ServerId, ServerAddress)>) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+struct Inner<R> {
+    tx: mpsc::Sender<Request<R>>,
+    shared: Arc<Shared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A Raft node. Create it with [`Raft::new`]; clone the handle freely.
+///
+/// ```no_run
+/// # use raft::*;
+/// # async fn demo<F: Fsm>(raft: Raft<F>) -> Result<()> {
+/// let applied = raft.apply(&b"set x 1"[..], std::time::Duration::from_secs(1)).await?;
+/// println!("committed at {}", applied.index);
+/// raft.linearizable_read().await?; // now read the local FSM
+/// # Ok(()) }
+/// ```
+pub struct Raft<F: Fsm> {
+    inner: Arc<Inner<F::Response>>,
+}
+
+impl<F: Fsm> Clone for Raft<F> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<F: Fsm> std::fmt::Debug for Raft<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (state, leader) = self.inner.shared.get_state();
+        f.debug_struct("Raft").field("state", &state).field("leader", &leader).finish()
+    }
+}
+
+/// A seed for the core's timeout randomization, derived from the node id so
+/// runs under a paused clock are reproducible.
+fn seed_for(id: &ServerId) -> u64 {
+    id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl<F: Fsm> Raft<F> {
+    /// Starts a node: restores the newest snapshot (unless
+    /// `no_snapshot_restore_on_start`), loads the log and hard state, and
+    /// spawns the runtime tasks. A node with no state waits to be
+    /// bootstrapped or added to a cluster.
+    pub async fn new(
+        config: Config,
+        mut fsm: F,
+        logs: impl LogStore,
+        stable: impl StableStore,
+        snaps: impl SnapshotStore,
+        transport: impl Transport,
+    ) -> Result<Self> {
+        config.validate()?;
+        let logs: Arc<dyn LogStore> = Arc::new(logs);
+        let stable: Arc<dyn StableStore> = Arc::new(stable);
+        let snaps: Arc<dyn SnapshotStore> = Arc::new(snaps);
+        let transport: Arc<dyn Transport> = Arc::new(transport);
+        let inbound = transport.take_consumer()?;
+        let init = startup::load_initial_state(&config, &mut fsm, &*logs, &*stable, &*snaps).await?;
+        let applied_start = init.applied;
+        let core = Core::new(config.local_id.clone(), config.core_config(), seed_for(&config.local_id), init)
+            .map_err(|reason| {
+                Error::Storage(StorageError::Corrupt { path: "log store".into(), offset: 0, reason })
+            })?;
+        tracing::info!(id = %config.local_id, term = core.term(), last_index = core.last_index(), "starting node");
+
+        let applied = Arc::new(AtomicU64::new(applied_start));
+        let (applied_tx, _) = watch::channel(applied_start);
+        let (leader_tx, _) = watch::channel(false);
+        let mut metrics = Metrics::new(config.local_id.clone());
+        metrics.applied_index = applied_start;
+        metrics.term = core.term();
+        metrics.last_log_index = core.last_index();
+        metrics.last_log_term = core.last_term();
+        metrics.commit_index = core.commit_index();
+        metrics.snapshot_index = core.snapshot_index();
+        let (configuration, configuration_index) = core.configuration();
+        metrics.configuration = configuration.clone();
+        metrics.configuration_index = configuration_index;
+        let (metrics_tx, _) = watch::channel(metrics);
+        let shared = Arc::new(Shared {
+            state: Mutex::new((RaftState::Follower, None)),
+            leader_tx,
+            metrics_tx,
+            applied: applied.clone(),
+            applied_tx: applied_tx.clone(),
+            last_index: AtomicU64::new(core.last_index()),
+        });
+
+        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let (writer_events_tx, writer_events) = mpsc::unbounded_channel();
+        let writer_task = tokio::spawn(writer::run(logs, stable, writer_rx, writer_events_tx));
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
+        let apply_task = {
+            let batch_apply = config.batch_apply;
+            tokio::spawn(async move {
+                apply::run(fsm, batch_apply, apply_rx, applied, applied_tx).await;
+            })
+        };
+        let (peer_events_tx, peer_events) = mpsc::unbounded_channel();
+        let (tx, requests) = mpsc::channel(config.max_queued_requests);
+        let task = NodeTask {
+            core,
+            config,
+            transport,
+            shared: shared.clone(),
+            requests,
+            inbound: Some(inbound),
+            writer_tx,
+            writer_events,
+            writer_task,
+            apply_tx,
+            apply_task,
+            peer_events_tx,
+            peer_events,
+        };
+        let _snapshots_kept_for_later_use = snaps;
+        let handle = tokio::spawn(node::run(task));
+        Ok(Self { inner: Arc::new(Inner { tx, shared, task: Mutex::new(Some(handle)) }) })
+    }
+
+    async fn enqueue(&self, req: Request<F::Response>, timeout: Duration) -> Result<()> {
+        if timeout.is_zero() {
+            return self.inner.tx.send(req).await.map_err(|_| Error::Shutdown);
+        }
+        match tokio::time::timeout(timeout, self.inner.tx.send(req)).await {
+            Err(_) => Err(Error::EnqueueTimeout),
+            Ok(Err(_)) => Err(Error::Shutdown),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request<F::Response>,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(make(tx), Duration::ZERO).await?;
+        rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    async fn await_with_timeout<T>(rx: oneshot::Receiver<Result<T>>, timeout: Duration) -> Result<T> {
+        if timeout.is_zero() {
+            return rx.await.map_err(|_| Error::Shutdown)?;
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(_)) => Err(Error::Shutdown),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Writes the first configuration on a node with no state (HashiCorp's
+    /// `BootstrapCluster`). Returns [`Error::CantBootstrap`] if it has state.
+    pub async fn bootstrap_cluster(&self, configuration: Configuration) -> Result<()> {
+        self.request(|tx| Request::Bootstrap { configuration, tx }).await
+    }
+
+    /// Replicates a command and returns what the FSM answered once it is
+    /// committed and applied on this (leader) node. `timeout` bounds the
+    /// whole call (zero: no limit). On [`Error::Timeout`] or
+    /// [`Error::LeadershipLost`] the command may still be applied later.
+    pub async fn apply(&self, cmd: impl Into<Bytes>, timeout: Duration) -> Result<Applied<F::Response>> {
+        let (tx, rx) = oneshot::channel();
+        let req = Request::Apply { log_type: LogType::Command, data: cmd.into(), waiter: Waiter::Apply(tx) };
+        let start = tokio::time::Instant::now();
+        self.enqueue(req, timeout).await?;
+        let left = if timeout.is_zero() {
+            timeout
+        } else {
+            timeout.saturating_sub(start.elapsed()).max(Duration::from_nanos(1))
+        };
+        Self::await_with_timeout(rx, left).await
+    }
+
+    /// Commits a barrier entry and waits until it and everything before it
+    /// is applied. Returns the barrier's index.
+    pub async fn barrier(&self, timeout: Duration) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        let req =
+            Request::Apply { log_type: LogType::Barrier, data: Bytes::new(), waiter: Waiter::Index(tx) };
+        let start = tokio::time::Instant::now();
+        self.enqueue(req, timeout).await?;
+        let left = if timeout.is_zero() {
+            timeout
+        } else {
+            timeout.saturating_sub(start.elapsed()).max(Duration::from_nanos(1))
+        };
+        Self::await_with_timeout(rx, left).await
+    }
+
+    /// Confirms with a quorum that this node is still the leader.
+    pub async fn verify_leader(&self) -> Result<()> {
+        self.read_index().await.map(|_| ())
+    }
+
+    /// Returns a linearizable read point without writing to the log
+    /// (ReadIndex, Raft thesis §6.4): once this node's applied index reaches
+    /// it, reading the local FSM is linearizable. See
+    /// [`Raft::linearizable_read`], which also waits for that.
+    pub async fn read_index(&self) -> Result<u64> {
+        self.request(|tx| Request::ReadIndex { tx }).await
+    }
+
+    /// Waits until reading this node's FSM is linearizable: confirms
+    /// leadership with a quorum and waits until the FSM has applied
+    /// everything committed before the call.
+    pub async fn linearizable_read(&self) -> Result<()> {
+        let index = self.read_index().await?;
+        self.wait_applied(index).await
+    }
+
+    /// Waits until the FSM has applied `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<()> {
+        let mut rx = self.inner.shared.applied_tx.subscribe();
+        loop {
+            if *rx.borrow_and_update() >= index {
+                return Ok(());
+            }
+            if self.state() == RaftState::Shutdown {
+                return Err(Error::Shutdown);
+            }
+            rx.changed().await.map_err(|_| Error::Shutdown)?;
+        }
+    }
+
+    /// Adds (or promotes) a voting member. `prev_index` guards against
+    /// concurrent changes: 0 means any, else it must be the latest
+    /// configuration's index. Returns the index of the new configuration.
+    pub async fn add_voter(
+        &self,
+        id: ServerId,
+        addr: ServerAddress,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> Result<u64> {
+        self.change(MembershipChange::AddVoter(id, addr), prev_index, timeout).await
+    }
+
+    /// Adds a non-voting member that receives the log but does not vote.
+    pub async fn add_nonvoter(
+        &self,
+        id: ServerId,
+        addr: ServerAddress,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> Result<u64> {
+        self.change(MembershipChange::AddNonvoter(id, addr), prev_index, timeout).await
+    }
+
+    /// Turns a voter into a non-voter.
+    pub async fn demote_voter(&self, id: ServerId, prev_index: u64, timeout: Duration) -> Result<u64> {
+        self.change(MembershipChange::DemoteVoter(id), prev_index, timeout).await
+    }
+
+    /// Removes a member. Removing the leader makes it step down once the
+    /// change is committed.
+    pub async fn remove_server(&self, id: ServerId, prev_index: u64, timeout: Duration) -> Result<u64> {
+        self.change(MembershipChange::RemoveServer(id), prev_index, timeout).await
+    }
+
+    async fn change(&self, change: MembershipChange, prev_index: u64, timeout: Duration) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Request::ChangeMembership { change, prev_index, tx }, timeout).await?;
+        Self::await_with_timeout(rx, timeout).await
+    }
+
+    /// The latest configuration and the index of the entry that carried it.
+    pub async fn get_configuration(&self) -> Result<(Configuration, u64)> {
+        self.request(|tx| Request::GetConfiguration { tx }).await
+    }
+
+    /// Hands leadership to the most up-to-date follower.
+    pub async fn leadership_transfer(&self) -> Result<()> {
+        self.request(|tx| Request::TransferLeadership { target: None, tx }).await
+    }
+
+    /// Hands leadership to a specific server.
+    pub async fn leadership_transfer_to_server(&self, id: ServerId, _addr: ServerAddress) -> Result<()> {
+        self.request(|tx| Request::TransferLeadership { target: Some(id), tx }).await
+    }
+
+    /// The node's current role.
+    pub fn state(&self) -> RaftState {
+        self.inner.shared.get_state().0
+    }
+
+    /// The current leader's address and id, if known.
+    pub fn leader(&self) -> Option<(ServerAddress, ServerId)> {
+        self.inner.shared.get_state().1.map(|(id, addr)| (addr, id))
+    }
+
+    /// A watch that is `true` while this node is the leader.
+    pub fn leader_watch(&self) -> watch::Receiver<bool> {
+        self.inner.shared.leader_tx.subscribe()
+    }
+
+    /// A watch of the node's [`Metrics`].
+    pub fn metrics(&self) -> watch::Receiver<Metrics> {
+        self.inner.shared.metrics_tx.subscribe()
+    }
+
+    /// Metrics as string pairs (HashiCorp's `Stats`).
+    pub fn stats(&self) -> BTreeMap<String, String> {
+        let mut stats = self.inner.shared.metrics_tx.borrow().to_stats();
+        stats.insert("applied_index".into(), self.applied_index().to_string());
+        stats
+    }
+
+    /// Last index in this node's log.
+    pub fn last_index(&self) -> u64 {
+        self.inner.shared.last_index.load(Ordering::Acquire)
+    }
+
+    /// Index of the last entry applied to the FSM.
+    pub fn applied_index(&self) -> u64 {
+        self.inner.shared.applied.load(Ordering::Acquire)
+    }
+
+    /// Stops the node. Pending operations fail with [`Error::Shutdown`];
+    /// once this returns the stores are no longer used. Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Request::Shutdown { tx }).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.inner.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        Ok(())
+    }
+}

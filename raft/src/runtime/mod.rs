@@ -1,0 +1,78 @@
+//! The tokio shell around the protocol core.
+//!
+//! # Layout
+//! - `node`: the main task. Owns the [`Core`](crate::core::Core), feeds it
+//!   client requests (batched), inbound RPCs, ticks and completions, and
+//!   executes the work it returns.
+//! - `writer`: the log writer task. Persists hard state and entries in FIFO
+//!   order, merging queued jobs into one `store_logs` (group commit), then
+//!   releases the messages that promised that durability.
+//! - `peer`: one task per peer, sending RPCs; AppendEntries with entries go
+//!   through an ordered pipeline, heartbeats and votes never queue behind
+//!   them; failing peers are backed off.
+//! - `apply`: the FSM task. Applies committed entries in batches and
+//!   resolves the callers' futures.
+//! - `startup`: loading durable state, bootstrap and recovery helpers.
+
+pub(crate) mod apply;
+pub(crate) mod node;
+pub(crate) mod peer;
+pub(crate) mod startup;
+pub(crate) mod writer;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::types::{Configuration, LogType, ServerAddress, ServerId};
+
+/// Stable-store key of the encoded [`HardState`](crate::HardState).
+pub(crate) const HARD_STATE_KEY: &[u8] = b"raft/hard_state";
+
+/// The outcome of a successful [`Raft::apply`](crate::Raft::apply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied<R> {
+    /// Log index the command was committed at.
+    pub index: u64,
+    /// What the FSM returned.
+    pub response: R,
+}
+
+/// Who is waiting for an entry to be applied.
+pub(crate) enum Waiter<R> {
+    Apply(oneshot::Sender<Result<Applied<R>, Error>>),
+    Index(oneshot::Sender<Result<u64, Error>>),
+}
+
+impl<R> Waiter<R> {
+    pub(crate) fn fail(self, err: Error) {
+        match self {
+            Waiter::Apply(tx) => {
+                let _ = tx.send(Err(err));
+            }
+            Waiter::Index(tx) => {
+                let _ = tx.send(Err(err));
+            }
+        }
+    }
+}
+
+/// A membership change request.
+#[derive(Debug, Clone)]
+pub(crate) enum MembershipChange {
+    AddVoter(ServerId, ServerAddress),
+    AddNonvoter(ServerId, ServerAddress),
+    DemoteVoter(ServerId),
+    RemoveServer(ServerId),
+}
+
+/// A request from the [`Raft`](crate::Raft) handle to the main task.
+pub(crate) enum Request<R> {
+    Apply { log_type: LogType, data: Bytes, waiter: Waiter<R> },
+    ReadIndex { tx: oneshot::Sender<Result<u64, Error>> },
+    Bootstrap { configuration: Configuration, tx: oneshot::Sender<Result<(), Error>> },
+    GetConfiguration { tx: oneshot::Sender<Result<(Configuration, u64), Error>> },
+    ChangeMembership { change: MembershipChange, prev_index: u64, tx: oneshot::Sender<Result<u64, Error>> },
+    TransferLeadership { target: Option<ServerId>, tx: oneshot::Sender<Result<(), Error>> },
+    Shutdown { tx: oneshot::Sender<()> },
+}

@@ -1,0 +1,603 @@
+//! The main task: drives the protocol core with client requests (batched
+//! into one proposal per loop turn), inbound RPCs, ticks, and completions
+//! from the writer, peer and FSM tasks, and executes the work the core
+//! returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::apply::ApplyBatch;
+use super::peer::{self, PeerEvent, PeerHandle};
+use super::writer::{PersistJob, WriterEvent};
+use super::{MembershipChange, Request, Waiter};
+use crate::config::Config;
+use crate::core::{Body, Core, Message, Refusal};
+use crate::error::{Error, StorageError, TransportError};
+use crate::message::{RpcRequest, RpcResponse};
+use crate::metrics::{Metrics, PeerMetrics};
+use crate::raft::Shared;
+use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
+use crate::types::{Configuration, LogType, RaftState, Server, ServerAddress, ServerId, Suffrage};
+
+/// Most client requests folded into one proposal.
+const MAX_PROPOSAL_BATCH: usize = 4096;
+/// Most events of one kind handled before looking at the others.
+const MAX_DRAIN: usize = 1024;
+
+/// Everything the main task owns.
+pub(crate) struct NodeTask<R> {
+    pub(crate) core: Core,
+    pub(crate) config: Config,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) requests: mpsc::Receiver<Request<R>>,
+    pub(crate) inbound: Option<mpsc::Receiver<InboundRpc>>,
+    pub(crate) writer_tx: mpsc::UnboundedSender<PersistJob>,
+    pub(crate) writer_events: mpsc::UnboundedReceiver<WriterEvent>,
+    pub(crate) writer_task: JoinHandle<()>,
+    pub(crate) apply_tx: mpsc::UnboundedSender<ApplyBatch<R>>,
+    pub(crate) apply_task: JoinHandle<()>,
+    pub(crate) peer_events_tx: mpsc::UnboundedSender<PeerEvent>,
+    pub(crate) peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+}
+
+/// Per-run bookkeeping of the main task.
+struct Node<R> {
+    t: NodeTask<R>,
+    peers: HashMap<ServerId, PeerHandle>,
+    replies: HashMap<u64, RpcReply>,
+    next_rpc_id: u64,
+    /// Proposals waiting to be applied: index -> (term, waiter).
+    waiters: BTreeMap<u64, (u64, Waiter<R>)>,
+    reads: HashMap<u64, oneshot::Sender<Result<u64, Error>>>,
+    next_read_id: u64,
+    transfer: Option<oneshot::Sender<Result<(), Error>>>,
+    published: (RaftState, u64, Option<ServerId>),
+    shutdown_ack: Vec<oneshot::Sender<()>>,
+    fatal: Option<String>,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
+    let mut node = Node {
+        published: (RaftState::Shutdown, u64::MAX, None),
+        t: task,
+        peers: HashMap::new(),
+        replies: HashMap::new(),
+        next_rpc_id: 1,
+        waiters: BTreeMap::new(),
+        reads: HashMap::new(),
+        next_read_id: 1,
+        transfer: None,
+        shutdown_ack: Vec::new(),
+        fatal: None,
+    };
+    let span = tracing::info_span!("raft", id = %node.t.config.local_id);
+    let _enter = span.enter();
+    node.publish(true);
+    let mut ticker = tokio::time::interval(node.t.config.tick_interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let flow = tokio::select! {
+            Some(ev) = node.t.writer_events.recv() => node.on_writer_event(ev),
+            Some(ev) = node.t.peer_events.recv() => {
+                node.on_peer_event(ev);
+                for _ in 0..MAX_DRAIN {
+                    match node.t.peer_events.try_recv() {
+                        Ok(ev) => node.on_peer_event(ev),
+                        Err(_) => break,
+                    }
+                }
+                Flow::Continue
+            }
+            rpc = recv_inbound(&mut node.t.inbound) => {
+                match rpc {
+                    Some(rpc) => {
+                        node.on_rpc(rpc);
+                        for _ in 0..MAX_DRAIN {
+                            match node.t.inbound.as_mut().map(|r| r.try_recv()) {
+                                Some(Ok(rpc)) => node.on_rpc(rpc),
+                                _ => break,
+                            }
+                        }
+                    }
+                    None => node.t.inbound = None,
+                }
+                Flow::Continue
+            }
+            req = node.t.requests.recv() => match req {
+                Some(req) => node.on_requests(req),
+                None => Flow::Stop,
+            },
+            _ = ticker.tick() => {
+                node.t.core.tick();
+                node.prune_peers();
+                node.publish(true);
+                Flow::Continue
+            }
+        };
+        node.process_ready();
+        if let Flow::Stop = flow {
+            break;
+        }
+    }
+    node.stop().await;
+}
+
+async fn recv_inbound(inbound: &mut Option<mpsc::Receiver<InboundRpc>>) -> Option<InboundRpc> {
+    match inbound {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<R: Send + 'static> Node<R> {
+    fn id(&self) -> &ServerId {
+        &self.t.config.local_id
+    }
+
+    fn address_of(&self, id: &ServerId) -> Option<ServerAddress> {
+        self.t
+            .core
+            .configuration()
+            .0
+            .server(id)
+            .map(|s| s.address.clone())
+            .or_else(|| self.peers.get(id).map(|p| p.addr.clone()))
+    }
+
+    fn refusal(&self, r: Refusal) -> Error {
+        match r {
+            Refusal::NotLeader(leader) => {
+                Error::NotLeader { leader: leader.and_then(|id| self.address_of(&id).map(|addr| (id, addr))) }
+            }
+            Refusal::TransferInProgress => Error::LeadershipTransferInProgress,
+            Refusal::LeadershipLost => Error::LeadershipLost,
+            Refusal::ConfigurationChangeInProgress => Error::ConfigurationChangeInProgress,
+            Refusal::Invalid(msg) => Error::InvalidConfig(msg),
+        }
+    }
+
+    fn on_writer_event(&mut self, ev: WriterEvent) -> Flow {
+        match ev {
+            WriterEvent::Persisted { last, messages } => {
+                if let Some((index, term)) = last {
+                    self.t.core.persisted(index, term);
+                    self.t.shared.last_index.store(self.t.core.last_index(), Ordering::Release);
+                }
+                for m in messages {
+                    self.route(m);
+                }
+                Flow::Continue
+            }
+            WriterEvent::Failed(err) => {
+                self.fatal = Some(err.to_string());
+                Flow::Stop
+            }
+        }
+    }
+
+    fn on_peer_event(&mut self, ev: PeerEvent) {
+        match ev {
+            PeerEvent::Response(msg) => self.t.core.step(msg),
+        }
+    }
+
+    fn on_rpc(&mut self, rpc: InboundRpc) {
+        let InboundRpc { request, reply } = rpc;
+        let req = match request {
+            InboundRequest::Rpc(req) => req,
+            InboundRequest::InstallSnapshot(req, _) => {
+                tracing::warn!(leader = %req.leader_id, "InstallSnapshot refused: not supported by this version");
+                reply
+                    .send(Err(TransportError::Rejected("snapshot installation is not supported yet".into())));
+                return;
+            }
+        };
+        let (from, body) = match req {
+            RpcRequest::AppendEntries(r) => (r.leader_id.clone(), Body::AppendEntries(r)),
+            RpcRequest::RequestVote(r) => (r.candidate_id.clone(), Body::RequestVote(r)),
+            RpcRequest::RequestPreVote(r) => (r.candidate_id.clone(), Body::RequestPreVote(r)),
+            RpcRequest::TimeoutNow(r) => (r.leader_id.clone(), Body::TimeoutNow(r)),
+        };
+        if &from == self.id() || from.as_str().is_empty() {
+            reply.send(Err(TransportError::Rejected(format!("invalid sender id {from:?}"))));
+            return;
+        }
+        let rpc_id = self.next_rpc_id;
+        self.next_rpc_id += 1;
+        self.replies.insert(rpc_id, reply);
+        let to = self.id().clone();
+        self.t.core.step(Message { from, to, rpc_id, body });
+        let ready = &self.t.core.ready;
+        let answered =
+            ready.messages.iter().chain(ready.persisted_messages.iter()).any(|m| m.rpc_id == rpc_id);
+        if !answered {
+            if let Some(reply) = self.replies.remove(&rpc_id) {
+                reply.send(Err(TransportError::Rejected("request ignored by the receiver".into())));
+            }
+        }
+    }
+
+    /// Handles one request plus any others already queued, folding
+    /// consecutive writes into one proposal.
+    fn on_requests(&mut self, first: Request<R>) -> Flow {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(req) = next.take() {
+            match req {
+                Request::Apply { log_type, data, waiter } => {
+                    batch.push((log_type, data, waiter));
+                    if batch.len() >= MAX_PROPOSAL_BATCH {
+                        self.propose(std::mem::take(&mut batch));
+                    }
+                }
+                other => {
+                    self.propose(std::mem::take(&mut batch));
+                    if let Flow::Stop = self.on_request(other) {
+                        return Flow::Stop;
+                    }
+                }
+            }
+            if let Ok(req) = self.t.requests.try_recv() {
+                next = Some(req);
+            }
+        }
+        self.propose(batch);
+        Flow::Continue
+    }
+
+    fn propose(&mut self, batch: Vec<(LogType, bytes::Bytes, Waiter<R>)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let commands: Vec<(LogType, bytes::Bytes)> = batch.iter().map(|(t, d, _)| (*t, d.clone())).collect();
+        match self.t.core.propose(commands) {
+            Ok(first) => {
+                let term = self.t.core.term();
+                for (i, (_, _, waiter)) in batch.into_iter().enumerate() {
+                    self.waiters.insert(first + i as u64, (term, waiter));
+                }
+            }
+            Err(r) => {
+                for (_, _, waiter) in batch {
+                    waiter.fail(self.refusal(r.clone()));
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, req: Request<R>) -> Flow {
+        match req {
+            Request::Apply { log_type, data, waiter } => self.propose(vec![(log_type, data, waiter)]),
+            Request::ReadIndex { tx } => {
+                let id = self.next_read_id;
+                self.next_read_id += 1;
+                match self.t.core.read_index(id) {
+                    Ok(()) => {
+                        self.reads.insert(id, tx);
+                    }
+                    Err(r) => {
+                        let _ = tx.send(Err(self.refusal(r)));
+                    }
+                }
+            }
+            Request::Bootstrap { configuration, tx } => {
+                let result = match configuration.validate() {
+                    Err(msg) => Err(Error::InvalidConfig(msg)),
+                    Ok(()) => self.t.core.bootstrap(configuration).map_err(|_| Error::CantBootstrap),
+                };
+                let _ = tx.send(result);
+            }
+            Request::GetConfiguration { tx } => {
+                let (c, i) = self.t.core.configuration();
+                let _ = tx.send(Ok((c.clone(), i)));
+            }
+            Request::ChangeMembership { change, prev_index, tx } => {
+                match self.membership_change(change, prev_index) {
+                    Ok(index) => {
+                        let term = self.t.core.term();
+                        self.waiters.insert(index, (term, Waiter::Index(tx)));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            }
+            Request::TransferLeadership { target, tx } => {
+                if let Some(t) = &target {
+                    if self.t.core.configuration().0.server(t).is_none() {
+                        let _ = tx.send(Err(Error::UnknownServer(t.clone())));
+                        return Flow::Continue;
+                    }
+                }
+                match self.t.core.transfer_leadership(target) {
+                    Ok(_) => self.transfer = Some(tx),
+                    Err(r) => {
+                        let _ = tx.send(Err(self.refusal(r)));
+                    }
+                }
+            }
+            Request::Shutdown { tx } => {
+                self.shutdown_ack.push(tx);
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn membership_change(&mut self, change: MembershipChange, prev_index: u64) -> Result<u64, Error> {
+        if !self.t.core.is_leader() {
+            return Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned())));
+        }
+        let (current, index) = self.t.core.configuration();
+        if prev_index != 0 && prev_index != index {
+            return Err(Error::InvalidConfig(format!(
+                "configuration changed since index {prev_index} (latest is {index})"
+            )));
+        }
+        let mut next: Configuration = current.clone();
+        match change {
+            MembershipChange::AddVoter(id, address) => match next.servers.iter_mut().find(|s| s.id == id) {
+                Some(s) => {
+                    s.suffrage = Suffrage::Voter;
+                    s.address = address;
+                }
+                None => next.servers.push(Server { suffrage: Suffrage::Voter, id, address }),
+            },
+            MembershipChange::AddNonvoter(id, address) => {
+                match next.servers.iter_mut().find(|s| s.id == id) {
+                    Some(s) => s.address = address,
+                    None => next.servers.push(Server { suffrage: Suffrage::Nonvoter, id, address }),
+                }
+            }
+            MembershipChange::DemoteVoter(id) => match next.servers.iter_mut().find(|s| s.id == id) {
+                Some(s) => s.suffrage = Suffrage::Nonvoter,
+                None => return Err(Error::UnknownServer(id)),
+            },
+            MembershipChange::RemoveServer(id) => {
+                if next.server(&id).is_none() {
+                    return Err(Error::UnknownServer(id));
+                }
+                next.servers.retain(|s| s.id != id);
+            }
+        }
+        self.t.core.propose_configuration(next).map_err(|r| self.refusal(r))
+    }
+
+    /// Sends a message: an answer to an inbound RPC, or a request to a peer.
+    fn route(&mut self, msg: Message) {
+        if msg.rpc_id != 0 {
+            let Some(reply) = self.replies.remove(&msg.rpc_id) else { return };
+            let response = match msg.body {
+                Body::AppendEntriesResponse(r) => RpcResponse::AppendEntries(r),
+                Body::RequestVoteResponse(r) => RpcResponse::RequestVote(r),
+                Body::RequestPreVoteResponse(r) => RpcResponse::RequestPreVote(r),
+                Body::TimeoutNowResponse(r) => RpcResponse::TimeoutNow(r),
+                other => {
+                    tracing::error!(body = ?other, "request body used as an RPC answer");
+                    return;
+                }
+            };
+            reply.send(Ok(response));
+            return;
+        }
+        let to = msg.to.clone();
+        if !self.peers.contains_key(&to) {
+            let Some(addr) = self.address_of(&to) else {
+                tracing::debug!(peer = %to, "no address for peer; dropping message");
+                return;
+            };
+            let handle = peer::spawn(
+                self.id().clone(),
+                to.clone(),
+                addr,
+                self.t.transport.clone(),
+                self.t.peer_events_tx.clone(),
+            );
+            self.peers.insert(to.clone(), handle);
+        }
+        if let Some(p) = self.peers.get(&to) {
+            let _ = p.tx.send(msg);
+        }
+    }
+
+    /// Stops peer tasks for servers no longer in the configuration (or
+    /// whose address changed).
+    fn prune_peers(&mut self) {
+        let config = self.t.core.configuration().0;
+        let stale: Vec<ServerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| config.server(id).is_none_or(|s| s.address != p.addr))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(p) = self.peers.remove(&id) {
+                p.task.abort();
+            }
+        }
+    }
+
+    fn process_ready(&mut self) {
+        if self.fatal.is_some() || !self.t.core.has_ready() {
+            self.after_state_change();
+            return;
+        }
+        let mut ready = self.t.core.take_ready();
+        for m in std::mem::take(&mut ready.messages) {
+            self.route(m);
+        }
+        if ready.needs_persist() {
+            let job = PersistJob {
+                hard_state: ready.hard_state,
+                truncate_from: ready.truncate_from,
+                entries: ready.entries,
+                messages: ready.persisted_messages,
+            };
+            if self.t.writer_tx.send(job).is_err() {
+                self.fatal = Some("log writer stopped".into());
+            }
+        }
+        if !ready.committed.is_empty() {
+            self.dispatch_apply(ready.committed);
+        }
+        for r in ready.reads {
+            if let Some(tx) = self.reads.remove(&r.id) {
+                let _ = tx.send(Ok(r.index));
+            }
+        }
+        for (id, why) in ready.failed_reads {
+            if let Some(tx) = self.reads.remove(&id) {
+                let _ = tx.send(Err(self.refusal(why)));
+            }
+        }
+        if ready.transfer_aborted {
+            if let Some(tx) = self.transfer.take() {
+                let _ = tx.send(Err(Error::Timeout));
+            }
+        }
+        self.after_state_change();
+    }
+
+    fn dispatch_apply(&mut self, entries: Vec<crate::types::Log>) {
+        let mut waiters = Vec::new();
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            let (lo, hi) = (first.index, last.index);
+            let keys: Vec<u64> = self.waiters.range(lo..=hi).map(|(k, _)| *k).collect();
+            for k in keys {
+                let Some((term, waiter)) = self.waiters.remove(&k) else { continue };
+                let entry_term = entries.get((k - lo) as usize).map(|e| e.term);
+                if entry_term == Some(term) {
+                    waiters.push((k, waiter));
+                } else {
+                    // Another leader's entry replaced ours at this index.
+                    waiter.fail(Error::LeadershipLost);
+                }
+            }
+        }
+        let _ = self.t.apply_tx.send(ApplyBatch { entries, waiters });
+    }
+
+    /// Publishes role changes and fails what a lost leadership invalidates.
+    fn after_state_change(&mut self) {
+        let state = self.t.core.state();
+        let key = (state, self.t.core.term(), self.t.core.leader().cloned());
+        if key == self.published {
+            return;
+        }
+        let was_leader = self.published.0 == RaftState::Leader;
+        if was_leader && state != RaftState::Leader {
+            let commit = self.t.core.commit_index();
+            let lost: Vec<u64> = self.waiters.range(commit + 1..).map(|(k, _)| *k).collect();
+            for k in lost {
+                if let Some((_, w)) = self.waiters.remove(&k) {
+                    w.fail(Error::LeadershipLost);
+                }
+            }
+            if let Some(tx) = self.transfer.take() {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        self.publish(false);
+    }
+
+    /// Updates the shared state, leader watch and metrics.
+    fn publish(&mut self, periodic: bool) {
+        let core = &self.t.core;
+        let state = core.state();
+        let leader = core.leader().cloned();
+        let key = (state, core.term(), leader.clone());
+        let changed = key != self.published;
+        if !changed && !periodic {
+            return;
+        }
+        let leader_pair = leader.as_ref().and_then(|id| self.address_of(id).map(|a| (id.clone(), a)));
+        if changed {
+            tracing::debug!(state = %state, term = core.term(), leader = ?leader, "state changed");
+            self.t.shared.set_state(state, leader_pair.clone());
+            let is_leader = state == RaftState::Leader;
+            self.t.shared.leader_tx.send_if_modified(|v| {
+                let modified = *v != is_leader;
+                *v = is_leader;
+                modified
+            });
+            self.published = key;
+        }
+        let core = &self.t.core;
+        let (configuration, configuration_index) = core.configuration();
+        let metrics = Metrics {
+            id: self.t.config.local_id.clone(),
+            state,
+            term: core.term(),
+            current_leader: leader_pair,
+            last_log_index: core.last_index(),
+            last_log_term: core.last_term(),
+            commit_index: core.commit_index(),
+            applied_index: self.t.shared.applied.load(Ordering::Acquire),
+            snapshot_index: core.snapshot_index(),
+            configuration: configuration.clone(),
+            configuration_index,
+            peers: core
+                .peer_progress()
+                .into_iter()
+                .map(|(id, m, n)| (id, PeerMetrics { match_index: m, next_index: n }))
+                .collect(),
+        };
+        self.t.shared.last_index.store(core.last_index(), Ordering::Release);
+        self.t.shared.metrics_tx.send_if_modified(|old| {
+            let modified = *old != metrics;
+            if modified {
+                *old = metrics;
+            }
+            modified
+        });
+    }
+
+    /// Shuts everything down; stores are no longer touched once this returns.
+    async fn stop(mut self) {
+        let err = || match &self.fatal {
+            Some(msg) => Error::Storage(StorageError::Failed(msg.clone())),
+            None => Error::Shutdown,
+        };
+        if let Some(msg) = &self.fatal {
+            tracing::error!(error = %msg, "node stopped after a storage failure");
+        }
+        for (_, (_, w)) in std::mem::take(&mut self.waiters) {
+            w.fail(err());
+        }
+        for (_, tx) in std::mem::take(&mut self.reads) {
+            let _ = tx.send(Err(err()));
+        }
+        if let Some(tx) = self.transfer.take() {
+            let _ = tx.send(Err(err()));
+        }
+        for (_, p) in self.peers.drain() {
+            p.task.abort();
+        }
+        self.replies.clear();
+        self.t.inbound = None;
+        let NodeTask { writer_tx, writer_task, apply_tx, apply_task, shared, .. } = self.t;
+        drop(writer_tx);
+        let _ = writer_task.await;
+        drop(apply_tx);
+        let _ = apply_task.await;
+        shared.set_state(RaftState::Shutdown, None);
+        shared.leader_tx.send_replace(false);
+        shared.metrics_tx.send_modify(|m| {
+            m.state = RaftState::Shutdown;
+            m.current_leader = None;
+        });
+        for tx in self.shutdown_ack {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! One task per peer that sends the core's outbound requests over the
+//! transport and feeds the responses back to the main task.
+//!
+//! AppendEntries carrying entries go through an ordered pipeline so several
+//! can be in flight; heartbeats, votes and TimeoutNow are sent as separate
+//! unary calls so they never wait behind bulk data. After a failure the peer
+//! is backed off exponentially (with jitter) and messages for it are dropped
+//! meanwhile; the core resends what matters on its next heartbeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::core::{Body, Message};
+use crate::error::TransportError;
+use crate::transport::{AppendPipeline, Transport};
+use crate::types::{ServerAddress, ServerId};
+
+/// Events a peer task reports.
+pub(crate) enum PeerEvent {
+    /// A response to step into the core.
+    Response(Message),
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A handle to a running peer task.
+pub(crate) struct PeerHandle {
+    pub(crate) addr: ServerAddress,
+    pub(crate) tx: mpsc::UnboundedSender<Message>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+pub(crate) fn spawn(
+    local: ServerId,
+    id: ServerId,
+    addr: ServerAddress,
+    transport: Arc<dyn Transport>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+) -> PeerHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run(local, id, addr.clone(), transport, rx, events));
+    PeerHandle { addr, tx, task }
+}
+
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+    seed: u64,
+}
+
+impl Backoff {
+    fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let exp = MIN_BACKOFF.saturating_mul(1u32 << self.failures.min(10)).min(MAX_BACKOFF);
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let jitter = Duration::from_micros((self.seed >> 33) % (exp.as_micros() as u64 / 2 + 1));
+        self.until = Some(Instant::now() + exp / 2 + jitter);
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.until = None;
+    }
+
+    fn active(&self) -> bool {
+        self.until.is_some_and(|t| Instant::now() < t)
+    }
+}
+
+async fn run(
+    local: ServerId,
+    id: ServerId,
+    addr: ServerAddress,
+    transport: Arc<dyn Transport>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+) {
+    let mut backoff = Backoff { failures: 0, until: None, seed: id.as_str().len() as u64 + 1 };
+    let mut pipeline: Option<mpsc::Sender<crate::message::AppendEntriesRequest>> = None;
+    let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<()>();
+    let (ok_tx, mut ok_rx) = mpsc::unbounded_channel::<()>();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                while fail_rx.try_recv().is_ok() {
+                    backoff.failed();
+                    pipeline = None;
+                }
+                while ok_rx.try_recv().is_ok() {
+                    backoff.succeeded();
+                }
+                if backoff.active() {
+                    continue;
+                }
+                send(&local, &id, &addr, &transport, &events, &mut pipeline, &fail_tx, &ok_tx, msg).await;
+            }
+            Some(()) = fail_rx.recv() => {
+                backoff.failed();
+                pipeline = None;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    local: &ServerId,
+    id: &ServerId,
+    addr: &ServerAddress,
+    transport: &Arc<dyn Transport>,
+    events: &mpsc::UnboundedSender<PeerEvent>,
+    pipeline: &mut Option<mpsc::Sender<crate::message::AppendEntriesRequest>>,
+    fail_tx: &mpsc::UnboundedSender<()>,
+    ok_tx: &mpsc::UnboundedSender<()>,
+    msg: Message,
+) {
+    let respond = {
+        let events = events.clone();
+        let (local, id) = (local.clone(), id.clone());
+        move |body: Body| {
+            let msg = Message { from: id.clone(), to: local.clone(), rpc_id: 0, body };
+            let _ = events.send(PeerEvent::Response(msg));
+        }
+    };
+    match msg.body {
+        Body::AppendEntries(req) if !req.entries.is_empty() => {
+            if pipeline.is_none() {
+                match transport.append_entries_pipeline(id, addr).await {
+                    Ok(AppendPipeline { requests, mut responses }) => {
+                        let fail_tx = fail_tx.clone();
+                        let ok_tx = ok_tx.clone();
+                        let respond = respond.clone();
+                        tokio::spawn(async move {
+                            while let Some(r) = responses.recv().await {
+                                match r {
+                                    Ok(resp) => {
+                                        let _ = ok_tx.send(());
+                                        respond(Body::AppendEntriesResponse(resp));
+                                    }
+                                    Err(e) => {
+                                        tracing::debug!(error = %e, "pipelined AppendEntries failed");
+                                        let _ = fail_tx.send(());
+                                        return;
+                                    }
+                                }
+                            }
+                        });
+                        *pipeline = Some(requests);
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %id, error = %e, "cannot open pipeline");
+                        let _ = fail_tx.send(());
+                        return;
+                    }
+                }
+            }
+            if let Some(p) = pipeline.as_ref() {
+                if p.send(req).await.is_err() {
+                    *pipeline = None;
+                    let _ = fail_tx.send(());
+                }
+            }
+        }
+        body => {
+            let transport = transport.clone();
+            let (id, addr) = (id.clone(), addr.clone());
+            let fail_tx = fail_tx.clone();
+            let ok_tx = ok_tx.clone();
+            tokio::spawn(async move {
+                let result: Result<Body, TransportError> = match body {
+                    Body::AppendEntries(req) => {
+                        transport.append_entries(&id, &addr, req).await.map(Body::AppendEntriesResponse)
+                    }
+                    Body::RequestVote(req) => {
+                        transport.request_vote(&id, &addr, req).await.map(Body::RequestVoteResponse)
+                    }
+                    Body::RequestPreVote(req) => {
+                        transport.request_pre_vote(&id, &addr, req).await.map(Body::RequestPreVoteResponse)
+                    }
+                    Body::TimeoutNow(req) => {
+                        transport.timeout_now(&id, &addr, req).await.map(Body::TimeoutNowResponse)
+                    }
+                    other => {
+                        tracing::error!(body = ?other, "response routed to a peer task");
+                        return;
+                    }
+                };
+                match result {
+                    Ok(body) => {
+                        let _ = ok_tx.send(());
+                        respond(body);
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %id, error = %e, "rpc failed");
+                        let _ = fail_tx.send(());
+                    }
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Loading a node's durable state at start, and the free functions that
+//! work on stores directly: [`has_existing_state`], [`bootstrap_cluster`]
+//! and [`recover_cluster`].
+
+use crate::config::Config;
+use crate::core::InitialState;
+use crate::error::{Error, StorageError};
+use crate::fsm::Fsm;
+use crate::snapshot::SnapshotStore;
+use crate::storage::{LogStore, StableStore};
+use crate::transport::Transport;
+use crate::types::{Configuration, HardState, Log, LogType, SnapshotMeta};
+
+use super::HARD_STATE_KEY;
+
+/// Reads the hard state, or the default for a new node.
+pub(crate) async fn load_hard_state(stable: &dyn StableStore) -> Result<HardState, StorageError> {
+    match stable.get(HARD_STATE_KEY).await? {
+        None => Ok(HardState::default()),
+        Some(bytes) => crate::codec::decode(&bytes),
+    }
+}
+
+/// Whether the stores hold any Raft state (a log entry, a term, a snapshot).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use raft::{has_existing_state, DiscardSnapshotStore};
+/// # struct Empty;
+/// # #[raft::async_trait] impl raft::LogStore for Empty {
+/// #   async fn first_index(&self) -> Result<u64, raft::StorageError> { Ok(0) }
+/// #   async fn last_index(&self) -> Result<u64, raft::StorageError> { Ok(0) }
+/// #   async fn get_log(&self, _: u64) -> Result<Option<raft::Log>, raft::StorageError> { Ok(None) }
+/// #   async fn get_logs(&self, _: std::ops::Range<u64>) -> Result<Vec<raft::Log>, raft::StorageError> { Ok(vec![]) }
+/// #   async fn store_logs(&self, _: &[raft::Log]) -> Result<(), raft::StorageError> { Ok(()) }
+/// #   async fn delete_range(&self, _: u64, _: u64) -> Result<(), raft::StorageError> { Ok(()) } }
+/// # #[raft::async_trait] impl raft::StableStore for Empty {
+/// #   async fn set(&self, _: &[u8], _: &[u8]) -> Result<(), raft::StorageError> { Ok(()) }
+/// #   async fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, raft::StorageError> { Ok(None) } }
+/// assert!(!has_existing_state(&Empty, &Empty, &DiscardSnapshotStore).await.unwrap());
+/// # });
+/// ```
+pub async fn has_existing_state(
+    logs: &dyn LogStore,
+    stable: &dyn StableStore,
+    snaps: &dyn SnapshotStore,
+) -> Result<bool, Error> {
+    if logs.last_index().await? > 0 {
+        return Ok(true);
+    }
+    if load_hard_state(stable).await?.term > 0 {
+        return Ok(true);
+    }
+    Ok(!snaps.list().await?.is_empty())
+}
+
+/// Writes the first configuration of a new cluster directly to the stores
+/// of a node that is not running: term 1 and a configuration entry at
+/// index 1. Call it with the same configuration on every initial server (or
+/// on one, and add the others later). Returns [`Error::CantBootstrap`] if the
+/// stores already hold state.
+pub async fn bootstrap_cluster(
+    config: &Config,
+    logs: &dyn LogStore,
+    stable: &dyn StableStore,
+    snaps: &dyn SnapshotStore,
+    _transport: &dyn Transport,
+    configuration: Configuration,
+) -> Result<(), Error> {
+    config.validate()?;
+    configuration.validate().map_err(Error::InvalidConfig)?;
+    if has_existing_state(logs, stable, snaps).await? {
+        return Err(Error::CantBootstrap);
+    }
+    let data = crate::codec::encode(&configuration)?;
+    stable.set(HARD_STATE_KEY, &crate::codec::encode(&HardState { term: 1, vote: None })?).await?;
+    logs.store_logs(&[Log::new(1, 1, LogType::Configuration, data)]).await?;
+    Ok(())
+}
+
+/// Manual recovery after a cluster lost its quorum for good (HashiCorp's
+/// `peers.json` case). Run it, with the node stopped, on every surviving
+/// server with the same `configuration` listing only the survivors; then
+/// start them normally.
+///
+/// It applies the node's whole log to `fsm`, writes a snapshot of the
+/// result whose configuration is `configuration`, and appends a
+/// configuration entry in a new term, so the survivors can elect a leader
+/// among themselves.
+///
+/// **This can lose committed writes** that only the lost servers had, and it
+/// breaks Raft's guarantees if any server not listed is still running:
+/// make sure every other server is gone for good before using it.
+///
+/// Operator walk-through:
+/// 1. Stop every surviving node.
+/// 2. Decide the new membership (the survivors) and build a `Configuration`.
+/// 3. On each survivor, call `recover_cluster` with its own stores and that
+///    configuration.
+/// 4. Start the survivors. They elect a leader; add new servers with
+///    `add_voter` to restore redundancy.
+pub async fn recover_cluster<F: Fsm>(
+    config: &Config,
+    mut fsm: F,
+    logs: &dyn LogStore,
+    stable: &dyn StableStore,
+    snaps: &dyn SnapshotStore,
+    _transport: &dyn Transport,
+    configuration: Configuration,
+) -> Result<(), Error> {
+    config.validate()?;
+    configuration.validate().map_err(Error::InvalidConfig)?;
+    if !has_existing_state(logs, stable, snaps).await? {
+        return Err(Error::InvalidConfig("no existing state to recover; use bootstrap_cluster".into()));
+    }
+    let hard = load_hard_state(stable).await?;
+    let mut last_index = 0;
+    let mut last_term = 0;
+    if let Some(meta) = snaps.list().await?.into_iter().next() {
+        let (meta, reader) = snaps.open(&meta.id).await?;
+        fsm.restore(reader).await.map_err(|e| Error::Fsm(e.to_string()))?;
+        last_index = meta.index;
+        last_term = meta.term;
+    }
+    let first = logs.first_index().await?.max(last_index + 1);
+    let last = logs.last_index().await?;
+    if last >= first {
+        for log in logs.get_logs(first..last + 1).await? {
+            if log.log_type == LogType::Command {
+                fsm.apply(&log).await;
+            }
+            last_index = log.index;
+            last_term = log.term;
+        }
+    }
+    let snapshot = fsm.snapshot().await.map_err(|e| Error::Fsm(e.to_string()))?;
+    let sink = snaps.create(last_index, last_term, &configuration, last_index).await?;
+    let mut writer = crate::snapshot::SnapshotWriter::new(sink);
+    match snapshot.persist(&mut writer).await {
+        Ok(()) => {
+            writer.finalize().await?;
+        }
+        Err(e) => {
+            let _ = writer.cancel().await;
+            return Err(Error::Fsm(e.to_string()));
+        }
+    }
+    if last >= 1 {
+        logs.delete_range(logs.first_index().await?.max(1), last).await?;
+    }
+    let term = hard.term.max(last_term) + 1;
+    let data = crate::codec::encode(&configuration)?;
+    stable.set(HARD_STATE_KEY, &crate::codec::encode(&HardState { term, vote: None })?).await?;
+    logs.store_logs(&[Log::new(last_index + 1, term, LogType::Configuration, data)]).await?;
+    Ok(())
+}
+
+/// The newest usable snapshot, restored into `fsm`. Falls back to older
+/// snapshots if the newest cannot be read.
+pub(crate) async fn restore_newest_snapshot<F: Fsm>(
+    fsm: &mut F,
+    snaps: &dyn SnapshotStore,
+) -> Result<Option<SnapshotMeta>, Error> {
+    for meta in snaps.list().await? {
+        let (meta, reader) = match snaps.open(&meta.id).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(snapshot = %meta.id, error = %e, "skipping unreadable snapshot");
+                continue;
+            }
+        };
+        match fsm.restore(reader).await {
+            Ok(()) => return Ok(Some(meta)),
+            Err(e) => {
+                tracing::warn!(snapshot = %meta.id, error = %e, "snapshot restore failed; trying an older one")
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Reads everything the core needs to restart.
+pub(crate) async fn load_initial_state<F: Fsm>(
+    config: &Config,
+    fsm: &mut F,
+    logs: &dyn LogStore,
+    stable: &dyn StableStore,
+    snaps: &dyn SnapshotStore,
+) -> Result<InitialState, Error> {
+    let hard_state = load_hard_state(stable).await?;
+    let mut init = InitialState { hard_state, ..InitialState::default() };
+    if !config.no_snapshot_restore_on_start {
+        if let Some(meta) = restore_newest_snapshot(fsm, snaps).await? {
+            init.snapshot_index = meta.index;
+            init.snapshot_term = meta.term;
+            init.snapshot_configuration = Some((meta.configuration_index, meta.configuration.clone()));
+            init.applied = meta.index;
+        }
+    } else if let Some(meta) = snaps.list().await?.into_iter().next() {
+        // The FSM keeps its own state: only the log position is taken.
+        init.snapshot_index = meta.index;
+        init.snapshot_term = meta.term;
+        init.snapshot_configuration = Some((meta.configuration_index, meta.configuration.clone()));
+    }
+    if let Some(applied) = fsm.last_applied() {
+        init.applied = init.applied.max(applied);
+    }
+    let first = logs.first_index().await?;
+    let last = logs.last_index().await?;
+    if last > 0 {
+        let from = first.max(init.snapshot_index + 1);
+        if from <= last {
+            init.entries = logs.get_logs(from..last + 1).await?;
+        }
+        if first > init.snapshot_index + 1 && init.snapshot_index < last {
+            return Err(Error::Storage(StorageError::Corrupt {
+                path: "log store".into(),
+                offset: first,
+                reason: format!(
+                    "log starts at {first} but the newest usable snapshot ends at {}: entries are missing",
+                    init.snapshot_index
+                ),
+            }));
+        }
+    }
+    Ok(init)
+}

@@ -1,0 +1,111 @@
+//! The log writer task: makes hard state and log entries durable in FIFO
+//! order and only then releases the messages that promised durability.
+//! Jobs queued while a write is in progress are merged into one
+//! `store_logs` call (group commit: one fsync for many proposals).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::core::Message;
+use crate::error::StorageError;
+use crate::storage::{LogStore, StableStore};
+use crate::types::{HardState, Log};
+
+/// One unit of durable work, taken from a core `Ready`.
+#[derive(Default)]
+pub(crate) struct PersistJob {
+    pub(crate) hard_state: Option<HardState>,
+    pub(crate) truncate_from: Option<u64>,
+    pub(crate) entries: Vec<Log>,
+    pub(crate) messages: Vec<Message>,
+}
+
+impl PersistJob {
+    /// Folds a later job into this one, if that keeps the order of effects.
+    fn merge(&mut self, next: PersistJob) -> Result<(), PersistJob> {
+        if next.truncate_from.is_some() {
+            return Err(next);
+        }
+        if next.hard_state.is_some() {
+            self.hard_state = next.hard_state;
+        }
+        self.entries.extend(next.entries);
+        self.messages.extend(next.messages);
+        Ok(())
+    }
+}
+
+/// What the writer reports back to the main task.
+pub(crate) enum WriterEvent {
+    /// Everything up to (index, term) is durable; send these messages.
+    Persisted { last: Option<(u64, u64)>, messages: Vec<Message> },
+    /// A write failed: the node must stop (fail-stop).
+    Failed(StorageError),
+}
+
+/// Most entries merged into one store call.
+const MAX_MERGED_ENTRIES: usize = 64 * 1024;
+
+pub(crate) async fn run(
+    logs: Arc<dyn LogStore>,
+    stable: Arc<dyn StableStore>,
+    mut jobs: mpsc::UnboundedReceiver<PersistJob>,
+    events: mpsc::UnboundedSender<WriterEvent>,
+) {
+    let mut carry: Option<PersistJob> = None;
+    loop {
+        let mut job = match carry.take() {
+            Some(j) => j,
+            None => match jobs.recv().await {
+                Some(j) => j,
+                None => return,
+            },
+        };
+        while job.entries.len() < MAX_MERGED_ENTRIES {
+            match jobs.try_recv() {
+                Ok(next) => {
+                    if let Err(next) = job.merge(next) {
+                        carry = Some(next);
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        match persist(&*logs, &*stable, &job).await {
+            Ok(()) => {
+                let last = job.entries.last().map(|e| (e.index, e.term));
+                if events.send(WriterEvent::Persisted { last, messages: job.messages }).is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "log write failed; stopping the node");
+                let _ = events.send(WriterEvent::Failed(err));
+                return;
+            }
+        }
+    }
+}
+
+async fn persist(
+    logs: &dyn LogStore,
+    stable: &dyn StableStore,
+    job: &PersistJob,
+) -> Result<(), StorageError> {
+    if let Some(hs) = &job.hard_state {
+        let bytes = crate::codec::encode(hs)?;
+        stable.set(super::HARD_STATE_KEY, &bytes).await?;
+    }
+    if let Some(from) = job.truncate_from {
+        let last = logs.last_index().await?;
+        if from <= last {
+            logs.delete_range(from, last).await?;
+        }
+    }
+    if !job.entries.is_empty() {
+        logs.store_logs(&job.entries).await?;
+    }
+    Ok(())
+}

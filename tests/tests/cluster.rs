@@ -1,0 +1,202 @@
+//! Integration tests of real `Raft` nodes on the in-memory network, under
+//! tokio's paused clock: elections, replication order, failover without
+//! losing acknowledged writes, restart and catch-up, and NotLeader errors.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft::{Error, RaftState, ServerId};
+use raft_tests::TestCluster;
+
+const T: Duration = Duration::from_secs(10);
+
+#[tokio::test(start_paused = true)]
+async fn one_three_and_five_nodes_elect_exactly_one_leader() {
+    for n in [1, 3, 5] {
+        let mut c = TestCluster::new(n).await;
+        let leader = c.wait_for_leader().await;
+        // Leadership is stable over many heartbeat intervals.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(c.leaders(), vec![leader.clone()], "{n} nodes");
+        let terms: BTreeSet<u64> = c.running().iter().map(|id| c.raft(id).metrics().borrow().term).collect();
+        assert_eq!(terms.len(), 1, "all nodes on one term");
+        c.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_concurrent_applies_are_applied_in_the_same_order_everywhere() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    let mut tasks = Vec::new();
+    for client in 0..50 {
+        let raft = raft.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut last = 0;
+            for i in 0..200 {
+                let applied = raft.apply(format!("c{client}-{i}"), T).await.expect("apply");
+                assert!(applied.index > last, "a client's writes commit in order");
+                last = applied.index;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    let last = raft.barrier(T).await.expect("barrier");
+    for id in c.running() {
+        c.wait_applied(&id, last, T).await;
+    }
+    let reference = c.applied(&leader);
+    assert_eq!(reference.len(), 10_000);
+    let distinct: BTreeSet<&Bytes> = reference.iter().map(|(_, d)| d).collect();
+    assert_eq!(distinct.len(), 10_000, "every write applied exactly once");
+    for id in c.running() {
+        assert_eq!(c.applied(&id), reference, "{id} applied the same sequence");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
+    let mut c = TestCluster::new(3).await;
+    let old = c.wait_for_leader().await;
+    let mut acked = Vec::new();
+    for i in 0..100 {
+        let cmd = Bytes::from(format!("w{i}"));
+        c.raft(&old).apply(cmd.clone(), T).await.expect("apply");
+        acked.push(cmd);
+    }
+    c.stop(&old).await;
+    let new = c.wait_for_leader().await;
+    assert_ne!(new, old);
+    for i in 100..150 {
+        let cmd = Bytes::from(format!("w{i}"));
+        c.raft(&new).apply(cmd.clone(), T).await.expect("apply on new leader");
+        acked.push(cmd);
+    }
+    let last = c.raft(&new).barrier(T).await.expect("barrier");
+    for id in c.running() {
+        c.wait_applied(&id, last, T).await;
+        let applied: Vec<Bytes> = c.applied(&id).into_iter().map(|(_, d)| d).collect();
+        assert_eq!(applied, acked, "{id} has every acknowledged write, in order");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn isolating_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
+    let mut c = TestCluster::new(5).await;
+    let old = c.wait_for_leader().await;
+    c.raft(&old).apply("before", T).await.expect("apply");
+    c.net.isolate(&old.as_str().into());
+    let others: Vec<String> = c.running().into_iter().filter(|id| *id != old).collect();
+    let new = c.wait_for_leader_among(&others, T).await;
+    assert_ne!(new, old);
+    // The isolated leader steps down by itself (check-quorum).
+    let deadline = tokio::time::Instant::now() + T;
+    while c.raft(&old).state() == RaftState::Leader {
+        assert!(tokio::time::Instant::now() < deadline, "old leader never stepped down");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its pending write cannot commit; a write on the new leader can.
+    let doomed = c.raft(&old).apply("doomed", Duration::from_millis(300)).await;
+    assert!(doomed.is_err());
+    let idx = c.raft(&new).apply("after", T).await.expect("apply").index;
+    c.net.heal();
+    c.wait_applied(&old, idx, T).await;
+    let applied: Vec<Bytes> = c.applied(&old).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(applied, vec![Bytes::from("before"), Bytes::from("after")]);
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_follower_rebuilds_from_its_stores_and_catches_up() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let follower = c.running().into_iter().find(|id| *id != leader).expect("a follower");
+    for i in 0..50 {
+        c.raft(&leader).apply(format!("a{i}"), T).await.expect("apply");
+    }
+    let term_before = c.raft(&follower).metrics().borrow().term;
+    c.stop(&follower).await;
+    for i in 0..50 {
+        c.raft(&leader).apply(format!("b{i}"), T).await.expect("apply while follower is down");
+    }
+    c.start(&follower).await;
+    let m = c.raft(&follower).metrics().borrow().clone();
+    assert!(m.term >= term_before, "term restored from the stable store");
+    assert!(m.last_log_index >= 50, "log restored from the log store");
+    let last = c.raft(&leader).barrier(T).await.expect("barrier");
+    c.wait_applied(&follower, last, T).await;
+    assert_eq!(c.applied(&follower), c.applied(&leader));
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_on_a_follower_returns_not_leader_naming_the_leader() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let follower = c.running().into_iter().find(|id| *id != leader).expect("a follower");
+    match c.raft(&follower).apply("x", T).await {
+        Err(Error::NotLeader { leader: Some((id, addr)) }) => {
+            assert_eq!(id, ServerId::from(leader.as_str()));
+            assert_eq!(addr.as_str(), leader);
+        }
+        other => panic!("expected NotLeader naming {leader}, got {other:?}"),
+    }
+    assert!(matches!(c.raft(&follower).read_index().await, Err(Error::NotLeader { .. })));
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn linearizable_reads_see_every_acknowledged_write() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    for i in 0..20 {
+        let applied = raft.apply(format!("v{i}"), T).await.expect("apply");
+        let read_at = raft.read_index().await.expect("read index");
+        assert!(read_at >= applied.index, "read point covers the acknowledged write");
+        raft.linearizable_read().await.expect("read");
+        assert!(raft.applied_index() >= applied.index);
+    }
+    raft.verify_leader().await.expect("still leader");
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bootstrap_twice_is_refused_and_operations_after_shutdown_fail() {
+    let mut c = TestCluster::new(1).await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    let (conf, _) = raft.get_configuration().await.expect("configuration");
+    assert!(matches!(raft.bootstrap_cluster(conf).await, Err(Error::CantBootstrap)));
+    c.stop(&leader).await;
+    assert_eq!(raft.state(), RaftState::Shutdown);
+    assert!(matches!(raft.apply("x", T).await, Err(Error::Shutdown)));
+    raft.shutdown().await.expect("shutdown is idempotent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_config_is_rejected_with_a_clear_error() {
+    let net = raft::transport::inmem::InmemNetwork::new();
+    let store = raft_store_mem::InmemStore::new();
+    let mut config = raft_tests::test_config("x");
+    config.max_append_entries = 0;
+    let result = raft::Raft::new(
+        config,
+        raft_tests::RecordingFsm::default(),
+        store.clone(),
+        store,
+        raft::DiscardSnapshotStore,
+        net.transport("x"),
+    )
+    .await;
+    match result {
+        Err(Error::InvalidConfig(msg)) => assert!(msg.contains("max_append_entries")),
+        other => panic!("expected InvalidConfig, got {:?}", other.map(|_| ())),
+    }
+}
