@@ -12,6 +12,7 @@ use raft::{
     async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log, Raft, RaftState, Server, ServerId,
     SnapshotReader, SnapshotWriter,
 };
+use raft_examples::kv::{KvFsm, KvResponse};
 use raft_store_mem::{InmemSnapshotStore, InmemStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -72,6 +73,54 @@ impl Fsm for RecordingFsm {
     }
 }
 
+/// A state machine a [`TestCluster`] can run: it can be created fresh for
+/// each node incarnation and exposes what it applied.
+pub trait TestFsm: Fsm + Default {
+    /// The shared record of applied commands.
+    fn applied_log(&self) -> AppliedLog;
+}
+
+impl TestFsm for RecordingFsm {
+    fn applied_log(&self) -> AppliedLog {
+        self.applied.clone()
+    }
+}
+
+/// The example key-value FSM plus a record of applied commands, for the
+/// linearizability-checked simulations.
+#[derive(Clone, Default)]
+pub struct KvTestFsm {
+    /// The key-value store.
+    pub kv: KvFsm,
+    /// Shared record of applied commands.
+    pub applied: AppliedLog,
+}
+
+#[async_trait]
+impl Fsm for KvTestFsm {
+    type Response = KvResponse;
+
+    async fn apply(&mut self, log: &Log) -> KvResponse {
+        self.applied.lock().expect("lock").push((log.index, log.data.clone()));
+        self.kv.apply(log).await
+    }
+
+    async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
+        self.kv.snapshot().await
+    }
+
+    async fn restore(&mut self, snapshot: SnapshotReader) -> Result<(), BoxError> {
+        self.applied.lock().expect("lock").clear();
+        self.kv.restore(snapshot).await
+    }
+}
+
+impl TestFsm for KvTestFsm {
+    fn applied_log(&self) -> AppliedLog {
+        self.applied.clone()
+    }
+}
+
 /// A config with short timeouts, suitable for tests under a paused clock.
 pub fn test_config(id: &str) -> Config {
     Config {
@@ -85,9 +134,11 @@ pub fn test_config(id: &str) -> Config {
 }
 
 /// One node of a [`TestCluster`], with the stores it restarts from.
-pub struct TestNode {
+pub struct TestNode<F: TestFsm = RecordingFsm> {
     /// The running node, if started.
-    pub raft: Option<Raft<RecordingFsm>>,
+    pub raft: Option<Raft<F>>,
+    /// The current incarnation's FSM (a clone sharing its state).
+    pub fsm: F,
     /// Log and stable store (survives restarts).
     pub store: InmemStore,
     /// Snapshot store (survives restarts).
@@ -97,17 +148,23 @@ pub struct TestNode {
 }
 
 /// A cluster of real nodes on an in-memory network.
-pub struct TestCluster {
+pub struct TestCluster<F: TestFsm = RecordingFsm> {
     /// The network, for fault injection.
     pub net: InmemNetwork,
     /// Nodes by id ("n1", "n2", ...); the address equals the id.
-    pub nodes: BTreeMap<String, TestNode>,
+    pub nodes: BTreeMap<String, TestNode<F>>,
 }
 
-impl TestCluster {
+impl TestCluster<RecordingFsm> {
     /// Starts `n` nodes and bootstraps them with all `n` as voters.
     pub async fn new(n: usize) -> Self {
-        let net = InmemNetwork::new();
+        Self::with_network(n, InmemNetwork::new()).await
+    }
+}
+
+impl<F: TestFsm + Clone> TestCluster<F> {
+    /// Starts `n` nodes on `net` and bootstraps them with all `n` as voters.
+    pub async fn with_network(n: usize, net: InmemNetwork) -> Self {
         let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let configuration =
             Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
@@ -115,6 +172,7 @@ impl TestCluster {
         for id in &ids {
             let node = TestNode {
                 raft: None,
+                fsm: F::default(),
                 store: InmemStore::new(),
                 snaps: InmemSnapshotStore::new(),
                 applied: AppliedLog::default(),
@@ -130,8 +188,9 @@ impl TestCluster {
     pub async fn start(&mut self, id: &str) {
         let transport = self.net.transport(id);
         let node = self.nodes.get_mut(id).expect("known node");
-        let fsm = RecordingFsm::default();
-        node.applied = fsm.applied.clone();
+        let fsm = F::default();
+        node.applied = fsm.applied_log();
+        node.fsm = fsm.clone();
         let raft = Raft::new(
             test_config(id),
             fsm,
@@ -155,7 +214,7 @@ impl TestCluster {
     }
 
     /// The running node `id`.
-    pub fn raft(&self, id: &str) -> &Raft<RecordingFsm> {
+    pub fn raft(&self, id: &str) -> &Raft<F> {
         self.nodes[id].raft.as_ref().expect("node is running")
     }
 

@@ -441,14 +441,12 @@ impl Core {
         }
         let first = self.log.last_index() + 1;
         let term = self.hard.term;
-        let mut index = first;
         let mut entries = Vec::new();
-        for (log_type, data) in commands {
+        for (index, (log_type, data)) in (first..).zip(commands) {
             if log_type == LogType::Configuration {
                 return Err(Refusal::Invalid("use propose_configuration for configuration changes".into()));
             }
             entries.push(Log { index, term, log_type, data });
-            index += 1;
         }
         self.append_local(entries);
         self.broadcast_append();

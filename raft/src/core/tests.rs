@@ -395,7 +395,7 @@ fn s5_4_2_figure_8_leader_does_not_commit_an_old_term_entry_by_counting() {
     // Once the current term's no-op is on a majority, both commit together.
     c.settle();
     c.tick_all(5);
-    assert!(c.node("n1").commit_index() >= idx + 1);
+    assert!(c.node("n1").commit_index() > idx);
 }
 
 impl Cluster {
