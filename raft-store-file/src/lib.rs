@@ -1,2 +1,83 @@
-//! Durable file-backed stores for the `raft` crate (segmented write-ahead log,
-//! stable store, snapshot store). Under construction: see the crate README.
+//! Durable, crash-safe file-backed stores for the `raft` crate:
+//! [`FileStore`] (a [`LogStore`] and [`StableStore`]) and
+//! [`FileSnapshotStore`] (a [`SnapshotStore`]). Unix only (positional I/O
+//! and directory fsync).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), raft::StorageError> {
+//! let logs = raft_store_file::FileStore::open("/var/lib/node/raft").await?;
+//! let snaps = raft_store_file::FileSnapshotStore::new("/var/lib/node/snapshots", 2).await?;
+//! # let _ = (logs, snaps); Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `store`: [`FileStore`], the public handle; the read path.
+//! - `writer`: the writer thread; group commit and fail-stop.
+//! - `wal`: opening/recovery, appending, truncation and compaction of the segment files.
+//! - `segment`: a segment's name and header; scanning one on open.
+//! - `record`: framing and checksum of one log entry.
+//! - `view`: the in-memory index (entry to segment and offset), the cache of recent entries.
+//! - `watermark`: the durable first index after head compaction.
+//! - `stable`: the key-value file behind [`StableStore`].
+//! - `snapshot`: [`FileSnapshotStore`].
+//! - `fsutil`: directory fsync, atomic file replacement, the directory lock.
+//! - `options`: [`FileStoreOptions`]. `error`: [`InvalidRequest`].
+//!
+//! # The log directory
+//! ```text
+//! LOCK                       advisory lock held while a FileStore is open
+//! 00000000000000000001.wal   segments, named by their first index
+//! 00000000000000052123.wal
+//! log.meta                   first index after head compaction (absent until the first compaction)
+//! stable.dat                 the stable store
+//! *.tmp                      files being created; removed on open
+//! ```
+//! A segment is a 32-byte header (magic, format version, first index,
+//! CRC32C) followed by records; a record is `len u32 | crc32c u32 | index
+//! u64 | term u64 | group u64 | type u8 | data`, the CRC covering the length
+//! and everything after it. `group` is the first index of the fdatasync the
+//! record was written under. The crate README has the details.
+//!
+//! # Guarantees
+//! - `store_logs` returns after one `fdatasync` per segment it wrote to
+//!   (usually one). Calls queued while the writer is busy are grouped into
+//!   one sync (group commit). Entries are readable only once durable.
+//! - `delete_range` from the tail shrinks the segment holding the new end
+//!   and deletes later segments (newest first); from the head it records
+//!   the new first index in `log.meta` and deletes whole segments below it
+//!   (oldest first). A crash part way leaves a valid contiguous log.
+//! - On open, a torn or corrupt tail of the *last* segment is truncated to
+//!   the last valid record. Damage anywhere else (a sealed segment, a
+//!   missing segment, or a bad record followed by a valid record of a later
+//!   fdatasync) is refused with [`StorageError::Corrupt`] naming the file
+//!   and offset. Limitation: bit rot in the very last sync group, after it
+//!   was acknowledged, looks like a torn write and is truncated.
+//! - Any I/O error while writing fails the store: that call returns the
+//!   error, every later call [`StorageError::Failed`]. Nothing is retried.
+//! - Every new file and rename is followed by an fsync of the directory.
+//! - The stable store keeps its map in memory and rewrites `stable.dat`
+//!   atomically on every `set` (temporary file, fsync, rename, directory
+//!   fsync): after a crash a key holds its old or its new value.
+//! - I/O runs on a dedicated writer thread (writes) or tokio's blocking
+//!   pool (reads, stable store, snapshots), never on the async workers.
+
+mod error;
+mod fsutil;
+mod options;
+mod record;
+mod segment;
+mod snapshot;
+mod stable;
+mod store;
+mod view;
+mod wal;
+mod watermark;
+mod writer;
+
+pub use error::InvalidRequest;
+pub use options::FileStoreOptions;
+pub use snapshot::FileSnapshotStore;
+pub use store::FileStore;
+
+#[doc(no_inline)]
+pub use raft::{LogStore, SnapshotStore, StableStore, StorageError};

@@ -65,15 +65,24 @@ impl LogStore for InmemStore {
     }
 
     async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
-        let inner = self.lock();
-        let mut out = Vec::with_capacity(range.end.saturating_sub(range.start) as usize);
-        for index in range {
-            match inner.logs.get(&index) {
-                Some(log) => out.push(log.clone()),
-                None => return Err(StorageError::LogNotFound(index)),
-            }
+        if range.start >= range.end {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let inner = self.lock();
+        // Check the bounds first: the range may be far larger than the log
+        // (allocating or iterating it would exhaust memory or time).
+        let first = inner.logs.keys().next().copied();
+        let last = inner.logs.keys().next_back().copied();
+        match (first, last) {
+            (Some(first), Some(last)) if range.start >= first && range.start <= last => {
+                if range.end > last + 1 {
+                    return Err(StorageError::LogNotFound(last + 1));
+                }
+            }
+            _ => return Err(StorageError::LogNotFound(range.start)),
+        }
+        // The keys are contiguous (the struct's invariant), so every index is present.
+        Ok(inner.logs.range(range).map(|(_, log)| log.clone()).collect())
     }
 
     async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
@@ -81,7 +90,8 @@ impl LogStore for InmemStore {
         if let (Some(first), Some(&last)) = (logs.first(), inner.logs.keys().next_back()) {
             if first.index > last + 1 {
                 return Err(StorageError::Other(
-                    format!("store_logs would leave a hole: last index {last}, new first {}", first.index).into(),
+                    format!("store_logs would leave a hole: last index {last}, new first {}", first.index)
+                        .into(),
                 ));
             }
         }

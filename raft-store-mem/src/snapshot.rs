@@ -6,18 +6,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use raft::{async_trait, Configuration, SnapshotMeta, SnapshotReader, SnapshotSink, SnapshotStore, StorageError};
+use raft::{
+    async_trait, Configuration, SnapshotMeta, SnapshotReader, SnapshotSink, SnapshotStore, StorageError,
+};
 use tokio::io::AsyncWrite;
 
 #[derive(Default)]
 struct Inner {
-    /// Finalized snapshots, oldest first.
-    snapshots: Vec<(SnapshotMeta, Bytes)>,
+    /// Finalized snapshots, oldest first: ordered by (term, index, creation
+    /// order), whatever order they were finalized in.
+    snapshots: Vec<(SnapshotMeta, Bytes, u64)>,
     next_id: u64,
 }
 
 /// An in-memory [`SnapshotStore`] that keeps the newest `retain` snapshots
-/// (default 2). Clones share the same snapshots.
+/// (default 2). "Newest" means highest (term, index), then latest created,
+/// whatever order the sinks were finalized in. Clones share the same
+/// snapshots.
 #[derive(Clone)]
 pub struct InmemSnapshotStore {
     inner: Arc<Mutex<Inner>>,
@@ -55,6 +60,8 @@ impl InmemSnapshotStore {
 struct InmemSink {
     store: InmemSnapshotStore,
     meta: SnapshotMeta,
+    /// Creation order, the tie-breaker between equal (term, index).
+    seq: u64,
     buf: Vec<u8>,
 }
 
@@ -80,10 +87,12 @@ impl SnapshotSink for InmemSink {
     }
 
     async fn finalize(self: Box<Self>) -> Result<SnapshotMeta, StorageError> {
-        let InmemSink { store, mut meta, buf } = *self;
+        let InmemSink { store, mut meta, seq, buf } = *self;
         meta.size = buf.len() as u64;
         let mut inner = store.lock();
-        inner.snapshots.push((meta.clone(), Bytes::from(buf)));
+        let key = (meta.term, meta.index, seq);
+        let at = inner.snapshots.partition_point(|(m, _, s)| (m.term, m.index, *s) < key);
+        inner.snapshots.insert(at, (meta.clone(), Bytes::from(buf), seq));
         let excess = inner.snapshots.len().saturating_sub(store.retain);
         inner.snapshots.drain(..excess);
         Ok(meta)
@@ -103,11 +112,12 @@ impl SnapshotStore for InmemSnapshotStore {
         configuration: &Configuration,
         configuration_index: u64,
     ) -> Result<Box<dyn SnapshotSink>, StorageError> {
-        let id = {
+        let seq = {
             let mut inner = self.lock();
             inner.next_id += 1;
-            format!("{term}-{index}-{}", inner.next_id)
+            inner.next_id
         };
+        let id = format!("{term}-{index}-{seq}");
         Ok(Box::new(InmemSink {
             store: self.clone(),
             meta: SnapshotMeta {
@@ -118,20 +128,21 @@ impl SnapshotStore for InmemSnapshotStore {
                 configuration_index,
                 size: 0,
             },
+            seq,
             buf: Vec::new(),
         }))
     }
 
     async fn list(&self) -> Result<Vec<SnapshotMeta>, StorageError> {
-        Ok(self.lock().snapshots.iter().rev().map(|(m, _)| m.clone()).collect())
+        Ok(self.lock().snapshots.iter().rev().map(|(m, _, _)| m.clone()).collect())
     }
 
     async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError> {
         let inner = self.lock();
-        let (meta, data) = inner
+        let (meta, data, _) = inner
             .snapshots
             .iter()
-            .find(|(m, _)| m.id == id)
+            .find(|(m, _, _)| m.id == id)
             .ok_or_else(|| StorageError::SnapshotNotFound(id.to_owned()))?;
         Ok((meta.clone(), SnapshotReader::from_bytes(data.clone())))
     }

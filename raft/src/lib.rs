@@ -48,6 +48,7 @@ pub use error::{BoxError, Error, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
 pub use metrics::{Metrics, PeerMetrics};
 pub use raft::Raft;
+pub use runtime::snapshot::SnapshotHandle;
 pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster};
 pub use runtime::Applied;
 pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotStore, SnapshotWriter};

@@ -16,7 +16,8 @@ use crate::error::{Error, Result, StorageError};
 use crate::fsm::Fsm;
 use crate::metrics::Metrics;
 use crate::runtime::node::NodeTask;
-use crate::runtime::{apply, node, startup, writer, Applied, MembershipChange, Request, Waiter};
+use crate::runtime::snapshot::SnapshotHandle;
+use crate::runtime::{apply, node, snapshot, startup, writer, Applied, MembershipChange, Request, Waiter};
 use crate::snapshot::SnapshotStore;
 use crate::storage::{LogStore, StableStore};
 use crate::transport::Transport;
@@ -102,6 +103,7 @@ impl<F: Fsm> Raft<F> {
         let inbound = transport.take_consumer()?;
         let init = startup::load_initial_state(&config, &mut fsm, &*logs, &*stable, &*snaps).await?;
         let applied_start = init.applied;
+        let snapshot_index_start = init.snapshot_index;
         let core = Core::new(config.local_id.clone(), config.core_config(), seed_for(&config.local_id), init)
             .map_err(|reason| {
                 Error::Storage(StorageError::Corrupt { path: "log store".into(), offset: 0, reason })
@@ -135,12 +137,39 @@ impl<F: Fsm> Raft<F> {
         let (writer_events_tx, writer_events) = mpsc::unbounded_channel();
         let writer_task = tokio::spawn(writer::run(logs, stable, writer_rx, writer_events_tx));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
-        let apply_task = {
-            let batch_apply = config.batch_apply;
-            tokio::spawn(async move {
-                apply::run(fsm, batch_apply, apply_rx, applied, applied_tx).await;
-            })
+        let (position_conf, position_conf_index) = core.committed_configuration();
+        let position = apply::Position {
+            index: applied_start,
+            term: core.term_at(applied_start).unwrap_or(0),
+            configuration: position_conf.clone(),
+            configuration_index: position_conf_index,
         };
+        let apply_task = tokio::spawn(apply::run(
+            apply::ApplyTask {
+                fsm,
+                batch_apply: config.batch_apply,
+                snaps: snaps.clone(),
+                position,
+                applied: applied.clone(),
+                applied_tx,
+            },
+            apply_rx,
+        ));
+        let (snapshot_cmds, snapshot_cmds_rx) = mpsc::unbounded_channel();
+        let (snapshot_events_tx, snapshot_events) = mpsc::unbounded_channel();
+        let snapshot_task = tokio::spawn(snapshot::run(
+            snapshot::SnapshotTask {
+                snaps: snaps.clone(),
+                apply_tx: apply_tx.clone(),
+                applied: applied.clone(),
+                last_snapshot: core.snapshot_index().max(snapshot_index_start),
+                interval: config.snapshot_interval,
+                threshold: config.snapshot_threshold,
+                seed: seed_for(&config.local_id),
+                events: snapshot_events_tx,
+            },
+            snapshot_cmds_rx,
+        ));
         let (peer_events_tx, peer_events) = mpsc::unbounded_channel();
         let (tx, requests) = mpsc::channel(config.max_queued_requests);
         let task = NodeTask {
@@ -155,11 +184,15 @@ impl<F: Fsm> Raft<F> {
             writer_task,
             apply_tx,
             apply_task,
+            snaps,
+            snapshot_cmds,
+            snapshot_events,
+            snapshot_task,
             peer_events_tx,
             peer_events,
         };
-        let _snapshots_kept_for_later_use = snaps;
-        let handle = tokio::spawn(node::run(task));
+        let span = tracing::info_span!("raft", id = %task.config.local_id);
+        let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));
         Ok(Self { inner: Arc::new(Inner { tx, shared, task: Mutex::new(Some(handle)) }) })
     }
 
@@ -322,6 +355,13 @@ impl<F: Fsm> Raft<F> {
     /// Hands leadership to a specific server.
     pub async fn leadership_transfer_to_server(&self, id: ServerId, _addr: ServerAddress) -> Result<()> {
         self.request(|tx| Request::TransferLeadership { target: Some(id), tx }).await
+    }
+
+    /// Takes a snapshot now (regardless of `snapshot_threshold`) and
+    /// compacts the log behind it. Returns a handle to open it. If nothing
+    /// was applied since the last snapshot, returns that snapshot.
+    pub async fn snapshot(&self) -> Result<SnapshotHandle> {
+        self.request(|tx| Request::Snapshot { tx }).await
     }
 
     /// The node's current role.

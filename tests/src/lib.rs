@@ -151,6 +151,8 @@ pub struct TestNode<F: TestFsm = RecordingFsm> {
 pub struct TestCluster<F: TestFsm = RecordingFsm> {
     /// The network, for fault injection.
     pub net: InmemNetwork,
+    /// Adjusts each node's [`test_config`] before it starts.
+    pub configure: fn(&mut Config),
     /// Nodes by id ("n1", "n2", ...); the address equals the id.
     pub nodes: BTreeMap<String, TestNode<F>>,
 }
@@ -165,10 +167,15 @@ impl TestCluster<RecordingFsm> {
 impl<F: TestFsm + Clone> TestCluster<F> {
     /// Starts `n` nodes on `net` and bootstraps them with all `n` as voters.
     pub async fn with_network(n: usize, net: InmemNetwork) -> Self {
+        Self::with_config(n, net, |_| {}).await
+    }
+
+    /// Like [`TestCluster::with_network`], adjusting every node's config.
+    pub async fn with_config(n: usize, net: InmemNetwork, configure: fn(&mut Config)) -> Self {
         let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let configuration =
             Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
-        let mut cluster = Self { net, nodes: BTreeMap::new() };
+        let mut cluster = Self { net, configure, nodes: BTreeMap::new() };
         for id in &ids {
             let node = TestNode {
                 raft: None,
@@ -191,16 +198,12 @@ impl<F: TestFsm + Clone> TestCluster<F> {
         let fsm = F::default();
         node.applied = fsm.applied_log();
         node.fsm = fsm.clone();
-        let raft = Raft::new(
-            test_config(id),
-            fsm,
-            node.store.clone(),
-            node.store.clone(),
-            node.snaps.clone(),
-            transport,
-        )
-        .await
-        .expect("start node");
+        let mut config = test_config(id);
+        (self.configure)(&mut config);
+        let raft =
+            Raft::new(config, fsm, node.store.clone(), node.store.clone(), node.snaps.clone(), transport)
+                .await
+                .expect("start node");
         node.raft = Some(raft);
     }
 

@@ -56,7 +56,16 @@ impl Core {
                     self.reply(msg.from, msg.rpc_id, body, false);
                     return;
                 }
+                // Adopt the new term but keep the election timer running: only
+                // granting the vote resets it (Figure 2). Otherwise candidates
+                // whose logs are too stale to win keep resetting the timers of
+                // the nodes that could, and no leader is elected for a long time.
+                let timer = (!self.is_leader()).then_some((self.election_elapsed, self.election_timeout));
                 self.become_follower(term, None);
+                if let Some((elapsed, timeout)) = timer {
+                    self.election_elapsed = elapsed;
+                    self.election_timeout = timeout;
+                }
             }
             _ if term > self.hard.term => {
                 let leader = matches!(msg.body, Body::AppendEntries(_) | Body::TimeoutNow(_))
@@ -300,7 +309,7 @@ impl Core {
         leader.lease_elapsed += 1;
         for p in leader.peers.values_mut() {
             p.ticks_since_contact += 1;
-            if !p.inflight.is_empty() || p.probe_sent {
+            if p.mode != super::progress::SendMode::Snapshot && (!p.inflight.is_empty() || p.probe_sent) {
                 p.stalled_ticks += 1;
                 if p.stalled_ticks >= stall_limit {
                     // Requests were lost: fall back to probing.
@@ -339,7 +348,9 @@ impl Core {
             leader.heartbeat_elapsed = 0;
             for p in leader.peers.values_mut() {
                 // Resume a paused probe once per heartbeat interval.
-                p.probe_sent = false;
+                if p.mode != super::progress::SendMode::Snapshot {
+                    p.probe_sent = false;
+                }
             }
         }
         self.tick_transfer();

@@ -21,6 +21,7 @@
 //! - `election`: timeouts, pre-vote, votes, role changes.
 //! - `replication`: AppendEntries on both sides, commitment.
 //! - `read`: ReadIndex linearizable reads.
+//! - `snapshot`: sending and installing snapshots, log compaction.
 //! - `transfer`: leadership transfer.
 //! - `rng`: seeded randomness for timeouts.
 
@@ -31,6 +32,7 @@ mod progress;
 mod read;
 mod replication;
 mod rng;
+mod snapshot;
 mod transfer;
 
 #[cfg(test)]
@@ -179,6 +181,25 @@ pub struct Ready {
     pub failed_reads: Vec<(u64, Refusal)>,
     /// A leadership transfer gave up (target did not take over in time).
     pub transfer_aborted: bool,
+    /// Followers that need a snapshot: stream the newest one to each and
+    /// report with [`Core::snapshot_sent`].
+    pub snapshots_to_send: Vec<ServerId>,
+    /// A snapshot received from the leader was installed: replace the log
+    /// (see [`InstalledSnapshot`]) and restore the state machine from it
+    /// before applying anything after it.
+    pub installed_snapshot: Option<InstalledSnapshot>,
+}
+
+/// Instructions after [`Core::install_snapshot`] accepted a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledSnapshot {
+    /// Last index the snapshot covers.
+    pub index: u64,
+    /// Its term.
+    pub term: u64,
+    /// Delete the whole stored log (it conflicted with or ended before the
+    /// snapshot); otherwise delete only entries up to `index`.
+    pub discard_log: bool,
 }
 
 impl Ready {
@@ -193,6 +214,8 @@ impl Ready {
             && self.reads.is_empty()
             && self.failed_reads.is_empty()
             && !self.transfer_aborted
+            && self.snapshots_to_send.is_empty()
+            && self.installed_snapshot.is_none()
     }
 
     /// Whether the durable part (`hard_state`, `truncate_from`, `entries`,

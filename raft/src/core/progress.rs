@@ -10,6 +10,9 @@ pub(crate) enum SendMode {
     Probe,
     /// Logs match up to `matched`: several requests in flight (pipelining).
     Replicate,
+    /// The entries the follower needs were compacted: a snapshot is being
+    /// streamed to it and appends wait until it is installed.
+    Snapshot,
 }
 
 /// Replication state of one follower, kept by the leader.
@@ -57,13 +60,14 @@ impl Progress {
         match self.mode {
             SendMode::Probe => !self.probe_sent,
             SendMode::Replicate => self.inflight.len() < max_inflight,
+            SendMode::Snapshot => false,
         }
     }
 
     /// Records that a request ending at `last` was sent.
     pub(crate) fn sent(&mut self, last: u64) {
         match self.mode {
-            SendMode::Probe => self.probe_sent = true,
+            SendMode::Probe | SendMode::Snapshot => self.probe_sent = true,
             SendMode::Replicate => {
                 self.inflight.push_back(last);
                 self.next = last + 1;
@@ -82,7 +86,7 @@ impl Progress {
         while self.inflight.front().is_some_and(|&i| i <= index) {
             self.inflight.pop_front();
         }
-        if self.mode == SendMode::Probe {
+        if self.mode != SendMode::Replicate {
             self.mode = SendMode::Replicate;
             self.inflight.clear();
             self.next = index + 1;

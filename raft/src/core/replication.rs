@@ -35,8 +35,10 @@ impl Core {
             let Some(prev_log_term) = self.log.term(prev_log_index) else {
                 // The entries this follower needs were compacted away; it
                 // must be brought up to date with a snapshot.
-                tracing::warn!(peer = %peer, next = p.next, "follower needs entries that were compacted");
-                p.probe_sent = true;
+                tracing::info!(peer = %peer, next = p.next, "follower needs compacted entries; sending a snapshot");
+                p.mode = SendMode::Snapshot;
+                p.inflight.clear();
+                self.ready.snapshots_to_send.push(peer.clone());
                 return;
             };
             let entries = self.log.slice(p.next, last, self.cfg.max_append_entries);
@@ -191,6 +193,11 @@ impl Core {
         p.recent_active = true;
         p.ticks_since_contact = 0;
         p.acked_round = p.acked_round.max(resp.round);
+        if p.mode == SendMode::Snapshot {
+            // Only the snapshot's outcome moves this follower forward.
+            self.advance_reads();
+            return;
+        }
         if resp.success {
             if p.acknowledge(resp.last_log_index.min(last)) {
                 self.maybe_commit();

@@ -1,14 +1,19 @@
-//! The FSM task: applies committed entries in order, in batches, and
-//! resolves the futures of the callers who proposed them.
+//! The FSM task: applies committed entries in order, in batches, resolves
+//! the futures of the callers who proposed them, restores the FSM from
+//! snapshots, and captures point-in-time snapshots for the snapshot task.
+//! Everything arrives on one FIFO channel, so a restore or a capture always
+//! sits at an exact position in the log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Applied, Waiter};
-use crate::fsm::Fsm;
-use crate::types::{Log, LogType};
+use crate::error::Error;
+use crate::fsm::{Fsm, FsmSnapshot};
+use crate::snapshot::SnapshotStore;
+use crate::types::{Configuration, Log, LogType};
 
 /// Committed entries plus whoever waits on some of them (by index).
 pub(crate) struct ApplyBatch<R> {
@@ -16,38 +21,114 @@ pub(crate) struct ApplyBatch<R> {
     pub(crate) waiters: Vec<(u64, Waiter<R>)>,
 }
 
+/// A point-in-time FSM snapshot and the log position it reflects.
+pub(crate) struct Capture {
+    pub(crate) snapshot: Box<dyn FsmSnapshot>,
+    pub(crate) index: u64,
+    pub(crate) term: u64,
+    pub(crate) configuration: Configuration,
+    pub(crate) configuration_index: u64,
+}
+
+/// Work for the FSM task.
+pub(crate) enum ApplyMsg<R> {
+    /// Apply these committed entries.
+    Batch(ApplyBatch<R>),
+    /// Replace the FSM state with a stored snapshot.
+    Restore { id: String, index: u64, term: u64, configuration: Configuration, configuration_index: u64 },
+    /// Capture a snapshot of the current state.
+    Capture(oneshot::Sender<Result<Capture, Error>>),
+}
+
+/// The log position the FSM state reflects.
+pub(crate) struct Position {
+    pub(crate) index: u64,
+    pub(crate) term: u64,
+    pub(crate) configuration: Configuration,
+    pub(crate) configuration_index: u64,
+}
+
 /// Most entries handed to one `apply_batch` call.
 const MAX_BATCH: usize = 4096;
 
+pub(crate) struct ApplyTask<F: Fsm> {
+    pub(crate) fsm: F,
+    pub(crate) batch_apply: bool,
+    pub(crate) snaps: Arc<dyn SnapshotStore>,
+    pub(crate) position: Position,
+    pub(crate) applied: Arc<AtomicU64>,
+    pub(crate) applied_tx: watch::Sender<u64>,
+}
+
 pub(crate) async fn run<F: Fsm>(
-    mut fsm: F,
-    batch_apply: bool,
-    mut batches: mpsc::UnboundedReceiver<ApplyBatch<F::Response>>,
-    applied: Arc<AtomicU64>,
-    applied_tx: watch::Sender<u64>,
-) -> F {
-    while let Some(first) = batches.recv().await {
-        let mut entries = first.entries;
-        let mut waiters = first.waiters;
-        while entries.len() < MAX_BATCH {
-            match batches.try_recv() {
-                Ok(more) => {
-                    entries.extend(more.entries);
-                    waiters.extend(more.waiters);
+    mut task: ApplyTask<F>,
+    mut rx: mpsc::UnboundedReceiver<ApplyMsg<F::Response>>,
+) {
+    let mut carry = None;
+    loop {
+        let msg = match carry.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        match msg {
+            ApplyMsg::Batch(first) => {
+                let mut entries = first.entries;
+                let mut waiters = first.waiters;
+                while entries.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(ApplyMsg::Batch(more)) => {
+                            entries.extend(more.entries);
+                            waiters.extend(more.waiters);
+                        }
+                        Ok(other) => {
+                            carry = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
                 }
-                Err(_) => break,
+                task.apply(entries, waiters).await;
+            }
+            ApplyMsg::Restore { id, index, term, configuration, configuration_index } => {
+                task.restore(&id, index, term, configuration, configuration_index).await;
+            }
+            ApplyMsg::Capture(tx) => {
+                let _ = tx.send(task.capture().await);
             }
         }
-        let Some(last) = entries.last().map(|e| e.index) else { continue };
-        let skip = applied.load(Ordering::Acquire);
+    }
+}
+
+impl<F: Fsm> ApplyTask<F> {
+    fn set_applied(&mut self, index: u64) {
+        self.applied.store(index, Ordering::Release);
+        self.applied_tx.send_replace(index);
+    }
+
+    async fn apply(&mut self, entries: Vec<Log>, waiters: Vec<(u64, Waiter<F::Response>)>) {
+        let Some(last) = entries.last() else { return };
+        let (last_index, last_term) = (last.index, last.term);
+        let skip = self.position.index;
+        for e in entries.iter().filter(|e| e.log_type == LogType::Configuration && e.index > skip) {
+            match crate::codec::decode::<Configuration>(&e.data) {
+                Ok(c) => {
+                    self.position.configuration = c;
+                    self.position.configuration_index = e.index;
+                }
+                Err(err) => tracing::error!(index = e.index, error = %err, "undecodable configuration entry"),
+            }
+        }
         let commands: Vec<Log> =
             entries.iter().filter(|e| e.log_type == LogType::Command && e.index > skip).cloned().collect();
-        let mut responses = if batch_apply {
-            fsm.apply_batch(&commands).await
+        let mut responses = if self.batch_apply {
+            self.fsm.apply_batch(&commands).await
         } else {
             let mut out = Vec::with_capacity(commands.len());
             for c in &commands {
-                out.push(fsm.apply(c).await);
+                out.push(self.fsm.apply(c).await);
             }
             out
         }
@@ -74,10 +155,47 @@ pub(crate) async fn run<F: Fsm>(
         for (i, w) in waiters {
             resolve_index(i, w);
         }
-        applied.store(last.max(skip), Ordering::Release);
-        applied_tx.send_replace(last.max(skip));
+        if last_index > self.position.index {
+            self.position.index = last_index;
+            self.position.term = last_term;
+            self.set_applied(last_index);
+        }
     }
-    fsm
+
+    async fn restore(
+        &mut self,
+        id: &str,
+        index: u64,
+        term: u64,
+        configuration: Configuration,
+        conf_index: u64,
+    ) {
+        let result = match self.snaps.open(id).await {
+            Ok((_, reader)) => self.fsm.restore(reader).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(snapshot = id, index, "state machine restored from snapshot");
+                self.position = Position { index, term, configuration, configuration_index: conf_index };
+                self.set_applied(index);
+            }
+            // The snapshot was durably stored a moment ago; failing to read
+            // it back means the FSM state can no longer be trusted.
+            Err(e) => tracing::error!(snapshot = id, error = %e, "restoring the state machine failed"),
+        }
+    }
+
+    async fn capture(&mut self) -> Result<Capture, Error> {
+        let snapshot = self.fsm.snapshot().await.map_err(|e| Error::Fsm(e.to_string()))?;
+        Ok(Capture {
+            snapshot,
+            index: self.position.index,
+            term: self.position.term,
+            configuration: self.position.configuration.clone(),
+            configuration_index: self.position.configuration_index,
+        })
+    }
 }
 
 /// Answers a waiter on a non-command entry (barrier, no-op, configuration).

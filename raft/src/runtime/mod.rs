@@ -12,11 +12,14 @@
 //!   them; failing peers are backed off.
 //! - `apply`: the FSM task. Applies committed entries in batches and
 //!   resolves the callers' futures.
+//! - `snapshot`: the snapshot task. Decides when to snapshot, persists FSM
+//!   snapshots concurrently with applies, and triggers log compaction.
 //! - `startup`: loading durable state, bootstrap and recovery helpers.
 
 pub(crate) mod apply;
 pub(crate) mod node;
 pub(crate) mod peer;
+pub(crate) mod snapshot;
 pub(crate) mod startup;
 pub(crate) mod writer;
 
@@ -74,5 +77,6 @@ pub(crate) enum Request<R> {
     GetConfiguration { tx: oneshot::Sender<Result<(Configuration, u64), Error>> },
     ChangeMembership { change: MembershipChange, prev_index: u64, tx: oneshot::Sender<Result<u64, Error>> },
     TransferLeadership { target: Option<ServerId>, tx: oneshot::Sender<Result<(), Error>> },
+    Snapshot { tx: oneshot::Sender<Result<snapshot::SnapshotHandle, Error>> },
     Shutdown { tx: oneshot::Sender<()> },
 }

@@ -3,25 +3,29 @@
 //! from the writer, peer and FSM tasks, and executes the work the core
 //! returns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::apply::ApplyBatch;
+use super::apply::{ApplyBatch, ApplyMsg};
 use super::peer::{self, PeerEvent, PeerHandle};
+use super::snapshot::{SnapshotCmd, SnapshotTaken};
 use super::writer::{PersistJob, WriterEvent};
 use super::{MembershipChange, Request, Waiter};
 use crate::config::Config;
 use crate::core::{Body, Core, Message, Refusal};
 use crate::error::{Error, StorageError, TransportError};
-use crate::message::{RpcRequest, RpcResponse};
+use crate::message::{InstallSnapshotRequest, InstallSnapshotResponse, RpcRequest, RpcResponse};
 use crate::metrics::{Metrics, PeerMetrics};
 use crate::raft::Shared;
+use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
-use crate::types::{Configuration, LogType, RaftState, Server, ServerAddress, ServerId, Suffrage};
+use crate::types::{
+    Configuration, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage,
+};
 
 /// Most client requests folded into one proposal.
 const MAX_PROPOSAL_BATCH: usize = 4096;
@@ -39,8 +43,12 @@ pub(crate) struct NodeTask<R> {
     pub(crate) writer_tx: mpsc::UnboundedSender<PersistJob>,
     pub(crate) writer_events: mpsc::UnboundedReceiver<WriterEvent>,
     pub(crate) writer_task: JoinHandle<()>,
-    pub(crate) apply_tx: mpsc::UnboundedSender<ApplyBatch<R>>,
+    pub(crate) apply_tx: mpsc::UnboundedSender<ApplyMsg<R>>,
     pub(crate) apply_task: JoinHandle<()>,
+    pub(crate) snaps: Arc<dyn SnapshotStore>,
+    pub(crate) snapshot_cmds: mpsc::UnboundedSender<SnapshotCmd>,
+    pub(crate) snapshot_events: mpsc::UnboundedReceiver<SnapshotTaken>,
+    pub(crate) snapshot_task: JoinHandle<()>,
     pub(crate) peer_events_tx: mpsc::UnboundedSender<PeerEvent>,
     pub(crate) peer_events: mpsc::UnboundedReceiver<PeerEvent>,
 }
@@ -59,6 +67,14 @@ struct Node<R> {
     published: (RaftState, u64, Option<ServerId>),
     shutdown_ack: Vec<oneshot::Sender<()>>,
     fatal: Option<String>,
+    /// Peers a snapshot is being streamed to.
+    sending_snapshots: HashSet<ServerId>,
+    /// Consecutive failed snapshot transfers per peer, for back-off.
+    snapshot_failures: HashMap<ServerId, u32>,
+    /// A received snapshot being installed (its local copy).
+    installing: Option<SnapshotMeta>,
+    /// Background snapshot transfers, aborted on shutdown.
+    transfers: Vec<JoinHandle<()>>,
 }
 
 enum Flow {
@@ -79,9 +95,11 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         transfer: None,
         shutdown_ack: Vec::new(),
         fatal: None,
+        sending_snapshots: HashSet::new(),
+        snapshot_failures: HashMap::new(),
+        installing: None,
+        transfers: Vec::new(),
     };
-    let span = tracing::info_span!("raft", id = %node.t.config.local_id);
-    let _enter = span.enter();
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,6 +129,10 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                     }
                     None => node.t.inbound = None,
                 }
+                Flow::Continue
+            }
+            Some(SnapshotTaken { index }) = node.t.snapshot_events.recv() => {
+                node.compact(index);
                 Flow::Continue
             }
             req = node.t.requests.recv() => match req {
@@ -188,6 +210,122 @@ impl<R: Send + 'static> Node<R> {
     fn on_peer_event(&mut self, ev: PeerEvent) {
         match ev {
             PeerEvent::Response(msg) => self.t.core.step(msg),
+            PeerEvent::SnapshotSent { peer, index, term, success } => {
+                self.sending_snapshots.remove(&peer);
+                if success {
+                    self.snapshot_failures.remove(&peer);
+                } else {
+                    *self.snapshot_failures.entry(peer.clone()).or_default() += 1;
+                }
+                self.t.core.snapshot_sent(&peer, index, term, success);
+            }
+            PeerEvent::SnapshotReceived { leader, term, result, reply } => {
+                let meta = match result {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        tracing::warn!(leader = %leader, error = %e, "receiving a snapshot failed");
+                        reply.send(Err(TransportError::Other(format!("snapshot not installed: {e}"))));
+                        return;
+                    }
+                };
+                let outcome = self.t.core.install_snapshot(
+                    &leader,
+                    term,
+                    meta.index,
+                    meta.term,
+                    meta.configuration.clone(),
+                    meta.configuration_index,
+                );
+                let (term, success) = match outcome {
+                    Err(current) => (current, false),
+                    Ok(installed) => {
+                        if installed {
+                            self.installing = Some(meta);
+                        }
+                        (self.t.core.term(), true)
+                    }
+                };
+                reply.send(Ok(RpcResponse::InstallSnapshot(InstallSnapshotResponse { term, success })));
+            }
+        }
+    }
+
+    /// Receives a streamed snapshot into the local store in the background.
+    fn receive_snapshot(&mut self, req: InstallSnapshotRequest, data: SnapshotReader, reply: RpcReply) {
+        if let Err(current) = self.t.core.snapshot_offered(&req.leader_id, req.term) {
+            reply.send(Ok(RpcResponse::InstallSnapshot(InstallSnapshotResponse {
+                term: current,
+                success: false,
+            })));
+            return;
+        }
+        let snaps = self.t.snaps.clone();
+        let events = self.t.peer_events_tx.clone();
+        let handle = tokio::spawn(async move {
+            let result = store_snapshot(&*snaps, &req.meta, data).await;
+            let _ = events.send(PeerEvent::SnapshotReceived {
+                leader: req.leader_id,
+                term: req.term,
+                result,
+                reply,
+            });
+        });
+        self.transfers.push(handle);
+    }
+
+    /// Streams the newest stored snapshot to each follower that needs one.
+    fn send_snapshots(&mut self, peers: Vec<ServerId>) {
+        for peer in peers {
+            if !self.sending_snapshots.insert(peer.clone()) {
+                continue;
+            }
+            let Some(addr) = self.address_of(&peer) else {
+                self.sending_snapshots.remove(&peer);
+                continue;
+            };
+            let snaps = self.t.snaps.clone();
+            let transport = self.t.transport.clone();
+            let events = self.t.peer_events_tx.clone();
+            let term = self.t.core.term();
+            let leader_id = self.id().clone();
+            // A peer that keeps failing is retried with exponential back-off.
+            let failures = self.snapshot_failures.get(&peer).copied().unwrap_or(0);
+            let backoff = (self.t.config.heartbeat_timeout / 10).saturating_mul(1 << failures.min(6));
+            let handle = tokio::spawn(async move {
+                let (index, term, success) =
+                    match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id).await {
+                        Ok((index, resp)) => (index, resp.term, resp.success),
+                        Err(e) => {
+                            tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
+                            (0, term, false)
+                        }
+                    };
+                if !success {
+                    tokio::time::sleep(backoff).await;
+                }
+                let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
+            });
+            self.transfers.push(handle);
+        }
+        self.transfers.retain(|h| !h.is_finished());
+    }
+
+    /// Forgets log entries a new snapshot made redundant, keeping
+    /// `trailing_logs` entries for slightly lagging followers.
+    fn compact(&mut self, snapshot_index: u64) {
+        let target = snapshot_index.saturating_sub(self.t.config.trailing_logs);
+        if target <= self.t.core.snapshot_index() {
+            return;
+        }
+        match self.t.core.compact(target) {
+            Ok(()) => {
+                let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
+                if self.t.writer_tx.send(job).is_err() {
+                    self.fatal = Some("log writer stopped".into());
+                }
+                tracing::debug!(through = target, "log compacted");
+            }
+            Err(e) => tracing::debug!(error = %e, "compaction skipped"),
         }
     }
 
@@ -195,10 +333,8 @@ impl<R: Send + 'static> Node<R> {
         let InboundRpc { request, reply } = rpc;
         let req = match request {
             InboundRequest::Rpc(req) => req,
-            InboundRequest::InstallSnapshot(req, _) => {
-                tracing::warn!(leader = %req.leader_id, "InstallSnapshot refused: not supported by this version");
-                reply
-                    .send(Err(TransportError::Rejected("snapshot installation is not supported yet".into())));
+            InboundRequest::InstallSnapshot(req, data) => {
+                self.receive_snapshot(req, data, reply);
                 return;
             }
         };
@@ -326,6 +462,11 @@ impl<R: Send + 'static> Node<R> {
                     }
                 }
             }
+            Request::Snapshot { tx } => {
+                if self.t.snapshot_cmds.send(SnapshotCmd::Take(tx)).is_err() {
+                    tracing::error!("snapshot task stopped");
+                }
+            }
             Request::Shutdown { tx } => {
                 self.shutdown_ack.push(tx);
                 return Flow::Stop;
@@ -438,6 +579,7 @@ impl<R: Send + 'static> Node<R> {
         }
         if ready.needs_persist() {
             let job = PersistJob {
+                compact_through: None,
                 hard_state: ready.hard_state,
                 truncate_from: ready.truncate_from,
                 entries: ready.entries,
@@ -446,6 +588,25 @@ impl<R: Send + 'static> Node<R> {
             if self.t.writer_tx.send(job).is_err() {
                 self.fatal = Some("log writer stopped".into());
             }
+        }
+        if let Some(installed) = ready.installed_snapshot.take() {
+            let through = if installed.discard_log { u64::MAX } else { installed.index };
+            let job = PersistJob { compact_through: Some(through), ..PersistJob::default() };
+            if self.t.writer_tx.send(job).is_err() {
+                self.fatal = Some("log writer stopped".into());
+            }
+            if let Some(meta) = self.installing.take() {
+                let _ = self.t.apply_tx.send(ApplyMsg::Restore {
+                    id: meta.id,
+                    index: installed.index,
+                    term: installed.term,
+                    configuration: meta.configuration,
+                    configuration_index: meta.configuration_index,
+                });
+            }
+        }
+        if !ready.snapshots_to_send.is_empty() {
+            self.send_snapshots(std::mem::take(&mut ready.snapshots_to_send));
         }
         if !ready.committed.is_empty() {
             self.dispatch_apply(ready.committed);
@@ -484,7 +645,7 @@ impl<R: Send + 'static> Node<R> {
                 }
             }
         }
-        let _ = self.t.apply_tx.send(ApplyBatch { entries, waiters });
+        let _ = self.t.apply_tx.send(ApplyMsg::Batch(ApplyBatch { entries, waiters }));
     }
 
     /// Publishes role changes and fails what a lost leadership invalidates.
@@ -583,9 +744,23 @@ impl<R: Send + 'static> Node<R> {
         for (_, p) in self.peers.drain() {
             p.task.abort();
         }
+        for t in self.transfers.drain(..) {
+            t.abort();
+        }
         self.replies.clear();
         self.t.inbound = None;
-        let NodeTask { writer_tx, writer_task, apply_tx, apply_task, shared, .. } = self.t;
+        let NodeTask {
+            writer_tx,
+            writer_task,
+            apply_tx,
+            apply_task,
+            shared,
+            snapshot_cmds,
+            snapshot_task,
+            ..
+        } = self.t;
+        drop(snapshot_cmds);
+        let _ = snapshot_task.await;
         drop(writer_tx);
         let _ = writer_task.await;
         drop(apply_tx);
@@ -600,4 +775,56 @@ impl<R: Send + 'static> Node<R> {
             let _ = tx.send(());
         }
     }
+}
+
+/// Copies a streamed snapshot into the local store and finalizes it.
+async fn store_snapshot(
+    snaps: &dyn SnapshotStore,
+    meta: &SnapshotMeta,
+    mut data: SnapshotReader,
+) -> Result<SnapshotMeta, String> {
+    let sink = snaps
+        .create(meta.index, meta.term, &meta.configuration, meta.configuration_index)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut writer = SnapshotWriter::new(sink);
+    let copied = tokio::io::copy(&mut data, &mut writer).await;
+    let flushed = match copied {
+        Ok(n) if n == meta.size || meta.size == 0 => {
+            tokio::io::AsyncWriteExt::flush(&mut writer).await.map_err(|e| e.to_string())
+        }
+        Ok(n) => Err(format!("snapshot truncated: got {n} of {} bytes", meta.size)),
+        Err(e) => Err(e.to_string()),
+    };
+    match flushed {
+        Ok(()) => writer.finalize().await.map_err(|e| e.to_string()),
+        Err(e) => {
+            let _ = writer.cancel().await;
+            Err(e)
+        }
+    }
+}
+
+/// Opens the newest stored snapshot and streams it to a follower.
+async fn send_snapshot(
+    snaps: &dyn SnapshotStore,
+    transport: &dyn Transport,
+    peer: &ServerId,
+    addr: &ServerAddress,
+    term: u64,
+    leader_id: ServerId,
+) -> Result<(u64, InstallSnapshotResponse), Error> {
+    let newest = snaps
+        .list()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Storage(StorageError::SnapshotNotFound("no snapshot to send".into())))?;
+    let (meta, reader) = snaps.open(&newest.id).await?;
+    let index = meta.index;
+    tracing::info!(peer = %peer, index, size = meta.size, "streaming snapshot");
+    let resp = transport
+        .install_snapshot(peer, addr, InstallSnapshotRequest { term, leader_id, meta }, reader)
+        .await?;
+    Ok((index, resp))
 }

@@ -18,10 +18,19 @@ use crate::error::TransportError;
 use crate::transport::{AppendPipeline, Transport};
 use crate::types::{ServerAddress, ServerId};
 
-/// Events a peer task reports.
+/// Events from peer, snapshot-sending and snapshot-receiving tasks.
 pub(crate) enum PeerEvent {
     /// A response to step into the core.
     Response(Message),
+    /// A snapshot covering `index` was streamed to `peer`.
+    SnapshotSent { peer: ServerId, index: u64, term: u64, success: bool },
+    /// A snapshot from `leader` was received into the local store.
+    SnapshotReceived {
+        leader: ServerId,
+        term: u64,
+        result: Result<crate::types::SnapshotMeta, String>,
+        reply: crate::transport::RpcReply,
+    },
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(10);

@@ -16,6 +16,9 @@ use crate::types::{HardState, Log};
 #[derive(Default)]
 pub(crate) struct PersistJob {
     pub(crate) hard_state: Option<HardState>,
+    /// Delete stored entries up to and including this index (compaction
+    /// after a snapshot; `u64::MAX` discards the whole log).
+    pub(crate) compact_through: Option<u64>,
     pub(crate) truncate_from: Option<u64>,
     pub(crate) entries: Vec<Log>,
     pub(crate) messages: Vec<Message>,
@@ -24,7 +27,7 @@ pub(crate) struct PersistJob {
 impl PersistJob {
     /// Folds a later job into this one, if that keeps the order of effects.
     fn merge(&mut self, next: PersistJob) -> Result<(), PersistJob> {
-        if next.truncate_from.is_some() {
+        if next.truncate_from.is_some() || next.compact_through.is_some() {
             return Err(next);
         }
         if next.hard_state.is_some() {
@@ -97,6 +100,13 @@ async fn persist(
     if let Some(hs) = &job.hard_state {
         let bytes = crate::codec::encode(hs)?;
         stable.set(super::HARD_STATE_KEY, &bytes).await?;
+    }
+    if let Some(through) = job.compact_through {
+        let first = logs.first_index().await?;
+        let last = logs.last_index().await?;
+        if first > 0 && first <= through.min(last) {
+            logs.delete_range(first, through.min(last)).await?;
+        }
     }
     if let Some(from) = job.truncate_from {
         let last = logs.last_index().await?;

@@ -1,0 +1,38 @@
+//! [`FileStoreOptions`]: the knobs of a [`FileStore`](crate::FileStore).
+
+/// Options for [`FileStore::open_with`](crate::FileStore::open_with).
+///
+/// ```
+/// let opts = raft_store_file::FileStoreOptions { segment_size: 8 << 20, ..Default::default() };
+/// assert_eq!(opts.cache_entries, raft_store_file::FileStoreOptions::default().cache_entries);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileStoreOptions {
+    /// Target size of one log segment file in bytes (default 64 MiB). A
+    /// segment is sealed and a new one started when the next record would
+    /// push it past this size; a single record larger than this gets a
+    /// segment of its own. Values below 4 KiB are raised to 4 KiB.
+    pub segment_size: u64,
+    /// How many of the most recently appended entries are kept in memory, so
+    /// reads of the log's tail (replication) rarely touch the disk
+    /// (default 1024; 0 disables the cache).
+    pub cache_entries: usize,
+    /// The most `store_logs` calls the writer groups into one fdatasync
+    /// (group commit; default 256; at least 1).
+    pub max_group_requests: usize,
+}
+
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        Self { segment_size: 64 << 20, cache_entries: 1024, max_group_requests: 256 }
+    }
+}
+
+impl FileStoreOptions {
+    /// The options with every value clamped into its valid range.
+    pub(crate) fn normalized(mut self) -> Self {
+        self.segment_size = self.segment_size.max(4096);
+        self.max_group_requests = self.max_group_requests.max(1);
+        self
+    }
+}

@@ -1,0 +1,246 @@
+//! [`FileStore`]: the public log and stable store handle. Reads are served
+//! from the in-memory index (and its cache of recent entries) with
+//! positional reads on the blocking pool; writes go to the writer thread.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use raft::{async_trait, Log, LogStore, StableStore, StorageError};
+use tokio::sync::oneshot;
+
+use crate::options::FileStoreOptions;
+use crate::stable::StableFile;
+use crate::view::Shared;
+use crate::wal::Wal;
+use crate::writer::{self, Request};
+
+/// A durable [`LogStore`] and [`StableStore`] in one directory.
+///
+/// Cheap to [`Clone`]; clones share the same open files. The directory is
+/// locked (`<dir>/LOCK`) while any clone is alive: a second
+/// [`FileStore::open`] of the same directory, in this process or another,
+/// fails until the last clone is dropped. Dropping the last clone waits for
+/// the writer thread to finish the request it is on.
+///
+/// See the crate docs for the on-disk format and the guarantees.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use raft::{Log, LogStore, LogType, StableStore};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = raft_store_file::FileStore::open(dir.path()).await.unwrap();
+/// store.store_logs(&[Log::new(1, 1, LogType::Command, "x")]).await.unwrap();
+/// store.set_u64(b"term", 1).await.unwrap();
+/// drop(store);
+/// let store = raft_store_file::FileStore::open(dir.path()).await.unwrap();
+/// assert_eq!(store.last_index().await.unwrap(), 1);
+/// assert_eq!(store.get_u64(b"term").await.unwrap(), Some(1));
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    stable: Arc<StableFile>,
+    /// `None` only while dropping.
+    tx: Mutex<Option<Sender<Request>>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel stops the writer after its current request;
+        // joining it releases the directory lock before `drop` returns, so
+        // the directory can be reopened right away.
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(handle) = self.writer.take() {
+            if handle.join().is_err() {
+                tracing::error!(dir = %self.dir.display(), "log writer thread panicked");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("dir", &self.inner.dir).finish()
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> StorageError {
+    StorageError::Failed(format!("blocking file task failed: {e}"))
+}
+
+impl FileStore {
+    /// Opens (creating it if needed) the store in `dir` with default options.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with(dir, FileStoreOptions::default()).await
+    }
+
+    /// Opens (creating it if needed) the store in `dir`, recovering from any
+    /// earlier crash: a torn tail of the last segment is truncated; damage
+    /// anywhere else is refused with [`StorageError::Corrupt`].
+    pub async fn open_with(dir: impl AsRef<Path>, opts: FileStoreOptions) -> Result<Self, StorageError> {
+        let dir = dir.as_ref().to_owned();
+        let opts = opts.normalized();
+        let max_group = opts.max_group_requests;
+        let open_dir = dir.clone();
+        let (wal, shared, stable) = tokio::task::spawn_blocking(move || {
+            let (wal, shared) = Wal::open(&open_dir, opts)?;
+            let stable = StableFile::open(&open_dir)?;
+            Ok::<_, StorageError>((wal, shared, stable))
+        })
+        .await
+        .map_err(join_error)??;
+        let (tx, handle) =
+            writer::spawn(wal, max_group).map_err(|e| StorageError::io("spawn the log writer thread", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir,
+                shared,
+                stable: Arc::new(stable),
+                tx: Mutex::new(Some(tx)),
+                writer: Some(handle),
+            }),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    async fn request(&self, make: impl FnOnce(writer::Reply) -> Request) -> Result<(), StorageError> {
+        self.inner.shared.check()?;
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx =
+                self.inner.tx.lock().map_err(|_| StorageError::Failed("writer channel poisoned".into()))?;
+            let sent = match tx.as_ref() {
+                Some(tx) => tx.send(make(reply)).is_ok(),
+                None => false,
+            };
+            if !sent {
+                return Err(StorageError::Failed("log writer thread has stopped".into()));
+            }
+        }
+        match rx.await {
+            Ok(res) => res,
+            Err(_) => {
+                let why = "log writer thread stopped before answering".to_owned();
+                self.inner.shared.fail(why.clone());
+                Err(StorageError::Failed(why))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LogStore for FileStore {
+    async fn first_index(&self) -> Result<u64, StorageError> {
+        Ok(self.inner.shared.read()?.first)
+    }
+
+    async fn last_index(&self) -> Result<u64, StorageError> {
+        Ok(self.inner.shared.read()?.last)
+    }
+
+    async fn get_log(&self, index: u64) -> Result<Option<Log>, StorageError> {
+        {
+            let v = self.inner.shared.read()?;
+            if !v.contains(index) {
+                return Ok(None);
+            }
+            if let Some(log) = v.cached(index) {
+                return Ok(Some(log));
+            }
+        }
+        let shared = self.inner.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let v = shared.read()?;
+            if !v.contains(index) {
+                return Ok(None);
+            }
+            Ok(v.read_range(index..index + 1)?.pop())
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
+        fn check(first: u64, last: u64, range: &Range<u64>) -> Result<(), StorageError> {
+            if first == 0 || range.start < first || range.start > last {
+                return Err(StorageError::LogNotFound(range.start));
+            }
+            if range.end > last + 1 {
+                return Err(StorageError::LogNotFound(last + 1));
+            }
+            Ok(())
+        }
+        if range.start >= range.end {
+            self.inner.shared.check()?;
+            return Ok(Vec::new());
+        }
+        {
+            let v = self.inner.shared.read()?;
+            check(v.first, v.last, &range)?;
+            if let Some(logs) = v.cached_range(&range) {
+                return Ok(logs);
+            }
+        }
+        let shared = self.inner.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let v = shared.read()?;
+            check(v.first, v.last, &range)?;
+            v.read_range(range)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
+        if logs.is_empty() {
+            return self.inner.shared.check();
+        }
+        let logs = logs.to_vec();
+        self.request(|reply| Request::Append { logs, reply }).await
+    }
+
+    async fn delete_range(&self, min: u64, max: u64) -> Result<(), StorageError> {
+        self.request(|reply| Request::Delete { min, max, reply }).await
+    }
+}
+
+#[async_trait]
+impl StableStore for FileStore {
+    async fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.inner.shared.check()?;
+        let stable = self.inner.stable.clone();
+        let shared = self.inner.shared.clone();
+        let (key, value) = (key.to_vec(), value.to_vec());
+        tokio::task::spawn_blocking(move || {
+            shared.check()?;
+            let res = stable.set(&key, &value);
+            if let Err(e) = &res {
+                shared.fail(format!("stable store write failed: {e}"));
+            }
+            res
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.shared.check()?;
+        self.inner.stable.get(key)
+    }
+}

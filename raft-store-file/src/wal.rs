@@ -1,0 +1,324 @@
+//! [`Wal`]: the writer's side of the log. Opening (recovery), appending a
+//! sync group, suffix truncation, head compaction. Every method is blocking
+//! and runs on the writer thread (or, for `open`, the blocking pool).
+//!
+//! Crash-safety rules kept here:
+//! - A sync group is written with one positional write per segment and made
+//!   durable with one fdatasync per segment touched; a segment is sealed
+//!   (fsync'd) before the next one is created, so only the last segment can
+//!   have an unsynced tail.
+//! - Suffix truncation deletes later segments newest first, then shrinks
+//!   the segment holding the new end: a crash part way leaves a shorter
+//!   prefix, never a hole.
+//! - Head compaction records the new first index in the watermark file
+//!   *before* deleting whole segments below it, oldest first.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use raft::{Log, StorageError};
+
+use crate::fsutil::{self, DirLock};
+use crate::options::FileStoreOptions;
+use crate::record;
+use crate::segment;
+use crate::view::{LogView, SegmentRef, Shared};
+use crate::watermark;
+
+/// The log's files, owned by the writer thread.
+#[derive(Debug)]
+pub(crate) struct Wal {
+    dir: PathBuf,
+    opts: FileStoreOptions,
+    shared: Arc<Shared>,
+    /// The durable watermark (0 if never written).
+    watermark: u64,
+    /// Held for as long as the log is open.
+    _lock: DirLock,
+}
+
+/// Bytes being appended to one segment.
+struct Pending {
+    /// A segment created by this append, published with it.
+    created: Option<SegmentRef>,
+    file: Arc<fs::File>,
+    path: PathBuf,
+    /// File offset where `buf` goes.
+    base: u64,
+    buf: Vec<u8>,
+    offsets: Vec<u64>,
+    /// Whether the segment already holds records (it is then never left
+    /// for a new one before at least one record of this group is in it,
+    /// unless full).
+    has_records: bool,
+}
+
+impl Pending {
+    fn write_and_sync(&self) -> Result<(), StorageError> {
+        let io = |op: &str, e| StorageError::io(format!("{op} {}", self.path.display()), e);
+        self.file.write_all_at(&self.buf, self.base).map_err(|e| io("write", e))?;
+        self.file.sync_data().map_err(|e| io("fdatasync", e))
+    }
+}
+
+fn io_err(op: &str, path: &Path, e: std::io::Error) -> StorageError {
+    StorageError::io(format!("{op} {}", path.display()), e)
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `dir`, recovering from a crash:
+    /// removes temporary files, truncates a torn tail of the last segment,
+    /// refuses damage anywhere else, applies the watermark.
+    pub fn open(dir: &Path, opts: FileStoreOptions) -> Result<(Self, Arc<Shared>), StorageError> {
+        fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+        let lock = DirLock::acquire(dir)?;
+        if fsutil::remove_tmp_entries(dir)? > 0 {
+            fsutil::sync_dir(dir)?;
+        }
+        let watermark = watermark::read(dir)?;
+
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| io_err("list", dir, e))? {
+            let entry = entry.map_err(|e| io_err("list", dir, e))?;
+            if let Some(first) = segment::parse_name(&entry.file_name().to_string_lossy()) {
+                names.push((first, entry.path()));
+            }
+        }
+        names.sort();
+
+        let mut segments: Vec<SegmentRef> = Vec::with_capacity(names.len());
+        let count = names.len();
+        for (i, (first, path)) in names.into_iter().enumerate() {
+            let is_last = i + 1 == count;
+            let buf = fs::read(&path).map_err(|e| io_err("read", &path, e))?;
+            let scan = segment::scan(&path, &buf, first)?;
+            drop(buf);
+            if let Some(prev) = segments.last() {
+                if prev.end_index() != first {
+                    return Err(StorageError::Corrupt {
+                        path: path.display().to_string(),
+                        offset: 0,
+                        reason: format!(
+                            "segment starts at index {first} but the previous one ends before {}: \
+                             entries are missing",
+                            prev.end_index()
+                        ),
+                    });
+                }
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err("open", &path, e))?;
+            if let Some((offset, reason)) = &scan.torn {
+                if !is_last {
+                    return Err(StorageError::Corrupt {
+                        path: path.display().to_string(),
+                        offset: *offset,
+                        reason: format!("damaged record in a sealed segment: {reason}"),
+                    });
+                }
+                tracing::warn!(
+                    path = %path.display(), offset, %reason,
+                    "truncating the torn tail of the last log segment (written but never acknowledged)"
+                );
+                file.set_len(*offset).map_err(|e| io_err("truncate", &path, e))?;
+                file.sync_all().map_err(|e| io_err("fsync", &path, e))?;
+            }
+            segments.push(SegmentRef {
+                first_index: scan.first_index,
+                path,
+                file: Arc::new(file),
+                offsets: scan.offsets,
+                end: scan.end,
+            });
+        }
+
+        // Drop segments wholly below the watermark (a compaction that crashed
+        // after recording the watermark), and everything if nothing is visible.
+        let mut removed = false;
+        while segments.first().is_some_and(|s| s.end_index() <= watermark) {
+            let seg = segments.remove(0);
+            fs::remove_file(&seg.path).map_err(|e| io_err("remove", &seg.path, e))?;
+            removed = true;
+        }
+        let (mut first, mut last) = (0, 0);
+        if let (Some(head), Some(tail)) = (segments.first(), segments.last()) {
+            first = head.first_index.max(watermark);
+            last = tail.end_index().saturating_sub(1);
+        }
+        if first == 0 || last < first {
+            for seg in segments.drain(..).rev() {
+                fs::remove_file(&seg.path).map_err(|e| io_err("remove", &seg.path, e))?;
+                removed = true;
+            }
+            first = 0;
+            last = 0;
+        }
+        if removed {
+            fsutil::sync_dir(dir)?;
+        }
+        tracing::info!(dir = %dir.display(), first, last, segments = segments.len(), "opened log");
+        let shared = Arc::new(Shared::new(LogView::new(segments, first, last, opts.cache_entries)));
+        Ok((Self { dir: dir.to_owned(), opts, shared: shared.clone(), watermark, _lock: lock }, shared))
+    }
+
+    /// The shared index.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// `(first, last)` index, both 0 when empty.
+    pub fn bounds(&self) -> Result<(u64, u64), StorageError> {
+        let v = self.shared.read()?;
+        Ok((v.first, v.last))
+    }
+
+    fn new_segment(&self, first_index: u64) -> Result<Pending, StorageError> {
+        let (path, file) = segment::create(&self.dir, first_index)?;
+        let file = Arc::new(file);
+        let base = segment::HEADER_LEN as u64;
+        Ok(Pending {
+            created: Some(SegmentRef {
+                first_index,
+                path: path.clone(),
+                file: file.clone(),
+                offsets: Vec::new(),
+                end: base,
+            }),
+            file,
+            path,
+            base,
+            buf: Vec::new(),
+            offsets: Vec::new(),
+            has_records: false,
+        })
+    }
+
+    /// Appends `entries` (contiguous, starting right after the last entry,
+    /// or anywhere if the log is empty) as one sync group, durably, then
+    /// makes them visible.
+    pub fn append(&mut self, entries: &[Log]) -> Result<(), StorageError> {
+        let Some(head) = entries.first() else { return Ok(()) };
+        let group = head.index;
+        let active = {
+            let v = self.shared.read()?;
+            v.segments.last().map(|s| Pending {
+                created: None,
+                file: s.file.clone(),
+                path: s.path.clone(),
+                base: s.end,
+                buf: Vec::new(),
+                offsets: Vec::new(),
+                has_records: !s.offsets.is_empty(),
+            })
+        };
+        let mut cur = match active {
+            Some(p) => p,
+            None => {
+                if self.watermark > group {
+                    // The log is empty and restarts below the old watermark.
+                    watermark::write(&self.dir, group)?;
+                    self.watermark = group;
+                }
+                self.new_segment(group)?
+            }
+        };
+        let mut done = Vec::new();
+        for log in entries {
+            let len = record::encoded_len(log) as u64;
+            let full = cur.base + cur.buf.len() as u64 + len > self.opts.segment_size;
+            if full && (cur.has_records || !cur.offsets.is_empty()) {
+                cur.write_and_sync()?;
+                done.push(cur);
+                cur = self.new_segment(log.index)?;
+            }
+            cur.offsets.push(cur.base + cur.buf.len() as u64);
+            record::encode(log, group, &mut cur.buf)?;
+        }
+        cur.write_and_sync()?;
+        done.push(cur);
+
+        let mut v = self.shared.write()?;
+        for p in done {
+            if let Some(seg) = p.created {
+                v.segments.push(seg);
+            }
+            if let Some(seg) = v.segments.last_mut() {
+                seg.offsets.extend_from_slice(&p.offsets);
+                seg.end = p.base + p.buf.len() as u64;
+            }
+        }
+        v.push(entries);
+        Ok(())
+    }
+
+    /// Deletes every entry from `from` on; `first < from <= last`.
+    pub fn truncate_from(&mut self, from: u64) -> Result<(), StorageError> {
+        let mut v = self.shared.write()?;
+        let k = v.segment_of(from);
+        let mut removed = false;
+        while v.segments.len() > k + 1 {
+            if let Some(seg) = v.segments.pop() {
+                fs::remove_file(&seg.path).map_err(|e| io_err("remove", &seg.path, e))?;
+                removed = true;
+            }
+        }
+        if v.segments[k].first_index == from {
+            if let Some(seg) = v.segments.pop() {
+                fs::remove_file(&seg.path).map_err(|e| io_err("remove", &seg.path, e))?;
+                removed = true;
+            }
+        }
+        if removed {
+            fsutil::sync_dir(&self.dir)?;
+        }
+        if let Some(seg) = v.segments.last_mut() {
+            if seg.end_index() > from {
+                let keep = (from - seg.first_index) as usize;
+                let offset = seg.offsets[keep];
+                seg.file.set_len(offset).map_err(|e| io_err("truncate", &seg.path, e))?;
+                seg.file.sync_all().map_err(|e| io_err("fsync", &seg.path, e))?;
+                seg.offsets.truncate(keep);
+                seg.end = offset;
+            }
+        }
+        v.truncate_from(from);
+        tracing::debug!(from, "truncated log suffix");
+        Ok(())
+    }
+
+    /// Makes `first` the first index; `first < first <= last`.
+    pub fn compact_to(&mut self, first: u64) -> Result<(), StorageError> {
+        watermark::write(&self.dir, first)?;
+        self.watermark = first;
+        let mut v = self.shared.write()?;
+        let mut removed = false;
+        while v.segments.len() > 1 && v.segments[1].first_index <= first {
+            let seg = v.segments.remove(0);
+            fs::remove_file(&seg.path).map_err(|e| io_err("remove", &seg.path, e))?;
+            removed = true;
+        }
+        if removed {
+            fsutil::sync_dir(&self.dir)?;
+        }
+        v.compact_to(first);
+        tracing::debug!(first, "compacted log head");
+        Ok(())
+    }
+
+    /// Deletes every entry and segment.
+    pub fn clear(&mut self) -> Result<(), StorageError> {
+        let mut v = self.shared.write()?;
+        while let Some(seg) = v.segments.pop() {
+            fs::remove_file(&seg.path).map_err(|e| io_err("remove", &seg.path, e))?;
+        }
+        fsutil::sync_dir(&self.dir)?;
+        v.clear();
+        tracing::debug!("deleted the whole log");
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! [`AdminBackend`]: the operations the admin service performs on a node,
+//! implemented for [`raft::Raft`]; and [`AdminSlot`], the late-bound place a
+//! transport's admin service finds its node.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use raft::{Configuration, Fsm, Raft, RaftState, ServerAddress, ServerId};
+
+/// A node's role, leader and log indexes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node's role.
+    pub state: RaftState,
+    /// The leader it knows of.
+    pub leader: Option<(ServerId, ServerAddress)>,
+    /// Index of the last entry applied to the FSM.
+    pub applied_index: u64,
+    /// Last index in the node's log.
+    pub last_index: u64,
+}
+
+/// What the admin service needs from a node. Implemented for every
+/// [`Raft<F>`]; implement it yourself to put the service in front of
+/// something else (a proxy, a test double).
+#[async_trait]
+pub trait AdminBackend: Send + Sync + 'static {
+    /// The latest configuration and the index of the entry that carried it.
+    async fn get_configuration(&self) -> raft::Result<(Configuration, u64)>;
+    /// See [`Raft::add_voter`].
+    async fn add_voter(
+        &self,
+        id: ServerId,
+        addr: ServerAddress,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> raft::Result<u64>;
+    /// See [`Raft::add_nonvoter`].
+    async fn add_nonvoter(
+        &self,
+        id: ServerId,
+        addr: ServerAddress,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> raft::Result<u64>;
+    /// See [`Raft::demote_voter`].
+    async fn demote_voter(&self, id: ServerId, prev_index: u64, timeout: Duration) -> raft::Result<u64>;
+    /// See [`Raft::remove_server`].
+    async fn remove_server(&self, id: ServerId, prev_index: u64, timeout: Duration) -> raft::Result<u64>;
+    /// Hands leadership to `target`, or to the best follower when `None`.
+    async fn leadership_transfer(&self, target: Option<(ServerId, ServerAddress)>) -> raft::Result<()>;
+    /// HashiCorp-style statistics.
+    fn stats(&self) -> BTreeMap<String, String>;
+    /// Role, leader and indexes.
+    fn status(&self) -> NodeStatus;
+}
+
+#[async_trait]
+impl<F: Fsm> AdminBackend for Raft<F>
+where
+    Raft<F>: Send + Sync,
+{
+    async fn get_configuration(&self) -> raft::Result<(Configuration, u64)> {
+        Raft::get_configuration(self).await
+    }
+
+    async fn add_voter(
+        &self,
+        id: ServerId,
+        addr: ServerAddress,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> raft::Result<u64> {
+        Raft::add_voter(self, id, addr, prev_index, timeout).await
+    }
+
+    async fn add_nonvoter(
+        &self,
+        id: ServerId,
+        addr: ServerAddress,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> raft::Result<u64> {
+        Raft::add_nonvoter(self, id, addr, prev_index, timeout).await
+    }
+
+    async fn demote_voter(&self, id: ServerId, prev_index: u64, timeout: Duration) -> raft::Result<u64> {
+        Raft::demote_voter(self, id, prev_index, timeout).await
+    }
+
+    async fn remove_server(&self, id: ServerId, prev_index: u64, timeout: Duration) -> raft::Result<u64> {
+        Raft::remove_server(self, id, prev_index, timeout).await
+    }
+
+    async fn leadership_transfer(&self, target: Option<(ServerId, ServerAddress)>) -> raft::Result<()> {
+        match target {
+            None => Raft::leadership_transfer(self).await,
+            Some((id, addr)) => Raft::leadership_transfer_to_server(self, id, addr).await,
+        }
+    }
+
+    fn stats(&self) -> BTreeMap<String, String> {
+        Raft::stats(self)
+    }
+
+    fn status(&self) -> NodeStatus {
+        NodeStatus {
+            state: Raft::state(self),
+            leader: Raft::leader(self).map(|(addr, id)| (id, addr)),
+            applied_index: Raft::applied_index(self),
+            last_index: Raft::last_index(self),
+        }
+    }
+}
+
+/// Where a transport's admin service finds its node. Cheap to clone; get it
+/// from [`GrpcTransport::admin`](crate::GrpcTransport::admin) before handing
+/// the transport to [`Raft::new`], then [`attach`](AdminSlot::attach) the
+/// node. Until then admin calls fail with `UNAVAILABLE`.
+#[derive(Clone, Default)]
+pub struct AdminSlot(Arc<RwLock<Option<Arc<dyn AdminBackend>>>>);
+
+impl AdminSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves admin calls from `backend` (typically a [`Raft`] handle),
+    /// replacing any earlier one.
+    pub fn attach(&self, backend: impl AdminBackend) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(backend));
+    }
+
+    /// Stops serving admin calls; later calls fail with `UNAVAILABLE`.
+    pub fn detach(&self) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The attached backend, if any.
+    pub(crate) fn get(&self) -> Option<Arc<dyn AdminBackend>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl std::fmt::Debug for AdminSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSlot").field("attached", &self.get().is_some()).finish()
+    }
+}

@@ -1,0 +1,51 @@
+//! The admin gRPC service (`proto/admin.proto`): read a node's
+//! configuration, status and statistics, change membership and transfer
+//! leadership over the network.
+//!
+//! Every [`GrpcTransport`](crate::GrpcTransport) serves it on its own port,
+//! behind the same TLS and cluster id check as the raft RPCs (unless
+//! [`GrpcConfig::admin_service`](crate::GrpcConfig::admin_service) is off).
+//! Because [`raft::Raft::new`] takes the transport, the node is attached
+//! afterwards through the transport's [`AdminSlot`]:
+//!
+//! ```no_run
+//! # async fn run<F: raft::Fsm>(make: impl FnOnce(raft_transport_grpc::GrpcTransport) -> raft::Raft<F>)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use raft_transport_grpc::{admin, GrpcConfig, GrpcTransport};
+//!
+//! let transport = GrpcTransport::bind("127.0.0.1:7000", GrpcConfig::default()).await?;
+//! let slot = transport.admin();
+//! let raft = make(transport); // raft::Raft::new(config, fsm, logs, stable, snaps, transport)
+//! slot.attach(raft);
+//!
+//! // Elsewhere, e.g. in an admin CLI:
+//! let mut client = admin::connect("127.0.0.1:7000", &GrpcConfig::default()).await?;
+//! let status = client.status(admin::pb::StatusRequest {}).await?.into_inner();
+//! println!("{} (leader {})", status.state, status.leader_id);
+//! # Ok(()) }
+//! ```
+//!
+//! Exposed: `GetConfiguration`, `AddVoter`, `AddNonvoter`, `DemoteVoter`,
+//! `RemoveServer`, `LeadershipTransfer` (to any or a named server), `Stats`
+//! and `Status` (role, leader, applied and last index). The user snapshot
+//! (`Raft::snapshot`) is not exposed yet: the node handle does not offer it.
+//!
+//! - [`backend`]: [`AdminBackend`], what the service needs from a node, and
+//!   [`AdminSlot`], where a transport finds it.
+//! - `service` (private): the gRPC handlers and the error mapping.
+//! - [`client`]: [`connect`] for tools.
+
+pub mod backend;
+pub mod client;
+mod service;
+
+pub use backend::{AdminBackend, AdminSlot, NodeStatus};
+pub use client::{connect, AdminClient};
+pub(crate) use service::admin_routes;
+pub use service::{LEADER_ADDRESS_METADATA_KEY, LEADER_ID_METADATA_KEY};
+
+/// The messages and tonic client/server generated from `proto/admin.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("raft.admin.v1");
+}

@@ -1,0 +1,216 @@
+//! The admin gRPC handlers: validate the request, call the attached
+//! [`AdminBackend`], and map [`raft::Error`] to a status a tool can act on.
+
+use std::time::Duration;
+
+use raft::{Configuration, RaftState, ServerAddress, ServerId, Suffrage};
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use super::backend::{AdminBackend, AdminSlot};
+use super::pb;
+use super::pb::raft_admin_server::{RaftAdmin, RaftAdminServer};
+use crate::cluster_id::ClusterIdCheck;
+use crate::config::GrpcConfig;
+
+/// Timeout of a membership change whose request says 0.
+const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Metadata key naming the leader on a not-leader error.
+pub const LEADER_ID_METADATA_KEY: &str = "x-raft-leader-id";
+/// Metadata key giving the leader's address on a not-leader error.
+pub const LEADER_ADDRESS_METADATA_KEY: &str = "x-raft-leader-address";
+
+/// The admin service over `slot`, behind the cluster id check of `config`.
+pub(crate) fn admin_routes(
+    slot: AdminSlot,
+    config: &GrpcConfig,
+) -> InterceptedService<RaftAdminServer<AdminService>, ClusterIdCheck> {
+    InterceptedService::new(
+        RaftAdminServer::new(AdminService { slot }),
+        ClusterIdCheck::new(config.cluster_id.as_deref()),
+    )
+}
+
+/// Serves admin calls from whatever node is attached to the slot.
+#[derive(Debug)]
+pub(crate) struct AdminService {
+    slot: AdminSlot,
+}
+
+impl AdminService {
+    fn backend(&self) -> Result<std::sync::Arc<dyn AdminBackend>, Status> {
+        self.slot.get().ok_or_else(|| Status::unavailable("no raft node is attached to this transport"))
+    }
+}
+
+fn to_status(err: raft::Error) -> Status {
+    let msg = err.to_string();
+    match err {
+        raft::Error::NotLeader { leader } => {
+            let mut status = Status::failed_precondition(msg);
+            if let Some((id, addr)) = leader {
+                let md = status.metadata_mut();
+                if let Ok(v) = id.as_str().parse::<AsciiMetadataValue>() {
+                    md.insert(LEADER_ID_METADATA_KEY, v);
+                }
+                if let Ok(v) = addr.as_str().parse::<AsciiMetadataValue>() {
+                    md.insert(LEADER_ADDRESS_METADATA_KEY, v);
+                }
+            }
+            status
+        }
+        raft::Error::Timeout | raft::Error::EnqueueTimeout => Status::deadline_exceeded(msg),
+        raft::Error::Shutdown => Status::unavailable(msg),
+        raft::Error::LeadershipLost
+        | raft::Error::LeadershipTransferInProgress
+        | raft::Error::ConfigurationChangeInProgress => Status::aborted(msg),
+        raft::Error::UnknownServer(_) => Status::not_found(msg),
+        raft::Error::InvalidConfig(_) => Status::invalid_argument(msg),
+        raft::Error::CantBootstrap => Status::failed_precondition(msg),
+        other => {
+            tracing::warn!(error = %other, "admin operation failed");
+            Status::internal(other.to_string())
+        }
+    }
+}
+
+fn require(field: &str, value: String) -> Result<String, Status> {
+    if value.is_empty() {
+        tracing::warn!(field, "refusing admin request with a missing field");
+        return Err(Status::invalid_argument(format!("{field} is required")));
+    }
+    Ok(value)
+}
+
+fn timeout(ms: u64) -> Duration {
+    if ms == 0 {
+        DEFAULT_CHANGE_TIMEOUT
+    } else {
+        Duration::from_millis(ms)
+    }
+}
+
+fn members(configuration: &Configuration) -> Vec<pb::Member> {
+    configuration
+        .servers
+        .iter()
+        .map(|s| pb::Member {
+            id: s.id.to_string(),
+            address: s.address.to_string(),
+            suffrage: match s.suffrage {
+                Suffrage::Voter => pb::MemberSuffrage::Voter as i32,
+                Suffrage::Nonvoter => pb::MemberSuffrage::Nonvoter as i32,
+            },
+        })
+        .collect()
+}
+
+fn state_name(state: RaftState) -> String {
+    state.to_string()
+}
+
+#[tonic::async_trait]
+impl RaftAdmin for AdminService {
+    async fn get_configuration(
+        &self,
+        _request: Request<pb::GetConfigurationRequest>,
+    ) -> Result<Response<pb::GetConfigurationResponse>, Status> {
+        let (configuration, index) = self.backend()?.get_configuration().await.map_err(to_status)?;
+        Ok(Response::new(pb::GetConfigurationResponse { members: members(&configuration), index }))
+    }
+
+    async fn add_voter(
+        &self,
+        request: Request<pb::AddServerRequest>,
+    ) -> Result<Response<pb::ConfigurationChangeResponse>, Status> {
+        let r = request.into_inner();
+        let (id, addr) =
+            (ServerId::new(require("id", r.id)?), ServerAddress::new(require("address", r.address)?));
+        let index = self
+            .backend()?
+            .add_voter(id, addr, r.prev_index, timeout(r.timeout_ms))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ConfigurationChangeResponse { index }))
+    }
+
+    async fn add_nonvoter(
+        &self,
+        request: Request<pb::AddServerRequest>,
+    ) -> Result<Response<pb::ConfigurationChangeResponse>, Status> {
+        let r = request.into_inner();
+        let (id, addr) =
+            (ServerId::new(require("id", r.id)?), ServerAddress::new(require("address", r.address)?));
+        let index = self
+            .backend()?
+            .add_nonvoter(id, addr, r.prev_index, timeout(r.timeout_ms))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ConfigurationChangeResponse { index }))
+    }
+
+    async fn demote_voter(
+        &self,
+        request: Request<pb::ServerChangeRequest>,
+    ) -> Result<Response<pb::ConfigurationChangeResponse>, Status> {
+        let r = request.into_inner();
+        let id = ServerId::new(require("id", r.id)?);
+        let index =
+            self.backend()?.demote_voter(id, r.prev_index, timeout(r.timeout_ms)).await.map_err(to_status)?;
+        Ok(Response::new(pb::ConfigurationChangeResponse { index }))
+    }
+
+    async fn remove_server(
+        &self,
+        request: Request<pb::ServerChangeRequest>,
+    ) -> Result<Response<pb::ConfigurationChangeResponse>, Status> {
+        let r = request.into_inner();
+        let id = ServerId::new(require("id", r.id)?);
+        let index = self
+            .backend()?
+            .remove_server(id, r.prev_index, timeout(r.timeout_ms))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ConfigurationChangeResponse { index }))
+    }
+
+    async fn leadership_transfer(
+        &self,
+        request: Request<pb::LeadershipTransferRequest>,
+    ) -> Result<Response<pb::LeadershipTransferResponse>, Status> {
+        let r = request.into_inner();
+        let target = if r.target_id.is_empty() {
+            None
+        } else {
+            Some((ServerId::new(r.target_id), ServerAddress::new(r.target_address)))
+        };
+        self.backend()?.leadership_transfer(target).await.map_err(to_status)?;
+        Ok(Response::new(pb::LeadershipTransferResponse {}))
+    }
+
+    async fn stats(
+        &self,
+        _request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let stats = self.backend()?.stats();
+        Ok(Response::new(pb::StatsResponse { stats: stats.into_iter().collect() }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let status = self.backend()?.status();
+        let (leader_id, leader_address) =
+            status.leader.map(|(id, addr)| (id.to_string(), addr.to_string())).unwrap_or_default();
+        Ok(Response::new(pb::StatusResponse {
+            state: state_name(status.state),
+            leader_id,
+            leader_address,
+            applied_index: status.applied_index,
+            last_index: status.last_index,
+        }))
+    }
+}

@@ -1,0 +1,182 @@
+//! Infallible conversions between `raft` types and the protobuf messages:
+//! every outbound request and response, and inbound responses (which carry
+//! only scalars, so any value is representable). Inbound *requests* are
+//! checked in [`crate::validate`] instead.
+
+use raft::message::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
+    TimeoutNowRequest, TimeoutNowResponse,
+};
+use raft::{Configuration, Log, LogType, SnapshotMeta, Suffrage};
+
+use crate::pb;
+
+/// Encodes a log type.
+pub(crate) fn log_type_to_pb(t: LogType) -> pb::LogType {
+    match t {
+        LogType::Command => pb::LogType::Command,
+        LogType::Noop => pb::LogType::Noop,
+        LogType::Barrier => pb::LogType::Barrier,
+        LogType::Configuration => pb::LogType::Configuration,
+    }
+}
+
+/// Encodes a suffrage.
+pub(crate) fn suffrage_to_pb(s: Suffrage) -> pb::Suffrage {
+    match s {
+        Suffrage::Voter => pb::Suffrage::Voter,
+        Suffrage::Nonvoter => pb::Suffrage::Nonvoter,
+    }
+}
+
+/// Encodes a log entry. The payload is a `Bytes` clone: no copy.
+pub(crate) fn log_to_pb(log: &Log) -> pb::LogEntry {
+    pb::LogEntry {
+        index: log.index,
+        term: log.term,
+        log_type: log_type_to_pb(log.log_type) as i32,
+        data: log.data.clone(),
+    }
+}
+
+/// Encodes a configuration.
+pub(crate) fn configuration_to_pb(c: &Configuration) -> pb::Configuration {
+    pb::Configuration {
+        servers: c
+            .servers
+            .iter()
+            .map(|s| pb::Server {
+                suffrage: suffrage_to_pb(s.suffrage) as i32,
+                id: s.id.as_str().to_owned(),
+                address: s.address.as_str().to_owned(),
+            })
+            .collect(),
+    }
+}
+
+/// Encodes snapshot metadata.
+pub(crate) fn snapshot_meta_to_pb(m: &SnapshotMeta) -> pb::SnapshotMeta {
+    pb::SnapshotMeta {
+        id: m.id.clone(),
+        index: m.index,
+        term: m.term,
+        configuration: Some(configuration_to_pb(&m.configuration)),
+        configuration_index: m.configuration_index,
+        size: m.size,
+    }
+}
+
+/// Encodes an AppendEntries request.
+pub(crate) fn append_request_to_pb(r: &AppendEntriesRequest) -> pb::AppendEntriesRequest {
+    pb::AppendEntriesRequest {
+        term: r.term,
+        leader_id: r.leader_id.as_str().to_owned(),
+        prev_log_index: r.prev_log_index,
+        prev_log_term: r.prev_log_term,
+        entries: r.entries.iter().map(log_to_pb).collect(),
+        leader_commit: r.leader_commit,
+        round: r.round,
+    }
+}
+
+/// Encodes an AppendEntries response.
+pub(crate) fn append_response_to_pb(r: &AppendEntriesResponse) -> pb::AppendEntriesResponse {
+    pb::AppendEntriesResponse {
+        term: r.term,
+        success: r.success,
+        last_log_index: r.last_log_index,
+        conflict_term: r.conflict_term,
+        conflict_index: r.conflict_index,
+        round: r.round,
+    }
+}
+
+/// Decodes an AppendEntries response.
+pub(crate) fn append_response_from_pb(r: pb::AppendEntriesResponse) -> AppendEntriesResponse {
+    AppendEntriesResponse {
+        term: r.term,
+        success: r.success,
+        last_log_index: r.last_log_index,
+        conflict_term: r.conflict_term,
+        conflict_index: r.conflict_index,
+        round: r.round,
+    }
+}
+
+/// Encodes a RequestVote request.
+pub(crate) fn vote_request_to_pb(r: &RequestVoteRequest) -> pb::RequestVoteRequest {
+    pb::RequestVoteRequest {
+        term: r.term,
+        candidate_id: r.candidate_id.as_str().to_owned(),
+        last_log_index: r.last_log_index,
+        last_log_term: r.last_log_term,
+        leadership_transfer: r.leadership_transfer,
+    }
+}
+
+/// Encodes a RequestVote response.
+pub(crate) fn vote_response_to_pb(r: &RequestVoteResponse) -> pb::RequestVoteResponse {
+    pb::RequestVoteResponse { term: r.term, granted: r.granted }
+}
+
+/// Decodes a RequestVote response.
+pub(crate) fn vote_response_from_pb(r: pb::RequestVoteResponse) -> RequestVoteResponse {
+    RequestVoteResponse { term: r.term, granted: r.granted }
+}
+
+/// Encodes a pre-vote request.
+pub(crate) fn pre_vote_request_to_pb(r: &RequestPreVoteRequest) -> pb::RequestPreVoteRequest {
+    pb::RequestPreVoteRequest {
+        term: r.term,
+        candidate_id: r.candidate_id.as_str().to_owned(),
+        last_log_index: r.last_log_index,
+        last_log_term: r.last_log_term,
+    }
+}
+
+/// Encodes a pre-vote response.
+pub(crate) fn pre_vote_response_to_pb(r: &RequestPreVoteResponse) -> pb::RequestPreVoteResponse {
+    pb::RequestPreVoteResponse { term: r.term, granted: r.granted }
+}
+
+/// Decodes a pre-vote response.
+pub(crate) fn pre_vote_response_from_pb(r: pb::RequestPreVoteResponse) -> RequestPreVoteResponse {
+    RequestPreVoteResponse { term: r.term, granted: r.granted }
+}
+
+/// Encodes a TimeoutNow request.
+pub(crate) fn timeout_now_request_to_pb(r: &TimeoutNowRequest) -> pb::TimeoutNowRequest {
+    pb::TimeoutNowRequest { term: r.term, leader_id: r.leader_id.as_str().to_owned() }
+}
+
+/// Encodes a TimeoutNow response.
+pub(crate) fn timeout_now_response_to_pb(r: &TimeoutNowResponse) -> pb::TimeoutNowResponse {
+    pb::TimeoutNowResponse { term: r.term }
+}
+
+/// Decodes a TimeoutNow response.
+pub(crate) fn timeout_now_response_from_pb(r: pb::TimeoutNowResponse) -> TimeoutNowResponse {
+    TimeoutNowResponse { term: r.term }
+}
+
+/// Encodes the header message of an InstallSnapshot stream.
+pub(crate) fn snapshot_header_to_pb(r: &InstallSnapshotRequest) -> pb::InstallSnapshotChunk {
+    pb::InstallSnapshotChunk {
+        payload: Some(pb::install_snapshot_chunk::Payload::Header(pb::InstallSnapshotHeader {
+            term: r.term,
+            leader_id: r.leader_id.as_str().to_owned(),
+            meta: Some(snapshot_meta_to_pb(&r.meta)),
+        })),
+    }
+}
+
+/// Encodes an InstallSnapshot response.
+pub(crate) fn snapshot_response_to_pb(r: &InstallSnapshotResponse) -> pb::InstallSnapshotResponse {
+    pb::InstallSnapshotResponse { term: r.term, success: r.success }
+}
+
+/// Decodes an InstallSnapshot response.
+pub(crate) fn snapshot_response_from_pb(r: pb::InstallSnapshotResponse) -> InstallSnapshotResponse {
+    InstallSnapshotResponse { term: r.term, success: r.success }
+}

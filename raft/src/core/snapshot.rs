@@ -1,0 +1,110 @@
+//! Snapshots in the core (Raft §7): the leader learns that a follower needs
+//! compacted entries and asks the driver to stream a snapshot; the follower
+//! accepts a snapshot from the current leader, keeps the part of its log
+//! that follows and agrees with it, and discards the rest; and any node
+//! forgets log entries a snapshot has made redundant.
+
+use super::membership::Membership;
+use super::progress::SendMode;
+use super::{Core, InstalledSnapshot, Role};
+use crate::types::{Configuration, LogType, ServerId};
+
+impl Core {
+    /// Reports the outcome of streaming a snapshot covering `index` to
+    /// `peer` (requested through `Ready::snapshots_to_send`).
+    pub fn snapshot_sent(&mut self, peer: &ServerId, index: u64, term: u64, success: bool) {
+        if term > self.hard.term {
+            self.become_follower(term, None);
+            return;
+        }
+        let Role::Leader(leader) = &mut self.role else { return };
+        let Some(p) = leader.peers.get_mut(peer) else { return };
+        if p.mode != SendMode::Snapshot {
+            return;
+        }
+        if success {
+            p.recent_active = true;
+            p.matched = p.matched.max(index);
+            p.probe_from(index + 1);
+            self.maybe_commit();
+            self.on_peer_progress(peer);
+            self.send_append(peer);
+        } else {
+            // Retry from a probe at the next heartbeat.
+            p.probe_from(p.matched + 1);
+            p.probe_sent = true;
+        }
+    }
+
+    /// A leader offers a snapshot. Returns `Err(current_term)` if the offer
+    /// comes from a stale term and must be refused; otherwise the sender is
+    /// recognized as leader and the data may be received.
+    pub fn snapshot_offered(&mut self, from: &ServerId, term: u64) -> Result<(), u64> {
+        if term < self.hard.term {
+            return Err(self.hard.term);
+        }
+        if term > self.hard.term || !matches!(self.role, Role::Follower) {
+            if self.is_leader() && term == self.hard.term {
+                tracing::error!(from = %from, term, "snapshot from another leader of our term; refusing");
+                return Err(self.hard.term);
+            }
+            self.become_follower(term, Some(from.clone()));
+        }
+        self.leader = Some(from.clone());
+        self.election_elapsed = 0;
+        Ok(())
+    }
+
+    /// Installs a received snapshot that covers the log up to `index` (of
+    /// `snapshot_term`) and whose latest configuration is `configuration`
+    /// from `configuration_index`. Returns `Err(current_term)` if it came
+    /// from a stale term, `Ok(false)` if it was already covered (nothing to
+    /// do), `Ok(true)` if installed: the driver then finds the work in
+    /// `Ready::installed_snapshot`.
+    pub fn install_snapshot(
+        &mut self,
+        from: &ServerId,
+        term: u64,
+        index: u64,
+        snapshot_term: u64,
+        configuration: Configuration,
+        configuration_index: u64,
+    ) -> Result<bool, u64> {
+        self.snapshot_offered(from, term)?;
+        if index <= self.commit {
+            return Ok(false);
+        }
+        let keep_suffix = self.log.term(index) == Some(snapshot_term);
+        let kept: Vec<(u64, Configuration)> = if keep_suffix {
+            (index + 1..=self.log.last_index())
+                .filter_map(|i| self.log.entry(i))
+                .filter(|e| e.log_type == LogType::Configuration)
+                .filter_map(|e| crate::codec::decode::<Configuration>(&e.data).ok().map(|c| (e.index, c)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if keep_suffix {
+            self.log.compact_to(index, snapshot_term);
+        } else {
+            self.log.truncate_from(self.log.snapshot_index() + 1);
+            self.log.compact_to(index, snapshot_term);
+            self.ready.entries.clear();
+            self.ready.truncate_from = None;
+        }
+        self.ready.entries.retain(|e| e.index > index);
+        let mut membership = Membership::new(configuration_index, configuration);
+        for (i, c) in kept {
+            membership.push(i, c);
+        }
+        self.membership = membership;
+        self.commit = index;
+        self.applied_sent = index;
+        self.persisted = if keep_suffix { self.persisted.max(index) } else { index };
+        self.ready.committed.clear();
+        self.ready.installed_snapshot =
+            Some(InstalledSnapshot { index, term: snapshot_term, discard_log: !keep_suffix });
+        tracing::info!(id = %self.id, index, term = snapshot_term, keep_suffix, "installed snapshot");
+        Ok(true)
+    }
+}

@@ -1,0 +1,131 @@
+//! The snapshot task: decides when to snapshot (every `snapshot_interval`,
+//! randomized, once more than `snapshot_threshold` entries were applied
+//! since the last snapshot) and takes user-requested snapshots. It asks the
+//! FSM task for a point-in-time capture, persists it into the snapshot
+//! store concurrently with later applies, finalizes or cancels the sink from
+//! the result, and tells the main task so the log can be compacted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::apply::ApplyMsg;
+use crate::error::Error;
+use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
+use crate::types::SnapshotMeta;
+
+/// A stored snapshot, as returned by [`Raft::snapshot`](crate::Raft::snapshot).
+#[derive(Clone)]
+pub struct SnapshotHandle {
+    meta: SnapshotMeta,
+    store: Arc<dyn SnapshotStore>,
+}
+
+impl std::fmt::Debug for SnapshotHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotHandle").field("meta", &self.meta).finish()
+    }
+}
+
+impl SnapshotHandle {
+    /// What the snapshot contains.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// Opens the snapshot for reading.
+    pub async fn open(&self) -> Result<(SnapshotMeta, SnapshotReader), Error> {
+        Ok(self.store.open(&self.meta.id).await?)
+    }
+}
+
+/// Requests to the snapshot task.
+pub(crate) enum SnapshotCmd {
+    /// Take a snapshot now (user request).
+    Take(oneshot::Sender<Result<SnapshotHandle, Error>>),
+}
+
+/// What the snapshot task reports to the main task.
+pub(crate) struct SnapshotTaken {
+    pub(crate) index: u64,
+}
+
+pub(crate) struct SnapshotTask<R> {
+    pub(crate) snaps: Arc<dyn SnapshotStore>,
+    pub(crate) apply_tx: mpsc::UnboundedSender<ApplyMsg<R>>,
+    pub(crate) applied: Arc<AtomicU64>,
+    pub(crate) last_snapshot: u64,
+    pub(crate) interval: Duration,
+    pub(crate) threshold: u64,
+    pub(crate) seed: u64,
+    pub(crate) events: mpsc::UnboundedSender<SnapshotTaken>,
+}
+
+pub(crate) async fn run<R: Send + 'static>(
+    mut task: SnapshotTask<R>,
+    mut cmds: mpsc::UnboundedReceiver<SnapshotCmd>,
+) {
+    loop {
+        task.seed = task.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let jitter = task.interval.mul_f64(((task.seed >> 33) % 1000) as f64 / 1000.0);
+        tokio::select! {
+            _ = tokio::time::sleep(task.interval + jitter) => {
+                let applied = task.applied.load(Ordering::Acquire);
+                if applied.saturating_sub(task.last_snapshot) > task.threshold {
+                    if let Err(e) = task.take().await {
+                        tracing::warn!(error = %e, "automatic snapshot failed");
+                    }
+                }
+            }
+            cmd = cmds.recv() => match cmd {
+                None => return,
+                Some(SnapshotCmd::Take(tx)) => {
+                    let _ = tx.send(task.take().await);
+                }
+            }
+        }
+    }
+}
+
+impl<R: Send + 'static> SnapshotTask<R> {
+    async fn take(&mut self) -> Result<SnapshotHandle, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.apply_tx.send(ApplyMsg::Capture(tx)).map_err(|_| Error::Shutdown)?;
+        let capture = rx.await.map_err(|_| Error::Shutdown)??;
+        if capture.index == 0 {
+            return Err(Error::InvalidConfig("nothing has been applied yet: nothing to snapshot".into()));
+        }
+        if capture.index <= self.last_snapshot {
+            if let Some(meta) = self.snaps.list().await?.into_iter().find(|m| m.index == capture.index) {
+                return Ok(SnapshotHandle { meta, store: self.snaps.clone() });
+            }
+        }
+        let sink = self
+            .snaps
+            .create(capture.index, capture.term, &capture.configuration, capture.configuration_index)
+            .await?;
+        let mut writer = SnapshotWriter::new(sink);
+        let persisted = match capture.snapshot.persist(&mut writer).await {
+            Ok(()) => {
+                writer.flush().await.map_err(|e| Error::Fsm(format!("flushing the snapshot failed: {e}")))
+            }
+            Err(e) => Err(Error::Fsm(format!("persisting the snapshot failed: {e}"))),
+        };
+        let meta = match persisted {
+            Ok(()) => writer.finalize().await?,
+            Err(e) => {
+                if let Err(cancel) = writer.cancel().await {
+                    tracing::warn!(error = %cancel, "cancelling the snapshot sink failed");
+                }
+                return Err(e);
+            }
+        };
+        tracing::info!(index = meta.index, size = meta.size, id = %meta.id, "snapshot taken");
+        self.last_snapshot = meta.index;
+        let _ = self.events.send(SnapshotTaken { index: meta.index });
+        Ok(SnapshotHandle { meta, store: self.snaps.clone() })
+    }
+}

@@ -1,0 +1,362 @@
+//! Safety properties checked after every simulation step.
+//!
+//! [`Safety`] keeps what has been observed over the whole run (leaders per
+//! term, votes granted, the fingerprint of every `(index, term)` ever seen in
+//! a log, the committed prefix, the applied sequence); a [`Monitor`] keeps
+//! what one node showed in its current life. Every check is incremental, so
+//! it can run after every step:
+//!
+//! - **election safety**: at most one leader per term, over the whole run;
+//! - **one vote per term**: a node never grants votes to two candidates in
+//!   one term, even across crashes;
+//! - **log matching**: every `(index, term)` seen in any log, in memory or
+//!   durable, has one fingerprint (previous term, type, data). By induction
+//!   on the index this is equivalent to "two logs with an entry of the same
+//!   index and term are identical up to it";
+//! - **leader completeness**: a leader of term `T` holds every entry known
+//!   committed in an earlier term;
+//! - **commitment is durable**: an entry a leader counts as committed is in
+//!   the durable log of a quorum of the voters of its configuration (crashed
+//!   voters included), and no follower commits beyond what a leader
+//!   committed;
+//! - **state machine safety**: no two nodes apply different entries at one
+//!   index, and only committed entries are applied, in order;
+//! - **acknowledged writes are committed** (and, at the end of a run,
+//!   applied everywhere);
+//! - **monotonicity**: within a node's life its term, commit and applied
+//!   indexes never go back and its vote never changes within a term (the
+//!   storage layer checks the same for the durable term and vote across
+//!   crashes).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::core::Core;
+use crate::types::{LogType, ServerId};
+
+/// A violated property.
+#[derive(Debug)]
+pub(crate) struct Violation {
+    pub(crate) property: &'static str,
+    pub(crate) details: String,
+}
+
+pub(crate) type Check = Result<(), Violation>;
+
+pub(crate) fn violation(property: &'static str, details: String) -> Violation {
+    Violation { property, details }
+}
+
+/// What one node has shown in its current life.
+#[derive(Debug, Default)]
+pub(crate) struct Monitor {
+    pub(crate) term: u64,
+    pub(crate) vote: Option<ServerId>,
+    pub(crate) commit: u64,
+    pub(crate) applied: u64,
+    /// In-memory log entries up to here were checked against the fingerprints.
+    pub(crate) mem_verified: u64,
+}
+
+/// What identifies an entry beyond its index and term.
+#[derive(Debug)]
+struct Fingerprint {
+    prev_term: u64,
+    log_type: LogType,
+    data: Bytes,
+}
+
+/// Run-wide safety state.
+#[derive(Debug)]
+pub(crate) struct Safety {
+    leaders: HashMap<u64, usize>,
+    votes: HashMap<(usize, u64), usize>,
+    fingerprints: HashMap<(u64, u64), Fingerprint>,
+    /// Term of each committed entry (index `i` at position `i - 1`).
+    committed: Vec<u64>,
+    /// The lowest term in which each entry was known committed;
+    /// non-decreasing along the log.
+    commit_term: Vec<u64>,
+    /// The entry applied at each index, by whichever node applied it first.
+    applied: Vec<(u64, Bytes)>,
+    pub(crate) leaders_elected: u64,
+    pub(crate) max_term: u64,
+}
+
+impl Safety {
+    pub(crate) fn new() -> Self {
+        Self {
+            leaders: HashMap::new(),
+            votes: HashMap::new(),
+            fingerprints: HashMap::new(),
+            committed: Vec::new(),
+            commit_term: Vec::new(),
+            applied: Vec::new(),
+            leaders_elected: 0,
+            max_term: 0,
+        }
+    }
+
+    /// Length of the committed prefix known so far.
+    pub(crate) fn committed_len(&self) -> u64 {
+        self.committed.len() as u64
+    }
+
+    /// Log matching, one entry at a time.
+    pub(crate) fn check_entry(
+        &mut self,
+        where_: &dyn Fn() -> String,
+        index: u64,
+        term: u64,
+        prev_term: u64,
+        log_type: LogType,
+        data: &Bytes,
+    ) -> Check {
+        match self.fingerprints.get(&(index, term)) {
+            Some(f) => {
+                if f.prev_term != prev_term || f.log_type != log_type || f.data != *data {
+                    return Err(violation(
+                        "log matching",
+                        format!(
+                            "{}: entry {index}/t{term} (prev term {prev_term}, {log_type:?}, {:?}) differs from \
+                             an entry seen before with the same index and term (prev term {}, {:?}, {:?})",
+                            where_(),
+                            data,
+                            f.prev_term,
+                            f.log_type,
+                            f.data
+                        ),
+                    ));
+                }
+            }
+            None => {
+                let f = Fingerprint { prev_term, log_type, data: data.clone() };
+                self.fingerprints.insert((index, term), f);
+            }
+        }
+        Ok(())
+    }
+
+    /// A granted vote is being sent.
+    pub(crate) fn on_vote_granted(&mut self, voter: usize, term: u64, candidate: usize) -> Check {
+        match self.votes.insert((voter, term), candidate) {
+            Some(previous) if previous != candidate => Err(violation(
+                "one vote per term",
+                format!(
+                    "n{} granted its vote in term {term} to n{} after granting it to n{}",
+                    voter + 1,
+                    candidate + 1,
+                    previous + 1
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks node `n` after a step. `durable_count(index, term)` counts the
+    /// voters of the node's latest configuration whose durable log holds
+    /// that entry, and returns that count and the quorum size.
+    pub(crate) fn check_node(
+        &mut self,
+        n: usize,
+        core: &Core,
+        m: &mut Monitor,
+        durable_count: &dyn Fn(u64, u64) -> (usize, usize),
+    ) -> Check {
+        let name = || format!("n{}", n + 1);
+        let term = core.term();
+        self.max_term = self.max_term.max(term);
+        if term < m.term {
+            return Err(violation(
+                "monotonic term",
+                format!("{} went from term {} to {term}", name(), m.term),
+            ));
+        }
+        if term == m.term && m.vote.is_some() && core.vote() != m.vote.as_ref() {
+            return Err(violation(
+                "one vote per term",
+                format!("{} changed its vote in term {term} from {:?} to {:?}", name(), m.vote, core.vote()),
+            ));
+        }
+        let commit = core.commit_index();
+        if commit < m.commit {
+            return Err(violation("monotonic commit", format!("{} commit {} -> {commit}", name(), m.commit)));
+        }
+        let applied = core.applied_index();
+        if applied < m.applied {
+            return Err(violation(
+                "monotonic applied",
+                format!("{} applied {} -> {applied}", name(), m.applied),
+            ));
+        }
+        if core.is_leader() {
+            match self.leaders.get(&term) {
+                Some(&other) if other != n => {
+                    return Err(violation(
+                        "election safety",
+                        format!("{} and n{} are both leaders of term {term}", name(), other + 1),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.leaders.insert(term, n);
+                    self.leaders_elected += 1;
+                }
+            }
+        }
+
+        // Log matching over the in-memory log entries not yet checked.
+        let last = core.last_index();
+        m.mem_verified = m.mem_verified.min(last);
+        for i in m.mem_verified + 1..=last {
+            let Some(e) = core.entry(i) else {
+                return Err(violation(
+                    "log matching",
+                    format!("{}'s in-memory log has no entry {i}", name()),
+                ));
+            };
+            let prev = core.term_at(i - 1).unwrap_or(0);
+            let where_ = || format!("in-memory log of n{}", n + 1);
+            self.check_entry(&where_, i, e.term, prev, e.log_type, &e.data)?;
+        }
+        m.mem_verified = last;
+
+        if commit > m.commit {
+            self.on_commit(n, core, commit, durable_count)?;
+        }
+        m.term = term;
+        m.vote = core.vote().cloned();
+        m.commit = commit;
+        m.applied = applied;
+        Ok(())
+    }
+
+    fn on_commit(
+        &mut self,
+        n: usize,
+        core: &Core,
+        commit: u64,
+        durable_count: &dyn Fn(u64, u64) -> (usize, usize),
+    ) -> Check {
+        let term = core.term();
+        let Some(t) = core.term_at(commit) else {
+            return Err(violation(
+                "commit within log",
+                format!("n{} commit index {commit} is beyond its log (last {})", n + 1, core.last_index()),
+            ));
+        };
+        let known = self.committed.len() as u64;
+        // A leader commits by counting durable copies among the voters of its
+        // latest configuration; a follower only learns commits from a leader,
+        // so it must never be ahead of what some leader committed. (A leader
+        // that stepped down in the step that advanced its commit, after
+        // committing its own removal, is checked like a leader.)
+        if core.is_leader() || commit > known {
+            let (durable, quorum) = durable_count(commit, t);
+            if durable < quorum {
+                return Err(violation(
+                    "committed entries are durable on a quorum",
+                    format!(
+                        "n{} ({:?}) counts {commit}/t{t} as committed but only {durable} voters of its \
+                         configuration hold it durably (quorum {quorum})",
+                        n + 1,
+                        core.state()
+                    ),
+                ));
+            }
+        }
+        let check_at = commit.min(known);
+        if check_at > 0 {
+            let expected = self.committed[check_at as usize - 1];
+            if core.term_at(check_at) != Some(expected) {
+                return Err(violation(
+                    "state machine safety",
+                    format!(
+                        "n{} commits {:?} at index {check_at} but t{expected} was committed there before",
+                        n + 1,
+                        core.term_at(check_at)
+                    ),
+                ));
+            }
+        }
+        for i in known + 1..=commit {
+            let Some(ti) = core.term_at(i) else {
+                return Err(violation("commit within log", format!("n{} has no entry {i}", n + 1)));
+            };
+            self.committed.push(ti);
+            self.commit_term.push(term);
+        }
+        let mut j = commit as usize;
+        while j > 0 && self.commit_term[j - 1] > term {
+            self.commit_term[j - 1] = term;
+            j -= 1;
+        }
+        Ok(())
+    }
+
+    /// Leader completeness for a node that is currently leader.
+    pub(crate) fn check_leader(&self, n: usize, core: &Core) -> Check {
+        let term = core.term();
+        let k = self.commit_term.partition_point(|ct| *ct < term);
+        if k == 0 {
+            return Ok(());
+        }
+        let expected = self.committed[k - 1];
+        if core.term_at(k as u64) != Some(expected) {
+            return Err(violation(
+                "leader completeness",
+                format!(
+                    "n{} leads term {term} but its log has {:?} at index {k}, where an entry of t{expected} \
+                     was committed in an earlier term (its last index is {})",
+                    n + 1,
+                    core.term_at(k as u64),
+                    core.last_index()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Node `n` applies `index`/`term` after having applied `previous`.
+    pub(crate) fn on_apply(&mut self, n: usize, previous: u64, index: u64, term: u64, data: &Bytes) -> Check {
+        if index == 0 || index != previous + 1 {
+            return Err(violation(
+                "state machine safety",
+                format!("n{} applied index {index} right after {previous}", n + 1),
+            ));
+        }
+        if self.committed.get(index as usize - 1) != Some(&term) {
+            return Err(violation(
+                "state machine safety",
+                format!(
+                    "n{} applied {index}/t{term}, which is not the committed entry there ({:?})",
+                    n + 1,
+                    self.committed.get(index as usize - 1)
+                ),
+            ));
+        }
+        match self.applied.get(index as usize - 1) {
+            Some((t, d)) if *t != term || d != data => Err(violation(
+                "state machine safety",
+                format!("n{} applied {index}/t{term} but another node applied {index}/t{t} there", n + 1),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.applied.push((term, data.clone()));
+                Ok(())
+            }
+        }
+    }
+
+    /// A write carried by `index`/`term` was acknowledged to its client.
+    pub(crate) fn on_ack(&self, index: u64, term: u64) -> Check {
+        if index == 0 || self.committed.get(index as usize - 1) != Some(&term) {
+            return Err(violation(
+                "acknowledged writes are committed",
+                format!("write {index}/t{term} was acknowledged but is not the committed entry there"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1240 @@
+//! Deterministic simulation of a cluster of protocol cores.
+//!
+//! [`run`] drives 3 or 5 cores in one thread from a `u64` seed, with
+//! everything that makes distributed systems hard made explicit and random:
+//!
+//! - **time**: a simulated clock in units of `1 / TICK_UNITS` of a tick;
+//!   every live core is ticked once per tick, in a random order, except that
+//!   a node's clock sometimes stalls for a tick or runs double (skew);
+//! - **network**: each message is lost, delayed by a random time (which
+//!   reorders messages) or duplicated; partitions block links symmetrically
+//!   or one way and heal later;
+//! - **storage**: what a core hands out in a `Ready` becomes durable only
+//!   when its simulated fsync completes, a random time later; messages that
+//!   promise durable state wait for it; a **crash** loses every write not yet
+//!   synced, and the node restarts from its durable state with a fresh state
+//!   machine that replays the log from scratch;
+//! - **clients** run a key-value workload (put, delete, compare-and-swap and
+//!   ReadIndex reads) against whichever node they think leads, retrying
+//!   elsewhere when refused; every operation's invocation and response is
+//!   recorded, with unknown outcomes recorded as such.
+//!
+//! After **every** step (one delivered message, tick, completed fsync, client
+//! request, crash or restart) the properties in [`checks`] are verified. At
+//! the end the client history must be linearizable
+//! ([`check_kv`](crate::testing::linearizability::check_kv)) and no read may
+//! observe state older than a write acknowledged before it began. Finally the
+//! faults stop: within [`SimConfig::liveness_ticks`] a leader must be elected
+//! and a fresh write must commit and be applied on every node.
+//!
+//! A failure is a [`SimFailure`] naming the seed, the violated property and
+//! the last events; running the same seed with the same [`SimConfig`]
+//! replays it exactly.
+//!
+//! ```
+//! use raft::testing::sim::{run, SimConfig};
+//!
+//! let report = run(7, &SimConfig::default()).unwrap_or_else(|f| panic!("{f}"));
+//! assert!(report.leaders_elected > 0);
+//! ```
+
+mod checks;
+mod client;
+mod kv;
+mod network;
+mod rng;
+mod storage;
+mod trace;
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt;
+
+use self::checks::{violation, Check, Monitor, Safety};
+use self::client::{Client, History, PendingOp, Stage};
+use self::kv::KvFsm;
+use self::network::Network;
+use self::rng::SimRng;
+use self::storage::{PendingWrite, Storage};
+use self::trace::{MsgSummary, Trace, TraceKind};
+use crate::core::{Body, Core, CoreConfig, InitialState, Message, Refusal};
+use crate::testing::linearizability::{check_kv, CheckResult, KvInput, KvOutput};
+use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, Suffrage};
+
+/// Simulated time units per tick: message and fsync delays are measured in
+/// these, so they can be shorter than a tick.
+pub const TICK_UNITS: u64 = 10;
+
+/// Settings of a simulation run. Rates are probabilities in `0.0..=1.0`.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Cluster size; 0 picks 3 or 5 from the seed.
+    pub nodes: usize,
+    /// Length of the fault phase, in ticks.
+    pub ticks: u64,
+    /// Ticks allowed, after the faults stop, for a leader to be elected and
+    /// a fresh write to be applied on every node.
+    pub liveness_ticks: u64,
+    /// Number of concurrent clients.
+    pub clients: usize,
+    /// Number of distinct keys the clients use.
+    pub keys: usize,
+    /// Ticks after which a client gives up on an operation.
+    pub op_timeout_ticks: u64,
+    /// Probability that a message is lost.
+    pub drop_rate: f64,
+    /// Probability that a message is delivered twice.
+    pub dup_rate: f64,
+    /// Maximum message delay, in [`TICK_UNITS`] (minimum 1).
+    pub max_delay: u64,
+    /// Maximum time an fsync takes, in [`TICK_UNITS`] (minimum 1).
+    pub max_sync_delay: u64,
+    /// Per-tick probability that some node crashes.
+    pub crash_rate: f64,
+    /// Maximum ticks a crashed node stays down.
+    pub max_down_ticks: u64,
+    /// Per-tick probability that a partition starts (when none is active).
+    pub partition_rate: f64,
+    /// Maximum ticks a partition lasts.
+    pub max_partition_ticks: u64,
+    /// Per-tick probability that the leader is asked to transfer leadership.
+    pub transfer_rate: f64,
+    /// Per-tick probability that the leader proposes a membership change
+    /// (add, promote, demote or remove one server). With 5 nodes and a
+    /// non-zero rate, half the seeds start with 3 voters and 2 empty spare
+    /// servers that can be added later.
+    pub membership_rate: f64,
+    /// Pick pre-vote, check-quorum, batch and pipeline sizes from the seed
+    /// instead of using the test defaults.
+    pub randomize_protocol: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 0,
+            ticks: 250,
+            liveness_ticks: 200,
+            clients: 3,
+            keys: 3,
+            op_timeout_ticks: 40,
+            drop_rate: 0.05,
+            dup_rate: 0.03,
+            max_delay: 15,
+            max_sync_delay: 8,
+            crash_rate: 0.02,
+            max_down_ticks: 40,
+            partition_rate: 0.03,
+            max_partition_ticks: 60,
+            transfer_rate: 0.005,
+            membership_rate: 0.02,
+            randomize_protocol: true,
+        }
+    }
+}
+
+/// Counters describing a successful run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimReport {
+    /// The seed that was run.
+    pub seed: u64,
+    /// Cluster size and the protocol switches the seed picked.
+    pub setup: String,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Ticks simulated (fault phase plus the time liveness took).
+    pub ticks: u64,
+    /// Client operations that completed with a known outcome.
+    pub ops_completed: u64,
+    /// Client operations whose outcome is unknown.
+    pub ops_unknown: u64,
+    /// Completed reads.
+    pub reads: u64,
+    /// Acknowledged writes.
+    pub writes: u64,
+    /// Requests refused and retried elsewhere.
+    pub retries: u64,
+    /// Distinct (term, leader) pairs seen.
+    pub leaders_elected: u64,
+    /// Highest term any node reached.
+    pub max_term: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Unsynced writes lost in crashes.
+    pub writes_lost: u64,
+    /// Partitions started.
+    pub partitions: u64,
+    /// Leadership transfers started.
+    pub transfers: u64,
+    /// Membership changes proposed (and accepted by a leader).
+    pub config_changes: u64,
+    /// Messages handed to the network.
+    pub messages_sent: u64,
+    /// Messages lost (dropped, partitioned, or addressed to a crashed node).
+    pub messages_dropped: u64,
+    /// Messages delivered twice.
+    pub messages_duplicated: u64,
+    /// Messages delivered to a core.
+    pub messages_delivered: u64,
+    /// Completed fsyncs.
+    pub syncs: u64,
+    /// Length of the committed log at the end.
+    pub committed: u64,
+    /// Ticks from the end of the faults until the liveness write was
+    /// applied everywhere.
+    pub liveness_ticks: u64,
+}
+
+/// Why a run failed: the seed to replay, the violated property, and the
+/// events leading up to it.
+#[derive(Clone, Debug)]
+pub struct SimFailure {
+    /// The seed of the failed run.
+    pub seed: u64,
+    /// The tick at which the violation was detected.
+    pub tick: u64,
+    /// Cluster size and the protocol switches the seed picked.
+    pub setup: String,
+    /// The property that does not hold.
+    pub property: String,
+    /// What exactly was observed.
+    pub details: String,
+    /// The last events before the failure, one per line, oldest first.
+    pub trace: String,
+}
+
+impl fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "simulation seed {} ({}) failed at tick {}: {}: {}\nlast events (oldest first):\n{}",
+            self.seed, self.setup, self.tick, self.property, self.details, self.trace
+        )
+    }
+}
+
+impl std::error::Error for SimFailure {}
+
+/// Runs one simulation. The same `seed` and `config` always produce the same
+/// run.
+pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimFailure> {
+    let mut sim = Sim::new(seed, config).map_err(|(property, details)| SimFailure {
+        seed,
+        setup: String::new(),
+        tick: 0,
+        property: property.to_owned(),
+        details,
+        trace: String::new(),
+    })?;
+    match sim.run() {
+        Ok(()) => Ok(sim.report()),
+        Err(v) => Err(SimFailure {
+            seed,
+            setup: sim.report.setup.clone(),
+            tick: sim.now / TICK_UNITS,
+            property: v.property.to_owned(),
+            details: v.details,
+            trace: sim.trace.render(),
+        }),
+    }
+}
+
+/// Something scheduled to happen at a simulated time.
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        msg: Message,
+    },
+    Synced {
+        node: usize,
+        life: u64,
+    },
+    /// Crashes `node`; while it has no unsynced write, waits up to
+    /// `patience` more time units for one (so crashes often hit a sync).
+    Crash {
+        node: usize,
+        patience: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    time: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    // Reversed, so the max-heap pops the earliest event first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time, other.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+/// One simulated server.
+struct Node {
+    id: ServerId,
+    /// `None` while crashed.
+    core: Option<Core>,
+    /// Incremented by every crash; stale completions carry an old life.
+    life: u64,
+    storage: Storage,
+    fsm: KvFsm,
+    /// Term of every entry applied in this life.
+    applied_terms: Vec<u64>,
+    restart_at: Option<u64>,
+    /// (role, term, commit) last written to the trace.
+    traced: (&'static str, u64, u64),
+}
+
+struct Sim<'a> {
+    cfg: &'a SimConfig,
+    core_cfg: CoreConfig,
+    rng: SimRng,
+    now: u64,
+    tick: u64,
+    queue: BinaryHeap<Scheduled>,
+    seq: u64,
+    nodes: Vec<Node>,
+    monitors: Vec<Monitor>,
+    net: Network,
+    clients: Vec<Client>,
+    history: History,
+    safety: Safety,
+    trace: Trace,
+    report: SimReport,
+    next_read_id: u64,
+    /// Fault phase: crashes, partitions, transfers and new client operations.
+    faults: bool,
+    heal_at: Option<u64>,
+    /// The liveness write's entry, once acknowledged.
+    liveness_entry: Option<(u64, u64)>,
+}
+
+impl<'a> Sim<'a> {
+    fn new(seed: u64, cfg: &'a SimConfig) -> Result<Self, (&'static str, String)> {
+        let mut rng = SimRng::new(seed);
+        let n = match cfg.nodes {
+            0 => {
+                if rng.chance(0.5) {
+                    3
+                } else {
+                    5
+                }
+            }
+            n => n,
+        };
+        let mut core_cfg = CoreConfig::for_tests();
+        if cfg.randomize_protocol {
+            core_cfg.pre_vote = rng.chance(0.8);
+            core_cfg.check_quorum = rng.chance(0.8);
+            core_cfg.max_append_entries = [1, 2, 3, 64][rng.index(4)];
+            // One entry at a time with a window of one makes catching up a
+            // long log so slow that liveness would need a far larger bound.
+            let min_inflight = if core_cfg.max_append_entries == 1 { 2 } else { 1 };
+            core_cfg.max_inflight = rng.between(min_inflight, 4) as usize;
+        }
+        let ids: Vec<ServerId> = (1..=n).map(|i| ServerId::from(format!("n{i}"))).collect();
+        // Members at bootstrap; the rest are empty spares that may join later.
+        let members = if n == 5 && cfg.membership_rate > 0.0 && rng.chance(0.5) { 3 } else { n };
+        let conf = Configuration {
+            servers: ids[..members].iter().map(|id| Server::voter(id.clone(), id.as_str())).collect(),
+        };
+        let data = crate::codec::encode(&conf).map_err(|e| ("setup", e.to_string()))?;
+        let first = Log::new(1, 1, LogType::Configuration, data);
+        let hard = HardState { term: 1, vote: None };
+        let mut nodes = Vec::with_capacity(n);
+        for (i, id) in ids.into_iter().enumerate() {
+            let (init, storage) = if i < members {
+                let init = InitialState {
+                    hard_state: hard.clone(),
+                    entries: vec![first.clone()],
+                    ..Default::default()
+                };
+                (init, Storage { hard: hard.clone(), log: vec![first.clone()], ..Default::default() })
+            } else {
+                (InitialState::default(), Storage::default())
+            };
+            let core =
+                Core::new(id.clone(), core_cfg.clone(), rng.next_u64(), init).map_err(|e| ("setup", e))?;
+            nodes.push(Node {
+                id,
+                core: Some(core),
+                life: 0,
+                storage,
+                fsm: KvFsm::default(),
+                applied_terms: Vec::new(),
+                restart_at: None,
+                traced: ("", 0, 0),
+            });
+        }
+        let clients = (0..=cfg.clients).map(|c| Client::new(c as u64, rng.index(members))).collect();
+        let setup = format!(
+            "{n} nodes, {members} members at start, pre_vote={}, check_quorum={}, max_append_entries={}, \
+             max_inflight={}",
+            core_cfg.pre_vote, core_cfg.check_quorum, core_cfg.max_append_entries, core_cfg.max_inflight
+        );
+        Ok(Self {
+            cfg,
+            core_cfg,
+            rng,
+            now: 0,
+            tick: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            monitors: (0..n).map(|_| Monitor::default()).collect(),
+            nodes,
+            net: Network::new(n, cfg.drop_rate, cfg.dup_rate, cfg.max_delay),
+            clients,
+            history: History::default(),
+            safety: Safety::new(),
+            trace: Trace::default(),
+            report: SimReport { seed, setup, nodes: n, ..Default::default() },
+            next_read_id: 0,
+            faults: true,
+            heal_at: None,
+            liveness_entry: None,
+        })
+    }
+
+    fn run(&mut self) -> Check {
+        let end = self.cfg.ticks + self.cfg.liveness_ticks;
+        let mut live = false;
+        for tick in 0..end {
+            self.tick = tick;
+            self.now = tick * TICK_UNITS;
+            if tick == self.cfg.ticks {
+                self.stop_faults()?;
+            }
+            self.on_tick()?;
+            let horizon = (tick + 1) * TICK_UNITS;
+            while self.queue.peek().is_some_and(|s| s.time < horizon) {
+                let Some(s) = self.queue.pop() else { break };
+                self.now = s.time;
+                self.handle(s.event)?;
+            }
+            if !self.faults && self.liveness_done() {
+                self.report.liveness_ticks = tick + 1 - self.cfg.ticks;
+                live = true;
+                break;
+            }
+        }
+        self.report.ticks = self.tick + 1;
+        if !live {
+            let states: Vec<String> = (0..self.nodes.len()).map(|n| self.describe(n)).collect();
+            return Err(violation(
+                "liveness",
+                format!(
+                    "{} ticks after the faults stopped, no fresh write was applied on every node \
+                     (liveness write: {:?}); nodes: {}",
+                    self.cfg.liveness_ticks,
+                    self.liveness_entry,
+                    states.join("; ")
+                ),
+            ));
+        }
+        self.final_checks()
+    }
+
+    fn describe(&self, n: usize) -> String {
+        let node = &self.nodes[n];
+        match &node.core {
+            None => format!("n{} down", n + 1),
+            Some(c) => {
+                let (conf, conf_index) = c.configuration();
+                let members: Vec<String> = conf
+                    .servers
+                    .iter()
+                    .map(|s| match s.suffrage {
+                        Suffrage::Voter => s.id.to_string(),
+                        Suffrage::Nonvoter => format!("{}(nonvoter)", s.id),
+                    })
+                    .collect();
+                format!(
+                    "n{} {:?} t{} last={} commit={} applied={} config@{conf_index}=[{}]",
+                    n + 1,
+                    c.state(),
+                    c.term(),
+                    c.last_index(),
+                    c.commit_index(),
+                    node.fsm.applied,
+                    members.join(" ")
+                )
+            }
+        }
+    }
+
+    fn schedule(&mut self, time: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Scheduled { time, seq: self.seq, event });
+    }
+
+    fn node_index(&self, id: &ServerId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == *id)
+    }
+
+    // ---- the tick -------------------------------------------------------
+
+    fn on_tick(&mut self) -> Check {
+        self.trace.push(self.now, TraceKind::Tick);
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].restart_at.is_some_and(|t| t <= self.tick) {
+                self.restart(n)?;
+            }
+        }
+        if self.faults {
+            self.inject_faults()?;
+        }
+        self.run_clients()?;
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, self.rng.index(i + 1));
+        }
+        for n in order {
+            // Clock skew: during the faults a node's clock sometimes stalls
+            // or runs at double speed.
+            let ticks = match self.faults.then(|| self.rng.index(40)) {
+                Some(0) => 0,
+                Some(1) => 2,
+                _ => 1,
+            };
+            for _ in 0..ticks {
+                if let Some(core) = self.nodes[n].core.as_mut() {
+                    core.tick();
+                    self.after_step(n)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn inject_faults(&mut self) -> Check {
+        if self.rng.chance(self.cfg.crash_rate) {
+            let n = self.rng.index(self.nodes.len());
+            if self.nodes[n].core.is_some() {
+                let at = self.now + self.rng.between(0, TICK_UNITS - 1);
+                let patience = if self.rng.chance(0.7) { 3 * TICK_UNITS } else { 0 };
+                self.schedule(at, Event::Crash { node: n, patience });
+            }
+        }
+        if self.heal_at.is_some_and(|t| t <= self.tick) {
+            self.net.heal();
+            self.heal_at = None;
+            self.trace.push(self.now, TraceKind::Network("healed".into()));
+        } else if self.heal_at.is_none() && self.rng.chance(self.cfg.partition_rate) {
+            self.partition();
+            let duration = self.rng.between(3, self.cfg.max_partition_ticks.max(3));
+            self.heal_at = Some(self.tick + duration);
+            self.report.partitions += 1;
+            let description = self.net.describe();
+            self.trace.push(self.now, TraceKind::Network(description));
+        }
+        if self.rng.chance(self.cfg.membership_rate) {
+            self.change_membership()?;
+        }
+        if self.rng.chance(self.cfg.transfer_rate) {
+            if let Some(n) = self.leader() {
+                let target = if self.rng.chance(0.5) {
+                    None
+                } else {
+                    Some(self.nodes[self.rng.index(self.nodes.len())].id.clone())
+                };
+                if let Some(core) = self.nodes[n].core.as_mut().filter(|c| !c.transfer_in_progress()) {
+                    if core.transfer_leadership(target).is_ok() {
+                        self.report.transfers += 1;
+                        self.trace
+                            .push(self.now, TraceKind::Network(format!("n{} transfers leadership", n + 1)));
+                    }
+                }
+                self.after_step(n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the leader (if any) to add, promote, demote or remove a server,
+    /// keeping at least three voters.
+    fn change_membership(&mut self) -> Check {
+        let Some(n) = self.leader() else { return Ok(()) };
+        let Some(core) = self.nodes[n].core.as_ref() else { return Ok(()) };
+        let mut conf = core.configuration().0.clone();
+        let voters = conf.voters().count();
+        let outsiders: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| conf.server(&self.nodes[i].id).is_none()).collect();
+        let pick = self.rng.index(conf.servers.len());
+        let what = match self.rng.index(4) {
+            0 | 1 if !outsiders.is_empty() => {
+                let id = self.nodes[outsiders[self.rng.index(outsiders.len())]].id.clone();
+                let server = if self.rng.chance(0.5) {
+                    Server::voter(id.clone(), id.as_str())
+                } else {
+                    Server::nonvoter(id.clone(), id.as_str())
+                };
+                let what = format!("add {id} as {:?}", server.suffrage);
+                conf.servers.push(server);
+                what
+            }
+            2 => {
+                let s = &mut conf.servers[pick];
+                if s.suffrage == Suffrage::Voter {
+                    if voters <= 3 {
+                        return Ok(());
+                    }
+                    s.suffrage = Suffrage::Nonvoter;
+                } else {
+                    s.suffrage = Suffrage::Voter;
+                }
+                format!("make {} a {:?}", s.id, s.suffrage)
+            }
+            _ => {
+                if conf.servers[pick].suffrage == Suffrage::Voter && voters <= 3 {
+                    return Ok(());
+                }
+                let removed = conf.servers.remove(pick);
+                format!("remove {}", removed.id)
+            }
+        };
+        let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
+        if core.propose_configuration(conf).is_ok() {
+            self.report.config_changes += 1;
+            self.trace.push(self.now, TraceKind::Network(format!("n{} proposes: {what}", n + 1)));
+        }
+        self.after_step(n)
+    }
+
+    /// A node that currently believes it leads, in the highest term.
+    fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&n| self.nodes[n].core.as_ref().is_some_and(|c| c.is_leader()))
+            .max_by_key(|&n| self.nodes[n].core.as_ref().map_or(0, |c| c.term()))
+    }
+
+    /// Nodes in the latest configuration of the current leader.
+    fn members(&self) -> Option<Vec<usize>> {
+        let core = self.nodes[self.leader()?].core.as_ref()?;
+        let conf = core.configuration().0;
+        Some((0..self.nodes.len()).filter(|&i| conf.server(&self.nodes[i].id).is_some()).collect())
+    }
+
+    fn partition(&mut self) {
+        let n = self.nodes.len();
+        let victim = self.rng.index(n);
+        match self.rng.index(5) {
+            // One node cut off both ways.
+            0 => (0..n).for_each(|o| {
+                self.net.set_blocked(victim, o, true);
+                self.net.set_blocked(o, victim, true);
+            }),
+            // Two random sides.
+            1 => {
+                let side: Vec<bool> = (0..n).map(|_| self.rng.chance(0.5)).collect();
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] {
+                            self.net.set_blocked(a, b, true);
+                        }
+                    }
+                }
+            }
+            // One way: the victim can receive but not send.
+            2 => (0..n).for_each(|o| self.net.set_blocked(victim, o, true)),
+            // One way: the victim can send but not receive.
+            3 => (0..n).for_each(|o| self.net.set_blocked(o, victim, true)),
+            // Random directed links.
+            _ => {
+                for a in 0..n {
+                    for b in 0..n {
+                        if self.rng.chance(0.3) {
+                            self.net.set_blocked(a, b, true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the fault phase: heal, restart everyone, stop losing messages,
+    /// let the clients give up, and start the liveness write.
+    fn stop_faults(&mut self) -> Check {
+        self.faults = false;
+        self.net.heal();
+        self.net.drop_rate = 0.0;
+        self.net.dup_rate = 0.0;
+        self.heal_at = None;
+        self.trace.push(self.now, TraceKind::Network("faults stop; healed".into()));
+        self.queue.retain(|s| !matches!(s.event, Event::Crash { .. }));
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].core.is_none() {
+                self.restart(n)?;
+            }
+        }
+        for c in 0..self.clients.len() {
+            self.give_up(c);
+        }
+        Ok(())
+    }
+
+    /// Whether the liveness write is applied on every member.
+    fn liveness_done(&self) -> bool {
+        let Some((index, _)) = self.liveness_entry else { return false };
+        let Some(members) = self.members() else { return false };
+        members.iter().all(|&n| self.nodes[n].core.is_some() && self.nodes[n].fsm.applied >= index)
+    }
+
+    // ---- events ---------------------------------------------------------
+
+    fn handle(&mut self, event: Event) -> Check {
+        match event {
+            Event::Deliver { from, to, msg } => {
+                let summary = MsgSummary::of(&msg.body);
+                let blocked = self.net.is_blocked(from, to);
+                let Some(core) = self.nodes[to].core.as_mut().filter(|_| !blocked) else {
+                    self.net.dropped += 1;
+                    return Ok(());
+                };
+                self.report.messages_delivered += 1;
+                self.trace.push(self.now, TraceKind::Deliver { from, to, msg: summary });
+                core.step(msg);
+                self.after_step(to)
+            }
+            Event::Synced { node, life } => self.synced(node, life),
+            Event::Crash { node, patience } => {
+                if patience > 0 && self.nodes[node].storage.pending.is_empty() {
+                    self.schedule(self.now + 1, Event::Crash { node, patience: patience - 1 });
+                } else {
+                    self.crash(node);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, msg: Message) -> Check {
+        let Some(to) = self.node_index(&msg.to) else {
+            return Err(violation(
+                "addressing",
+                format!("n{} sent a message to unknown {}", from + 1, msg.to),
+            ));
+        };
+        if let Body::RequestVoteResponse(r) = &msg.body {
+            if r.granted {
+                self.safety.on_vote_granted(from, r.term, to)?;
+            }
+        }
+        let delays = self.net.route(from, to, &mut self.rng);
+        if delays.len() != 1 {
+            let summary = MsgSummary::of(&msg.body);
+            self.trace.push(self.now, TraceKind::Send { from, to, msg: summary, copies: delays.len() });
+        }
+        for d in delays {
+            self.schedule(self.now + d, Event::Deliver { from, to, msg: msg.clone() });
+        }
+        Ok(())
+    }
+
+    fn synced(&mut self, n: usize, life: u64) -> Check {
+        if self.nodes[n].life != life || self.nodes[n].core.is_none() {
+            return Ok(());
+        }
+        let write = match self.nodes[n].storage.complete_oldest() {
+            None => return Ok(()),
+            Some(Err(e)) => {
+                return Err(violation("storage writes are well formed", format!("n{}: {e}", n + 1)))
+            }
+            Some(Ok(w)) => w,
+        };
+        self.report.syncs += 1;
+        {
+            let Self { nodes, safety, .. } = self;
+            let storage = &nodes[n].storage;
+            for e in &write.entries {
+                let prev = storage.term_at(e.index - 1).unwrap_or(0);
+                let where_ = || format!("durable log of n{}", n + 1);
+                safety.check_entry(&where_, e.index, e.term, prev, e.log_type, &e.data)?;
+            }
+        }
+        let last = self.nodes[n].storage.last_index();
+        self.trace.push(self.now, TraceKind::Synced { node: n, last, sent: write.persisted_messages.len() });
+        for m in write.persisted_messages {
+            self.send(n, m)?;
+        }
+        if let (Some(core), Some(e)) = (self.nodes[n].core.as_mut(), write.entries.last()) {
+            core.persisted(e.index, e.term);
+        }
+        self.after_step(n)
+    }
+
+    fn crash(&mut self, n: usize) {
+        if !self.faults || self.nodes[n].core.is_none() {
+            return;
+        }
+        let node = &mut self.nodes[n];
+        node.core = None;
+        node.life += 1;
+        let lost = node.storage.crash();
+        let down = self.rng.between(1, self.cfg.max_down_ticks.max(1));
+        node.restart_at = Some(self.tick + down);
+        self.report.crashes += 1;
+        self.report.writes_lost += lost as u64;
+        self.trace.push(self.now, TraceKind::Crash { node: n, lost_writes: lost });
+        for c in 0..self.clients.len() {
+            match self.clients[c].stage {
+                Stage::Write { node, .. } if node == n => self.write_unknown(c),
+                Stage::Read { node, .. } if node == n => self.clients[c].stage = Stage::Submit,
+                _ => {}
+            }
+        }
+    }
+
+    fn restart(&mut self, n: usize) -> Check {
+        let seed = self.rng.next_u64();
+        let node = &mut self.nodes[n];
+        node.restart_at = None;
+        let init = InitialState {
+            hard_state: node.storage.hard.clone(),
+            entries: node.storage.log.clone(),
+            ..Default::default()
+        };
+        let core = Core::new(node.id.clone(), self.core_cfg.clone(), seed, init)
+            .map_err(|e| violation("restart from durable state", format!("n{}: {e}", n + 1)))?;
+        let (term, last) = (core.term(), core.last_index());
+        node.core = Some(core);
+        node.fsm = KvFsm::default();
+        node.applied_terms.clear();
+        self.monitors[n] = Monitor::default();
+        self.trace.push(self.now, TraceKind::Restart { node: n, term, last });
+        self.after_step(n)
+    }
+
+    // ---- driving a core ---------------------------------------------------
+
+    /// Checks safety after a step of node `n` (before its committed entries
+    /// are applied, so the commit is on record first), executes its work,
+    /// settles its clients, and checks again (a truncation reported in the
+    /// `Ready` makes the second check re-verify the rewritten log suffix).
+    fn after_step(&mut self, n: usize) -> Check {
+        self.check(n)?;
+        self.drive(n)?;
+        self.settle_clients(n)?;
+        self.check(n)
+    }
+
+    /// Executes every `Ready` of node `n` in the documented order.
+    fn drive(&mut self, n: usize) -> Check {
+        loop {
+            let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
+            if !core.has_ready() {
+                return Ok(());
+            }
+            let ready = core.take_ready();
+            if let Some(t) = ready.truncate_from {
+                let m = &mut self.monitors[n];
+                m.mem_verified = m.mem_verified.min(t.saturating_sub(1));
+            }
+            for m in ready.messages {
+                self.send(n, m)?;
+            }
+            if ready.hard_state.is_some()
+                || ready.truncate_from.is_some()
+                || !ready.entries.is_empty()
+                || !ready.persisted_messages.is_empty()
+            {
+                let delay = self.rng.between(1, self.cfg.max_sync_delay.max(1));
+                let storage = &mut self.nodes[n].storage;
+                let done_at = storage.completion_time(self.now, delay);
+                storage.pending.push_back(PendingWrite {
+                    hard_state: ready.hard_state,
+                    truncate_from: ready.truncate_from,
+                    entries: ready.entries,
+                    persisted_messages: ready.persisted_messages,
+                    done_at,
+                });
+                let life = self.nodes[n].life;
+                self.schedule(done_at, Event::Synced { node: n, life });
+            }
+            for e in ready.committed {
+                self.apply(n, e)?;
+            }
+            for r in ready.reads {
+                for c in &mut self.clients {
+                    if let Stage::Read { id, confirmed, .. } = &mut c.stage {
+                        if *id == r.id {
+                            *confirmed = Some(r.index);
+                        }
+                    }
+                }
+            }
+            for (read, why) in ready.failed_reads {
+                for c in 0..self.clients.len() {
+                    if matches!(self.clients[c].stage, Stage::Read { id, .. } if id == read) {
+                        self.refused(c, &why);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, n: usize, e: Log) -> Check {
+        let previous = self.nodes[n].fsm.applied;
+        self.safety.on_apply(n, previous, e.index, e.term, &e.data)?;
+        let node = &mut self.nodes[n];
+        node.applied_terms.push(e.term);
+        node.fsm.applied = e.index;
+        let output = if e.log_type == LogType::Command {
+            let input = kv::decode(&e.data)
+                .map_err(|err| violation("commands survive replication", format!("n{}: {err}", n + 1)))?;
+            Some(node.fsm.apply(e.index, &input))
+        } else {
+            None
+        };
+        let life = node.life;
+        for c in 0..self.clients.len() {
+            let Stage::Write { node, life: l, index, term } = self.clients[c].stage else { continue };
+            if node != n || l != life || index != e.index {
+                continue;
+            }
+            match (&output, term == e.term) {
+                (Some(out), true) => self.write_done(c, out.clone(), index, term)?,
+                _ => self.write_unknown(c),
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&mut self, n: usize) -> Check {
+        let Self { nodes, monitors, safety, trace, now, .. } = self;
+        let Some(core) = nodes[n].core.as_ref() else { return Ok(()) };
+        let durable_count = |index: u64, term: u64| {
+            let conf = core.configuration().0;
+            let voters = conf.voters().count();
+            let durable = nodes
+                .iter()
+                .filter(|node| conf.is_voter(&node.id) && node.storage.term_at(index) == Some(term))
+                .count();
+            (durable, voters / 2 + 1)
+        };
+        safety.check_node(n, core, &mut monitors[n], &durable_count)?;
+        if core.id() != &nodes[n].id {
+            return Err(violation("identity", format!("n{} reports id {}", n + 1, core.id())));
+        }
+        // The core must never believe more of its log is durable than is.
+        let persisted = core.persisted_index();
+        if persisted > 0 && nodes[n].storage.term_at(persisted) != core.term_at(persisted) {
+            return Err(violation(
+                "persisted means durable",
+                format!(
+                    "n{} believes its log is durable up to {persisted} (t{:?}) but its disk holds {:?} there",
+                    n + 1,
+                    core.term_at(persisted),
+                    nodes[n].storage.term_at(persisted)
+                ),
+            ));
+        }
+        if core.commit_index() > core.last_index() {
+            return Err(violation("commit within log", format!("n{} commit beyond last index", n + 1)));
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(c) = node.core.as_ref().filter(|c| c.is_leader()) {
+                safety.check_leader(i, c)?;
+            }
+        }
+        let role = match core.state() {
+            crate::types::RaftState::Leader => "leader",
+            crate::types::RaftState::Candidate => "candidate",
+            _ => "follower",
+        };
+        let state = (role, core.term(), core.commit_index());
+        let (last, applied) = (core.last_index(), nodes[n].fsm.applied);
+        if nodes[n].traced != state {
+            nodes[n].traced = state;
+            let (role, term, commit) = state;
+            trace.push(*now, TraceKind::State { node: n, role, term, last, commit, applied });
+        }
+        Ok(())
+    }
+
+    // ---- clients ----------------------------------------------------------
+
+    fn run_clients(&mut self) -> Check {
+        for c in 0..self.clients.len() {
+            let liveness_client = c == self.cfg.clients;
+            if let Some(op) = &self.clients[c].op {
+                if self.tick > op.deadline {
+                    self.give_up(c);
+                }
+            }
+            match self.clients[c].stage {
+                Stage::Idle { next_at } if next_at <= self.tick => {
+                    let input = if liveness_client {
+                        if self.faults || self.liveness_entry.is_some() {
+                            continue;
+                        }
+                        KvInput::Put { key: "live".into(), value: format!("live.{}", self.tick) }
+                    } else {
+                        if !self.faults {
+                            continue;
+                        }
+                        let keys = self.cfg.keys;
+                        let Self { clients, rng, .. } = self;
+                        clients[c].next_input(keys, rng)
+                    };
+                    let call = self.history.now();
+                    let deadline = self.tick + self.cfg.op_timeout_ticks;
+                    self.clients[c].op = Some(PendingOp { input, call, deadline });
+                    self.clients[c].stage = Stage::Submit;
+                    self.submit(c)?;
+                }
+                Stage::Submit => self.submit(c)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, c: usize) -> Check {
+        let Some(op) = self.clients[c].op.clone() else { return Ok(()) };
+        let n = self.clients[c].guess;
+        let life = self.nodes[n].life;
+        let Some(core) = self.nodes[n].core.as_mut() else {
+            self.refused(c, &Refusal::NotLeader(None));
+            return Ok(());
+        };
+        let client_id = self.clients[c].id;
+        let result = match kv::encode(&op.input) {
+            None => {
+                self.next_read_id += 1;
+                let id = self.next_read_id;
+                core.read_index(id).map(|()| Stage::Read { node: n, life, id, confirmed: None })
+            }
+            Some(data) => {
+                let term = core.term();
+                core.propose([(LogType::Command, data)]).map(|index| Stage::Write {
+                    node: n,
+                    life,
+                    index,
+                    term,
+                })
+            }
+        };
+        match result {
+            Ok(stage) => {
+                let what = match &stage {
+                    Stage::Write { index, term, .. } => format!("proposed at {index}/t{term}"),
+                    _ => "read index requested".to_owned(),
+                };
+                self.trace.push(
+                    self.now,
+                    TraceKind::Client(format!("c{client_id} {:?} on n{}: {what}", op.input, n + 1)),
+                );
+                self.clients[c].stage = stage;
+                self.after_step(n)
+            }
+            Err(why) => {
+                self.refused(c, &why);
+                Ok(())
+            }
+        }
+    }
+
+    /// The request was refused (no effect): retry, at the hinted leader if any.
+    fn refused(&mut self, c: usize, why: &Refusal) {
+        self.history.retries += 1;
+        let hint = match why {
+            Refusal::NotLeader(Some(l)) => self.node_index(l),
+            _ => None,
+        };
+        let guess = hint.unwrap_or_else(|| self.rng.index(self.nodes.len()));
+        let client = &mut self.clients[c];
+        client.guess = guess;
+        client.stage = Stage::Submit;
+    }
+
+    fn write_done(&mut self, c: usize, output: KvOutput, index: u64, term: u64) -> Check {
+        self.safety.on_ack(index, term)?;
+        let Some(op) = self.clients[c].op.take() else { return Ok(()) };
+        let client = self.clients[c].id;
+        self.history.complete(client, &op, output.clone(), Some((index, term)));
+        self.trace.push(self.now, TraceKind::Client(format!("c{client} acked {index}/t{term}: {output:?}")));
+        if c == self.cfg.clients {
+            self.liveness_entry = Some((index, term));
+        }
+        self.finish(c, &op.input, &output);
+        Ok(())
+    }
+
+    fn write_unknown(&mut self, c: usize) {
+        let Some(op) = self.clients[c].op.take() else { return };
+        let client = self.clients[c].id;
+        self.history.unknown(client, &op);
+        self.trace.push(self.now, TraceKind::Client(format!("c{client} {:?}: outcome unknown", op.input)));
+        let next_at = self.tick + 1;
+        self.clients[c].stage = Stage::Idle { next_at };
+        self.clients[c].guess = self.rng.index(self.nodes.len());
+    }
+
+    /// Abandons the client's operation (timeout or end of the fault phase).
+    fn give_up(&mut self, c: usize) {
+        if self.clients[c].op.is_some() {
+            self.write_unknown(c);
+        }
+    }
+
+    fn finish(&mut self, c: usize, input: &KvInput, output: &KvOutput) {
+        let pause = self.rng.between(0, 2);
+        let client = &mut self.clients[c];
+        client.observe(input, output);
+        client.stage = Stage::Idle { next_at: self.tick + pause };
+    }
+
+    /// After node `n` stepped: resolve writes it can no longer answer and
+    /// serve reads whose read index it has applied.
+    fn settle_clients(&mut self, n: usize) -> Check {
+        let life = self.nodes[n].life;
+        for c in 0..self.clients.len() {
+            match self.clients[c].stage {
+                Stage::Write { node, life: l, term, .. } if node == n && l == life => {
+                    let leads = self.nodes[n]
+                        .core
+                        .as_ref()
+                        .is_some_and(|core| core.is_leader() && core.term() == term);
+                    if !leads {
+                        self.write_unknown(c);
+                    }
+                }
+                Stage::Read { node, life: l, confirmed: Some(index), .. }
+                    if node == n && l == life && self.nodes[n].fsm.applied >= index =>
+                {
+                    self.serve_read(c, n)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn serve_read(&mut self, c: usize, n: usize) -> Check {
+        let Some(op) = self.clients[c].op.take() else { return Ok(()) };
+        let key = op.input.key().to_owned();
+        let (value, changed_at) = self.nodes[n].fsm.get(&key);
+        let must_see = self.history.last_acked_change_before(&key, op.call);
+        if changed_at < must_see {
+            return Err(violation(
+                "no stale reads",
+                format!(
+                    "client {} read {key:?} on n{} and saw the state last changed at index {changed_at}, but a \
+                     write at index {must_see} was acknowledged before the read began",
+                    self.clients[c].id,
+                    n + 1
+                ),
+            ));
+        }
+        let client = self.clients[c].id;
+        let output = KvOutput::Get(value);
+        self.history.complete(client, &op, output.clone(), None);
+        self.trace
+            .push(self.now, TraceKind::Client(format!("c{client} read {key:?} on n{}: {output:?}", n + 1)));
+        self.finish(c, &op.input, &output);
+        Ok(())
+    }
+
+    // ---- the end ----------------------------------------------------------
+
+    fn final_checks(&mut self) -> Check {
+        for c in 0..self.clients.len() {
+            self.give_up(c);
+        }
+        // Every acknowledged write is applied, unchanged, on every member.
+        let members = self.members().unwrap_or_default();
+        for &(index, term) in &self.history.acked_writes {
+            for &n in &members {
+                let node = &self.nodes[n];
+                if node.applied_terms.get(index as usize - 1) != Some(&term) {
+                    return Err(violation(
+                        "acknowledged writes are never lost",
+                        format!(
+                            "write {index}/t{term} was acknowledged but n{} applied {:?} there",
+                            n + 1,
+                            node.applied_terms.get(index as usize - 1)
+                        ),
+                    ));
+                }
+            }
+        }
+        // Full log-matching pass over every log, durable and in memory.
+        for n in 0..self.nodes.len() {
+            self.monitors[n].mem_verified = 0;
+            self.check(n)?;
+            let Self { nodes, safety, .. } = self;
+            let log = &nodes[n].storage.log;
+            for (i, e) in log.iter().enumerate() {
+                let prev = if i == 0 { 0 } else { log[i - 1].term };
+                let where_ = || format!("durable log of n{}", n + 1);
+                safety.check_entry(&where_, e.index, e.term, prev, e.log_type, &e.data)?;
+            }
+        }
+        match check_kv(&self.history.ops) {
+            CheckResult::Ok => Ok(()),
+            CheckResult::Illegal { partition, details } => Err(violation(
+                "linearizability",
+                format!("the client history of key {partition} is not linearizable:\n{details}"),
+            )),
+            CheckResult::Unknown { reason } => {
+                Err(violation("linearizability", format!("the checker could not decide: {reason}")))
+            }
+        }
+    }
+
+    fn report(&self) -> SimReport {
+        let mut r = self.report.clone();
+        r.ops_completed = self.history.completed;
+        r.ops_unknown = self.history.unknown;
+        r.reads = self.history.reads;
+        r.writes = self.history.writes;
+        r.retries = self.history.retries;
+        r.leaders_elected = self.safety.leaders_elected;
+        r.max_term = self.safety.max_term;
+        r.messages_sent = self.net.sent;
+        r.messages_dropped = self.net.dropped;
+        r.messages_duplicated = self.net.duplicated;
+        r.committed = self.safety.committed_len();
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_replays_exactly_from_its_seed() {
+        let cfg = SimConfig { ticks: 120, ..SimConfig::default() };
+        let a = run(3, &cfg).unwrap_or_else(|f| panic!("{f}"));
+        let b = run(3, &cfg).unwrap_or_else(|f| panic!("{f}"));
+        assert_eq!(a, b);
+        assert!(a.ops_completed > 0, "{a:?}");
+    }
+
+    #[test]
+    fn a_few_seeds_pass() {
+        for seed in 0..20 {
+            let report = run(seed, &SimConfig::default()).unwrap_or_else(|f| panic!("{f}"));
+            assert!(report.leaders_elected >= 1);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Snapshots, log compaction and snapshot streaming through the public API:
+//! a follower that missed 50,000 entries catches up from a snapshot, a node
+//! restarted after compaction rebuilds the same state, a corrupt newest
+//! snapshot falls back to the previous one, and user snapshots can be
+//! opened on a live cluster.
+
+use std::time::Duration;
+
+use raft::transport::inmem::InmemNetwork;
+use raft::{Config, SnapshotStore};
+use raft_tests::{RecordingFsm, TestCluster};
+use tokio::io::AsyncWriteExt;
+
+const T: Duration = Duration::from_secs(30);
+
+fn compacting(config: &mut Config) {
+    config.snapshot_threshold = 1000;
+    config.trailing_logs = 100;
+    config.snapshot_interval = Duration::from_millis(50);
+}
+
+async fn write_many(c: &TestCluster<RecordingFsm>, leader: &str, total: usize, tag: &str) {
+    let raft = c.raft(leader).clone();
+    let clients = 50;
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let raft = raft.clone();
+        let tag = tag.to_string();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..total / clients {
+                raft.apply(format!("{tag}-{client}-{i}"), T).await.expect("apply");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+}
+
+/// The newest snapshot index in a node's store.
+async fn newest_snapshot(c: &TestCluster<RecordingFsm>, id: &str) -> u64 {
+    c.nodes[id].snaps.list().await.expect("list").first().map_or(0, |m| m.index)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_offline_for_50000_entries_catches_up_through_a_snapshot() {
+    let mut c = TestCluster::with_config(3, InmemNetwork::new(), compacting).await;
+    let leader = c.wait_for_leader().await;
+    let follower = c.running().into_iter().find(|id| *id != leader).expect("follower");
+    c.stop(&follower).await;
+    write_many(&c, &leader, 50_000, "w").await;
+    // Let the snapshot task notice and compact.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let m = c.raft(&leader).metrics().borrow().clone();
+        if m.snapshot_index > 40_000 {
+            // Compaction never outruns the snapshot that replaces the entries.
+            assert!(newest_snapshot(&c, &leader).await >= m.snapshot_index);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "leader never compacted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(newest_snapshot(&c, &follower).await, 0);
+    c.start(&follower).await;
+    let last = c.raft(&leader).barrier(T).await.expect("barrier");
+    c.wait_applied(&follower, last, T).await;
+    assert!(newest_snapshot(&c, &follower).await > 40_000, "follower installed a snapshot");
+    let m = c.raft(&follower).metrics().borrow().clone();
+    assert!(m.snapshot_index > 40_000, "follower's log starts after the snapshot");
+    assert_eq!(c.applied(&follower), c.applied(&leader), "same state as the leader");
+    assert_eq!(c.applied(&leader).len(), 50_000);
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_restarted_after_compaction_recovers_the_same_state() {
+    let mut c = TestCluster::with_config(3, InmemNetwork::new(), compacting).await;
+    let leader = c.wait_for_leader().await;
+    write_many(&c, &leader, 5_000, "a").await;
+    let snap = c.raft(&leader).snapshot().await.expect("user snapshot");
+    assert!(snap.meta().index >= 5_000);
+    let before = c.applied(&leader);
+    let mut metrics = c.raft(&leader).metrics();
+    tokio::time::timeout(T, metrics.wait_for(|m| m.snapshot_index > 0))
+        .await
+        .expect("log compacted behind the snapshot")
+        .expect("metrics");
+    c.stop(&leader).await;
+    c.start(&leader).await;
+    let new_leader = c.wait_for_leader().await;
+    let last = c.raft(&new_leader).barrier(T).await.expect("barrier");
+    c.wait_applied(&leader, last, T).await;
+    assert_eq!(c.applied(&leader), before, "snapshot plus log tail rebuilt the same state");
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
+    let mut c = TestCluster::with_config(3, InmemNetwork::new(), compacting).await;
+    let leader = c.wait_for_leader().await;
+    write_many(&c, &leader, 3_000, "a").await;
+    let good = c.raft(&leader).snapshot().await.expect("snapshot");
+    let before = c.applied(&leader);
+    let follower = c.running().into_iter().find(|id| *id != leader).expect("follower");
+    let last = c.raft(&leader).barrier(T).await.expect("barrier");
+    c.wait_applied(&follower, last, T).await;
+    c.stop(&follower).await;
+    // A newer snapshot whose contents the FSM cannot read.
+    let store = c.nodes[&follower].snaps.clone();
+    let meta = good.meta();
+    let mut sink = store
+        .create(meta.index + 10, meta.term, &meta.configuration, meta.configuration_index)
+        .await
+        .expect("create");
+    sink.write_all(&[0, 0, 0, 0, 0, 0, 0, 1, 255, 255, 255, 255]).await.expect("write");
+    sink.finalize().await.expect("finalize");
+    c.start(&follower).await;
+    let last = c.raft(&leader).barrier(T).await.expect("barrier");
+    c.wait_applied(&follower, last, T).await;
+    assert_eq!(c.applied(&follower), before, "restored from the older snapshot and the log");
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_snapshot_can_be_opened_and_read_back() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    for i in 0..10 {
+        c.raft(&leader).apply(format!("x{i}"), T).await.expect("apply");
+    }
+    let handle = c.raft(&leader).snapshot().await.expect("snapshot");
+    let (meta, reader) = handle.open().await.expect("open");
+    assert_eq!(meta, *handle.meta());
+    let mut fsm = RecordingFsm::default();
+    raft::Fsm::restore(&mut fsm, reader).await.expect("restore");
+    assert_eq!(fsm.applied.lock().expect("lock").clone(), c.applied(&leader));
+    c.shutdown().await;
+}
