@@ -165,6 +165,47 @@ impl Config {
     }
 }
 
+/// The settings that can change while a node runs, through
+/// [`Raft::reload_config`](crate::Raft::reload_config).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReloadableConfig {
+    /// See [`Config::trailing_logs`].
+    pub trailing_logs: u64,
+    /// See [`Config::snapshot_interval`].
+    pub snapshot_interval: Duration,
+    /// See [`Config::snapshot_threshold`].
+    pub snapshot_threshold: u64,
+    /// See [`Config::heartbeat_timeout`].
+    pub heartbeat_timeout: Duration,
+    /// See [`Config::election_timeout`].
+    pub election_timeout: Duration,
+}
+
+impl ReloadableConfig {
+    /// The reloadable part of `config`.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            trailing_logs: config.trailing_logs,
+            snapshot_interval: config.snapshot_interval,
+            snapshot_threshold: config.snapshot_threshold,
+            heartbeat_timeout: config.heartbeat_timeout,
+            election_timeout: config.election_timeout,
+        }
+    }
+
+    /// `config` with these settings applied.
+    pub fn apply_to(&self, config: &Config) -> Config {
+        Config {
+            trailing_logs: self.trailing_logs,
+            snapshot_interval: self.snapshot_interval,
+            snapshot_threshold: self.snapshot_threshold,
+            heartbeat_timeout: self.heartbeat_timeout,
+            election_timeout: self.election_timeout,
+            ..config.clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,10 @@ pub enum Error {
     /// it finishes.
     #[error("leadership transfer in progress")]
     LeadershipTransferInProgress,
+    /// A leadership transfer did not complete: the target did not take over
+    /// within an election timeout. The old leader keeps leading.
+    #[error("leadership transfer failed: {0}")]
+    LeadershipTransferFailed(String),
     /// The node has shut down.
     #[error("raft is shut down")]
     Shutdown,

@@ -15,6 +15,7 @@
 //! - [`snapshot`]: the [`SnapshotStore`] trait and snapshot byte streams.
 //! - [`transport`]: the [`Transport`] trait and the in-memory network.
 //! - [`metrics`]: [`Metrics`] published by every node.
+//! - [`observer`]: [`Observer`]s notified of leader, state and peer changes.
 //! - `raft` (private): the [`Raft`] handle.
 //! - [`codec`]: the one serializer used for anything written to disk.
 //! - `core` (private): the pure, deterministic protocol state machine.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod fsm;
 pub mod message;
 pub mod metrics;
+pub mod observer;
 mod raft;
 mod runtime;
 pub mod snapshot;
@@ -43,10 +45,11 @@ pub mod types;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
-pub use config::Config;
+pub use config::{Config, ReloadableConfig};
 pub use error::{BoxError, Error, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
 pub use metrics::{Metrics, PeerMetrics};
+pub use observer::{Observation, Observer, ObserverId};
 pub use raft::Raft;
 pub use runtime::snapshot::SnapshotHandle;
 pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster};

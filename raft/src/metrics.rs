@@ -12,6 +12,8 @@ pub struct PeerMetrics {
     pub match_index: u64,
     /// Next index the leader will send.
     pub next_index: u64,
+    /// How long ago the follower last answered (tick resolution).
+    pub last_contact: std::time::Duration,
 }
 
 /// A point-in-time view of a node.

@@ -11,10 +11,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::config::ReloadableConfig;
 use crate::core::Core;
 use crate::error::{Error, Result, StorageError};
 use crate::fsm::Fsm;
 use crate::metrics::Metrics;
+use crate::observer::{Observer, ObserverId, Observers};
 use crate::runtime::node::NodeTask;
 use crate::runtime::snapshot::SnapshotHandle;
 use crate::runtime::{apply, node, snapshot, startup, writer, Applied, MembershipChange, Request, Waiter};
@@ -26,6 +28,9 @@ use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId};
 /// State shared between the handle and the runtime tasks.
 pub(crate) struct Shared {
     state: Mutex<(RaftState, Option<(ServerId, ServerAddress)>)>,
+    pub(crate) observers: Observers,
+    /// The running configuration (reloadable parts may change).
+    config: Mutex<Config>,
     pub(crate) leader_tx: watch::Sender<bool>,
     pub(crate) metrics_tx: watch::Sender<Metrics>,
     pub(crate) applied: Arc<AtomicU64>,
@@ -126,6 +131,8 @@ impl<F: Fsm> Raft<F> {
         let (metrics_tx, _) = watch::channel(metrics);
         let shared = Arc::new(Shared {
             state: Mutex::new((RaftState::Follower, None)),
+            observers: Observers::default(),
+            config: Mutex::new(config.clone()),
             leader_tx,
             metrics_tx,
             applied: applied.clone(),
@@ -362,6 +369,35 @@ impl<F: Fsm> Raft<F> {
     /// was applied since the last snapshot, returns that snapshot.
     pub async fn snapshot(&self) -> Result<SnapshotHandle> {
         self.request(|tx| Request::Snapshot { tx }).await
+    }
+
+    /// Registers an observer; see [`crate::observer`].
+    pub fn register_observer(&self, observer: Observer) -> ObserverId {
+        self.inner.shared.observers.register(observer)
+    }
+
+    /// Removes an observer. Returns false if it was not registered.
+    pub fn deregister_observer(&self, id: ObserverId) -> bool {
+        self.inner.shared.observers.deregister(id)
+    }
+
+    /// Changes the reloadable settings of a running node (timeouts, snapshot
+    /// policy). The whole resulting configuration is validated first.
+    pub fn reload_config(&self, rc: ReloadableConfig) -> Result<()> {
+        let mut current = self.inner.shared.config.lock().unwrap_or_else(|e| e.into_inner());
+        let next = rc.apply_to(&current);
+        next.validate()?;
+        self.inner.tx.try_send(Request::Reload { config: next.clone() }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::EnqueueTimeout,
+            mpsc::error::TrySendError::Closed(_) => Error::Shutdown,
+        })?;
+        *current = next;
+        Ok(())
+    }
+
+    /// The reloadable settings currently in force.
+    pub fn reloadable_config(&self) -> ReloadableConfig {
+        ReloadableConfig::from_config(&self.inner.shared.config.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The node's current role.

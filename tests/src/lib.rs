@@ -191,6 +191,20 @@ impl<F: TestFsm + Clone> TestCluster<F> {
         cluster
     }
 
+    /// Starts a new node `id` with empty stores and no configuration: it
+    /// joins when a leader adds it.
+    pub async fn add_node(&mut self, id: &str) {
+        let node = TestNode {
+            raft: None,
+            fsm: F::default(),
+            store: InmemStore::new(),
+            snaps: InmemSnapshotStore::new(),
+            applied: AppliedLog::default(),
+        };
+        self.nodes.insert(id.to_string(), node);
+        self.start(id).await;
+    }
+
     /// Starts (or restarts) node `id` from its stores with a fresh FSM.
     pub async fn start(&mut self, id: &str) {
         let transport = self.net.transport(id);

@@ -150,6 +150,19 @@ pub enum Refusal {
     Invalid(String),
 }
 
+/// What a leader knows about one follower.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    /// The follower.
+    pub id: ServerId,
+    /// Highest index known replicated there.
+    pub matched: u64,
+    /// Next index to send.
+    pub next: u64,
+    /// Ticks since the follower last answered.
+    pub ticks_since_contact: u64,
+}
+
 /// A read confirmed by a quorum: safe to serve once `applied >= index`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadState {
@@ -409,11 +422,31 @@ impl Core {
         self.membership.committed(self.commit)
     }
 
-    /// Per-follower (matched, next) indexes, when leader.
-    pub fn peer_progress(&self) -> Vec<(ServerId, u64, u64)> {
+    /// Per-follower replication progress, when leader.
+    pub fn peer_progress(&self) -> Vec<PeerProgress> {
         match &self.role {
-            Role::Leader(l) => l.peers.iter().map(|(id, p)| (id.clone(), p.matched, p.next)).collect(),
+            Role::Leader(l) => l
+                .peers
+                .iter()
+                .map(|(id, p)| PeerProgress {
+                    id: id.clone(),
+                    matched: p.matched,
+                    next: p.next,
+                    ticks_since_contact: p.ticks_since_contact,
+                })
+                .collect(),
             _ => Vec::new(),
+        }
+    }
+
+    /// Replaces the tick counts and switches (reloadable settings). The
+    /// current election timer is re-randomized with the new bounds.
+    pub fn reconfigure(&mut self, cfg: CoreConfig) {
+        self.cfg = cfg;
+        if !self.is_leader() {
+            let elapsed = self.election_elapsed;
+            self.reset_election_timer();
+            self.election_elapsed = elapsed;
         }
     }
 

@@ -690,8 +690,8 @@ fn s7_leader_asks_for_a_snapshot_when_a_follower_needs_compacted_entries() {
     let term = c.node("n1").term();
     c.node("n1").snapshot_sent(&"n3".into(), applied, term, true);
     let progress = c.node("n1").peer_progress();
-    let n3 = progress.iter().find(|(id, _, _)| id.as_str() == "n3").expect("n3 tracked");
-    assert_eq!(n3.1, applied, "matched index is the snapshot's");
+    let n3 = progress.iter().find(|p| p.id.as_str() == "n3").expect("n3 tracked");
+    assert_eq!(n3.matched, applied, "matched index is the snapshot's");
 }
 
 #[test]

@@ -78,5 +78,6 @@ pub(crate) enum Request<R> {
     ChangeMembership { change: MembershipChange, prev_index: u64, tx: oneshot::Sender<Result<u64, Error>> },
     TransferLeadership { target: Option<ServerId>, tx: oneshot::Sender<Result<(), Error>> },
     Snapshot { tx: oneshot::Sender<Result<snapshot::SnapshotHandle, Error>> },
+    Reload { config: crate::config::Config },
     Shutdown { tx: oneshot::Sender<()> },
 }

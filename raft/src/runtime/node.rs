@@ -20,6 +20,7 @@ use crate::core::{Body, Core, Message, Refusal};
 use crate::error::{Error, StorageError, TransportError};
 use crate::message::{InstallSnapshotRequest, InstallSnapshotResponse, RpcRequest, RpcResponse};
 use crate::metrics::{Metrics, PeerMetrics};
+use crate::observer::Observation;
 use crate::raft::Shared;
 use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
@@ -75,6 +76,22 @@ struct Node<R> {
     installing: Option<SnapshotMeta>,
     /// Background snapshot transfers, aborted on shutdown.
     transfers: Vec<JoinHandle<()>>,
+    /// Servers being added as voters, waiting to catch up as non-voters.
+    promotions: Vec<Promotion>,
+    /// The tick interval changed (config reload).
+    reload_ticker: bool,
+    /// The configuration observers last heard about.
+    seen_config: (Configuration, u64),
+}
+
+/// A server added with `add_voter` that is catching up as a non-voter.
+struct Promotion {
+    id: ServerId,
+    address: ServerAddress,
+    /// The configuration that added it as a non-voter; promote only once
+    /// this is committed.
+    after_index: u64,
+    tx: oneshot::Sender<Result<u64, Error>>,
 }
 
 enum Flow {
@@ -99,6 +116,9 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         snapshot_failures: HashMap::new(),
         installing: None,
         transfers: Vec::new(),
+        promotions: Vec::new(),
+        reload_ticker: false,
+        seen_config: (Configuration::default(), u64::MAX),
     };
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
@@ -142,6 +162,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
             _ = ticker.tick() => {
                 node.t.core.tick();
                 node.prune_peers();
+                node.advance_promotions();
                 node.publish(true);
                 Flow::Continue
             }
@@ -149,6 +170,10 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         node.process_ready();
         if let Flow::Stop = flow {
             break;
+        }
+        if std::mem::take(&mut node.reload_ticker) {
+            ticker = tokio::time::interval(node.t.config.tick_interval());
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
     }
     node.stop().await;
@@ -210,6 +235,24 @@ impl<R: Send + 'static> Node<R> {
     fn on_peer_event(&mut self, ev: PeerEvent) {
         match ev {
             PeerEvent::Response(msg) => self.t.core.step(msg),
+            PeerEvent::Unreachable(peer) => {
+                if self.t.core.is_leader() {
+                    let tick = self.t.config.tick_interval();
+                    let last_contact = self
+                        .t
+                        .core
+                        .peer_progress()
+                        .into_iter()
+                        .find(|p| p.id == peer)
+                        .map(|p| tick * p.ticks_since_contact.min(u32::MAX as u64) as u32);
+                    self.t.shared.observers.notify(Observation::FailedHeartbeat { peer, last_contact });
+                }
+            }
+            PeerEvent::Reachable(peer) => {
+                if self.t.core.is_leader() {
+                    self.t.shared.observers.notify(Observation::ResumedHeartbeat { peer });
+                }
+            }
             PeerEvent::SnapshotSent { peer, index, term, success } => {
                 self.sending_snapshots.remove(&peer);
                 if success {
@@ -310,6 +353,76 @@ impl<R: Send + 'static> Node<R> {
         self.transfers.retain(|h| !h.is_finished());
     }
 
+    /// Notifies observers of servers added, changed or removed since the
+    /// configuration last seen.
+    fn observe_configuration(&mut self) {
+        let (config, index) = self.t.core.configuration();
+        if index == self.seen_config.1 {
+            return;
+        }
+        for s in &config.servers {
+            if self.seen_config.0.server(&s.id) != Some(s) {
+                self.t.shared.observers.notify(Observation::PeerChanged(s.clone()));
+            }
+        }
+        for s in &self.seen_config.0.servers {
+            if config.server(&s.id).is_none() {
+                self.t.shared.observers.notify(Observation::PeerRemoved(s.id.clone()));
+            }
+        }
+        self.seen_config = (config.clone(), index);
+    }
+
+    /// Promotes non-voters that are being added as voters once their log has
+    /// caught up with the leader's (within one pipeline window), so adding a
+    /// server never stalls commits while it copies the log.
+    fn advance_promotions(&mut self) {
+        if self.promotions.is_empty() {
+            return;
+        }
+        if !self.t.core.is_leader() {
+            for p in self.promotions.drain(..) {
+                let _ = p.tx.send(Err(Error::LeadershipLost));
+            }
+            return;
+        }
+        let margin = (self.t.config.max_append_entries * self.t.config.max_inflight_append_entries) as u64;
+        let last = self.t.core.last_index();
+        let commit = self.t.core.commit_index();
+        let progress = self.t.core.peer_progress();
+        let mut waiting = Vec::new();
+        for p in std::mem::take(&mut self.promotions) {
+            let caught_up = progress.iter().any(|pp| pp.id == p.id && pp.matched + margin >= last);
+            if commit < p.after_index || !caught_up {
+                waiting.push(p);
+                continue;
+            }
+            let mut next = self.t.core.configuration().0.clone();
+            match next.servers.iter_mut().find(|s| s.id == p.id) {
+                Some(s) => {
+                    s.suffrage = Suffrage::Voter;
+                    s.address = p.address.clone();
+                }
+                None => {
+                    let _ = p.tx.send(Err(Error::UnknownServer(p.id)));
+                    continue;
+                }
+            }
+            match self.t.core.propose_configuration(next) {
+                Ok(index) => {
+                    tracing::info!(server = %p.id, index, "caught-up non-voter promoted to voter");
+                    let term = self.t.core.term();
+                    self.waiters.insert(index, (term, Waiter::Index(p.tx)));
+                }
+                Err(Refusal::ConfigurationChangeInProgress) => waiting.push(p),
+                Err(r) => {
+                    let _ = p.tx.send(Err(self.refusal(r)));
+                }
+            }
+        }
+        self.promotions = waiting;
+    }
+
     /// Forgets log entries a new snapshot made redundant, keeping
     /// `trailing_logs` entries for slightly lagging followers.
     fn compact(&mut self, snapshot_index: u64) {
@@ -340,7 +453,12 @@ impl<R: Send + 'static> Node<R> {
         };
         let (from, body) = match req {
             RpcRequest::AppendEntries(r) => (r.leader_id.clone(), Body::AppendEntries(r)),
-            RpcRequest::RequestVote(r) => (r.candidate_id.clone(), Body::RequestVote(r)),
+            RpcRequest::RequestVote(r) => {
+                let observation =
+                    Observation::RequestVote { candidate: r.candidate_id.clone(), term: r.term };
+                self.t.shared.observers.notify(observation);
+                (r.candidate_id.clone(), Body::RequestVote(r))
+            }
             RpcRequest::RequestPreVote(r) => (r.candidate_id.clone(), Body::RequestPreVote(r)),
             RpcRequest::TimeoutNow(r) => (r.leader_id.clone(), Body::TimeoutNow(r)),
         };
@@ -438,6 +556,37 @@ impl<R: Send + 'static> Node<R> {
                 let _ = tx.send(Ok((c.clone(), i)));
             }
             Request::ChangeMembership { change, prev_index, tx } => {
+                if !self.promotions.is_empty() {
+                    let _ = tx.send(Err(Error::ConfigurationChangeInProgress));
+                    return Flow::Continue;
+                }
+                if let MembershipChange::AddVoter(id, address) = &change {
+                    let existing = self.t.core.configuration().0.server(id).cloned();
+                    let needs_catch_up = existing.as_ref().is_none_or(|s| s.suffrage == Suffrage::Nonvoter);
+                    if needs_catch_up && self.t.core.is_leader() {
+                        let (id, address) = (id.clone(), address.clone());
+                        let staged = match existing {
+                            // Already a non-voter: promote once caught up.
+                            Some(_) => {
+                                self.check_prev_index(prev_index).map(|()| self.t.core.configuration().1)
+                            }
+                            None => {
+                                let add = MembershipChange::AddNonvoter(id.clone(), address.clone());
+                                self.membership_change(add, prev_index)
+                            }
+                        };
+                        match staged {
+                            Ok(after_index) => {
+                                self.promotions.push(Promotion { id, address, after_index, tx });
+                                self.advance_promotions();
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                            }
+                        }
+                        return Flow::Continue;
+                    }
+                }
                 match self.membership_change(change, prev_index) {
                     Ok(index) => {
                         let term = self.t.core.term();
@@ -447,6 +596,15 @@ impl<R: Send + 'static> Node<R> {
                         let _ = tx.send(Err(e));
                     }
                 }
+            }
+            Request::Reload { config } => {
+                self.t.core.reconfigure(config.core_config());
+                let _ = self.t.snapshot_cmds.send(SnapshotCmd::Reload {
+                    interval: config.snapshot_interval,
+                    threshold: config.snapshot_threshold,
+                });
+                self.t.config = config;
+                self.reload_ticker = true;
             }
             Request::TransferLeadership { target, tx } => {
                 if let Some(t) = &target {
@@ -479,13 +637,8 @@ impl<R: Send + 'static> Node<R> {
         if !self.t.core.is_leader() {
             return Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned())));
         }
-        let (current, index) = self.t.core.configuration();
-        if prev_index != 0 && prev_index != index {
-            return Err(Error::InvalidConfig(format!(
-                "configuration changed since index {prev_index} (latest is {index})"
-            )));
-        }
-        let mut next: Configuration = current.clone();
+        self.check_prev_index(prev_index)?;
+        let mut next: Configuration = self.t.core.configuration().0.clone();
         match change {
             MembershipChange::AddVoter(id, address) => match next.servers.iter_mut().find(|s| s.id == id) {
                 Some(s) => {
@@ -512,6 +665,17 @@ impl<R: Send + 'static> Node<R> {
             }
         }
         self.t.core.propose_configuration(next).map_err(|r| self.refusal(r))
+    }
+
+    /// Refuses a change based on a stale view of the configuration.
+    fn check_prev_index(&self, prev_index: u64) -> Result<(), Error> {
+        let index = self.t.core.configuration().1;
+        if prev_index != 0 && prev_index != index {
+            return Err(Error::InvalidConfig(format!(
+                "configuration changed since index {prev_index} (latest is {index})"
+            )));
+        }
+        Ok(())
     }
 
     /// Sends a message: an answer to an inbound RPC, or a request to a peer.
@@ -623,9 +787,11 @@ impl<R: Send + 'static> Node<R> {
         }
         if ready.transfer_aborted {
             if let Some(tx) = self.transfer.take() {
-                let _ = tx.send(Err(Error::Timeout));
+                let msg = "the target did not take over within an election timeout";
+                let _ = tx.send(Err(Error::LeadershipTransferFailed(msg.into())));
             }
         }
+        self.observe_configuration();
         self.after_state_change();
     }
 
@@ -684,6 +850,12 @@ impl<R: Send + 'static> Node<R> {
         let leader_pair = leader.as_ref().and_then(|id| self.address_of(id).map(|a| (id.clone(), a)));
         if changed {
             tracing::debug!(state = %state, term = core.term(), leader = ?leader, "state changed");
+            if state != self.published.0 {
+                self.t.shared.observers.notify(Observation::StateChanged(state));
+            }
+            if leader != self.published.2 {
+                self.t.shared.observers.notify(Observation::LeaderChanged(leader_pair.clone()));
+            }
             self.t.shared.set_state(state, leader_pair.clone());
             let is_leader = state == RaftState::Leader;
             self.t.shared.leader_tx.send_if_modified(|v| {
@@ -710,7 +882,11 @@ impl<R: Send + 'static> Node<R> {
             peers: core
                 .peer_progress()
                 .into_iter()
-                .map(|(id, m, n)| (id, PeerMetrics { match_index: m, next_index: n }))
+                .map(|p| {
+                    let ticks = p.ticks_since_contact.min(u32::MAX as u64) as u32;
+                    let last_contact = self.t.config.tick_interval() * ticks;
+                    (p.id, PeerMetrics { match_index: p.matched, next_index: p.next, last_contact })
+                })
                 .collect(),
         };
         self.t.shared.last_index.store(core.last_index(), Ordering::Release);
@@ -740,6 +916,9 @@ impl<R: Send + 'static> Node<R> {
         }
         if let Some(tx) = self.transfer.take() {
             let _ = tx.send(Err(err()));
+        }
+        for p in self.promotions.drain(..) {
+            let _ = p.tx.send(Err(err()));
         }
         for (_, p) in self.peers.drain() {
             p.task.abort();

@@ -22,6 +22,10 @@ use crate::types::{ServerAddress, ServerId};
 pub(crate) enum PeerEvent {
     /// A response to step into the core.
     Response(Message),
+    /// The peer stopped answering (first failure after a success).
+    Unreachable(ServerId),
+    /// The peer answers again after failures.
+    Reachable(ServerId),
     /// A snapshot covering `index` was streamed to `peer`.
     SnapshotSent { peer: ServerId, index: u64, term: u64, success: bool },
     /// A snapshot from `leader` was received into the local store.
@@ -97,10 +101,16 @@ async fn run(
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
                 while fail_rx.try_recv().is_ok() {
+                    if backoff.failures == 0 {
+                        let _ = events.send(PeerEvent::Unreachable(id.clone()));
+                    }
                     backoff.failed();
                     pipeline = None;
                 }
                 while ok_rx.try_recv().is_ok() {
+                    if backoff.failures > 0 {
+                        let _ = events.send(PeerEvent::Reachable(id.clone()));
+                    }
                     backoff.succeeded();
                 }
                 if backoff.active() {
@@ -109,6 +119,9 @@ async fn run(
                 send(&local, &id, &addr, &transport, &events, &mut pipeline, &fail_tx, &ok_tx, msg).await;
             }
             Some(()) = fail_rx.recv() => {
+                if backoff.failures == 0 {
+                    let _ = events.send(PeerEvent::Unreachable(id.clone()));
+                }
                 backoff.failed();
                 pipeline = None;
             }

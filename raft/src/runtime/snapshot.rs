@@ -46,6 +46,8 @@ impl SnapshotHandle {
 pub(crate) enum SnapshotCmd {
     /// Take a snapshot now (user request).
     Take(oneshot::Sender<Result<SnapshotHandle, Error>>),
+    /// New `snapshot_interval` and `snapshot_threshold`.
+    Reload { interval: Duration, threshold: u64 },
 }
 
 /// What the snapshot task reports to the main task.
@@ -84,6 +86,10 @@ pub(crate) async fn run<R: Send + 'static>(
                 None => return,
                 Some(SnapshotCmd::Take(tx)) => {
                     let _ = tx.send(task.take().await);
+                }
+                Some(SnapshotCmd::Reload { interval, threshold }) => {
+                    task.interval = interval;
+                    task.threshold = threshold;
                 }
             }
         }
