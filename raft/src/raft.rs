@@ -20,10 +20,10 @@ use crate::observer::{Observer, ObserverId, Observers};
 use crate::runtime::node::NodeTask;
 use crate::runtime::snapshot::SnapshotHandle;
 use crate::runtime::{apply, node, snapshot, startup, writer, Applied, MembershipChange, Request, Waiter};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{SnapshotReader, SnapshotStore};
 use crate::storage::{LogStore, StableStore};
 use crate::transport::Transport;
-use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId};
+use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta};
 
 /// State shared between the handle and the runtime tasks.
 pub(crate) struct Shared {
@@ -223,6 +223,15 @@ impl<F: Fsm> Raft<F> {
         rx.await.map_err(|_| Error::Shutdown)?
     }
 
+    /// What is left of `timeout` since `start` (zero stays "no limit").
+    fn remaining(timeout: Duration, start: tokio::time::Instant) -> Duration {
+        if timeout.is_zero() {
+            timeout
+        } else {
+            timeout.saturating_sub(start.elapsed()).max(Duration::from_nanos(1))
+        }
+    }
+
     async fn await_with_timeout<T>(rx: oneshot::Receiver<Result<T>>, timeout: Duration) -> Result<T> {
         if timeout.is_zero() {
             return rx.await.map_err(|_| Error::Shutdown)?;
@@ -249,11 +258,7 @@ impl<F: Fsm> Raft<F> {
         let req = Request::Apply { log_type: LogType::Command, data: cmd.into(), waiter: Waiter::Apply(tx) };
         let start = tokio::time::Instant::now();
         self.enqueue(req, timeout).await?;
-        let left = if timeout.is_zero() {
-            timeout
-        } else {
-            timeout.saturating_sub(start.elapsed()).max(Duration::from_nanos(1))
-        };
+        let left = Self::remaining(timeout, start);
         Self::await_with_timeout(rx, left).await
     }
 
@@ -265,11 +270,7 @@ impl<F: Fsm> Raft<F> {
             Request::Apply { log_type: LogType::Barrier, data: Bytes::new(), waiter: Waiter::Index(tx) };
         let start = tokio::time::Instant::now();
         self.enqueue(req, timeout).await?;
-        let left = if timeout.is_zero() {
-            timeout
-        } else {
-            timeout.saturating_sub(start.elapsed()).max(Duration::from_nanos(1))
-        };
+        let left = Self::remaining(timeout, start);
         Self::await_with_timeout(rx, left).await
     }
 
@@ -398,6 +399,21 @@ impl<F: Fsm> Raft<F> {
     /// The reloadable settings currently in force.
     pub fn reloadable_config(&self) -> ReloadableConfig {
         ReloadableConfig::from_config(&self.inner.shared.config.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// (Leader) replaces the whole cluster's state with a snapshot, e.g. to
+    /// restore a backup (HashiCorp's `Restore`). The snapshot is stored
+    /// locally at an index past the end of the log, the FSM is restored from
+    /// it, every follower installs it, and the current configuration is
+    /// kept. Uncommitted writes in flight fail with
+    /// [`Error::LeadershipLost`]. Returns once a quorum holds the restored
+    /// state and it is applied here; `timeout` bounds the call (zero: none).
+    pub async fn restore(&self, meta: SnapshotMeta, reader: SnapshotReader, timeout: Duration) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let start = tokio::time::Instant::now();
+        self.enqueue(Request::Restore { meta, reader, tx }, timeout).await?;
+        let left = Self::remaining(timeout, start);
+        Self::await_with_timeout(rx, left).await.map(|_| ())
     }
 
     /// The node's current role.

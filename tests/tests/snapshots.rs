@@ -137,3 +137,32 @@ async fn a_user_snapshot_can_be_opened_and_read_back() {
     assert_eq!(fsm.applied.lock().expect("lock").clone(), c.applied(&leader));
     c.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_user_snapshot_restored_on_a_live_cluster_replaces_every_nodes_state() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    for i in 0..10 {
+        c.raft(&leader).apply(format!("kept-{i}"), T).await.expect("apply");
+    }
+    let backup = c.raft(&leader).snapshot().await.expect("snapshot");
+    let kept = c.applied(&leader);
+    for i in 0..10 {
+        c.raft(&leader).apply(format!("rolled-back-{i}"), T).await.expect("apply");
+    }
+    let (meta, reader) = backup.open().await.expect("open backup");
+    c.raft(&leader).restore(meta, reader, T).await.expect("restore");
+    assert_eq!(c.applied(&leader), kept, "leader state is the backup's");
+    let after = c.raft(&leader).apply("after-restore", T).await.expect("writes continue").index;
+    for id in c.running() {
+        c.wait_applied(&id, after, T).await;
+        let mut state = c.applied(&id);
+        assert_eq!(state.pop().map(|(_, d)| d), Some(bytes::Bytes::from("after-restore")), "{id}");
+        assert_eq!(state, kept, "{id} holds the restored state");
+    }
+    let follower = c.running().into_iter().find(|id| *id != leader).expect("follower");
+    let (meta, reader) = backup.open().await.expect("open backup");
+    let refused = c.raft(&follower).restore(meta, reader, T).await;
+    assert!(matches!(refused, Err(raft::Error::NotLeader { .. })), "got {refused:?}");
+    c.shutdown().await;
+}

@@ -6,8 +6,8 @@
 
 use super::membership::Membership;
 use super::progress::SendMode;
-use super::{Core, InstalledSnapshot, Role};
-use crate::types::{Configuration, LogType, ServerId};
+use super::{Core, InstalledSnapshot, Refusal, Role};
+use crate::types::{Configuration, Log, LogType, ServerId};
 
 impl Core {
     /// Reports the outcome of streaming a snapshot covering `index` to
@@ -106,5 +106,59 @@ impl Core {
             Some(InstalledSnapshot { index, term: snapshot_term, discard_log: !keep_suffix });
         tracing::info!(id = %self.id, index, term = snapshot_term, keep_suffix, "installed snapshot");
         Ok(true)
+    }
+}
+
+impl Core {
+    /// (Leader) replaces the cluster's state with a user-supplied snapshot,
+    /// stored locally as covering the log up to `index`, which must be past
+    /// the last log entry (HashiCorp's `Restore`: the jump leaves a hole no
+    /// follower can fill from the log, so each one installs the snapshot).
+    /// The current configuration is kept. Appends a no-op after the
+    /// snapshot and returns its index: once it commits, a quorum holds the
+    /// restored state. Uncommitted entries are discarded.
+    pub fn restore_snapshot(&mut self, index: u64) -> Result<u64, Refusal> {
+        match &self.role {
+            Role::Leader(l) if l.transfer.is_some() => return Err(Refusal::TransferInProgress),
+            Role::Leader(_) => {}
+            _ => return Err(Refusal::NotLeader(self.leader.clone())),
+        }
+        if index <= self.log.last_index() {
+            return Err(Refusal::Invalid(format!(
+                "restore index {index} must be past the last log index {}",
+                self.log.last_index()
+            )));
+        }
+        let term = self.hard.term;
+        let configuration = self.membership.latest().0.clone();
+        self.log.truncate_from(self.log.snapshot_index() + 1);
+        self.log.compact_to(index, term);
+        self.ready.entries.clear();
+        self.ready.truncate_from = None;
+        self.membership = Membership::new(index, configuration);
+        self.commit = index;
+        self.applied_sent = index;
+        self.persisted = index;
+        self.ready.installed_snapshot = Some(InstalledSnapshot { index, term, discard_log: true });
+        if let Role::Leader(leader) = &mut self.role {
+            leader.term_start = index + 1;
+            for p in leader.peers.values_mut() {
+                p.probe_from(index + 1);
+            }
+        }
+        tracing::info!(id = %self.id, index, "restored a user snapshot");
+        let noop = Log { index: index + 1, term, log_type: LogType::Noop, data: bytes::Bytes::new() };
+        self.append_local(vec![noop]);
+        self.broadcast_append();
+        Ok(index + 1)
+    }
+
+    /// (Leader) steps down without changing term, e.g. because the local
+    /// log store stopped making progress and this node can no longer lead.
+    pub fn step_down(&mut self) {
+        if self.is_leader() {
+            let term = self.hard.term;
+            self.become_follower(term, None);
+        }
     }
 }

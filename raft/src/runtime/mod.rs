@@ -71,13 +71,42 @@ pub(crate) enum MembershipChange {
 
 /// A request from the [`Raft`](crate::Raft) handle to the main task.
 pub(crate) enum Request<R> {
-    Apply { log_type: LogType, data: Bytes, waiter: Waiter<R> },
-    ReadIndex { tx: oneshot::Sender<Result<u64, Error>> },
-    Bootstrap { configuration: Configuration, tx: oneshot::Sender<Result<(), Error>> },
-    GetConfiguration { tx: oneshot::Sender<Result<(Configuration, u64), Error>> },
-    ChangeMembership { change: MembershipChange, prev_index: u64, tx: oneshot::Sender<Result<u64, Error>> },
-    TransferLeadership { target: Option<ServerId>, tx: oneshot::Sender<Result<(), Error>> },
-    Snapshot { tx: oneshot::Sender<Result<snapshot::SnapshotHandle, Error>> },
-    Reload { config: crate::config::Config },
-    Shutdown { tx: oneshot::Sender<()> },
+    Apply {
+        log_type: LogType,
+        data: Bytes,
+        waiter: Waiter<R>,
+    },
+    ReadIndex {
+        tx: oneshot::Sender<Result<u64, Error>>,
+    },
+    Bootstrap {
+        configuration: Configuration,
+        tx: oneshot::Sender<Result<(), Error>>,
+    },
+    GetConfiguration {
+        tx: oneshot::Sender<Result<(Configuration, u64), Error>>,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        prev_index: u64,
+        tx: oneshot::Sender<Result<u64, Error>>,
+    },
+    TransferLeadership {
+        target: Option<ServerId>,
+        tx: oneshot::Sender<Result<(), Error>>,
+    },
+    Snapshot {
+        tx: oneshot::Sender<Result<snapshot::SnapshotHandle, Error>>,
+    },
+    Reload {
+        config: crate::config::Config,
+    },
+    Restore {
+        meta: crate::types::SnapshotMeta,
+        reader: crate::snapshot::SnapshotReader,
+        tx: oneshot::Sender<Result<u64, Error>>,
+    },
+    Shutdown {
+        tx: oneshot::Sender<()>,
+    },
 }

@@ -82,6 +82,12 @@ struct Node<R> {
     reload_ticker: bool,
     /// The configuration observers last heard about.
     seen_config: (Configuration, u64),
+    /// Last sequence number given to a persist job.
+    persist_seq: u64,
+    /// Persist jobs not yet completed, with when they were queued.
+    persist_pending: std::collections::VecDeque<(u64, tokio::time::Instant)>,
+    /// A user restore is storing its snapshot; client requests wait.
+    restoring: bool,
 }
 
 /// A server added with `add_voter` that is catching up as a non-voter.
@@ -119,6 +125,9 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         promotions: Vec::new(),
         reload_ticker: false,
         seen_config: (Configuration::default(), u64::MAX),
+        persist_seq: 0,
+        persist_pending: std::collections::VecDeque::new(),
+        restoring: false,
     };
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
@@ -155,12 +164,13 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 node.compact(index);
                 Flow::Continue
             }
-            req = node.t.requests.recv() => match req {
+            req = node.t.requests.recv(), if !node.restoring => match req {
                 Some(req) => node.on_requests(req),
                 None => Flow::Stop,
             },
             _ = ticker.tick() => {
                 node.t.core.tick();
+                node.check_store_progress();
                 node.prune_peers();
                 node.advance_promotions();
                 node.publish(true);
@@ -215,7 +225,10 @@ impl<R: Send + 'static> Node<R> {
 
     fn on_writer_event(&mut self, ev: WriterEvent) -> Flow {
         match ev {
-            WriterEvent::Persisted { last, messages } => {
+            WriterEvent::Persisted { last, messages, seq } => {
+                while self.persist_pending.front().is_some_and(|(s, _)| *s <= seq) {
+                    self.persist_pending.pop_front();
+                }
                 if let Some((index, term)) = last {
                     self.t.core.persisted(index, term);
                     self.t.shared.last_index.store(self.t.core.last_index(), Ordering::Release);
@@ -246,6 +259,34 @@ impl<R: Send + 'static> Node<R> {
                         .find(|p| p.id == peer)
                         .map(|p| tick * p.ticks_since_contact.min(u32::MAX as u64) as u32);
                     self.t.shared.observers.notify(Observation::FailedHeartbeat { peer, last_contact });
+                }
+            }
+            PeerEvent::RestoreStored { result, tx } => {
+                self.restoring = false;
+                let meta = match result {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        let _ = tx.send(Err(Error::Fsm(format!("storing the snapshot failed: {e}"))));
+                        return;
+                    }
+                };
+                match self.t.core.restore_snapshot(meta.index) {
+                    Ok(noop) => {
+                        // Entries up to the snapshot are gone: their outcome
+                        // is unknown to whoever proposed them.
+                        let gone: Vec<u64> = self.waiters.range(..=meta.index).map(|(k, _)| *k).collect();
+                        for k in gone {
+                            if let Some((_, w)) = self.waiters.remove(&k) {
+                                w.fail(Error::LeadershipLost);
+                            }
+                        }
+                        let term = self.t.core.term();
+                        self.waiters.insert(noop, (term, Waiter::Index(tx)));
+                        self.installing = Some(meta);
+                    }
+                    Err(r) => {
+                        let _ = tx.send(Err(self.refusal(r)));
+                    }
                 }
             }
             PeerEvent::Reachable(peer) => {
@@ -433,9 +474,7 @@ impl<R: Send + 'static> Node<R> {
         match self.t.core.compact(target) {
             Ok(()) => {
                 let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
-                if self.t.writer_tx.send(job).is_err() {
-                    self.fatal = Some("log writer stopped".into());
-                }
+                self.persist(job);
                 tracing::debug!(through = target, "log compacted");
             }
             Err(e) => tracing::debug!(error = %e, "compaction skipped"),
@@ -597,6 +636,32 @@ impl<R: Send + 'static> Node<R> {
                     }
                 }
             }
+            Request::Restore { meta, reader, tx } => {
+                if !self.t.core.is_leader() {
+                    let _ = tx.send(Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned()))));
+                    return Flow::Continue;
+                }
+                // Client requests wait while the snapshot is stored, so the
+                // log cannot grow past the restore point meanwhile.
+                self.restoring = true;
+                let (configuration, _) = self.t.core.configuration();
+                let index = meta.index.max(self.t.core.last_index()) + 1;
+                let local = SnapshotMeta {
+                    id: String::new(),
+                    index,
+                    term: self.t.core.term(),
+                    configuration: configuration.clone(),
+                    configuration_index: index,
+                    size: meta.size,
+                };
+                let snaps = self.t.snaps.clone();
+                let events = self.t.peer_events_tx.clone();
+                let handle = tokio::spawn(async move {
+                    let result = store_snapshot(&*snaps, &local, reader).await;
+                    let _ = events.send(PeerEvent::RestoreStored { result, tx });
+                });
+                self.transfers.push(handle);
+            }
             Request::Reload { config } => {
                 self.t.core.reconfigure(config.core_config());
                 let _ = self.t.snapshot_cmds.send(SnapshotCmd::Reload {
@@ -665,6 +730,27 @@ impl<R: Send + 'static> Node<R> {
             }
         }
         self.t.core.propose_configuration(next).map_err(|r| self.refusal(r))
+    }
+
+    /// Queues durable work for the writer task.
+    fn persist(&mut self, mut job: PersistJob) {
+        self.persist_seq += 1;
+        job.seq = self.persist_seq;
+        self.persist_pending.push_back((job.seq, tokio::time::Instant::now()));
+        if self.t.writer_tx.send(job).is_err() {
+            self.fatal = Some("log writer stopped".into());
+        }
+    }
+
+    /// A leader whose own log store has stopped completing writes cannot
+    /// lead: it could never count itself or apply anything. Step down
+    /// rather than hang the cluster.
+    fn check_store_progress(&mut self) {
+        let Some((_, since)) = self.persist_pending.front() else { return };
+        if self.t.core.is_leader() && since.elapsed() > self.t.config.election_timeout {
+            tracing::error!(stalled_for = ?since.elapsed(), "log store is not completing writes; stepping down");
+            self.t.core.step_down();
+        }
     }
 
     /// Refuses a change based on a stale view of the configuration.
@@ -741,24 +827,12 @@ impl<R: Send + 'static> Node<R> {
         for m in std::mem::take(&mut ready.messages) {
             self.route(m);
         }
-        if ready.needs_persist() {
-            let job = PersistJob {
-                compact_through: None,
-                hard_state: ready.hard_state,
-                truncate_from: ready.truncate_from,
-                entries: ready.entries,
-                messages: ready.persisted_messages,
-            };
-            if self.t.writer_tx.send(job).is_err() {
-                self.fatal = Some("log writer stopped".into());
-            }
-        }
+        // A snapshot install (or restore) replaces the stored log: that must
+        // happen before entries appended after it are written.
         if let Some(installed) = ready.installed_snapshot.take() {
             let through = if installed.discard_log { u64::MAX } else { installed.index };
             let job = PersistJob { compact_through: Some(through), ..PersistJob::default() };
-            if self.t.writer_tx.send(job).is_err() {
-                self.fatal = Some("log writer stopped".into());
-            }
+            self.persist(job);
             if let Some(meta) = self.installing.take() {
                 let _ = self.t.apply_tx.send(ApplyMsg::Restore {
                     id: meta.id,
@@ -768,6 +842,17 @@ impl<R: Send + 'static> Node<R> {
                     configuration_index: meta.configuration_index,
                 });
             }
+        }
+        if ready.needs_persist() {
+            let job = PersistJob {
+                seq: 0,
+                compact_through: None,
+                hard_state: ready.hard_state,
+                truncate_from: ready.truncate_from,
+                entries: ready.entries,
+                messages: ready.persisted_messages,
+            };
+            self.persist(job);
         }
         if !ready.snapshots_to_send.is_empty() {
             self.send_snapshots(std::mem::take(&mut ready.snapshots_to_send));

@@ -22,6 +22,11 @@ use crate::types::{ServerAddress, ServerId};
 pub(crate) enum PeerEvent {
     /// A response to step into the core.
     Response(Message),
+    /// A user snapshot for `Raft::restore` was written to the local store.
+    RestoreStored {
+        result: Result<crate::types::SnapshotMeta, String>,
+        tx: tokio::sync::oneshot::Sender<Result<u64, crate::Error>>,
+    },
     /// The peer stopped answering (first failure after a success).
     Unreachable(ServerId),
     /// The peer answers again after failures.

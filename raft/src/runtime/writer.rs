@@ -15,6 +15,8 @@ use crate::types::{HardState, Log};
 /// One unit of durable work, taken from a core `Ready`.
 #[derive(Default)]
 pub(crate) struct PersistJob {
+    /// Sequence number assigned by the main task (for stall detection).
+    pub(crate) seq: u64,
     pub(crate) hard_state: Option<HardState>,
     /// Delete stored entries up to and including this index (compaction
     /// after a snapshot; `u64::MAX` discards the whole log).
@@ -30,6 +32,7 @@ impl PersistJob {
         if next.truncate_from.is_some() || next.compact_through.is_some() {
             return Err(next);
         }
+        self.seq = self.seq.max(next.seq);
         if next.hard_state.is_some() {
             self.hard_state = next.hard_state;
         }
@@ -42,7 +45,7 @@ impl PersistJob {
 /// What the writer reports back to the main task.
 pub(crate) enum WriterEvent {
     /// Everything up to (index, term) is durable; send these messages.
-    Persisted { last: Option<(u64, u64)>, messages: Vec<Message> },
+    Persisted { last: Option<(u64, u64)>, messages: Vec<Message>, seq: u64 },
     /// A write failed: the node must stop (fail-stop).
     Failed(StorageError),
 }
@@ -79,7 +82,8 @@ pub(crate) async fn run(
         match persist(&*logs, &*stable, &job).await {
             Ok(()) => {
                 let last = job.entries.last().map(|e| (e.index, e.term));
-                if events.send(WriterEvent::Persisted { last, messages: job.messages }).is_err() {
+                if events.send(WriterEvent::Persisted { last, messages: job.messages, seq: job.seq }).is_err()
+                {
                     return;
                 }
             }
