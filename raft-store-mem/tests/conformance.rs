@@ -18,3 +18,10 @@ async fn run_all_conforms() {
     conformance::run_all(|| async { InmemStore::new() }, || async { InmemSnapshotStore::with_retain(3) })
         .await;
 }
+
+#[tokio::test]
+async fn log_cache_over_inmem_store_conforms() {
+    // A tiny capacity exercises eviction and partial hits.
+    conformance::log_store_conformance(|| async { raft::LogCache::new(InmemStore::new(), 3) }).await;
+    conformance::log_store_conformance(|| async { raft::LogCache::new(InmemStore::new(), 10_000) }).await;
+}

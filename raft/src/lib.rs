@@ -12,6 +12,7 @@
 //! - [`error`]: [`Error`], [`StorageError`], [`TransportError`].
 //! - [`fsm`]: the [`Fsm`] and [`FsmSnapshot`] traits a service implements.
 //! - [`storage`]: the [`LogStore`] and [`StableStore`] traits.
+//! - [`log_cache`]: [`LogCache`], a recent-entries cache around any log store.
 //! - [`snapshot`]: the [`SnapshotStore`] trait and snapshot byte streams.
 //! - [`transport`]: the [`Transport`] trait and the in-memory network.
 //! - [`metrics`]: [`Metrics`] published by every node.
@@ -31,6 +32,7 @@ pub mod config;
 mod core;
 pub mod error;
 pub mod fsm;
+pub mod log_cache;
 pub mod message;
 pub mod metrics;
 pub mod observer;
@@ -48,6 +50,7 @@ pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
 pub use error::{BoxError, Error, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
+pub use log_cache::LogCache;
 pub use metrics::{Metrics, PeerMetrics};
 pub use observer::{Observation, Observer, ObserverId};
 pub use raft::Raft;

@@ -200,3 +200,25 @@ async fn invalid_config_is_rejected_with_a_clear_error() {
         other => panic!("expected InvalidConfig, got {:?}", other.map(|_| ())),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn followers_learn_the_commit_index_within_commit_timeout_in_an_idle_cluster() {
+    let net = raft::transport::inmem::InmemNetwork::new();
+    let mut c = TestCluster::<raft_tests::RecordingFsm>::with_config(3, net, |config| {
+        // Heartbeats only every 100ms; commit flush after 5ms.
+        config.heartbeat_timeout = Duration::from_secs(1);
+        config.election_timeout = Duration::from_secs(1);
+        config.leader_lease_timeout = Duration::from_millis(500);
+        config.commit_timeout = Duration::from_millis(5);
+    })
+    .await;
+    let leader = c.wait_for_leader().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let index = c.raft(&leader).apply("x", T).await.expect("apply").index;
+    let start = tokio::time::Instant::now();
+    for id in c.running() {
+        c.wait_applied(&id, index, T).await;
+    }
+    assert!(start.elapsed() < Duration::from_millis(50), "followers applied after {:?}", start.elapsed());
+    c.shutdown().await;
+}

@@ -62,6 +62,12 @@ impl Core {
         }
     }
 
+    /// (Leader) sends a heartbeat to every follower now, e.g. so they learn
+    /// a new commit index without waiting for the next heartbeat.
+    pub fn send_heartbeats(&mut self) {
+        self.broadcast_heartbeat();
+    }
+
     /// An empty AppendEntries to every follower, carrying the current read
     /// round; commits only up to what each follower is known to match.
     pub(crate) fn broadcast_heartbeat(&mut self) {

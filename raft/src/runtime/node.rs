@@ -88,6 +88,11 @@ struct Node<R> {
     persist_pending: std::collections::VecDeque<(u64, tokio::time::Instant)>,
     /// A user restore is storing its snapshot; client requests wait.
     restoring: bool,
+    /// (Leader) when to tell followers about a commit index they have not
+    /// heard yet (`commit_timeout` after it advanced).
+    commit_flush: Option<tokio::time::Instant>,
+    /// The commit index last sent out by such a flush.
+    commit_flushed: u64,
 }
 
 /// A server added with `add_voter` that is catching up as a non-voter.
@@ -128,6 +133,8 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         persist_seq: 0,
         persist_pending: std::collections::VecDeque::new(),
         restoring: false,
+        commit_flush: None,
+        commit_flushed: 0,
     };
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
@@ -168,6 +175,10 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 Some(req) => node.on_requests(req),
                 None => Flow::Stop,
             },
+            _ = sleep_until(node.commit_flush), if node.commit_flush.is_some() => {
+                node.flush_commit();
+                Flow::Continue
+            }
             _ = ticker.tick() => {
                 node.t.core.tick();
                 node.check_store_progress();
@@ -187,6 +198,13 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         }
     }
     node.stop().await;
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_inbound(inbound: &mut Option<mpsc::Receiver<InboundRpc>>) -> Option<InboundRpc> {
@@ -732,6 +750,28 @@ impl<R: Send + 'static> Node<R> {
         self.t.core.propose_configuration(next).map_err(|r| self.refusal(r))
     }
 
+    /// Arms the commit flush when the leader's commit index moved past what
+    /// followers were last told.
+    fn schedule_commit_flush(&mut self) {
+        if self.commit_flush.is_none()
+            && self.t.core.is_leader()
+            && self.t.core.commit_index() > self.commit_flushed
+        {
+            self.commit_flush = Some(tokio::time::Instant::now() + self.t.config.commit_timeout);
+        }
+    }
+
+    /// Sends the current commit index to followers (HashiCorp's
+    /// `commit_timeout`): without it, an idle cluster's followers would
+    /// apply the last writes only at the next heartbeat.
+    fn flush_commit(&mut self) {
+        self.commit_flush = None;
+        if self.t.core.is_leader() {
+            self.commit_flushed = self.t.core.commit_index();
+            self.t.core.send_heartbeats();
+        }
+    }
+
     /// Queues durable work for the writer task.
     fn persist(&mut self, mut job: PersistJob) {
         self.persist_seq += 1;
@@ -877,6 +917,7 @@ impl<R: Send + 'static> Node<R> {
             }
         }
         self.observe_configuration();
+        self.schedule_commit_flush();
         self.after_state_change();
     }
 
