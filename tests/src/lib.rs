@@ -177,15 +177,7 @@ impl<F: TestFsm + Clone> TestCluster<F> {
             Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
         let mut cluster = Self { net, configure, nodes: BTreeMap::new() };
         for id in &ids {
-            let node = TestNode {
-                raft: None,
-                fsm: F::default(),
-                store: InmemStore::new(),
-                snaps: InmemSnapshotStore::new(),
-                applied: AppliedLog::default(),
-            };
-            cluster.nodes.insert(id.clone(), node);
-            cluster.start(id).await;
+            cluster.add_node(id).await;
             cluster.raft(id).bootstrap_cluster(configuration.clone()).await.expect("bootstrap");
         }
         cluster

@@ -31,7 +31,7 @@ mod membership;
 mod progress;
 mod read;
 mod replication;
-mod rng;
+pub(crate) mod rng;
 mod snapshot;
 mod transfer;
 

@@ -18,6 +18,11 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// A value in `[0, 1)`.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// A value in `lo..hi` (returns `lo` if the range is empty).
     pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         if hi <= lo {

@@ -14,8 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::apply::ApplyMsg;
 use crate::error::Error;
+use crate::fsm::FsmSnapshot;
 use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
-use crate::types::SnapshotMeta;
+use crate::types::{Configuration, SnapshotMeta};
 
 /// A stored snapshot, as returned by [`Raft::snapshot`](crate::Raft::snapshot).
 #[derive(Clone)]
@@ -109,29 +110,45 @@ impl<R: Send + 'static> SnapshotTask<R> {
                 return Ok(SnapshotHandle { meta, store: self.snaps.clone() });
             }
         }
-        let sink = self
-            .snaps
-            .create(capture.index, capture.term, &capture.configuration, capture.configuration_index)
-            .await?;
-        let mut writer = SnapshotWriter::new(sink);
-        let persisted = match capture.snapshot.persist(&mut writer).await {
-            Ok(()) => {
-                writer.flush().await.map_err(|e| Error::Fsm(format!("flushing the snapshot failed: {e}")))
-            }
-            Err(e) => Err(Error::Fsm(format!("persisting the snapshot failed: {e}"))),
-        };
-        let meta = match persisted {
-            Ok(()) => writer.finalize().await?,
-            Err(e) => {
-                if let Err(cancel) = writer.cancel().await {
-                    tracing::warn!(error = %cancel, "cancelling the snapshot sink failed");
-                }
-                return Err(e);
-            }
-        };
+        let meta = write_snapshot(
+            &*self.snaps,
+            capture.snapshot,
+            capture.index,
+            capture.term,
+            &capture.configuration,
+            capture.configuration_index,
+        )
+        .await?;
         tracing::info!(index = meta.index, size = meta.size, id = %meta.id, "snapshot taken");
         self.last_snapshot = meta.index;
         let _ = self.events.send(SnapshotTaken { index: meta.index });
         Ok(SnapshotHandle { meta, store: self.snaps.clone() })
+    }
+}
+
+/// Writes an FSM snapshot into a new sink of `snaps` and finalizes it; the
+/// sink is cancelled if the FSM fails to write it.
+pub(crate) async fn write_snapshot(
+    snaps: &dyn SnapshotStore,
+    snapshot: Box<dyn FsmSnapshot>,
+    index: u64,
+    term: u64,
+    configuration: &Configuration,
+    configuration_index: u64,
+) -> Result<SnapshotMeta, Error> {
+    let sink = snaps.create(index, term, configuration, configuration_index).await?;
+    let mut writer = SnapshotWriter::new(sink);
+    let persisted = match snapshot.persist(&mut writer).await {
+        Ok(()) => writer.flush().await.map_err(|e| Error::Fsm(format!("flushing the snapshot failed: {e}"))),
+        Err(e) => Err(Error::Fsm(format!("persisting the snapshot failed: {e}"))),
+    };
+    match persisted {
+        Ok(()) => Ok(writer.finalize().await?),
+        Err(e) => {
+            if let Err(cancel) = writer.cancel().await {
+                tracing::warn!(error = %cancel, "cancelling the snapshot sink failed");
+            }
+            Err(e)
+        }
     }
 }

@@ -134,17 +134,8 @@ pub async fn recover_cluster<F: Fsm>(
         }
     }
     let snapshot = fsm.snapshot().await.map_err(|e| Error::Fsm(e.to_string()))?;
-    let sink = snaps.create(last_index, last_term, &configuration, last_index).await?;
-    let mut writer = crate::snapshot::SnapshotWriter::new(sink);
-    match snapshot.persist(&mut writer).await {
-        Ok(()) => {
-            writer.finalize().await?;
-        }
-        Err(e) => {
-            let _ = writer.cancel().await;
-            return Err(Error::Fsm(e.to_string()));
-        }
-    }
+    super::snapshot::write_snapshot(snaps, snapshot, last_index, last_term, &configuration, last_index)
+        .await?;
     if last >= 1 {
         logs.delete_range(logs.first_index().await?.max(1), last).await?;
     }

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{AppendPipeline, InboundRequest, InboundRpc, Transport};
+use crate::core::rng::Rng;
 use crate::error::TransportError;
 use crate::message::*;
 use crate::snapshot::SnapshotReader;
@@ -36,28 +37,19 @@ struct NetInner {
     cut: HashSet<(ServerAddress, ServerAddress)>,
     drop_rate: f64,
     delay: (Duration, Duration),
-    rng_state: u64,
+    /// Seeded, so a network's random faults replay.
+    rng: Rng,
     rpc_timeout: Duration,
 }
 
 impl NetInner {
-    fn next_f64(&mut self) -> f64 {
-        // SplitMix64, so a seeded network replays.
-        self.rng_state = self.rng_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng_state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     /// Decides the fate of one message on `from -> to`: `None` if dropped,
     /// else the delay to apply.
     fn route(&mut self, from: &ServerAddress, to: &ServerAddress) -> Option<Duration> {
         if self.cut.contains(&(from.clone(), to.clone())) {
             return None;
         }
-        if self.drop_rate > 0.0 && self.next_f64() < self.drop_rate {
+        if self.drop_rate > 0.0 && self.rng.next_f64() < self.drop_rate {
             return None;
         }
         let (lo, hi) = self.delay;
@@ -65,7 +57,7 @@ impl NetInner {
             return Some(lo);
         }
         let span = (hi - lo).as_nanos() as f64;
-        Some(lo + Duration::from_nanos((self.next_f64() * span) as u64))
+        Some(lo + Duration::from_nanos((self.rng.next_f64() * span) as u64))
     }
 }
 
@@ -103,7 +95,7 @@ impl InmemNetwork {
                 cut: HashSet::new(),
                 drop_rate: 0.0,
                 delay: (Duration::ZERO, Duration::ZERO),
-                rng_state: seed,
+                rng: Rng::new(seed),
                 rpc_timeout: Duration::from_secs(5),
             })),
         }
