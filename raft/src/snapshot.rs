@@ -146,6 +146,8 @@ impl std::fmt::Debug for SnapshotReader {
 
 /// A snapshot store that keeps nothing, for FSMs that never snapshot.
 /// `create` hands out a sink that discards its bytes; `list` is always empty.
+/// Since no snapshot can ever replace compacted entries, a node using it
+/// never compacts its log: memory and disk grow with the log.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DiscardSnapshotStore;
 

@@ -166,3 +166,35 @@ async fn a_user_snapshot_restored_on_a_live_cluster_replaces_every_nodes_state()
     assert!(matches!(refused, Err(raft::Error::NotLeader { .. })), "got {refused:?}");
     c.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_node_with_a_discarding_snapshot_store_never_compacts_its_log() {
+    let net = InmemNetwork::new();
+    let store = raft_store_mem::InmemStore::new();
+    let mut config = raft_tests::test_config("solo");
+    compacting(&mut config);
+    config.snapshot_threshold = 10;
+    config.trailing_logs = 0;
+    let raft = raft::Raft::new(
+        config,
+        RecordingFsm::default(),
+        store.clone(),
+        store.clone(),
+        raft::DiscardSnapshotStore,
+        net.transport("solo"),
+    )
+    .await
+    .expect("start");
+    raft.bootstrap_cluster(raft::Configuration::new(vec![raft::Server::voter("solo", "solo")]))
+        .await
+        .expect("bootstrap");
+    let mut leader = raft.leader_watch();
+    tokio::time::timeout(T, leader.wait_for(|l| *l)).await.expect("elected").expect("watch");
+    for i in 0..100 {
+        raft.apply(format!("x{i}"), T).await.expect("apply");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(raft.metrics().borrow().snapshot_index, 0, "nothing can replace compacted entries");
+    assert_eq!(raft::LogStore::first_index(&store).await.expect("first"), 1, "the stored log is whole");
+    raft.shutdown().await.expect("shutdown");
+}

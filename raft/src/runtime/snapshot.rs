@@ -121,7 +121,14 @@ impl<R: Send + 'static> SnapshotTask<R> {
         .await?;
         tracing::info!(index = meta.index, size = meta.size, id = %meta.id, "snapshot taken");
         self.last_snapshot = meta.index;
-        let _ = self.events.send(SnapshotTaken { index: meta.index });
+        // Compact only behind a snapshot the store can hand to a lagging
+        // follower later (a discarding store keeps nothing, so its log is
+        // never compacted).
+        if self.snaps.list().await?.iter().any(|m| m.id == meta.id) {
+            let _ = self.events.send(SnapshotTaken { index: meta.index });
+        } else {
+            tracing::debug!(id = %meta.id, "snapshot not retained by the store; log not compacted");
+        }
         Ok(SnapshotHandle { meta, store: self.snaps.clone() })
     }
 }
