@@ -2,6 +2,10 @@
 //! into one proposal per loop turn), inbound RPCs, ticks, and completions
 //! from the writer, peer and FSM tasks, and executes the work the core
 //! returns.
+//!
+//! Submodules: `membership` (configuration changes and promotions),
+//! `publish` (state, metrics and observers) and `snapshots` (snapshot
+//! transfer and compaction).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -27,6 +31,13 @@ use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
 use crate::types::{
     Configuration, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage,
 };
+
+mod membership;
+mod publish;
+mod snapshots;
+
+use self::membership::Promotion;
+use self::snapshots::store_snapshot;
 
 /// Most client requests folded into one proposal.
 const MAX_PROPOSAL_BATCH: usize = 4096;
@@ -93,16 +104,6 @@ struct Node<R> {
     commit_flush: Option<tokio::time::Instant>,
     /// The commit index last sent out by such a flush.
     commit_flushed: u64,
-}
-
-/// A server added with `add_voter` that is catching up as a non-voter.
-struct Promotion {
-    id: ServerId,
-    address: ServerAddress,
-    /// The configuration that added it as a non-voter; promote only once
-    /// this is committed.
-    after_index: u64,
-    tx: oneshot::Sender<Result<u64, Error>>,
 }
 
 enum Flow {
@@ -352,153 +353,6 @@ impl<R: Send + 'static> Node<R> {
         }
     }
 
-    /// Receives a streamed snapshot into the local store in the background.
-    fn receive_snapshot(&mut self, req: InstallSnapshotRequest, data: SnapshotReader, reply: RpcReply) {
-        if let Err(current) = self.t.core.snapshot_offered(&req.leader_id, req.term) {
-            reply.send(Ok(RpcResponse::InstallSnapshot(InstallSnapshotResponse {
-                term: current,
-                success: false,
-            })));
-            return;
-        }
-        let snaps = self.t.snaps.clone();
-        let events = self.t.peer_events_tx.clone();
-        let handle = tokio::spawn(async move {
-            let result = store_snapshot(&*snaps, &req.meta, data).await;
-            let _ = events.send(PeerEvent::SnapshotReceived {
-                leader: req.leader_id,
-                term: req.term,
-                result,
-                reply,
-            });
-        });
-        self.transfers.push(handle);
-    }
-
-    /// Streams the newest stored snapshot to each follower that needs one.
-    fn send_snapshots(&mut self, peers: Vec<ServerId>) {
-        for peer in peers {
-            if !self.sending_snapshots.insert(peer.clone()) {
-                continue;
-            }
-            let Some(addr) = self.address_of(&peer) else {
-                self.sending_snapshots.remove(&peer);
-                continue;
-            };
-            let snaps = self.t.snaps.clone();
-            let transport = self.t.transport.clone();
-            let events = self.t.peer_events_tx.clone();
-            let term = self.t.core.term();
-            let leader_id = self.id().clone();
-            // A peer that keeps failing is retried with exponential back-off.
-            let failures = self.snapshot_failures.get(&peer).copied().unwrap_or(0);
-            let backoff = (self.t.config.heartbeat_timeout / 10).saturating_mul(1 << failures.min(6));
-            let handle = tokio::spawn(async move {
-                let (index, term, success) =
-                    match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id).await {
-                        Ok((index, resp)) => (index, resp.term, resp.success),
-                        Err(e) => {
-                            tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
-                            (0, term, false)
-                        }
-                    };
-                if !success {
-                    tokio::time::sleep(backoff).await;
-                }
-                let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
-            });
-            self.transfers.push(handle);
-        }
-        self.transfers.retain(|h| !h.is_finished());
-    }
-
-    /// Notifies observers of servers added, changed or removed since the
-    /// configuration last seen.
-    fn observe_configuration(&mut self) {
-        let (config, index) = self.t.core.configuration();
-        if index == self.seen_config.1 {
-            return;
-        }
-        for s in &config.servers {
-            if self.seen_config.0.server(&s.id) != Some(s) {
-                self.t.shared.observers.notify(Observation::PeerChanged(s.clone()));
-            }
-        }
-        for s in &self.seen_config.0.servers {
-            if config.server(&s.id).is_none() {
-                self.t.shared.observers.notify(Observation::PeerRemoved(s.id.clone()));
-            }
-        }
-        self.seen_config = (config.clone(), index);
-    }
-
-    /// Promotes non-voters that are being added as voters once their log has
-    /// caught up with the leader's (within one pipeline window), so adding a
-    /// server never stalls commits while it copies the log.
-    fn advance_promotions(&mut self) {
-        if self.promotions.is_empty() {
-            return;
-        }
-        if !self.t.core.is_leader() {
-            for p in self.promotions.drain(..) {
-                let _ = p.tx.send(Err(Error::LeadershipLost));
-            }
-            return;
-        }
-        let margin = (self.t.config.max_append_entries * self.t.config.max_inflight_append_entries) as u64;
-        let last = self.t.core.last_index();
-        let commit = self.t.core.commit_index();
-        let progress = self.t.core.peer_progress();
-        let mut waiting = Vec::new();
-        for p in std::mem::take(&mut self.promotions) {
-            let caught_up = progress.iter().any(|pp| pp.id == p.id && pp.matched + margin >= last);
-            if commit < p.after_index || !caught_up {
-                waiting.push(p);
-                continue;
-            }
-            let mut next = self.t.core.configuration().0.clone();
-            match next.servers.iter_mut().find(|s| s.id == p.id) {
-                Some(s) => {
-                    s.suffrage = Suffrage::Voter;
-                    s.address = p.address.clone();
-                }
-                None => {
-                    let _ = p.tx.send(Err(Error::UnknownServer(p.id)));
-                    continue;
-                }
-            }
-            match self.t.core.propose_configuration(next) {
-                Ok(index) => {
-                    tracing::info!(server = %p.id, index, "caught-up non-voter promoted to voter");
-                    let term = self.t.core.term();
-                    self.waiters.insert(index, (term, Waiter::Index(p.tx)));
-                }
-                Err(Refusal::ConfigurationChangeInProgress) => waiting.push(p),
-                Err(r) => {
-                    let _ = p.tx.send(Err(self.refusal(r)));
-                }
-            }
-        }
-        self.promotions = waiting;
-    }
-
-    /// Forgets log entries a new snapshot made redundant, keeping
-    /// `trailing_logs` entries for slightly lagging followers.
-    fn compact(&mut self, snapshot_index: u64) {
-        let target = snapshot_index.saturating_sub(self.t.config.trailing_logs);
-        if target <= self.t.core.snapshot_index() {
-            return;
-        }
-        match self.t.core.compact(target) {
-            Ok(()) => {
-                let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
-                self.persist(job);
-                tracing::debug!(through = target, "log compacted");
-            }
-            Err(e) => tracing::debug!(error = %e, "compaction skipped"),
-        }
-    }
-
     fn on_rpc(&mut self, rpc: InboundRpc) {
         let InboundRpc { request, reply } = rpc;
         let req = match request {
@@ -613,46 +467,7 @@ impl<R: Send + 'static> Node<R> {
                 let _ = tx.send(Ok((c.clone(), i)));
             }
             Request::ChangeMembership { change, prev_index, tx } => {
-                if !self.promotions.is_empty() {
-                    let _ = tx.send(Err(Error::ConfigurationChangeInProgress));
-                    return Flow::Continue;
-                }
-                if let MembershipChange::AddVoter(id, address) = &change {
-                    let existing = self.t.core.configuration().0.server(id).cloned();
-                    let needs_catch_up = existing.as_ref().is_none_or(|s| s.suffrage == Suffrage::Nonvoter);
-                    if needs_catch_up && self.t.core.is_leader() {
-                        let (id, address) = (id.clone(), address.clone());
-                        let staged = match existing {
-                            // Already a non-voter: promote once caught up.
-                            Some(_) => {
-                                self.check_prev_index(prev_index).map(|()| self.t.core.configuration().1)
-                            }
-                            None => {
-                                let add = MembershipChange::AddNonvoter(id.clone(), address.clone());
-                                self.membership_change(add, prev_index)
-                            }
-                        };
-                        match staged {
-                            Ok(after_index) => {
-                                self.promotions.push(Promotion { id, address, after_index, tx });
-                                self.advance_promotions();
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Err(e));
-                            }
-                        }
-                        return Flow::Continue;
-                    }
-                }
-                match self.membership_change(change, prev_index) {
-                    Ok(index) => {
-                        let term = self.t.core.term();
-                        self.waiters.insert(index, (term, Waiter::Index(tx)));
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
+                self.on_change_membership(change, prev_index, tx)
             }
             Request::Restore { meta, reader, tx } => {
                 if !self.t.core.is_leader() {
@@ -716,40 +531,6 @@ impl<R: Send + 'static> Node<R> {
         Flow::Continue
     }
 
-    fn membership_change(&mut self, change: MembershipChange, prev_index: u64) -> Result<u64, Error> {
-        if !self.t.core.is_leader() {
-            return Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned())));
-        }
-        self.check_prev_index(prev_index)?;
-        let mut next: Configuration = self.t.core.configuration().0.clone();
-        match change {
-            MembershipChange::AddVoter(id, address) => match next.servers.iter_mut().find(|s| s.id == id) {
-                Some(s) => {
-                    s.suffrage = Suffrage::Voter;
-                    s.address = address;
-                }
-                None => next.servers.push(Server { suffrage: Suffrage::Voter, id, address }),
-            },
-            MembershipChange::AddNonvoter(id, address) => {
-                match next.servers.iter_mut().find(|s| s.id == id) {
-                    Some(s) => s.address = address,
-                    None => next.servers.push(Server { suffrage: Suffrage::Nonvoter, id, address }),
-                }
-            }
-            MembershipChange::DemoteVoter(id) => match next.servers.iter_mut().find(|s| s.id == id) {
-                Some(s) => s.suffrage = Suffrage::Nonvoter,
-                None => return Err(Error::UnknownServer(id)),
-            },
-            MembershipChange::RemoveServer(id) => {
-                if next.server(&id).is_none() {
-                    return Err(Error::UnknownServer(id));
-                }
-                next.servers.retain(|s| s.id != id);
-            }
-        }
-        self.t.core.propose_configuration(next).map_err(|r| self.refusal(r))
-    }
-
     /// Arms the commit flush when the leader's commit index moved past what
     /// followers were last told.
     fn schedule_commit_flush(&mut self) {
@@ -791,17 +572,6 @@ impl<R: Send + 'static> Node<R> {
             tracing::error!(stalled_for = ?since.elapsed(), "log store is not completing writes; stepping down");
             self.t.core.step_down();
         }
-    }
-
-    /// Refuses a change based on a stale view of the configuration.
-    fn check_prev_index(&self, prev_index: u64) -> Result<(), Error> {
-        let index = self.t.core.configuration().1;
-        if prev_index != 0 && prev_index != index {
-            return Err(Error::InvalidConfig(format!(
-                "configuration changed since index {prev_index} (latest is {index})"
-            )));
-        }
-        Ok(())
     }
 
     /// Sends a message: an answer to an inbound RPC, or a request to a peer.
@@ -940,91 +710,6 @@ impl<R: Send + 'static> Node<R> {
         let _ = self.t.apply_tx.send(ApplyMsg::Batch(ApplyBatch { entries, waiters }));
     }
 
-    /// Publishes role changes and fails what a lost leadership invalidates.
-    fn after_state_change(&mut self) {
-        let state = self.t.core.state();
-        let key = (state, self.t.core.term(), self.t.core.leader().cloned());
-        if key == self.published {
-            return;
-        }
-        let was_leader = self.published.0 == RaftState::Leader;
-        if was_leader && state != RaftState::Leader {
-            let commit = self.t.core.commit_index();
-            let lost: Vec<u64> = self.waiters.range(commit + 1..).map(|(k, _)| *k).collect();
-            for k in lost {
-                if let Some((_, w)) = self.waiters.remove(&k) {
-                    w.fail(Error::LeadershipLost);
-                }
-            }
-            if let Some(tx) = self.transfer.take() {
-                let _ = tx.send(Ok(()));
-            }
-        }
-        self.publish(false);
-    }
-
-    /// Updates the shared state, leader watch and metrics.
-    fn publish(&mut self, periodic: bool) {
-        let core = &self.t.core;
-        let state = core.state();
-        let leader = core.leader().cloned();
-        let key = (state, core.term(), leader.clone());
-        let changed = key != self.published;
-        if !changed && !periodic {
-            return;
-        }
-        let leader_pair = leader.as_ref().and_then(|id| self.address_of(id).map(|a| (id.clone(), a)));
-        if changed {
-            tracing::debug!(state = %state, term = core.term(), leader = ?leader, "state changed");
-            if state != self.published.0 {
-                self.t.shared.observers.notify(Observation::StateChanged(state));
-            }
-            if leader != self.published.2 {
-                self.t.shared.observers.notify(Observation::LeaderChanged(leader_pair.clone()));
-            }
-            self.t.shared.set_state(state, leader_pair.clone());
-            let is_leader = state == RaftState::Leader;
-            self.t.shared.leader_tx.send_if_modified(|v| {
-                let modified = *v != is_leader;
-                *v = is_leader;
-                modified
-            });
-            self.published = key;
-        }
-        let core = &self.t.core;
-        let (configuration, configuration_index) = core.configuration();
-        let metrics = Metrics {
-            id: self.t.config.local_id.clone(),
-            state,
-            term: core.term(),
-            current_leader: leader_pair,
-            last_log_index: core.last_index(),
-            last_log_term: core.last_term(),
-            commit_index: core.commit_index(),
-            applied_index: self.t.shared.applied.load(Ordering::Acquire),
-            snapshot_index: core.snapshot_index(),
-            configuration: configuration.clone(),
-            configuration_index,
-            peers: core
-                .peer_progress()
-                .into_iter()
-                .map(|p| {
-                    let ticks = p.ticks_since_contact.min(u32::MAX as u64) as u32;
-                    let last_contact = self.t.config.tick_interval() * ticks;
-                    (p.id, PeerMetrics { match_index: p.matched, next_index: p.next, last_contact })
-                })
-                .collect(),
-        };
-        self.t.shared.last_index.store(core.last_index(), Ordering::Release);
-        self.t.shared.metrics_tx.send_if_modified(|old| {
-            let modified = *old != metrics;
-            if modified {
-                *old = metrics;
-            }
-            modified
-        });
-    }
-
     /// Shuts everything down; stores are no longer touched once this returns.
     async fn stop(mut self) {
         let err = || match &self.fatal {
@@ -1080,56 +765,4 @@ impl<R: Send + 'static> Node<R> {
             let _ = tx.send(());
         }
     }
-}
-
-/// Copies a streamed snapshot into the local store and finalizes it.
-async fn store_snapshot(
-    snaps: &dyn SnapshotStore,
-    meta: &SnapshotMeta,
-    mut data: SnapshotReader,
-) -> Result<SnapshotMeta, String> {
-    let sink = snaps
-        .create(meta.index, meta.term, &meta.configuration, meta.configuration_index)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut writer = SnapshotWriter::new(sink);
-    let copied = tokio::io::copy(&mut data, &mut writer).await;
-    let flushed = match copied {
-        Ok(n) if n == meta.size || meta.size == 0 => {
-            tokio::io::AsyncWriteExt::flush(&mut writer).await.map_err(|e| e.to_string())
-        }
-        Ok(n) => Err(format!("snapshot truncated: got {n} of {} bytes", meta.size)),
-        Err(e) => Err(e.to_string()),
-    };
-    match flushed {
-        Ok(()) => writer.finalize().await.map_err(|e| e.to_string()),
-        Err(e) => {
-            let _ = writer.cancel().await;
-            Err(e)
-        }
-    }
-}
-
-/// Opens the newest stored snapshot and streams it to a follower.
-async fn send_snapshot(
-    snaps: &dyn SnapshotStore,
-    transport: &dyn Transport,
-    peer: &ServerId,
-    addr: &ServerAddress,
-    term: u64,
-    leader_id: ServerId,
-) -> Result<(u64, InstallSnapshotResponse), Error> {
-    let newest = snaps
-        .list()
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Storage(StorageError::SnapshotNotFound("no snapshot to send".into())))?;
-    let (meta, reader) = snaps.open(&newest.id).await?;
-    let index = meta.index;
-    tracing::info!(peer = %peer, index, size = meta.size, "streaming snapshot");
-    let resp = transport
-        .install_snapshot(peer, addr, InstallSnapshotRequest { term, leader_id, meta }, reader)
-        .await?;
-    Ok((index, resp))
 }

@@ -1,0 +1,141 @@
+//! Snapshot transfer for the main task: streaming the newest snapshot to
+//! followers that need one, receiving a leader's snapshot into the local
+//! store, and compacting the log behind a new local snapshot.
+
+use super::*;
+
+impl<R: Send + 'static> Node<R> {
+    /// Receives a streamed snapshot into the local store in the background.
+    pub(super) fn receive_snapshot(
+        &mut self,
+        req: InstallSnapshotRequest,
+        data: SnapshotReader,
+        reply: RpcReply,
+    ) {
+        if let Err(current) = self.t.core.snapshot_offered(&req.leader_id, req.term) {
+            reply.send(Ok(RpcResponse::InstallSnapshot(InstallSnapshotResponse {
+                term: current,
+                success: false,
+            })));
+            return;
+        }
+        let snaps = self.t.snaps.clone();
+        let events = self.t.peer_events_tx.clone();
+        let handle = tokio::spawn(async move {
+            let result = store_snapshot(&*snaps, &req.meta, data).await;
+            let _ = events.send(PeerEvent::SnapshotReceived {
+                leader: req.leader_id,
+                term: req.term,
+                result,
+                reply,
+            });
+        });
+        self.transfers.push(handle);
+    }
+
+    /// Streams the newest stored snapshot to each follower that needs one.
+    pub(super) fn send_snapshots(&mut self, peers: Vec<ServerId>) {
+        for peer in peers {
+            if !self.sending_snapshots.insert(peer.clone()) {
+                continue;
+            }
+            let Some(addr) = self.address_of(&peer) else {
+                self.sending_snapshots.remove(&peer);
+                continue;
+            };
+            let snaps = self.t.snaps.clone();
+            let transport = self.t.transport.clone();
+            let events = self.t.peer_events_tx.clone();
+            let term = self.t.core.term();
+            let leader_id = self.id().clone();
+            // A peer that keeps failing is retried with exponential back-off.
+            let failures = self.snapshot_failures.get(&peer).copied().unwrap_or(0);
+            let backoff = (self.t.config.heartbeat_timeout / 10).saturating_mul(1 << failures.min(6));
+            let handle = tokio::spawn(async move {
+                let (index, term, success) =
+                    match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id).await {
+                        Ok((index, resp)) => (index, resp.term, resp.success),
+                        Err(e) => {
+                            tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
+                            (0, term, false)
+                        }
+                    };
+                if !success {
+                    tokio::time::sleep(backoff).await;
+                }
+                let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
+            });
+            self.transfers.push(handle);
+        }
+        self.transfers.retain(|h| !h.is_finished());
+    }
+
+    /// Forgets log entries a new snapshot made redundant, keeping
+    /// `trailing_logs` entries for slightly lagging followers.
+    pub(super) fn compact(&mut self, snapshot_index: u64) {
+        let target = snapshot_index.saturating_sub(self.t.config.trailing_logs);
+        if target <= self.t.core.snapshot_index() {
+            return;
+        }
+        match self.t.core.compact(target) {
+            Ok(()) => {
+                let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
+                self.persist(job);
+                tracing::debug!(through = target, "log compacted");
+            }
+            Err(e) => tracing::debug!(error = %e, "compaction skipped"),
+        }
+    }
+}
+
+/// Copies a streamed snapshot into the local store and finalizes it.
+pub(super) async fn store_snapshot(
+    snaps: &dyn SnapshotStore,
+    meta: &SnapshotMeta,
+    mut data: SnapshotReader,
+) -> Result<SnapshotMeta, String> {
+    let sink = snaps
+        .create(meta.index, meta.term, &meta.configuration, meta.configuration_index)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut writer = SnapshotWriter::new(sink);
+    let copied = tokio::io::copy(&mut data, &mut writer).await;
+    let flushed = match copied {
+        Ok(n) if n == meta.size || meta.size == 0 => {
+            tokio::io::AsyncWriteExt::flush(&mut writer).await.map_err(|e| e.to_string())
+        }
+        Ok(n) => Err(format!("snapshot truncated: got {n} of {} bytes", meta.size)),
+        Err(e) => Err(e.to_string()),
+    };
+    match flushed {
+        Ok(()) => writer.finalize().await.map_err(|e| e.to_string()),
+        Err(e) => {
+            let _ = writer.cancel().await;
+            Err(e)
+        }
+    }
+}
+
+/// Opens the newest stored snapshot and streams it to a follower.
+pub(super) async fn send_snapshot(
+    snaps: &dyn SnapshotStore,
+    transport: &dyn Transport,
+    peer: &ServerId,
+    addr: &ServerAddress,
+    term: u64,
+    leader_id: ServerId,
+) -> Result<(u64, InstallSnapshotResponse), Error> {
+    let newest = snaps
+        .list()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Storage(StorageError::SnapshotNotFound("no snapshot to send".into())))?;
+    let (meta, reader) = snaps.open(&newest.id).await?;
+    let index = meta.index;
+    tracing::info!(peer = %peer, index, size = meta.size, "streaming snapshot");
+    let resp = transport
+        .install_snapshot(peer, addr, InstallSnapshotRequest { term, leader_id, meta }, reader)
+        .await?;
+    Ok((index, resp))
+}
