@@ -232,6 +232,42 @@ impl<F: Fsm> Raft<F> {
         }
     }
 
+    /// Enqueues `req` and awaits its answer on `rx`, all within one
+    /// deadline `timeout` (zero: no limit): [`Error::EnqueueTimeout`] if the
+    /// queue stayed full, [`Error::Timeout`] if the answer came too late.
+    ///
+    /// The hot path of `apply`: one timer for the whole call (armed only if
+    /// the answer is not ready at once), and no wait on the queue's
+    /// semaphore when it has room.
+    async fn submit<T>(
+        &self,
+        req: Request<F::Response>,
+        rx: oneshot::Receiver<Result<T>>,
+        timeout: Duration,
+    ) -> Result<T> {
+        if timeout.is_zero() {
+            self.enqueue(req, timeout).await?;
+            return rx.await.map_err(|_| Error::Shutdown)?;
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        match self.inner.tx.try_send(req) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Shutdown),
+            Err(mpsc::error::TrySendError::Full(req)) => {
+                tokio::select! {
+                    sent = self.inner.tx.send(req) => sent.map_err(|_| Error::Shutdown)?,
+                    () = &mut deadline => return Err(Error::EnqueueTimeout),
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            answer = rx => answer.map_err(|_| Error::Shutdown)?,
+            () = &mut deadline => Err(Error::Timeout),
+        }
+    }
+
     async fn await_with_timeout<T>(rx: oneshot::Receiver<Result<T>>, timeout: Duration) -> Result<T> {
         if timeout.is_zero() {
             return rx.await.map_err(|_| Error::Shutdown)?;
@@ -256,10 +292,7 @@ impl<F: Fsm> Raft<F> {
     pub async fn apply(&self, cmd: impl Into<Bytes>, timeout: Duration) -> Result<Applied<F::Response>> {
         let (tx, rx) = oneshot::channel();
         let req = Request::Apply { log_type: LogType::Command, data: cmd.into(), waiter: Waiter::Apply(tx) };
-        let start = tokio::time::Instant::now();
-        self.enqueue(req, timeout).await?;
-        let left = Self::remaining(timeout, start);
-        Self::await_with_timeout(rx, left).await
+        self.submit(req, rx, timeout).await
     }
 
     /// Commits a barrier entry and waits until it and everything before it
@@ -268,10 +301,7 @@ impl<F: Fsm> Raft<F> {
         let (tx, rx) = oneshot::channel();
         let req =
             Request::Apply { log_type: LogType::Barrier, data: Bytes::new(), waiter: Waiter::Index(tx) };
-        let start = tokio::time::Instant::now();
-        self.enqueue(req, timeout).await?;
-        let left = Self::remaining(timeout, start);
-        Self::await_with_timeout(rx, left).await
+        self.submit(req, rx, timeout).await
     }
 
     /// Confirms with a quorum that this node is still the leader.

@@ -474,11 +474,11 @@ impl<R: Send + 'static> Node<R> {
                     let _ = tx.send(Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned()))));
                     return Flow::Continue;
                 }
-                // Client requests wait while the snapshot is stored, so the
-                // log cannot grow past the restore point meanwhile.
-                self.restoring = true;
                 let (configuration, _) = self.t.core.configuration();
-                let index = meta.index.max(self.t.core.last_index()) + 1;
+                let Some(index) = meta.index.max(self.t.core.last_index()).checked_add(1) else {
+                    let _ = tx.send(Err(Error::InvalidConfig("snapshot index out of range".into())));
+                    return Flow::Continue;
+                };
                 let local = SnapshotMeta {
                     id: String::new(),
                     index,
@@ -487,6 +487,9 @@ impl<R: Send + 'static> Node<R> {
                     configuration_index: index,
                     size: meta.size,
                 };
+                // Client requests wait while the snapshot is stored, so the
+                // log cannot grow past the restore point meanwhile.
+                self.restoring = true;
                 let snaps = self.t.snaps.clone();
                 let events = self.t.peer_events_tx.clone();
                 let handle = tokio::spawn(async move {
