@@ -1,6 +1,18 @@
 //! A replicated key-value store: [`KvFsm`] applies [`KvCommand`]s and
 //! answers with a [`KvResponse`]. Reads go to [`KvFsm::handle`], a shared
 //! view of the map, after [`raft::Raft::linearizable_read`].
+//!
+//! Besides the user's keys the FSM keeps a second, replicated map: the
+//! directory of nodes ([`KvFsm::nodes`], server id to HTTP API address),
+//! written by [`KvCommand::RegisterNode`]. The `kv serve` service uses it to
+//! forward a request reaching a follower to the leader's API: the raft
+//! configuration only holds transport addresses, and every node learns the
+//! API addresses through the log, so they survive restarts and snapshots.
+//!
+//! Snapshot format: `u64` key count, then `(key, value)` pairs; then `u64`
+//! node count and `(id, api address)` pairs. Strings are a `u32` length
+//! and UTF-8 bytes. A snapshot written before the node directory existed
+//! (no second section) restores with an empty directory.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -32,6 +44,15 @@ pub enum KvCommand {
         expected: Option<String>,
         /// The new value.
         new: String,
+    },
+    /// Records (or replaces) the HTTP API address of a server, in the node
+    /// directory ([`KvFsm::nodes`]), not in the user's keys. Answers
+    /// [`KvResponse::Previous`] with the address it replaces.
+    RegisterNode {
+        /// The raft server id.
+        id: String,
+        /// Its HTTP API address (`host:port`).
+        api_addr: String,
     },
 }
 
@@ -93,6 +114,11 @@ impl KvCommand {
                 }
                 put_str(&mut buf, new);
             }
+            KvCommand::RegisterNode { id, api_addr } => {
+                buf.put_u8(4);
+                put_str(&mut buf, id);
+                put_str(&mut buf, api_addr);
+            }
         }
         buf.freeze()
     }
@@ -116,6 +142,7 @@ impl KvCommand {
                 };
                 KvCommand::Cas { key, expected, new: get_str(&mut data)? }
             }
+            4 => KvCommand::RegisterNode { id: get_str(&mut data)?, api_addr: get_str(&mut data)? },
             op => return Err(format!("unknown op {op}")),
         };
         if data.has_remaining() {
@@ -132,6 +159,8 @@ pub type KvMap = Arc<RwLock<BTreeMap<String, String>>>;
 #[derive(Clone, Default)]
 pub struct KvFsm {
     map: KvMap,
+    /// Server id to HTTP API address; see the module docs.
+    nodes: KvMap,
 }
 
 impl KvFsm {
@@ -144,22 +173,60 @@ impl KvFsm {
     pub fn handle(&self) -> KvMap {
         self.map.clone()
     }
+
+    /// A handle to the node directory: server id to HTTP API address, as
+    /// registered with [`KvCommand::RegisterNode`].
+    pub fn nodes(&self) -> KvMap {
+        self.nodes.clone()
+    }
 }
 
-struct KvSnapshot(BTreeMap<String, String>);
+/// Write access to a map, ignoring poisoning (a panicking writer cannot
+/// leave a `BTreeMap` half-updated in a way that matters here).
+fn write(map: &KvMap) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, String>> {
+    map.write().unwrap_or_else(|e| e.into_inner())
+}
+
+struct KvSnapshot {
+    map: BTreeMap<String, String>,
+    nodes: BTreeMap<String, String>,
+}
+
+fn put_map(buf: &mut BytesMut, map: &BTreeMap<String, String>) {
+    buf.put_u64(map.len() as u64);
+    for (k, v) in map {
+        put_str(buf, k);
+        put_str(buf, v);
+    }
+}
+
+fn get_map(buf: &mut Bytes) -> Result<BTreeMap<String, String>, String> {
+    if buf.remaining() < 8 {
+        return Err("snapshot too short".into());
+    }
+    let n = buf.get_u64();
+    let mut map = BTreeMap::new();
+    for _ in 0..n {
+        let k = get_str(buf)?;
+        let v = get_str(buf)?;
+        map.insert(k, v);
+    }
+    Ok(map)
+}
 
 #[async_trait]
 impl FsmSnapshot for KvSnapshot {
     async fn persist(self: Box<Self>, sink: &mut SnapshotWriter) -> Result<(), BoxError> {
         let mut buf = BytesMut::new();
-        buf.put_u64(self.0.len() as u64);
-        for (k, v) in &self.0 {
+        buf.put_u64(self.map.len() as u64);
+        for (k, v) in &self.map {
             put_str(&mut buf, k);
             put_str(&mut buf, v);
             if buf.len() > 64 * 1024 {
                 sink.write_all(&buf.split()).await?;
             }
         }
+        put_map(&mut buf, &self.nodes);
         sink.write_all(&buf).await?;
         Ok(())
     }
@@ -174,11 +241,11 @@ impl Fsm for KvFsm {
             Ok(c) => c,
             Err(e) => return KvResponse::Invalid(e),
         };
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         match cmd {
-            KvCommand::Put { key, value } => KvResponse::Previous(map.insert(key, value)),
-            KvCommand::Delete { key } => KvResponse::Previous(map.remove(&key)),
+            KvCommand::Put { key, value } => KvResponse::Previous(write(&self.map).insert(key, value)),
+            KvCommand::Delete { key } => KvResponse::Previous(write(&self.map).remove(&key)),
             KvCommand::Cas { key, expected, new } => {
+                let mut map = write(&self.map);
                 let current = map.get(&key).cloned();
                 let swapped = current == expected;
                 if swapped {
@@ -186,29 +253,30 @@ impl Fsm for KvFsm {
                 }
                 KvResponse::Cas { swapped, current }
             }
+            KvCommand::RegisterNode { id, api_addr } => {
+                KvResponse::Previous(write(&self.nodes).insert(id, api_addr))
+            }
         }
     }
 
     async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner()).clone();
-        Ok(Box::new(KvSnapshot(map)))
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(Box::new(KvSnapshot { map, nodes }))
     }
 
     async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
         let mut data = Vec::new();
         snapshot.read_to_end(&mut data).await?;
         let mut buf = Bytes::from(data);
-        if buf.remaining() < 8 {
-            return Err("snapshot too short".into());
-        }
-        let n = buf.get_u64();
-        let mut map = BTreeMap::new();
-        for _ in 0..n {
-            let k = get_str(&mut buf)?;
-            let v = get_str(&mut buf)?;
-            map.insert(k, v);
+        let map = get_map(&mut buf)?;
+        // Snapshots from before the node directory end here.
+        let nodes = if buf.has_remaining() { get_map(&mut buf)? } else { BTreeMap::new() };
+        if buf.has_remaining() {
+            return Err("trailing bytes in snapshot".into());
         }
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = map;
+        *self.nodes.write().unwrap_or_else(|e| e.into_inner()) = nodes;
         Ok(())
     }
 }
@@ -224,6 +292,7 @@ mod tests {
             KvCommand::Delete { key: "a".into() },
             KvCommand::Cas { key: "a".into(), expected: None, new: "2".into() },
             KvCommand::Cas { key: "a".into(), expected: Some("2".into()), new: "3".into() },
+            KvCommand::RegisterNode { id: "n1".into(), api_addr: "127.0.0.1:8001".into() },
         ];
         for c in cmds {
             assert_eq!(KvCommand::decode(c.encode()), Ok(c));

@@ -1,7 +1,11 @@
 //! Shared pieces of the example programs: a replicated key-value state
-//! machine ([`kv::KvFsm`]) and its command encoding.
+//! machine ([`kv::KvFsm`]) and its command encoding, and the key-value
+//! service behind the `kv` binary ([`service`]).
 //!
 //! # Layout
-//! - [`kv`]: the key-value FSM, its commands and snapshots.
+//! - [`kv`]: the key-value FSM, its commands, node directory and snapshots.
+//! - [`service`]: a `kv serve` node: file stores, gRPC transport with the
+//!   admin service, and the HTTP/JSON API that forwards to the leader.
 
 pub mod kv;
+pub mod service;

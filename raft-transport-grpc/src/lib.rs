@@ -27,7 +27,7 @@
 //! - `backoff` (private): reconnect back-off with jitter.
 //! - `convert` / `validate` (private): raft types ↔ protobuf; inbound checks.
 //! - [`admin`]: the admin gRPC service (membership, leadership transfer,
-//!   status, stats) and a client for tools.
+//!   status, stats, snapshot, barrier, verify leader) and a client for tools.
 //! - [`cluster_id`]: stamping and checking the shared cluster id.
 //! - [`pb`]: the generated protobuf messages, client and server
 //!   (`proto/raft.proto`).

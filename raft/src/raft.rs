@@ -43,7 +43,7 @@ impl Shared {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (state, leader);
     }
 
-    fn get_state(&self) -> (RaftState, Option<(ServerId, ServerAddress)>) {
+    pub(crate) fn get_state(&self) -> (RaftState, Option<(ServerId, ServerAddress)>) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

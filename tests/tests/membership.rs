@@ -121,6 +121,18 @@ async fn a_failed_node_is_replaced() {
     assert_eq!(v, expected);
     let last = c.raft(&leader).apply("x", T).await.expect("apply").index;
     c.wait_applied("n4", last, T).await;
+    // The joined node learns the leader's address once it has the
+    // configuration, even though it heard from the leader before.
+    let deadline = tokio::time::Instant::now() + T;
+    while c.raft("n4").leader().map(|(_, id)| id.to_string()) != Some(leader.clone()) {
+        assert!(tokio::time::Instant::now() < deadline, "n4 never reported the leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let on_new_node = c.raft("n4").apply("y", T).await;
+    assert!(
+        matches!(&on_new_node, Err(Error::NotLeader { leader: Some((id, _)) }) if id.as_str() == leader),
+        "got {on_new_node:?}"
+    );
     c.shutdown().await;
 }
 

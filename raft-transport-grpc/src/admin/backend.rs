@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use raft::{Configuration, Fsm, Raft, RaftState, ServerAddress, ServerId};
+use raft::{Configuration, Fsm, Raft, RaftState, ServerAddress, ServerId, SnapshotMeta};
 
 /// A node's role, leader and log indexes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +51,15 @@ pub trait AdminBackend: Send + Sync + 'static {
     async fn remove_server(&self, id: ServerId, prev_index: u64, timeout: Duration) -> raft::Result<u64>;
     /// Hands leadership to `target`, or to the best follower when `None`.
     async fn leadership_transfer(&self, target: Option<(ServerId, ServerAddress)>) -> raft::Result<()>;
+    /// Takes a snapshot now and compacts the log behind it; returns what
+    /// the snapshot holds. See [`Raft::snapshot`].
+    async fn snapshot(&self) -> raft::Result<SnapshotMeta>;
+    /// Commits a barrier and waits until everything before it is applied;
+    /// returns its index. See [`Raft::barrier`].
+    async fn barrier(&self, timeout: Duration) -> raft::Result<u64>;
+    /// Confirms with a quorum that this node still leads. See
+    /// [`Raft::verify_leader`].
+    async fn verify_leader(&self) -> raft::Result<()>;
     /// HashiCorp-style statistics.
     fn stats(&self) -> BTreeMap<String, String>;
     /// Role, leader and indexes.
@@ -99,6 +108,19 @@ where
             None => Raft::leadership_transfer(self).await,
             Some((id, addr)) => Raft::leadership_transfer_to_server(self, id, addr).await,
         }
+    }
+
+    async fn snapshot(&self) -> raft::Result<SnapshotMeta> {
+        let handle = Raft::snapshot(self).await?;
+        Ok(handle.meta().clone())
+    }
+
+    async fn barrier(&self, timeout: Duration) -> raft::Result<u64> {
+        Raft::barrier(self, timeout).await
+    }
+
+    async fn verify_leader(&self) -> raft::Result<()> {
+        Raft::verify_leader(self).await
     }
 
     fn stats(&self) -> BTreeMap<String, String> {

@@ -26,9 +26,25 @@
 //! ```
 //!
 //! Exposed: `GetConfiguration`, `AddVoter`, `AddNonvoter`, `DemoteVoter`,
-//! `RemoveServer`, `LeadershipTransfer` (to any or a named server), `Stats`
-//! and `Status` (role, leader, applied and last index). The user snapshot
-//! (`Raft::snapshot`) is not exposed yet: the node handle does not offer it.
+//! `RemoveServer`, `LeadershipTransfer` (to any or a named server), `Stats`,
+//! `Status` (role, leader, applied and last index), `Snapshot` (takes a
+//! snapshot now through [`raft::Raft::snapshot`] and answers its id, index,
+//! term, size and configuration index; any node, leader or not), `Barrier`
+//! (commits a barrier on the leader and answers its index once applied) and
+//! `VerifyLeader` (confirms leadership with a quorum).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use raft_transport_grpc::{admin, GrpcConfig};
+//!
+//! let mut client = admin::connect("127.0.0.1:7000", &GrpcConfig::default()).await?;
+//! let snap = client.snapshot(admin::pb::SnapshotRequest {}).await?.into_inner();
+//! println!("snapshot {} at index {} (term {}), {} bytes", snap.id, snap.index, snap.term, snap.size);
+//! client.verify_leader(admin::pb::VerifyLeaderRequest {}).await?;
+//! let barrier = client.barrier(admin::pb::BarrierRequest { timeout_ms: 5_000 }).await?.into_inner();
+//! println!("everything up to {} is applied on the leader", barrier.index);
+//! # Ok(()) }
+//! ```
 //!
 //! - [`backend`]: [`AdminBackend`], what the service needs from a node, and
 //!   [`AdminSlot`], where a transport finds it.

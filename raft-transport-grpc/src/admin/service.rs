@@ -14,7 +14,7 @@ use super::pb::raft_admin_server::{RaftAdmin, RaftAdminServer};
 use crate::cluster_id::ClusterIdCheck;
 use crate::config::GrpcConfig;
 
-/// Timeout of a membership change whose request says 0.
+/// Timeout of a membership change or barrier whose request says 0.
 const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Metadata key naming the leader on a not-leader error.
@@ -196,6 +196,49 @@ impl RaftAdmin for AdminService {
     ) -> Result<Response<pb::StatsResponse>, Status> {
         let stats = self.backend()?.stats();
         Ok(Response::new(pb::StatsResponse { stats: stats.into_iter().collect() }))
+    }
+
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let meta = self.backend()?.snapshot().await.map_err(|err| match err {
+            // The node refuses because it has nothing to snapshot yet: a
+            // state the caller can wait out, not a malformed request.
+            raft::Error::InvalidConfig(msg) => Status::failed_precondition(msg),
+            other => to_status(other),
+        })?;
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            size = meta.size,
+            id = %meta.id,
+            "snapshot taken through the admin service"
+        );
+        Ok(Response::new(pb::SnapshotResponse {
+            id: meta.id,
+            index: meta.index,
+            term: meta.term,
+            size: meta.size,
+            configuration_index: meta.configuration_index,
+        }))
+    }
+
+    async fn barrier(
+        &self,
+        request: Request<pb::BarrierRequest>,
+    ) -> Result<Response<pb::BarrierResponse>, Status> {
+        let r = request.into_inner();
+        let index = self.backend()?.barrier(timeout(r.timeout_ms)).await.map_err(to_status)?;
+        Ok(Response::new(pb::BarrierResponse { index }))
+    }
+
+    async fn verify_leader(
+        &self,
+        _request: Request<pb::VerifyLeaderRequest>,
+    ) -> Result<Response<pb::VerifyLeaderResponse>, Status> {
+        self.backend()?.verify_leader().await.map_err(to_status)?;
+        Ok(Response::new(pb::VerifyLeaderResponse {}))
     }
 
     async fn status(

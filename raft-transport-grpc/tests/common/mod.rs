@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: binding transports on loopback,
 //! a scripted responder that answers inbound RPCs from the consumer and
 //! records what it saw, request builders, and test certificates generated
-//! with rcgen at run time.
+//! with rcgen at run time; [`nodes`]: real raft nodes with durable stores.
 
 #![allow(dead_code)]
+
+pub mod nodes;
 
 use std::time::Duration;
 

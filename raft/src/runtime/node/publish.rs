@@ -56,6 +56,10 @@ impl<R: Send + 'static> Node<R> {
                 modified
             });
             self.published = key;
+        } else if self.t.shared.get_state().1 != leader_pair {
+            // The leader's address became known later than the leader (a
+            // joining node hears from it before it has the configuration).
+            self.t.shared.set_state(state, leader_pair.clone());
         }
         let core = &self.t.core;
         let (configuration, configuration_index) = core.configuration();

@@ -1,0 +1,609 @@
+//! The benchmark: a cluster of N Raft nodes in one process and C clients
+//! (tokio tasks) that each issue one operation at a time against the leader,
+//! the next as soon as the last returns (a closed loop).
+//!
+//! ```text
+//! cargo run --release -p raft-examples --bin bench -- \
+//!     [--nodes 3] [--clients 256] [--payload 64] [--ops N | --seconds S] \
+//!     [--store mem|file] [--transport inmem|grpc] [--dir PATH] \
+//!     [--read-ratio 0.0] [--read-mode read_index|barrier] [--warmup 1] [--json]
+//! ```
+//!
+//! A write is `raft.apply(payload)` with a fresh `payload`-byte command; a
+//! read (a fraction `--read-ratio` of the operations) is
+//! `raft.linearizable_read()` (`read_index`) or `raft.barrier()` (`barrier`).
+//! The first `--warmup` seconds are run but not counted (leader elected,
+//! caches and allocators warm). Latencies go into an HDR histogram.
+//!
+//! Output: a readable table, then one JSON line with `ops_per_sec`,
+//! `p50_us`, `p99_us`, `p999_us`, `cpu_s` (user + system CPU of the whole
+//! process during the measured window, from `/proc/self/stat`),
+//! `peak_rss_mb` (`VmHWM`) and every setting. With `--json` only the JSON
+//! line is printed. No flag weakens durability or safety: the file store
+//! fsyncs every append and followers acknowledge only durable entries.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use raft::transport::inmem::InmemNetwork;
+use raft::{
+    async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log, Raft, RaftState, Server,
+    SnapshotReader, SnapshotWriter, Transport,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Per-operation timeout handed to `apply` / `barrier`.
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the first leader.
+const ELECTION_WAIT: Duration = Duration::from_secs(20);
+
+/// Log store choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    /// `raft_store_mem::InmemStore` (no disk).
+    Mem,
+    /// `raft_store_file::FileStore` (fsync'd write-ahead log).
+    File,
+}
+
+/// Transport choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TransportKind {
+    /// The in-process network of `raft::transport::inmem`.
+    Inmem,
+    /// gRPC over loopback TCP.
+    Grpc,
+}
+
+/// How reads are made linearizable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ReadMode {
+    /// `Raft::linearizable_read`: ReadIndex, no log write.
+    #[value(name = "read_index")]
+    ReadIndex,
+    /// `Raft::barrier`: commits a barrier entry through the log.
+    #[value(name = "barrier")]
+    Barrier,
+}
+
+/// Command-line flags (the workspace's benchmark contract).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "bench", about = "Closed-loop Raft benchmark: N nodes in one process, C clients")]
+struct Args {
+    /// Cluster size.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Concurrent clients, each with one operation in flight.
+    #[arg(long, default_value_t = 256)]
+    clients: usize,
+    /// Bytes per write command.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Total operations to measure (after the warm-up).
+    #[arg(long, conflicts_with = "seconds")]
+    ops: Option<u64>,
+    /// Seconds to measure (after the warm-up); default 10 if --ops is not given.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Log and stable store.
+    #[arg(long, value_enum, default_value_t = StoreKind::Mem)]
+    store: StoreKind,
+    /// Transport between the nodes.
+    #[arg(long, value_enum, default_value_t = TransportKind::Inmem)]
+    transport: TransportKind,
+    /// Fraction of operations that are linearizable reads (0.0-1.0).
+    #[arg(long = "read-ratio", default_value_t = 0.0)]
+    read_ratio: f64,
+    /// How reads are made linearizable.
+    #[arg(long = "read-mode", value_enum, default_value_t = ReadMode::ReadIndex)]
+    read_mode: ReadMode,
+    /// Directory for the file store (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Seconds of warm-up run before measuring (not counted).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Print only the JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A trivial state machine: counts commands and bytes.
+#[derive(Default)]
+struct BenchFsm {
+    commands: u64,
+    bytes: u64,
+}
+
+struct BenchSnapshot {
+    commands: u64,
+    bytes: u64,
+}
+
+#[async_trait]
+impl FsmSnapshot for BenchSnapshot {
+    async fn persist(self: Box<Self>, sink: &mut SnapshotWriter) -> Result<(), BoxError> {
+        sink.write_all(&self.commands.to_le_bytes()).await?;
+        sink.write_all(&self.bytes.to_le_bytes()).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Fsm for BenchFsm {
+    type Response = u64;
+
+    async fn apply(&mut self, log: &Log) -> u64 {
+        self.commands += 1;
+        self.bytes += log.data.len() as u64;
+        self.commands
+    }
+
+    async fn apply_batch(&mut self, logs: &[Log]) -> Vec<u64> {
+        logs.iter()
+            .map(|log| {
+                self.commands += 1;
+                self.bytes += log.data.len() as u64;
+                self.commands
+            })
+            .collect()
+    }
+
+    async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
+        Ok(Box::new(BenchSnapshot { commands: self.commands, bytes: self.bytes }))
+    }
+
+    async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
+        let mut buf = [0u8; 16];
+        snapshot.read_exact(&mut buf).await?;
+        let (c, b) = buf.split_at(8);
+        self.commands = u64::from_le_bytes(c.try_into()?);
+        self.bytes = u64::from_le_bytes(b.try_into()?);
+        Ok(())
+    }
+}
+
+type Node = Raft<BenchFsm>;
+
+fn node_config(id: &str) -> Config {
+    Config {
+        local_id: id.into(),
+        heartbeat_timeout: Duration::from_millis(500),
+        election_timeout: Duration::from_millis(500),
+        leader_lease_timeout: Duration::from_millis(500),
+        batch_apply: true,
+        // Check for a snapshot every 1-2 s (default 120 s) so the log is
+        // compacted during a run and memory stays bounded, as in a long-running
+        // service; the threshold (8192 entries) and trailing logs keep their defaults.
+        snapshot_interval: Duration::from_secs(1),
+        ..Config::default()
+    }
+}
+
+/// Where the file stores live, removed at the end.
+enum DataDir {
+    Temp(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Temp(t) => t.path(),
+            DataDir::Given(p) => p,
+        }
+    }
+}
+
+/// Starts one node over `transport` with the chosen store.
+async fn start_node<T: Transport>(
+    transport: T,
+    id: &str,
+    store: StoreKind,
+    dir: Option<&Path>,
+) -> Result<Node, BoxError> {
+    let config = node_config(id);
+    let node = match (store, dir) {
+        (StoreKind::File, Some(dir)) => {
+            let base = dir.join(id);
+            let logs = raft_store_file::FileStore::open(base.join("log")).await?;
+            let snaps = raft_store_file::FileSnapshotStore::new(base.join("snapshots"), 2).await?;
+            Raft::new(config, BenchFsm::default(), logs.clone(), logs, snaps, transport).await?
+        }
+        _ => {
+            let logs = raft_store_mem::InmemStore::new();
+            let snaps = raft_store_mem::InmemSnapshotStore::new();
+            Raft::new(config, BenchFsm::default(), logs.clone(), logs, snaps, transport).await?
+        }
+    };
+    Ok(node)
+}
+
+/// Builds, bootstraps and starts the cluster; returns the nodes.
+async fn start_cluster(args: &Args, dir: Option<&Path>) -> Result<Vec<Node>, BoxError> {
+    let ids: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
+    let mut nodes = Vec::new();
+    match args.transport {
+        TransportKind::Inmem => {
+            let net = InmemNetwork::new();
+            let configuration =
+                Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
+            for id in &ids {
+                let node = start_node(net.transport(id.as_str()), id, args.store, dir).await?;
+                node.bootstrap_cluster(configuration.clone()).await?;
+                nodes.push(node);
+            }
+        }
+        TransportKind::Grpc => {
+            let mut transports = Vec::new();
+            for _ in &ids {
+                let config = raft_transport_grpc::GrpcConfig::default();
+                transports.push(raft_transport_grpc::GrpcTransport::bind("127.0.0.1:0", config).await?);
+            }
+            let configuration = Configuration::new(
+                ids.iter()
+                    .zip(&transports)
+                    .map(|(id, t)| Server::voter(id.as_str(), t.local_addr()))
+                    .collect(),
+            );
+            for (id, transport) in ids.iter().zip(transports) {
+                let node = start_node(transport, id, args.store, dir).await?;
+                node.bootstrap_cluster(configuration.clone()).await?;
+                nodes.push(node);
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+/// Index of the node that is leader, waiting up to `wait`.
+async fn find_leader(nodes: &[Node], wait: Duration) -> Option<usize> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(i) = nodes.iter().position(|n| n.state() == RaftState::Leader) {
+            return Some(i);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Measurement phases, shared by the clients.
+const WARMUP: usize = 0;
+const MEASURE: usize = 1;
+const DONE: usize = 2;
+
+struct Shared {
+    nodes: Vec<Node>,
+    leader: AtomicUsize,
+    phase: AtomicUsize,
+    /// Ops mode: tickets handed out during the measured phase.
+    tickets: AtomicU64,
+    errors: AtomicU64,
+    stop_issuing: AtomicBool,
+    recorder: Recorder,
+}
+
+/// Latency histograms (writes, reads), sharded by worker thread so
+/// recording is an uncontended lock on a histogram that stays in cache
+/// (one histogram per client would spread 256 of them over the caches).
+struct Recorder {
+    shards: Vec<Mutex<(Histogram<u64>, Histogram<u64>)>>,
+}
+
+/// Number of recorder shards (more than worker threads).
+const SHARDS: usize = 16;
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+impl Recorder {
+    fn new() -> Self {
+        Self { shards: (0..SHARDS).map(|_| Mutex::new((new_histogram(), new_histogram()))).collect() }
+    }
+
+    fn record(&self, is_read: bool, nanos: u64) {
+        let shard = SHARD.with(|s| *s);
+        let mut h = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let h = if is_read { &mut h.1 } else { &mut h.0 };
+        h.saturating_record(nanos.max(1));
+    }
+
+    /// Merged (writes, reads).
+    fn merged(&self) -> Result<(Histogram<u64>, Histogram<u64>), BoxError> {
+        let (mut writes, mut reads) = (new_histogram(), new_histogram());
+        for shard in &self.shards {
+            let h = shard.lock().unwrap_or_else(|e| e.into_inner());
+            writes.add(&h.0)?;
+            reads.add(&h.1)?;
+        }
+        Ok((writes, reads))
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // Nanoseconds from 1 ns to 100 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds and precision")
+}
+
+async fn client(shared: Arc<Shared>, args: Args, seed: u64) {
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut body = vec![0u8; args.payload];
+    let mut n: u64 = 0;
+    let total = args.ops;
+    loop {
+        if shared.stop_issuing.load(Ordering::Relaxed) {
+            break;
+        }
+        let measuring = shared.phase.load(Ordering::Acquire) == MEASURE;
+        if measuring {
+            if let Some(total) = total {
+                if shared.tickets.fetch_add(1, Ordering::Relaxed) >= total {
+                    break;
+                }
+            }
+        }
+        // xorshift64 for the read/write mix.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let is_read = args.read_ratio > 0.0 && ((rng >> 11) as f64 / (1u64 << 53) as f64) < args.read_ratio;
+        let leader = &shared.nodes[shared.leader.load(Ordering::Relaxed)];
+        let start = Instant::now();
+        let outcome = if is_read {
+            match args.read_mode {
+                ReadMode::ReadIndex => leader.linearizable_read().await,
+                ReadMode::Barrier => leader.barrier(OP_TIMEOUT).await.map(|_| ()),
+            }
+        } else {
+            n += 1;
+            let stamp = n.to_le_bytes();
+            let k = stamp.len().min(body.len());
+            body[..k].copy_from_slice(&stamp[..k]);
+            leader.apply(Bytes::copy_from_slice(&body), OP_TIMEOUT).await.map(|_| ())
+        };
+        let took = start.elapsed().as_nanos() as u64;
+        match outcome {
+            Ok(()) => {
+                if measuring {
+                    shared.recorder.record(is_read, took);
+                }
+            }
+            Err(e) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "operation failed; looking for the leader again");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if let Some(i) = find_leader(&shared.nodes, Duration::from_secs(5)).await {
+                    shared.leader.store(i, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds(ticks_per_sec: f64) -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall (11th and 12th after the name).
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (get(11) + get(12)) as f64 / ticks_per_sec
+}
+
+/// Clock ticks per second for `/proc/self/stat` (`getconf CLK_TCK`; 100 on
+/// every common Linux if that is unavailable).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// Peak resident set size in MiB (`VmHWM`).
+fn peak_rss_mb() -> f64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn us(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    if args.nodes == 0 || args.clients == 0 {
+        return Err("--nodes and --clients must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&args.read_ratio) {
+        return Err("--read-ratio must be within 0.0-1.0".into());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    let seconds = match (args.ops, args.seconds) {
+        (Some(_), _) => None,
+        (None, Some(s)) => Some(s),
+        (None, None) => Some(10.0),
+    };
+    let data_dir = match (args.store, &args.dir) {
+        (StoreKind::Mem, _) => None,
+        (StoreKind::File, None) => {
+            Some(DataDir::Temp(tempfile::Builder::new().prefix("raft-bench-").tempdir()?))
+        }
+        (StoreKind::File, Some(d)) => {
+            let p = d.join(format!("raft-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&p)?;
+            Some(DataDir::Given(p))
+        }
+    };
+    let nodes = start_cluster(&args, data_dir.as_ref().map(|d| d.path())).await?;
+    let leader = find_leader(&nodes, ELECTION_WAIT).await.ok_or("no leader elected")?;
+    let shared = Arc::new(Shared {
+        nodes,
+        leader: AtomicUsize::new(leader),
+        phase: AtomicUsize::new(WARMUP),
+        tickets: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        stop_issuing: AtomicBool::new(false),
+        recorder: Recorder::new(),
+    });
+    let ticks = clock_ticks();
+    let clients: Vec<_> =
+        (0..args.clients).map(|i| tokio::spawn(client(shared.clone(), args.clone(), i as u64 + 1))).collect();
+    if args.warmup > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    }
+    let cpu_start = cpu_seconds(ticks);
+    let start = Instant::now();
+    shared.phase.store(MEASURE, Ordering::Release);
+    if let Some(s) = seconds {
+        tokio::time::sleep(Duration::from_secs_f64(s)).await;
+        shared.stop_issuing.store(true, Ordering::Relaxed);
+    }
+    for c in clients {
+        c.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(ticks) - cpu_start;
+    shared.phase.store(DONE, Ordering::Release);
+    let (writes, reads) = shared.recorder.merged()?;
+    let mut all = writes.clone();
+    all.add(&reads)?;
+    let ops = all.len();
+    let ops_per_sec = ops as f64 / elapsed;
+    let rss = peak_rss_mb();
+    let errors = shared.errors.load(Ordering::Relaxed);
+    for n in &shared.nodes {
+        n.shutdown().await?;
+    }
+    let dir_label = match &data_dir {
+        Some(d) => d.path().display().to_string(),
+        None => String::new(),
+    };
+    drop(data_dir);
+
+    let store = format!("{:?}", args.store).to_lowercase();
+    let transport = format!("{:?}", args.transport).to_lowercase();
+    let read_mode = match args.read_mode {
+        ReadMode::ReadIndex => "read_index",
+        ReadMode::Barrier => "barrier",
+    };
+    if !args.json {
+        println!("settings");
+        println!("  nodes {}  clients {}  payload {} B", args.nodes, args.clients, args.payload);
+        println!(
+            "  store {store}  transport {transport}  read_ratio {}  read_mode {read_mode}",
+            args.read_ratio
+        );
+        match (args.ops, seconds) {
+            (Some(o), _) => println!("  ops {o} (after {}s warm-up, not counted)", args.warmup),
+            (_, Some(s)) => println!("  seconds {s} (after {}s warm-up, not counted)", args.warmup),
+            _ => {}
+        }
+        if !dir_label.is_empty() {
+            println!("  dir {dir_label}");
+        }
+        println!("  durability: full (no safety or durability shortcut is enabled)");
+        println!();
+        println!(
+            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "", "ops", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us"
+        );
+        for (name, h) in [("writes", &writes), ("reads", &reads), ("all", &all)] {
+            if h.is_empty() {
+                continue;
+            }
+            println!(
+                "{:<10} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                name,
+                h.len(),
+                us(h, 0.5),
+                us(h, 0.9),
+                us(h, 0.99),
+                us(h, 0.999),
+                h.max() as f64 / 1000.0
+            );
+        }
+        println!();
+        println!("throughput   {ops_per_sec:.0} ops/s over {elapsed:.2} s");
+        println!(
+            "cpu          {cpu:.2} s ({:.1} us/op, {:.2} cores)",
+            if ops > 0 { cpu * 1e6 / ops as f64 } else { 0.0 },
+            cpu / elapsed
+        );
+        println!("peak rss     {rss:.1} MiB");
+        println!("errors       {errors}");
+        println!();
+    }
+    println!(
+        "{{\"ops_per_sec\":{ops_per_sec:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},\
+         \"cpu_s\":{cpu:.3},\"peak_rss_mb\":{rss:.1},\"ops\":{ops},\"writes\":{},\"reads\":{},\"errors\":{errors},\
+         \"elapsed_s\":{elapsed:.3},\"nodes\":{},\"clients\":{},\"payload\":{},\"ops_target\":{},\"seconds\":{},\
+         \"warmup_s\":{},\"store\":{},\"transport\":{},\"read_ratio\":{},\"read_mode\":{},\"dir\":{},\
+         \"batch_apply\":true,\"durability\":\"full\"}}",
+        us(&all, 0.5),
+        us(&all, 0.99),
+        us(&all, 0.999),
+        all.max() as f64 / 1000.0,
+        writes.len(),
+        reads.len(),
+        args.nodes,
+        args.clients,
+        args.payload,
+        args.ops.map_or("null".to_string(), |o| o.to_string()),
+        seconds.map_or("null".to_string(), |s| s.to_string()),
+        args.warmup,
+        json_str(&store),
+        json_str(&transport),
+        args.read_ratio,
+        json_str(read_mode),
+        if dir_label.is_empty() { "null".to_string() } else { json_str(&dir_label) },
+    );
+    Ok(())
+}

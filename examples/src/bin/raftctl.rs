@@ -1,0 +1,478 @@
+//! `raftctl`: an admin CLI for raft nodes over the admin gRPC service
+//! served on every node's raft port (`raft_transport_grpc::admin`).
+//!
+//! ```text
+//! raftctl --addr 127.0.0.1:7001 status
+//! raftctl --addr 127.0.0.1:7001 members --json
+//! raftctl --addr 127.0.0.1:7001 add-voter node-4 127.0.0.1:7004
+//! raftctl --addr 127.0.0.1:7001 transfer-leadership --to node-2
+//! ```
+//!
+//! Membership changes and leadership transfers must run on the leader:
+//! raftctl asks the node at `--addr` who leads and sends them there.
+//! Output is a human-readable table, or JSON with `--json`. Exit code 0 on
+//! success, 1 on any failure (with a message on stderr).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use raft_examples::service::tls::load_tls_dir;
+use raft_transport_grpc::admin::{self, pb, AdminClient};
+use raft_transport_grpc::GrpcConfig;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "raftctl", version, about = "Administer a raft cluster through a node's admin service")]
+struct Cli {
+    /// Raft (gRPC) address of any node.
+    #[arg(long, global = true, default_value = "127.0.0.1:7001", value_name = "HOST:PORT")]
+    addr: String,
+    /// Directory with ca.pem, node.pem and node-key.pem, for clusters running mutual TLS.
+    #[arg(long, global = true, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+    /// Cluster id the nodes were started with.
+    #[arg(long, global = true)]
+    cluster_id: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Timeout of membership changes, in milliseconds.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    timeout_ms: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The node's role, term, leader and indexes.
+    Status,
+    /// The cluster's members.
+    Members,
+    /// Add (or promote) a voting member.
+    AddVoter {
+        /// Server id.
+        id: String,
+        /// Its raft address (host:port).
+        address: String,
+        /// Only apply if the configuration is still at this index (0: any).
+        #[arg(long, default_value_t = 0)]
+        prev_index: u64,
+    },
+    /// Add a non-voting member (receives the log, does not vote).
+    AddNonvoter {
+        /// Server id.
+        id: String,
+        /// Its raft address (host:port).
+        address: String,
+        /// Only apply if the configuration is still at this index (0: any).
+        #[arg(long, default_value_t = 0)]
+        prev_index: u64,
+    },
+    /// Turn a voter into a non-voter.
+    Demote {
+        /// Server id.
+        id: String,
+        /// Only apply if the configuration is still at this index (0: any).
+        #[arg(long, default_value_t = 0)]
+        prev_index: u64,
+    },
+    /// Remove a member.
+    Remove {
+        /// Server id.
+        id: String,
+        /// Only apply if the configuration is still at this index (0: any).
+        #[arg(long, default_value_t = 0)]
+        prev_index: u64,
+    },
+    /// Hand leadership to another member (the most up-to-date one by default).
+    TransferLeadership {
+        /// The member to hand leadership to.
+        #[arg(long, value_name = "ID")]
+        to: Option<String>,
+    },
+    /// Take a snapshot on the node now and compact its log.
+    Snapshot,
+    /// The index of the last entry the node applied.
+    AppliedIndex,
+}
+
+/// Why a command failed; printed on stderr.
+#[derive(Debug, thiserror::Error)]
+enum CtlError {
+    #[error("cannot reach {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("{op} is not supported by this server (its admin service is older than this raftctl)")]
+    Unsupported { op: &'static str },
+    #[error("{op} failed on {addr}: {status}")]
+    Rpc { op: &'static str, addr: String, status: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn describe(status: &tonic::Status) -> String {
+    let code = match status.code() {
+        tonic::Code::FailedPrecondition => "failed precondition",
+        tonic::Code::Unavailable => "unavailable",
+        tonic::Code::DeadlineExceeded => "deadline exceeded",
+        tonic::Code::PermissionDenied => "permission denied (wrong --cluster-id?)",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::InvalidArgument => "invalid argument",
+        tonic::Code::Aborted => "aborted",
+        _ => "error",
+    };
+    format!("{code}: {}", status.message())
+}
+
+/// An admin connection to one node.
+struct Conn {
+    addr: String,
+    client: AdminClient,
+}
+
+struct Ctl {
+    config: GrpcConfig,
+    json: bool,
+    timeout_ms: u64,
+}
+
+impl Ctl {
+    async fn connect(&self, addr: &str) -> Result<Conn, CtlError> {
+        let client = admin::connect(addr, &self.config)
+            .await
+            .map_err(|e| CtlError::Connect { addr: addr.to_owned(), reason: e.to_string() })?;
+        Ok(Conn { addr: addr.to_owned(), client })
+    }
+
+    fn rpc_error(op: &'static str, conn: &Conn, status: tonic::Status) -> CtlError {
+        if status.code() == tonic::Code::Unimplemented {
+            return CtlError::Unsupported { op };
+        }
+        if status.code() == tonic::Code::Unavailable && status.message().contains("tcp connect") {
+            return CtlError::Connect { addr: conn.addr.clone(), reason: status.message().to_owned() };
+        }
+        CtlError::Rpc { op, addr: conn.addr.clone(), status: describe(&status) }
+    }
+
+    async fn status(&self, conn: &mut Conn) -> Result<(pb::StatusResponse, Value), CtlError> {
+        let status = conn
+            .client
+            .status(pb::StatusRequest {})
+            .await
+            .map_err(|s| Self::rpc_error("status", conn, s))?
+            .into_inner();
+        let stats = conn
+            .client
+            .stats(pb::StatsRequest {})
+            .await
+            .map_err(|s| Self::rpc_error("stats", conn, s))?
+            .into_inner()
+            .stats;
+        Ok((status, json!(stats)))
+    }
+
+    /// The leader's id and address as the node at `conn` knows them.
+    async fn leader_of(&self, conn: &mut Conn) -> Result<Option<(String, String)>, CtlError> {
+        let (status, stats) = self.status(conn).await?;
+        if !status.leader_id.is_empty() {
+            return Ok(Some((status.leader_id, status.leader_address)));
+        }
+        // `Status` may not name a leader the node only knows from its
+        // metrics; the stats carry it as "id@address".
+        Ok(stats["leader"]
+            .as_str()
+            .and_then(|l| l.rsplit_once('@'))
+            .map(|(id, addr)| (id.to_owned(), addr.to_owned())))
+    }
+
+    /// A connection to the leader, found through the node at `--addr`.
+    async fn leader(&self, addr: &str) -> Result<Conn, CtlError> {
+        let mut conn = self.connect(addr).await?;
+        let (status, _) = self.status(&mut conn).await?;
+        if status.state == "Leader" {
+            return Ok(conn);
+        }
+        match self.leader_of(&mut conn).await? {
+            Some((id, leader_addr)) => {
+                if !self.json {
+                    eprintln!(
+                        "{addr} is a {}; sending the request to the leader {id} at {leader_addr}",
+                        status.state.to_lowercase()
+                    );
+                }
+                self.connect(&leader_addr).await
+            }
+            None => Err(CtlError::Other(format!(
+                "{addr} knows no leader (state {}): an election may be in progress; retry",
+                status.state
+            ))),
+        }
+    }
+
+    fn print(&self, value: Value, human: impl FnOnce() -> String) {
+        // A closed stdout (`raftctl ... | head`) is not an error worth a panic.
+        let mut out = std::io::stdout().lock();
+        let _ = if self.json { writeln!(out, "{value}") } else { writeln!(out, "{}", human()) };
+    }
+
+    async fn run(&self, addr: &str, command: Command) -> Result<(), CtlError> {
+        let timeout_ms = self.timeout_ms;
+        match command {
+            Command::Status => {
+                let mut conn = self.connect(addr).await?;
+                let (status, stats) = self.status(&mut conn).await?;
+                let leader = self.leader_of(&mut conn).await?;
+                let num = |k: &str| stats[k].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                let value = json!({
+                    "address": addr,
+                    "id": stats["id"],
+                    "state": status.state,
+                    "term": num("term"),
+                    "leader": leader.as_ref().map(|(id, a)| json!({ "id": id, "address": a })),
+                    "last_index": status.last_index,
+                    "commit_index": num("commit_index"),
+                    "applied_index": status.applied_index,
+                    "snapshot_index": num("last_snapshot_index"),
+                    "stats": stats,
+                });
+                self.print(value.clone(), || {
+                    let leader =
+                        leader.map(|(id, a)| format!("{id} ({a})")).unwrap_or_else(|| "none known".into());
+                    let rows = [
+                        ("address", addr.to_owned()),
+                        ("id", value["id"].as_str().unwrap_or("?").to_owned()),
+                        ("state", value["state"].as_str().unwrap_or("?").to_owned()),
+                        ("term", value["term"].to_string()),
+                        ("leader", leader),
+                        ("last index", value["last_index"].to_string()),
+                        ("commit index", value["commit_index"].to_string()),
+                        ("applied index", value["applied_index"].to_string()),
+                        ("snapshot index", value["snapshot_index"].to_string()),
+                    ];
+                    rows.iter().map(|(k, v)| format!("{k:<15} {v}")).collect::<Vec<_>>().join("\n")
+                });
+            }
+            Command::Members => {
+                let mut conn = self.connect(addr).await?;
+                let configuration = conn
+                    .client
+                    .get_configuration(pb::GetConfigurationRequest {})
+                    .await
+                    .map_err(|s| Self::rpc_error("get-configuration", &conn, s))?
+                    .into_inner();
+                let leader = self.leader_of(&mut conn).await?.map(|(id, _)| id);
+                let members: Vec<Value> = configuration
+                    .members
+                    .iter()
+                    .map(|m| {
+                        json!({
+                            "id": m.id,
+                            "address": m.address,
+                            "suffrage": suffrage(m.suffrage),
+                            "leader": leader.as_deref() == Some(m.id.as_str()),
+                        })
+                    })
+                    .collect();
+                let value = json!({ "configuration_index": configuration.index, "members": members });
+                self.print(value, || {
+                    let mut rows =
+                        vec![["ID".to_owned(), "ADDRESS".into(), "SUFFRAGE".into(), "ROLE".into()]];
+                    for m in &configuration.members {
+                        let role = if leader.as_deref() == Some(m.id.as_str()) { "leader" } else { "" };
+                        rows.push([
+                            m.id.clone(),
+                            m.address.clone(),
+                            suffrage(m.suffrage).into(),
+                            role.into(),
+                        ]);
+                    }
+                    format!("{}\nconfiguration index {}", table(&rows), configuration.index)
+                });
+            }
+            Command::AddVoter { id, address, prev_index } => {
+                let mut conn = self.leader(addr).await?;
+                let req =
+                    pb::AddServerRequest { id: id.clone(), address: address.clone(), prev_index, timeout_ms };
+                let index = conn
+                    .client
+                    .add_voter(req)
+                    .await
+                    .map_err(|s| Self::rpc_error("add-voter", &conn, s))?
+                    .into_inner()
+                    .index;
+                self.print(json!({ "id": id, "address": address, "configuration_index": index }), || {
+                    format!("added {id} ({address}) as a voter; configuration index {index}")
+                });
+            }
+            Command::AddNonvoter { id, address, prev_index } => {
+                let mut conn = self.leader(addr).await?;
+                let req =
+                    pb::AddServerRequest { id: id.clone(), address: address.clone(), prev_index, timeout_ms };
+                let index = conn
+                    .client
+                    .add_nonvoter(req)
+                    .await
+                    .map_err(|s| Self::rpc_error("add-nonvoter", &conn, s))?
+                    .into_inner()
+                    .index;
+                self.print(json!({ "id": id, "address": address, "configuration_index": index }), || {
+                    format!("added {id} ({address}) as a non-voter; configuration index {index}")
+                });
+            }
+            Command::Demote { id, prev_index } => {
+                let mut conn = self.leader(addr).await?;
+                let req = pb::ServerChangeRequest { id: id.clone(), prev_index, timeout_ms };
+                let index = conn
+                    .client
+                    .demote_voter(req)
+                    .await
+                    .map_err(|s| Self::rpc_error("demote", &conn, s))?
+                    .into_inner()
+                    .index;
+                self.print(json!({ "id": id, "configuration_index": index }), || {
+                    format!("demoted {id} to a non-voter; configuration index {index}")
+                });
+            }
+            Command::Remove { id, prev_index } => {
+                let mut conn = self.leader(addr).await?;
+                let req = pb::ServerChangeRequest { id: id.clone(), prev_index, timeout_ms };
+                let index = conn
+                    .client
+                    .remove_server(req)
+                    .await
+                    .map_err(|s| Self::rpc_error("remove", &conn, s))?
+                    .into_inner()
+                    .index;
+                self.print(json!({ "id": id, "configuration_index": index }), || {
+                    format!("removed {id}; configuration index {index}")
+                });
+            }
+            Command::TransferLeadership { to } => {
+                let mut conn = self.leader(addr).await?;
+                let (_, stats) = self.status(&mut conn).await?;
+                let previous = stats["id"].as_str().unwrap_or("?").to_owned();
+                let (target_id, target_address) = match &to {
+                    None => (String::new(), String::new()),
+                    Some(id) => {
+                        let configuration = conn
+                            .client
+                            .get_configuration(pb::GetConfigurationRequest {})
+                            .await
+                            .map_err(|s| Self::rpc_error("get-configuration", &conn, s))?
+                            .into_inner();
+                        let member =
+                            configuration.members.iter().find(|m| &m.id == id).ok_or_else(|| {
+                                CtlError::Other(format!("{id} is not a member of the cluster"))
+                            })?;
+                        (member.id.clone(), member.address.clone())
+                    }
+                };
+                conn.client
+                    .leadership_transfer(pb::LeadershipTransferRequest { target_id, target_address })
+                    .await
+                    .map_err(|s| Self::rpc_error("transfer-leadership", &conn, s))?;
+                let new = self.wait_new_leader(&mut conn, &previous).await;
+                self.print(json!({ "previous_leader": previous, "new_leader": new }), || match &new {
+                    Some(new) => format!("leadership moved from {previous} to {new}"),
+                    None => format!("{previous} handed over leadership; the new leader is not known yet"),
+                });
+            }
+            Command::Snapshot => {
+                let mut conn = self.connect(addr).await?;
+                let snap = conn
+                    .client
+                    .snapshot(pb::SnapshotRequest {})
+                    .await
+                    .map_err(|s| Self::rpc_error("snapshot", &conn, s))?
+                    .into_inner();
+                let value = json!({
+                    "id": snap.id, "index": snap.index, "term": snap.term, "size": snap.size,
+                    "configuration_index": snap.configuration_index,
+                });
+                self.print(value, || {
+                    format!(
+                        "snapshot {} covers the log up to index {} (term {}); {} bytes; the log behind it is compacted",
+                        snap.id, snap.index, snap.term, snap.size
+                    )
+                });
+            }
+            Command::AppliedIndex => {
+                let mut conn = self.connect(addr).await?;
+                let (status, _) = self.status(&mut conn).await?;
+                self.print(json!({ "applied_index": status.applied_index }), || {
+                    status.applied_index.to_string()
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// After a transfer, asks the old leader who leads now (bounded).
+    async fn wait_new_leader(&self, conn: &mut Conn, previous: &str) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some((id, _))) = self.leader_of(conn).await {
+                if id != previous {
+                    return Some(id);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+fn suffrage(value: i32) -> &'static str {
+    match pb::MemberSuffrage::try_from(value) {
+        Ok(pb::MemberSuffrage::Voter) => "voter",
+        Ok(pb::MemberSuffrage::Nonvoter) => "nonvoter",
+        _ => "unknown",
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let tls = match cli.tls_dir.as_deref().map(load_tls_dir).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("raftctl: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = GrpcConfig {
+        tls,
+        cluster_id: cli.cluster_id,
+        connect_timeout: Duration::from_secs(3),
+        rpc_timeout: Duration::from_millis(cli.timeout_ms.saturating_add(5_000)),
+        ..GrpcConfig::default()
+    };
+    let ctl = Ctl { config, json: cli.json, timeout_ms: cli.timeout_ms };
+    match ctl.run(&cli.addr, cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftctl: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,744 @@
+//! The HTTP/JSON API of a node.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `PUT /kv/{key}` (body: the value) | `200 {"key","index","previous"}` once committed and applied |
+//! | `GET /kv/{key}?consistency=stale\|leader\|linearizable` | `200` with the raw value; `404` if absent |
+//! | `DELETE /kv/{key}` | `200 {"key","index","deleted","previous"}` |
+//! | `POST /kv/{key}/cas` `{"expected": string\|null, "new": string}` | `200 {"swapped": true, ..}`; `409 {"current", ..}` on mismatch |
+//! | `GET /status` | this node's id, role, term, leader, indexes and configuration |
+//! | `POST /cluster/join` `{"id","raft_addr","api_addr"}` | registers the node's API address and adds it as a voter |
+//! | `PUT /cluster/nodes/{id}` `{"api_addr"}` | registers (or updates) a node's API address |
+//!
+//! Reads: `stale` answers from this node's state (may lag); `leader`
+//! answers from the leader's state without a quorum round (may be stale
+//! for a moment after a leader change); `linearizable` (the default) runs
+//! a ReadIndex round on the leader first.
+//!
+//! Writes, `leader`/`linearizable` reads and cluster changes that reach a
+//! follower are proxied to the leader's API (see the [module
+//! docs](super)); the proxied request carries [`FORWARDED_HEADER`] and is
+//! never forwarded again: a node that gets one and is not the leader
+//! answers `503 not_leader`, and the forwarding node waits for the next
+//! leader and retries. While no leader is known a request waits for one up
+//! to the request timeout. Every answer names the node that served it in
+//! [`NODE_HEADER`].
+//!
+//! Errors are JSON `{"error": message, "code": code}`: `400
+//! bad_request`/`invalid_json`, `404 not_found`, `409 cas_mismatch`, `413
+//! value_too_large`, `503 no_leader` (election in progress or no quorum),
+//! `503 outcome_unknown` (leadership lost with a write in flight: it may
+//! or may not be applied), `503 unavailable`, `504 timeout` (a write may
+//! still be applied), `500 internal`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use bytes::{Bytes, BytesMut};
+use raft::{Raft, RaftState, Suffrage};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::client::{ApiClient, ClientError};
+use crate::kv::{KvCommand, KvFsm, KvMap, KvResponse};
+
+/// Header a node adds when it proxies a request to the leader; its value
+/// is the forwarding node's id.
+pub const FORWARDED_HEADER: &str = "x-kv-forwarded-by";
+/// Header naming the node that produced a response.
+pub const NODE_HEADER: &str = "x-kv-node";
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 4096;
+/// Largest body of a cluster request (join, register).
+const MAX_CLUSTER_BODY: usize = 64 * 1024;
+/// How long a waiting request sleeps at most between looks at the leader.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A request the API refuses or could not complete; rendered as JSON
+/// `{"error", "code"}` with the matching status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request (bad key, bad query, bad field).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is not the JSON expected.
+    #[error("invalid JSON body: {0}")]
+    InvalidJson(String),
+    /// The value (or body) is over the configured limit.
+    #[error("{what} is too large: the limit is {limit} bytes")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The key does not exist.
+    #[error("key {0:?} not found")]
+    KeyNotFound(String),
+    /// No such endpoint or server.
+    #[error("{0}")]
+    NotFound(String),
+    /// The method is not allowed on this endpoint.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// No leader could be found within the request timeout.
+    #[error("no leader is available ({0}); an election may be in progress, retry later")]
+    NoLeader(String),
+    /// A forwarded request reached a node that is no longer the leader.
+    #[error("this node is not the leader")]
+    NotLeader,
+    /// A write may or may not have been applied.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    /// The operation did not finish in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The node cannot serve the request right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status and the machine-readable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"),
+            ApiError::KeyNotFound(_) | ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::NoLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
+            ApiError::NotLeader => (StatusCode::SERVICE_UNAVAILABLE, "not_leader"),
+            ApiError::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::debug!(%status, code, error = %self, "request failed");
+        }
+        (status, Json(json!({ "error": self.to_string(), "code": code }))).into_response()
+    }
+}
+
+impl From<raft::Error> for ApiError {
+    fn from(err: raft::Error) -> Self {
+        use raft::Error as E;
+        match err {
+            E::NotLeader { .. } => ApiError::NotLeader,
+            E::LeadershipLost => ApiError::OutcomeUnknown(
+                "leadership was lost while the request was in flight: it may or may not have been applied"
+                    .into(),
+            ),
+            E::Timeout => {
+                ApiError::Timeout("the operation did not finish in time; a write may still be applied".into())
+            }
+            E::LeadershipTransferInProgress => {
+                ApiError::Unavailable("a leadership transfer is in progress; retry".into())
+            }
+            E::EnqueueTimeout => ApiError::Unavailable("the node is overloaded; retry".into()),
+            E::Shutdown => ApiError::Unavailable("the node is shutting down".into()),
+            E::ConfigurationChangeInProgress => {
+                ApiError::Unavailable("another membership change is in progress; retry".into())
+            }
+            E::UnknownServer(id) => ApiError::NotFound(format!("unknown server {id}")),
+            E::InvalidConfig(msg) => ApiError::BadRequest(msg),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Limits and timeouts of the API.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Largest value accepted by `PUT` and `cas`, in bytes.
+    pub max_value_bytes: usize,
+    /// How long a request may take, including waiting for a leader.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self { max_value_bytes: 1024 * 1024, request_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// What the handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+struct Inner {
+    id: String,
+    raft: Raft<KvFsm>,
+    map: KvMap,
+    nodes: KvMap,
+    client: ApiClient,
+    settings: ApiSettings,
+}
+
+/// Where a leader-only operation runs.
+enum Route {
+    Local,
+    Forward { leader: String, api_addr: String },
+    NoLeader(String),
+}
+
+/// The result of a leader-only operation: run here, or the leader's answer.
+enum Done<T> {
+    Local(T),
+    Forwarded(Response),
+}
+
+/// The parts of a request needed to proxy it.
+struct Forward {
+    method: Method,
+    path: String,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+    /// Already forwarded once: never forward again.
+    forwarded: bool,
+    /// May be resent after an ambiguous failure (reads).
+    retry_ambiguous: bool,
+}
+
+impl Forward {
+    fn from_parts(parts: &axum::http::request::Parts, body: Bytes) -> Self {
+        Self {
+            method: parts.method.clone(),
+            path: parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            body,
+            forwarded: parts.headers.contains_key(FORWARDED_HEADER),
+            retry_ambiguous: parts.method == Method::GET,
+        }
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, raft::Error>> + Send + 'a>>;
+
+impl ApiState {
+    /// State for the node `id` with its raft handle and FSM.
+    pub fn new(id: impl Into<String>, raft: Raft<KvFsm>, fsm: &KvFsm, settings: ApiSettings) -> Self {
+        Self(Arc::new(Inner {
+            id: id.into(),
+            raft,
+            map: fsm.handle(),
+            nodes: fsm.nodes(),
+            client: ApiClient::new(),
+            settings,
+        }))
+    }
+
+    fn api_addr_of(&self, id: &str) -> Option<String> {
+        self.0.nodes.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    fn route(&self) -> Route {
+        if self.0.raft.state() == RaftState::Leader {
+            return Route::Local;
+        }
+        // The metrics, not `Raft::leader()`: the latter can stay `None` on a
+        // node that heard from the leader before its configuration named it.
+        let leader = self.0.raft.metrics().borrow().current_leader.as_ref().map(|(id, _)| id.clone());
+        match leader {
+            Some(leader) => match self.api_addr_of(leader.as_str()) {
+                Some(api_addr) => Route::Forward { leader: leader.to_string(), api_addr },
+                None => Route::NoLeader(format!("leader {leader} has not registered its API address yet")),
+            },
+            None => Route::NoLeader("no leader is known".into()),
+        }
+    }
+
+    /// Runs `op` on this node if it leads, else proxies the request to the
+    /// leader; waits for a leader (up to the request timeout) when there is
+    /// none or it changes under the request.
+    async fn on_leader<T, F>(&self, fwd: &Forward, op: F) -> Result<Done<T>, ApiError>
+    where
+        F: for<'a> Fn(&'a Raft<KvFsm>, Duration) -> BoxFuture<'a, T>,
+    {
+        let deadline = Instant::now() + self.0.settings.request_timeout;
+        let mut metrics = self.0.raft.metrics();
+        let mut reason: String;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.route() {
+                Route::Local => match op(&self.0.raft, remaining).await {
+                    Ok(v) => return Ok(Done::Local(v)),
+                    // Refused before being queued: safe to try again.
+                    Err(raft::Error::NotLeader { .. }) | Err(raft::Error::LeadershipTransferInProgress)
+                        if !fwd.forwarded =>
+                    {
+                        reason = "leadership changed".into();
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                _ if fwd.forwarded => return Err(ApiError::NotLeader),
+                Route::Forward { leader, api_addr } => {
+                    let mut headers = HeaderMap::new();
+                    if let Some(ct) = &fwd.content_type {
+                        headers.insert(header::CONTENT_TYPE, ct.clone());
+                    }
+                    if let Ok(v) = HeaderValue::from_str(&self.0.id) {
+                        headers.insert(FORWARDED_HEADER, v);
+                    }
+                    // Let the leader answer (or time out) first.
+                    let timeout = remaining + Duration::from_secs(1);
+                    let sent = self
+                        .0
+                        .client
+                        .send(fwd.method.clone(), &api_addr, &fwd.path, headers, fwd.body.clone(), timeout)
+                        .await;
+                    match sent {
+                        Ok(resp)
+                            if resp.status == StatusCode::SERVICE_UNAVAILABLE
+                                && resp.json()["code"] == "not_leader" =>
+                        {
+                            reason = format!("{leader} is no longer the leader");
+                        }
+                        Ok(resp) => {
+                            let mut out = (resp.status, resp.body).into_response();
+                            for name in [header::CONTENT_TYPE, header::HeaderName::from_static(NODE_HEADER)] {
+                                if let Some(v) = resp.headers.get(&name) {
+                                    out.headers_mut().insert(name, v.clone());
+                                }
+                            }
+                            return Ok(Done::Forwarded(out));
+                        }
+                        Err(e) if e.not_sent() || fwd.retry_ambiguous => {
+                            tracing::debug!(%leader, error = %e, "forwarding to the leader failed; retrying");
+                            reason = format!("leader {leader} unreachable: {e}");
+                        }
+                        Err(ClientError::Timeout(addr)) => {
+                            return Err(ApiError::Timeout(format!(
+                                "the leader at {addr} did not answer in time; a write may still be applied"
+                            )))
+                        }
+                        Err(e) => {
+                            return Err(ApiError::OutcomeUnknown(format!(
+                                "forwarding to the leader failed after sending ({e}); the write may or may not have been applied"
+                            )))
+                        }
+                    }
+                }
+                Route::NoLeader(why) => reason = why,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ApiError::NoLeader(reason));
+            }
+            let pause = (deadline - now).min(POLL);
+            if let Ok(Err(_)) = tokio::time::timeout(pause, metrics.changed()).await {
+                // The node is shutting down: no leader will appear here.
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+
+    /// Replicates `cmd` through the leader.
+    async fn write(&self, fwd: &Forward, cmd: KvCommand) -> Result<Done<(u64, KvResponse)>, ApiError> {
+        let data = cmd.encode();
+        self.on_leader(fwd, move |raft, timeout| {
+            let data = data.clone();
+            Box::pin(async move {
+                let applied = raft.apply(data, timeout.max(Duration::from_millis(1))).await?;
+                Ok((applied.index, applied.response))
+            })
+        })
+        .await
+    }
+
+    /// Records this node's API address in the replicated directory (through
+    /// the leader) unless it is already there.
+    pub async fn register(&self, id: &str, api_addr: &str) -> Result<(), ApiError> {
+        if self.api_addr_of(id).as_deref() == Some(api_addr) {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&json!({ "api_addr": api_addr }))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let fwd = Forward {
+            method: Method::PUT,
+            path: format!("/cluster/nodes/{}", super::client::encode_key(id)),
+            content_type: Some(HeaderValue::from_static("application/json")),
+            body: body.into(),
+            forwarded: false,
+            retry_ambiguous: true,
+        };
+        let cmd = KvCommand::RegisterNode { id: id.to_owned(), api_addr: api_addr.to_owned() };
+        match self.write(&fwd, cmd).await? {
+            Done::Local(_) => Ok(()),
+            Done::Forwarded(resp) if resp.status().is_success() => Ok(()),
+            Done::Forwarded(resp) => {
+                Err(ApiError::Unavailable(format!("the leader refused the registration: {}", resp.status())))
+            }
+        }
+    }
+}
+
+/// The API's routes over `state`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/kv/{key}", put(put_key).get(get_key).delete(delete_key))
+        .route("/kv/{key}/cas", post(cas_key))
+        .route("/status", get(status))
+        .route("/cluster/join", post(join))
+        .route("/cluster/nodes/{id}", put(register_node))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::map_response_with_state(state.clone(), add_node_header))
+        .with_state(state)
+}
+
+async fn add_node_header(State(state): State<ApiState>, mut response: Response) -> Response {
+    if !response.headers().contains_key(NODE_HEADER) {
+        if let Ok(v) = HeaderValue::from_str(&state.0.id) {
+            response.headers_mut().insert(NODE_HEADER, v);
+        }
+    }
+    response
+}
+
+/// Reads a whole body, refusing it with 413 past `limit` bytes.
+async fn read_body(
+    headers: &HeaderMap,
+    mut body: Body,
+    limit: usize,
+    what: &'static str,
+) -> Result<Bytes, ApiError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::TooLarge { what, limit });
+    }
+    let mut buf = BytesMut::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::TooLarge { what, limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn check_key(key: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(key) = key.map_err(|e| ApiError::BadRequest(format!("bad key: {e}")))?;
+    if key.is_empty() {
+        return Err(ApiError::BadRequest("the key must not be empty".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::BadRequest(format!("the key is longer than {MAX_KEY_BYTES} bytes")));
+    }
+    Ok(key)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+fn applied_or_internal(response: KvResponse) -> Result<KvResponse, ApiError> {
+    match response {
+        KvResponse::Invalid(e) => {
+            Err(ApiError::Internal(format!("the state machine rejected the command: {e}")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn previous(response: &KvResponse) -> Option<String> {
+    match response {
+        KvResponse::Previous(p) => p.clone(),
+        KvResponse::Cas { current, .. } => current.clone(),
+        KvResponse::Invalid(_) => None,
+    }
+}
+
+async fn put_key(
+    State(state): State<ApiState>,
+    key: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = check_key(key)?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts.headers, body, state.0.settings.max_value_bytes, "the value").await?;
+    let value = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("the value must be UTF-8 text".into()))?;
+    let fwd = Forward::from_parts(&parts, body);
+    match state.write(&fwd, KvCommand::Put { key: key.clone(), value }).await? {
+        Done::Forwarded(resp) => Ok(resp),
+        Done::Local((index, response)) => {
+            let response = applied_or_internal(response)?;
+            Ok(Json(json!({ "key": key, "index": index, "previous": previous(&response) })).into_response())
+        }
+    }
+}
+
+async fn delete_key(
+    State(state): State<ApiState>,
+    key: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = check_key(key)?;
+    let (parts, _) = request.into_parts();
+    let fwd = Forward::from_parts(&parts, Bytes::new());
+    match state.write(&fwd, KvCommand::Delete { key: key.clone() }).await? {
+        Done::Forwarded(resp) => Ok(resp),
+        Done::Local((index, response)) => {
+            let previous = previous(&applied_or_internal(response)?);
+            Ok(Json(json!({
+                "key": key, "index": index, "deleted": previous.is_some(), "previous": previous
+            }))
+            .into_response())
+        }
+    }
+}
+
+/// Body of `POST /kv/{key}/cas`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasRequest {
+    /// The value the key must have now; `null` (or absent): the key must not exist.
+    #[serde(default)]
+    pub expected: Option<String>,
+    /// The value to set.
+    pub new: String,
+}
+
+async fn cas_key(
+    State(state): State<ApiState>,
+    key: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = check_key(key)?;
+    let limit = state.0.settings.max_value_bytes;
+    let (parts, body) = request.into_parts();
+    // JSON escaping can make a value up to six times longer.
+    let body =
+        read_body(&parts.headers, body, limit.saturating_mul(12).saturating_add(4096), "the body").await?;
+    let cas: CasRequest = parse_json(&body)?;
+    if cas.new.len() > limit || cas.expected.as_ref().is_some_and(|e| e.len() > limit) {
+        return Err(ApiError::TooLarge { what: "the value", limit });
+    }
+    let fwd = Forward::from_parts(&parts, body);
+    let expected = cas.expected.clone();
+    let cmd = KvCommand::Cas { key: key.clone(), expected: cas.expected, new: cas.new };
+    match state.write(&fwd, cmd).await? {
+        Done::Forwarded(resp) => Ok(resp),
+        Done::Local((index, response)) => match applied_or_internal(response)? {
+            KvResponse::Cas { swapped: true, current } => {
+                Ok(Json(json!({ "key": key, "index": index, "swapped": true, "previous": current }))
+                    .into_response())
+            }
+            KvResponse::Cas { current, .. } => Ok((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": "compare failed: the current value is not the expected one",
+                    "code": "cas_mismatch",
+                    "key": key,
+                    "index": index,
+                    "swapped": false,
+                    "expected": expected,
+                    "current": current,
+                })),
+            )
+                .into_response()),
+            other => Err(ApiError::Internal(format!("unexpected answer to a cas: {other:?}"))),
+        },
+    }
+}
+
+/// Query of `GET /kv/{key}`.
+#[derive(Debug, Deserialize)]
+pub struct ReadParams {
+    /// `stale`, `leader` or `linearizable` (default).
+    pub consistency: Option<String>,
+}
+
+async fn get_key(
+    State(state): State<ApiState>,
+    key: Result<Path<String>, PathRejection>,
+    params: Result<Query<ReadParams>, QueryRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = check_key(key)?;
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
+    let (parts, _) = request.into_parts();
+    let read_local = |map: &KvMap| map.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    let found = match params.consistency.as_deref().unwrap_or("linearizable") {
+        "stale" => Done::Local(()),
+        mode @ ("leader" | "linearizable") => {
+            let linearizable = mode == "linearizable";
+            let fwd = Forward::from_parts(&parts, Bytes::new());
+            state
+                .on_leader(&fwd, move |raft, timeout| {
+                    Box::pin(async move {
+                        if linearizable {
+                            tokio::time::timeout(timeout, raft.linearizable_read())
+                                .await
+                                .map_err(|_| raft::Error::Timeout)??;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+                .map_err(|e| match e {
+                    ApiError::Timeout(_) => ApiError::NoLeader(
+                        "the leader could not confirm its leadership with a quorum in time".into(),
+                    ),
+                    other => other,
+                })?
+        }
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown consistency {other:?}: use stale, leader or linearizable"
+            )))
+        }
+    };
+    match found {
+        Done::Forwarded(resp) => Ok(resp),
+        Done::Local(()) => match read_local(&state.0.map) {
+            Some(value) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response()),
+            None => Err(ApiError::KeyNotFound(key)),
+        },
+    }
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    let m = state.0.raft.metrics().borrow().clone();
+    let leader = m.current_leader.as_ref().map(|(id, addr)| {
+        json!({ "id": id.as_str(), "raft_addr": addr.as_str(), "api_addr": state.api_addr_of(id.as_str()) })
+    });
+    let servers: Vec<_> = m
+        .configuration
+        .servers
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id.as_str(),
+                "raft_addr": s.address.as_str(),
+                "api_addr": state.api_addr_of(s.id.as_str()),
+                "suffrage": match s.suffrage { Suffrage::Voter => "voter", Suffrage::Nonvoter => "nonvoter" },
+            })
+        })
+        .collect();
+    Json(json!({
+        "id": m.id.as_str(),
+        "state": m.state.to_string(),
+        "term": m.term,
+        "leader": leader,
+        "commit_index": m.commit_index,
+        "applied_index": m.applied_index,
+        "last_log_index": m.last_log_index,
+        "snapshot_index": m.snapshot_index,
+        "configuration": { "index": m.configuration_index, "servers": servers },
+    }))
+    .into_response()
+}
+
+/// Body of `POST /cluster/join`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The new node's server id.
+    pub id: String,
+    /// Its raft (gRPC transport) address.
+    pub raft_addr: String,
+    /// Its HTTP API address.
+    pub api_addr: String,
+}
+
+fn check_addr(field: &str, addr: &str) -> Result<(), ApiError> {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(ApiError::BadRequest(format!("{field} must be host:port, got {addr:?}"))),
+    }
+}
+
+async fn join(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
+    let req: JoinRequest = parse_json(&body)?;
+    if req.id.is_empty() {
+        return Err(ApiError::BadRequest("id must not be empty".into()));
+    }
+    check_addr("raft_addr", &req.raft_addr)?;
+    check_addr("api_addr", &req.api_addr)?;
+    let fwd = Forward::from_parts(&parts, body);
+    let register = KvCommand::RegisterNode { id: req.id.clone(), api_addr: req.api_addr.clone() }.encode();
+    let (id, raft_addr) = (req.id.clone(), req.raft_addr.clone());
+    let done = state
+        .on_leader(&fwd, move |raft, timeout| {
+            let (register, id, raft_addr) = (register.clone(), id.clone(), raft_addr.clone());
+            Box::pin(async move {
+                let timeout = timeout.max(Duration::from_millis(1));
+                raft.apply(register, timeout).await?;
+                let (configuration, index) = raft.get_configuration().await?;
+                let already = configuration.servers.iter().any(|s| {
+                    s.id.as_str() == id && s.address.as_str() == raft_addr && s.suffrage == Suffrage::Voter
+                });
+                if already {
+                    return Ok(index);
+                }
+                raft.add_voter(id.as_str().into(), raft_addr.as_str().into(), 0, timeout).await
+            })
+        })
+        .await?;
+    match done {
+        Done::Forwarded(resp) => Ok(resp),
+        Done::Local(index) => {
+            tracing::info!(id = %req.id, raft_addr = %req.raft_addr, api_addr = %req.api_addr, "node joined");
+            Ok(Json(json!({ "id": req.id, "configuration_index": index })).into_response())
+        }
+    }
+}
+
+/// Body of `PUT /cluster/nodes/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The node's HTTP API address.
+    pub api_addr: String,
+}
+
+async fn register_node(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = check_key(id)?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
+    let req: RegisterRequest = parse_json(&body)?;
+    check_addr("api_addr", &req.api_addr)?;
+    let fwd = Forward::from_parts(&parts, body);
+    match state
+        .write(&fwd, KvCommand::RegisterNode { id: id.clone(), api_addr: req.api_addr.clone() })
+        .await?
+    {
+        Done::Forwarded(resp) => Ok(resp),
+        Done::Local((index, _)) => {
+            Ok(Json(json!({ "id": id, "api_addr": req.api_addr, "index": index })).into_response())
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! [`ApiClient`]: a small HTTP/1.1 client (hyper-util, pooled connections)
+//! for the service's own API. Nodes use it to forward requests to the
+//! leader and to join a cluster; `kv demo` uses it to talk to its nodes.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use bytes::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Largest response body the client reads.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Why a request got no HTTP response.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The request could not be built (bad address or header).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No connection could be made: the request was certainly not sent.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The address tried.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// No complete response within the timeout: the request may have been
+    /// processed.
+    #[error("no response from {0} in time")]
+    Timeout(String),
+    /// The connection failed after the request may have been sent.
+    #[error("request to {addr} failed: {reason}")]
+    Failed {
+        /// The address tried.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// True if the request certainly never reached the server, so sending
+    /// it again cannot apply it twice.
+    pub fn not_sent(&self) -> bool {
+        matches!(self, ClientError::Connect { .. } | ClientError::InvalidRequest(_))
+    }
+}
+
+/// A complete HTTP response.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    /// The status code.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    /// The body parsed as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The body as text (lossy UTF-8).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A pooled HTTP/1.1 client; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    inner: Client<HttpConnector, Body>,
+}
+
+impl Default for ApiClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ApiClient {
+    /// A client with a 2 s connect timeout.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_nodelay(true);
+        let inner =
+            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        Self { inner }
+    }
+
+    /// Sends `method path` (path and query) to `addr` (`host:port`) with
+    /// `headers` and `body`, and reads the whole response within `timeout`.
+    pub async fn send(
+        &self,
+        method: Method,
+        addr: &str,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<ApiResponse, ClientError> {
+        let uri = format!("http://{addr}{path}");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .body(Body::from(body))
+            .map_err(|e| ClientError::InvalidRequest(format!("{uri}: {e}")))?;
+        request.headers_mut().extend(headers);
+        let call = async {
+            let response = self.inner.request(request).await.map_err(|e| {
+                let reason = error_chain(&e);
+                if e.is_connect() {
+                    ClientError::Connect { addr: addr.to_owned(), reason }
+                } else {
+                    ClientError::Failed { addr: addr.to_owned(), reason }
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(Body::new(body), MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|e| ClientError::Failed { addr: addr.to_owned(), reason: e.to_string() })?;
+            Ok(ApiResponse { status: parts.status, headers: parts.headers, body })
+        };
+        tokio::time::timeout(timeout, call).await.map_err(|_| ClientError::Timeout(addr.to_owned()))?
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, addr: &str, path: &str, timeout: Duration) -> Result<ApiResponse, ClientError> {
+        self.send(Method::GET, addr, path, HeaderMap::new(), Bytes::new(), timeout).await
+    }
+
+    /// `PUT path` with a raw body.
+    pub async fn put(
+        &self,
+        addr: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<ApiResponse, ClientError> {
+        self.send(Method::PUT, addr, path, HeaderMap::new(), body.into(), timeout).await
+    }
+
+    /// `method path` with a JSON body.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        addr: &str,
+        path: &str,
+        value: &impl serde::Serialize,
+        timeout: Duration,
+    ) -> Result<ApiResponse, ClientError> {
+        let body = serde_json::to_vec(value).map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.send(method, addr, path, headers, body.into(), timeout).await
+    }
+}
+
+/// An error and its sources, joined with ": ".
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Percent-encodes a key for use as one path segment.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,33 @@
+//! The replicated key-value service behind `kv serve` and `kv demo`: one
+//! node is a [`raft::Raft`] over a [`KvFsm`](crate::kv::KvFsm), durable
+//! file stores, the gRPC transport (with the admin service on the raft
+//! port) and an HTTP/JSON API.
+//!
+//! # Layout
+//! - [`node`]: [`KvNode`] (start, join, shutdown) and [`NodeOptions`].
+//! - [`api`]: the HTTP routes, forwarding to the leader, error mapping.
+//! - [`client`]: a small HTTP client, used to forward requests to the
+//!   leader, to join a cluster and by the demo.
+//! - [`tls`]: loading a `--tls-dir` (ca.pem, node.pem, node-key.pem).
+//! - [`error`]: [`NodeError`], why a node could not start, join or stop.
+//!
+//! # How a follower finds the leader's API
+//! The raft configuration holds transport addresses only. Each node's HTTP
+//! API address is kept in a replicated directory inside the FSM
+//! ([`KvFsm::nodes`](crate::kv::KvFsm::nodes)), written with
+//! [`KvCommand::RegisterNode`](crate::kv::KvCommand::RegisterNode): the join
+//! handler registers a joining node before adding it as a voter, and every
+//! node checks in the background that its own entry is current (this covers
+//! the bootstrap node and a node restarted on a new API address). A request
+//! that needs the leader (writes, `leader` and `linearizable` reads) and
+//! reaches a follower is proxied to the API address the directory gives for
+//! the leader raft names.
+
+pub mod api;
+pub mod client;
+pub mod error;
+pub mod node;
+pub mod tls;
+
+pub use error::NodeError;
+pub use node::{KvNode, NodeOptions};

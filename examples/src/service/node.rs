@@ -1,0 +1,314 @@
+//! [`KvNode`]: one node of the key-value service: a [`Raft`] over a
+//! [`KvFsm`] with a [`FileStore`], a [`FileSnapshotStore`] and a
+//! [`GrpcTransport`] (admin service attached), plus the HTTP API.
+//!
+//! Data directory layout: `raft/` (the write-ahead log and stable store)
+//! and `snapshots/`. A node with state in its directory restarts from it:
+//! `bootstrap` and `join` only act on an empty directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raft::{Config, Configuration, Raft, RaftState, Server, ServerId};
+use raft_store_file::{FileSnapshotStore, FileStore};
+use raft_transport_grpc::{GrpcConfig, GrpcTransport};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::api::{self, ApiSettings, ApiState, JoinRequest};
+use super::client::ApiClient;
+use super::error::NodeError;
+use super::tls::load_tls_dir;
+use crate::kv::KvFsm;
+
+/// Snapshots kept on disk.
+const SNAPSHOTS_RETAINED: usize = 2;
+/// How long a graceful shutdown waits for in-flight HTTP requests.
+const HTTP_DRAIN: Duration = Duration::from_secs(3);
+
+/// How to start a [`KvNode`].
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The raft server id (unique for all time).
+    pub id: String,
+    /// Address the raft gRPC transport (and admin service) binds; port 0
+    /// picks a free port. It is also the address peers use, so bind a
+    /// reachable address, not `0.0.0.0`.
+    pub raft_addr: String,
+    /// Address the HTTP API binds; port 0 picks a free port.
+    pub api_addr: String,
+    /// Directory of the log, stable store and snapshots.
+    pub data_dir: PathBuf,
+    /// On an empty data directory, bootstrap a one-node cluster of this node.
+    pub bootstrap: bool,
+    /// On an empty data directory, ask the member whose HTTP API is at this
+    /// address to add this node as a voter.
+    pub join: Option<String>,
+    /// Directory with `ca.pem`, `node.pem` and `node-key.pem`: mutual TLS on
+    /// the raft port.
+    pub tls_dir: Option<PathBuf>,
+    /// Cluster id checked on every raft and admin RPC.
+    pub cluster_id: Option<String>,
+    /// HTTP API limits and timeouts.
+    pub api: ApiSettings,
+    /// Raft heartbeat and election timeout (the leader lease is half).
+    pub election_timeout: Duration,
+    /// How long `join` keeps trying.
+    pub join_timeout: Duration,
+}
+
+impl NodeOptions {
+    /// Options with defaults: no bootstrap, no join, no TLS, 1 MiB values,
+    /// 5 s requests, 1 s election timeout.
+    pub fn new(
+        id: impl Into<String>,
+        raft_addr: impl Into<String>,
+        api_addr: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            raft_addr: raft_addr.into(),
+            api_addr: api_addr.into(),
+            data_dir: data_dir.into(),
+            bootstrap: false,
+            join: None,
+            tls_dir: None,
+            cluster_id: None,
+            api: ApiSettings::default(),
+            election_timeout: Duration::from_secs(1),
+            join_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running node. Stop it with [`KvNode::shutdown`].
+pub struct KvNode {
+    id: String,
+    raft: Raft<KvFsm>,
+    fsm: KvFsm,
+    raft_addr: String,
+    api_addr: SocketAddr,
+    restarted: bool,
+    http_stop: Option<oneshot::Sender<()>>,
+    http_task: JoinHandle<()>,
+    register_task: JoinHandle<()>,
+}
+
+impl KvNode {
+    /// Opens the stores, binds the transport and the API, starts raft and
+    /// bootstraps or joins if asked to (and the data directory is empty).
+    /// Returns once the node serves requests (and, with `join`, once it is
+    /// a member).
+    pub async fn start(opts: NodeOptions) -> Result<Self, NodeError> {
+        if opts.id.is_empty() {
+            return Err(NodeError::Options("the node id must not be empty".into()));
+        }
+        if opts.bootstrap && opts.join.is_some() {
+            return Err(NodeError::Options("use either bootstrap (first node) or join, not both".into()));
+        }
+        let log_dir = opts.data_dir.join("raft");
+        let snap_dir = opts.data_dir.join("snapshots");
+        for dir in [&log_dir, &snap_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| NodeError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let listener = tokio::net::TcpListener::bind(&opts.api_addr)
+            .await
+            .map_err(|e| NodeError::io(format!("binding the API address {}", opts.api_addr), e))?;
+        let api_addr =
+            listener.local_addr().map_err(|e| NodeError::io("reading the API listener address", e))?;
+
+        let grpc = GrpcConfig {
+            tls: opts.tls_dir.as_deref().map(load_tls_dir).transpose()?,
+            cluster_id: opts.cluster_id.clone(),
+            connect_timeout: Duration::from_secs(1),
+            rpc_timeout: Duration::from_secs(2),
+            backoff_max: Duration::from_millis(200),
+            shutdown_grace: Duration::from_millis(500),
+            ..GrpcConfig::default()
+        };
+        let transport = GrpcTransport::bind(opts.raft_addr.as_str(), grpc).await?;
+        let raft_addr = raft::Transport::local_addr(&transport).to_string();
+        let admin = transport.admin();
+
+        let store = FileStore::open(&log_dir).await?;
+        let snaps = FileSnapshotStore::new(&snap_dir, SNAPSHOTS_RETAINED).await?;
+        let restarted = raft::has_existing_state(&store, &store, &snaps).await?;
+
+        let config = Config {
+            local_id: ServerId::from(opts.id.as_str()),
+            heartbeat_timeout: opts.election_timeout,
+            election_timeout: opts.election_timeout,
+            leader_lease_timeout: opts.election_timeout / 2,
+            commit_timeout: Duration::from_millis(20),
+            ..Config::default()
+        };
+        let fsm = KvFsm::new();
+        let raft = Raft::new(config, fsm.clone(), store.clone(), store, snaps, transport).await?;
+        admin.attach(raft.clone());
+        tracing::info!(id = %opts.id, %raft_addr, %api_addr, restarted, "node started");
+
+        if restarted {
+            if opts.bootstrap || opts.join.is_some() {
+                tracing::info!("the data directory has state: ignoring --bootstrap/--join");
+            }
+        } else if opts.bootstrap {
+            let me = Server::voter(opts.id.as_str(), raft_addr.as_str());
+            raft.bootstrap_cluster(Configuration::new(vec![me])).await?;
+            tracing::info!("bootstrapped a one-node cluster");
+        }
+
+        let state = ApiState::new(opts.id.clone(), raft.clone(), &fsm, opts.api.clone());
+        let (http_stop, stopped) = oneshot::channel::<()>();
+        let app = api::router(state.clone());
+        let http_task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the HTTP API stopped");
+            }
+        });
+        let register_task = tokio::spawn(register_loop(state, raft.clone(), opts.id.clone(), api_addr));
+
+        let node = KvNode {
+            id: opts.id.clone(),
+            raft,
+            fsm,
+            raft_addr,
+            api_addr,
+            restarted,
+            http_stop: Some(http_stop),
+            http_task,
+            register_task,
+        };
+        if !restarted {
+            if let Some(member) = &opts.join {
+                if let Err(e) = node.join(member, opts.join_timeout).await {
+                    let _ = node.shutdown(false).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    /// Asks the member whose API is at `member` to add this node, retrying
+    /// until `timeout`.
+    async fn join(&self, member: &str, timeout: Duration) -> Result<(), NodeError> {
+        let client = ApiClient::new();
+        let request = JoinRequest {
+            id: self.id.clone(),
+            raft_addr: self.raft_addr.clone(),
+            api_addr: self.api_addr.to_string(),
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let last = match client
+                .send_json(axum::http::Method::POST, member, "/cluster/join", &request, remaining)
+                .await
+            {
+                Ok(resp) if resp.status.is_success() => {
+                    tracing::info!(%member, "joined the cluster");
+                    return Ok(());
+                }
+                Ok(resp) if resp.status.is_client_error() => {
+                    return Err(NodeError::Join(format!("{member} refused: {} {}", resp.status, resp.text())))
+                }
+                Ok(resp) => format!("{} {}", resp.status, resp.text()),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() + Duration::from_millis(250) >= deadline {
+                return Err(NodeError::Join(format!("gave up after {timeout:?}: {last}")));
+            }
+            tracing::info!(%member, error = %last, "join not accepted yet; retrying");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The server id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The raft handle.
+    pub fn raft(&self) -> &Raft<KvFsm> {
+        &self.raft
+    }
+
+    /// The state machine (for local, possibly stale, reads).
+    pub fn fsm(&self) -> &KvFsm {
+        &self.fsm
+    }
+
+    /// The raft transport's address (also where the admin service listens).
+    pub fn raft_addr(&self) -> &str {
+        &self.raft_addr
+    }
+
+    /// The HTTP API's bound address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// True if the node started from existing state in its data directory.
+    pub fn restarted(&self) -> bool {
+        self.restarted
+    }
+
+    /// Stops the node: the HTTP API stops accepting and drains (up to 3 s);
+    /// with `transfer_leadership` a leader first hands leadership to a
+    /// follower (bounded, best effort) so the cluster does not wait for an
+    /// election timeout; then raft shuts down and its stores are closed.
+    pub async fn shutdown(mut self, transfer_leadership: bool) -> Result<(), NodeError> {
+        self.register_task.abort();
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(HTTP_DRAIN, &mut self.http_task).await.is_err() {
+            tracing::warn!("HTTP requests still running after {HTTP_DRAIN:?}; closing them");
+            self.http_task.abort();
+        }
+        if transfer_leadership && self.raft.state() == RaftState::Leader {
+            match tokio::time::timeout(Duration::from_secs(2), self.raft.leadership_transfer()).await {
+                Ok(Ok(())) => tracing::info!("handed leadership over before stopping"),
+                Ok(Err(e)) => tracing::info!(error = %e, "leadership transfer failed; stopping anyway"),
+                Err(_) => tracing::info!("leadership transfer timed out; stopping anyway"),
+            }
+        }
+        self.raft.shutdown().await?;
+        tracing::info!(id = %self.id, "node stopped");
+        Ok(())
+    }
+}
+
+/// Keeps this node's API address registered in the replicated node
+/// directory: once the node is a member and a leader is known, registers
+/// it (through the leader) unless it is already current.
+async fn register_loop(state: ApiState, raft: Raft<KvFsm>, id: String, api_addr: SocketAddr) {
+    let api_addr = api_addr.to_string();
+    let mut metrics = raft.metrics();
+    loop {
+        let member = {
+            let m = metrics.borrow();
+            m.current_leader.is_some() && m.configuration.servers.iter().any(|s| s.id.as_str() == id)
+        };
+        if member {
+            match state.register(&id, &api_addr).await {
+                Ok(()) => {
+                    tracing::debug!(%api_addr, "API address registered");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "registering the API address failed; retrying"),
+            }
+        }
+        // Look again on the next change, and at least every half second.
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(500), metrics.changed()).await {
+            return; // the node shut down
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Helpers for the process-level tests: `kv serve` children that are
+//! always killed (a Drop guard), a tiny blocking HTTP/1.1 client, free
+//! loopback ports and bounded polling.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Election timeout the test nodes run with, in milliseconds.
+pub const ELECTION_MS: &str = "300";
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").to_string()
+}
+
+/// Polls `f` until it returns `Some`, failing the test after `limit`.
+pub fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An HTTP response: status and body.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Resp {
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) and reads the answer.
+pub fn http(method: &str, addr: &str, path: &str, body: &[u8]) -> std::io::Result<Resp> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(15)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {:?}", String::from_utf8_lossy(&raw))))
+}
+
+fn parse_response(raw: &[u8]) -> Option<Resp> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Some(Resp { status, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// `PUT /kv/{key}`.
+pub fn put(addr: &str, key: &str, value: &str) -> std::io::Result<Resp> {
+    http("PUT", addr, &format!("/kv/{key}"), value.as_bytes())
+}
+
+/// `GET /kv/{key}?consistency=...`.
+pub fn get(addr: &str, key: &str, consistency: &str) -> std::io::Result<Resp> {
+    http("GET", addr, &format!("/kv/{key}?consistency={consistency}"), b"")
+}
+
+/// `GET /status` as JSON, if the node answers.
+pub fn status(addr: &str) -> Option<Value> {
+    http("GET", addr, "/status", b"").ok().filter(|r| r.status == 200).map(|r| r.json())
+}
+
+/// One `kv serve` process and what is needed to restart it.
+pub struct KvProc {
+    /// Server id.
+    pub id: String,
+    /// Raft (gRPC) address.
+    pub raft_addr: String,
+    /// HTTP API address.
+    pub api_addr: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl KvProc {
+    /// Starts `kv serve` for `id` under `dir` with `first_args` (e.g.
+    /// `--bootstrap` or `--join`, used only for this start) and `extra`
+    /// arguments (used on every start).
+    pub fn start(dir: &Path, id: &str, first_args: &[String], extra: &[String]) -> Self {
+        let mut p = KvProc {
+            id: id.to_owned(),
+            raft_addr: free_addr(),
+            api_addr: free_addr(),
+            data_dir: dir.join(id),
+            log: dir.join(format!("{id}.log")),
+            extra: extra.to_vec(),
+            child: None,
+        };
+        p.spawn(first_args);
+        p
+    }
+
+    fn spawn(&mut self, first_args: &[String]) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kv"))
+            .args(["serve", "--id", &self.id, "--raft-addr", &self.raft_addr, "--api-addr", &self.api_addr])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--election-timeout-ms", ELECTION_MS])
+            .args(first_args)
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn kv serve");
+        self.child = Some(child);
+    }
+
+    /// Restarts the process with no bootstrap/join flags.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.id);
+        self.spawn(&[]);
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The process's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for KvProc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- last lines of {} ----", self.id);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// The id of the leader every node in `nodes` agrees on, with every node
+/// seeing `members` servers.
+pub fn agreed_leader(nodes: &[&KvProc], members: usize) -> Option<String> {
+    let mut leader = None;
+    for n in nodes {
+        let s = status(&n.api_addr)?;
+        if s["configuration"]["servers"].as_array().map(Vec::len) != Some(members) {
+            return None;
+        }
+        let l = s["leader"]["id"].as_str()?.to_owned();
+        // The leader's API address must be known for forwarding.
+        s["leader"]["api_addr"].as_str()?;
+        if leader.get_or_insert_with(|| l.clone()) != &l {
+            return None;
+        }
+    }
+    leader
+}
+
+/// Starts `n` nodes: the first bootstraps, the others join through it;
+/// returns once all agree on a leader.
+pub fn start_cluster(dir: &Path, n: usize, extra: &[String]) -> Vec<KvProc> {
+    let first = KvProc::start(dir, "n1", &["--bootstrap".to_owned()], extra);
+    poll("n1 to lead", Duration::from_secs(20), || agreed_leader(&[&first], 1));
+    let mut nodes = vec![first];
+    for i in 2..=n {
+        let join = vec!["--join".to_owned(), nodes[0].api_addr.clone()];
+        nodes.push(KvProc::start(dir, &format!("n{i}"), &join, extra));
+    }
+    let refs: Vec<&KvProc> = nodes.iter().collect();
+    poll("all nodes to agree on a leader", Duration::from_secs(30), || agreed_leader(&refs, n));
+    nodes
+}
+
+/// Runs `raftctl` with `args`.
+pub fn raftctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_raftctl")).args(args).output().expect("run raftctl")
+}
