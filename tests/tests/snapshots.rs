@@ -198,3 +198,42 @@ async fn a_node_with_a_discarding_snapshot_store_never_compacts_its_log() {
     assert_eq!(raft::LogStore::first_index(&store).await.expect("first"), 1, "the stored log is whole");
     raft.shutdown().await.expect("shutdown");
 }
+
+/// A crash between storing a snapshot received from the leader and deleting
+/// the log it superseded leaves a log that cannot continue the snapshot; the
+/// node must discard it on restart rather than trust it.
+#[tokio::test(start_paused = true)]
+async fn a_restart_discards_a_log_that_an_installed_snapshot_superseded() {
+    use raft::{Log, LogStore, LogType};
+    let conf = raft::Configuration::new(vec![raft::Server::voter("a", "a"), raft::Server::voter("b", "b")]);
+    let conf_data = raft::codec::encode(&conf).expect("encode");
+    for (case, entries) in [
+        // Entry 10 has another term than the snapshot's.
+        ("conflicting", (1..=15).map(|i| Log::new(i, 2, LogType::Noop, "")).collect::<Vec<_>>()),
+        // The log ends before the snapshot.
+        ("short", (1..=5).map(|i| Log::new(i, 2, LogType::Noop, "")).collect()),
+    ] {
+        let store = raft_store_mem::InmemStore::new();
+        let mut entries = entries;
+        entries[0] = Log::new(1, 1, LogType::Configuration, conf_data.clone());
+        store.store_logs(&entries).await.expect("store");
+        let snaps = raft_store_mem::InmemSnapshotStore::new();
+        let sink = snaps.create(10, 3, &conf, 1).await.expect("create");
+        sink.finalize().await.expect("finalize");
+        let net = InmemNetwork::new();
+        let raft = raft::Raft::new(
+            raft_tests::test_config("a"),
+            RecordingFsm::default(),
+            store.clone(),
+            store.clone(),
+            snaps,
+            net.transport("a"),
+        )
+        .await
+        .expect("start");
+        let m = raft.metrics().borrow().clone();
+        assert_eq!((m.last_log_index, m.last_log_term), (10, 3), "{case}: the log continues the snapshot");
+        assert_eq!(store.last_index().await.expect("last"), 0, "{case}: the superseded log was deleted");
+        raft.shutdown().await.expect("shutdown");
+    }
+}

@@ -31,6 +31,11 @@ impl Core {
                     self.start_election(false);
                 }
             } else {
+                // Not a voter (as far as our log knows): never campaign, but
+                // stop treating a leader we have not heard from for a whole
+                // timeout as live, or we would keep refusing the votes of
+                // the nodes that count us as a voter.
+                self.leader = None;
                 self.reset_election_timer();
             }
         }

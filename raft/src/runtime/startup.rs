@@ -170,6 +170,35 @@ pub(crate) async fn restore_newest_snapshot<F: Fsm>(
     Ok(None)
 }
 
+/// Deletes a stored log that a snapshot installed from the leader has
+/// superseded but that a crash left behind (the install stores the snapshot
+/// first and deletes the log after): a log that ends before the snapshot, or
+/// whose entry at the snapshot's index has another term, cannot continue it.
+async fn discard_log_superseded_by_snapshot(
+    logs: &dyn LogStore,
+    snapshot_index: u64,
+    snapshot_term: u64,
+) -> Result<(), Error> {
+    if snapshot_index == 0 {
+        return Ok(());
+    }
+    let first = logs.first_index().await?;
+    let last = logs.last_index().await?;
+    if last == 0 || first > snapshot_index {
+        return Ok(());
+    }
+    let superseded = if last < snapshot_index {
+        true
+    } else {
+        logs.get_log(snapshot_index).await?.is_none_or(|e| e.term != snapshot_term)
+    };
+    if superseded {
+        tracing::warn!(first, last, snapshot_index, "discarding a log superseded by the newest snapshot");
+        logs.delete_range(first, last).await?;
+    }
+    Ok(())
+}
+
 /// Reads everything the core needs to restart.
 pub(crate) async fn load_initial_state<F: Fsm>(
     config: &Config,
@@ -196,14 +225,11 @@ pub(crate) async fn load_initial_state<F: Fsm>(
     if let Some(applied) = fsm.last_applied() {
         init.applied = init.applied.max(applied);
     }
+    discard_log_superseded_by_snapshot(logs, init.snapshot_index, init.snapshot_term).await?;
     let first = logs.first_index().await?;
     let last = logs.last_index().await?;
     if last > 0 {
-        let from = first.max(init.snapshot_index + 1);
-        if from <= last {
-            init.entries = logs.get_logs(from..last + 1).await?;
-        }
-        if first > init.snapshot_index + 1 && init.snapshot_index < last {
+        if first > init.snapshot_index + 1 {
             return Err(Error::Storage(StorageError::Corrupt {
                 path: "log store".into(),
                 offset: first,
@@ -212,6 +238,10 @@ pub(crate) async fn load_initial_state<F: Fsm>(
                     init.snapshot_index
                 ),
             }));
+        }
+        let from = first.max(init.snapshot_index + 1);
+        if from <= last {
+            init.entries = logs.get_logs(from..last + 1).await?;
         }
     }
     Ok(init)

@@ -13,14 +13,22 @@
 //!   durable, has one fingerprint (previous term, type, data). By induction
 //!   on the index this is equivalent to "two logs with an entry of the same
 //!   index and term are identical up to it";
-//! - **leader completeness**: a leader of term `T` holds every entry known
-//!   committed in an earlier term;
+//! - **snapshots cover committed entries**: the point `(index, term)` a
+//!   log was compacted to, and every snapshot taken, stored, installed or
+//!   restarted from, is the committed entry at that index. Entries a
+//!   snapshot covers therefore count as present, with their committed term,
+//!   in every check below;
+//! - **leader completeness**: a leader of term `T` holds (or covers with
+//!   its snapshot) every entry known committed in an earlier term;
 //! - **commitment is durable**: an entry a leader counts as committed is in
-//!   the durable log of a quorum of the voters of its configuration (crashed
-//!   voters included), and no follower commits beyond what a leader
-//!   committed;
+//!   the durable log or the durable snapshot of a quorum of the voters of
+//!   its configuration (crashed voters included), and no follower commits
+//!   beyond what a leader committed;
 //! - **state machine safety**: no two nodes apply different entries at one
-//!   index, and only committed entries are applied, in order;
+//!   index, only committed entries are applied, in order, and the state
+//!   after each index is the same on every node: a state restored from a
+//!   snapshot must equal the state some node reached by applying the log up
+//!   to the snapshot's index;
 //! - **acknowledged writes are committed** (and, at the end of a run,
 //!   applied everywhere);
 //! - **monotonicity**: within a node's life its term, commit and applied
@@ -32,6 +40,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::kv::KvState;
 use crate::core::Core;
 use crate::types::{LogType, ServerId};
 
@@ -43,6 +52,10 @@ pub(crate) struct Violation {
 }
 
 pub(crate) type Check = Result<(), Violation>;
+
+/// Counts, for `(index, term, committed terms)`, the voters whose durable
+/// log or snapshot holds that entry; returns the count and the quorum size.
+pub(crate) type DurableCount<'a> = dyn Fn(u64, u64, &[u64]) -> (usize, usize) + 'a;
 
 pub(crate) fn violation(property: &'static str, details: String) -> Violation {
     Violation { property, details }
@@ -57,6 +70,8 @@ pub(crate) struct Monitor {
     pub(crate) applied: u64,
     /// In-memory log entries up to here were checked against the fingerprints.
     pub(crate) mem_verified: u64,
+    /// Compaction point of the in-memory log last checked.
+    pub(crate) snapshot: u64,
 }
 
 /// What identifies an entry beyond its index and term.
@@ -80,6 +95,9 @@ pub(crate) struct Safety {
     commit_term: Vec<u64>,
     /// The entry applied at each index, by whichever node applied it first.
     applied: Vec<(u64, Bytes)>,
+    /// The state machine's state after each index, as the node that applied
+    /// it first saw it.
+    states: Vec<KvState>,
     pub(crate) leaders_elected: u64,
     pub(crate) max_term: u64,
 }
@@ -93,6 +111,7 @@ impl Safety {
             committed: Vec::new(),
             commit_term: Vec::new(),
             applied: Vec::new(),
+            states: Vec::new(),
             leaders_elected: 0,
             max_term: 0,
         }
@@ -101,6 +120,63 @@ impl Safety {
     /// Length of the committed prefix known so far.
     pub(crate) fn committed_len(&self) -> u64 {
         self.committed.len() as u64
+    }
+
+    /// Term of each committed entry (index `i` at position `i - 1`).
+    pub(crate) fn committed_terms(&self) -> &[u64] {
+        &self.committed
+    }
+
+    /// The committed term at `index` (0 for index 0).
+    fn committed_at(&self, index: u64) -> Option<u64> {
+        match index {
+            0 => Some(0),
+            i => self.committed.get(i as usize - 1).copied(),
+        }
+    }
+
+    /// Checks that `index`/`term`, the end of a snapshot or compacted
+    /// prefix, is the committed entry at that index.
+    pub(crate) fn check_covered(&self, what: &dyn Fn() -> String, index: u64, term: u64) -> Check {
+        if self.committed_at(index) != Some(term) {
+            return Err(violation(
+                "snapshots cover committed entries",
+                format!(
+                    "{} covers the log up to {index}/t{term}, but the committed entry there is {:?}",
+                    what(),
+                    self.committed_at(index)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A state machine was restored (from a snapshot install or a restart)
+    /// or snapshotted at `index`/`term` with `state`: it must be the
+    /// committed entry there and the state some node reached by applying
+    /// the log up to it.
+    pub(crate) fn check_snapshot_state(
+        &self,
+        what: &dyn Fn() -> String,
+        index: u64,
+        term: u64,
+        state: &KvState,
+    ) -> Check {
+        self.check_covered(what, index, term)?;
+        match self.states.get(index as usize - 1) {
+            Some(s) if s == state => Ok(()),
+            Some(s) => Err(violation(
+                "state machine safety",
+                format!(
+                    "{} at {index}/t{term} holds {state:?}, but applying the log up to {index} gave {s:?}",
+                    what()
+                ),
+            )),
+            None => Err(violation(
+                "state machine safety",
+                format!("{} at {index}/t{term}, but no node applied entry {index}", what()),
+            )),
+        }
     }
 
     /// Log matching, one entry at a time.
@@ -154,15 +230,17 @@ impl Safety {
         }
     }
 
-    /// Checks node `n` after a step. `durable_count(index, term)` counts the
-    /// voters of the node's latest configuration whose durable log holds
-    /// that entry, and returns that count and the quorum size.
+    /// Checks node `n` after a step. `durable_count(index, term, committed)`
+    /// counts the voters of the node's latest configuration whose durable
+    /// log or snapshot holds that entry (an entry a snapshot covers has the
+    /// term `committed` records for it), and returns that count and the
+    /// quorum size.
     pub(crate) fn check_node(
         &mut self,
         n: usize,
         core: &Core,
         m: &mut Monitor,
-        durable_count: &dyn Fn(u64, u64) -> (usize, usize),
+        durable_count: &DurableCount<'_>,
     ) -> Check {
         let name = || format!("n{}", n + 1);
         let term = core.term();
@@ -206,9 +284,16 @@ impl Safety {
             }
         }
 
+        // The compacted prefix is committed.
+        let snapshot = core.snapshot_index();
+        if snapshot != m.snapshot {
+            let t = core.term_at(snapshot).unwrap_or(0);
+            self.check_covered(&|| format!("n{}'s in-memory log", n + 1), snapshot, t)?;
+            m.snapshot = snapshot;
+        }
         // Log matching over the in-memory log entries not yet checked.
         let last = core.last_index();
-        m.mem_verified = m.mem_verified.min(last);
+        m.mem_verified = m.mem_verified.min(last).max(snapshot);
         for i in m.mem_verified + 1..=last {
             let Some(e) = core.entry(i) else {
                 return Err(violation(
@@ -232,13 +317,7 @@ impl Safety {
         Ok(())
     }
 
-    fn on_commit(
-        &mut self,
-        n: usize,
-        core: &Core,
-        commit: u64,
-        durable_count: &dyn Fn(u64, u64) -> (usize, usize),
-    ) -> Check {
+    fn on_commit(&mut self, n: usize, core: &Core, commit: u64, durable_count: &DurableCount<'_>) -> Check {
         let term = core.term();
         let Some(t) = core.term_at(commit) else {
             return Err(violation(
@@ -253,7 +332,7 @@ impl Safety {
         // that stepped down in the step that advanced its commit, after
         // committing its own removal, is checked like a leader.)
         if core.is_leader() || commit > known {
-            let (durable, quorum) = durable_count(commit, t);
+            let (durable, quorum) = durable_count(commit, t, &self.committed);
             if durable < quorum {
                 return Err(violation(
                     "committed entries are durable on a quorum",
@@ -266,8 +345,9 @@ impl Safety {
                 ));
             }
         }
+        // Below the compaction point the log is covered (checked above).
         let check_at = commit.min(known);
-        if check_at > 0 {
+        if check_at > 0 && check_at >= core.snapshot_index() {
             let expected = self.committed[check_at as usize - 1];
             if core.term_at(check_at) != Some(expected) {
                 return Err(violation(
@@ -303,6 +383,10 @@ impl Safety {
             return Ok(());
         }
         let expected = self.committed[k - 1];
+        // A compacted prefix is committed (checked in `check_node`).
+        if (k as u64) < core.snapshot_index() {
+            return Ok(());
+        }
         if core.term_at(k as u64) != Some(expected) {
             return Err(violation(
                 "leader completeness",
@@ -318,8 +402,17 @@ impl Safety {
         Ok(())
     }
 
-    /// Node `n` applies `index`/`term` after having applied `previous`.
-    pub(crate) fn on_apply(&mut self, n: usize, previous: u64, index: u64, term: u64, data: &Bytes) -> Check {
+    /// Node `n` applied `index`/`term` after having applied `previous`,
+    /// reaching `state`.
+    pub(crate) fn on_apply(
+        &mut self,
+        n: usize,
+        previous: u64,
+        index: u64,
+        term: u64,
+        data: &Bytes,
+        state: &KvState,
+    ) -> Check {
         if index == 0 || index != previous + 1 {
             return Err(violation(
                 "state machine safety",
@@ -337,13 +430,35 @@ impl Safety {
             ));
         }
         match self.applied.get(index as usize - 1) {
-            Some((t, d)) if *t != term || d != data => Err(violation(
+            Some((t, d)) if *t != term || d != data => {
+                return Err(violation(
+                    "state machine safety",
+                    format!("n{} applied {index}/t{term} but another node applied {index}/t{t} there", n + 1),
+                ))
+            }
+            Some(_) => {}
+            None if self.applied.len() as u64 == index - 1 => self.applied.push((term, data.clone())),
+            None => {
+                return Err(violation(
+                    "state machine safety",
+                    format!(
+                        "n{} is the first to apply {index}, but entries before it were never applied",
+                        n + 1
+                    ),
+                ))
+            }
+        }
+        match self.states.get(index as usize - 1) {
+            Some(s) if s != state => Err(violation(
                 "state machine safety",
-                format!("n{} applied {index}/t{term} but another node applied {index}/t{t} there", n + 1),
+                format!(
+                    "n{} reached {state:?} by applying {index}/t{term}, but another node reached {s:?} there",
+                    n + 1
+                ),
             )),
             Some(_) => Ok(()),
             None => {
-                self.applied.push((term, data.clone()));
+                self.states.push(state.clone());
                 Ok(())
             }
         }

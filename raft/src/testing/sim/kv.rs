@@ -1,5 +1,7 @@
 //! The in-simulation key-value state machine: commands encoded into log
-//! entry bytes, and a per-node [`KvFsm`] that applies them.
+//! entry bytes, and a per-node [`KvFsm`] that applies them. Its
+//! [`KvState`] (the data plus the configuration applied last) is what a
+//! snapshot captures and restores.
 //!
 //! A command is one line of text, fields separated by `\x1f`:
 //! `P key value` (put), `D key` (delete), `C key expected new` (compare and
@@ -10,6 +12,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::testing::linearizability::{KvInput, KvOutput};
+use crate::types::Configuration;
 
 const SEP: char = '\x1f';
 
@@ -48,34 +51,51 @@ pub(crate) fn decode(data: &[u8]) -> Result<KvInput, String> {
     }
 }
 
-/// One node's key-value state machine.
-#[derive(Debug, Default)]
-pub(crate) struct KvFsm {
+/// The replicated state: what a snapshot captures and what two nodes that
+/// applied the same prefix of the log must agree on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KvState {
     /// Key -> (value, index of the entry that last changed the key).
     data: BTreeMap<String, (String, u64)>,
     /// Index of the entry that last deleted each absent key.
     deleted_at: BTreeMap<String, u64>,
+    /// The newest configuration applied, and the index of its entry.
+    pub(crate) conf: (u64, Configuration),
+}
+
+/// One node's key-value state machine.
+#[derive(Debug, Default)]
+pub(crate) struct KvFsm {
+    pub(crate) state: KvState,
     /// Last applied log index.
     pub(crate) applied: u64,
+    /// Term of the entry at `applied` (0 if none).
+    pub(crate) applied_term: u64,
 }
 
 impl KvFsm {
+    /// A state machine restored from a snapshot covering `index`/`term`.
+    pub(crate) fn restored(index: u64, term: u64, state: KvState) -> Self {
+        Self { state, applied: index, applied_term: term }
+    }
+
     /// Applies a write at `index` and returns the output a client sees.
     pub(crate) fn apply(&mut self, index: u64, input: &KvInput) -> KvOutput {
+        let s = &mut self.state;
         match input {
             KvInput::Put { key, value } => {
-                self.data.insert(key.clone(), (value.clone(), index));
+                s.data.insert(key.clone(), (value.clone(), index));
                 KvOutput::Put
             }
             KvInput::Delete { key } => {
-                self.data.remove(key);
-                self.deleted_at.insert(key.clone(), index);
+                s.data.remove(key);
+                s.deleted_at.insert(key.clone(), index);
                 KvOutput::Delete
             }
             KvInput::Cas { key, expected, new } => {
-                let current = self.data.get(key).map(|(v, _)| v);
+                let current = s.data.get(key).map(|(v, _)| v);
                 if current == expected.as_ref() {
-                    self.data.insert(key.clone(), (new.clone(), index));
+                    s.data.insert(key.clone(), (new.clone(), index));
                     KvOutput::Cas(true)
                 } else {
                     KvOutput::Cas(false)
@@ -85,12 +105,17 @@ impl KvFsm {
         }
     }
 
+    /// Applies a configuration entry at `index`.
+    pub(crate) fn apply_configuration(&mut self, index: u64, conf: Configuration) {
+        self.state.conf = (index, conf);
+    }
+
     /// The value of `key` and the index of the entry that last changed it
     /// (0 if never).
     pub(crate) fn get(&self, key: &str) -> (Option<String>, u64) {
-        match self.data.get(key) {
+        match self.state.data.get(key) {
             Some((v, i)) => (Some(v.clone()), *i),
-            None => (None, self.deleted_at.get(key).copied().unwrap_or(0)),
+            None => (None, self.state.deleted_at.get(key).copied().unwrap_or(0)),
         }
     }
 }

@@ -12,8 +12,13 @@
 //! - **storage**: what a core hands out in a `Ready` becomes durable only
 //!   when its simulated fsync completes, a random time later; messages that
 //!   promise durable state wait for it; a **crash** loses every write not yet
-//!   synced, and the node restarts from its durable state with a fresh state
-//!   machine that replays the log from scratch;
+//!   synced, and the node restarts from its durable state: its newest durable
+//!   snapshot (the state machine restored from it) plus the durable log
+//!   after it, which the state machine replays;
+//! - **snapshots** (in most seeds): nodes snapshot their state machine every
+//!   few entries and compact their logs; leaders send snapshots to followers
+//!   that need compacted entries, over the same faulty network, and
+//!   followers install them (the `snapshot` module);
 //! - **clients** run a key-value workload (put, delete, compare-and-swap and
 //!   ReadIndex reads) against whichever node they think leads, retrying
 //!   elsewhere when refused; every operation's invocation and response is
@@ -40,22 +45,27 @@
 
 mod checks;
 mod client;
+mod figure8;
 mod kv;
 mod network;
 mod rng;
+mod snapshot;
 mod storage;
 mod trace;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::rc::Rc;
 
 use self::checks::{violation, Check, Monitor, Safety};
 use self::client::{Client, History, PendingOp, Stage};
+use self::figure8::Figure8;
 use self::kv::KvFsm;
 use self::network::Network;
 use self::rng::SimRng;
-use self::storage::{PendingWrite, Storage};
+use self::snapshot::{SnapshotPolicy, Transfer};
+use self::storage::{PendingWrite, Snapshot, Storage};
 use self::trace::{MsgSummary, Trace, TraceKind};
 use crate::core::{Body, Core, CoreConfig, InitialState, Message, Refusal};
 use crate::testing::linearizability::{check_kv, CheckResult, KvInput, KvOutput};
@@ -107,6 +117,16 @@ pub struct SimConfig {
     /// Pick pre-vote, check-quorum, batch and pipeline sizes from the seed
     /// instead of using the test defaults.
     pub randomize_protocol: bool,
+    /// Share of seeds whose nodes take snapshots and compact their logs
+    /// (each such seed picks a snapshot threshold of 5..=40 applied entries
+    /// and keeps 0..=10 trailing entries). Snapshot decisions draw from
+    /// their own random source, so with 0 a seed runs exactly as it did
+    /// before snapshots were simulated.
+    pub snapshot_rate: f64,
+    /// Share of seeds that also cut leaders off at the moments that matter
+    /// for Raft's Figure 8 (right when a new leader is seen, and right after
+    /// its commit index first advances in its term).
+    pub figure8_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -129,6 +149,8 @@ impl Default for SimConfig {
             transfer_rate: 0.005,
             membership_rate: 0.02,
             randomize_protocol: true,
+            snapshot_rate: 0.85,
+            figure8_rate: 0.3,
         }
     }
 }
@@ -180,6 +202,16 @@ pub struct SimReport {
     pub syncs: u64,
     /// Length of the committed log at the end.
     pub committed: u64,
+    /// Snapshots nodes took of their own state machines (and stored).
+    pub snapshots_taken: u64,
+    /// Log compactions after a stored snapshot.
+    pub compactions: u64,
+    /// Snapshot transfers leaders started.
+    pub snapshots_sent: u64,
+    /// Snapshots installed by followers (`install_snapshot` returned true).
+    pub snapshots_installed: u64,
+    /// Restarts from a durable snapshot.
+    pub snapshot_restarts: u64,
     /// Ticks from the end of the faults until the liveness write was
     /// applied everywhere.
     pub liveness_ticks: u64,
@@ -257,6 +289,25 @@ enum Event {
         node: usize,
         patience: u64,
     },
+    /// A snapshot write of `node` completes: its own snapshot, or one
+    /// received in `transfer`.
+    SnapshotStored {
+        node: usize,
+        life: u64,
+        snapshot: Rc<Snapshot>,
+        transfer: Option<Transfer>,
+    },
+    /// A snapshot transfer reaches its follower.
+    SnapshotArrive {
+        transfer: Transfer,
+    },
+    /// The leader learns the outcome of a snapshot transfer.
+    SnapshotResult {
+        transfer: Transfer,
+        index: u64,
+        term: u64,
+        success: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -296,8 +347,19 @@ struct Node {
     life: u64,
     storage: Storage,
     fsm: KvFsm,
-    /// Term of every entry applied in this life.
+    /// The index the state machine was last restored at (from a snapshot,
+    /// in this life); 0 if it started empty.
+    applied_base: u64,
+    /// Term of every entry applied since `applied_base`.
     applied_terms: Vec<u64>,
+    /// Index of the newest snapshot taken, being taken or installed.
+    last_snapshot: u64,
+    /// A snapshot of its own is being written.
+    snapshotting: bool,
+    /// Per peer: a snapshot transfer to it is in flight.
+    sending: Vec<bool>,
+    /// The received snapshot `install_snapshot` is being called with.
+    installing: Option<Rc<Snapshot>>,
     restart_at: Option<u64>,
     /// (role, term, commit) last written to the trace.
     traced: (&'static str, u64, u64),
@@ -307,6 +369,10 @@ struct Sim<'a> {
     cfg: &'a SimConfig,
     core_cfg: CoreConfig,
     rng: SimRng,
+    /// Randomness for snapshot decisions only.
+    snap_rng: SimRng,
+    snapshots: SnapshotPolicy,
+    figure8: Figure8,
     now: u64,
     tick: u64,
     queue: BinaryHeap<Scheduled>,
@@ -350,6 +416,13 @@ impl<'a> Sim<'a> {
             let min_inflight = if core_cfg.max_append_entries == 1 { 2 } else { 1 };
             core_cfg.max_inflight = rng.between(min_inflight, 4) as usize;
         }
+        let mut figure8 = Figure8::new(seed, cfg.figure8_rate, n);
+        if figure8.enabled && cfg.randomize_protocol {
+            // The window in which Figure 8 matters opens when a new leader
+            // replicates its older entries in several messages.
+            core_cfg.max_append_entries = figure8.pick_batch();
+            core_cfg.max_inflight = core_cfg.max_inflight.max(2);
+        }
         let ids: Vec<ServerId> = (1..=n).map(|i| ServerId::from(format!("n{i}"))).collect();
         // Members at bootstrap; the rest are empty spares that may join later.
         let members = if n == 5 && cfg.membership_rate > 0.0 && rng.chance(0.5) { 3 } else { n };
@@ -379,21 +452,38 @@ impl<'a> Sim<'a> {
                 life: 0,
                 storage,
                 fsm: KvFsm::default(),
+                applied_base: 0,
                 applied_terms: Vec::new(),
+                last_snapshot: 0,
+                snapshotting: false,
+                sending: vec![false; n],
+                installing: None,
                 restart_at: None,
                 traced: ("", 0, 0),
             });
         }
         let clients = (0..=cfg.clients).map(|c| Client::new(c as u64, rng.index(members))).collect();
+        let mut snap_rng = SimRng::new(seed ^ 0x5EED_0F5A_A500_0000);
+        let snapshots = SnapshotPolicy::pick(cfg.snapshot_rate, &mut snap_rng);
+        let snapshot_setup = if snapshots.enabled {
+            format!("snapshot every {} entries, trailing {}", snapshots.threshold + 1, snapshots.trailing)
+        } else {
+            "no snapshots".to_owned()
+        };
+        let snapshot_setup =
+            if figure8.enabled { format!("{snapshot_setup}, figure 8 schedule") } else { snapshot_setup };
         let setup = format!(
             "{n} nodes, {members} members at start, pre_vote={}, check_quorum={}, max_append_entries={}, \
-             max_inflight={}",
+             max_inflight={}, {snapshot_setup}",
             core_cfg.pre_vote, core_cfg.check_quorum, core_cfg.max_append_entries, core_cfg.max_inflight
         );
         Ok(Self {
             cfg,
             core_cfg,
             rng,
+            snap_rng,
+            snapshots,
+            figure8,
             now: 0,
             tick: 0,
             queue: BinaryHeap::new(),
@@ -467,10 +557,11 @@ impl<'a> Sim<'a> {
                     })
                     .collect();
                 format!(
-                    "n{} {:?} t{} last={} commit={} applied={} config@{conf_index}=[{}]",
+                    "n{} {:?} t{} snapshot={} last={} commit={} applied={} config@{conf_index}=[{}]",
                     n + 1,
                     c.state(),
                     c.term(),
+                    c.snapshot_index(),
                     c.last_index(),
                     c.commit_index(),
                     node.fsm.applied,
@@ -722,6 +813,13 @@ impl<'a> Sim<'a> {
                 }
                 Ok(())
             }
+            Event::SnapshotStored { node, life, snapshot, transfer } => {
+                self.snapshot_stored(node, life, snapshot, transfer)
+            }
+            Event::SnapshotArrive { transfer } => self.snapshot_arrived(transfer),
+            Event::SnapshotResult { transfer, index, term, success } => {
+                self.snapshot_result(transfer, index, term, success)
+            }
         }
     }
 
@@ -763,8 +861,12 @@ impl<'a> Sim<'a> {
         {
             let Self { nodes, safety, .. } = self;
             let storage = &nodes[n].storage;
+            if let Some(c) = write.compact {
+                let what = || format!("the durable log of n{} (compacted)", n + 1);
+                safety.check_covered(&what, c.through, c.term)?;
+            }
             for e in &write.entries {
-                let prev = storage.term_at(e.index - 1).unwrap_or(0);
+                let prev = storage.log_term(e.index - 1).unwrap_or(0);
                 let where_ = || format!("durable log of n{}", n + 1);
                 safety.check_entry(&where_, e.index, e.term, prev, e.log_type, &e.data)?;
             }
@@ -787,6 +889,9 @@ impl<'a> Sim<'a> {
         let node = &mut self.nodes[n];
         node.core = None;
         node.life += 1;
+        node.snapshotting = false;
+        node.installing = None;
+        node.sending.iter_mut().for_each(|s| *s = false);
         let lost = node.storage.crash();
         let down = self.rng.between(1, self.cfg.max_down_ticks.max(1));
         node.restart_at = Some(self.tick + down);
@@ -806,17 +911,35 @@ impl<'a> Sim<'a> {
         let seed = self.rng.next_u64();
         let node = &mut self.nodes[n];
         node.restart_at = None;
-        let init = InitialState {
+        let recovered = node
+            .storage
+            .recover()
+            .map_err(|e| violation("restart from durable state", format!("n{}: {e}", n + 1)))?;
+        let mut init = InitialState {
             hard_state: node.storage.hard.clone(),
-            entries: node.storage.log.clone(),
+            entries: recovered.entries,
             ..Default::default()
         };
+        node.fsm = KvFsm::default();
+        if let Some(s) = &recovered.snapshot {
+            init.snapshot_index = s.index;
+            init.snapshot_term = s.term;
+            init.snapshot_configuration = Some(s.state.conf.clone());
+            init.applied = s.index;
+            node.fsm = KvFsm::restored(s.index, s.term, s.state.clone());
+            self.report.snapshot_restarts += 1;
+        }
         let core = Core::new(node.id.clone(), self.core_cfg.clone(), seed, init)
             .map_err(|e| violation("restart from durable state", format!("n{}: {e}", n + 1)))?;
         let (term, last) = (core.term(), core.last_index());
         node.core = Some(core);
-        node.fsm = KvFsm::default();
+        node.applied_base = node.fsm.applied;
         node.applied_terms.clear();
+        node.last_snapshot = node.fsm.applied;
+        if let Some(s) = &recovered.snapshot {
+            let what = || format!("the snapshot n{} restarts from", n + 1);
+            self.safety.check_snapshot_state(&what, s.index, s.term, &s.state)?;
+        }
         self.monitors[n] = Monitor::default();
         self.trace.push(self.now, TraceKind::Restart { node: n, term, last });
         self.after_step(n)
@@ -832,7 +955,9 @@ impl<'a> Sim<'a> {
         self.check(n)?;
         self.drive(n)?;
         self.settle_clients(n)?;
-        self.check(n)
+        self.check(n)?;
+        self.figure8_step(n);
+        Ok(())
     }
 
     /// Executes every `Ready` of node `n` in the documented order.
@@ -842,35 +967,40 @@ impl<'a> Sim<'a> {
             if !core.has_ready() {
                 return Ok(());
             }
-            let ready = core.take_ready();
+            let mut ready = core.take_ready();
             if let Some(t) = ready.truncate_from {
                 let m = &mut self.monitors[n];
                 m.mem_verified = m.mem_verified.min(t.saturating_sub(1));
             }
-            for m in ready.messages {
+            for m in std::mem::take(&mut ready.messages) {
                 self.send(n, m)?;
             }
-            if ready.hard_state.is_some()
-                || ready.truncate_from.is_some()
-                || !ready.entries.is_empty()
-                || !ready.persisted_messages.is_empty()
-            {
-                let delay = self.rng.between(1, self.cfg.max_sync_delay.max(1));
-                let storage = &mut self.nodes[n].storage;
-                let done_at = storage.completion_time(self.now, delay);
-                storage.pending.push_back(PendingWrite {
-                    hard_state: ready.hard_state,
-                    truncate_from: ready.truncate_from,
-                    entries: ready.entries,
-                    persisted_messages: ready.persisted_messages,
-                    done_at,
-                });
-                let life = self.nodes[n].life;
-                self.schedule(done_at, Event::Synced { node: n, life });
+            // An installed snapshot replaces the stored log before anything
+            // appended after it is written.
+            let compact = match ready.installed_snapshot.take() {
+                Some(inst) => Some(self.execute_install(n, inst)?),
+                None => None,
+            };
+            if compact.is_some() || ready.needs_persist() {
+                self.queue_write(
+                    n,
+                    PendingWrite {
+                        hard_state: ready.hard_state,
+                        compact,
+                        truncate_from: ready.truncate_from,
+                        entries: ready.entries,
+                        persisted_messages: ready.persisted_messages,
+                        done_at: 0,
+                    },
+                );
+            }
+            if !ready.snapshots_to_send.is_empty() {
+                self.send_snapshots(n, ready.snapshots_to_send)?;
             }
             for e in ready.committed {
                 self.apply(n, e)?;
             }
+            self.maybe_snapshot(n);
             for r in ready.reads {
                 for c in &mut self.clients {
                     if let Stage::Read { id, confirmed, .. } = &mut c.stage {
@@ -890,20 +1020,41 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Queues a durable write of node `n`, completing after a random sync
+    /// delay (and after the writes ahead of it).
+    fn queue_write(&mut self, n: usize, mut write: PendingWrite) {
+        let delay = self.rng.between(1, self.cfg.max_sync_delay.max(1));
+        let storage = &mut self.nodes[n].storage;
+        write.done_at = storage.completion_time(self.now, delay);
+        let done_at = write.done_at;
+        storage.pending.push_back(write);
+        let life = self.nodes[n].life;
+        self.schedule(done_at, Event::Synced { node: n, life });
+    }
+
     fn apply(&mut self, n: usize, e: Log) -> Check {
-        let previous = self.nodes[n].fsm.applied;
-        self.safety.on_apply(n, previous, e.index, e.term, &e.data)?;
         let node = &mut self.nodes[n];
+        let previous = node.fsm.applied;
         node.applied_terms.push(e.term);
         node.fsm.applied = e.index;
-        let output = if e.log_type == LogType::Command {
-            let input = kv::decode(&e.data)
-                .map_err(|err| violation("commands survive replication", format!("n{}: {err}", n + 1)))?;
-            Some(node.fsm.apply(e.index, &input))
-        } else {
-            None
+        node.fsm.applied_term = e.term;
+        let output = match e.log_type {
+            LogType::Command => {
+                let input = kv::decode(&e.data)
+                    .map_err(|err| violation("commands survive replication", format!("n{}: {err}", n + 1)))?;
+                Some(node.fsm.apply(e.index, &input))
+            }
+            LogType::Configuration => {
+                let conf = crate::codec::decode::<Configuration>(&e.data).map_err(|err| {
+                    violation("configurations survive replication", format!("n{}: {err}", n + 1))
+                })?;
+                node.fsm.apply_configuration(e.index, conf);
+                None
+            }
+            _ => None,
         };
-        let life = node.life;
+        self.safety.on_apply(n, previous, e.index, e.term, &e.data, &self.nodes[n].fsm.state)?;
+        let life = self.nodes[n].life;
         for c in 0..self.clients.len() {
             let Stage::Write { node, life: l, index, term } = self.clients[c].stage else { continue };
             if node != n || l != life || index != e.index {
@@ -920,29 +1071,32 @@ impl<'a> Sim<'a> {
     fn check(&mut self, n: usize) -> Check {
         let Self { nodes, monitors, safety, trace, now, .. } = self;
         let Some(core) = nodes[n].core.as_ref() else { return Ok(()) };
-        let durable_count = |index: u64, term: u64| {
+        let durable_count = |index: u64, term: u64, committed: &[u64]| {
             let conf = core.configuration().0;
             let voters = conf.voters().count();
             let durable = nodes
                 .iter()
-                .filter(|node| conf.is_voter(&node.id) && node.storage.term_at(index) == Some(term))
+                .filter(|node| {
+                    conf.is_voter(&node.id) && node.storage.term_at(index, committed) == Some(term)
+                })
                 .count();
             (durable, voters / 2 + 1)
         };
         safety.check_node(n, core, &mut monitors[n], &durable_count)?;
+        let committed = safety.committed_terms();
         if core.id() != &nodes[n].id {
             return Err(violation("identity", format!("n{} reports id {}", n + 1, core.id())));
         }
         // The core must never believe more of its log is durable than is.
         let persisted = core.persisted_index();
-        if persisted > 0 && nodes[n].storage.term_at(persisted) != core.term_at(persisted) {
+        if persisted > 0 && nodes[n].storage.term_at(persisted, committed) != core.term_at(persisted) {
             return Err(violation(
                 "persisted means durable",
                 format!(
                     "n{} believes its log is durable up to {persisted} (t{:?}) but its disk holds {:?} there",
                     n + 1,
                     core.term_at(persisted),
-                    nodes[n].storage.term_at(persisted)
+                    nodes[n].storage.term_at(persisted, committed)
                 ),
             ));
         }
@@ -1161,16 +1315,22 @@ impl<'a> Sim<'a> {
         }
         // Every acknowledged write is applied, unchanged, on every member.
         let members = self.members().unwrap_or_default();
+        // Entries a node's restored snapshot covers are reflected in its
+        // state (the snapshot was checked against the state after applying
+        // the committed log up to its index).
         for &(index, term) in &self.history.acked_writes {
             for &n in &members {
                 let node = &self.nodes[n];
-                if node.applied_terms.get(index as usize - 1) != Some(&term) {
+                let applied = match index.checked_sub(node.applied_base + 1) {
+                    Some(i) => node.applied_terms.get(i as usize).copied(),
+                    None => self.safety.committed_terms().get(index as usize - 1).copied(),
+                };
+                if applied != Some(term) {
                     return Err(violation(
                         "acknowledged writes are never lost",
                         format!(
-                            "write {index}/t{term} was acknowledged but n{} applied {:?} there",
-                            n + 1,
-                            node.applied_terms.get(index as usize - 1)
+                            "write {index}/t{term} was acknowledged but n{} applied {applied:?} there",
+                            n + 1
                         ),
                     ));
                 }
@@ -1181,9 +1341,10 @@ impl<'a> Sim<'a> {
             self.monitors[n].mem_verified = 0;
             self.check(n)?;
             let Self { nodes, safety, .. } = self;
-            let log = &nodes[n].storage.log;
+            let storage = &nodes[n].storage;
+            let log = &storage.log;
             for (i, e) in log.iter().enumerate() {
-                let prev = if i == 0 { 0 } else { log[i - 1].term };
+                let prev = if i == 0 { storage.log_start_term } else { log[i - 1].term };
                 let where_ = || format!("durable log of n{}", n + 1);
                 safety.check_entry(&where_, e.index, e.term, prev, e.log_type, &e.data)?;
             }

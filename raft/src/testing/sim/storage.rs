@@ -1,17 +1,54 @@
-//! Simulated per-node storage. What the driver writes is queued; it becomes
-//! durable only when its simulated fsync completes, in submission order. A
-//! crash discards every write whose sync has not completed, together with
-//! the messages that were waiting for it.
+//! Simulated per-node storage. What the driver writes to the log is queued;
+//! it becomes durable only when its simulated fsync completes, in submission
+//! order. A crash discards every write whose sync has not completed,
+//! together with the messages that were waiting for it.
+//!
+//! Snapshots live in a separate store: a snapshot is durable once its own
+//! simulated write completes (the driver then records it here with
+//! [`Storage::store_snapshot`]); only the newest one matters. Deleting log
+//! entries a snapshot covers is an ordinary queued log write
+//! ([`Compaction`]), so a crash can leave a durable snapshot next to a log
+//! that still holds the entries it replaced. [`Storage::recover`] is the
+//! restart rule: the newest snapshot, plus the durable log after it only if
+//! that log continues the snapshot.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
+use super::kv::KvState;
 use crate::core::Message;
 use crate::types::{HardState, Log};
+
+/// A snapshot of a node's state machine.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    /// Last log index covered.
+    pub(crate) index: u64,
+    /// Term of that entry.
+    pub(crate) term: u64,
+    /// The state after applying the log up to `index` (including the
+    /// configuration as of `index`).
+    pub(crate) state: KvState,
+}
+
+/// Deletes log entries covered by a snapshot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Compaction {
+    /// Delete entries up to and including this index.
+    pub(crate) through: u64,
+    /// Term of the entry at `through`.
+    pub(crate) term: u64,
+    /// Delete the whole log, also after `through` (a snapshot install whose
+    /// snapshot conflicts with the log).
+    pub(crate) discard_all: bool,
+}
 
 /// One queued write: the durable part of a `Ready`.
 #[derive(Debug)]
 pub(crate) struct PendingWrite {
     pub(crate) hard_state: Option<HardState>,
+    /// Applied before `truncate_from` and `entries`.
+    pub(crate) compact: Option<Compaction>,
     pub(crate) truncate_from: Option<u64>,
     pub(crate) entries: Vec<Log>,
     /// Sent once the write is durable.
@@ -20,29 +57,126 @@ pub(crate) struct PendingWrite {
     pub(crate) done_at: u64,
 }
 
+impl PendingWrite {
+    /// A write with nothing in it yet.
+    pub(crate) fn empty() -> Self {
+        Self {
+            hard_state: None,
+            compact: None,
+            truncate_from: None,
+            entries: Vec::new(),
+            persisted_messages: Vec::new(),
+            done_at: 0,
+        }
+    }
+}
+
+/// What a node restarts from.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) snapshot: Option<Rc<Snapshot>>,
+    /// Durable log entries after the snapshot.
+    pub(crate) entries: Vec<Log>,
+}
+
 /// A node's disk: durable state plus writes still being synced.
 #[derive(Debug, Default)]
 pub(crate) struct Storage {
     /// Durable term and vote.
     pub(crate) hard: HardState,
-    /// Durable log, contiguous from index 1.
+    /// Index of the last deleted (compacted) entry: `log` starts right
+    /// after it.
+    pub(crate) log_start: u64,
+    /// Term of the entry at `log_start` (0 if none).
+    pub(crate) log_start_term: u64,
+    /// Durable log, contiguous from `log_start + 1`.
     pub(crate) log: Vec<Log>,
+    /// The newest durable snapshot.
+    pub(crate) snapshot: Option<Rc<Snapshot>>,
     /// Writes submitted but not yet synced, oldest first.
     pub(crate) pending: VecDeque<PendingWrite>,
 }
 
 impl Storage {
-    /// Term of the durable entry at `index` (0 for index 0).
-    pub(crate) fn term_at(&self, index: u64) -> Option<u64> {
-        if index == 0 {
-            return Some(0);
-        }
-        self.log.get(index as usize - 1).map(|e| e.term)
+    /// Index and term of the newest durable snapshot ((0, 0) if none).
+    pub(crate) fn snapshot_point(&self) -> (u64, u64) {
+        self.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term))
     }
 
-    /// Last durable index.
+    /// Term of the entry at `index` as the log itself holds it (including
+    /// the compaction point), ignoring snapshots.
+    pub(crate) fn log_term(&self, index: u64) -> Option<u64> {
+        if index == self.log_start {
+            return Some(self.log_start_term);
+        }
+        if index < self.log_start {
+            return None;
+        }
+        self.log.get((index - self.log_start - 1) as usize).map(|e| e.term)
+    }
+
+    /// Last index the log holds (its compaction point if it is empty).
     pub(crate) fn last_index(&self) -> u64 {
-        self.log.len() as u64
+        self.log_start + self.log.len() as u64
+    }
+
+    /// Whether the log continues the newest snapshot, so that a restart may
+    /// use the entries after it.
+    fn log_continues_snapshot(&self) -> bool {
+        let (index, term) = self.snapshot_point();
+        match self.log_term(index) {
+            Some(t) => t == term,
+            // The log ends before the snapshot: nothing after it to use.
+            None => self.last_index() < index,
+        }
+    }
+
+    /// The term a restart would see at `index`: entries the newest
+    /// snapshot covers count as present with the term `committed` records
+    /// for them (term of index `i` at `committed[i - 1]`).
+    pub(crate) fn term_at(&self, index: u64, committed: &[u64]) -> Option<u64> {
+        let (snap_index, snap_term) = self.snapshot_point();
+        if index == 0 {
+            Some(0)
+        } else if index == snap_index {
+            Some(snap_term)
+        } else if index < snap_index {
+            committed.get(index as usize - 1).copied()
+        } else if self.log_continues_snapshot() {
+            self.log_term(index)
+        } else {
+            None
+        }
+    }
+
+    /// Records a snapshot that is now durable; only the newest is kept.
+    pub(crate) fn store_snapshot(&mut self, snapshot: Rc<Snapshot>) {
+        if self.snapshot.as_ref().is_none_or(|s| s.index < snapshot.index) {
+            self.snapshot = Some(snapshot);
+        }
+    }
+
+    /// The restart rule: the newest snapshot plus the durable log after it.
+    /// A log that does not continue the snapshot (a crash interrupted the
+    /// deletion of the log after a snapshot install: it conflicts with the
+    /// snapshot or ends before it) is deleted first, as a driver must do
+    /// before it appends after the snapshot. A gap between the snapshot and
+    /// the log is an error.
+    pub(crate) fn recover(&mut self) -> Result<Recovered, String> {
+        let (index, term) = self.snapshot_point();
+        if self.log_start > index && !self.log.is_empty() {
+            return Err(format!(
+                "the durable log starts after {} but the newest snapshot ends at {index}",
+                self.log_start
+            ));
+        }
+        if !self.log_continues_snapshot() || self.last_index() < index {
+            self.log.clear();
+            self.log_start = index;
+            self.log_start_term = term;
+        }
+        let entries = self.log.iter().filter(|e| e.index > index).cloned().collect();
+        Ok(Recovered { snapshot: self.snapshot.clone(), entries })
     }
 
     /// When a write submitted now, taking `delay`, completes: never before
@@ -73,8 +207,19 @@ impl Storage {
             }
             self.hard = hs.clone();
         }
+        if let Some(c) = write.compact {
+            if c.discard_all || c.through >= self.last_index() {
+                self.log.clear();
+            } else if c.through > self.log_start {
+                self.log.drain(..(c.through - self.log_start) as usize);
+            }
+            if c.discard_all || c.through > self.log_start {
+                self.log_start = c.through;
+                self.log_start_term = c.term;
+            }
+        }
         if let Some(from) = write.truncate_from {
-            let keep = from.saturating_sub(1) as usize;
+            let keep = from.saturating_sub(1).saturating_sub(self.log_start) as usize;
             self.log.truncate(keep.min(self.log.len()));
         }
         for e in &write.entries {
@@ -82,7 +227,7 @@ impl Storage {
             if e.index != expected {
                 return Err(format!("write leaves a hole: expected index {expected}, got {}", e.index));
             }
-            if e.term < self.log.last().map_or(0, |l| l.term) {
+            if e.term < self.log.last().map_or(self.log_start_term, |l| l.term) {
                 return Err(format!("durable log term decreases at index {}", e.index));
             }
             self.log.push(e.clone());
@@ -104,26 +249,83 @@ mod tests {
     use crate::types::LogType;
 
     fn write(entries: Vec<Log>, truncate_from: Option<u64>, done_at: u64) -> PendingWrite {
-        PendingWrite { hard_state: None, truncate_from, entries, persisted_messages: Vec::new(), done_at }
+        PendingWrite {
+            hard_state: None,
+            compact: None,
+            truncate_from,
+            entries,
+            persisted_messages: Vec::new(),
+            done_at,
+        }
+    }
+
+    fn e(i: u64, t: u64) -> Log {
+        Log::new(i, t, LogType::Command, "")
+    }
+
+    fn snapshot(index: u64, term: u64) -> Rc<Snapshot> {
+        Rc::new(Snapshot { index, term, state: KvState::default() })
     }
 
     #[test]
     fn writes_become_durable_in_order_and_crash_loses_the_rest() {
         let mut s = Storage::default();
-        let e = |i, t| Log::new(i, t, LogType::Command, "");
         s.pending.push_back(write(vec![e(1, 1), e(2, 1)], None, 5));
         assert_eq!(s.completion_time(0, 2), 5, "cannot overtake the earlier sync");
         s.pending.push_back(write(vec![e(2, 2)], Some(2), 7));
         assert!(s.complete_oldest().is_some_and(|r| r.is_ok()));
         assert_eq!(s.last_index(), 2);
         assert_eq!(s.crash(), 1);
-        assert_eq!(s.term_at(2), Some(1), "the unsynced overwrite was lost");
+        assert_eq!(s.term_at(2, &[]), Some(1), "the unsynced overwrite was lost");
     }
 
     #[test]
     fn holes_are_reported() {
         let mut s = Storage::default();
-        s.pending.push_back(write(vec![Log::new(3, 1, LogType::Command, "")], None, 1));
+        s.pending.push_back(write(vec![e(3, 1)], None, 1));
         assert!(s.complete_oldest().is_some_and(|r| r.is_err()));
+    }
+
+    #[test]
+    fn compaction_keeps_the_log_contiguous() {
+        let mut s = Storage::default();
+        s.pending.push_back(write(vec![e(1, 1), e(2, 1), e(3, 2), e(4, 2)], None, 1));
+        let mut w = write(vec![e(5, 3)], None, 2);
+        w.compact = Some(Compaction { through: 2, term: 1, discard_all: false });
+        s.pending.push_back(w);
+        assert!(s.complete_oldest().is_some_and(|r| r.is_ok()));
+        assert!(s.complete_oldest().is_some_and(|r| r.is_ok()));
+        assert_eq!((s.log_start, s.last_index(), s.log_term(2), s.log_term(1)), (2, 5, Some(1), None));
+        s.store_snapshot(snapshot(3, 2));
+        let r = s.recover().expect("consistent");
+        assert_eq!(r.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(s.term_at(1, &[1, 1, 2]), Some(1), "covered by the snapshot");
+    }
+
+    #[test]
+    fn a_log_that_conflicts_with_the_snapshot_is_ignored_on_restart() {
+        let mut s = Storage::default();
+        s.pending.push_back(write(vec![e(1, 1), e(2, 1), e(3, 1)], None, 1));
+        assert!(s.complete_oldest().is_some_and(|r| r.is_ok()));
+        // The snapshot is durable; the deletion of the conflicting log is not.
+        s.store_snapshot(snapshot(2, 2));
+        assert_eq!(s.term_at(3, &[1, 2]), None);
+        let r = s.recover().expect("consistent");
+        assert!(r.entries.is_empty());
+        assert_eq!((s.log_start, s.last_index()), (2, 2), "the conflicting log was deleted");
+        s.pending.push_back(write(vec![e(3, 2)], None, 2));
+        assert!(s.complete_oldest().is_some_and(|r| r.is_ok()));
+        assert_eq!(s.recover().expect("consistent").entries, vec![e(3, 2)]);
+    }
+
+    #[test]
+    fn a_log_that_ends_before_the_snapshot_is_deleted_on_restart() {
+        let mut s = Storage::default();
+        s.pending.push_back(write(vec![e(1, 1)], None, 1));
+        assert!(s.complete_oldest().is_some_and(|r| r.is_ok()));
+        s.store_snapshot(snapshot(5, 2));
+        assert!(s.recover().expect("consistent").entries.is_empty());
+        s.pending.push_back(write(vec![e(6, 2)], None, 2));
+        assert!(s.complete_oldest().is_some_and(|r| r.is_ok()), "no hole after the snapshot");
     }
 }

@@ -110,6 +110,7 @@ pub(crate) enum TraceKind {
     },
     Network(String),
     Client(String),
+    Snapshot(String),
     /// A node's state after a step.
     State {
         node: usize,
@@ -155,6 +156,7 @@ impl fmt::Display for TraceEvent {
             }
             TraceKind::Network(s) => write!(f, "network: {s}"),
             TraceKind::Client(s) => write!(f, "client: {s}"),
+            TraceKind::Snapshot(s) => write!(f, "snapshot: {s}"),
             TraceKind::State { node, role, term, last, commit, applied } => {
                 write!(f, "    n{} is {role} t{term} last={last} commit={commit} applied={applied}", node + 1)
             }
