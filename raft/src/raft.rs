@@ -327,6 +327,11 @@ impl<F: Fsm> Raft<F> {
 
     /// Waits until the FSM has applied `index`.
     pub async fn wait_applied(&self, index: u64) -> Result<()> {
+        // Fast path (the usual case right after a read index): already
+        // applied, no need to subscribe to the watch.
+        if self.inner.shared.applied.load(Ordering::Acquire) >= index {
+            return Ok(());
+        }
         let mut rx = self.inner.shared.applied_tx.subscribe();
         loop {
             if *rx.borrow_and_update() >= index {
@@ -438,6 +443,14 @@ impl<F: Fsm> Raft<F> {
     /// kept. Uncommitted writes in flight fail with
     /// [`Error::LeadershipLost`]. Returns once a quorum holds the restored
     /// state and it is applied here; `timeout` bounds the call (zero: none).
+    ///
+    /// **Use it for disaster recovery into a fresh or quiet cluster, not in
+    /// normal operation.** Until a quorum has installed the snapshot the
+    /// leader is ahead of everyone else: if it fails in that window, another
+    /// node can be elected without the restored state and the cluster's
+    /// history diverges from the failed leader's. Check the outcome (for
+    /// example with `get_configuration` and a read on the new leader) and
+    /// restore again if the call failed.
     pub async fn restore(&self, meta: SnapshotMeta, reader: SnapshotReader, timeout: Duration) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         let start = tokio::time::Instant::now();
