@@ -79,6 +79,15 @@ impl Progress {
     pub(crate) fn acknowledge(&mut self, index: u64) -> bool {
         self.probe_sent = false;
         if index <= self.matched {
+            // A probe (or heartbeat) that confirms the follower's log up to
+            // the probe point ends probing even though nothing new was
+            // matched, e.g. right after a snapshot set `matched`. Staying in
+            // probe mode would re-probe a caught-up follower forever.
+            if self.mode == SendMode::Probe && index + 1 >= self.next {
+                self.mode = SendMode::Replicate;
+                self.inflight.clear();
+                self.next = self.next.max(self.matched + 1);
+            }
             return false;
         }
         self.matched = index;
@@ -126,6 +135,25 @@ mod tests {
         assert!(p.can_send(2));
         assert!(!p.acknowledge(6), "stale ack ignored");
         assert_eq!(p.next, 10);
+    }
+
+    #[test]
+    fn a_probe_confirming_the_match_point_ends_probing() {
+        // As after a snapshot: matched is known, the follower is probed at
+        // matched + 1 and answers with what it already had.
+        let mut p = Progress::new(1);
+        p.matched = 10;
+        p.probe_from(11);
+        p.sent(10);
+        assert!(!p.acknowledge(10), "nothing new matched");
+        assert_eq!(p.mode, SendMode::Replicate, "but probing is over");
+        assert_eq!(p.next, 11);
+        // A stale acknowledgement below the probe point changes nothing.
+        let mut q = Progress::new(1);
+        q.matched = 10;
+        q.probe_from(20);
+        assert!(!q.acknowledge(10));
+        assert_eq!(q.mode, SendMode::Probe);
     }
 
     #[test]

@@ -726,3 +726,38 @@ fn s7_follower_keeps_the_log_suffix_that_follows_a_matching_snapshot() {
     let ready = n1.take_ready();
     assert_eq!(ready.installed_snapshot, Some(InstalledSnapshot { index: 5, term: 2, discard_log: false }));
 }
+
+#[test]
+fn s7_a_follower_caught_up_by_a_snapshot_is_not_probed_in_a_loop() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.isolate("n3");
+    for i in 0..5 {
+        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
+    }
+    c.settle();
+    let applied = c.node("n1").applied_index();
+    c.node("n1").compact(applied).expect("compact");
+    c.heal();
+    // Install the snapshot on n3 by hand and credit it on the leader.
+    let term = c.node("n1").term();
+    let conf = c.node("n1").configuration().0.clone();
+    let mut sent = false;
+    for _ in 0..10 {
+        c.node("n1").tick();
+        let ready = c.node("n1").take_ready();
+        sent |= ready.snapshots_to_send.contains(&ServerId::from("n3"));
+        c.queue.extend(ready.messages);
+        if sent {
+            break;
+        }
+    }
+    assert!(sent);
+    let snapshot_term = c.node("n1").term_at(applied).expect("term");
+    assert_eq!(c.node("n3").install_snapshot(&"n1".into(), term, applied, snapshot_term, conf, 1), Ok(true));
+    c.node("n1").snapshot_sent(&"n3".into(), applied, term, true);
+    // Deliver everything; the exchange must come to rest (settle panics
+    // after 10,000 messages without quiescence).
+    c.settle();
+    assert!(c.nodes.values().all(|n| !n.has_ready()));
+}
