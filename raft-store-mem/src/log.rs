@@ -1,6 +1,7 @@
-//! [`InmemStore`]: the log and stable store kept in a `BTreeMap` behind a mutex.
+//! [`InmemStore`]: the log (a `VecDeque` indexed by offset from its first
+//! index) and the stable store (a `HashMap`) behind a mutex.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -8,9 +9,38 @@ use raft::{async_trait, Log, LogStore, StableStore, StorageError};
 
 #[derive(Default)]
 struct Inner {
-    /// Invariant: keys form one contiguous range.
-    logs: BTreeMap<u64, Log>,
+    /// Index of `logs[0]` (meaningless while `logs` is empty).
+    ///
+    /// Invariant: `logs[i].index == first + i`, so the stored indexes are
+    /// one contiguous range and lookups are offset arithmetic.
+    first: u64,
+    logs: VecDeque<Log>,
     kv: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Inner {
+    fn first_index(&self) -> u64 {
+        if self.logs.is_empty() {
+            0
+        } else {
+            self.first
+        }
+    }
+
+    fn last_index(&self) -> u64 {
+        if self.logs.is_empty() {
+            0
+        } else {
+            self.first + self.logs.len() as u64 - 1
+        }
+    }
+
+    fn get(&self, index: u64) -> Option<&Log> {
+        if self.logs.is_empty() || index < self.first {
+            return None;
+        }
+        self.logs.get((index - self.first) as usize)
+    }
 }
 
 /// An in-memory [`LogStore`] and [`StableStore`].
@@ -37,8 +67,9 @@ impl InmemStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the maps half-updated
-        // (every update is a single map operation), so poisoning is ignored.
+        // A panic while holding the lock cannot leave the log half-updated
+        // (updates only truncate and clone `Bytes` handles, which cannot
+        // panic), so poisoning is ignored.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -53,15 +84,15 @@ impl std::fmt::Debug for InmemStore {
 #[async_trait]
 impl LogStore for InmemStore {
     async fn first_index(&self) -> Result<u64, StorageError> {
-        Ok(self.lock().logs.keys().next().copied().unwrap_or(0))
+        Ok(self.lock().first_index())
     }
 
     async fn last_index(&self) -> Result<u64, StorageError> {
-        Ok(self.lock().logs.keys().next_back().copied().unwrap_or(0))
+        Ok(self.lock().last_index())
     }
 
     async fn get_log(&self, index: u64) -> Result<Option<Log>, StorageError> {
-        Ok(self.lock().logs.get(&index).cloned())
+        Ok(self.lock().get(index).cloned())
     }
 
     async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
@@ -71,60 +102,67 @@ impl LogStore for InmemStore {
         let inner = self.lock();
         // Check the bounds first: the range may be far larger than the log
         // (allocating or iterating it would exhaust memory or time).
-        let first = inner.logs.keys().next().copied();
-        let last = inner.logs.keys().next_back().copied();
-        match (first, last) {
-            (Some(first), Some(last)) if range.start >= first && range.start <= last => {
-                if range.end > last + 1 {
-                    return Err(StorageError::LogNotFound(last + 1));
-                }
-            }
-            _ => return Err(StorageError::LogNotFound(range.start)),
+        if inner.logs.is_empty() || range.start < inner.first || range.start > inner.last_index() {
+            return Err(StorageError::LogNotFound(range.start));
         }
-        // The keys are contiguous (the struct's invariant), so every index is present.
-        Ok(inner.logs.range(range).map(|(_, log)| log.clone()).collect())
+        let last = inner.last_index();
+        if range.end > last + 1 {
+            return Err(StorageError::LogNotFound(last + 1));
+        }
+        let lo = (range.start - inner.first) as usize;
+        let hi = (range.end - inner.first) as usize;
+        Ok(inner.logs.range(lo..hi).cloned().collect())
     }
 
     async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        if let (Some(first), Some(&last)) = (logs.first(), inner.logs.keys().next_back()) {
-            if first.index > last + 1 {
-                return Err(StorageError::Other(
-                    format!("store_logs would leave a hole: last index {last}, new first {}", first.index)
-                        .into(),
-                ));
-            }
+        let Some(new_first) = logs.first().map(|l| l.index) else { return Ok(()) };
+        let last = inner.last_index();
+        if !inner.logs.is_empty() && new_first > last + 1 {
+            return Err(StorageError::Other(
+                format!("store_logs would leave a hole: last index {last}, new first {new_first}").into(),
+            ));
         }
         for pair in logs.windows(2) {
             if pair[1].index != pair[0].index + 1 {
                 return Err(StorageError::Other("store_logs given non-contiguous entries".into()));
             }
         }
-        if let Some(first) = logs.first() {
-            // Storing over an existing suffix replaces it.
-            let _ = inner.logs.split_off(&first.index);
+        // Storing over an existing suffix replaces it.
+        if inner.logs.is_empty() || new_first <= inner.first {
+            inner.logs.clear();
+            inner.first = new_first;
+        } else {
+            let keep = (new_first - inner.first) as usize;
+            inner.logs.truncate(keep);
         }
-        for log in logs {
-            inner.logs.insert(log.index, log.clone());
-        }
+        inner.logs.extend(logs.iter().cloned());
         Ok(())
     }
 
     async fn delete_range(&self, min: u64, max: u64) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        if min > max {
+        if min > max || inner.logs.is_empty() {
             return Ok(());
         }
-        let first = inner.logs.keys().next().copied().unwrap_or(0);
-        let last = inner.logs.keys().next_back().copied().unwrap_or(0);
+        let first = inner.first;
+        let last = inner.last_index();
         if min > first && max < last {
             return Err(StorageError::Other(
                 format!("delete_range({min}, {max}) would leave a hole in {first}..={last}").into(),
             ));
         }
-        let keys: Vec<u64> = inner.logs.range(min..=max).map(|(k, _)| *k).collect();
-        for k in keys {
-            inner.logs.remove(&k);
+        if max < first || min > last {
+            return Ok(());
+        }
+        if min <= first {
+            // A prefix (possibly everything).
+            let n = (max.min(last) - first + 1) as usize;
+            inner.logs.drain(..n);
+            inner.first = max.min(last) + 1;
+        } else {
+            // A suffix from `min`.
+            inner.logs.truncate((min - first) as usize);
         }
         Ok(())
     }

@@ -80,18 +80,25 @@ impl Core {
 
     /// Releases reads whose round a quorum has acknowledged.
     pub(crate) fn advance_reads(&mut self) {
+        // Runs on every append response: return before any work when no
+        // read waits for confirmation.
+        let Role::Leader(leader) = &self.role else { return };
+        if leader.reads.pending.front().is_none_or(|r| r.round == 0) {
+            return;
+        }
         let quorum = self.quorum();
         let self_voter = self.is_voter();
-        let voters: Vec<_> = self.membership.latest().0.voters().cloned().collect();
+        // Borrowed from `membership` while `role` is borrowed mutably.
+        let voters = &self.membership.latest().0;
         let Role::Leader(leader) = &mut self.role else { return };
         while let Some(front) = leader.reads.pending.front().copied() {
             if front.round == 0 {
                 break;
             }
             let acks = voters
-                .iter()
+                .voters()
                 .filter(|id| {
-                    if **id == self.id {
+                    if *id == &self.id {
                         self_voter
                     } else {
                         leader.peers.get(*id).is_some_and(|p| p.acked_round >= front.round)

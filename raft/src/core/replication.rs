@@ -285,7 +285,8 @@ impl Core {
     /// Keeps the leader's follower set in line with the latest configuration.
     pub(crate) fn on_configuration_changed(&mut self) {
         let next = self.log.last_index() + 1;
-        let config = self.membership.latest().0.clone();
+        // Borrowed, not cloned: this runs on every append.
+        let config = self.membership.latest().0;
         let Role::Leader(leader) = &mut self.role else { return };
         leader.peers.retain(|id, _| config.servers.iter().any(|s| &s.id == id));
         for s in &config.servers {

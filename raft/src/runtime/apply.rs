@@ -121,8 +121,9 @@ impl<F: Fsm> ApplyTask<F> {
                 Err(err) => tracing::error!(index = e.index, error = %err, "undecodable configuration entry"),
             }
         }
-        let commands: Vec<Log> =
-            entries.iter().filter(|e| e.log_type == LogType::Command && e.index > skip).cloned().collect();
+        // Keep only the commands in place: no clone of any entry.
+        let mut commands = entries;
+        commands.retain(|e| e.log_type == LogType::Command && e.index > skip);
         let mut responses = if self.batch_apply {
             self.fsm.apply_batch(&commands).await
         } else {

@@ -140,7 +140,17 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer for the commit flush, re-armed only when its deadline
+    // changes: a fresh `sleep_until` per loop turn would register and
+    // deregister a timer on every event under load.
+    let commit_sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(commit_sleep);
     loop {
+        if let Some(at) = node.commit_flush {
+            if commit_sleep.deadline() != at {
+                commit_sleep.as_mut().reset(at);
+            }
+        }
         let flow = tokio::select! {
             Some(ev) = node.t.writer_events.recv() => node.on_writer_event(ev),
             Some(ev) = node.t.peer_events.recv() => {
@@ -176,7 +186,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 Some(req) => node.on_requests(req),
                 None => Flow::Stop,
             },
-            _ = sleep_until(node.commit_flush), if node.commit_flush.is_some() => {
+            () = &mut commit_sleep, if node.commit_flush.is_some() => {
                 node.flush_commit();
                 Flow::Continue
             }
@@ -199,13 +209,6 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         }
     }
     node.stop().await;
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn recv_inbound(inbound: &mut Option<mpsc::Receiver<InboundRpc>>) -> Option<InboundRpc> {
@@ -698,14 +701,20 @@ impl<R: Send + 'static> Node<R> {
         let mut waiters = Vec::new();
         if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
             let (lo, hi) = (first.index, last.index);
-            let keys: Vec<u64> = self.waiters.range(lo..=hi).map(|(k, _)| *k).collect();
-            for k in keys {
-                let Some((term, waiter)) = self.waiters.remove(&k) else { continue };
-                let entry_term = entries.get((k - lo) as usize).map(|e| e.term);
+            // Waiters are keyed by index, so the ones for this batch are the
+            // smallest keys: pop them off the front, no lookups.
+            while let Some(entry) = self.waiters.first_entry() {
+                let k = *entry.key();
+                if k > hi {
+                    break;
+                }
+                let (term, waiter) = entry.remove();
+                let entry_term = k.checked_sub(lo).and_then(|i| entries.get(i as usize)).map(|e| e.term);
                 if entry_term == Some(term) {
                     waiters.push((k, waiter));
                 } else {
-                    // Another leader's entry replaced ours at this index.
+                    // Another leader's entry replaced ours at this index (or
+                    // a snapshot covered it): its outcome is unknown here.
                     waiter.fail(Error::LeadershipLost);
                 }
             }
