@@ -49,8 +49,15 @@ impl Core {
     /// Whether reads are waiting for a round to start.
     pub(crate) fn reads_unflushed(&self) -> bool {
         match &self.role {
+            // One confirmation round at a time: reads that arrive while a
+            // round is in flight wait for the next one, which starts as soon
+            // as that round is confirmed. Under load one heartbeat round then
+            // serves every read queued during the previous round instead of
+            // a round (a heartbeat to every peer) per batch. A round whose
+            // heartbeats are lost is still confirmed by the periodic
+            // heartbeats and appends, which carry the latest round.
             Role::Leader(l) => {
-                self.commit >= l.term_start && l.reads.pending.back().is_some_and(|r| r.round == 0)
+                self.commit >= l.term_start && l.reads.pending.front().is_some_and(|r| r.round == 0)
             }
             _ => false,
         }
