@@ -71,7 +71,7 @@ impl ListenAddr for String {
 /// use raft_transport_grpc::{GrpcConfig, GrpcTransport};
 ///
 /// let transport = GrpcTransport::bind("127.0.0.1:0", GrpcConfig::default()).await?;
-/// println!("listening on {}", transport.local_addr());
+/// tracing::info!(addr = %transport.local_addr(), "listening");
 /// let inbound = transport.take_consumer()?;
 /// # drop(inbound); Ok(()) }
 /// ```

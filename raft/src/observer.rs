@@ -10,7 +10,7 @@
 //! let only_leaders = |o: &Observation| matches!(o, Observation::LeaderChanged(_));
 //! let id = raft.register_observer(Observer::new(tx, false, Some(std::sync::Arc::new(only_leaders))));
 //! if let Some(Observation::LeaderChanged(leader)) = rx.recv().await {
-//!     println!("new leader: {leader:?}");
+//!     tracing::info!(?leader, "new leader");
 //! }
 //! raft.deregister_observer(id);
 //! # }

@@ -60,7 +60,7 @@ struct Inner<R> {
 /// # use raft::*;
 /// # async fn demo<F: Fsm>(raft: Raft<F>) -> Result<()> {
 /// let applied = raft.apply(&b"set x 1"[..], std::time::Duration::from_secs(1)).await?;
-/// println!("committed at {}", applied.index);
+/// tracing::info!(index = applied.index, "committed");
 /// raft.linearizable_read().await?; // now read the local FSM
 /// # Ok(()) }
 /// ```

@@ -21,7 +21,7 @@
 //! // Elsewhere, e.g. in an admin CLI:
 //! let mut client = admin::connect("127.0.0.1:7000", &GrpcConfig::default()).await?;
 //! let status = client.status(admin::pb::StatusRequest {}).await?.into_inner();
-//! println!("{} (leader {})", status.state, status.leader_id);
+//! tracing::info!(state = %status.state, leader = %status.leader_id, "node status");
 //! # Ok(()) }
 //! ```
 //!
@@ -39,10 +39,10 @@
 //!
 //! let mut client = admin::connect("127.0.0.1:7000", &GrpcConfig::default()).await?;
 //! let snap = client.snapshot(admin::pb::SnapshotRequest {}).await?.into_inner();
-//! println!("snapshot {} at index {} (term {}), {} bytes", snap.id, snap.index, snap.term, snap.size);
+//! tracing::info!(id = %snap.id, index = snap.index, term = snap.term, size = snap.size, "snapshot taken");
 //! client.verify_leader(admin::pb::VerifyLeaderRequest {}).await?;
 //! let barrier = client.barrier(admin::pb::BarrierRequest { timeout_ms: 5_000 }).await?.into_inner();
-//! println!("everything up to {} is applied on the leader", barrier.index);
+//! tracing::info!(index = barrier.index, "everything up to here is applied on the leader");
 //! # Ok(()) }
 //! ```
 //!
