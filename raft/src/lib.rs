@@ -23,6 +23,19 @@
 //! - `runtime` (private): the tokio tasks that drive the core.
 //! - [`testing`] (feature `testing`): store conformance suite, simulation
 //!   harness and linearizability checker.
+//!
+//! # Design choices worth knowing
+//! - The protocol core keeps the log since the last compaction in memory
+//!   (entries are [`Bytes`], so copies are reference counts) and builds
+//!   AppendEntries from it without reading the store. Memory is bounded by
+//!   `snapshot_threshold + trailing_logs` entries; with
+//!   [`DiscardSnapshotStore`] the log is never compacted, because no stored
+//!   snapshot could replace the compacted entries, so it grows with the log.
+//! - [`Config::batch_apply`] defaults to true (HashiCorp defaults to false):
+//!   committed commands reach [`Fsm::apply_batch`] in batches.
+//! - Runtime-level tests are reproducible under tokio's paused clock but not
+//!   bit-exact: `tokio::select!` picks among ready events at random. The
+//!   protocol core's simulation (feature `testing`) is fully deterministic.
 
 pub mod codec;
 pub mod config;
