@@ -1,22 +1,21 @@
-//! [`SimRng`]: the simulation's own seeded random source (SplitMix64), so a
-//! run replays exactly from its seed.
+//! [`SimRng`]: the simulation's seeded random source, so a run replays
+//! exactly from its seed. Built on the core's SplitMix64 generator, with the
+//! draws the harness needs.
+
+use crate::core::rng::Rng;
 
 /// A small, fast, seedable random number generator.
 #[derive(Clone, Debug)]
-pub(crate) struct SimRng(u64);
+pub(crate) struct SimRng(Rng);
 
 impl SimRng {
     /// A generator whose whole output is determined by `seed`.
     pub(crate) fn new(seed: u64) -> Self {
-        Self(seed ^ 0x00BD_DA1E_A222_0000)
+        Self(Rng::new(seed ^ 0x00BD_DA1E_A222_0000))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A value in `lo..=hi` (`lo` if the range is empty).
@@ -40,7 +39,6 @@ impl SimRng {
         if p <= 0.0 {
             return false;
         }
-        // 53 random bits give a uniform value in [0, 1).
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+        self.0.next_f64() < p
     }
 }
