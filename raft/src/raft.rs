@@ -18,8 +18,11 @@ use crate::fsm::Fsm;
 use crate::metrics::Metrics;
 use crate::observer::{Observer, ObserverId, Observers};
 use crate::runtime::node::NodeTask;
+use crate::runtime::reads::ReadGate;
 use crate::runtime::snapshot::SnapshotHandle;
-use crate::runtime::{apply, node, snapshot, startup, writer, Applied, MembershipChange, Request, Waiter};
+use crate::runtime::{
+    apply, node, snapshot, startup, writer, Applied, MembershipChange, Request, RestoreRequest, Waiter,
+};
 use crate::snapshot::{SnapshotReader, SnapshotStore};
 use crate::storage::{LogStore, StableStore};
 use crate::transport::Transport;
@@ -36,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) applied_tx: watch::Sender<u64>,
     pub(crate) last_index: AtomicU64,
+    /// The batch of reads open to new readers.
+    pub(crate) reads: ReadGate,
 }
 
 impl Shared {
@@ -138,6 +143,7 @@ impl<F: Fsm> Raft<F> {
             applied: applied.clone(),
             applied_tx: applied_tx.clone(),
             last_index: AtomicU64::new(core.last_index()),
+            reads: ReadGate::default(),
         });
 
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
@@ -232,39 +238,40 @@ impl<F: Fsm> Raft<F> {
         }
     }
 
-    /// Enqueues `req` and awaits its answer on `rx`, all within one
-    /// deadline `timeout` (zero: no limit): [`Error::EnqueueTimeout`] if the
-    /// queue stayed full, [`Error::Timeout`] if the answer came too late.
+    /// Enqueues a write whose deadline is `deadline` (`None`: no limit) and
+    /// awaits its answer on `rx`: [`Error::EnqueueTimeout`] if the queue
+    /// stayed full until the deadline; past it, the main task answers
+    /// [`Error::Timeout`] if the entry is not committed yet.
     ///
-    /// The hot path of `apply`: one timer for the whole call (armed only if
-    /// the answer is not ready at once), and no wait on the queue's
-    /// semaphore when it has room.
+    /// The hot path of `apply`: no timer at all when the queue has room
+    /// (the main task keeps one timer for every caller's deadline), and no
+    /// wait on the queue's semaphore.
     async fn submit<T>(
         &self,
         req: Request<F::Response>,
         rx: oneshot::Receiver<Result<T>>,
-        timeout: Duration,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<T> {
-        if timeout.is_zero() {
-            self.enqueue(req, timeout).await?;
-            return rx.await.map_err(|_| Error::Shutdown)?;
-        }
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
         match self.inner.tx.try_send(req) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Shutdown),
-            Err(mpsc::error::TrySendError::Full(req)) => {
-                tokio::select! {
-                    sent = self.inner.tx.send(req) => sent.map_err(|_| Error::Shutdown)?,
-                    () = &mut deadline => return Err(Error::EnqueueTimeout),
-                }
-            }
+            Err(mpsc::error::TrySendError::Full(req)) => match deadline {
+                None => self.inner.tx.send(req).await.map_err(|_| Error::Shutdown)?,
+                Some(at) => match tokio::time::timeout_at(at, self.inner.tx.send(req)).await {
+                    Err(_) => return Err(Error::EnqueueTimeout),
+                    Ok(sent) => sent.map_err(|_| Error::Shutdown)?,
+                },
+            },
         }
-        tokio::select! {
-            biased;
-            answer = rx => answer.map_err(|_| Error::Shutdown)?,
-            () = &mut deadline => Err(Error::Timeout),
+        rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// The deadline `timeout` from now (zero: none).
+    fn deadline(timeout: Duration) -> Option<tokio::time::Instant> {
+        if timeout.is_zero() {
+            None
+        } else {
+            Some(tokio::time::Instant::now() + timeout)
         }
     }
 
@@ -286,22 +293,39 @@ impl<F: Fsm> Raft<F> {
     }
 
     /// Replicates a command and returns what the FSM answered once it is
-    /// committed and applied on this (leader) node. `timeout` bounds the
-    /// whole call (zero: no limit). On [`Error::Timeout`] or
-    /// [`Error::LeadershipLost`] the command may still be applied later.
+    /// committed and applied on this (leader) node.
+    ///
+    /// `timeout` (zero: no limit) bounds the wait for room in the request
+    /// queue ([`Error::EnqueueTimeout`]) and for the commit
+    /// ([`Error::Timeout`]); a command committed in time is answered once
+    /// the FSM has applied it, however long the FSM takes. On
+    /// [`Error::Timeout`] or [`Error::LeadershipLost`] the command may
+    /// still be applied later.
     pub async fn apply(&self, cmd: impl Into<Bytes>, timeout: Duration) -> Result<Applied<F::Response>> {
+        let deadline = Self::deadline(timeout);
         let (tx, rx) = oneshot::channel();
-        let req = Request::Apply { log_type: LogType::Command, data: cmd.into(), waiter: Waiter::Apply(tx) };
-        self.submit(req, rx, timeout).await
+        let req = Request::Apply {
+            log_type: LogType::Command,
+            data: cmd.into(),
+            waiter: Waiter::Apply(tx),
+            deadline,
+        };
+        self.submit(req, rx, deadline).await
     }
 
     /// Commits a barrier entry and waits until it and everything before it
-    /// is applied. Returns the barrier's index.
+    /// is applied. Returns the barrier's index. `timeout` works as in
+    /// [`Raft::apply`].
     pub async fn barrier(&self, timeout: Duration) -> Result<u64> {
+        let deadline = Self::deadline(timeout);
         let (tx, rx) = oneshot::channel();
-        let req =
-            Request::Apply { log_type: LogType::Barrier, data: Bytes::new(), waiter: Waiter::Index(tx) };
-        self.submit(req, rx, timeout).await
+        let req = Request::Apply {
+            log_type: LogType::Barrier,
+            data: Bytes::new(),
+            waiter: Waiter::Index(tx),
+            deadline,
+        };
+        self.submit(req, rx, deadline).await
     }
 
     /// Confirms with a quorum that this node is still the leader.
@@ -313,8 +337,28 @@ impl<F: Fsm> Raft<F> {
     /// (ReadIndex, Raft thesis §6.4): once this node's applied index reaches
     /// it, reading the local FSM is linearizable. See
     /// [`Raft::linearizable_read`], which also waits for that.
+    ///
+    /// Concurrent calls share one quorum round when they arrive while the
+    /// previous round's request is still queued: each still gets a round
+    /// that started after it was called.
     pub async fn read_index(&self) -> Result<u64> {
-        self.request(|tx| Request::ReadIndex { tx }).await
+        let (batch, ticket) = self.inner.shared.reads.join();
+        if let Some(ticket) = ticket {
+            match self.inner.tx.try_send(Request::ReadIndex { ticket }) {
+                // Closed: the request and its ticket are dropped, which
+                // fails the batch with `Shutdown`.
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(req)) => {
+                    // Others may join this batch: its request must reach the
+                    // queue even if this caller gives up waiting.
+                    let tx = self.inner.tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(req).await;
+                    });
+                }
+            }
+        }
+        batch.outcome().await
     }
 
     /// Waits until reading this node's FSM is linearizable: confirms
@@ -423,7 +467,7 @@ impl<F: Fsm> Raft<F> {
         let mut current = self.inner.shared.config.lock().unwrap_or_else(|e| e.into_inner());
         let next = rc.apply_to(&current);
         next.validate()?;
-        self.inner.tx.try_send(Request::Reload { config: next.clone() }).map_err(|e| match e {
+        self.inner.tx.try_send(Request::Reload { config: Box::new(next.clone()) }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Error::EnqueueTimeout,
             mpsc::error::TrySendError::Closed(_) => Error::Shutdown,
         })?;
@@ -454,7 +498,7 @@ impl<F: Fsm> Raft<F> {
     pub async fn restore(&self, meta: SnapshotMeta, reader: SnapshotReader, timeout: Duration) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         let start = tokio::time::Instant::now();
-        self.enqueue(Request::Restore { meta, reader, tx }, timeout).await?;
+        self.enqueue(Request::Restore(Box::new(RestoreRequest { meta, reader, tx })), timeout).await?;
         let left = Self::remaining(timeout, start);
         Self::await_with_timeout(rx, left).await.map(|_| ())
     }

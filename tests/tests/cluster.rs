@@ -222,3 +222,78 @@ async fn followers_learn_the_commit_index_within_commit_timeout_in_an_idle_clust
     assert!(start.elapsed() < Duration::from_millis(50), "followers applied after {:?}", start.elapsed());
     c.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_cannot_commit_times_out_at_its_deadline_and_may_still_commit_later() {
+    // Slow timeouts: the isolated leader keeps leading long after the
+    // writes' deadlines pass.
+    let mut c: TestCluster =
+        TestCluster::with_config(3, raft::transport::inmem::InmemNetwork::new(), |cfg| {
+            cfg.heartbeat_timeout = Duration::from_secs(1);
+            cfg.election_timeout = Duration::from_secs(1);
+            cfg.leader_lease_timeout = Duration::from_secs(1);
+        })
+        .await;
+    let leader = c.wait_for_leader().await;
+    c.raft(&leader).apply("before", T).await.expect("apply");
+    for follower in c.running().into_iter().filter(|id| *id != leader) {
+        c.net.isolate(&follower.as_str().into());
+    }
+    let start = tokio::time::Instant::now();
+    let late = c.raft(&leader).apply("late", Duration::from_millis(100)).await;
+    let waited = start.elapsed();
+    assert!(matches!(late, Err(Error::Timeout)), "got {late:?}");
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_millis(150),
+        "answered after {waited:?}, deadline 100ms"
+    );
+    let barrier = c.raft(&leader).barrier(Duration::from_millis(20)).await;
+    assert!(matches!(barrier, Err(Error::Timeout)), "got {barrier:?}");
+    assert_eq!(c.raft(&leader).state(), RaftState::Leader, "still leading: the writes stay in its log");
+    // The timed-out write's outcome was unknown; here it commits once the
+    // followers are back.
+    c.net.heal();
+    let last = c.raft(&leader).barrier(T).await.expect("barrier after the heal");
+    c.wait_applied(&leader, last, T).await;
+    let applied: Vec<Bytes> = c.applied(&leader).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(applied, vec![Bytes::from("before"), Bytes::from("late")]);
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_reads_sharing_a_round_each_see_every_write_acknowledged_before_them() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    // The highest index acknowledged to a writer so far.
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let (raft, acked) = (raft.clone(), acked.clone());
+        tasks.spawn(async move {
+            for i in 0..50 {
+                let applied = raft.apply(format!("w{w}-{i}"), T).await.expect("apply");
+                acked.fetch_max(applied.index, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    for _ in 0..64 {
+        let (raft, acked) = (raft.clone(), acked.clone());
+        tasks.spawn(async move {
+            for _ in 0..50 {
+                let floor = acked.load(std::sync::atomic::Ordering::SeqCst);
+                let index = raft.read_index().await.expect("read index");
+                assert!(
+                    index >= floor,
+                    "read point {index} misses write {floor} acknowledged before the read"
+                );
+                raft.linearizable_read().await.expect("read");
+                assert!(raft.applied_index() >= floor);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    c.shutdown().await;
+}

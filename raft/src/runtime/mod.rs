@@ -19,6 +19,7 @@
 pub(crate) mod apply;
 pub(crate) mod node;
 pub(crate) mod peer;
+pub(crate) mod reads;
 pub(crate) mod snapshot;
 pub(crate) mod startup;
 pub(crate) mod writer;
@@ -69,15 +70,26 @@ pub(crate) enum MembershipChange {
     RemoveServer(ServerId),
 }
 
+/// A user restore: the snapshot to install and who waits for it.
+pub(crate) struct RestoreRequest {
+    pub(crate) meta: crate::types::SnapshotMeta,
+    pub(crate) reader: crate::snapshot::SnapshotReader,
+    pub(crate) tx: oneshot::Sender<Result<u64, Error>>,
+}
+
 /// A request from the [`Raft`](crate::Raft) handle to the main task.
 pub(crate) enum Request<R> {
     Apply {
         log_type: LogType,
         data: Bytes,
         waiter: Waiter<R>,
+        /// When the caller stops waiting (the main task answers
+        /// [`Error::Timeout`] then); `None`: no limit.
+        deadline: Option<tokio::time::Instant>,
     },
+    /// Start a ReadIndex round for a batch of reads.
     ReadIndex {
-        tx: oneshot::Sender<Result<u64, Error>>,
+        ticket: reads::ReadTicket,
     },
     Bootstrap {
         configuration: Configuration,
@@ -98,14 +110,12 @@ pub(crate) enum Request<R> {
     Snapshot {
         tx: oneshot::Sender<Result<snapshot::SnapshotHandle, Error>>,
     },
+    // The rare, large requests are boxed so the hot ones (`Apply`,
+    // `ReadIndex`) stay small to move through the queue.
     Reload {
-        config: crate::config::Config,
+        config: Box<crate::config::Config>,
     },
-    Restore {
-        meta: crate::types::SnapshotMeta,
-        reader: crate::snapshot::SnapshotReader,
-        tx: oneshot::Sender<Result<u64, Error>>,
-    },
+    Restore(Box<RestoreRequest>),
     Shutdown {
         tx: oneshot::Sender<()>,
     },

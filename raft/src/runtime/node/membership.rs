@@ -55,7 +55,7 @@ impl<R: Send + 'static> Node<R> {
         match self.membership_change(change, prev_index) {
             Ok(index) => {
                 let term = self.t.core.term();
-                self.waiters.insert(index, (term, Waiter::Index(tx)));
+                self.waiters.insert(index, Pending::new(term, Waiter::Index(tx)));
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -122,7 +122,7 @@ impl<R: Send + 'static> Node<R> {
                 Ok(index) => {
                     tracing::info!(server = %p.id, index, "caught-up non-voter promoted to voter");
                     let term = self.t.core.term();
-                    self.waiters.insert(index, (term, Waiter::Index(p.tx)));
+                    self.waiters.insert(index, Pending::new(term, Waiter::Index(p.tx)));
                 }
                 Err(Refusal::ConfigurationChangeInProgress) => waiting.push(p),
                 Err(r) => {

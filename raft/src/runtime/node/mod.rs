@@ -16,9 +16,10 @@ use tokio::task::JoinHandle;
 
 use super::apply::{ApplyBatch, ApplyMsg};
 use super::peer::{self, PeerEvent, PeerHandle};
+use super::reads::{refusal_error, ReadFailure, ReadTicket};
 use super::snapshot::{SnapshotCmd, SnapshotTaken};
 use super::writer::{PersistJob, WriterEvent};
-use super::{MembershipChange, Request, Waiter};
+use super::{MembershipChange, Request, RestoreRequest, Waiter};
 use crate::config::Config;
 use crate::core::{Body, Core, Message, Refusal};
 use crate::error::{Error, StorageError, TransportError};
@@ -32,6 +33,7 @@ use crate::types::{
     Configuration, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage,
 };
 
+mod deadlines;
 mod membership;
 mod publish;
 mod snapshots;
@@ -65,15 +67,38 @@ pub(crate) struct NodeTask<R> {
     pub(crate) peer_events: mpsc::UnboundedReceiver<PeerEvent>,
 }
 
+/// A proposal waiting to be applied.
+struct Pending<R> {
+    /// The term it was proposed in: another term's entry at its index means
+    /// it was lost.
+    term: u64,
+    waiter: Waiter<R>,
+    /// When its caller stops waiting (`None`: never).
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl<R> Pending<R> {
+    fn new(term: u64, waiter: Waiter<R>) -> Self {
+        Self { term, waiter, deadline: None }
+    }
+}
+
+/// One client write folded into a proposal.
+type Proposed<R> = (LogType, bytes::Bytes, Waiter<R>, Option<tokio::time::Instant>);
+
 /// Per-run bookkeeping of the main task.
 struct Node<R> {
     t: NodeTask<R>,
     peers: HashMap<ServerId, PeerHandle>,
     replies: HashMap<u64, RpcReply>,
     next_rpc_id: u64,
-    /// Proposals waiting to be applied: index -> (term, waiter).
-    waiters: BTreeMap<u64, (u64, Waiter<R>)>,
-    reads: HashMap<u64, oneshot::Sender<Result<u64, Error>>>,
+    /// Proposals waiting to be applied, by index.
+    waiters: BTreeMap<u64, Pending<R>>,
+    /// The earliest deadline among `waiters` (or earlier: it is only
+    /// recomputed when it passes).
+    next_deadline: Option<tokio::time::Instant>,
+    /// Read batches whose ReadIndex round is under way, by read id.
+    reads: HashMap<u64, ReadTicket>,
     next_read_id: u64,
     transfer: Option<oneshot::Sender<Result<(), Error>>>,
     published: (RaftState, u64, Option<ServerId>),
@@ -119,6 +144,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         replies: HashMap::new(),
         next_rpc_id: 1,
         waiters: BTreeMap::new(),
+        next_deadline: None,
         reads: HashMap::new(),
         next_read_id: 1,
         transfer: None,
@@ -145,10 +171,18 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
     // deregister a timer on every event under load.
     let commit_sleep = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(commit_sleep);
+    // Likewise one timer for all callers' deadlines.
+    let deadline_sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(deadline_sleep);
     loop {
         if let Some(at) = node.commit_flush {
             if commit_sleep.deadline() != at {
                 commit_sleep.as_mut().reset(at);
+            }
+        }
+        if let Some(at) = node.next_deadline {
+            if deadline_sleep.deadline() != at {
+                deadline_sleep.as_mut().reset(at);
             }
         }
         let flow = tokio::select! {
@@ -188,6 +222,10 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
             },
             () = &mut commit_sleep, if node.commit_flush.is_some() => {
                 node.flush_commit();
+                Flow::Continue
+            }
+            () = &mut deadline_sleep, if node.next_deadline.is_some() => {
+                node.expire_waiters();
                 Flow::Continue
             }
             _ = ticker.tick() => {
@@ -234,14 +272,21 @@ impl<R: Send + 'static> Node<R> {
     }
 
     fn refusal(&self, r: Refusal) -> Error {
+        let leader = self.refusal_leader(&r);
+        refusal_error(r, leader)
+    }
+
+    /// A refusal, to hand to every read of a batch.
+    fn read_failure(&self, refusal: Refusal) -> ReadFailure {
+        let leader = self.refusal_leader(&refusal);
+        ReadFailure::Refused { refusal, leader }
+    }
+
+    /// The id and address of the leader a [`Refusal::NotLeader`] names.
+    fn refusal_leader(&self, r: &Refusal) -> Option<(ServerId, ServerAddress)> {
         match r {
-            Refusal::NotLeader(leader) => {
-                Error::NotLeader { leader: leader.and_then(|id| self.address_of(&id).map(|addr| (id, addr))) }
-            }
-            Refusal::TransferInProgress => Error::LeadershipTransferInProgress,
-            Refusal::LeadershipLost => Error::LeadershipLost,
-            Refusal::ConfigurationChangeInProgress => Error::ConfigurationChangeInProgress,
-            Refusal::Invalid(msg) => Error::InvalidConfig(msg),
+            Refusal::NotLeader(Some(id)) => self.address_of(id).map(|addr| (id.clone(), addr)),
+            _ => None,
         }
     }
 
@@ -298,12 +343,12 @@ impl<R: Send + 'static> Node<R> {
                         // is unknown to whoever proposed them.
                         let gone: Vec<u64> = self.waiters.range(..=meta.index).map(|(k, _)| *k).collect();
                         for k in gone {
-                            if let Some((_, w)) = self.waiters.remove(&k) {
-                                w.fail(Error::LeadershipLost);
+                            if let Some(p) = self.waiters.remove(&k) {
+                                p.waiter.fail(Error::LeadershipLost);
                             }
                         }
                         let term = self.t.core.term();
-                        self.waiters.insert(noop, (term, Waiter::Index(tx)));
+                        self.waiters.insert(noop, Pending::new(term, Waiter::Index(tx)));
                         self.installing = Some(meta);
                     }
                     Err(r) => {
@@ -402,8 +447,8 @@ impl<R: Send + 'static> Node<R> {
         let mut next = Some(first);
         while let Some(req) = next.take() {
             match req {
-                Request::Apply { log_type, data, waiter } => {
-                    batch.push((log_type, data, waiter));
+                Request::Apply { log_type, data, waiter, deadline } => {
+                    batch.push((log_type, data, waiter, deadline));
                     if batch.len() >= MAX_PROPOSAL_BATCH {
                         self.propose(std::mem::take(&mut batch));
                     }
@@ -423,20 +468,25 @@ impl<R: Send + 'static> Node<R> {
         Flow::Continue
     }
 
-    fn propose(&mut self, batch: Vec<(LogType, bytes::Bytes, Waiter<R>)>) {
+    fn propose(&mut self, mut batch: Vec<Proposed<R>>) {
+        self.drop_expired(&mut batch);
         if batch.is_empty() {
             return;
         }
-        let commands: Vec<(LogType, bytes::Bytes)> = batch.iter().map(|(t, d, _)| (*t, d.clone())).collect();
+        let commands: Vec<(LogType, bytes::Bytes)> =
+            batch.iter().map(|(t, d, _, _)| (*t, d.clone())).collect();
         match self.t.core.propose(commands) {
             Ok(first) => {
                 let term = self.t.core.term();
-                for (i, (_, _, waiter)) in batch.into_iter().enumerate() {
-                    self.waiters.insert(first + i as u64, (term, waiter));
+                for (i, (_, _, waiter, deadline)) in batch.into_iter().enumerate() {
+                    if let Some(at) = deadline {
+                        self.track_deadline(at);
+                    }
+                    self.waiters.insert(first + i as u64, Pending { term, waiter, deadline });
                 }
             }
             Err(r) => {
-                for (_, _, waiter) in batch {
+                for (_, _, waiter, _) in batch {
                     waiter.fail(self.refusal(r.clone()));
                 }
             }
@@ -445,17 +495,19 @@ impl<R: Send + 'static> Node<R> {
 
     fn on_request(&mut self, req: Request<R>) -> Flow {
         match req {
-            Request::Apply { log_type, data, waiter } => self.propose(vec![(log_type, data, waiter)]),
-            Request::ReadIndex { tx } => {
+            Request::Apply { log_type, data, waiter, deadline } => {
+                self.propose(vec![(log_type, data, waiter, deadline)])
+            }
+            Request::ReadIndex { ticket } => {
+                // No reader may join once the round can start.
+                self.t.shared.reads.close(&ticket);
                 let id = self.next_read_id;
                 self.next_read_id += 1;
                 match self.t.core.read_index(id) {
                     Ok(()) => {
-                        self.reads.insert(id, tx);
+                        self.reads.insert(id, ticket);
                     }
-                    Err(r) => {
-                        let _ = tx.send(Err(self.refusal(r)));
-                    }
+                    Err(r) => ticket.resolve(Err(self.read_failure(r))),
                 }
             }
             Request::Bootstrap { configuration, tx } => {
@@ -472,7 +524,8 @@ impl<R: Send + 'static> Node<R> {
             Request::ChangeMembership { change, prev_index, tx } => {
                 self.on_change_membership(change, prev_index, tx)
             }
-            Request::Restore { meta, reader, tx } => {
+            Request::Restore(restore) => {
+                let RestoreRequest { meta, reader, tx } = *restore;
                 if !self.t.core.is_leader() {
                     let _ = tx.send(Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned()))));
                     return Flow::Continue;
@@ -502,6 +555,7 @@ impl<R: Send + 'static> Node<R> {
                 self.transfers.push(handle);
             }
             Request::Reload { config } => {
+                let config = *config;
                 self.t.core.reconfigure(config.core_config());
                 let _ = self.t.snapshot_cmds.send(SnapshotCmd::Reload {
                     interval: config.snapshot_interval,
@@ -677,13 +731,13 @@ impl<R: Send + 'static> Node<R> {
             self.dispatch_apply(ready.committed);
         }
         for r in ready.reads {
-            if let Some(tx) = self.reads.remove(&r.id) {
-                let _ = tx.send(Ok(r.index));
+            if let Some(ticket) = self.reads.remove(&r.id) {
+                ticket.resolve(Ok(r.index));
             }
         }
         for (id, why) in ready.failed_reads {
-            if let Some(tx) = self.reads.remove(&id) {
-                let _ = tx.send(Err(self.refusal(why)));
+            if let Some(ticket) = self.reads.remove(&id) {
+                ticket.resolve(Err(self.read_failure(why)));
             }
         }
         if ready.transfer_aborted {
@@ -708,7 +762,7 @@ impl<R: Send + 'static> Node<R> {
                 if k > hi {
                     break;
                 }
-                let (term, waiter) = entry.remove();
+                let Pending { term, waiter, .. } = entry.remove();
                 let entry_term = k.checked_sub(lo).and_then(|i| entries.get(i as usize)).map(|e| e.term);
                 if entry_term == Some(term) {
                     waiters.push((k, waiter));
@@ -731,11 +785,15 @@ impl<R: Send + 'static> Node<R> {
         if let Some(msg) = &self.fatal {
             tracing::error!(error = %msg, "node stopped after a storage failure");
         }
-        for (_, (_, w)) in std::mem::take(&mut self.waiters) {
-            w.fail(err());
+        for (_, p) in std::mem::take(&mut self.waiters) {
+            p.waiter.fail(err());
         }
-        for (_, tx) in std::mem::take(&mut self.reads) {
-            let _ = tx.send(Err(err()));
+        let read_failure = match &self.fatal {
+            Some(msg) => ReadFailure::StorageFailed(msg.clone()),
+            None => ReadFailure::Shutdown,
+        };
+        for (_, ticket) in std::mem::take(&mut self.reads) {
+            ticket.resolve(Err(read_failure.clone()));
         }
         if let Some(tx) = self.transfer.take() {
             let _ = tx.send(Err(err()));

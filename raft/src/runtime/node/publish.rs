@@ -18,8 +18,8 @@ impl<R: Send + 'static> Node<R> {
             let commit = self.t.core.commit_index();
             let lost: Vec<u64> = self.waiters.range(commit + 1..).map(|(k, _)| *k).collect();
             for k in lost {
-                if let Some((_, w)) = self.waiters.remove(&k) {
-                    w.fail(Error::LeadershipLost);
+                if let Some(p) = self.waiters.remove(&k) {
+                    p.waiter.fail(Error::LeadershipLost);
                 }
             }
             if let Some(tx) = self.transfer.take() {
