@@ -2,11 +2,14 @@
 //! configurations, log entries, and the node's externally visible state.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// The unique, permanent identity of a server.
+///
+/// Cheap to clone (a shared string): ids travel in every message.
 ///
 /// An id must never be reused for a different server: Raft's safety relies on
 /// a vote or a log acknowledgement from an id meaning the same disk every time.
@@ -17,12 +20,12 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(id.to_string(), "node-1");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
-pub struct ServerId(String);
+pub struct ServerId(Arc<str>);
 
 impl ServerId {
     /// Creates an id from anything string-like.
     pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self(Arc::from(id.into()))
     }
 
     /// The id as a string slice.
@@ -33,13 +36,13 @@ impl ServerId {
 
 impl From<&str> for ServerId {
     fn from(s: &str) -> Self {
-        Self(s.to_owned())
+        Self(Arc::from(s))
     }
 }
 
 impl From<String> for ServerId {
     fn from(s: String) -> Self {
-        Self(s)
+        Self(Arc::from(s))
     }
 }
 
@@ -57,12 +60,12 @@ impl fmt::Display for ServerId {
 /// assert_eq!(addr.as_str(), "127.0.0.1:7000");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
-pub struct ServerAddress(String);
+pub struct ServerAddress(Arc<str>);
 
 impl ServerAddress {
     /// Creates an address from anything string-like.
     pub fn new(addr: impl Into<String>) -> Self {
-        Self(addr.into())
+        Self(Arc::from(addr.into()))
     }
 
     /// The address as a string slice.
@@ -73,13 +76,13 @@ impl ServerAddress {
 
 impl From<&str> for ServerAddress {
     fn from(s: &str) -> Self {
-        Self(s.to_owned())
+        Self(Arc::from(s))
     }
 }
 
 impl From<String> for ServerAddress {
     fn from(s: String) -> Self {
-        Self(s)
+        Self(Arc::from(s))
     }
 }
 
