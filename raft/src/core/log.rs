@@ -105,18 +105,24 @@ impl RaftLog {
 
     /// Forgets entries up to and including `index`, remembering its term.
     /// If `index` is past the end, the log becomes empty after it.
-    pub(crate) fn compact_to(&mut self, index: u64, term: u64) {
+    ///
+    /// Returns the forgotten entries, for the caller to free where it does
+    /// not hold anything up (a compaction can release millions). Only the
+    /// entries kept are moved.
+    pub(crate) fn compact_to(&mut self, index: u64, term: u64) -> VecDeque<Log> {
         if index <= self.snapshot_index {
-            return;
+            return VecDeque::new();
         }
-        if index >= self.last_index() {
-            self.entries.clear();
+        let forgotten = if index >= self.last_index() {
+            std::mem::take(&mut self.entries)
         } else {
             let drop = (index - self.snapshot_index) as usize;
-            self.entries.drain(..drop);
-        }
+            let kept = self.entries.split_off(drop);
+            std::mem::replace(&mut self.entries, kept)
+        };
         self.snapshot_index = index;
         self.snapshot_term = term;
+        forgotten
     }
 
     /// The last index holding `term`, if any entry has it.

@@ -2,11 +2,15 @@
 //! transport and feeds the responses back to the main task.
 //!
 //! AppendEntries carrying entries go through an ordered pipeline so several
-//! can be in flight; heartbeats, votes and TimeoutNow are sent as separate
-//! unary calls so they never wait behind bulk data. After a failure the peer
+//! can be in flight; votes and TimeoutNow are sent as separate unary calls,
+//! and so are heartbeats unless the pipeline is idle, so they never wait
+//! behind bulk data. (An idle pipeline carries a heartbeat for much less
+//! than a call of its own: under a read-heavy load every ReadIndex round is
+//! a heartbeat to each peer.) After a failure the peer
 //! is backed off exponentially (with jitter) and messages for it are dropped
 //! meanwhile; the core resends what matters on its next heartbeat.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +68,13 @@ pub(crate) fn spawn(
     PeerHandle { addr, tx, task }
 }
 
+/// An open AppendEntries pipeline.
+struct Pipeline {
+    requests: mpsc::Sender<crate::message::AppendEntriesRequest>,
+    /// Requests sent whose response has not arrived.
+    in_flight: Arc<AtomicUsize>,
+}
+
 struct Backoff {
     failures: u32,
     until: Option<Instant>,
@@ -98,7 +109,7 @@ async fn run(
     events: mpsc::UnboundedSender<PeerEvent>,
 ) {
     let mut backoff = Backoff { failures: 0, until: None, seed: id.as_str().len() as u64 + 1 };
-    let mut pipeline: Option<mpsc::Sender<crate::message::AppendEntriesRequest>> = None;
+    let mut pipeline: Option<Pipeline> = None;
     let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<()>();
     let (ok_tx, mut ok_rx) = mpsc::unbounded_channel::<()>();
     loop {
@@ -141,7 +152,7 @@ async fn send(
     addr: &ServerAddress,
     transport: &Arc<dyn Transport>,
     events: &mpsc::UnboundedSender<PeerEvent>,
-    pipeline: &mut Option<mpsc::Sender<crate::message::AppendEntriesRequest>>,
+    pipeline: &mut Option<Pipeline>,
     fail_tx: &mpsc::UnboundedSender<()>,
     ok_tx: &mpsc::UnboundedSender<()>,
     msg: Message,
@@ -154,7 +165,24 @@ async fn send(
             let _ = events.send(PeerEvent::Response(msg));
         }
     };
-    match msg.body {
+    let body = match msg.body {
+        // A heartbeat rides an idle pipeline.
+        Body::AppendEntries(req) if req.entries.is_empty() => match pipeline.as_ref() {
+            Some(p) if p.in_flight.load(Ordering::Acquire) == 0 => {
+                p.in_flight.fetch_add(1, Ordering::AcqRel);
+                match p.requests.try_send(req) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        p.in_flight.fetch_sub(1, Ordering::AcqRel);
+                        Body::AppendEntries(e.into_inner())
+                    }
+                }
+            }
+            _ => Body::AppendEntries(req),
+        },
+        body => body,
+    };
+    match body {
         Body::AppendEntries(req) if !req.entries.is_empty() => {
             if pipeline.is_none() {
                 match transport.append_entries_pipeline(id, addr).await {
@@ -162,10 +190,13 @@ async fn send(
                         let fail_tx = fail_tx.clone();
                         let ok_tx = ok_tx.clone();
                         let respond = respond.clone();
+                        let in_flight = Arc::new(AtomicUsize::new(0));
+                        let answered = in_flight.clone();
                         tokio::spawn(async move {
                             while let Some(r) = responses.recv().await {
                                 match r {
                                     Ok(resp) => {
+                                        answered.fetch_sub(1, Ordering::AcqRel);
                                         let _ = ok_tx.send(());
                                         respond(Body::AppendEntriesResponse(resp));
                                     }
@@ -177,7 +208,7 @@ async fn send(
                                 }
                             }
                         });
-                        *pipeline = Some(requests);
+                        *pipeline = Some(Pipeline { requests, in_flight });
                     }
                     Err(e) => {
                         tracing::debug!(peer = %id, error = %e, "cannot open pipeline");
@@ -187,7 +218,8 @@ async fn send(
                 }
             }
             if let Some(p) = pipeline.as_ref() {
-                if p.send(req).await.is_err() {
+                p.in_flight.fetch_add(1, Ordering::AcqRel);
+                if p.requests.send(req).await.is_err() {
                     *pipeline = None;
                     let _ = fail_tx.send(());
                 }

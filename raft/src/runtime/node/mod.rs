@@ -473,20 +473,21 @@ impl<R: Send + 'static> Node<R> {
         if batch.is_empty() {
             return;
         }
-        let commands: Vec<(LogType, bytes::Bytes)> =
-            batch.iter().map(|(t, d, _, _)| (*t, d.clone())).collect();
+        // The payloads move into the log: no copy, no reference count.
+        let (commands, waiters): (Vec<(LogType, bytes::Bytes)>, Vec<_>) =
+            batch.into_iter().map(|(t, d, waiter, deadline)| ((t, d), (waiter, deadline))).unzip();
         match self.t.core.propose(commands) {
             Ok(first) => {
                 let term = self.t.core.term();
-                for (i, (_, _, waiter, deadline)) in batch.into_iter().enumerate() {
+                for (index, (waiter, deadline)) in (first..).zip(waiters) {
                     if let Some(at) = deadline {
                         self.track_deadline(at);
                     }
-                    self.waiters.insert(first + i as u64, Pending { term, waiter, deadline });
+                    self.waiters.insert(index, Pending { term, waiter, deadline });
                 }
             }
             Err(r) => {
-                for (_, _, waiter, _) in batch {
+                for (waiter, _) in waiters {
                     waiter.fail(self.refusal(r.clone()));
                 }
             }

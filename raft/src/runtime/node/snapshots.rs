@@ -78,10 +78,15 @@ impl<R: Send + 'static> Node<R> {
             return;
         }
         match self.t.core.compact(target) {
-            Ok(()) => {
+            Ok(forgotten) => {
                 let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
                 self.persist(job);
-                tracing::debug!(through = target, "log compacted");
+                tracing::debug!(through = target, entries = forgotten.len(), "log compacted");
+                // Freeing a large compaction takes milliseconds the main
+                // loop should spend on the protocol.
+                if forgotten.len() >= 4096 {
+                    tokio::task::spawn_blocking(move || drop(forgotten));
+                }
             }
             Err(e) => tracing::debug!(error = %e, "compaction skipped"),
         }
