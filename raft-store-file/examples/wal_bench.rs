@@ -3,6 +3,11 @@
 //! and 1024 entries of 100 bytes, next to the raw limit of the disk (a loop
 //! of small append + fdatasync on one file).
 //!
+//! Two more rows measure the raw loop run by 2 and 3 writers at once, each
+//! on its own file, and report the rate each writer gets: what each replica
+//! of a cluster whose nodes share this disk (as `bench` runs them) can hope
+//! for.
+//!
 //! ```text
 //! cargo run --release -p raft-store-file --example wal_bench -- [--dir PATH] [--seconds S] [--rounds N]
 //! ```
@@ -45,8 +50,34 @@ fn parse_args() -> Result<Args, String> {
 /// Small appends to one file, each followed by fdatasync: the most syncs
 /// per second this disk gives one writer.
 fn raw_fdatasync(dir: &Path, limit: Duration) -> std::io::Result<(u64, Duration)> {
-    let path = dir.join("raw.bin");
-    let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    raw_fdatasync_file(&dir.join("raw.bin"), limit)
+}
+
+/// The raw loop on `writers` files at once (one thread each); returns the
+/// mean rate per writer.
+fn raw_fdatasync_concurrent(dir: &Path, writers: usize, limit: Duration) -> std::io::Result<f64> {
+    let results: Vec<std::io::Result<(u64, Duration)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let path = dir.join(format!("raw-{w}.bin"));
+                scope.spawn(move || raw_fdatasync_file(&path, limit))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked"))))
+            .collect()
+    });
+    let mut total = 0.0;
+    for r in results {
+        let (n, took) = r?;
+        total += n as f64 / took.as_secs_f64();
+    }
+    Ok(total / writers as f64)
+}
+
+fn raw_fdatasync_file(path: &Path, limit: Duration) -> std::io::Result<(u64, Duration)> {
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
     let record = [0x5au8; ENTRY_BYTES + 33];
     let start = Instant::now();
     let mut n = 0;
@@ -103,11 +134,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.display()
     );
     const BATCHES: [u64; 3] = [1, 64, 1024];
+    const WRITERS: [usize; 2] = [2, 3];
     let mut raw_rates = Vec::new();
+    let mut shared_rates: Vec<Vec<f64>> = vec![Vec::new(); WRITERS.len()];
     let mut store_rates: Vec<Vec<f64>> = vec![Vec::new(); BATCHES.len()];
     for round in 0..args.rounds {
         let (n, took) = raw_fdatasync(&root, limit)?;
         raw_rates.push(n as f64 / took.as_secs_f64());
+        for (i, writers) in WRITERS.into_iter().enumerate() {
+            shared_rates[i].push(raw_fdatasync_concurrent(&root, writers, limit)?);
+        }
         for (i, batch) in BATCHES.into_iter().enumerate() {
             let dir = root.join(format!("store-{round}-{batch}"));
             let (appends, took) = store_bench(&dir, batch, limit).await?;
@@ -119,6 +155,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{:<28} {:>12} {:>14} {:>12}", "", "appends/s", "entries/s", "vs raw");
     let raw = median(raw_rates);
     println!("{:<28} {:>12.0} {:>14.0} {:>11.0}%", "raw write+fdatasync", raw, raw, 100.0);
+    for (writers, rates) in WRITERS.into_iter().zip(shared_rates) {
+        let per_writer = median(rates);
+        println!(
+            "{:<28} {:>12.0} {:>14.0} {:>11.0}%",
+            format!("  same, {writers} writers (each)"),
+            per_writer,
+            per_writer,
+            per_writer / raw * 100.0
+        );
+    }
     let mut entries_per_sec = Vec::new();
     for (batch, rates) in BATCHES.into_iter().zip(store_rates) {
         let aps = median(rates);

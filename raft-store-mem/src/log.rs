@@ -156,20 +156,11 @@ impl LogStore for InmemStore {
             return Ok(());
         }
         if min <= first {
-            // A prefix (possibly everything): only the entries kept are
-            // moved, and the rest is freed outside the lock (off this task
-            // when it is large: a compaction can release millions).
+            // A prefix (possibly everything), dropped in place: the
+            // buffer keeps its capacity and need not regrow.
             let n = (max.min(last) - first + 1) as usize;
-            let kept = inner.logs.split_off(n);
-            let forgotten = std::mem::replace(&mut inner.logs, kept);
+            inner.logs.drain(..n);
             inner.first = max.min(last) + 1;
-            drop(inner);
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) if forgotten.len() >= 4096 => {
-                    rt.spawn_blocking(move || drop(forgotten));
-                }
-                _ => drop(forgotten),
-            }
         } else {
             // A suffix from `min`.
             inner.logs.truncate((min - first) as usize);

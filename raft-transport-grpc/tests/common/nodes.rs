@@ -235,7 +235,21 @@ pub async fn start_cluster(nodes: &mut [GrpcNode]) {
         Configuration::new(nodes.iter().map(|n| Server::voter(n.id.as_str(), n.addr())).collect());
     for node in nodes.iter_mut() {
         node.start().await;
-        node.raft().bootstrap_cluster(configuration.clone()).await.expect("bootstrap");
+        bootstrap_member(node.raft(), configuration.clone()).await;
+    }
+}
+
+/// Bootstraps `raft` as one member of `configuration`. A member
+/// bootstrapped earlier may already have asked this one for its vote (under
+/// load an election timeout can pass while this node starts): the vote
+/// request gives it a term, so bootstrap refuses with `CantBootstrap`, as
+/// HashiCorp's does, and the node joins through the configuration the
+/// leader replicates.
+async fn bootstrap_member<F: raft::Fsm>(raft: &raft::Raft<F>, configuration: raft::Configuration) {
+    match raft.bootstrap_cluster(configuration).await {
+        Ok(()) => {}
+        Err(raft::Error::CantBootstrap) if raft.metrics().borrow().term > 0 => {}
+        Err(e) => panic!("bootstrap: {e}"),
     }
 }
 

@@ -106,23 +106,21 @@ impl RaftLog {
     /// Forgets entries up to and including `index`, remembering its term.
     /// If `index` is past the end, the log becomes empty after it.
     ///
-    /// Returns the forgotten entries, for the caller to free where it does
-    /// not hold anything up (a compaction can release millions). Only the
-    /// entries kept are moved.
-    pub(crate) fn compact_to(&mut self, index: u64, term: u64) -> VecDeque<Log> {
+    /// The entries are dropped in place: the buffer keeps its capacity, so
+    /// the log does not regrow (reallocate, copy and fault in fresh pages)
+    /// after every compaction.
+    pub(crate) fn compact_to(&mut self, index: u64, term: u64) {
         if index <= self.snapshot_index {
-            return VecDeque::new();
+            return;
         }
-        let forgotten = if index >= self.last_index() {
-            std::mem::take(&mut self.entries)
+        if index >= self.last_index() {
+            self.entries.clear();
         } else {
             let drop = (index - self.snapshot_index) as usize;
-            let kept = self.entries.split_off(drop);
-            std::mem::replace(&mut self.entries, kept)
-        };
+            self.entries.drain(..drop);
+        }
         self.snapshot_index = index;
         self.snapshot_term = term;
-        forgotten
     }
 
     /// The last index holding `term`, if any entry has it.

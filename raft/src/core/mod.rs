@@ -588,16 +588,15 @@ impl Core {
     }
 
     /// Forgets log entries up to `index` after a snapshot covers them.
-    /// Only committed, applied entries can be compacted. Returns the
-    /// forgotten entries, for the caller to free off its hot path.
-    pub fn compact(&mut self, index: u64) -> Result<std::collections::VecDeque<Log>, String> {
+    /// Only committed, applied entries can be compacted.
+    pub fn compact(&mut self, index: u64) -> Result<(), String> {
         if index > self.applied_sent || index > self.commit {
             return Err(format!("cannot compact to {index}: only {} is applied", self.applied_sent));
         }
         let term = self.log.term(index).ok_or_else(|| format!("entry {index} is not in the log"))?;
-        let forgotten = self.log.compact_to(index, term);
+        self.log.compact_to(index, term);
         self.membership.compact(self.commit);
-        Ok(forgotten)
+        Ok(())
     }
 
     /// Number of voters needed for a quorum in the latest configuration.

@@ -78,15 +78,10 @@ impl<R: Send + 'static> Node<R> {
             return;
         }
         match self.t.core.compact(target) {
-            Ok(forgotten) => {
+            Ok(()) => {
                 let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
                 self.persist(job);
-                tracing::debug!(through = target, entries = forgotten.len(), "log compacted");
-                // Freeing a large compaction takes milliseconds the main
-                // loop should spend on the protocol.
-                if forgotten.len() >= 4096 {
-                    tokio::task::spawn_blocking(move || drop(forgotten));
-                }
+                tracing::debug!(through = target, "log compacted");
             }
             Err(e) => tracing::debug!(error = %e, "compaction skipped"),
         }

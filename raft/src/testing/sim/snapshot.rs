@@ -133,7 +133,6 @@ impl Sim<'_> {
             return Err(violation("compaction", format!("n{} has no entry {target} to compact to", n + 1)));
         };
         core.compact(target)
-            .map(drop)
             .map_err(|e| violation("compaction", format!("n{} cannot compact to {target}: {e}", n + 1)))?;
         self.report.compactions += 1;
         let compact = Some(Compaction { through: target, term, discard_all: false });
