@@ -3,6 +3,10 @@
 //! and 1024 entries of 100 bytes, next to the raw limit of the disk (a loop
 //! of small append + fdatasync on one file).
 //!
+//! One more raw row overwrites a file zero-filled beforehand instead of
+//! appending: `fdatasync` then has no file size to commit, which on ext4
+//! saves a journal write per sync (the file store appends).
+//!
 //! Two more rows measure the raw loop run by 2 and 3 writers at once, each
 //! on its own file, and report the rate each writer gets: what each replica
 //! of a cluster whose nodes share this disk (as `bench` runs them) can hope
@@ -51,6 +55,36 @@ fn parse_args() -> Result<Args, String> {
 /// per second this disk gives one writer.
 fn raw_fdatasync(dir: &Path, limit: Duration) -> std::io::Result<(u64, Duration)> {
     raw_fdatasync_file(&dir.join("raw.bin"), limit)
+}
+
+/// Small writes + fdatasync overwriting a file zero-filled (and synced)
+/// beforehand: no size change per sync.
+fn raw_fdatasync_preallocated(dir: &Path, limit: Duration) -> std::io::Result<(u64, Duration)> {
+    let path = dir.join("raw-prealloc.bin");
+    let record = [0x5au8; ENTRY_BYTES + 33];
+    // Enough zeroed space for a fast disk: 64 MiB (records wrap around).
+    let space: u64 = 64 << 20;
+    let file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    {
+        let zeros = vec![0u8; 1 << 20];
+        let mut f = &file;
+        for _ in 0..(space >> 20) {
+            f.write_all(&zeros)?;
+        }
+        file.sync_all()?;
+    }
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    let mut at = 0u64;
+    while start.elapsed() < limit {
+        std::os::unix::fs::FileExt::write_all_at(&file, &record, at)?;
+        file.sync_data()?;
+        n += 1;
+        at = (at + record.len() as u64) % (space - record.len() as u64);
+    }
+    let took = start.elapsed();
+    std::fs::remove_file(path)?;
+    Ok((n, took))
 }
 
 /// The raw loop on `writers` files at once (one thread each); returns the
@@ -136,11 +170,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     const BATCHES: [u64; 3] = [1, 64, 1024];
     const WRITERS: [usize; 2] = [2, 3];
     let mut raw_rates = Vec::new();
+    let mut prealloc_rates = Vec::new();
     let mut shared_rates: Vec<Vec<f64>> = vec![Vec::new(); WRITERS.len()];
     let mut store_rates: Vec<Vec<f64>> = vec![Vec::new(); BATCHES.len()];
     for round in 0..args.rounds {
         let (n, took) = raw_fdatasync(&root, limit)?;
         raw_rates.push(n as f64 / took.as_secs_f64());
+        let (n, took) = raw_fdatasync_preallocated(&root, limit)?;
+        prealloc_rates.push(n as f64 / took.as_secs_f64());
         for (i, writers) in WRITERS.into_iter().enumerate() {
             shared_rates[i].push(raw_fdatasync_concurrent(&root, writers, limit)?);
         }
@@ -155,6 +192,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{:<28} {:>12} {:>14} {:>12}", "", "appends/s", "entries/s", "vs raw");
     let raw = median(raw_rates);
     println!("{:<28} {:>12.0} {:>14.0} {:>11.0}%", "raw write+fdatasync", raw, raw, 100.0);
+    let prealloc = median(prealloc_rates);
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>11.0}%",
+        "  same, preallocated file",
+        prealloc,
+        prealloc,
+        prealloc / raw * 100.0
+    );
     for (writers, rates) in WRITERS.into_iter().zip(shared_rates) {
         let per_writer = median(rates);
         println!(
