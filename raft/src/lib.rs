@@ -27,10 +27,24 @@
 //! # Design choices worth knowing
 //! - The protocol core keeps the log since the last compaction in memory
 //!   (entries are [`Bytes`], so copies are reference counts) and builds
-//!   AppendEntries from it without reading the store. Memory is bounded by
-//!   `snapshot_threshold + trailing_logs` entries; with
-//!   [`DiscardSnapshotStore`] the log is never compacted, because no stored
-//!   snapshot could replace the compacted entries, so it grows with the log.
+//!   AppendEntries from it without reading the store. It holds what was
+//!   written between two snapshot checks (`snapshot_interval` times the
+//!   write rate, at least `snapshot_threshold` entries) plus
+//!   `trailing_logs`: under a high write rate, shorten
+//!   `snapshot_interval` to bound memory. With [`DiscardSnapshotStore`]
+//!   the log is never compacted, because no stored snapshot could replace
+//!   the compacted entries, so it grows with the log.
+//! - [`Raft::apply`]'s `timeout` bounds the wait for room in the queue and
+//!   for the commit; the node's main task enforces it with one timer for
+//!   every pending write (no timer per call). A write committed in time is
+//!   answered when the FSM has applied it, however long that takes.
+//! - Concurrent [`Raft::read_index`] calls share ReadIndex rounds: reads
+//!   that arrive while a round's request is still queued join it, and one
+//!   quorum round is in flight at a time. Each read's round still starts
+//!   after the read arrived.
+//! - Heartbeats go down a peer's AppendEntries pipeline when it is idle
+//!   (cheaper than a call of their own) and as separate calls otherwise,
+//!   so they never wait behind bulk data.
 //! - [`Config::batch_apply`] defaults to true (HashiCorp defaults to false):
 //!   committed commands reach [`Fsm::apply_batch`] in batches.
 //! - Runtime-level tests are reproducible under tokio's paused clock but not
