@@ -297,3 +297,36 @@ async fn concurrent_reads_sharing_a_round_each_see_every_write_acknowledged_befo
     }
     c.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn reads_waiting_for_a_round_that_cannot_complete_fail_with_shutdown_when_the_node_stops() {
+    // Slow timeouts: the isolated leader keeps leading while the reads wait.
+    let mut c: TestCluster =
+        TestCluster::with_config(3, raft::transport::inmem::InmemNetwork::new(), |cfg| {
+            cfg.heartbeat_timeout = Duration::from_secs(1);
+            cfg.election_timeout = Duration::from_secs(1);
+            cfg.leader_lease_timeout = Duration::from_secs(1);
+        })
+        .await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    raft.apply("committed in this term", T).await.expect("apply");
+    for follower in c.running().into_iter().filter(|id| *id != leader) {
+        c.net.isolate(&follower.as_str().into());
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let raft = raft.clone();
+        reads.spawn(async move { raft.read_index().await });
+    }
+    // Let every read reach the node; none can be confirmed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(reads.try_join_next().is_none(), "no read may be answered without a quorum");
+    c.stop(&leader).await;
+    while let Some(outcome) = reads.join_next().await {
+        let outcome = outcome.expect("read task");
+        assert!(matches!(outcome, Err(Error::Shutdown)), "got {outcome:?}");
+    }
+    assert!(matches!(raft.read_index().await, Err(Error::Shutdown)));
+    c.shutdown().await;
+}
