@@ -64,6 +64,7 @@
 mod error;
 mod fsutil;
 mod options;
+mod prealloc;
 mod record;
 mod segment;
 mod snapshot;

@@ -10,7 +10,9 @@
 //!
 //! A segment is created under a temporary name, its header fsync'd, then
 //! renamed into place and the directory fsync'd: a segment file with a final
-//! name always has a complete header.
+//! name always has a complete header. A segment installed from a prepared
+//! (zero-filled) file (see the `prealloc` module) has zeros after its last
+//! record; zeros up to the end of the file are its clean end.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -101,6 +103,27 @@ pub(crate) fn create(dir: &Path, first_index: u64) -> Result<(PathBuf, File), St
     Ok((path, file))
 }
 
+/// Installs a prepared, zero-filled file as the segment for entries from
+/// `first_index`: writes and syncs its header, renames it into place and
+/// syncs the directory. Returns its path and handle.
+pub(crate) fn install(
+    dir: &Path,
+    first_index: u64,
+    prepared: crate::prealloc::Prepared,
+) -> Result<(PathBuf, File), StorageError> {
+    let crate::prealloc::Prepared { path: tmp, file } = prepared;
+    let path = dir.join(file_name(first_index));
+    let io = |op: &str, e| StorageError::io(format!("{op} {}", tmp.display()), e);
+    std::os::unix::fs::FileExt::write_all_at(&file, &encode_header(first_index), 0)
+        .map_err(|e| io("write header of", e))?;
+    file.sync_data().map_err(|e| io("fdatasync", e))?;
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| StorageError::io(format!("rename {} to {}", tmp.display(), path.display()), e))?;
+    fsutil::sync_dir(dir)?;
+    tracing::debug!(path = %path.display(), first_index, "installed a preallocated log segment");
+    Ok((path, file))
+}
+
 /// The valid records of a segment, as found by [`scan`].
 #[derive(Debug)]
 pub(crate) struct Scan {
@@ -118,7 +141,9 @@ pub(crate) struct Scan {
 /// Scans a segment's bytes.
 ///
 /// Stops at the first position that is not a valid record. If that is the
-/// end of the file, the segment is clean. Otherwise the rest is a torn tail
+/// end of the file, or only zeros follow (preallocated space never written:
+/// a record's length field is never zero), the segment is clean. Otherwise
+/// the rest is a torn tail
 /// (reported in [`Scan::torn`]) only if no valid record of a *later* sync
 /// group follows it; if one does, the bad record had been made durable
 /// before that group was written, so the damage is to durable history and
@@ -158,6 +183,9 @@ pub(crate) fn scan(path: &Path, buf: &[u8], expected_first: u64) -> Result<Scan,
                 group = Some(info.group);
                 expect += 1;
                 pos += info.len;
+            }
+            Err(_) if buf[pos..].iter().all(|&b| b == 0) => {
+                return Ok(Scan { first_index, offsets, end: pos as u64, torn: None });
             }
             Err(err) => {
                 if let Some(later) = later_group_after(buf, pos + 1, expect) {
@@ -207,6 +235,28 @@ mod tests {
         assert_eq!(parse_name(&file_name(42)), Some(42));
         assert_eq!(parse_name("42.wal"), None);
         assert_eq!(parse_name("00000000000000000042.wal.tmp"), None);
+    }
+
+    #[test]
+    fn an_installed_prepared_file_is_an_empty_clean_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut preparer = crate::prealloc::Preparer::new(dir.path(), 8192);
+        preparer.ensure_started();
+        let prepared = loop {
+            if let Some(p) = preparer.take_ready() {
+                break p;
+            }
+            std::thread::yield_now();
+        };
+        let tmp = prepared.path.clone();
+        let (path, _file) = install(dir.path(), 77, prepared).expect("install");
+        assert!(!tmp.exists(), "the temporary name is gone");
+        assert_eq!(path, dir.path().join(file_name(77)));
+        let buf = std::fs::read(&path).expect("read");
+        assert_eq!(buf.len(), 8192, "the preallocated size is kept");
+        let scan = scan(&path, &buf, 77).expect("scan");
+        assert_eq!((scan.first_index, scan.end, scan.torn), (77, HEADER_LEN as u64, None));
+        assert!(scan.offsets.is_empty());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use raft::{Log, StorageError};
 
 use crate::fsutil::{self, DirLock};
 use crate::options::FileStoreOptions;
+use crate::prealloc::Preparer;
 use crate::record;
 use crate::segment;
 use crate::view::{LogView, SegmentRef, Shared};
@@ -35,7 +36,13 @@ pub(crate) struct Wal {
     shared: Arc<Shared>,
     /// The durable watermark (0 if never written).
     watermark: u64,
-    /// Held for as long as the log is open.
+    /// Zero-fills the next segment ahead of need.
+    preparer: Preparer,
+    /// Whether the active (last) segment was preallocated: appending to it
+    /// does not grow the file.
+    active_prealloc: bool,
+    /// Held for as long as the log is open (declared last: dropped after
+    /// the preparer has stopped writing in the directory).
     _lock: DirLock,
 }
 
@@ -62,6 +69,10 @@ impl Pending {
         self.file.sync_data().map_err(|e| io("fdatasync", e))
     }
 }
+
+/// Bytes in a plain (not preallocated) active segment from which a
+/// preallocated successor is prepared.
+const PLAIN_SEGMENT_PREPARE_AT: u64 = 1 << 20;
 
 fn io_err(op: &str, path: &Path, e: std::io::Error) -> StorageError {
     StorageError::io(format!("{op} {}", path.display()), e)
@@ -161,9 +172,25 @@ impl Wal {
         if removed {
             fsutil::sync_dir(dir)?;
         }
+        // Zeros after the last record of the active segment: it was
+        // preallocated.
+        let active_prealloc = match segments.last() {
+            Some(seg) => seg.file.metadata().map_err(|e| io_err("stat", &seg.path, e))?.len() > seg.end,
+            None => false,
+        };
         tracing::info!(dir = %dir.display(), first, last, segments = segments.len(), "opened log");
         let shared = Arc::new(Shared::new(LogView::new(segments, first, last, opts.cache_entries)));
-        Ok((Self { dir: dir.to_owned(), opts, shared: shared.clone(), watermark, _lock: lock }, shared))
+        let preparer = Preparer::new(dir, opts.segment_size);
+        let wal = Self {
+            dir: dir.to_owned(),
+            opts,
+            shared: shared.clone(),
+            watermark,
+            preparer,
+            active_prealloc,
+            _lock: lock,
+        };
+        Ok((wal, shared))
     }
 
     /// The shared index.
@@ -177,8 +204,19 @@ impl Wal {
         Ok((v.first, v.last))
     }
 
-    fn new_segment(&self, first_index: u64) -> Result<Pending, StorageError> {
-        let (path, file) = segment::create(&self.dir, first_index)?;
+    /// Starts the segment for entries from `first_index`: the prepared,
+    /// zero-filled file if one is ready, else a plain new file.
+    fn new_segment(&mut self, first_index: u64) -> Result<Pending, StorageError> {
+        let (path, file) = match self.preparer.take_ready() {
+            Some(prepared) => {
+                self.active_prealloc = true;
+                segment::install(&self.dir, first_index, prepared)?
+            }
+            None => {
+                self.active_prealloc = false;
+                segment::create(&self.dir, first_index)?
+            }
+        };
         let file = Arc::new(file);
         let base = segment::HEADER_LEN as u64;
         Ok(Pending {
@@ -217,6 +255,11 @@ impl Wal {
             })
         };
         let mut cur = match active {
+            // A plain segment holding records is sealed early for a ready
+            // preallocated one: syncs get cheaper from this append on.
+            Some(p) if !self.active_prealloc && p.has_records && self.preparer.is_ready() => {
+                self.new_segment(group)?
+            }
             Some(p) => p,
             None => {
                 if self.watermark > group {
@@ -253,6 +296,17 @@ impl Wal {
             }
         }
         v.push(entries);
+        // Have the next segment zero-filled in time: once the active one
+        // is half full, or, for a plain one (a new log's first segment),
+        // once it holds a little data (a log that stays tiny never pays for
+        // a preallocated segment).
+        let end = v.segments.last().map_or(0, |s| s.end);
+        drop(v);
+        let half = self.opts.segment_size / 2;
+        let due = if self.active_prealloc { end > half } else { end >= half.min(PLAIN_SEGMENT_PREPARE_AT) };
+        if due {
+            self.preparer.ensure_started();
+        }
         Ok(())
     }
 

@@ -348,3 +348,101 @@ async fn concurrent_appenders_and_readers() {
     reader.await.unwrap();
     assert_eq!(store.last_index().await.unwrap(), 600);
 }
+
+/// Extends `path` with `extra` zero bytes, as a preallocated segment has
+/// after its last record.
+fn zero_extend(path: &std::path::Path, extra: u64) {
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len + extra).unwrap();
+    file.sync_all().unwrap();
+}
+
+#[tokio::test]
+async fn zeros_after_the_last_record_are_the_clean_end_of_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(7);
+    let mut want = batch(&mut rng, 1, 120, 1);
+    {
+        let store = FileStore::open_with(dir.path(), small()).await.unwrap();
+        for chunk in want.chunks(10) {
+            store.store_logs(chunk).await.unwrap();
+        }
+    }
+    let segs = segments(dir.path());
+    assert!(segs.len() > 2, "the test should span several segments");
+    // Sealed segments and the last one alike: zero-filled space never written.
+    for seg in &segs {
+        zero_extend(seg, 3000);
+    }
+    {
+        let store = FileStore::open_with(dir.path(), small()).await.unwrap();
+        assert_log(&store, &want, "after reopen with zero tails").await;
+        // Appending overwrites the zeros of the last segment.
+        let more = batch(&mut rng, 121, 160, 2);
+        for chunk in more.chunks(7) {
+            store.store_logs(chunk).await.unwrap();
+        }
+        want.extend(more);
+        assert_log(&store, &want, "after appending over the zeros").await;
+    }
+    let store = FileStore::open_with(dir.path(), small()).await.unwrap();
+    assert_log(&store, &want, "after a second reopen").await;
+}
+
+#[tokio::test]
+async fn a_torn_record_before_zero_filled_space_is_truncated_like_any_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(8);
+    let want = batch(&mut rng, 1, 20, 1);
+    {
+        let store = FileStore::open_with(dir.path(), FileStoreOptions::default()).await.unwrap();
+        store.store_logs(&want).await.unwrap();
+    }
+    let segs = segments(dir.path());
+    let last = segs.last().unwrap();
+    // Half a record's worth of garbage (a write the crash tore), then zeros.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+        f.write_all(&[0x17u8; 40]).unwrap();
+        f.sync_all().unwrap();
+    }
+    let end_of_records = std::fs::metadata(last).unwrap().len() - 40;
+    zero_extend(last, 5000);
+    let store = FileStore::open(dir.path()).await.unwrap();
+    assert_log(&store, &want, "after recovering the torn tail").await;
+    assert_eq!(std::fs::metadata(last).unwrap().len(), end_of_records, "the torn tail is cut off");
+}
+
+#[tokio::test]
+async fn a_new_log_moves_to_a_preallocated_segment_once_one_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(9);
+    let opts = FileStoreOptions { segment_size: 4 << 20, ..Default::default() };
+    let store = FileStore::open_with(dir.path(), opts.clone()).await.unwrap();
+    let mut want = Vec::new();
+    let mut next = 1;
+    // Past 1 MiB in the first (plain) segment a preallocated one is
+    // prepared in the background; appends move to it once it is ready.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while segments(dir.path()).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no preallocated segment was installed");
+        let b: Vec<Log> =
+            (next..next + 64).map(|i| Log::new(i, 1, LogType::Command, vec![7u8; 256])).collect();
+        store.store_logs(&b).await.unwrap();
+        want.extend(b);
+        next += 64;
+        tokio::task::yield_now().await;
+    }
+    let segs = segments(dir.path());
+    assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), 4 << 20, "the second segment is preallocated");
+    let more: Vec<Log> = (next..next + 10).map(|i| entry(&mut rng, i, 2)).collect();
+    store.store_logs(&more).await.unwrap();
+    want.extend(more);
+    assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), 4 << 20, "appending does not grow it");
+    assert_log(&store, &want, "after moving to the preallocated segment").await;
+    drop(store);
+    let store = FileStore::open_with(dir.path(), opts).await.unwrap();
+    assert_log(&store, &want, "after reopen").await;
+}

@@ -1,0 +1,202 @@
+//! Segment files zero-filled ahead of the writer.
+//!
+//! Appending to a file makes every `fdatasync` also commit the file's new
+//! size (on ext4, a journal write besides the data). Overwriting space that
+//! is already allocated, written (zeros) and durable does not change the
+//! size, and the sync writes only the data: about 1.5x the syncs per second
+//! on the disk this was measured on (`wal_bench`). `fallocate` is not
+//! enough: its unwritten extents are converted on first write, which is a
+//! metadata change again.
+//!
+//! Zero-filling a segment takes a while (64 MiB), so a background thread
+//! prepares the *next* segment once the active one is half full; the
+//! writer takes it at rollover if it is ready and creates a plain segment
+//! otherwise. A plain segment (a new log's first) is sealed early, as soon
+//! as a prepared one is ready. A prepared file lives under a temporary name until the writer
+//! installs it ([`crate::segment::install`]), so a crash leaves only debris
+//! that the next open removes. Recovery reads the zeros after the last
+//! record of a segment as its clean end ([`crate::segment::scan`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use raft::StorageError;
+
+use crate::fsutil::TMP_SUFFIX;
+
+/// Zeros written (and synced) per step while filling. Syncing each step
+/// keeps little dirty data around: a journal commit of the active segment
+/// (ext4's ordered mode flushes all dirty data with it) or the disk's queue
+/// then never holds the writer's own syncs back for long.
+const CHUNK: usize = 256 << 10;
+
+/// A zero-filled, durable file of a segment's size, not yet a segment.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// Its temporary path.
+    pub(crate) path: PathBuf,
+    /// Open for reading and writing.
+    pub(crate) file: File,
+}
+
+/// A preparation under way.
+struct Job {
+    cancel: Arc<AtomicBool>,
+    handle: JoinHandle<Result<Option<Prepared>, StorageError>>,
+}
+
+/// Prepares one segment file at a time in a background thread.
+pub(crate) struct Preparer {
+    dir: PathBuf,
+    size: u64,
+    job: Option<Job>,
+    next: u64,
+}
+
+impl Preparer {
+    /// A preparer of `size`-byte files in `dir`; it starts nothing yet.
+    pub(crate) fn new(dir: &Path, size: u64) -> Self {
+        Self { dir: dir.to_owned(), size, job: None, next: 0 }
+    }
+
+    /// Starts preparing a file unless one is being prepared or is ready.
+    pub(crate) fn ensure_started(&mut self) {
+        if self.job.is_some() {
+            return;
+        }
+        let path = self.dir.join(format!("next-segment-{}{TMP_SUFFIX}", self.next));
+        self.next += 1;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let size = self.size;
+        let stop = cancel.clone();
+        let spawned = std::thread::Builder::new()
+            .name("raft-wal-prealloc".into())
+            .spawn(move || prepare(&path, size, &stop));
+        match spawned {
+            Ok(handle) => self.job = Some(Job { cancel, handle }),
+            Err(e) => tracing::warn!(error = %e, "cannot start the segment preallocation thread"),
+        }
+    }
+
+    /// Whether a preparation has finished (its file, or its failure, is
+    /// ready to be taken).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.job.as_ref().is_some_and(|j| j.handle.is_finished())
+    }
+
+    /// The prepared file, if the preparation has finished (never waits).
+    /// A failed preparation is logged and dropped: the writer then creates
+    /// a plain segment, as it would without preallocation.
+    pub(crate) fn take_ready(&mut self) -> Option<Prepared> {
+        if !self.is_ready() {
+            return None;
+        }
+        let job = self.job.take()?;
+        match job.handle.join() {
+            Ok(Ok(prepared)) => prepared,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "preparing a log segment failed; creating a plain one");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("the segment preallocation thread panicked; creating a plain segment");
+                None
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Preparer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preparer")
+            .field("dir", &self.dir)
+            .field("size", &self.size)
+            .field("preparing", &self.job.is_some())
+            .finish()
+    }
+}
+
+impl Drop for Preparer {
+    /// Stops a preparation under way and removes its file, so nothing
+    /// writes in the directory once the log is closed.
+    fn drop(&mut self) {
+        let Some(job) = self.job.take() else { return };
+        job.cancel.store(true, Ordering::Relaxed);
+        if let Ok(Ok(Some(prepared))) = job.handle.join() {
+            drop(prepared.file);
+            if let Err(e) = std::fs::remove_file(&prepared.path) {
+                tracing::debug!(path = %prepared.path.display(), error = %e, "cannot remove an unused prepared segment");
+            }
+        }
+    }
+}
+
+/// Writes `size` zero bytes to a new file at `path` and makes them durable.
+/// Returns `None` (and removes the file) if cancelled.
+fn prepare(path: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<Prepared>, StorageError> {
+    let io = |op: &str, e| StorageError::io(format!("{op} {}", path.display()), e);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| io("create", e))?;
+    let zeros = vec![0u8; CHUNK];
+    let mut written = 0u64;
+    while written < size {
+        if cancel.load(Ordering::Relaxed) {
+            drop(file);
+            std::fs::remove_file(path).map_err(|e| io("remove", e))?;
+            return Ok(None);
+        }
+        let n = (size - written).min(CHUNK as u64) as usize;
+        file.write_all(&zeros[..n]).map_err(|e| io("zero-fill", e))?;
+        file.sync_data().map_err(|e| io("fdatasync", e))?;
+        written += n as u64;
+    }
+    file.sync_all().map_err(|e| io("fsync", e))?;
+    tracing::debug!(path = %path.display(), size, "prepared a zero-filled log segment");
+    Ok(Some(Prepared { path: path.to_owned(), file }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prepared_file_is_zero_filled_to_the_size_and_dropping_cleans_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = Preparer::new(dir.path(), 10_000);
+        p.ensure_started();
+        let prepared = loop {
+            if let Some(prepared) = p.take_ready() {
+                break prepared;
+            }
+            std::thread::yield_now();
+        };
+        let bytes = std::fs::read(&prepared.path).expect("read");
+        assert_eq!(bytes.len(), 10_000);
+        assert!(bytes.iter().all(|&b| b == 0));
+        assert!(
+            prepared.path.to_string_lossy().ends_with(TMP_SUFFIX),
+            "debris of a crash is removed on open"
+        );
+        // A preparation still running when the preparer is dropped leaves nothing.
+        p.ensure_started();
+        drop(p);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                *n != prepared.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+            })
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
