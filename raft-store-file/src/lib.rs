@@ -14,7 +14,9 @@
 //! - `store`: [`FileStore`], the public handle; the read path.
 //! - `writer`: the writer thread; group commit and fail-stop.
 //! - `wal`: opening/recovery, appending, truncation and compaction of the segment files.
-//! - `segment`: a segment's name and header; scanning one on open.
+//! - `segment`: a segment's name and header; scanning one on open;
+//!   installing a preallocated file as a segment.
+//! - `prealloc`: zero-filling the next segment in a background thread.
 //! - `record`: framing and checksum of one log entry.
 //! - `view`: the in-memory index (entry to segment and offset), the cache of recent entries.
 //! - `watermark`: the durable first index after head compaction.
@@ -30,13 +32,19 @@
 //! 00000000000000052123.wal
 //! log.meta                   first index after head compaction (absent until the first compaction)
 //! stable.dat                 the stable store
-//! *.tmp                      files being created; removed on open
+//! *.tmp                      files being created (and the next segment being
+//!                            zero-filled); removed on open
 //! ```
 //! A segment is a 32-byte header (magic, format version, first index,
 //! CRC32C) followed by records; a record is `len u32 | crc32c u32 | index
 //! u64 | term u64 | group u64 | type u8 | data`, the CRC covering the length
 //! and everything after it. `group` is the first index of the fdatasync the
-//! record was written under. The crate README has the details.
+//! record was written under. Segments after a new log's first are
+//! preallocated: zero-filled and synced in the background before the writer
+//! starts them, so an append overwrites durable space and its `fdatasync`
+//! has no file size to commit (about 1.5x the syncs per second on ext4 here);
+//! the zeros after the last record are the segment's clean end. The crate
+//! README has the details.
 //!
 //! # Guarantees
 //! - `store_logs` returns after one `fdatasync` per segment it wrote to
@@ -47,7 +55,9 @@
 //!   the new first index in `log.meta` and deletes whole segments below it
 //!   (oldest first). A crash part way leaves a valid contiguous log.
 //! - On open, a torn or corrupt tail of the *last* segment is truncated to
-//!   the last valid record. Damage anywhere else (a sealed segment, a
+//!   the last valid record. Zeros from the last record to the end of a
+//!   segment (preallocated space never written; no record has length 0)
+//!   are its clean end, in any segment. Damage anywhere else (a sealed segment, a
 //!   missing segment, or a bad record followed by a valid record of a later
 //!   fdatasync) is refused with [`StorageError::Corrupt`] naming the file
 //!   and offset. Limitation: bit rot in the very last sync group, after it
