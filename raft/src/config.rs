@@ -48,6 +48,13 @@ pub struct Config {
     pub snapshot_interval: Duration,
     /// Entries past the last snapshot that trigger a new one. Default 8192.
     pub snapshot_threshold: u64,
+    /// Entries applied since the last snapshot that trigger one at once,
+    /// without waiting for `snapshot_interval` (checked ten times a second;
+    /// 0: never). The protocol core keeps the log since the last compaction
+    /// in memory, so this bounds that memory under a high write rate, where
+    /// `snapshot_interval` alone would let millions of entries pile up.
+    /// Not in HashiCorp's raft. Default 1,048,576.
+    pub snapshot_log_limit: u64,
     /// A leader steps down if it has not heard from a quorum within this
     /// period (when `check_quorum` is on). Default 500ms.
     pub leader_lease_timeout: Duration,
@@ -79,6 +86,7 @@ impl Default for Config {
             trailing_logs: 10240,
             snapshot_interval: Duration::from_secs(120),
             snapshot_threshold: 8192,
+            snapshot_log_limit: 1 << 20,
             leader_lease_timeout: Duration::from_millis(500),
             no_snapshot_restore_on_start: false,
             pre_vote: true,
@@ -179,6 +187,8 @@ pub struct ReloadableConfig {
     pub snapshot_interval: Duration,
     /// See [`Config::snapshot_threshold`].
     pub snapshot_threshold: u64,
+    /// See [`Config::snapshot_log_limit`].
+    pub snapshot_log_limit: u64,
     /// See [`Config::heartbeat_timeout`].
     pub heartbeat_timeout: Duration,
     /// See [`Config::election_timeout`].
@@ -192,6 +202,7 @@ impl ReloadableConfig {
             trailing_logs: config.trailing_logs,
             snapshot_interval: config.snapshot_interval,
             snapshot_threshold: config.snapshot_threshold,
+            snapshot_log_limit: config.snapshot_log_limit,
             heartbeat_timeout: config.heartbeat_timeout,
             election_timeout: config.election_timeout,
         }
@@ -203,6 +214,7 @@ impl ReloadableConfig {
             trailing_logs: self.trailing_logs,
             snapshot_interval: self.snapshot_interval,
             snapshot_threshold: self.snapshot_threshold,
+            snapshot_log_limit: self.snapshot_log_limit,
             heartbeat_timeout: self.heartbeat_timeout,
             election_timeout: self.election_timeout,
             ..config.clone()

@@ -28,10 +28,11 @@
 //! - The protocol core keeps the log since the last compaction in memory
 //!   (entries are [`Bytes`], so copies are reference counts) and builds
 //!   AppendEntries from it without reading the store. It holds what was
-//!   written between two snapshot checks (`snapshot_interval` times the
-//!   write rate, at least `snapshot_threshold` entries) plus
-//!   `trailing_logs`: under a high write rate, shorten
-//!   `snapshot_interval` to bound memory. With [`DiscardSnapshotStore`]
+//!   written between two snapshots plus `trailing_logs`: a snapshot is
+//!   taken every `snapshot_interval` (if `snapshot_threshold` entries were
+//!   applied) and, beyond HashiCorp's policy, as soon as
+//!   [`Config::snapshot_log_limit`] entries were (default 1,048,576), which
+//!   bounds the log under a high write rate. With [`DiscardSnapshotStore`]
 //!   the log is never compacted, because no stored snapshot could replace
 //!   the compacted entries, so it grows with the log.
 //! - [`Raft::apply`]'s `timeout` bounds the wait for room in the queue and

@@ -178,6 +178,7 @@ impl<F: Fsm> Raft<F> {
                 last_snapshot: core.snapshot_index().max(snapshot_index_start),
                 interval: config.snapshot_interval,
                 threshold: config.snapshot_threshold,
+                log_limit: config.snapshot_log_limit,
                 seed: seed_for(&config.local_id),
                 events: snapshot_events_tx,
             },

@@ -237,3 +237,45 @@ async fn a_restart_discards_a_log_that_an_installed_snapshot_superseded() {
         raft.shutdown().await.expect("shutdown");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_log_limit_triggers_a_snapshot_long_before_the_snapshot_interval() {
+    fn limited(config: &mut Config) {
+        config.snapshot_interval = Duration::from_secs(3600);
+        config.snapshot_threshold = 10;
+        config.snapshot_log_limit = 500;
+        config.trailing_logs = 50;
+    }
+    let mut c = TestCluster::with_config(3, InmemNetwork::new(), limited).await;
+    let leader = c.wait_for_leader().await;
+    let start = tokio::time::Instant::now();
+    write_many(&c, &leader, 600, "l").await;
+    // Within a few limit checks (100 ms each), not an hour: a snapshot and a
+    // compaction behind it.
+    let deadline = start + Duration::from_secs(60);
+    loop {
+        let m = c.raft(&leader).metrics().borrow().clone();
+        if m.snapshot_index > 0 {
+            assert!(newest_snapshot(&c, &leader).await >= 500, "the snapshot covers the limit");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot within a minute of reaching the log limit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // With the limit off and the interval an hour away, nothing more is taken.
+    let mut rc = c.raft(&leader).reloadable_config();
+    rc.snapshot_log_limit = 0;
+    c.raft(&leader).reload_config(rc).expect("reload");
+    let before = newest_snapshot(&c, &leader).await;
+    write_many(&c, &leader, 1000, "m").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        newest_snapshot(&c, &leader).await,
+        before,
+        "no snapshot without the limit before the interval"
+    );
+    c.shutdown().await;
+}

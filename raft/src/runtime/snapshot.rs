@@ -1,6 +1,7 @@
 //! The snapshot task: decides when to snapshot (every `snapshot_interval`,
 //! randomized, once more than `snapshot_threshold` entries were applied
-//! since the last snapshot) and takes user-requested snapshots. It asks the
+//! since the last snapshot; at once when `snapshot_log_limit` entries were)
+//! and takes user-requested snapshots. It asks the
 //! FSM task for a point-in-time capture, persists it into the snapshot
 //! store concurrently with later applies, finalizes or cancels the sink from
 //! the result, and tells the main task so the log can be compacted.
@@ -47,8 +48,8 @@ impl SnapshotHandle {
 pub(crate) enum SnapshotCmd {
     /// Take a snapshot now (user request).
     Take(oneshot::Sender<Result<SnapshotHandle, Error>>),
-    /// New `snapshot_interval` and `snapshot_threshold`.
-    Reload { interval: Duration, threshold: u64 },
+    /// New `snapshot_interval`, `snapshot_threshold` and `snapshot_log_limit`.
+    Reload { interval: Duration, threshold: u64, log_limit: u64 },
 }
 
 /// What the snapshot task reports to the main task.
@@ -63,23 +64,50 @@ pub(crate) struct SnapshotTask<R> {
     pub(crate) last_snapshot: u64,
     pub(crate) interval: Duration,
     pub(crate) threshold: u64,
+    pub(crate) log_limit: u64,
     pub(crate) seed: u64,
     pub(crate) events: mpsc::UnboundedSender<SnapshotTaken>,
 }
+
+/// How often the applied index is compared with `snapshot_log_limit`.
+const LOG_LIMIT_CHECK: Duration = Duration::from_millis(100);
+/// After a snapshot triggered by the log limit failed, how long before the
+/// limit triggers another.
+const LOG_LIMIT_RETRY: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run<R: Send + 'static>(
     mut task: SnapshotTask<R>,
     mut cmds: mpsc::UnboundedReceiver<SnapshotCmd>,
 ) {
+    let mut limit_check = tokio::time::interval(LOG_LIMIT_CHECK);
+    limit_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    task.seed = task.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let jitter = task.interval.mul_f64(((task.seed >> 33) % 1000) as f64 / 1000.0);
+    let next_check = tokio::time::sleep(task.interval + jitter);
+    tokio::pin!(next_check);
+    let mut limit_retry_at: Option<tokio::time::Instant> = None;
     loop {
-        task.seed = task.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let jitter = task.interval.mul_f64(((task.seed >> 33) % 1000) as f64 / 1000.0);
         tokio::select! {
-            _ = tokio::time::sleep(task.interval + jitter) => {
+            () = &mut next_check => {
+                task.seed = task.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let jitter = task.interval.mul_f64(((task.seed >> 33) % 1000) as f64 / 1000.0);
+                next_check.as_mut().reset(tokio::time::Instant::now() + task.interval + jitter);
                 let applied = task.applied.load(Ordering::Acquire);
                 if applied.saturating_sub(task.last_snapshot) > task.threshold {
                     if let Err(e) = task.take().await {
                         tracing::warn!(error = %e, "automatic snapshot failed");
+                    }
+                }
+            }
+            _ = limit_check.tick(), if task.log_limit > 0 => {
+                let applied = task.applied.load(Ordering::Acquire);
+                let waiting = limit_retry_at.is_some_and(|at| tokio::time::Instant::now() < at);
+                if !waiting && applied.saturating_sub(task.last_snapshot) >= task.log_limit {
+                    tracing::debug!(applied, last = task.last_snapshot, "log limit reached; snapshotting");
+                    limit_retry_at = None;
+                    if let Err(e) = task.take().await {
+                        tracing::warn!(error = %e, "automatic snapshot failed");
+                        limit_retry_at = Some(tokio::time::Instant::now() + LOG_LIMIT_RETRY);
                     }
                 }
             }
@@ -88,9 +116,11 @@ pub(crate) async fn run<R: Send + 'static>(
                 Some(SnapshotCmd::Take(tx)) => {
                     let _ = tx.send(task.take().await);
                 }
-                Some(SnapshotCmd::Reload { interval, threshold }) => {
+                Some(SnapshotCmd::Reload { interval, threshold, log_limit }) => {
                     task.interval = interval;
                     task.threshold = threshold;
+                    task.log_limit = log_limit;
+                    next_check.as_mut().reset(tokio::time::Instant::now() + interval);
                 }
             }
         }

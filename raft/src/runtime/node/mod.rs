@@ -561,6 +561,7 @@ impl<R: Send + 'static> Node<R> {
                 let _ = self.t.snapshot_cmds.send(SnapshotCmd::Reload {
                     interval: config.snapshot_interval,
                     threshold: config.snapshot_threshold,
+                    log_limit: config.snapshot_log_limit,
                 });
                 self.t.config = config;
                 self.reload_ticker = true;
