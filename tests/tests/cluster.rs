@@ -330,3 +330,34 @@ async fn reads_waiting_for_a_round_that_cannot_complete_fail_with_shutdown_when_
     assert!(matches!(raft.read_index().await, Err(Error::Shutdown)));
     c.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_request_queue_delays_writes_and_reads_without_losing_any() {
+    let mut c: TestCluster =
+        TestCluster::with_config(3, raft::transport::inmem::InmemNetwork::new(), |cfg| {
+            cfg.max_queued_requests = 2;
+        })
+        .await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    raft.apply("first", T).await.expect("apply");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let raft = raft.clone();
+        tasks.spawn(async move {
+            if i % 2 == 0 {
+                raft.apply(format!("w{i}"), T).await.map(|a| a.index)
+            } else {
+                raft.read_index().await
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let index = done.expect("task").expect("every write and read succeeds behind a full queue");
+        assert!(index >= 1);
+    }
+    let last = raft.barrier(T).await.expect("barrier");
+    c.wait_applied(&leader, last, T).await;
+    assert_eq!(c.applied(&leader).len(), 51, "the first write and the 50 concurrent ones, once each");
+    c.shutdown().await;
+}
