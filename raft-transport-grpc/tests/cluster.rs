@@ -3,6 +3,8 @@
 //! to every node, answer the admin service, and elect a new leader that
 //! keeps accepting writes after the old one is stopped.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,24 +121,10 @@ async fn start_cluster() -> Vec<Node> {
         .await
         .expect("start node");
         slot.attach(raft.clone());
-        bootstrap_member(&raft, configuration.clone()).await;
+        common::nodes::bootstrap_member(&raft, configuration.clone()).await;
         nodes.push(Node { id, addr, raft, fsm });
     }
     nodes
-}
-
-/// Bootstraps `raft` as one member of `configuration`. A member
-/// bootstrapped earlier may already have asked this one for its vote (under
-/// load an election timeout can pass while this node starts): the vote
-/// request gives it a term, so bootstrap refuses with `CantBootstrap`, as
-/// HashiCorp's does, and the node joins through the configuration the
-/// leader replicates.
-async fn bootstrap_member<F: raft::Fsm>(raft: &raft::Raft<F>, configuration: raft::Configuration) {
-    match raft.bootstrap_cluster(configuration).await {
-        Ok(()) => {}
-        Err(raft::Error::CantBootstrap) if raft.metrics().borrow().term > 0 => {}
-        Err(e) => panic!("bootstrap: {e}"),
-    }
 }
 
 /// Waits, driven by metrics changes, until one of `nodes` leads and all of

@@ -245,7 +245,7 @@ pub async fn start_cluster(nodes: &mut [GrpcNode]) {
 /// request gives it a term, so bootstrap refuses with `CantBootstrap`, as
 /// HashiCorp's does, and the node joins through the configuration the
 /// leader replicates.
-async fn bootstrap_member<F: raft::Fsm>(raft: &raft::Raft<F>, configuration: raft::Configuration) {
+pub async fn bootstrap_member<F: raft::Fsm>(raft: &raft::Raft<F>, configuration: raft::Configuration) {
     match raft.bootstrap_cluster(configuration).await {
         Ok(()) => {}
         Err(raft::Error::CantBootstrap) if raft.metrics().borrow().term > 0 => {}

@@ -81,17 +81,13 @@ pub(crate) async fn run<R: Send + 'static>(
 ) {
     let mut limit_check = tokio::time::interval(LOG_LIMIT_CHECK);
     limit_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    task.seed = task.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let jitter = task.interval.mul_f64(((task.seed >> 33) % 1000) as f64 / 1000.0);
-    let next_check = tokio::time::sleep(task.interval + jitter);
+    let next_check = tokio::time::sleep(task.next_wait());
     tokio::pin!(next_check);
     let mut limit_retry_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = &mut next_check => {
-                task.seed = task.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let jitter = task.interval.mul_f64(((task.seed >> 33) % 1000) as f64 / 1000.0);
-                next_check.as_mut().reset(tokio::time::Instant::now() + task.interval + jitter);
+                next_check.as_mut().reset(tokio::time::Instant::now() + task.next_wait());
                 let applied = task.applied.load(Ordering::Acquire);
                 if applied.saturating_sub(task.last_snapshot) > task.threshold {
                     if let Err(e) = task.take().await {
@@ -120,7 +116,7 @@ pub(crate) async fn run<R: Send + 'static>(
                     task.interval = interval;
                     task.threshold = threshold;
                     task.log_limit = log_limit;
-                    next_check.as_mut().reset(tokio::time::Instant::now() + interval);
+                    next_check.as_mut().reset(tokio::time::Instant::now() + task.next_wait());
                 }
             }
         }
@@ -128,6 +124,13 @@ pub(crate) async fn run<R: Send + 'static>(
 }
 
 impl<R: Send + 'static> SnapshotTask<R> {
+    /// Time to the next interval check: `interval` plus up to one more
+    /// `interval` of jitter, so nodes do not snapshot in lockstep.
+    fn next_wait(&mut self) -> Duration {
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.interval + self.interval.mul_f64(((self.seed >> 33) % 1000) as f64 / 1000.0)
+    }
+
     async fn take(&mut self) -> Result<SnapshotHandle, Error> {
         let (tx, rx) = oneshot::channel();
         self.apply_tx.send(ApplyMsg::Capture(tx)).map_err(|_| Error::Shutdown)?;
