@@ -136,7 +136,7 @@ async fn wait_for_leader(nodes: &[&Node]) -> usize {
             (0..nodes.len()).filter(|&i| nodes[i].raft.state() == RaftState::Leader).collect();
         if let [leader] = leaders[..] {
             let id = &nodes[leader].id;
-            if nodes.iter().all(|n| n.raft.leader().is_some_and(|(_, l)| l.as_str() == id)) {
+            if nodes.iter().all(|n| n.raft.leader().is_some_and(|(l, _)| l.as_str() == id)) {
                 return leader;
             }
         }

@@ -45,9 +45,17 @@ pub enum Error {
     /// Bootstrap refused because the node already has state.
     #[error("cannot bootstrap: the node already has state")]
     CantBootstrap,
-    /// Another configuration change has not committed yet.
-    #[error("a configuration change is already in progress")]
-    ConfigurationChangeInProgress,
+    /// Another configuration change has not finished yet; `pending`
+    /// describes it (for example "add_voter of n4 at 10.0.0.4:7000,
+    /// catching up as a non-voter"). Retry once it is done.
+    ///
+    /// API change: this variant used to carry no fields; match it with
+    /// `Error::ConfigurationChangeInProgress { .. }`.
+    #[error("a configuration change is already in progress: {pending}")]
+    ConfigurationChangeInProgress {
+        /// The change in progress.
+        pending: String,
+    },
     /// The named server is not part of the configuration.
     #[error("unknown server {0}")]
     UnknownServer(ServerId),
@@ -63,6 +71,55 @@ pub enum Error {
     /// The user's FSM returned an error.
     #[error("fsm error: {0}")]
     Fsm(String),
+    /// A membership change named a `prev_index` that is no longer the
+    /// latest configuration's index: the configuration changed since the
+    /// caller read it. Read it again ([`Raft::get_configuration`]) and
+    /// decide again.
+    ///
+    /// [`Raft::get_configuration`]: crate::Raft::get_configuration
+    #[error("the configuration changed since the prev_index given; the latest configuration is at index {current}")]
+    StalePrevIndex {
+        /// The index of the latest configuration.
+        current: u64,
+    },
+    /// The named server is in the configuration but is not a voter, so it
+    /// cannot take part as one (for example as the target of a leadership
+    /// transfer). A server that is not in the configuration at all is
+    /// [`Error::UnknownServer`] instead.
+    #[error("server {0} is not a voter")]
+    NotAVoter(ServerId),
+    /// A server added with [`Raft::add_voter`] did not catch up before the
+    /// call's timeout: it was not promoted and **stays a non-voter**. It
+    /// can be removed with [`Raft::remove_server`], or `add_voter` retried
+    /// once it is reachable.
+    ///
+    /// [`Raft::add_voter`]: crate::Raft::add_voter
+    /// [`Raft::remove_server`]: crate::Raft::remove_server
+    #[error(
+        "server {id} did not catch up in time (match index {matched}, leader's last index {last_index}): \
+         it stays a non-voter; remove it or retry add_voter once it is reachable"
+    )]
+    CatchUpTimeout {
+        /// The server that was being added.
+        id: ServerId,
+        /// The highest index it had acknowledged.
+        matched: u64,
+        /// The leader's last log index when the call gave up.
+        last_index: u64,
+    },
+    /// A server with this id is already a member at another address.
+    /// Adding it again would hand its place to whatever answers at the new
+    /// address; to move a member on purpose, use
+    /// [`Raft::update_address`](crate::Raft::update_address).
+    #[error(
+        "server {id} is already a member at {address}; use update_address to move it to a new address on purpose"
+    )]
+    ServerExists {
+        /// The id asked for.
+        id: ServerId,
+        /// The address the existing member has.
+        address: ServerAddress,
+    },
 }
 
 fn fmt_leader(leader: &Option<(ServerId, ServerAddress)>) -> String {

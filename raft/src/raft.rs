@@ -28,6 +28,11 @@ use crate::storage::{LogStore, StableStore};
 use crate::transport::Transport;
 use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta};
 
+/// How much longer than its timeout a membership change waits for the main
+/// task's own answer at the deadline (which says what happened, e.g.
+/// [`Error::CatchUpTimeout`]) before answering [`Error::Timeout`] itself.
+const CHANGE_ANSWER_GRACE: Duration = Duration::from_secs(1);
+
 /// State shared between the handle and the runtime tasks.
 pub(crate) struct Shared {
     state: Mutex<(RaftState, Option<(ServerId, ServerAddress)>)>,
@@ -391,7 +396,25 @@ impl<F: Fsm> Raft<F> {
 
     /// Adds (or promotes) a voting member. `prev_index` guards against
     /// concurrent changes: 0 means any, else it must be the latest
-    /// configuration's index. Returns the index of the new configuration.
+    /// configuration's index ([`Error::StalePrevIndex`] otherwise). Returns
+    /// the index of the new configuration.
+    ///
+    /// A new server is first added as a non-voter and promoted only once it
+    /// has caught up: it acknowledged the configuration that added it, is
+    /// within one pipeline window (`max_append_entries *
+    /// max_inflight_append_entries` entries) of the leader's last index, and
+    /// answered within the last election timeout. If that does not happen
+    /// within `timeout`, the leader ends the promotion: the server **stays a
+    /// non-voter** and the call fails with [`Error::CatchUpTimeout`]; later
+    /// changes are not blocked (remove it, or retry once it is reachable).
+    /// With a zero `timeout` the promotion waits until it succeeds or
+    /// leadership changes, and other changes meanwhile fail with
+    /// [`Error::ConfigurationChangeInProgress`] naming it.
+    ///
+    /// An id that is already a member at another address is refused with
+    /// [`Error::ServerExists`] (use [`Raft::update_address`] to move a
+    /// member on purpose); adding an existing voter at its own address is a
+    /// no-op that returns the configuration's index.
     pub async fn add_voter(
         &self,
         id: ServerId,
@@ -403,6 +426,9 @@ impl<F: Fsm> Raft<F> {
     }
 
     /// Adds a non-voting member that receives the log but does not vote.
+    /// An id that is already a member at another address is refused with
+    /// [`Error::ServerExists`]; adding an existing member at its own address
+    /// (voter or not) changes nothing and returns the configuration's index.
     pub async fn add_nonvoter(
         &self,
         id: ServerId,
@@ -424,10 +450,37 @@ impl<F: Fsm> Raft<F> {
         self.change(MembershipChange::RemoveServer(id), prev_index, timeout).await
     }
 
+    /// Moves an existing member to a new address, keeping its suffrage:
+    /// the explicit way to replace a member's address (for example after
+    /// the machine moved), which [`Raft::add_voter`] and
+    /// [`Raft::add_nonvoter`] refuse with [`Error::ServerExists`]. The
+    /// leader stops talking to the old address once the change is
+    /// appended. [`Error::UnknownServer`] if `id` is not a member; moving a
+    /// member to the address it has is a no-op that returns the
+    /// configuration's index. `prev_index` and `timeout` work as in
+    /// [`Raft::add_voter`].
+    pub async fn update_address(
+        &self,
+        id: ServerId,
+        addr: ServerAddress,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> Result<u64> {
+        self.change(MembershipChange::UpdateAddress(id, addr), prev_index, timeout).await
+    }
+
     async fn change(&self, change: MembershipChange, prev_index: u64, timeout: Duration) -> Result<u64> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Request::ChangeMembership { change, prev_index, tx }, timeout).await?;
-        Self::await_with_timeout(rx, timeout).await
+        let start = tokio::time::Instant::now();
+        let deadline = Self::deadline(timeout);
+        self.enqueue(Request::ChangeMembership { change, prev_index, deadline, tx }, timeout).await?;
+        // The main task answers at the deadline itself (a promotion that
+        // has not caught up by then ends there, with an error saying so):
+        // wait a little longer than the caller's timeout to hear that
+        // answer rather than a bare `Timeout`.
+        let left = Self::remaining(timeout, start);
+        let bound = if timeout.is_zero() { timeout } else { left + CHANGE_ANSWER_GRACE };
+        Self::await_with_timeout(rx, bound).await
     }
 
     /// The latest configuration and the index of the entry that carried it.
@@ -435,12 +488,17 @@ impl<F: Fsm> Raft<F> {
         self.request(|tx| Request::GetConfiguration { tx }).await
     }
 
-    /// Hands leadership to the most up-to-date follower.
+    /// Hands leadership to the most up-to-date follower. Returns once this
+    /// node has stepped down: [`Raft::state`] no longer says
+    /// [`RaftState::Leader`] when it resolves.
     pub async fn leadership_transfer(&self) -> Result<()> {
         self.request(|tx| Request::TransferLeadership { target: None, tx }).await
     }
 
-    /// Hands leadership to a specific server.
+    /// Hands leadership to a specific server. [`Error::UnknownServer`] if
+    /// it is not in the configuration, [`Error::NotAVoter`] if it is a
+    /// non-voter. Returns once this node has stepped down, like
+    /// [`Raft::leadership_transfer`].
     pub async fn leadership_transfer_to_server(&self, id: ServerId, _addr: ServerAddress) -> Result<()> {
         self.request(|tx| Request::TransferLeadership { target: Some(id), tx }).await
     }
@@ -509,9 +567,13 @@ impl<F: Fsm> Raft<F> {
         self.inner.shared.get_state().0
     }
 
-    /// The current leader's address and id, if known.
-    pub fn leader(&self) -> Option<(ServerAddress, ServerId)> {
-        self.inner.shared.get_state().1.map(|(id, addr)| (addr, id))
+    /// The current leader's id and address, if known (the same order as
+    /// everywhere else, e.g. [`Error::NotLeader`] and
+    /// [`Metrics::current_leader`]).
+    ///
+    /// API change: this used to return `(address, id)`.
+    pub fn leader(&self) -> Option<(ServerId, ServerAddress)> {
+        self.inner.shared.get_state().1
     }
 
     /// A watch that is `true` while this node is the leader.

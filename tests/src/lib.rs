@@ -254,7 +254,7 @@ impl<F: TestFsm + Clone> TestCluster<F> {
                         .raft
                         .as_ref()
                         .and_then(|r| r.leader())
-                        .is_some_and(|(_, l)| l.as_str() == leader)
+                        .is_some_and(|(l, _)| l.as_str() == leader)
                 });
                 if agreed {
                     return leader.clone();

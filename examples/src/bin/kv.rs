@@ -56,6 +56,11 @@ struct ServeArgs {
     /// (ignored if the data directory has state).
     #[arg(long, value_name = "API_ADDR")]
     join: Option<String>,
+    /// With --join: if this id is already a member at another raft address
+    /// (the node moved, or replaces a lost machine), move it to this
+    /// node's --raft-addr instead of being refused.
+    #[arg(long, requires = "join")]
+    replace_address: bool,
     /// Directory with ca.pem, node.pem and node-key.pem: mutual TLS on the raft port.
     #[arg(long, value_name = "DIR")]
     tls_dir: Option<PathBuf>,
@@ -105,6 +110,7 @@ async fn serve(args: ServeArgs) -> Result<(), NodeError> {
     let mut opts = NodeOptions::new(args.id, args.raft_addr, args.api_addr, args.data_dir);
     opts.bootstrap = args.bootstrap;
     opts.join = args.join;
+    opts.replace_address = args.replace_address;
     opts.tls_dir = args.tls_dir;
     opts.cluster_id = args.cluster_id;
     opts.api = ApiSettings {

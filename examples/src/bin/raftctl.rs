@@ -122,6 +122,7 @@ fn describe(status: &tonic::Status) -> String {
         tonic::Code::NotFound => "not found",
         tonic::Code::InvalidArgument => "invalid argument",
         tonic::Code::Aborted => "aborted",
+        tonic::Code::AlreadyExists => "already exists",
         _ => "error",
     };
     format!("{code}: {}", status.message())

@@ -7,7 +7,7 @@
 //! | `DELETE /kv/{key}` | `200 {"key","index","deleted","previous"}` |
 //! | `POST /kv/{key}/cas` `{"expected": string\|null, "new": string}` | `200 {"swapped": true, ..}`; `409 {"current", ..}` on mismatch |
 //! | `GET /status` | this node's id, role, term, leader, indexes and configuration |
-//! | `POST /cluster/join` `{"id","raft_addr","api_addr"}` | registers the node's API address and adds it as a voter |
+//! | `POST /cluster/join[?replace_address=true]` `{"id","raft_addr","api_addr"}` | registers the node's API address and adds it as a voter; `409 server_exists` if the id is a member at another raft address, unless `replace_address=true` moves it there |
 //! | `PUT /cluster/nodes/{id}` `{"api_addr"}` | registers (or updates) a node's API address |
 //!
 //! Reads: `stale` answers from this node's state (may lag); `leader`
@@ -25,8 +25,10 @@
 //! [`NODE_HEADER`].
 //!
 //! Errors are JSON `{"error": message, "code": code}`: `400
-//! bad_request`/`invalid_json`, `404 not_found`, `409 cas_mismatch`, `413
-//! value_too_large`, `503 no_leader` (election in progress or no quorum),
+//! bad_request`/`invalid_json`, `404 not_found`, `409 cas_mismatch`, `409
+//! server_exists` (a join with an id that is a member at another address),
+//! `409 stale_prev_index`, `413 value_too_large`, `504 catch_up_timeout`
+//! (a joining node did not catch up in time: it stays a non-voter), `503 no_leader` (election in progress or no quorum),
 //! `503 outcome_unknown` (leadership lost with a write in flight: it may
 //! or may not be applied), `503 unavailable`, `504 timeout` (a write may
 //! still be applied), `500 internal`.
@@ -109,6 +111,18 @@ pub enum ApiError {
     /// An unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The id is already a member at another raft address
+    /// ([`raft::Error::ServerExists`]).
+    #[error("{0}")]
+    ServerExists(String),
+    /// A membership change was based on an older configuration
+    /// ([`raft::Error::StalePrevIndex`]).
+    #[error("{0}")]
+    StalePrevIndex(String),
+    /// A joining server did not catch up in time and stays a non-voter
+    /// ([`raft::Error::CatchUpTimeout`]).
+    #[error("{0}")]
+    CatchUpTimeout(String),
 }
 
 impl ApiError {
@@ -126,6 +140,9 @@ impl ApiError {
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::ServerExists(_) => (StatusCode::CONFLICT, "server_exists"),
+            ApiError::StalePrevIndex(_) => (StatusCode::CONFLICT, "stale_prev_index"),
+            ApiError::CatchUpTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "catch_up_timeout"),
         }
     }
 }
@@ -157,11 +174,18 @@ impl From<raft::Error> for ApiError {
             }
             E::EnqueueTimeout => ApiError::Unavailable("the node is overloaded; retry".into()),
             E::Shutdown => ApiError::Unavailable("the node is shutting down".into()),
-            E::ConfigurationChangeInProgress => {
-                ApiError::Unavailable("another membership change is in progress; retry".into())
-            }
+            E::ConfigurationChangeInProgress { pending } => ApiError::Unavailable(format!(
+                "another membership change is in progress ({pending}); retry once it is done"
+            )),
             E::UnknownServer(id) => ApiError::NotFound(format!("unknown server {id}")),
             E::InvalidConfig(msg) => ApiError::BadRequest(msg),
+            e @ E::ServerExists { .. } => ApiError::ServerExists(format!(
+                "{e}; to replace that member's address on purpose, join with replace_address=true \
+                 (kv serve --replace-address)"
+            )),
+            e @ E::StalePrevIndex { .. } => ApiError::StalePrevIndex(e.to_string()),
+            e @ E::CatchUpTimeout { .. } => ApiError::CatchUpTimeout(e.to_string()),
+            e @ E::NotAVoter(_) => ApiError::BadRequest(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -675,7 +699,24 @@ fn check_addr(field: &str, addr: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn join(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+/// Query of `POST /cluster/join`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinParams {
+    /// The id may already be a member at another raft address: move it to
+    /// the new one (the old process at the old address is cut off). Without
+    /// it, such a join is refused with `409 server_exists`.
+    #[serde(default)]
+    pub replace_address: bool,
+}
+
+async fn join(
+    State(state): State<ApiState>,
+    params: Result<Query<JoinParams>, QueryRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
+    let replace = params.replace_address;
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
     let req: JoinRequest = parse_json(&body)?;
@@ -692,7 +733,21 @@ async fn join(State(state): State<ApiState>, request: Request) -> Result<Respons
             let (register, id, raft_addr) = (register.clone(), id.clone(), raft_addr.clone());
             Box::pin(async move {
                 let timeout = timeout.max(Duration::from_millis(1));
-                raft.apply(register, timeout).await?;
+                let start = Instant::now();
+                let left = || timeout.saturating_sub(start.elapsed()).max(Duration::from_millis(1));
+                // Refuse a duplicate id before registering its API address,
+                // which would otherwise redirect the member's clients.
+                let (configuration, index) = raft.get_configuration().await?;
+                let existing = configuration.server(&id.as_str().into()).map(|s| s.address.clone());
+                let moved = existing.as_ref().is_some_and(|a| a.as_str() != raft_addr);
+                if let (true, false, Some(address)) = (moved, replace, &existing) {
+                    return Err(raft::Error::ServerExists { id: id.as_str().into(), address: address.clone() });
+                }
+                raft.apply(register, left()).await?;
+                if moved {
+                    tracing::warn!(%id, from = ?existing, to = %raft_addr, "join replaces a member's raft address");
+                    raft.update_address(id.as_str().into(), raft_addr.as_str().into(), index, left()).await?;
+                }
                 let (configuration, index) = raft.get_configuration().await?;
                 let already = configuration.servers.iter().any(|s| {
                     s.id.as_str() == id && s.address.as_str() == raft_addr && s.suffrage == Suffrage::Voter
@@ -700,7 +755,7 @@ async fn join(State(state): State<ApiState>, request: Request) -> Result<Respons
                 if already {
                     return Ok(index);
                 }
-                raft.add_voter(id.as_str().into(), raft_addr.as_str().into(), 0, timeout).await
+                raft.add_voter(id.as_str().into(), raft_addr.as_str().into(), 0, left()).await
             })
         })
         .await?;

@@ -57,6 +57,11 @@ pub struct NodeOptions {
     pub election_timeout: Duration,
     /// How long `join` keeps trying.
     pub join_timeout: Duration,
+    /// With `join`: if this node's id is already a member at another raft
+    /// address (the node moved, or replaces a lost machine), move the
+    /// member to this node's address instead of being refused. Without it
+    /// such a join fails with `409 server_exists`.
+    pub replace_address: bool,
 }
 
 impl NodeOptions {
@@ -80,6 +85,7 @@ impl NodeOptions {
             api: ApiSettings::default(),
             election_timeout: Duration::from_secs(1),
             join_timeout: Duration::from_secs(30),
+            replace_address: false,
         }
     }
 }
@@ -187,7 +193,7 @@ impl KvNode {
         };
         if !restarted {
             if let Some(member) = &opts.join {
-                if let Err(e) = node.join(member, opts.join_timeout).await {
+                if let Err(e) = node.join(member, opts.join_timeout, opts.replace_address).await {
                     let _ = node.shutdown(false).await;
                     return Err(e);
                 }
@@ -198,8 +204,9 @@ impl KvNode {
 
     /// Asks the member whose API is at `member` to add this node, retrying
     /// until `timeout`.
-    async fn join(&self, member: &str, timeout: Duration) -> Result<(), NodeError> {
+    async fn join(&self, member: &str, timeout: Duration, replace_address: bool) -> Result<(), NodeError> {
         let client = ApiClient::new();
+        let path = if replace_address { "/cluster/join?replace_address=true" } else { "/cluster/join" };
         let request = JoinRequest {
             id: self.id.clone(),
             raft_addr: self.raft_addr.clone(),
@@ -209,7 +216,7 @@ impl KvNode {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let last = match client
-                .send_json(axum::http::Method::POST, member, "/cluster/join", &request, remaining)
+                .send_json(axum::http::Method::POST, member, path, &request, remaining)
                 .await
             {
                 Ok(resp) if resp.status.is_success() => {
@@ -217,7 +224,16 @@ impl KvNode {
                     return Ok(());
                 }
                 Ok(resp) if resp.status.is_client_error() => {
-                    return Err(NodeError::Join(format!("{member} refused: {} {}", resp.status, resp.text())))
+                    let hint = if resp.json()["code"] == "server_exists" {
+                        "; if this node replaces that member, start it with --replace-address"
+                    } else {
+                        ""
+                    };
+                    return Err(NodeError::Join(format!(
+                        "{member} refused: {} {}{hint}",
+                        resp.status,
+                        resp.text()
+                    )));
                 }
                 Ok(resp) => format!("{} {}", resp.status, resp.text()),
                 Err(e) => e.to_string(),

@@ -130,7 +130,7 @@ where
     fn status(&self) -> NodeStatus {
         NodeStatus {
             state: Raft::state(self),
-            leader: Raft::leader(self).map(|(addr, id)| (id, addr)),
+            leader: Raft::leader(self),
             applied_index: Raft::applied_index(self),
             last_index: Raft::last_index(self),
         }

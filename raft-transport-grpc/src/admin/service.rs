@@ -65,9 +65,13 @@ fn to_status(err: raft::Error) -> Status {
         raft::Error::Shutdown => Status::unavailable(msg),
         raft::Error::LeadershipLost
         | raft::Error::LeadershipTransferInProgress
-        | raft::Error::ConfigurationChangeInProgress => Status::aborted(msg),
+        | raft::Error::ConfigurationChangeInProgress { .. }
+        | raft::Error::StalePrevIndex { .. } => Status::aborted(msg),
         raft::Error::UnknownServer(_) => Status::not_found(msg),
         raft::Error::InvalidConfig(_) => Status::invalid_argument(msg),
+        raft::Error::NotAVoter(_) => Status::failed_precondition(msg),
+        raft::Error::ServerExists { .. } => Status::already_exists(msg),
+        raft::Error::CatchUpTimeout { .. } => Status::deadline_exceeded(msg),
         raft::Error::CantBootstrap => Status::failed_precondition(msg),
         other => {
             tracing::warn!(error = %other, "admin operation failed");

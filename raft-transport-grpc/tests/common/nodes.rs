@@ -264,7 +264,7 @@ pub async fn wait_for_leader(nodes: &[GrpcNode]) -> usize {
         let id = nodes[leader].id.as_str();
         running
             .iter()
-            .all(|&i| nodes[i].raft().leader().is_some_and(|(_, l)| l.as_str() == id))
+            .all(|&i| nodes[i].raft().leader().is_some_and(|(l, _)| l.as_str() == id))
             .then_some(leader)
     })
     .await

@@ -3,6 +3,7 @@
 //! remembers every configuration entry that is not yet committed, to fall
 //! back to an older one when a conflicting suffix is truncated.
 
+use super::{Core, Role};
 use crate::types::Configuration;
 
 /// Configurations known to the core.
@@ -55,5 +56,28 @@ impl Membership {
     pub(crate) fn compact(&mut self, commit: u64) {
         let keep_from = self.history.iter().rposition(|(i, _)| *i <= commit).unwrap_or(0);
         self.history.drain(..keep_from);
+    }
+}
+
+impl Core {
+    /// (Leader) Forgets the replication progress of members that `next`
+    /// moves to another address: whatever answers there is a different
+    /// process until it proves otherwise, so it is probed afresh (from the
+    /// end of the log down) instead of being trusted with the old match
+    /// index. Lowering a match index never lowers the commit index.
+    pub(crate) fn forget_moved_peers(&mut self, next: &Configuration) {
+        let current = self.membership.latest().0;
+        let moved: Vec<_> = next
+            .servers
+            .iter()
+            .filter(|s| current.server(&s.id).is_some_and(|old| old.address != s.address))
+            .map(|s| s.id.clone())
+            .collect();
+        let Role::Leader(leader) = &mut self.role else { return };
+        for id in moved {
+            if leader.peers.remove(&id).is_some() {
+                tracing::info!(server = %id, "member moved to a new address: its replication progress starts over");
+            }
+        }
     }
 }

@@ -23,12 +23,14 @@
 //! - `read`: ReadIndex linearizable reads.
 //! - `snapshot`: sending and installing snapshots, log compaction.
 //! - `transfer`: leadership transfer.
+//! - `promotion`: when a server added as a voter has caught up.
 //! - `rng`: seeded randomness for timeouts.
 
 mod election;
 mod log;
 mod membership;
 mod progress;
+mod promotion;
 mod read;
 mod replication;
 pub(crate) mod rng;
@@ -50,6 +52,7 @@ use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
 pub(crate) use self::log::RaftLog;
 use self::membership::Membership;
+pub use self::promotion::CatchUp;
 use self::progress::Progress;
 use self::rng::Rng;
 
@@ -148,6 +151,11 @@ pub enum Refusal {
     /// The request named a server that is not in the configuration, or
     /// otherwise does not fit the current state.
     Invalid(String),
+    /// The request named a server that is not in the configuration.
+    UnknownServer(ServerId),
+    /// The request named a server that is in the configuration but is not
+    /// a voter (e.g. as a leadership transfer target).
+    NotAVoter(ServerId),
 }
 
 /// What a leader knows about one follower.
@@ -527,6 +535,7 @@ impl Core {
         }
         configuration.validate().map_err(Refusal::Invalid)?;
         let data = crate::codec::encode(&configuration).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        self.forget_moved_peers(&configuration);
         let index = self.log.last_index() + 1;
         self.append_local(vec![Log {
             index,

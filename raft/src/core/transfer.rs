@@ -31,8 +31,11 @@ impl Core {
                 if t == self.id {
                     return Err(Refusal::Invalid("cannot transfer leadership to self".into()));
                 }
+                if config.server(&t).is_none() {
+                    return Err(Refusal::UnknownServer(t));
+                }
                 if !config.is_voter(&t) {
-                    return Err(Refusal::Invalid(format!("{t} is not a voter")));
+                    return Err(Refusal::NotAVoter(t));
                 }
                 t
             }

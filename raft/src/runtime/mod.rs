@@ -68,6 +68,8 @@ pub(crate) enum MembershipChange {
     AddNonvoter(ServerId, ServerAddress),
     DemoteVoter(ServerId),
     RemoveServer(ServerId),
+    /// Moves an existing member to a new address, keeping its suffrage.
+    UpdateAddress(ServerId, ServerAddress),
 }
 
 /// A user restore: the snapshot to install and who waits for it.
@@ -101,6 +103,10 @@ pub(crate) enum Request<R> {
     ChangeMembership {
         change: MembershipChange,
         prev_index: u64,
+        /// When the caller stops waiting: the main task answers then (a
+        /// promotion ends with [`Error::CatchUpTimeout`], a change not yet
+        /// committed with [`Error::Timeout`]); `None`: no limit.
+        deadline: Option<tokio::time::Instant>,
         tx: oneshot::Sender<Result<u64, Error>>,
     },
     TransferLeadership {

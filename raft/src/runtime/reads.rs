@@ -55,8 +55,12 @@ pub(crate) fn refusal_error(refusal: Refusal, leader: Option<(ServerId, ServerAd
         Refusal::NotLeader(_) => Error::NotLeader { leader },
         Refusal::TransferInProgress => Error::LeadershipTransferInProgress,
         Refusal::LeadershipLost => Error::LeadershipLost,
-        Refusal::ConfigurationChangeInProgress => Error::ConfigurationChangeInProgress,
+        Refusal::ConfigurationChangeInProgress => Error::ConfigurationChangeInProgress {
+            pending: "a configuration entry is not committed yet".into(),
+        },
         Refusal::Invalid(msg) => Error::InvalidConfig(msg),
+        Refusal::UnknownServer(id) => Error::UnknownServer(id),
+        Refusal::NotAVoter(id) => Error::NotAVoter(id),
     }
 }
 

@@ -38,8 +38,10 @@ impl<R: Send + 'static> Node<R> {
 
     /// The timer fired: answers [`Error::Timeout`] to every pending write
     /// past its deadline (its entry stays in the log and may still be
-    /// committed and applied) and re-arms for the earliest one left.
+    /// committed and applied), ends the promotions past theirs, and
+    /// re-arms for the earliest one left.
     pub(super) fn expire_waiters(&mut self) {
+        self.advance_promotions();
         let now = tokio::time::Instant::now();
         let mut expired = Vec::new();
         let mut next: Option<tokio::time::Instant> = None;
@@ -49,6 +51,9 @@ impl<R: Send + 'static> Node<R> {
                 Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
                 None => {}
             }
+        }
+        if let Some(at) = self.next_promotion_deadline() {
+            next = Some(next.map_or(at, |n| n.min(at)));
         }
         self.next_deadline = next;
         if !expired.is_empty() {

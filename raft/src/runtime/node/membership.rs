@@ -1,8 +1,22 @@
 //! Membership for the main task: configuration changes with `prev_index`
 //! guards, catching a new voter up as a non-voter before promoting it, and
 //! telling observers about configuration changes.
+//!
+//! Rules a caller can rely on:
+//! - A server added as a voter is promoted only once the core's promotion
+//!   policy ([`Core::catch_up`]) says it caught up: it acknowledged the
+//!   configuration that added it, is within one pipeline window of the
+//!   leader's last index and answered within the last election timeout.
+//! - The caller's timeout ends the promotion on the leader too: the server
+//!   stays a non-voter and the caller gets [`Error::CatchUpTimeout`], so a
+//!   server that never answers cannot block later changes.
+//! - Adding an id that is already a member at another address is refused
+//!   with [`Error::ServerExists`]; moving a member is an explicit
+//!   [`MembershipChange::UpdateAddress`]. Adding a member again at the same
+//!   address is a no-op that returns the configuration's index.
 
 use super::*;
+use crate::core::CatchUp;
 
 /// A server added with `add_voter` that is catching up as a non-voter.
 pub(super) struct Promotion {
@@ -11,6 +25,9 @@ pub(super) struct Promotion {
     /// The configuration that added it as a non-voter; promote only once
     /// this is committed.
     pub(super) after_index: u64,
+    /// When the caller gives up: the promotion ends then and the server
+    /// stays a non-voter (`None`: no limit).
+    pub(super) deadline: Option<tokio::time::Instant>,
     pub(super) tx: oneshot::Sender<Result<u64, Error>>,
 }
 
@@ -21,46 +38,126 @@ impl<R: Send + 'static> Node<R> {
         &mut self,
         change: MembershipChange,
         prev_index: u64,
+        deadline: Option<tokio::time::Instant>,
         tx: oneshot::Sender<Result<u64, Error>>,
     ) {
-        if !self.promotions.is_empty() {
-            let _ = tx.send(Err(Error::ConfigurationChangeInProgress));
+        if let Some(p) = self.promotions.first() {
+            let pending = self.describe_promotion(p);
+            tracing::info!(change = ?change, pending = %pending, "membership change refused: another is in progress");
+            let _ = tx.send(Err(Error::ConfigurationChangeInProgress { pending }));
             return;
         }
-        if let MembershipChange::AddVoter(id, address) = &change {
-            let existing = self.t.core.configuration().0.server(id).cloned();
-            let needs_catch_up = existing.as_ref().is_none_or(|s| s.suffrage == Suffrage::Nonvoter);
-            if needs_catch_up && self.t.core.is_leader() {
-                let (id, address) = (id.clone(), address.clone());
-                let staged = match existing {
-                    // Already a non-voter: promote once caught up.
-                    Some(_) => self.check_prev_index(prev_index).map(|()| self.t.core.configuration().1),
-                    None => {
-                        let add = MembershipChange::AddNonvoter(id.clone(), address.clone());
-                        self.membership_change(add, prev_index)
-                    }
-                };
-                match staged {
-                    Ok(after_index) => {
-                        self.promotions.push(Promotion { id, address, after_index, tx });
-                        self.advance_promotions();
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
+        if !self.t.core.is_leader() {
+            let _ = tx.send(Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned()))));
+            return;
+        }
+        if let Err(e) = self.check_prev_index(prev_index) {
+            let _ = tx.send(Err(e));
+            return;
+        }
+        let (config, config_index) = {
+            let (c, i) = self.t.core.configuration();
+            (c.clone(), i)
+        };
+        if let MembershipChange::UpdateAddress(id, address) = &change {
+            if config.server(id).is_some_and(|s| &s.address == address) {
+                let _ = tx.send(self.unchanged(config_index));
                 return;
             }
         }
-        match self.membership_change(change, prev_index) {
+        if let MembershipChange::AddVoter(id, address) | MembershipChange::AddNonvoter(id, address) = &change {
+            if let Some(existing) = config.server(id) {
+                if &existing.address != address {
+                    tracing::warn!(
+                        server = %id,
+                        existing = %existing.address,
+                        requested = %address,
+                        "refusing to add a server whose id is already a member at another address; \
+                         use update_address to move it on purpose"
+                    );
+                    let error = Error::ServerExists { id: id.clone(), address: existing.address.clone() };
+                    let _ = tx.send(Err(error));
+                    return;
+                }
+                let already = match &change {
+                    MembershipChange::AddVoter(..) => existing.suffrage == Suffrage::Voter,
+                    // HashiCorp semantics: a voter added as a non-voter
+                    // stays a voter.
+                    _ => true,
+                };
+                if already {
+                    let _ = tx.send(self.unchanged(config_index));
+                    return;
+                }
+            }
+        }
+        if let MembershipChange::AddVoter(id, address) = &change {
+            let (id, address) = (id.clone(), address.clone());
+            let staged = match config.server(&id) {
+                // Already a non-voter at this address: promote once caught up.
+                Some(_) => Ok(config_index),
+                None => self.membership_change(MembershipChange::AddNonvoter(id.clone(), address.clone())),
+            };
+            match staged {
+                Ok(after_index) => {
+                    tracing::info!(server = %id, %address, after_index, "adding a voter: catching it up as a non-voter first");
+                    if let Some(at) = deadline {
+                        self.track_deadline(at);
+                    }
+                    self.promotions.push(Promotion { id, address, after_index, deadline, tx });
+                    self.advance_promotions();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+            return;
+        }
+        match self.membership_change(change) {
             Ok(index) => {
                 let term = self.t.core.term();
-                self.waiters.insert(index, Pending::new(term, Waiter::Index(tx)));
+                if let Some(at) = deadline {
+                    self.track_deadline(at);
+                }
+                self.waiters.insert(index, Pending { term, waiter: Waiter::Index(tx), deadline });
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
             }
         }
+    }
+
+    /// The answer to a change that would not change the configuration at
+    /// `index`: its index once committed, else "in progress".
+    fn unchanged(&self, index: u64) -> Result<u64, Error> {
+        let committed = self.t.core.committed_configuration().1;
+        if committed == index {
+            Ok(index)
+        } else {
+            Err(self.uncommitted_change())
+        }
+    }
+
+    /// The in-progress error for an uncommitted configuration entry.
+    fn uncommitted_change(&self) -> Error {
+        let index = self.t.core.configuration().1;
+        let commit = self.t.core.commit_index();
+        Error::ConfigurationChangeInProgress {
+            pending: format!("the configuration at index {index} is not committed yet (commit index {commit})"),
+        }
+    }
+
+    /// Describes a promotion under way, for the in-progress error.
+    fn describe_promotion(&self, p: &Promotion) -> String {
+        let status = self.t.core.catch_up(&p.id, p.after_index);
+        let until = match p.deadline {
+            Some(at) => format!(
+                "; it ends in {:?} if the server has not caught up",
+                at.saturating_duration_since(tokio::time::Instant::now())
+            ),
+            None => "; the caller set no timeout".to_owned(),
+        };
+        format!("add_voter of {} at {} ({status}){until}", p.id, p.address)
     }
 
     /// Notifies observers of servers added, changed or removed since the
@@ -83,9 +180,10 @@ impl<R: Send + 'static> Node<R> {
         self.seen_config = (config.clone(), index);
     }
 
-    /// Promotes non-voters that are being added as voters once their log has
-    /// caught up with the leader's (within one pipeline window), so adding a
-    /// server never stalls commits while it copies the log.
+    /// Promotes non-voters that are being added as voters once the core's
+    /// promotion policy says they caught up (so adding a server never
+    /// stalls commits while it copies the log), and ends the promotions
+    /// whose caller's deadline passed: those servers stay non-voters.
     pub(super) fn advance_promotions(&mut self) {
         if self.promotions.is_empty() {
             return;
@@ -96,15 +194,16 @@ impl<R: Send + 'static> Node<R> {
             }
             return;
         }
-        let margin = (self.t.config.max_append_entries * self.t.config.max_inflight_append_entries) as u64;
-        let last = self.t.core.last_index();
-        let commit = self.t.core.commit_index();
-        let progress = self.t.core.peer_progress();
+        let now = tokio::time::Instant::now();
         let mut waiting = Vec::new();
         for p in std::mem::take(&mut self.promotions) {
-            let caught_up = progress.iter().any(|pp| pp.id == p.id && pp.matched + margin >= last);
-            if commit < p.after_index || !caught_up {
-                waiting.push(p);
+            let status = self.t.core.catch_up(&p.id, p.after_index);
+            if status != CatchUp::Ready {
+                if p.deadline.is_some_and(|at| at <= now) {
+                    self.end_promotion(p, &status);
+                } else {
+                    waiting.push(p);
+                }
                 continue;
             }
             let mut next = self.t.core.configuration().0.clone();
@@ -122,7 +221,7 @@ impl<R: Send + 'static> Node<R> {
                 Ok(index) => {
                     tracing::info!(server = %p.id, index, "caught-up non-voter promoted to voter");
                     let term = self.t.core.term();
-                    self.waiters.insert(index, Pending::new(term, Waiter::Index(p.tx)));
+                    self.waiters.insert(index, Pending { term, waiter: Waiter::Index(p.tx), deadline: p.deadline });
                 }
                 Err(Refusal::ConfigurationChangeInProgress) => waiting.push(p),
                 Err(r) => {
@@ -133,15 +232,31 @@ impl<R: Send + 'static> Node<R> {
         self.promotions = waiting;
     }
 
-    pub(super) fn membership_change(
-        &mut self,
-        change: MembershipChange,
-        prev_index: u64,
-    ) -> Result<u64, Error> {
-        if !self.t.core.is_leader() {
-            return Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned())));
-        }
-        self.check_prev_index(prev_index)?;
+    /// The caller of `add_voter` gave up before the server caught up: it
+    /// stays a non-voter and later changes are no longer blocked.
+    fn end_promotion(&mut self, p: Promotion, status: &CatchUp) {
+        let matched = self.t.core.peer_progress().iter().find(|pp| pp.id == p.id).map_or(0, |pp| pp.matched);
+        let last_index = self.t.core.last_index();
+        tracing::warn!(
+            server = %p.id,
+            address = %p.address,
+            matched,
+            last_index,
+            status = %status,
+            "add_voter timed out before the server caught up: it stays a non-voter; \
+             check that it runs and is reachable at that address, then retry add_voter, or remove it"
+        );
+        let _ = p.tx.send(Err(Error::CatchUpTimeout { id: p.id, matched, last_index }));
+    }
+
+    /// The earliest deadline of a promotion under way, if any.
+    pub(super) fn next_promotion_deadline(&self) -> Option<tokio::time::Instant> {
+        self.promotions.iter().filter_map(|p| p.deadline).min()
+    }
+
+    /// Proposes the configuration `change` makes (the caller checked
+    /// leadership and `prev_index`). Returns the new entry's index.
+    pub(super) fn membership_change(&mut self, change: MembershipChange) -> Result<u64, Error> {
         let mut next: Configuration = self.t.core.configuration().0.clone();
         match change {
             MembershipChange::AddVoter(id, address) => match next.servers.iter_mut().find(|s| s.id == id) {
@@ -167,17 +282,25 @@ impl<R: Send + 'static> Node<R> {
                 }
                 next.servers.retain(|s| s.id != id);
             }
+            MembershipChange::UpdateAddress(id, address) => {
+                let Some(s) = next.servers.iter_mut().find(|s| s.id == id) else {
+                    return Err(Error::UnknownServer(id));
+                };
+                tracing::warn!(server = %id, from = %s.address, to = %address, "moving a member to a new address");
+                s.address = address;
+            }
         }
-        self.t.core.propose_configuration(next).map_err(|r| self.refusal(r))
+        self.t.core.propose_configuration(next).map_err(|r| match r {
+            Refusal::ConfigurationChangeInProgress => self.uncommitted_change(),
+            r => self.refusal(r),
+        })
     }
 
     /// Refuses a change based on a stale view of the configuration.
     pub(super) fn check_prev_index(&self, prev_index: u64) -> Result<(), Error> {
         let index = self.t.core.configuration().1;
         if prev_index != 0 && prev_index != index {
-            return Err(Error::InvalidConfig(format!(
-                "configuration changed since index {prev_index} (latest is {index})"
-            )));
+            return Err(Error::StalePrevIndex { current: index });
         }
         Ok(())
     }

@@ -522,8 +522,8 @@ impl<R: Send + 'static> Node<R> {
                 let (c, i) = self.t.core.configuration();
                 let _ = tx.send(Ok((c.clone(), i)));
             }
-            Request::ChangeMembership { change, prev_index, tx } => {
-                self.on_change_membership(change, prev_index, tx)
+            Request::ChangeMembership { change, prev_index, deadline, tx } => {
+                self.on_change_membership(change, prev_index, deadline, tx)
             }
             Request::Restore(restore) => {
                 let RestoreRequest { meta, reader, tx } = *restore;
@@ -567,12 +567,8 @@ impl<R: Send + 'static> Node<R> {
                 self.reload_ticker = true;
             }
             Request::TransferLeadership { target, tx } => {
-                if let Some(t) = &target {
-                    if self.t.core.configuration().0.server(t).is_none() {
-                        let _ = tx.send(Err(Error::UnknownServer(t.clone())));
-                        return Flow::Continue;
-                    }
-                }
+                // An unknown target is `UnknownServer`, a non-voter
+                // `NotAVoter` (both refused by the core).
                 match self.t.core.transfer_leadership(target) {
                     Ok(_) => self.transfer = Some(tx),
                     Err(r) => {
