@@ -215,29 +215,27 @@ impl KvNode {
         let deadline = Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let last = match client
-                .send_json(axum::http::Method::POST, member, path, &request, remaining)
-                .await
-            {
-                Ok(resp) if resp.status.is_success() => {
-                    tracing::info!(%member, "joined the cluster");
-                    return Ok(());
-                }
-                Ok(resp) if resp.status.is_client_error() => {
-                    let hint = if resp.json()["code"] == "server_exists" {
-                        "; if this node replaces that member, start it with --replace-address"
-                    } else {
-                        ""
-                    };
-                    return Err(NodeError::Join(format!(
-                        "{member} refused: {} {}{hint}",
-                        resp.status,
-                        resp.text()
-                    )));
-                }
-                Ok(resp) => format!("{} {}", resp.status, resp.text()),
-                Err(e) => e.to_string(),
-            };
+            let last =
+                match client.send_json(axum::http::Method::POST, member, path, &request, remaining).await {
+                    Ok(resp) if resp.status.is_success() => {
+                        tracing::info!(%member, "joined the cluster");
+                        return Ok(());
+                    }
+                    Ok(resp) if resp.status.is_client_error() => {
+                        let hint = if resp.json()["code"] == "server_exists" {
+                            "; if this node replaces that member, start it with --replace-address"
+                        } else {
+                            ""
+                        };
+                        return Err(NodeError::Join(format!(
+                            "{member} refused: {} {}{hint}",
+                            resp.status,
+                            resp.text()
+                        )));
+                    }
+                    Ok(resp) => format!("{} {}", resp.status, resp.text()),
+                    Err(e) => e.to_string(),
+                };
             if Instant::now() + Duration::from_millis(250) >= deadline {
                 return Err(NodeError::Join(format!("gave up after {timeout:?}: {last}")));
             }

@@ -52,8 +52,8 @@ use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
 pub(crate) use self::log::RaftLog;
 use self::membership::Membership;
-pub use self::promotion::CatchUp;
 use self::progress::Progress;
+pub use self::promotion::CatchUp;
 use self::rng::Rng;
 
 /// Tick counts and switches for the core (derived from [`crate::Config`]).

@@ -157,10 +157,7 @@ mod tests {
     #[test]
     fn it_must_have_answered_within_an_election_timeout() {
         let b = bounds(5, 5, 6);
-        assert_eq!(
-            check(Some(&progress(6, 10)), &b),
-            CatchUp::Silent { ticks_since_contact: 10, limit: 10 }
-        );
+        assert_eq!(check(Some(&progress(6, 10)), &b), CatchUp::Silent { ticks_since_contact: 10, limit: 10 });
         assert_eq!(check(Some(&progress(6, 9)), &b), CatchUp::Ready);
     }
 

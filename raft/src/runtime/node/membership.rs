@@ -65,7 +65,8 @@ impl<R: Send + 'static> Node<R> {
                 return;
             }
         }
-        if let MembershipChange::AddVoter(id, address) | MembershipChange::AddNonvoter(id, address) = &change {
+        if let MembershipChange::AddVoter(id, address) | MembershipChange::AddNonvoter(id, address) = &change
+        {
             if let Some(existing) = config.server(id) {
                 if &existing.address != address {
                     tracing::warn!(
@@ -143,7 +144,9 @@ impl<R: Send + 'static> Node<R> {
         let index = self.t.core.configuration().1;
         let commit = self.t.core.commit_index();
         Error::ConfigurationChangeInProgress {
-            pending: format!("the configuration at index {index} is not committed yet (commit index {commit})"),
+            pending: format!(
+                "the configuration at index {index} is not committed yet (commit index {commit})"
+            ),
         }
     }
 
@@ -221,7 +224,8 @@ impl<R: Send + 'static> Node<R> {
                 Ok(index) => {
                     tracing::info!(server = %p.id, index, "caught-up non-voter promoted to voter");
                     let term = self.t.core.term();
-                    self.waiters.insert(index, Pending { term, waiter: Waiter::Index(p.tx), deadline: p.deadline });
+                    self.waiters
+                        .insert(index, Pending { term, waiter: Waiter::Index(p.tx), deadline: p.deadline });
                 }
                 Err(Refusal::ConfigurationChangeInProgress) => waiting.push(p),
                 Err(r) => {
