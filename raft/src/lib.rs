@@ -51,6 +51,25 @@
 //! - Runtime-level tests are reproducible under tokio's paused clock but not
 //!   bit-exact: `tokio::select!` picks among ready events at random. The
 //!   protocol core's simulation (feature `testing`) is fully deterministic.
+//!
+//! # API changes: membership and the errors callers tell apart
+//! - [`Raft::leader`] returns `(ServerId, ServerAddress)`, the order used
+//!   everywhere else (it returned `(address, id)`).
+//! - [`Error::ConfigurationChangeInProgress`] carries `{ pending }`, a
+//!   description of the change in progress (it had no fields): match it
+//!   with `Error::ConfigurationChangeInProgress { .. }`.
+//! - A stale `prev_index` is [`Error::StalePrevIndex`] (was
+//!   `InvalidConfig`); a leadership transfer to a non-voter is
+//!   [`Error::NotAVoter`] (was `InvalidConfig`), to an id not in the
+//!   configuration [`Error::UnknownServer`].
+//! - [`Raft::add_voter`] promotes only a server that acknowledged the log
+//!   and answered within the last election timeout; if that does not happen
+//!   within its timeout it fails with [`Error::CatchUpTimeout`] and the
+//!   server stays a non-voter (later changes are not blocked).
+//! - Adding an id that is a member at another address is refused with
+//!   [`Error::ServerExists`]; [`Raft::update_address`] moves a member.
+//! - [`Raft::leadership_transfer`] resolves once [`Raft::state`] no longer
+//!   says `Leader`.
 
 pub mod codec;
 pub mod config;

@@ -227,6 +227,11 @@ impl<R: Send + 'static> Node<R> {
                     self.waiters
                         .insert(index, Pending { term, waiter: Waiter::Index(p.tx), deadline: p.deadline });
                 }
+                // Caught up, but another entry is not committed yet: try
+                // again later, unless the caller's time is up.
+                Err(Refusal::ConfigurationChangeInProgress) if p.deadline.is_some_and(|at| at <= now) => {
+                    self.end_promotion(p, &status)
+                }
                 Err(Refusal::ConfigurationChangeInProgress) => waiting.push(p),
                 Err(r) => {
                     let _ = p.tx.send(Err(self.refusal(r)));
@@ -253,9 +258,10 @@ impl<R: Send + 'static> Node<R> {
         let _ = p.tx.send(Err(Error::CatchUpTimeout { id: p.id, matched, last_index }));
     }
 
-    /// The earliest deadline of a promotion under way, if any.
+    /// The earliest deadline still ahead of a promotion under way, if any.
     pub(super) fn next_promotion_deadline(&self) -> Option<tokio::time::Instant> {
-        self.promotions.iter().filter_map(|p| p.deadline).min()
+        let now = tokio::time::Instant::now();
+        self.promotions.iter().filter_map(|p| p.deadline).filter(|at| *at > now).min()
     }
 
     /// Proposes the configuration `change` makes (the caller checked
