@@ -40,6 +40,7 @@ fn a_duplicate_id_is_refused_and_replace_address_moves_the_member() {
 
     // `kv serve --join` with a taken id gives up at once, saying what to do.
     let other = dir.path().join("impostor");
+    std::fs::create_dir_all(&other).expect("create dir");
     let mut impostor = KvProc::start(&other, "n3", &["--join".to_owned(), api.clone()], &[]);
     poll("the impostor to exit", Duration::from_secs(30), || (!impostor.alive()).then_some(()));
     let log = impostor.log();
@@ -49,6 +50,7 @@ fn a_duplicate_id_is_refused_and_replace_address_moves_the_member() {
     put(&api, "before", "1").expect("PUT");
     nodes[2].kill();
     let fresh = dir.path().join("replacement");
+    std::fs::create_dir_all(&fresh).expect("create dir");
     let join = ["--join".to_owned(), api.clone(), "--replace-address".to_owned()];
     let replacement = KvProc::start(&fresh, "n3", &join, &[]);
     let refs = [&nodes[0], &nodes[1], &replacement];

@@ -761,3 +761,71 @@ fn s7_a_follower_caught_up_by_a_snapshot_is_not_probed_in_a_loop() {
     c.settle();
     assert!(c.nodes.values().all(|n| !n.has_ready()));
 }
+
+/// The leader's view of `peer`, if it has one.
+fn progress_of(core: &Core, peer: &str) -> Option<PeerProgress> {
+    core.peer_progress().into_iter().find(|p| p.id.as_str() == peer)
+}
+
+// Thesis §4.2.1: a new server is promoted only once it holds the log; one
+// that never answers (match index 0) is never "caught up", however short
+// the log is.
+#[test]
+fn s4_2_1_a_server_that_never_answered_is_not_caught_up() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let mut conf = c.node("n1").configuration().0.clone();
+    conf.servers.push(Server { suffrage: Suffrage::Nonvoter, id: "n4".into(), address: "n4".into() });
+    let added = c.node("n1").propose_configuration(conf).expect("leader");
+    assert_eq!(
+        c.node("n1").catch_up(&"n4".into(), added),
+        CatchUp::NotCommitted { added_at: added, commit: added - 1 },
+        "not before the configuration that added it commits"
+    );
+    // n4 does not exist: nothing it is sent is ever answered.
+    c.settle();
+    c.tick_all(5);
+    assert!(matches!(c.node("n1").catch_up(&"n4".into(), added), CatchUp::Behind { matched: 0, .. }));
+    assert_eq!(c.node("n1").catch_up(&"n2".into(), added), CatchUp::Ready, "a follower that holds the log is");
+    assert_eq!(c.node("n2").catch_up(&"n1".into(), added), CatchUp::Unknown, "only a leader knows");
+}
+
+// Thesis §3.10: a leadership transfer names a voter; an unknown id and a
+// non-voter are two different mistakes with their own refusals.
+#[test]
+fn s3_10_transfer_refuses_an_unknown_id_and_a_non_voter_distinctly() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let mut conf = c.node("n1").configuration().0.clone();
+    conf.servers.push(Server { suffrage: Suffrage::Nonvoter, id: "n4".into(), address: "n4".into() });
+    c.node("n1").propose_configuration(conf).expect("leader");
+    c.settle();
+    assert_eq!(c.node("n1").transfer_leadership(Some("n4".into())), Err(Refusal::NotAVoter("n4".into())));
+    assert_eq!(c.node("n1").transfer_leadership(Some("n9".into())), Err(Refusal::UnknownServer("n9".into())));
+    assert!(c.node("n1").is_leader());
+}
+
+// A member moved to another address is a different process until it
+// proves otherwise: the leader forgets what it knew of the old one and
+// probes the new address from scratch (the commit index does not move
+// back).
+#[test]
+fn moving_a_member_to_a_new_address_restarts_its_replication_progress() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.node("n1").propose([cmd("x")]).expect("leader");
+    c.settle();
+    assert!(progress_of(c.node("n1"), "n2").is_some_and(|p| p.matched > 0));
+    let commit = c.node("n1").commit_index();
+    let mut conf = c.node("n1").configuration().0.clone();
+    if let Some(s) = conf.servers.iter_mut().find(|s| s.id.as_str() == "n2") {
+        s.address = "n2-new".into();
+    }
+    c.isolate("n2");
+    c.node("n1").propose_configuration(conf).expect("leader");
+    assert_eq!(progress_of(c.node("n1"), "n2").map(|p| p.matched), Some(0));
+    assert!(progress_of(c.node("n1"), "n3").is_some_and(|p| p.matched > 0), "others keep theirs");
+    assert!(c.node("n1").commit_index() >= commit);
+}
