@@ -787,7 +787,11 @@ fn s4_2_1_a_server_that_never_answered_is_not_caught_up() {
     c.settle();
     c.tick_all(5);
     assert!(matches!(c.node("n1").catch_up(&"n4".into(), added), CatchUp::Behind { matched: 0, .. }));
-    assert_eq!(c.node("n1").catch_up(&"n2".into(), added), CatchUp::Ready, "a follower that holds the log is");
+    assert_eq!(
+        c.node("n1").catch_up(&"n2".into(), added),
+        CatchUp::Ready,
+        "a follower that holds the log is"
+    );
     assert_eq!(c.node("n2").catch_up(&"n1".into(), added), CatchUp::Unknown, "only a leader knows");
 }
 
