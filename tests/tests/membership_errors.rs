@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft::observer::{Observation, Observer};
+use raft::transport::inmem::InmemNetwork;
 use raft::{Error, Raft, RaftState, ServerAddress, ServerId, Suffrage};
 use raft_store_mem::{InmemSnapshotStore, InmemStore};
 use raft_tests::{test_config, AppliedLog, RecordingFsm, TestCluster, TestNode};
@@ -227,7 +228,14 @@ async fn errors_callers_tell_apart_have_their_own_variants() {
 /// test's thread while the node runs on a worker).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_transfer_returns_after_state_stops_saying_leader() {
-    let mut c = TestCluster::new(3).await;
+    // Real time on a busy machine: timeouts long enough that elections and
+    // the transfer do not depend on scheduling luck.
+    let mut c: TestCluster = TestCluster::with_config(3, InmemNetwork::new(), |config| {
+        config.heartbeat_timeout = Duration::from_millis(500);
+        config.election_timeout = Duration::from_millis(500);
+        config.leader_lease_timeout = Duration::from_millis(500);
+    })
+    .await;
     let leader = c.wait_for_leader().await;
     c.raft(&leader).apply("x", T).await.expect("apply");
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
