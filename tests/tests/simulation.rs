@@ -89,6 +89,23 @@ fn simulation_seeds() {
         sent * 100.0,
         installed * 100.0,
     );
+    let (wiped, torn, reset, one) = (
+        share(|r| r.disks_lost > 0),
+        share(|r| r.tails_torn > 0),
+        share(|r| r.log_resets > 0),
+        share(|r| r.one_server_bootstrap),
+    );
+    println!(
+        "lifecycle: {} restarts with an empty disk, {} with a torn tail, {} follower log resets; seeds that lost a \
+         disk {:.0}%, tore a tail {:.0}%, reset a follower {:.0}%, were bootstrapped on one server {:.0}%",
+        sum(|r| r.disks_lost),
+        sum(|r| r.tails_torn),
+        sum(|r| r.log_resets),
+        wiped * 100.0,
+        torn * 100.0,
+        reset * 100.0,
+        one * 100.0,
+    );
     if let Some(first) = failures.first() {
         let mut by_property: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         for f in &failures {
@@ -113,6 +130,44 @@ fn simulation_seeds() {
         assert!(installed >= 0.2, "only {:.0}% of the seeds installed a snapshot", installed * 100.0);
         assert!(compacted >= 0.5, "only {:.0}% of the seeds compacted their logs", compacted * 100.0);
     }
+    // So must the lifecycle faults.
+    if seeds >= 100 {
+        assert!(wiped >= 0.1, "only {:.0}% of the seeds lost a disk", wiped * 100.0);
+        assert!(torn >= 0.1, "only {:.0}% of the seeds tore a log tail", torn * 100.0);
+        assert!(one >= 0.03, "only {:.0}% of the seeds were bootstrapped on one server", one * 100.0);
+    }
+}
+
+/// Issue 13 item 8 in the simulation: every seed is bootstrapped on n1 only
+/// (the other members start empty, term 0); each must elect a leader, stay
+/// safe under the usual faults, and bring every member up to date.
+#[test]
+fn one_server_bootstrap_seeds() {
+    let seeds = env_u64("SIM_SEEDS").map_or(200, |s| s / 5);
+    let config = SimConfig { one_server_bootstrap_rate: 1.0, ..SimConfig::default() };
+    let (reports, failures) = run_seeds(seeds, &config);
+    if let Some(first) = failures.first() {
+        panic!("{} of {seeds} one-server-bootstrap seeds failed; first:\n{first}", failures.len());
+    }
+    assert!(reports.iter().all(|r| r.one_server_bootstrap && r.leaders_elected > 0));
+}
+
+/// Issue 13 item 1 in the simulation: every restart during the faults
+/// loses the node's disk, or failing the safety rule for that, the tail of
+/// its log, whenever that cannot lose acknowledged data. Every member must
+/// still catch up once the faults stop (checked by the liveness phase).
+#[test]
+fn lost_disk_seeds() {
+    let seeds = env_u64("SIM_SEEDS").map_or(300, |s| s / 3);
+    let config = SimConfig { disk_loss_rate: 1.0, torn_tail_rate: 1.0, ..SimConfig::default() };
+    let (reports, failures) = run_seeds(seeds, &config);
+    if let Some(first) = failures.first() {
+        panic!("{} of {seeds} lost-disk seeds failed; first:\n{first}", failures.len());
+    }
+    let lost = reports.iter().filter(|r| r.disks_lost > 0).count();
+    let resets = reports.iter().filter(|r| r.log_resets > 0).count();
+    println!("{lost} of {seeds} seeds lost a disk, {resets} reset a follower's progress");
+    assert!(lost * 3 >= seeds as usize, "only {lost} of {seeds} seeds lost a disk");
 }
 
 /// Runs `SIM_SEED` (or a fixed seed) alone, printing its report.

@@ -230,6 +230,15 @@ impl Safety {
         }
     }
 
+    /// Node `voter` lost its disk (term and vote included): forget the
+    /// votes it granted, since that promise is what a lost disk breaks.
+    /// The simulation only wipes a node when its old votes can no longer
+    /// decide an election (see the `lifecycle` module), and election safety
+    /// itself stays checked.
+    pub(crate) fn forget_votes_of(&mut self, voter: usize) {
+        self.votes.retain(|(v, _), _| *v != voter);
+    }
+
     /// Checks node `n` after a step. `durable_count(index, term, committed)`
     /// counts the voters of the node's latest configuration whose durable
     /// log or snapshot holds that entry (an entry a snapshot covers has the
