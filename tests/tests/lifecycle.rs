@@ -13,6 +13,27 @@ use tokio::sync::mpsc;
 
 const T: Duration = Duration::from_secs(10);
 
+/// Real (wall-clock) time a catch-up may take. The tests run under tokio's
+/// paused clock, which only advances when every task is idle: a leader that
+/// re-probes a stranded follower in a tight loop (the bug these tests catch)
+/// keeps it from advancing, so the virtual-time bound alone would never
+/// fire and the test would hang instead of failing.
+const REAL_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `fut`, failing with `what` if it has not finished within
+/// [`REAL_LIMIT`] of wall-clock time.
+async fn within_real_time<O>(what: &str, fut: impl std::future::Future<Output = O>) -> O {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(REAL_LIMIT);
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        out = fut => out,
+        _ = rx => panic!("{what}: not done within {REAL_LIMIT:?} of real time"),
+    }
+}
+
 /// Registers an observer on `id` that receives only follower log resets.
 fn watch_log_resets(c: &TestCluster, id: &str) -> mpsc::Receiver<Observation> {
     let (tx, rx) = mpsc::channel(64);
@@ -52,7 +73,7 @@ async fn a_follower_restarted_with_an_empty_disk_catches_up_and_the_leader_repor
         c.raft(&leader).apply(format!("b{i}"), T).await.expect("apply after the wipe");
     }
     let last = c.raft(&leader).barrier(T).await.expect("barrier");
-    c.wait_applied(&follower, last, T).await;
+    within_real_time("the wiped follower catches up", c.wait_applied(&follower, last, T)).await;
     let applied: Vec<Bytes> = c.applied(&follower).into_iter().map(|(_, d)| d).collect();
     let expected: Vec<Bytes> = c.applied(&leader).into_iter().map(|(_, d)| d).collect();
     assert_eq!(applied, expected, "the wiped follower re-applied the whole history");
@@ -93,7 +114,7 @@ async fn a_follower_that_lost_the_tail_of_its_log_catches_up() {
     assert_eq!(c.raft(&follower).last_index(), tail - 3);
 
     let last = c.raft(&leader).barrier(T).await.expect("barrier");
-    c.wait_applied(&follower, last, T).await;
+    within_real_time("the follower catches up", c.wait_applied(&follower, last, T)).await;
     let applied: Vec<Bytes> = c.applied(&follower).into_iter().map(|(_, d)| d).collect();
     let expected: Vec<Bytes> = c.applied(&leader).into_iter().map(|(_, d)| d).collect();
     assert_eq!(applied, expected);
