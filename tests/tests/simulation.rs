@@ -185,7 +185,12 @@ fn replay() {
 /// torn tails, one-server bootstrap), which came later: the regression seeds
 /// below replay exactly the runs that found their bugs.
 fn before_lifecycle_faults() -> SimConfig {
-    SimConfig { disk_loss_rate: 0.0, torn_tail_rate: 0.0, one_server_bootstrap_rate: 0.0, ..SimConfig::default() }
+    SimConfig {
+        disk_loss_rate: 0.0,
+        torn_tail_rate: 0.0,
+        one_server_bootstrap_rate: 0.0,
+        ..SimConfig::default()
+    }
 }
 
 /// Runs one seed as it ran when its bug was found, failing with its trace.

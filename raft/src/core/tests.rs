@@ -1011,7 +1011,8 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
     // The voter is behind (term 0): its grant must still count for the
     // candidate, so it names the term it grants, not its own.
     let mut v = Core::new("n2".into(), CoreConfig::for_tests(), 1, InitialState::default()).expect("core");
-    let req = RequestPreVoteRequest { term: 2, candidate_id: "n1".into(), last_log_index: 1, last_log_term: 1 };
+    let req =
+        RequestPreVoteRequest { term: 2, candidate_id: "n1".into(), last_log_index: 1, last_log_term: 1 };
     v.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 4, body: Body::RequestPreVote(req) });
     assert_eq!(v.term(), 0, "a pre-vote never changes the voter's term");
     let ready = v.take_ready();
@@ -1024,7 +1025,12 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
     let term = c.node("n1").term();
-    let req = RequestPreVoteRequest { term: term + 1, candidate_id: "n3".into(), last_log_index: 0, last_log_term: 0 };
+    let req = RequestPreVoteRequest {
+        term: term + 1,
+        candidate_id: "n3".into(),
+        last_log_index: 0,
+        last_log_term: 0,
+    };
     let n2 = c.node("n2");
     n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 5, body: Body::RequestPreVote(req) });
     let resp = n2.take_ready().messages.iter().find_map(|m| match &m.body {
@@ -1045,12 +1051,22 @@ fn s9_6_a_pre_vote_grant_from_an_earlier_round_does_not_count() {
     let _ = n1.take_ready();
     // A grant for term 3 (an earlier round, when n1 was at term 2) arrives.
     let old = RequestPreVoteResponse { term: 3, granted: true };
-    n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 0, body: Body::RequestPreVoteResponse(old) });
+    n1.step(Message {
+        from: "n2".into(),
+        to: "n1".into(),
+        rpc_id: 0,
+        body: Body::RequestPreVoteResponse(old),
+    });
     assert_eq!((n1.term(), n1.state()), (3, RaftState::Candidate), "still pre-voting at term 3");
     assert!(n1.vote().is_none(), "no election started");
     // The grant for this round's term (4) wins the pre-vote.
     let now = RequestPreVoteResponse { term: 4, granted: true };
-    n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 0, body: Body::RequestPreVoteResponse(now) });
+    n1.step(Message {
+        from: "n2".into(),
+        to: "n1".into(),
+        rpc_id: 0,
+        body: Body::RequestPreVoteResponse(now),
+    });
     assert_eq!(n1.term(), 4, "the election started");
     assert_eq!(n1.vote(), Some(&ServerId::from("n1")));
 }

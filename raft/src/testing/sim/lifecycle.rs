@@ -70,7 +70,8 @@ impl Sim<'_> {
                 self.nodes[n].storage = Storage::default();
                 self.safety.forget_votes_of(n);
                 self.report.disks_lost += 1;
-                self.trace.push(self.now, TraceKind::Network(format!("n{} comes back with an empty disk", n + 1)));
+                self.trace
+                    .push(self.now, TraceKind::Network(format!("n{} comes back with an empty disk", n + 1)));
             }
             Comeback::TornTail(k) => {
                 let cut = self.tearable_tail(n, k);
