@@ -3,7 +3,8 @@
 //! crashing nodes and slow disks, checking Raft's safety properties after
 //! every step and the client history for linearizability.
 //!
-//! - `SIM_SEEDS=N` runs seeds `0..N` (default 1000) in `simulation_seeds`;
+//! - `SIM_SEEDS=N` runs seeds `0..N` (default 1000) in `simulation_seeds`
+//!   (and `N / 5` one-server-bootstrap seeds, `N / 3` lost-disk seeds);
 //! - `SIM_SEED=S cargo test -p raft-tests --test simulation replay` runs one
 //!   seed alone and prints its report (or its failure with a trace).
 

@@ -8,7 +8,8 @@
 //!
 //! - **election safety**: at most one leader per term, over the whole run;
 //! - **one vote per term**: a node never grants votes to two candidates in
-//!   one term, even across crashes;
+//!   one term, even across crashes (but not across a lost disk: see
+//!   [`Safety::forget_votes_of`]);
 //! - **log matching**: every `(index, term)` seen in any log, in memory or
 //!   durable, has one fingerprint (previous term, type, data). By induction
 //!   on the index this is equivalent to "two logs with an entry of the same

@@ -19,6 +19,11 @@
 //!   few entries and compact their logs; leaders send snapshots to followers
 //!   that need compacted entries, over the same faulty network, and
 //!   followers install them (the `snapshot` module);
+//! - **lifecycle** (the `lifecycle` module): a restarting node sometimes
+//!   comes back with an empty disk under its old id, or with the last few
+//!   entries of its durable log cut off (a torn tail), whenever that cannot
+//!   lose acknowledged data; some seeds are bootstrapped on one server only,
+//!   the other members starting empty;
 //! - **clients** run a key-value workload (put, delete, compare-and-swap and
 //!   ReadIndex reads) against whichever node they think leads, retrying
 //!   elsewhere when refused; every operation's invocation and response is
@@ -29,8 +34,10 @@
 //! the end the client history must be linearizable
 //! ([`check_kv`](crate::testing::linearizability::check_kv)) and no read may
 //! observe state older than a write acknowledged before it began. Finally the
-//! faults stop: within [`SimConfig::liveness_ticks`] a leader must be elected
-//! and a fresh write must commit and be applied on every node.
+//! faults stop: within [`SimConfig::liveness_ticks`] a leader must be elected,
+//! a fresh write must commit and be applied on every node, and every member
+//! of the leader's configuration must catch up (its log and its state
+//! machine reach the leader's commit index).
 //!
 //! A failure is a [`SimFailure`] naming the seed, the violated property and
 //! the last events; running the same seed with the same [`SimConfig`]
