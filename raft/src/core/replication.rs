@@ -237,12 +237,16 @@ impl Core {
             return;
         }
         let matched = p.matched;
+        let last = resp.last_log_index;
         tracing::warn!(
             peer = %from,
             matched,
-            follower_last_index = resp.last_log_index,
+            follower_last_index = last,
             next,
-            "follower no longer holds log entries it acknowledged (disk replaced or wiped, log tail cut off,              or a delayed answer); resetting its progress and re-replicating from index {next}              (a snapshot if those entries were compacted)"
+            "follower {from} acknowledged the log up to index {matched} but now reports its log ends at {last}: \
+             its disk was replaced or wiped, its log tail was cut off, or this is a delayed answer; resetting \
+             its progress and re-replicating to it from index {next} (with a snapshot if those entries were \
+             compacted)"
         );
         p.reset(next);
         self.ready.log_resets.push(super::LogReset {
