@@ -154,8 +154,8 @@ fn one_server_bootstrap_seeds() {
 }
 
 /// Issue 13 item 1 in the simulation: every restart during the faults
-/// loses the node's disk, or failing the safety rule for that, the tail of
-/// its log, whenever that cannot lose acknowledged data. Every member must
+/// loses the node's disk, or where the safety rule forbids that, the tail
+/// of its log, whenever that cannot lose acknowledged data. Every member must
 /// still catch up once the faults stop (checked by the liveness phase).
 #[test]
 fn lost_disk_seeds() {
@@ -166,9 +166,11 @@ fn lost_disk_seeds() {
         panic!("{} of {seeds} lost-disk seeds failed; first:\n{first}", failures.len());
     }
     let lost = reports.iter().filter(|r| r.disks_lost > 0).count();
+    let torn = reports.iter().filter(|r| r.tails_torn > 0).count();
     let resets = reports.iter().filter(|r| r.log_resets > 0).count();
-    println!("{lost} of {seeds} seeds lost a disk, {resets} reset a follower's progress");
+    println!("{lost} of {seeds} seeds lost a disk, {torn} tore a tail, {resets} reset a follower's progress");
     assert!(lost * 3 >= seeds as usize, "only {lost} of {seeds} seeds lost a disk");
+    assert!(torn * 5 >= seeds as usize, "only {torn} of {seeds} seeds tore a log tail");
 }
 
 /// Runs `SIM_SEED` (or a fixed seed) alone, printing its report.

@@ -34,64 +34,44 @@
 //! per-node "one vote per term" record of a wiped node is forgotten, since
 //! that promise is exactly what a lost disk breaks.
 
-use super::checks::Check;
 use super::storage::Storage;
 use super::trace::TraceKind;
 use super::Sim;
 use crate::types::{Configuration, LogType, RaftState};
 
-/// How a node comes back from a crash, when not from its durable state as
-/// it was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Comeback {
-    /// With an empty disk.
-    Wiped,
-    /// With the last `n` durable log entries cut off.
-    TornTail(usize),
-}
-
 impl Sim<'_> {
     /// Decides (from the lifecycle random source) whether node `n`, about
     /// to restart, loses its disk or the tail of its log, and applies the
-    /// loss to its storage when the rule in the module docs allows it.
-    pub(super) fn lifecycle_fault(&mut self, n: usize) -> Check {
+    /// loss to its storage when the rule in the module docs allows it (a
+    /// node that may not lose its whole disk may still lose its tail).
+    pub(super) fn lifecycle_fault(&mut self, n: usize) {
         if !self.faults {
-            return Ok(());
+            return;
         }
-        let wanted = if self.life_rng.chance(self.cfg.disk_loss_rate) {
-            Comeback::Wiped
-        } else if self.life_rng.chance(self.cfg.torn_tail_rate) {
-            Comeback::TornTail(self.life_rng.between(1, 3) as usize)
-        } else {
-            return Ok(());
-        };
-        match wanted {
-            Comeback::Wiped if self.may_wipe(n) => {
-                self.nodes[n].storage = Storage::default();
-                self.safety.forget_votes_of(n);
-                self.report.disks_lost += 1;
-                self.trace
-                    .push(self.now, TraceKind::Network(format!("n{} comes back with an empty disk", n + 1)));
-            }
-            Comeback::TornTail(k) => {
-                let cut = self.tearable_tail(n, k);
-                if cut > 0 {
-                    let log = &mut self.nodes[n].storage.log;
-                    log.truncate(log.len() - cut);
-                    self.report.tails_torn += 1;
-                    let last = self.nodes[n].storage.last_index();
-                    self.trace.push(
-                        self.now,
-                        TraceKind::Network(format!(
-                            "n{} comes back with its last {cut} log entries cut off (now ends at {last})",
-                            n + 1
-                        )),
-                    );
-                }
-            }
-            _ => {}
+        let wipe = self.life_rng.chance(self.cfg.disk_loss_rate);
+        if wipe && self.may_wipe(n) {
+            self.nodes[n].storage = Storage::default();
+            self.safety.forget_votes_of(n);
+            self.report.disks_lost += 1;
+            self.trace
+                .push(self.now, TraceKind::Network(format!("n{} comes back with an empty disk", n + 1)));
+            return;
         }
-        Ok(())
+        // A disk the rule does not allow losing may still lose its tail.
+        if !wipe && !self.life_rng.chance(self.cfg.torn_tail_rate) {
+            return;
+        }
+        let k = self.life_rng.between(1, 3) as usize;
+        let cut = self.tearable_tail(n, k);
+        if cut > 0 {
+            let log = &mut self.nodes[n].storage.log;
+            log.truncate(log.len() - cut);
+            self.report.tails_torn += 1;
+            let last = self.nodes[n].storage.last_index();
+            let what =
+                format!("n{} comes back with its last {cut} log entries cut off (now ends at {last})", n + 1);
+            self.trace.push(self.now, TraceKind::Network(what));
+        }
     }
 
     /// Every node's latest configuration with at least one voter: in

@@ -142,9 +142,10 @@ pub struct SimConfig {
     /// vote can no longer decide an election). Drawn from a random source of
     /// its own, so a seed without such a restart runs as it did before.
     pub disk_loss_rate: f64,
-    /// Probability that a node restarting during the faults (and not losing
-    /// its disk) comes back with its last 1 to 3 durable log entries cut
-    /// off (a torn tail), under the same rule.
+    /// Probability that a node restarting during the faults (and not drawn
+    /// to lose its disk) comes back with its last 1 to 3 durable log entries
+    /// cut off (a torn tail), under the same rule. A node drawn to lose its
+    /// disk whose loss the rule forbids tries a torn tail instead.
     pub torn_tail_rate: f64,
     /// Share of seeds bootstrapped on one server only: n1 starts with the
     /// configuration naming every member as a voter, the other members
@@ -984,7 +985,7 @@ impl<'a> Sim<'a> {
 
     fn restart(&mut self, n: usize) -> Check {
         let seed = self.rng.next_u64();
-        self.lifecycle_fault(n)?;
+        self.lifecycle_fault(n);
         let node = &mut self.nodes[n];
         node.restart_at = None;
         let recovered = node
