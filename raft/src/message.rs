@@ -88,7 +88,8 @@ pub struct RequestPreVoteRequest {
 /// Answer to [`RequestPreVoteRequest`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestPreVoteResponse {
-    /// Responder's current term.
+    /// If granted, the term granted (the request's `term`); if refused, the
+    /// responder's current term.
     pub term: u64,
     /// Whether the responder would vote for the candidate.
     pub granted: bool,

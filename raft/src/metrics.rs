@@ -14,6 +14,11 @@ pub struct PeerMetrics {
     pub next_index: u64,
     /// How long ago the follower last answered (tick resolution).
     pub last_contact: std::time::Duration,
+    /// How many times, since this node started, the follower's log was
+    /// found to have lost entries it had acknowledged (a replaced disk, a
+    /// cut-off tail) and its replication started over (see
+    /// [`Observation::FollowerLogReset`](crate::observer::Observation::FollowerLogReset)).
+    pub log_resets: u64,
 }
 
 /// A point-in-time view of a node.

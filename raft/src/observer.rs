@@ -55,6 +55,18 @@ pub enum Observation {
         /// The term it campaigns in.
         term: u64,
     },
+    /// (Leader) a follower's log no longer holds entries it had
+    /// acknowledged (its disk was replaced or wiped, or the tail of its log
+    /// was cut off after damage): the leader reset its progress and is
+    /// re-replicating the missing entries (or a snapshot) to it.
+    FollowerLogReset {
+        /// The follower.
+        peer: ServerId,
+        /// The index the follower had acknowledged before.
+        matched: u64,
+        /// The follower's last log index according to its answer.
+        last_log_index: u64,
+    },
 }
 
 /// Decides which observations an observer receives.

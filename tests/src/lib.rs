@@ -292,3 +292,32 @@ impl<F: TestFsm + Clone> TestCluster<F> {
         }
     }
 }
+
+/// Lifecycle helpers: nodes that lose their disks, and clusters bootstrapped
+/// on one server only.
+impl<F: TestFsm + Clone> TestCluster<F> {
+    /// Starts `n` empty nodes and bootstraps only `n1` with a configuration
+    /// naming all `n` as voters (HashiCorp's "bootstrap one server" way);
+    /// the others learn the configuration from the leader.
+    pub async fn bootstrap_on_one(n: usize, net: InmemNetwork) -> Self {
+        let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        let configuration =
+            Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
+        let mut cluster = Self { net, configure: |_| {}, nodes: BTreeMap::new() };
+        for id in &ids {
+            cluster.add_node(id).await;
+        }
+        cluster.raft("n1").bootstrap_cluster(configuration).await.expect("bootstrap n1");
+        cluster
+    }
+
+    /// Stops node `id`, replaces its log, stable and snapshot stores with
+    /// empty ones (a replaced disk), and starts it again under the same id.
+    pub async fn restart_wiped(&mut self, id: &str) {
+        self.stop(id).await;
+        let node = self.nodes.get_mut(id).expect("known node");
+        node.store = InmemStore::new();
+        node.snaps = InmemSnapshotStore::new();
+        self.start(id).await;
+    }
+}

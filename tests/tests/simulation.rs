@@ -3,7 +3,8 @@
 //! crashing nodes and slow disks, checking Raft's safety properties after
 //! every step and the client history for linearizability.
 //!
-//! - `SIM_SEEDS=N` runs seeds `0..N` (default 1000) in `simulation_seeds`;
+//! - `SIM_SEEDS=N` runs seeds `0..N` (default 1000) in `simulation_seeds`
+//!   (and `N / 5` one-server-bootstrap seeds, `N / 3` lost-disk seeds);
 //! - `SIM_SEED=S cargo test -p raft-tests --test simulation replay` runs one
 //!   seed alone and prints its report (or its failure with a trace).
 
@@ -89,6 +90,23 @@ fn simulation_seeds() {
         sent * 100.0,
         installed * 100.0,
     );
+    let (wiped, torn, reset, one) = (
+        share(|r| r.disks_lost > 0),
+        share(|r| r.tails_torn > 0),
+        share(|r| r.log_resets > 0),
+        share(|r| r.one_server_bootstrap),
+    );
+    println!(
+        "lifecycle: {} restarts with an empty disk, {} with a torn tail, {} follower log resets; seeds that lost a \
+         disk {:.0}%, tore a tail {:.0}%, reset a follower {:.0}%, were bootstrapped on one server {:.0}%",
+        sum(|r| r.disks_lost),
+        sum(|r| r.tails_torn),
+        sum(|r| r.log_resets),
+        wiped * 100.0,
+        torn * 100.0,
+        reset * 100.0,
+        one * 100.0,
+    );
     if let Some(first) = failures.first() {
         let mut by_property: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         for f in &failures {
@@ -113,6 +131,46 @@ fn simulation_seeds() {
         assert!(installed >= 0.2, "only {:.0}% of the seeds installed a snapshot", installed * 100.0);
         assert!(compacted >= 0.5, "only {:.0}% of the seeds compacted their logs", compacted * 100.0);
     }
+    // So must the lifecycle faults.
+    if seeds >= 100 {
+        assert!(wiped >= 0.1, "only {:.0}% of the seeds lost a disk", wiped * 100.0);
+        assert!(torn >= 0.1, "only {:.0}% of the seeds tore a log tail", torn * 100.0);
+        assert!(one >= 0.03, "only {:.0}% of the seeds were bootstrapped on one server", one * 100.0);
+    }
+}
+
+/// Issue 13 item 8 in the simulation: every seed is bootstrapped on n1 only
+/// (the other members start empty, term 0); each must elect a leader, stay
+/// safe under the usual faults, and bring every member up to date.
+#[test]
+fn one_server_bootstrap_seeds() {
+    let seeds = env_u64("SIM_SEEDS").map_or(200, |s| s / 5);
+    let config = SimConfig { one_server_bootstrap_rate: 1.0, ..SimConfig::default() };
+    let (reports, failures) = run_seeds(seeds, &config);
+    if let Some(first) = failures.first() {
+        panic!("{} of {seeds} one-server-bootstrap seeds failed; first:\n{first}", failures.len());
+    }
+    assert!(reports.iter().all(|r| r.one_server_bootstrap && r.leaders_elected > 0));
+}
+
+/// Issue 13 item 1 in the simulation: every restart during the faults
+/// loses the node's disk, or where the safety rule forbids that, the tail
+/// of its log, whenever that cannot lose acknowledged data. Every member must
+/// still catch up once the faults stop (checked by the liveness phase).
+#[test]
+fn lost_disk_seeds() {
+    let seeds = env_u64("SIM_SEEDS").map_or(300, |s| s / 3);
+    let config = SimConfig { disk_loss_rate: 1.0, torn_tail_rate: 1.0, ..SimConfig::default() };
+    let (reports, failures) = run_seeds(seeds, &config);
+    if let Some(first) = failures.first() {
+        panic!("{} of {seeds} lost-disk seeds failed; first:\n{first}", failures.len());
+    }
+    let lost = reports.iter().filter(|r| r.disks_lost > 0).count();
+    let torn = reports.iter().filter(|r| r.tails_torn > 0).count();
+    let resets = reports.iter().filter(|r| r.log_resets > 0).count();
+    println!("{lost} of {seeds} seeds lost a disk, {torn} tore a tail, {resets} reset a follower's progress");
+    assert!(lost * 3 >= seeds as usize, "only {lost} of {seeds} seeds lost a disk");
+    assert!(torn * 5 >= seeds as usize, "only {torn} of {seeds} seeds tore a log tail");
 }
 
 /// Runs `SIM_SEED` (or a fixed seed) alone, printing its report.
@@ -126,9 +184,21 @@ fn replay() {
     }
 }
 
-/// Runs one seed with the default configuration, failing with its trace.
+/// The default configuration without the lifecycle faults (lost disks,
+/// torn tails, one-server bootstrap), which came later: the regression seeds
+/// below replay exactly the runs that found their bugs.
+fn before_lifecycle_faults() -> SimConfig {
+    SimConfig {
+        disk_loss_rate: 0.0,
+        torn_tail_rate: 0.0,
+        one_server_bootstrap_rate: 0.0,
+        ..SimConfig::default()
+    }
+}
+
+/// Runs one seed as it ran when its bug was found, failing with its trace.
 fn run_seed(seed: u64) -> SimReport {
-    run(seed, &SimConfig::default()).unwrap_or_else(|f| panic!("{f}\n{}", replay_hint(seed)))
+    run(seed, &before_lifecycle_faults()).unwrap_or_else(|f| panic!("{f}\n{}", replay_hint(seed)))
 }
 
 /// Seed 4117 (5 nodes, pre-vote off, one entry per AppendEntries) found a
@@ -155,7 +225,7 @@ fn regression_seed_4117_refused_vote_requests_do_not_reset_election_timers() {
 /// whose election timeout expires forgets the silent leader.
 #[test]
 fn regression_seed_843_a_non_voter_forgets_a_silent_leader() {
-    let config = SimConfig { figure8_rate: 0.0, ..SimConfig::default() };
+    let config = SimConfig { figure8_rate: 0.0, ..before_lifecycle_faults() };
     run(843, &config).unwrap_or_else(|f| panic!("{f}"));
 }
 

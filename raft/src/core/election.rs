@@ -208,7 +208,14 @@ impl Core {
             && self.log.is_up_to_date(req.last_log_index, req.last_log_term)
             && !self.leader_is_live();
         tracing::debug!(id = %self.id, candidate = %from, granted, "pre-vote request");
-        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term: self.hard.term, granted });
+        // A grant carries the term it grants (the candidate's next term, as
+        // etcd does), not ours: a voter behind the candidate (a server that
+        // starts empty, term 0, while another was bootstrapped) would
+        // otherwise answer with a term the candidate drops as stale, and no
+        // election could ever succeed. A refusal carries our term, so a
+        // candidate behind us learns it.
+        let term = if granted { req.term } else { self.hard.term };
+        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted });
         self.reply(from, rpc_id, body, false);
     }
 
@@ -217,6 +224,12 @@ impl Core {
             if resp.term > self.hard.term {
                 self.become_follower(resp.term, None);
             }
+            return;
+        }
+        // Only a grant of the term this pre-vote round asks for counts: a
+        // late grant from an earlier round may predate a leader the voter
+        // has heard from since.
+        if resp.term != self.hard.term + 1 {
             return;
         }
         if let Role::PreCandidate { granted } = &mut self.role {

@@ -209,6 +209,22 @@ pub struct Ready {
     /// (see [`InstalledSnapshot`]) and restore the state machine from it
     /// before applying anything after it.
     pub installed_snapshot: Option<InstalledSnapshot>,
+    /// (Leader) followers whose logs turned out not to hold entries they had
+    /// acknowledged: their progress was reset and they are being
+    /// re-replicated. For observers and metrics; nothing to execute.
+    pub log_resets: Vec<LogReset>,
+}
+
+/// A follower whose log lost entries it had acknowledged (see
+/// [`Ready::log_resets`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogReset {
+    /// The follower.
+    pub peer: ServerId,
+    /// The index it had acknowledged (its match index before the reset).
+    pub matched: u64,
+    /// Its last log index, as its rejection reported it.
+    pub last_log_index: u64,
 }
 
 /// Instructions after [`Core::install_snapshot`] accepted a snapshot.
@@ -237,6 +253,7 @@ impl Ready {
             && !self.transfer_aborted
             && self.snapshots_to_send.is_empty()
             && self.installed_snapshot.is_none()
+            && self.log_resets.is_empty()
     }
 
     /// Whether the durable part (`hard_state`, `truncate_from`, `entries`,

@@ -105,6 +105,21 @@ impl Progress {
         true
     }
 
+    /// The follower's log turned out not to hold entries it acknowledged
+    /// (its disk was replaced, its log tail was cut off after damage, or
+    /// the answer saying so is a delayed one): forget what it matched and
+    /// probe from `next`, which may be below the old `matched`.
+    ///
+    /// Lowering `matched` is always safe: it only makes the leader count
+    /// fewer copies (the commit index never moves back), and `matched`
+    /// rises again as soon as the follower acknowledges a probe. It is
+    /// reset to 0 rather than to the follower's reported last index, since
+    /// nothing is known about what its remaining entries hold.
+    pub(crate) fn reset(&mut self, next: u64) {
+        self.matched = 0;
+        self.probe_from(next);
+    }
+
     /// Falls back to probing from `next`.
     pub(crate) fn probe_from(&mut self, next: u64) {
         self.mode = SendMode::Probe;
@@ -154,6 +169,21 @@ mod tests {
         q.probe_from(20);
         assert!(!q.acknowledge(10));
         assert_eq!(q.mode, SendMode::Probe);
+    }
+
+    #[test]
+    fn reset_forgets_the_match_and_probes_below_it() {
+        let mut p = Progress::new(1);
+        p.sent(40);
+        assert!(p.acknowledge(40));
+        p.sent(45);
+        p.reset(1);
+        assert_eq!((p.matched, p.next, p.mode), (0, 1, SendMode::Probe));
+        assert!(p.inflight.is_empty() && p.can_send(1), "a probe may go out at once");
+        // The follower acknowledges again: matched rises from the probe.
+        p.sent(30);
+        assert!(p.acknowledge(30));
+        assert_eq!((p.matched, p.next, p.mode), (30, 31, SendMode::Replicate));
     }
 
     #[test]

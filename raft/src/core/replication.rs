@@ -209,18 +209,51 @@ impl Core {
                 self.maybe_commit();
             }
         } else {
-            let next = self.next_after_rejection(&resp);
-            if let Role::Leader(leader) = &mut self.role {
-                if let Some(p) = leader.peers.get_mut(&from) {
-                    // probe_from never moves below what the follower matched,
-                    // so a stale rejection costs a resend, not safety.
-                    p.probe_from(next);
-                }
-            }
+            self.handle_rejection(&from, &resp);
         }
         self.advance_reads();
         self.on_peer_progress(&from);
         self.send_append(&from);
+    }
+
+    /// A follower refused an AppendEntries: probe further back. If its hint
+    /// points at or below what it acknowledged before, its log lost entries
+    /// it had (a replaced disk, a cut-off tail): believe it, reset its
+    /// progress and re-replicate (HashiCorp: `next = min(next - 1, last + 1)`).
+    ///
+    /// The rejection may also be a delayed answer to a request sent before
+    /// the follower acknowledged `matched` (the network reorders). Resetting
+    /// on it costs a resend and nothing else: a lower `matched` only makes
+    /// the leader count fewer copies, the commit index never moves back, and
+    /// the next acknowledgement restores it. Never resetting (clamping the
+    /// probe at `matched + 1`) is what left a wiped follower stranded for
+    /// good: every probe was refused again.
+    fn handle_rejection(&mut self, from: &ServerId, resp: &AppendEntriesResponse) {
+        let next = self.next_after_rejection(resp);
+        let Role::Leader(leader) = &mut self.role else { return };
+        let Some(p) = leader.peers.get_mut(from) else { return };
+        if next > p.matched {
+            p.probe_from(next);
+            return;
+        }
+        let matched = p.matched;
+        let last = resp.last_log_index;
+        tracing::warn!(
+            peer = %from,
+            matched,
+            follower_last_index = last,
+            next,
+            "follower {from} acknowledged the log up to index {matched} but now reports its log ends at {last}: \
+             its disk was replaced or wiped, its log tail was cut off, or this is a delayed answer; resetting \
+             its progress and re-replicating to it from index {next} (with a snapshot if those entries were \
+             compacted)"
+        );
+        p.reset(next);
+        self.ready.log_resets.push(super::LogReset {
+            peer: from.clone(),
+            matched,
+            last_log_index: resp.last_log_index,
+        });
     }
 
     /// Where to probe next after a rejection, using the follower's hint to

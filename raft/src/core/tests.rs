@@ -833,3 +833,319 @@ fn moving_a_member_to_a_new_address_restarts_its_replication_progress() {
     assert!(progress_of(c.node("n1"), "n3").is_some_and(|p| p.matched > 0), "others keep theirs");
     assert!(c.node("n1").commit_index() >= commit);
 }
+
+/// The AppendEntries answers `msgs` hold, in order.
+fn append_responses(msgs: &[Message]) -> Vec<AppendEntriesResponse> {
+    msgs.iter()
+        .filter_map(|m| match &m.body {
+            Body::AppendEntriesResponse(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn progress_of(core: &Core, id: &str) -> PeerProgress {
+    core.peer_progress().into_iter().find(|p| p.id.as_str() == id).expect("peer tracked")
+}
+
+/// Replaces node `id` of `c` with a core restarted from an empty disk
+/// (term 0, no log, no configuration) under the same id.
+fn wipe(c: &mut Cluster, id: &str) {
+    let core = Core::new(id.into(), CoreConfig::for_tests(), 99, InitialState::default()).expect("core");
+    c.nodes.insert(id.into(), core);
+}
+
+#[test]
+fn s5_3_follower_with_an_empty_log_hints_to_start_from_index_1() {
+    // A follower that restarted with nothing at all (term 0) joins the
+    // leader's term on its first AppendEntries and answers with a hint
+    // the leader can use: its log ends at 0, retry from 1.
+    let mut f = Core::new("n2".into(), CoreConfig::for_tests(), 7, InitialState::default()).expect("core");
+    let req = AppendEntriesRequest {
+        term: 5,
+        leader_id: "n1".into(),
+        prev_log_index: 40,
+        prev_log_term: 5,
+        entries: vec![],
+        leader_commit: 40,
+        round: 0,
+    };
+    f.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 1, body: Body::AppendEntries(req) });
+    assert_eq!((f.term(), f.leader()), (5, Some(&ServerId::from("n1"))), "joined the leader's term");
+    assert_eq!(f.state(), RaftState::Follower);
+    let ready = f.take_ready();
+    assert_eq!(ready.hard_state, Some(HardState { term: 5, vote: None }), "the new term is made durable");
+    let resp = append_responses(&ready.messages);
+    assert_eq!(resp.len(), 1);
+    let r = &resp[0];
+    assert_eq!((r.term, r.success, r.last_log_index, r.conflict_term, r.conflict_index), (5, false, 0, 0, 1));
+    assert_eq!(f.commit_index(), 0, "a refused heartbeat commits nothing");
+}
+
+#[test]
+fn s5_3_follower_with_a_shorter_log_hints_its_last_index_plus_one() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    let n2 = c.node("n2");
+    n2.append_local((2..=4).map(|i| Log::new(i, 1, LogType::Command, "x")).collect());
+    let _ = n2.take_ready();
+    let req = AppendEntriesRequest {
+        term: 2,
+        leader_id: "n1".into(),
+        prev_log_index: 9,
+        prev_log_term: 2,
+        entries: vec![],
+        leader_commit: 9,
+        round: 0,
+    };
+    n2.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 1, body: Body::AppendEntries(req) });
+    let r = append_responses(&n2.take_ready().messages).pop().expect("an answer");
+    assert_eq!((r.success, r.last_log_index, r.conflict_term, r.conflict_index), (false, 4, 0, 5));
+}
+
+#[test]
+fn s5_3_leader_re_replicates_to_a_follower_that_lost_its_whole_log() {
+    // Issue 13 item 1: n3 acknowledged everything, then its disk was
+    // replaced. Its refusal hints index 1, below what it acknowledged: the
+    // leader believes it, resets n3's progress, reports it, and sends the
+    // whole log again.
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    for i in 0..30 {
+        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
+    }
+    c.settle();
+    let last = c.node("n1").last_index();
+    assert_eq!(progress_of(c.node("n1"), "n3").matched, last);
+    wipe(&mut c, "n3");
+    let _ = c.node("n1").take_ready();
+    // The next heartbeat (prev = n3's old match) is refused.
+    let mut resets = Vec::new();
+    for _ in 0..20 {
+        for core in c.nodes.values_mut() {
+            core.tick();
+        }
+        for _ in 0..10_000 {
+            if let Some(core) = c.nodes.get_mut(&ServerId::from("n1")) {
+                if core.has_ready() {
+                    let ready = core.take_ready();
+                    resets.extend(ready.log_resets.iter().cloned());
+                    c.queue.extend(ready.messages);
+                    c.queue.extend(ready.persisted_messages);
+                    if let Some(e) = ready.entries.last() {
+                        core.persisted(e.index, e.term);
+                    }
+                }
+            }
+            c.collect();
+            let Some(msg) = c.queue.pop_front() else { break };
+            if let Some(core) = c.nodes.get_mut(&msg.to) {
+                core.step(msg);
+            }
+        }
+    }
+    assert_eq!(resets.len(), 1, "one reset, reported once: {resets:?}");
+    assert_eq!(resets[0], LogReset { peer: "n3".into(), matched: last, last_log_index: 0 });
+    let (n1, n3) = (&c.nodes[&ServerId::from("n1")], &c.nodes[&ServerId::from("n3")]);
+    assert_eq!(n3.last_index(), n1.last_index(), "n3 has the whole log again");
+    assert_eq!(n3.commit_index(), n1.commit_index());
+    assert_eq!(n3.term(), n1.term());
+    let p = progress_of(c.node("n1"), "n3");
+    assert_eq!(p.matched, c.node("n1").last_index(), "and is matched again");
+}
+
+#[test]
+fn s5_3_leader_re_replicates_a_cut_off_log_tail() {
+    // The last three entries of n2's log were cut off (a torn tail) while
+    // its term and vote survived.
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    for i in 0..10 {
+        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
+    }
+    c.settle();
+    let last = c.node("n1").last_index();
+    let n2 = c.node("n2");
+    let init = InitialState {
+        hard_state: n2.hard.clone(),
+        entries: (1..=last - 3).filter_map(|i| n2.entry(i).cloned()).collect(),
+        ..InitialState::default()
+    };
+    let core = Core::new("n2".into(), CoreConfig::for_tests(), 5, init).expect("core");
+    c.nodes.insert("n2".into(), core);
+    c.tick_all(3);
+    let leader = c.node("n1");
+    assert_eq!(progress_of(leader, "n2").matched, last, "matched again after the reset");
+    assert_eq!(c.node("n2").last_index(), last);
+    assert_eq!(c.node("n2").commit_index(), last);
+}
+
+#[test]
+fn s5_3_a_reset_follower_needing_compacted_entries_gets_a_snapshot() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    for i in 0..10 {
+        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
+    }
+    c.settle();
+    let applied = c.node("n1").applied_index();
+    c.node("n1").compact(applied).expect("compact");
+    wipe(&mut c, "n3");
+    let mut asked = false;
+    for _ in 0..10 {
+        c.node("n1").tick();
+        let ready = c.node("n1").take_ready();
+        asked |= ready.snapshots_to_send.contains(&ServerId::from("n3"));
+        c.queue.extend(ready.messages);
+        // Deliver n1's messages to n3 and its answers back (bounded: a
+        // leader that keeps probing above the wiped log never stops).
+        for _ in 0..1000 {
+            let Some(msg) = c.queue.pop_front() else { break };
+            if let Some(core) = c.nodes.get_mut(&msg.to) {
+                core.step(msg);
+                let r = core.take_ready();
+                asked |= r.snapshots_to_send.contains(&ServerId::from("n3"));
+                c.queue.extend(r.messages);
+            }
+        }
+        if asked {
+            break;
+        }
+    }
+    assert!(asked, "the leader streams a snapshot to the wiped follower");
+}
+
+#[test]
+fn s5_3_a_delayed_rejection_below_the_match_costs_a_resend_not_safety() {
+    // A refusal n2 sent long ago (when its log ended at 1) arrives after n2
+    // acknowledged everything. The leader resets n2's progress: it lowers
+    // n2's match (never its own commit) and re-sends; n2 simply
+    // acknowledges again and everything comes back to rest.
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    for i in 0..5 {
+        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
+    }
+    c.settle();
+    let (term, last, commit) = (c.node("n1").term(), c.node("n1").last_index(), c.node("n1").commit_index());
+    let stale = AppendEntriesResponse {
+        term,
+        success: false,
+        last_log_index: 1,
+        conflict_term: 0,
+        conflict_index: 2,
+        round: 0,
+    };
+    c.node("n1").step(Message {
+        from: "n2".into(),
+        to: "n1".into(),
+        rpc_id: 0,
+        body: Body::AppendEntriesResponse(stale),
+    });
+    assert_eq!(c.node("n1").commit_index(), commit, "commit never moves back");
+    let p = progress_of(c.node("n1"), "n2");
+    assert_eq!((p.matched, p.next), (0, 2));
+    c.settle();
+    c.tick_all(2);
+    assert_eq!(progress_of(c.node("n1"), "n2").matched, last, "n2 acknowledged again");
+    assert_eq!(c.node("n2").last_index(), last);
+    assert!(c.node("n1").is_leader());
+    assert!(c.nodes.values().all(|n| !n.has_ready()), "at rest");
+}
+
+#[test]
+fn s9_6_one_server_bootstrapped_with_all_voters_elects_a_leader() {
+    // Issue 13 item 8: only n1 has the configuration {n1, n2, n3}; n2 and n3
+    // start empty at term 0. They never campaign (they know no
+    // configuration) but must grant n1's pre-vote and vote.
+    for pre_vote in [true, false] {
+        let mut cfg = CoreConfig::for_tests();
+        cfg.pre_vote = pre_vote;
+        let mut c = Cluster::new(3, cfg.clone());
+        for id in ["n2", "n3"] {
+            let core = Core::new(id.into(), cfg.clone(), 3, InitialState::default()).expect("core");
+            c.nodes.insert(id.into(), core);
+        }
+        let leader = c.elect();
+        assert_eq!(leader, ServerId::from("n1"), "pre_vote={pre_vote}");
+        c.node("n1").propose([cmd("x")]).expect("leader");
+        c.settle();
+        c.tick_all(2);
+        for id in ["n2", "n3"] {
+            let applied = &c.applied[&ServerId::from(id)];
+            assert!(applied.iter().any(|l| l.data == "x"), "{id} applied the write (pre_vote={pre_vote})");
+            assert_eq!(c.node(id).configuration().0.voters().count(), 3);
+        }
+    }
+}
+
+#[test]
+fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
+    // The voter is behind (term 0): its grant must still count for the
+    // candidate, so it names the term it grants, not its own.
+    let mut v = Core::new("n2".into(), CoreConfig::for_tests(), 1, InitialState::default()).expect("core");
+    let req =
+        RequestPreVoteRequest { term: 2, candidate_id: "n1".into(), last_log_index: 1, last_log_term: 1 };
+    v.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 4, body: Body::RequestPreVote(req) });
+    assert_eq!(v.term(), 0, "a pre-vote never changes the voter's term");
+    let ready = v.take_ready();
+    let resp = ready.messages.iter().find_map(|m| match &m.body {
+        Body::RequestPreVoteResponse(r) => Some(r.clone()),
+        _ => None,
+    });
+    assert_eq!(resp, Some(RequestPreVoteResponse { term: 2, granted: true }));
+    // A refusal carries the voter's own term.
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    let term = c.node("n1").term();
+    let req = RequestPreVoteRequest {
+        term: term + 1,
+        candidate_id: "n3".into(),
+        last_log_index: 0,
+        last_log_term: 0,
+    };
+    let n2 = c.node("n2");
+    n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 5, body: Body::RequestPreVote(req) });
+    let resp = n2.take_ready().messages.iter().find_map(|m| match &m.body {
+        Body::RequestPreVoteResponse(r) => Some(r.clone()),
+        _ => None,
+    });
+    assert_eq!(resp, Some(RequestPreVoteResponse { term, granted: false }));
+}
+
+#[test]
+fn s9_6_a_pre_vote_grant_from_an_earlier_round_does_not_count() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    let n1 = c.node("n1");
+    n1.hard.term = 3;
+    while n1.state() != RaftState::Candidate {
+        n1.tick();
+    }
+    let _ = n1.take_ready();
+    // A grant for term 3 (an earlier round, when n1 was at term 2) arrives.
+    let old = RequestPreVoteResponse { term: 3, granted: true };
+    n1.step(Message {
+        from: "n2".into(),
+        to: "n1".into(),
+        rpc_id: 0,
+        body: Body::RequestPreVoteResponse(old),
+    });
+    assert_eq!((n1.term(), n1.state()), (3, RaftState::Candidate), "still pre-voting at term 3");
+    assert!(n1.vote().is_none(), "no election started");
+    // The grant for this round's term (4) wins the pre-vote.
+    let now = RequestPreVoteResponse { term: 4, granted: true };
+    n1.step(Message {
+        from: "n2".into(),
+        to: "n1".into(),
+        rpc_id: 0,
+        body: Body::RequestPreVoteResponse(now),
+    });
+    assert_eq!(n1.term(), 4, "the election started");
+    assert_eq!(n1.vote(), Some(&ServerId::from("n1")));
+}
+
+#[test]
+fn a_ready_holding_only_a_log_reset_is_not_empty() {
+    let reset = LogReset { peer: "n2".into(), matched: 9, last_log_index: 0 };
+    let ready = Ready { log_resets: vec![reset], ..Ready::default() };
+    assert!(!ready.is_empty(), "the driver must see it to report it");
+}

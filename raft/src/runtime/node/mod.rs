@@ -129,6 +129,9 @@ struct Node<R> {
     commit_flush: Option<tokio::time::Instant>,
     /// The commit index last sent out by such a flush.
     commit_flushed: u64,
+    /// (Leader) per follower: how many times its log was found to have lost
+    /// acknowledged entries and its replication started over.
+    log_resets: HashMap<ServerId, u64>,
 }
 
 enum Flow {
@@ -162,6 +165,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         restoring: false,
         commit_flush: None,
         commit_flushed: 0,
+        log_resets: HashMap::new(),
     };
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
@@ -743,6 +747,15 @@ impl<R: Send + 'static> Node<R> {
                 let msg = "the target did not take over within an election timeout";
                 let _ = tx.send(Err(Error::LeadershipTransferFailed(msg.into())));
             }
+        }
+        for reset in std::mem::take(&mut ready.log_resets) {
+            // The core logged the warning; count it and tell observers.
+            *self.log_resets.entry(reset.peer.clone()).or_default() += 1;
+            self.t.shared.observers.notify(Observation::FollowerLogReset {
+                peer: reset.peer,
+                matched: reset.matched,
+                last_log_index: reset.last_log_index,
+            });
         }
         self.observe_configuration();
         self.schedule_commit_flush();

@@ -85,7 +85,11 @@ impl<R: Send + 'static> Node<R> {
                 .map(|p| {
                     let ticks = p.ticks_since_contact.min(u32::MAX as u64) as u32;
                     let last_contact = self.t.config.tick_interval() * ticks;
-                    (p.id, PeerMetrics { match_index: p.matched, next_index: p.next, last_contact })
+                    let log_resets = self.log_resets.get(&p.id).copied().unwrap_or(0);
+                    (
+                        p.id,
+                        PeerMetrics { match_index: p.matched, next_index: p.next, last_contact, log_resets },
+                    )
                 })
                 .collect(),
         };

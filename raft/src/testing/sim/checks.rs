@@ -8,7 +8,8 @@
 //!
 //! - **election safety**: at most one leader per term, over the whole run;
 //! - **one vote per term**: a node never grants votes to two candidates in
-//!   one term, even across crashes;
+//!   one term, even across crashes (but not across a lost disk: see
+//!   [`Safety::forget_votes_of`]);
 //! - **log matching**: every `(index, term)` seen in any log, in memory or
 //!   durable, has one fingerprint (previous term, type, data). By induction
 //!   on the index this is equivalent to "two logs with an entry of the same
@@ -228,6 +229,15 @@ impl Safety {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Node `voter` lost its disk (term and vote included): forget the
+    /// votes it granted, since that promise is what a lost disk breaks.
+    /// The simulation only wipes a node when its old votes can no longer
+    /// decide an election (see the `lifecycle` module), and election safety
+    /// itself stays checked.
+    pub(crate) fn forget_votes_of(&mut self, voter: usize) {
+        self.votes.retain(|(v, _), _| *v != voter);
     }
 
     /// Checks node `n` after a step. `durable_count(index, term, committed)`

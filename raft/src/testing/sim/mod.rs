@@ -19,6 +19,11 @@
 //!   few entries and compact their logs; leaders send snapshots to followers
 //!   that need compacted entries, over the same faulty network, and
 //!   followers install them (the `snapshot` module);
+//! - **lifecycle** (the `lifecycle` module): a restarting node sometimes
+//!   comes back with an empty disk under its old id, or with the last few
+//!   entries of its durable log cut off (a torn tail), whenever that cannot
+//!   lose acknowledged data; some seeds are bootstrapped on one server only,
+//!   the other members starting empty;
 //! - **clients** run a key-value workload (put, delete, compare-and-swap and
 //!   ReadIndex reads) against whichever node they think leads, retrying
 //!   elsewhere when refused; every operation's invocation and response is
@@ -29,8 +34,10 @@
 //! the end the client history must be linearizable
 //! ([`check_kv`](crate::testing::linearizability::check_kv)) and no read may
 //! observe state older than a write acknowledged before it began. Finally the
-//! faults stop: within [`SimConfig::liveness_ticks`] a leader must be elected
-//! and a fresh write must commit and be applied on every node.
+//! faults stop: within [`SimConfig::liveness_ticks`] a leader must be elected,
+//! a fresh write must commit and be applied on every node, and every member
+//! of the leader's configuration must catch up (its log and its state
+//! machine reach the leader's commit index).
 //!
 //! A failure is a [`SimFailure`] naming the seed, the violated property and
 //! the last events; running the same seed with the same [`SimConfig`]
@@ -47,6 +54,7 @@ mod checks;
 mod client;
 mod figure8;
 mod kv;
+mod lifecycle;
 mod network;
 mod rng;
 mod snapshot;
@@ -127,6 +135,22 @@ pub struct SimConfig {
     /// for Raft's Figure 8 (right when a new leader is seen, and right after
     /// its commit index first advances in its term).
     pub figure8_rate: f64,
+    /// Probability that a node restarting during the faults comes back with
+    /// an empty disk under its old id (log, term, vote and snapshots gone),
+    /// if that cannot lose acknowledged data (see the `lifecycle` module:
+    /// everything it held is on a quorum of the other voters, and its lost
+    /// vote can no longer decide an election). Drawn from a random source of
+    /// its own, so a seed without such a restart runs as it did before.
+    pub disk_loss_rate: f64,
+    /// Probability that a node restarting during the faults (and not drawn
+    /// to lose its disk) comes back with its last 1 to 3 durable log entries
+    /// cut off (a torn tail), under the same rule. A node drawn to lose its
+    /// disk whose loss the rule forbids tries a torn tail instead.
+    pub torn_tail_rate: f64,
+    /// Share of seeds bootstrapped on one server only: n1 starts with the
+    /// configuration naming every member as a voter, the other members
+    /// start empty (term 0, no log) and learn it from the leader.
+    pub one_server_bootstrap_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -151,6 +175,9 @@ impl Default for SimConfig {
             randomize_protocol: true,
             snapshot_rate: 0.85,
             figure8_rate: 0.3,
+            disk_loss_rate: 0.25,
+            torn_tail_rate: 0.25,
+            one_server_bootstrap_rate: 0.1,
         }
     }
 }
@@ -215,6 +242,15 @@ pub struct SimReport {
     /// Ticks from the end of the faults until the liveness write was
     /// applied everywhere.
     pub liveness_ticks: u64,
+    /// Restarts with an empty disk.
+    pub disks_lost: u64,
+    /// Restarts with the tail of the durable log cut off.
+    pub tails_torn: u64,
+    /// Times a leader found a follower's log missing entries it had
+    /// acknowledged and reset its progress (`Ready::log_resets`).
+    pub log_resets: u64,
+    /// Whether only n1 was bootstrapped.
+    pub one_server_bootstrap: bool,
 }
 
 /// Why a run failed: the seed to replay, the violated property, and the
@@ -371,6 +407,9 @@ struct Sim<'a> {
     rng: SimRng,
     /// Randomness for snapshot decisions only.
     snap_rng: SimRng,
+    /// Randomness for lifecycle faults only (lost disks, torn tails,
+    /// one-server bootstrap).
+    life_rng: SimRng,
     snapshots: SnapshotPolicy,
     figure8: Figure8,
     now: u64,
@@ -432,9 +471,12 @@ impl<'a> Sim<'a> {
         let data = crate::codec::encode(&conf).map_err(|e| ("setup", e.to_string()))?;
         let first = Log::new(1, 1, LogType::Configuration, data);
         let hard = HardState { term: 1, vote: None };
+        let mut life_rng = SimRng::new(seed ^ 0x11FE_C7C1_E000_0000);
+        let one_server_bootstrap = life_rng.chance(cfg.one_server_bootstrap_rate);
+        let bootstrapped = if one_server_bootstrap { 1 } else { members };
         let mut nodes = Vec::with_capacity(n);
         for (i, id) in ids.into_iter().enumerate() {
-            let (init, storage) = if i < members {
+            let (init, storage) = if i < bootstrapped {
                 let init = InitialState {
                     hard_state: hard.clone(),
                     entries: vec![first.clone()],
@@ -472,6 +514,11 @@ impl<'a> Sim<'a> {
         };
         let snapshot_setup =
             if figure8.enabled { format!("{snapshot_setup}, figure 8 schedule") } else { snapshot_setup };
+        let snapshot_setup = if one_server_bootstrap {
+            format!("{snapshot_setup}, bootstrapped on n1 only")
+        } else {
+            snapshot_setup
+        };
         let setup = format!(
             "{n} nodes, {members} members at start, pre_vote={}, check_quorum={}, max_append_entries={}, \
              max_inflight={}, {snapshot_setup}",
@@ -482,6 +529,7 @@ impl<'a> Sim<'a> {
             core_cfg,
             rng,
             snap_rng,
+            life_rng,
             snapshots,
             figure8,
             now: 0,
@@ -495,7 +543,7 @@ impl<'a> Sim<'a> {
             history: History::default(),
             safety: Safety::new(),
             trace: Trace::default(),
-            report: SimReport { seed, setup, nodes: n, ..Default::default() },
+            report: SimReport { seed, setup, nodes: n, one_server_bootstrap, ..Default::default() },
             next_read_id: 0,
             faults: true,
             heal_at: None,
@@ -528,13 +576,22 @@ impl<'a> Sim<'a> {
         self.report.ticks = self.tick + 1;
         if !live {
             let states: Vec<String> = (0..self.nodes.len()).map(|n| self.describe(n)).collect();
+            let commit = self.leader().and_then(|l| self.nodes[l].core.as_ref()).map(|c| c.commit_index());
+            let target = self.liveness_entry.map_or(0, |(i, _)| i).max(commit.unwrap_or(0));
+            let behind: Vec<String> = self
+                .lagging_members(target, &self.members().unwrap_or_default())
+                .iter()
+                .map(|n| format!("n{}", n + 1))
+                .collect();
             return Err(violation(
                 "liveness",
                 format!(
-                    "{} ticks after the faults stopped, no fresh write was applied on every node \
-                     (liveness write: {:?}); nodes: {}",
+                    "{} ticks after the faults stopped, no fresh write was applied on every node, or not \
+                     every member caught up (liveness write: {:?}; leader commit: {commit:?}; members behind \
+                     it: [{}]); nodes: {}",
                     self.cfg.liveness_ticks,
                     self.liveness_entry,
+                    behind.join(" "),
                     states.join("; ")
                 ),
             ));
@@ -781,11 +838,30 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
-    /// Whether the liveness write is applied on every member.
+    /// Whether the liveness write is applied on every member, and every
+    /// member in the leader's configuration has caught up: its log reaches
+    /// the leader's commit index and its state machine applied it.
     fn liveness_done(&self) -> bool {
         let Some((index, _)) = self.liveness_entry else { return false };
         let Some(members) = self.members() else { return false };
-        members.iter().all(|&n| self.nodes[n].core.is_some() && self.nodes[n].fsm.applied >= index)
+        let Some(commit) = self.leader().and_then(|l| self.nodes[l].core.as_ref()).map(|c| c.commit_index())
+        else {
+            return false;
+        };
+        self.lagging_members(index.max(commit), &members).is_empty()
+    }
+
+    /// The members of `members` whose log or applied index is below `index`
+    /// (or that are down).
+    fn lagging_members(&self, index: u64, members: &[usize]) -> Vec<usize> {
+        members
+            .iter()
+            .copied()
+            .filter(|&n| {
+                let node = &self.nodes[n];
+                node.core.as_ref().is_none_or(|c| c.last_index() < index) || node.fsm.applied < index
+            })
+            .collect()
     }
 
     // ---- events ---------------------------------------------------------
@@ -909,6 +985,7 @@ impl<'a> Sim<'a> {
 
     fn restart(&mut self, n: usize) -> Check {
         let seed = self.rng.next_u64();
+        self.lifecycle_fault(n);
         let node = &mut self.nodes[n];
         node.restart_at = None;
         let recovered = node
@@ -968,6 +1045,17 @@ impl<'a> Sim<'a> {
                 return Ok(());
             }
             let mut ready = core.take_ready();
+            for reset in std::mem::take(&mut ready.log_resets) {
+                self.report.log_resets += 1;
+                let what = format!(
+                    "n{} resets {}'s progress: it had matched {}, its log now ends at {}",
+                    n + 1,
+                    reset.peer,
+                    reset.matched,
+                    reset.last_log_index
+                );
+                self.trace.push(self.now, TraceKind::Network(what));
+            }
             if let Some(t) = ready.truncate_from {
                 let m = &mut self.monitors[n];
                 m.mem_verified = m.mem_verified.min(t.saturating_sub(1));
