@@ -57,6 +57,7 @@ pub(crate) fn refusal_error(refusal: Refusal, leader: Option<(ServerId, ServerAd
         Refusal::LeadershipLost => Error::LeadershipLost,
         Refusal::ConfigurationChangeInProgress => Error::ConfigurationChangeInProgress,
         Refusal::Invalid(msg) => Error::InvalidConfig(msg),
+        Refusal::Removed => Error::Removed,
     }
 }
 
