@@ -847,6 +847,13 @@ fn s4_2_2_a_server_partitioned_during_its_removal_is_told_by_the_leader() {
     }
     assert_eq!(c.node("n3").state(), RaftState::Removed, "its pre-vote was answered 'removed' by the leader");
     assert_eq!(c.leaders(), vec![ServerId::from("n1")], "the leader was not disturbed");
+    // It still lists itself as a voter, yet never campaigns again.
+    let term = c.node("n3").term();
+    for _ in 0..100 {
+        c.node("n3").tick();
+        assert!(!c.node("n3").has_ready(), "a removed server sends nothing");
+    }
+    assert_eq!(c.node("n3").term(), term);
 }
 
 #[test]
