@@ -73,6 +73,7 @@ fn simulation_seeds() {
         sum(|r| r.messages_duplicated),
         reports.iter().map(|r| (r.liveness_ticks, r.seed)).max(),
     );
+    println!("removals: {} nodes learned they were removed", sum(|r| r.removed));
     let share =
         |f: fn(&SimReport) -> bool| reports.iter().filter(|r| f(r)).count() as f64 / seeds.max(1) as f64;
     let (compacted, sent, installed) =
