@@ -98,3 +98,19 @@ async fn a_server_partitioned_during_its_removal_is_told_by_the_leader_once_heal
     c.raft(&leader).apply("after", T).await.expect("the rest keep writing");
     c.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_server_restarted_on_its_data_comes_back_removed() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let follower = c.running().into_iter().find(|id| *id != leader).expect("a follower");
+    c.raft(&leader).remove_server(ServerId::from(follower.as_str()), 0, T).await.expect("remove");
+    wait_removed(&c, &follower).await;
+    c.stop(&follower).await;
+    c.start(&follower).await;
+    // Cut off, so only its own data can tell it (no leader can).
+    c.net.isolate(&follower.as_str().into());
+    wait_removed(&c, &follower).await;
+    assert_refuses_at_once(&c, &follower).await;
+    c.shutdown().await;
+}

@@ -740,6 +740,7 @@ impl<R: Send + 'static> Node<R> {
                 truncate_from: ready.truncate_from,
                 entries: ready.entries,
                 messages: ready.persisted_messages,
+                mark_removed: false,
             };
             self.persist(job);
         }

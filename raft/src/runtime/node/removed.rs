@@ -15,6 +15,8 @@ impl<R: Send + 'static> Node<R> {
             "this server was removed from the cluster configuration; every request now fails with \
              `Removed`. Stop it, or wipe its data directory and join it again as a new server"
         );
+        // Restarting on this data directory must not bring it back.
+        self.persist(PersistJob { mark_removed: true, ..PersistJob::default() });
         // Dropping a handle closes its queue: the task sends what is queued
         // (the removed leader's last heartbeat) and ends.
         self.peers.clear();
