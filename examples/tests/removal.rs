@@ -24,7 +24,8 @@ fn a_removed_kv_node_exits_with_code_3_and_says_what_to_do() {
     assert!(log.contains("removed from the cluster"), "the log says why: {log}");
     assert!(log.contains("wipe"), "the log says what to do: {log}");
     // The other two keep serving.
-    let others: Vec<&KvProc> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
+    let others: Vec<&KvProc> =
+        nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
     poll("the rest to agree on a leader", Duration::from_secs(20), || agreed_leader(&others, 2));
     let resp = put(&others[0].api_addr, "after", "1").expect("put");
     assert!(resp.status < 300, "the rest keep writing: {} {}", resp.status, resp.body);

@@ -133,7 +133,9 @@ impl Core {
                 conflict_index: 0,
                 round: req.round,
             }),
-            Body::RequestVote(_) => Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: false }),
+            Body::RequestVote(_) => {
+                Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: false })
+            }
             Body::RequestPreVote(_) => {
                 Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: false })
             }
@@ -233,7 +235,11 @@ impl Core {
             && self.log.is_up_to_date(req.last_log_index, req.last_log_term)
             && !self.leader_is_live();
         tracing::debug!(id = %self.id, candidate = %from, granted, "pre-vote request");
-        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term: self.hard.term, granted, removed: false });
+        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse {
+            term: self.hard.term,
+            granted,
+            removed: false,
+        });
         self.reply(from, rpc_id, body, false);
     }
 
@@ -274,7 +280,8 @@ impl Core {
             }
             self.reset_election_timer();
         }
-        let body = Body::RequestVoteResponse(RequestVoteResponse { term: self.hard.term, granted, removed: false });
+        let body =
+            Body::RequestVoteResponse(RequestVoteResponse { term: self.hard.term, granted, removed: false });
         // A granted vote promises durable state: send only once persisted.
         self.reply(from, rpc_id, body, granted);
     }

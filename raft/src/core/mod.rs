@@ -267,8 +267,12 @@ pub struct InitialState {
 
 pub(crate) enum Role {
     Follower,
-    PreCandidate { granted: Vec<ServerId> },
-    Candidate { granted: Vec<ServerId> },
+    PreCandidate {
+        granted: Vec<ServerId>,
+    },
+    Candidate {
+        granted: Vec<ServerId>,
+    },
     Leader(LeaderState),
     /// Terminal: this node learned it was removed from the configuration.
     /// It ignores ticks and messages and refuses every request.

@@ -116,7 +116,9 @@ impl Core {
         }
         let term = self.hard.term;
         let reply = match body {
-            Body::RequestVote(_) => Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: true }),
+            Body::RequestVote(_) => {
+                Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: true })
+            }
             Body::RequestPreVote(_) => {
                 Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: true })
             }
@@ -131,7 +133,8 @@ impl Core {
     pub(crate) fn on_removed_answer(&mut self, from: &ServerId, term: u64) {
         let campaigning = matches!(self.role, Role::PreCandidate { .. } | Role::Candidate { .. });
         if campaigning && term >= self.hard.term {
-            let why = format!("leader {from} of term {term} says this server is no longer in the configuration");
+            let why =
+                format!("leader {from} of term {term} says this server is no longer in the configuration");
             self.become_removed(&why);
         } else {
             tracing::debug!(id = %self.id, from = %from, term, "ignoring a stale 'removed' answer");

@@ -817,7 +817,10 @@ fn s4_2_2_the_leader_that_commits_its_own_removal_tells_followers_then_is_remove
     c.settle();
     assert_eq!(c.node("n1").state(), RaftState::Removed);
     for id in ["n2", "n3"] {
-        assert!(c.node(id).commit_index() >= idx, "{id} learned the removal committed before the leader left");
+        assert!(
+            c.node(id).commit_index() >= idx,
+            "{id} learned the removal committed before the leader left"
+        );
     }
     assert_eq!(c.node("n1").propose([cmd("x")]), Err(Refusal::Removed));
     let leader = c.elect();
@@ -866,10 +869,20 @@ fn s4_2_2_removed_answers_are_trusted_only_from_a_leader_of_a_current_term() {
     n3.start_election(false);
     let term = n3.term();
     let stale = RequestVoteResponse { term: term - 1, granted: false, removed: true };
-    n3.step(Message { from: "n1".into(), to: "n3".into(), rpc_id: 0, body: Body::RequestVoteResponse(stale) });
+    n3.step(Message {
+        from: "n1".into(),
+        to: "n3".into(),
+        rpc_id: 0,
+        body: Body::RequestVoteResponse(stale),
+    });
     assert_eq!(n3.state(), RaftState::Candidate, "an older term's leader may be stale");
     let current = RequestVoteResponse { term, granted: false, removed: true };
-    n3.step(Message { from: "n1".into(), to: "n3".into(), rpc_id: 0, body: Body::RequestVoteResponse(current) });
+    n3.step(Message {
+        from: "n1".into(),
+        to: "n3".into(),
+        rpc_id: 0,
+        body: Body::RequestVoteResponse(current),
+    });
     assert_eq!(n3.state(), RaftState::Removed);
 }
 
@@ -882,11 +895,24 @@ fn s4_2_2_only_a_leader_whose_removal_committed_says_removed() {
     // The removal is appended but cannot commit: n3 is not removed yet.
     c.node("n1").propose_configuration(config_of(&ids(2))).expect("leader");
     c.settle();
-    let req = RequestPreVoteRequest { term: c.node("n1").term() + 1, candidate_id: "n3".into(), last_log_index: 0, last_log_term: 0 };
-    c.node("n1").step(Message { from: "n3".into(), to: "n1".into(), rpc_id: 7, body: Body::RequestPreVote(req.clone()) });
+    let req = RequestPreVoteRequest {
+        term: c.node("n1").term() + 1,
+        candidate_id: "n3".into(),
+        last_log_index: 0,
+        last_log_term: 0,
+    };
+    c.node("n1").step(Message {
+        from: "n3".into(),
+        to: "n1".into(),
+        rpc_id: 7,
+        body: Body::RequestPreVote(req.clone()),
+    });
     let ready = c.node("n1").take_ready();
     let answer = ready.messages.iter().find(|m| m.rpc_id == 7).expect("answered");
-    assert!(matches!(&answer.body, Body::RequestPreVoteResponse(r) if !r.removed), "removal not committed yet");
+    assert!(
+        matches!(&answer.body, Body::RequestPreVoteResponse(r) if !r.removed),
+        "removal not committed yet"
+    );
     // A follower never says removed, even when n3 is not in its configuration.
     let n2 = c.node("n2");
     n2.step(Message { from: "n9".into(), to: "n2".into(), rpc_id: 8, body: Body::RequestPreVote(req) });

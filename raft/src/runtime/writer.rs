@@ -30,6 +30,9 @@ pub(crate) struct PersistJob {
 
 impl PersistJob {
     /// Folds a later job into this one, if that keeps the order of effects.
+    // The job is handed back by value on purpose: it becomes the next job,
+    // and boxing it would allocate on the write path.
+    #[allow(clippy::result_large_err)]
     fn merge(&mut self, next: PersistJob) -> Result<(), PersistJob> {
         if next.truncate_from.is_some() || next.compact_through.is_some() {
             return Err(next);

@@ -1100,7 +1100,10 @@ impl<'a> Sim<'a> {
                 return Err(violation("removed stays quiet", format!("n{} sends after its removal", n + 1)));
             }
         } else if nodes[n].removed {
-            return Err(violation("removed is terminal", format!("n{} is active again after its removal", n + 1)));
+            return Err(violation(
+                "removed is terminal",
+                format!("n{} is active again after its removal", n + 1),
+            ));
         }
         let Some(core) = nodes[n].core.as_ref() else { return Ok(()) };
         let durable_count = |index: u64, term: u64, committed: &[u64]| {
