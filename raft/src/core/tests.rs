@@ -960,3 +960,30 @@ fn s4_2_2_a_restarted_core_that_recorded_its_removal_starts_removed() {
     let core = Core::new("n3".into(), CoreConfig::for_tests(), 1, init).expect("core");
     assert_eq!(core.state(), RaftState::Follower);
 }
+
+#[test]
+fn s4_2_2_a_joiner_that_caught_up_to_the_commit_but_not_to_its_own_addition_is_not_removed() {
+    let cfg = CoreConfig { max_append_entries: 2, ..CoreConfig::for_tests() };
+    let mut c = Cluster::new(3, cfg.clone());
+    c.elect_node("n1");
+    c.settle();
+    assert_eq!(c.node("n1").commit_index(), 2, "bootstrap entry and the leader's no-op");
+    let n4 = Core::new("n4".into(), cfg, 4, InitialState::default()).expect("core");
+    c.nodes.insert("n4".into(), n4);
+    // The addition cannot commit: n2 and n3 are cut off from the leader.
+    for id in ["n2", "n3"] {
+        c.cut.insert((ServerId::from("n1"), ServerId::from(id)));
+        c.cut.insert((ServerId::from(id), ServerId::from("n1")));
+    }
+    let mut conf = c.node("n1").configuration().0.clone();
+    conf.servers.push(Server { suffrage: Suffrage::Nonvoter, id: "n4".into(), address: "n4".into() });
+    c.node("n1").propose_configuration(conf).expect("leader");
+    c.settle();
+    for _ in 0..3 {
+        c.node("n1").tick();
+        c.settle();
+    }
+    let n4 = c.node("n4");
+    assert_eq!(n4.commit_index(), 2, "n4 reached the leader's commit index");
+    assert_eq!(n4.state(), RaftState::Follower, "configurations from before it joined are not a removal");
+}
