@@ -33,3 +33,23 @@ fn a_removed_kv_node_exits_with_code_3_and_says_what_to_do() {
         n.kill();
     }
 }
+
+/// The signal `kv serve` exits with code 1 on: raft stopping without the
+/// process asking (as after a fatal storage error) is reported as
+/// `NodeExit::Failed`; a removal is `NodeExit::Removed`.
+#[tokio::test]
+async fn a_node_that_stops_by_itself_is_reported_as_failed() {
+    use raft_examples::service::{KvNode, NodeExit, NodeOptions};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut opts = NodeOptions::new("solo", free_addr(), free_addr(), dir.path().join("solo"));
+    opts.bootstrap = true;
+    opts.election_timeout = Duration::from_millis(200);
+    let node = KvNode::start(opts).await.expect("start");
+    let watch = tokio::time::timeout(Duration::from_millis(300), node.stopped()).await;
+    assert!(watch.is_err(), "a running node has not stopped");
+    // Stop raft underneath the service, the way a fatal error stops it.
+    node.raft().shutdown().await.expect("stop raft");
+    let exit = tokio::time::timeout(Duration::from_secs(10), node.stopped()).await.expect("noticed in time");
+    assert_eq!(exit, NodeExit::Failed);
+    node.shutdown(false).await.expect("close");
+}
