@@ -117,12 +117,12 @@ pub(crate) fn vote_request_to_pb(r: &RequestVoteRequest) -> pb::RequestVoteReque
 
 /// Encodes a RequestVote response.
 pub(crate) fn vote_response_to_pb(r: &RequestVoteResponse) -> pb::RequestVoteResponse {
-    pb::RequestVoteResponse { term: r.term, granted: r.granted }
+    pb::RequestVoteResponse { term: r.term, granted: r.granted, removed: r.removed }
 }
 
 /// Decodes a RequestVote response.
 pub(crate) fn vote_response_from_pb(r: pb::RequestVoteResponse) -> RequestVoteResponse {
-    RequestVoteResponse { term: r.term, granted: r.granted }
+    RequestVoteResponse { term: r.term, granted: r.granted, removed: r.removed }
 }
 
 /// Encodes a pre-vote request.
@@ -137,12 +137,12 @@ pub(crate) fn pre_vote_request_to_pb(r: &RequestPreVoteRequest) -> pb::RequestPr
 
 /// Encodes a pre-vote response.
 pub(crate) fn pre_vote_response_to_pb(r: &RequestPreVoteResponse) -> pb::RequestPreVoteResponse {
-    pb::RequestPreVoteResponse { term: r.term, granted: r.granted }
+    pb::RequestPreVoteResponse { term: r.term, granted: r.granted, removed: r.removed }
 }
 
 /// Decodes a pre-vote response.
 pub(crate) fn pre_vote_response_from_pb(r: pb::RequestPreVoteResponse) -> RequestPreVoteResponse {
-    RequestPreVoteResponse { term: r.term, granted: r.granted }
+    RequestPreVoteResponse { term: r.term, granted: r.granted, removed: r.removed }
 }
 
 /// Encodes a TimeoutNow request.

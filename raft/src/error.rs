@@ -120,6 +120,16 @@ pub enum Error {
         /// The address the existing member has.
         address: ServerAddress,
     },
+    /// This server was removed from the cluster's configuration (it learned
+    /// so from the committed configuration or from the leader). The state
+    /// is terminal: the node no longer takes part in the cluster and every
+    /// call fails at once with this error. Stop the process; to serve
+    /// again, wipe its data directory and join it as a new server.
+    #[error(
+        "this server was removed from the cluster configuration; stop it, or wipe its data \
+         directory and join it again as a new server"
+    )]
+    Removed,
 }
 
 fn fmt_leader(leader: &Option<(ServerId, ServerAddress)>) -> String {

@@ -69,6 +69,10 @@ pub struct RequestVoteResponse {
     pub term: u64,
     /// Whether the vote was granted (and durably recorded).
     pub granted: bool,
+    /// Set only by a leader whose latest and committed configurations both
+    /// exclude the candidate: the candidate was removed from the cluster.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// A pre-vote (Raft thesis §9.6): "would you vote for me in `term`?". Changes
@@ -93,6 +97,10 @@ pub struct RequestPreVoteResponse {
     pub term: u64,
     /// Whether the responder would vote for the candidate.
     pub granted: bool,
+    /// Set only by a leader whose latest and committed configurations both
+    /// exclude the candidate: the candidate was removed from the cluster.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// Tells the target of a leadership transfer to start an election now.

@@ -28,7 +28,9 @@ use crate::types::{RaftState, Server, ServerAddress, ServerId};
 /// Something a node went through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observation {
-    /// The node's role changed.
+    /// The node's role changed. `StateChanged(RaftState::Removed)` tells
+    /// that this server learned it was removed from the cluster (terminal:
+    /// stop it, or wipe its data and join it as a new server).
     StateChanged(RaftState),
     /// The leader this node knows of changed.
     LeaderChanged(Option<(ServerId, ServerAddress)>),

@@ -222,6 +222,12 @@ pub enum RaftState {
     Leader,
     /// Stopped; every call returns [`Error::Shutdown`](crate::Error::Shutdown).
     Shutdown,
+    /// Terminal: this server learned that it was removed from the cluster's
+    /// configuration. It no longer campaigns or answers peers, and every
+    /// call returns [`Error::Removed`](crate::Error::Removed). To serve
+    /// again it must be stopped, its data directory wiped, and then joined
+    /// as a new server.
+    Removed,
 }
 
 impl fmt::Display for RaftState {
@@ -231,6 +237,7 @@ impl fmt::Display for RaftState {
             RaftState::Candidate => "Candidate",
             RaftState::Leader => "Leader",
             RaftState::Shutdown => "Shutdown",
+            RaftState::Removed => "Removed",
         };
         f.write_str(s)
     }

@@ -152,8 +152,10 @@ async fn demote_then_remove_and_prev_index_guards_concurrent_changes() {
     c.raft(&leader).remove_server(ServerId::from(other.as_str()), demoted, T).await.expect("remove");
     let unknown = c.raft(&leader).remove_server("nobody".into(), 0, T).await;
     assert!(matches!(unknown, Err(Error::UnknownServer(_))));
-    let on_follower = c.raft(&other).add_voter("n9".into(), "n9".into(), 0, T).await;
-    assert!(matches!(on_follower, Err(Error::NotLeader { .. })));
+    let follower =
+        c.running().into_iter().find(|id| *id != leader && *id != other).expect("a member follower");
+    let on_follower = c.raft(&follower).add_voter("n9".into(), "n9".into(), 0, T).await;
+    assert!(matches!(on_follower, Err(Error::NotLeader { .. })), "got {on_follower:?}");
     c.shutdown().await;
 }
 

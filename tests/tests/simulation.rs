@@ -74,6 +74,11 @@ fn simulation_seeds() {
         sum(|r| r.messages_duplicated),
         reports.iter().map(|r| (r.liveness_ticks, r.seed)).max(),
     );
+    println!("removals: {} nodes learned they were removed", sum(|r| r.removed));
+    assert!(
+        seeds < 100 || sum(|r| r.removed) > 0,
+        "membership changes ran, yet no removed server ever learned it was removed"
+    );
     let share =
         |f: fn(&SimReport) -> bool| reports.iter().filter(|r| f(r)).count() as f64 / seeds.max(1) as f64;
     let (compacted, sent, installed) =

@@ -7,6 +7,13 @@
 //!   stops the leader, shows a new leader take over with every key intact,
 //!   restarts the old leader and shows it catch up. Exits non-zero on any
 //!   failure.
+//!
+//! Exit codes of `kv serve`: 0 after SIGINT/SIGTERM (a clean stop); 1 when
+//! the node could not start or raft stopped by itself (a fatal storage
+//! error: the data it would serve is frozen, so the process exits for its
+//! supervisor to see); 3 when this server was removed from the cluster
+//! (restarting it on the same data directory is pointless: wipe the data
+//! directory and join it as a new server, or leave it stopped).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use raft::RaftState;
 use raft_examples::service::api::ApiSettings;
 use raft_examples::service::client::{encode_key, ApiClient};
-use raft_examples::service::{KvNode, NodeError, NodeOptions};
+use raft_examples::service::{KvNode, NodeError, NodeExit, NodeOptions};
 use tokio::time::Instant;
 
 #[derive(Parser)]
@@ -84,13 +91,22 @@ fn init_tracing(default: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// `kv serve` exit code: raft stopped by itself (fatal error).
+const EXIT_FAILED: u8 = 1;
+/// `kv serve` exit code: this server was removed from the cluster.
+const EXIT_REMOVED: u8 = 3;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing("info");
-            serve(args).await.map_err(|e| e.to_string())
+            match serve(args).await {
+                Ok(None) => Ok(()),
+                Ok(Some(code)) => return ExitCode::from(code),
+                Err(e) => Err(e.to_string()),
+            }
         }
         Command::Demo => {
             init_tracing("warn");
@@ -106,7 +122,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), NodeError> {
+/// Runs one node until a signal (`Ok(None)`) or until the node ends on its
+/// own (`Ok(Some(exit code))`).
+async fn serve(args: ServeArgs) -> Result<Option<u8>, NodeError> {
+    let data_dir = args.data_dir.clone();
     let mut opts = NodeOptions::new(args.id, args.raft_addr, args.api_addr, args.data_dir);
     opts.bootstrap = args.bootstrap;
     opts.join = args.join;
@@ -125,9 +144,43 @@ async fn serve(args: ServeArgs) -> Result<(), NodeError> {
         api_addr = %node.api_addr(),
         "serving; Ctrl-C to stop"
     );
-    wait_for_signal().await?;
-    tracing::info!("shutting down");
-    node.shutdown(true).await
+    let exit = tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            None
+        }
+        exit = node.stopped() => Some(exit),
+    };
+    match exit {
+        None => {
+            tracing::info!("shutting down");
+            node.shutdown(true).await?;
+            Ok(None)
+        }
+        Some(NodeExit::Removed) => {
+            tracing::error!(
+                data_dir = %data_dir.display(),
+                exit_code = EXIT_REMOVED,
+                "this server was removed from the cluster; exiting. Do not restart it on this data \
+                 directory: wipe it and join the cluster again as a new server (--join), or leave it stopped"
+            );
+            if let Err(e) = node.shutdown(false).await {
+                tracing::warn!(error = %e, "stopping the removed node failed");
+            }
+            Ok(Some(EXIT_REMOVED))
+        }
+        Some(NodeExit::Failed) => {
+            tracing::error!(
+                exit_code = EXIT_FAILED,
+                "the raft node stopped by itself after a fatal error (logged above, e.g. a storage \
+                 failure); exiting so a supervisor can restart or replace this server"
+            );
+            if let Err(e) = node.shutdown(false).await {
+                tracing::warn!(error = %e, "closing the stopped node failed");
+            }
+            Ok(Some(EXIT_FAILED))
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -30,4 +30,4 @@ pub mod node;
 pub mod tls;
 
 pub use error::NodeError;
-pub use node::{KvNode, NodeOptions};
+pub use node::{KvNode, NodeExit, NodeOptions};

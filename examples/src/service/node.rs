@@ -300,6 +300,32 @@ impl KvNode {
     }
 }
 
+/// Why a node ended on its own, without this process asking (see
+/// [`KvNode::stopped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeExit {
+    /// Raft stopped by itself: a fatal error, such as a failed disk write
+    /// (raft logged the cause). The data it serves is frozen.
+    Failed,
+    /// This server was removed from the cluster configuration: it no
+    /// longer takes part and every request fails.
+    Removed,
+}
+
+impl KvNode {
+    /// Resolves when the raft node stops or is removed without
+    /// [`KvNode::shutdown`] being called, so the process can exit and a
+    /// supervisor can see it (instead of serving frozen data).
+    pub async fn stopped(&self) -> NodeExit {
+        let mut metrics = self.raft.metrics();
+        let ended = metrics.wait_for(|m| matches!(m.state, RaftState::Shutdown | RaftState::Removed)).await;
+        match ended {
+            Ok(m) if m.state == RaftState::Removed => NodeExit::Removed,
+            _ => NodeExit::Failed,
+        }
+    }
+}
+
 /// Keeps this node's API address registered in the replicated node
 /// directory: once the node is a member and a leader is known, registers
 /// it (through the leader) unless it is already current.

@@ -180,6 +180,15 @@ impl KvProc {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// Waits (bounded) for the process to exit on its own; returns its
+    /// exit code (`None` if killed by a signal).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("process was started");
+        let status = poll(&format!("{} to exit", self.id), limit, || child.try_wait().ok().flatten());
+        self.child = None;
+        status.code()
+    }
+
     /// The process's output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -74,12 +74,15 @@ pub fn append_answer(req: &AppendEntriesRequest) -> AppendEntriesResponse {
 pub fn answer(req: &RpcRequest) -> RpcResponse {
     match req {
         RpcRequest::AppendEntries(r) => RpcResponse::AppendEntries(append_answer(r)),
-        RpcRequest::RequestVote(r) => {
-            RpcResponse::RequestVote(RequestVoteResponse { term: r.term + 2, granted: r.leadership_transfer })
-        }
+        RpcRequest::RequestVote(r) => RpcResponse::RequestVote(RequestVoteResponse {
+            term: r.term + 2,
+            granted: r.leadership_transfer,
+            removed: !r.leadership_transfer,
+        }),
         RpcRequest::RequestPreVote(r) => RpcResponse::RequestPreVote(RequestPreVoteResponse {
             term: r.term + 3,
             granted: r.last_log_index > 5,
+            removed: r.last_log_index <= 5,
         }),
         RpcRequest::TimeoutNow(r) => RpcResponse::TimeoutNow(TimeoutNowResponse { term: r.term + 4 }),
     }

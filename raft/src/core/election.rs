@@ -17,6 +17,10 @@ use crate::types::{Log, LogType, ServerId};
 impl Core {
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        if self.is_removed() {
+            // Removed for good: never campaign again.
+            return;
+        }
         if self.is_leader() {
             self.tick_leader();
             return;
@@ -43,6 +47,26 @@ impl Core {
 
     /// Handles a message from a peer.
     pub fn step(&mut self, msg: Message) {
+        if self.is_removed() {
+            tracing::debug!(id = %self.id, from = %msg.from, "removed from the cluster; ignoring message");
+            return;
+        }
+        // A removed server asking for votes learns its fate from a leader,
+        // which does not adopt its term (it cannot win anyway).
+        if self.refuse_removed_candidate(&msg.from, msg.rpc_id, &msg.body) {
+            return;
+        }
+        // Checked before any term handling: adopting the leader's (higher)
+        // term would end the campaign the answer belongs to.
+        let removed_answer = match &msg.body {
+            Body::RequestVoteResponse(r) => r.removed,
+            Body::RequestPreVoteResponse(r) => r.removed,
+            _ => false,
+        };
+        if removed_answer {
+            self.on_removed_answer(&msg.from, msg.body.term());
+            return;
+        }
         let term = msg.body.term();
         match &msg.body {
             // A pre-vote request carries the term the candidate *would* use;
@@ -57,6 +81,7 @@ impl Core {
                     let body = Body::RequestVoteResponse(RequestVoteResponse {
                         term: self.hard.term,
                         granted: false,
+                        removed: false,
                     });
                     self.reply(msg.from, msg.rpc_id, body, false);
                     return;
@@ -108,9 +133,11 @@ impl Core {
                 conflict_index: 0,
                 round: req.round,
             }),
-            Body::RequestVote(_) => Body::RequestVoteResponse(RequestVoteResponse { term, granted: false }),
+            Body::RequestVote(_) => {
+                Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: false })
+            }
             Body::RequestPreVote(_) => {
-                Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false })
+                Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: false })
             }
             Body::TimeoutNow(_) => Body::TimeoutNowResponse(crate::message::TimeoutNowResponse { term }),
             // Stale responses are simply dropped.
@@ -215,7 +242,7 @@ impl Core {
         // election could ever succeed. A refusal carries our term, so a
         // candidate behind us learns it.
         let term = if granted { req.term } else { self.hard.term };
-        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted });
+        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted, removed: false });
         self.reply(from, rpc_id, body, false);
     }
 
@@ -262,7 +289,8 @@ impl Core {
             }
             self.reset_election_timer();
         }
-        let body = Body::RequestVoteResponse(RequestVoteResponse { term: self.hard.term, granted });
+        let body =
+            Body::RequestVoteResponse(RequestVoteResponse { term: self.hard.term, granted, removed: false });
         // A granted vote promises durable state: send only once persisted.
         self.reply(from, rpc_id, body, granted);
     }
@@ -372,6 +400,9 @@ impl Core {
             }
         }
         self.tick_transfer();
+        if heartbeat_due {
+            self.retire_departed_peers();
+        }
         if heartbeat_due && self.is_leader() {
             self.broadcast_heartbeat();
             self.broadcast_append();

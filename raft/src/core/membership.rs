@@ -39,6 +39,11 @@ impl Membership {
             .expect("history is never empty")
     }
 
+    /// Whether a configuration older than `index` includes `id`.
+    pub(crate) fn member_before(&self, index: u64, id: &crate::types::ServerId) -> bool {
+        self.history.iter().any(|(i, c)| *i < index && c.server(id).is_some())
+    }
+
     /// Records a configuration appended at `index`.
     pub(crate) fn push(&mut self, index: u64, configuration: Configuration) {
         self.history.push((index, configuration));

@@ -24,6 +24,7 @@
 //! - `snapshot`: sending and installing snapshots, log compaction.
 //! - `transfer`: leadership transfer.
 //! - `promotion`: when a server added as a voter has caught up.
+//! - `removal`: learning that this server was removed (terminal state).
 //! - `rng`: seeded randomness for timeouts.
 
 mod election;
@@ -32,6 +33,7 @@ mod membership;
 mod progress;
 mod promotion;
 mod read;
+mod removal;
 mod replication;
 pub(crate) mod rng;
 mod snapshot;
@@ -156,6 +158,8 @@ pub enum Refusal {
     /// The request named a server that is in the configuration but is not
     /// a voter (e.g. as a leadership transfer target).
     NotAVoter(ServerId),
+    /// This node was removed from the configuration (terminal).
+    Removed,
 }
 
 /// What a leader knows about one follower.
@@ -281,13 +285,23 @@ pub struct InitialState {
     pub entries: Vec<Log>,
     /// Index up to which the state machine has already applied entries.
     pub applied: u64,
+    /// The node recorded earlier that it was removed from the cluster: it
+    /// starts in the terminal removed state.
+    pub removed: bool,
 }
 
 pub(crate) enum Role {
     Follower,
-    PreCandidate { granted: Vec<ServerId> },
-    Candidate { granted: Vec<ServerId> },
+    PreCandidate {
+        granted: Vec<ServerId>,
+    },
+    Candidate {
+        granted: Vec<ServerId>,
+    },
     Leader(LeaderState),
+    /// Terminal: this node learned it was removed from the configuration.
+    /// It ignores ticks and messages and refuses every request.
+    Removed,
 }
 
 /// State only a leader has.
@@ -360,6 +374,10 @@ impl Core {
             ready: Ready::default(),
         };
         core.reset_election_timer();
+        if init.removed || core.removal_committed() {
+            tracing::warn!(id = %core.id, "this server was removed from the cluster configuration; starting as removed");
+            core.role = Role::Removed;
+        }
         Ok(core)
     }
 
@@ -384,7 +402,14 @@ impl Core {
             Role::Follower => RaftState::Follower,
             Role::PreCandidate { .. } | Role::Candidate { .. } => RaftState::Candidate,
             Role::Leader(_) => RaftState::Leader,
+            Role::Removed => RaftState::Removed,
         }
+    }
+
+    /// Whether this node learned it was removed from the configuration
+    /// (terminal).
+    pub fn is_removed(&self) -> bool {
+        matches!(self.role, Role::Removed)
     }
 
     /// Whether this node is the leader.
@@ -518,6 +543,7 @@ impl Core {
         match &self.role {
             Role::Leader(l) if l.transfer.is_some() => return Err(Refusal::TransferInProgress),
             Role::Leader(_) => {}
+            Role::Removed => return Err(Refusal::Removed),
             _ => return Err(Refusal::NotLeader(self.leader.clone())),
         }
         let first = self.log.last_index() + 1;
@@ -539,6 +565,7 @@ impl Core {
         match &self.role {
             Role::Leader(l) if l.transfer.is_some() => return Err(Refusal::TransferInProgress),
             Role::Leader(_) => {}
+            Role::Removed => return Err(Refusal::Removed),
             _ => return Err(Refusal::NotLeader(self.leader.clone())),
         }
         let (_, latest_index) = self.membership.latest();
@@ -566,6 +593,9 @@ impl Core {
 
     /// Writes the first configuration of a brand-new cluster: term 1, entry 1.
     pub fn bootstrap(&mut self, configuration: Configuration) -> Result<(), Refusal> {
+        if self.is_removed() {
+            return Err(Refusal::Removed);
+        }
         if self.hard.term != 0 || self.log.last_index() != 0 || self.log.snapshot_index() != 0 {
             return Err(Refusal::Invalid("node already has state".into()));
         }

@@ -37,7 +37,7 @@ impl Core {
     /// [`Ready::reads`](super::Ready::reads) (or `failed_reads`) under `id`.
     pub fn read_index(&mut self, id: u64) -> Result<(), Refusal> {
         let Role::Leader(leader) = &mut self.role else {
-            return Err(Refusal::NotLeader(self.leader.clone()));
+            return Err(self.not_leader_refusal());
         };
         if leader.transfer.is_some() {
             return Err(Refusal::TransferInProgress);

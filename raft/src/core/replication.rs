@@ -178,6 +178,7 @@ impl Core {
         let commit = req.leader_commit.min(new_last);
         if commit > self.commit {
             self.commit = commit;
+            self.check_removal(req.leader_commit);
         }
         let body = Body::AppendEntriesResponse(AppendEntriesResponse {
             term,
@@ -306,13 +307,15 @@ impl Core {
         let (committed, committed_index) = self.membership.committed(self.commit);
         let removed = !latest.servers.iter().any(|s| s.id == self.id);
         if removed && committed == latest && committed_index <= self.commit {
-            // We committed our own removal: hand over by stepping down.
+            // We committed our own removal: let followers learn the commit
+            // index first (so they elect a new leader without waiting for a
+            // stale view to expire), then leave the cluster for good.
             tracing::info!(id = %self.id, "removed from the configuration; stepping down");
-            let term = self.hard.term;
-            // Let followers learn the commit index first.
             self.broadcast_heartbeat();
-            self.become_follower(term, None);
+            self.become_removed("this leader committed its own removal");
+            return;
         }
+        self.retire_departed_peers();
     }
 
     /// Keeps the leader's follower set in line with the latest configuration.
@@ -321,7 +324,6 @@ impl Core {
         // Borrowed, not cloned: this runs on every append.
         let config = self.membership.latest().0;
         let Role::Leader(leader) = &mut self.role else { return };
-        leader.peers.retain(|id, _| config.servers.iter().any(|s| &s.id == id));
         for s in &config.servers {
             if s.id != self.id && !leader.peers.contains_key(&s.id) {
                 let mut p = Progress::new(next);
@@ -329,5 +331,8 @@ impl Core {
                 leader.peers.insert(s.id.clone(), p);
             }
         }
+        // Servers the new configuration drops are replicated to until their
+        // removal commits (see `removal`).
+        self.retire_departed_peers();
     }
 }

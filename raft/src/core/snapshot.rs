@@ -13,6 +13,9 @@ impl Core {
     /// Reports the outcome of streaming a snapshot covering `index` to
     /// `peer` (requested through `Ready::snapshots_to_send`).
     pub fn snapshot_sent(&mut self, peer: &ServerId, index: u64, term: u64, success: bool) {
+        if self.is_removed() {
+            return;
+        }
         if term > self.hard.term {
             self.become_follower(term, None);
             return;
@@ -40,7 +43,7 @@ impl Core {
     /// comes from a stale term and must be refused; otherwise the sender is
     /// recognized as leader and the data may be received.
     pub fn snapshot_offered(&mut self, from: &ServerId, term: u64) -> Result<(), u64> {
-        if term < self.hard.term {
+        if term < self.hard.term || self.is_removed() {
             return Err(self.hard.term);
         }
         if term > self.hard.term || !matches!(self.role, Role::Follower) {

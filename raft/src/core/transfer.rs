@@ -20,7 +20,7 @@ impl Core {
     /// voter if `None`. Returns the chosen target.
     pub fn transfer_leadership(&mut self, target: Option<ServerId>) -> Result<ServerId, Refusal> {
         let Role::Leader(leader) = &self.role else {
-            return Err(Refusal::NotLeader(self.leader.clone()));
+            return Err(self.not_leader_refusal());
         };
         if leader.transfer.is_some() {
             return Err(Refusal::TransferInProgress);

@@ -32,6 +32,10 @@ use crate::types::{Configuration, LogType, ServerAddress, ServerId};
 
 /// Stable-store key of the encoded [`HardState`](crate::HardState).
 pub(crate) const HARD_STATE_KEY: &[u8] = b"raft/hard_state";
+/// Stable-store key recording that this server learned it was removed from
+/// the cluster (a non-empty value): it restarts in the terminal removed
+/// state. `recover_cluster` clears it.
+pub(crate) const REMOVED_KEY: &[u8] = b"raft/removed";
 
 /// The outcome of a successful [`Raft::apply`](crate::Raft::apply).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -61,6 +61,7 @@ pub(crate) fn refusal_error(refusal: Refusal, leader: Option<(ServerId, ServerAd
         Refusal::Invalid(msg) => Error::InvalidConfig(msg),
         Refusal::UnknownServer(id) => Error::UnknownServer(id),
         Refusal::NotAVoter(id) => Error::NotAVoter(id),
+        Refusal::Removed => Error::Removed,
     }
 }
 

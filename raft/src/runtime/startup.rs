@@ -11,7 +11,7 @@ use crate::storage::{LogStore, StableStore};
 use crate::transport::Transport;
 use crate::types::{Configuration, HardState, Log, LogType, SnapshotMeta};
 
-use super::HARD_STATE_KEY;
+use super::{HARD_STATE_KEY, REMOVED_KEY};
 
 /// Reads the hard state, or the default for a new node.
 pub(crate) async fn load_hard_state(stable: &dyn StableStore) -> Result<HardState, StorageError> {
@@ -142,6 +142,8 @@ pub async fn recover_cluster<F: Fsm>(
     let term = hard.term.max(last_term) + 1;
     let data = crate::codec::encode(&configuration)?;
     stable.set(HARD_STATE_KEY, &crate::codec::encode(&HardState { term, vote: None })?).await?;
+    // The operator decides membership here: a removed mark no longer holds.
+    stable.set(REMOVED_KEY, &[]).await?;
     logs.store_logs(&[Log::new(last_index + 1, term, LogType::Configuration, data)]).await?;
     Ok(())
 }
@@ -208,7 +210,8 @@ pub(crate) async fn load_initial_state<F: Fsm>(
     snaps: &dyn SnapshotStore,
 ) -> Result<InitialState, Error> {
     let hard_state = load_hard_state(stable).await?;
-    let mut init = InitialState { hard_state, ..InitialState::default() };
+    let removed = stable.get(REMOVED_KEY).await?.is_some_and(|v| !v.is_empty());
+    let mut init = InitialState { hard_state, removed, ..InitialState::default() };
     if !config.no_snapshot_restore_on_start {
         if let Some(meta) = restore_newest_snapshot(fsm, snaps).await? {
             init.snapshot_index = meta.index;

@@ -24,15 +24,21 @@ pub(crate) struct PersistJob {
     pub(crate) truncate_from: Option<u64>,
     pub(crate) entries: Vec<Log>,
     pub(crate) messages: Vec<Message>,
+    /// Record durably that this server was removed from the cluster.
+    pub(crate) mark_removed: bool,
 }
 
 impl PersistJob {
     /// Folds a later job into this one, if that keeps the order of effects.
+    // The job is handed back by value on purpose: it becomes the next job,
+    // and boxing it would allocate on the write path.
+    #[allow(clippy::result_large_err)]
     fn merge(&mut self, next: PersistJob) -> Result<(), PersistJob> {
         if next.truncate_from.is_some() || next.compact_through.is_some() {
             return Err(next);
         }
         self.seq = self.seq.max(next.seq);
+        self.mark_removed |= next.mark_removed;
         if next.hard_state.is_some() {
             self.hard_state = next.hard_state;
         }
@@ -104,6 +110,9 @@ async fn persist(
     if let Some(hs) = &job.hard_state {
         let bytes = crate::codec::encode(hs)?;
         stable.set(super::HARD_STATE_KEY, &bytes).await?;
+    }
+    if job.mark_removed {
+        stable.set(super::REMOVED_KEY, b"removed").await?;
     }
     if let Some(through) = job.compact_through {
         let first = logs.first_index().await?;

@@ -4,8 +4,9 @@
 //! returns.
 //!
 //! Submodules: `membership` (configuration changes and promotions),
-//! `publish` (state, metrics and observers) and `snapshots` (snapshot
-//! transfer and compaction).
+//! `publish` (state, metrics and observers), `snapshots` (snapshot
+//! transfer and compaction) and `removed` (the terminal state after this
+//! server was removed from the cluster).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -36,6 +37,7 @@ use crate::types::{
 mod deadlines;
 mod membership;
 mod publish;
+mod removed;
 mod snapshots;
 
 use self::membership::Promotion;
@@ -271,6 +273,7 @@ impl<R: Send + 'static> Node<R> {
             .configuration()
             .0
             .server(id)
+            .or_else(|| self.t.core.committed_configuration().0.server(id))
             .map(|s| s.address.clone())
             .or_else(|| self.peers.get(id).map(|p| p.addr.clone()))
     }
@@ -450,6 +453,14 @@ impl<R: Send + 'static> Node<R> {
         let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some(req) = next.take() {
+            if self.t.core.is_removed() {
+                self.propose(std::mem::take(&mut batch));
+                if let Flow::Stop = self.refuse_removed(req) {
+                    return Flow::Stop;
+                }
+                next = self.t.requests.try_recv().ok();
+                continue;
+            }
             match req {
                 Request::Apply { log_type, data, waiter, deadline } => {
                     batch.push((log_type, data, waiter, deadline));
@@ -677,10 +688,16 @@ impl<R: Send + 'static> Node<R> {
     /// whose address changed).
     fn prune_peers(&mut self) {
         let config = self.t.core.configuration().0;
+        // A leader keeps replicating to a server it removes until the
+        // removal commits: keep that peer task too.
+        let tracked: HashSet<ServerId> = self.t.core.peer_progress().into_iter().map(|p| p.id).collect();
         let stale: Vec<ServerId> = self
             .peers
             .iter()
-            .filter(|(id, p)| config.server(id).is_none_or(|s| s.address != p.addr))
+            .filter(|(id, p)| match config.server(id) {
+                Some(s) => s.address != p.addr,
+                None => !tracked.contains(*id),
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
@@ -723,6 +740,7 @@ impl<R: Send + 'static> Node<R> {
                 truncate_from: ready.truncate_from,
                 entries: ready.entries,
                 messages: ready.persisted_messages,
+                mark_removed: false,
             };
             self.persist(job);
         }

@@ -13,6 +13,9 @@ impl<R: Send + 'static> Node<R> {
         if key == self.published {
             return;
         }
+        if state == RaftState::Removed && self.published.0 != RaftState::Removed {
+            self.on_removed();
+        }
         let was_leader = self.published.0 == RaftState::Leader;
         if was_leader && state != RaftState::Leader {
             let commit = self.t.core.commit_index();

@@ -251,6 +251,8 @@ pub struct SimReport {
     pub log_resets: u64,
     /// Whether only n1 was bootstrapped.
     pub one_server_bootstrap: bool,
+    /// Nodes that learned they were removed from the configuration.
+    pub removed: u64,
 }
 
 /// Why a run failed: the seed to replay, the violated property, and the
@@ -399,6 +401,12 @@ struct Node {
     restart_at: Option<u64>,
     /// (role, term, commit) last written to the trace.
     traced: (&'static str, u64, u64),
+    /// The node learned it was removed (terminal; like the runtime, it
+    /// records that durably and restarts removed). A removed server's id is
+    /// never added back: an operator joins a wiped server under a new id.
+    removed: bool,
+    /// A leader proposed removing it: its id is never added back.
+    retired: bool,
 }
 
 struct Sim<'a> {
@@ -502,6 +510,8 @@ impl<'a> Sim<'a> {
                 installing: None,
                 restart_at: None,
                 traced: ("", 0, 0),
+                removed: false,
+                retired: false,
             });
         }
         let clients = (0..=cfg.clients).map(|c| Client::new(c as u64, rng.index(members))).collect();
@@ -723,8 +733,9 @@ impl<'a> Sim<'a> {
         let Some(core) = self.nodes[n].core.as_ref() else { return Ok(()) };
         let mut conf = core.configuration().0.clone();
         let voters = conf.voters().count();
-        let outsiders: Vec<usize> =
-            (0..self.nodes.len()).filter(|&i| conf.server(&self.nodes[i].id).is_none()).collect();
+        let outsiders: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| conf.server(&self.nodes[i].id).is_none() && !self.nodes[i].retired)
+            .collect();
         let pick = self.rng.index(conf.servers.len());
         let what = match self.rng.index(4) {
             0 | 1 if !outsiders.is_empty() => {
@@ -755,6 +766,9 @@ impl<'a> Sim<'a> {
                     return Ok(());
                 }
                 let removed = conf.servers.remove(pick);
+                if let Some(node) = self.nodes.iter_mut().find(|node| node.id == removed.id) {
+                    node.retired = true;
+                }
                 format!("remove {}", removed.id)
             }
         };
@@ -995,6 +1009,7 @@ impl<'a> Sim<'a> {
         let mut init = InitialState {
             hard_state: node.storage.hard.clone(),
             entries: recovered.entries,
+            removed: node.removed,
             ..Default::default()
         };
         node.fsm = KvFsm::default();
@@ -1157,7 +1172,27 @@ impl<'a> Sim<'a> {
     }
 
     fn check(&mut self, n: usize) -> Check {
-        let Self { nodes, monitors, safety, trace, now, .. } = self;
+        let Self { nodes, monitors, safety, trace, now, report, .. } = self;
+        let Some(core) = nodes[n].core.as_ref() else { return Ok(()) };
+        // Removal is terminal, and a removed server stays quiet.
+        let (is_removed, noisy) =
+            (core.is_removed(), !core.ready.messages.is_empty() || !core.ready.persisted_messages.is_empty());
+        if is_removed {
+            if !nodes[n].removed {
+                nodes[n].removed = true;
+                report.removed += 1;
+                trace.push(*now, TraceKind::Network(format!("n{} learns it was removed", n + 1)));
+            } else if noisy {
+                // (The step that removed it may still answer or send a
+                // last heartbeat; every later one must not.)
+                return Err(violation("removed stays quiet", format!("n{} sends after its removal", n + 1)));
+            }
+        } else if nodes[n].removed {
+            return Err(violation(
+                "removed is terminal",
+                format!("n{} is active again after its removal", n + 1),
+            ));
+        }
         let Some(core) = nodes[n].core.as_ref() else { return Ok(()) };
         let durable_count = |index: u64, term: u64, committed: &[u64]| {
             let conf = core.configuration().0;

@@ -1,0 +1,187 @@
+//! Removal from the cluster (Raft thesis §4.2.2, etcd's StepDownOnRemoval,
+//! HashiCorp's "leader shuts down"): a server that learns it is no longer in
+//! the configuration moves to the terminal [`Role::Removed`] state instead
+//! of campaigning forever with a configuration nobody else uses.
+//!
+//! A server learns it was removed in one of three ways:
+//!
+//! 1. **From its own log** (followers and non-voters): the configuration
+//!    covered by its commit index excludes it, it was a member of an earlier
+//!    configuration, no later entry in its log adds it back, and its log
+//!    reaches the commit index of the leader that told it (a server catching
+//!    up from far behind could otherwise see an old removal before the entry
+//!    that re-added it). To make this the usual path, a leader keeps
+//!    replicating to a server it removes until the removal commits, then
+//!    sends it one last heartbeat carrying that commit index.
+//! 2. **As the leader that committed its own removal**: it first sends every
+//!    follower a heartbeat with the new commit index (so the remaining
+//!    servers learn the removal committed and can elect a new leader at
+//!    once), then becomes removed.
+//! 3. **From the leader, when it missed the removal entry** (partitioned
+//!    during the removal): once its election timer fires it asks for
+//!    (pre-)votes; a leader whose latest *and* committed configurations both
+//!    exclude it answers with `removed: true`.
+//!
+//! Safety. Only a leader sets `removed`, and only when the removal is
+//! committed in its log (committed entries are never undone), so the answer
+//! is a fact about the cluster's history, not a guess from a lagging
+//! voter's old view. The candidate trusts it only from a leader whose term
+//! is at least its own: a leader of an older term may have been deposed
+//! since, and the server may have been added back under the same id by a
+//! newer leader (its term would then be at least that newer leader's, so
+//! the stale answer is ignored). Followers never set `removed`: their view
+//! of the configuration may be old. The removed state changes nothing in
+//! the log or the term, so it cannot affect election safety, log matching
+//! or leader completeness; it only stops a server that no quorum counts.
+//!
+//! Bootstrap is unaffected: an empty configuration means "not configured
+//! yet", never "removed", and a server being added (whose log does not yet
+//! hold a configuration naming it) was never a member, so rule 1 cannot
+//! fire for it.
+
+use super::{Body, Core, Refusal, Role};
+use crate::message::{AppendEntriesRequest, RequestPreVoteResponse, RequestVoteResponse};
+use crate::types::ServerId;
+
+impl Core {
+    /// Whether the committed configuration says this node was removed:
+    /// the newest configuration covered by the commit index is a real one
+    /// (not the empty "unconfigured" state) that excludes us, an earlier
+    /// configuration included us, and no later (uncommitted) entry in our
+    /// log adds us back.
+    pub(crate) fn removal_committed(&self) -> bool {
+        let (committed, index) = self.membership.committed(self.commit);
+        if index == 0 || committed.servers.is_empty() || committed.server(&self.id).is_some() {
+            return false;
+        }
+        if self.membership.latest().0.server(&self.id).is_some() {
+            return false;
+        }
+        self.membership.member_before(index, &self.id)
+    }
+
+    /// Rule 1 (followers): after the commit index moved on an
+    /// AppendEntries whose sender's commit index our log reaches.
+    pub(crate) fn check_removal(&mut self, leader_commit: u64) {
+        if self.log.last_index() >= leader_commit && self.removal_committed() {
+            self.become_removed("the committed configuration no longer includes this server");
+        }
+    }
+
+    /// Moves to the terminal removed state.
+    pub(crate) fn become_removed(&mut self, why: &str) {
+        if self.is_removed() {
+            return;
+        }
+        if self.is_leader() {
+            self.fail_pending_reads(Refusal::Removed);
+        }
+        tracing::warn!(
+            id = %self.id,
+            term = self.hard.term,
+            reason = why,
+            "this server was removed from the cluster; it stops taking part. Stop it, or wipe its \
+             data directory and join it again as a new server"
+        );
+        self.role = Role::Removed;
+        self.leader = None;
+    }
+
+    /// The refusal for a request that needs a leader.
+    pub(crate) fn not_leader_refusal(&self) -> Refusal {
+        if self.is_removed() {
+            Refusal::Removed
+        } else {
+            Refusal::NotLeader(self.leader.clone())
+        }
+    }
+
+    /// (Leader) whether `from` is out of the cluster for good: both our
+    /// latest and our committed configurations exclude it.
+    pub(crate) fn sender_removed(&self, from: &ServerId) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let (latest, _) = self.membership.latest();
+        let (committed, _) = self.membership.committed(self.commit);
+        latest.server(from).is_none() && committed.server(from).is_none()
+    }
+
+    /// (Leader) answers a (pre-)vote request from a removed server with
+    /// `removed: true`, without adopting its term. Returns whether the
+    /// message was such a request (and is now answered).
+    pub(crate) fn refuse_removed_candidate(&mut self, from: &ServerId, rpc_id: u64, body: &Body) -> bool {
+        if !self.sender_removed(from) {
+            return false;
+        }
+        let term = self.hard.term;
+        let reply = match body {
+            Body::RequestVote(_) => {
+                Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: true })
+            }
+            Body::RequestPreVote(_) => {
+                Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: true })
+            }
+            _ => return false,
+        };
+        tracing::info!(id = %self.id, from = %from, "refusing a vote request from a removed server; telling it so");
+        self.reply(from.clone(), rpc_id, reply, false);
+        true
+    }
+
+    /// (Candidate) a leader of a term at least ours says we were removed.
+    pub(crate) fn on_removed_answer(&mut self, from: &ServerId, term: u64) {
+        let campaigning = matches!(self.role, Role::PreCandidate { .. } | Role::Candidate { .. });
+        if campaigning && term >= self.hard.term {
+            let why =
+                format!("leader {from} of term {term} says this server is no longer in the configuration");
+            self.become_removed(&why);
+        } else {
+            tracing::debug!(id = %self.id, from = %from, term, "ignoring a stale 'removed' answer");
+        }
+    }
+
+    /// (Leader) drops followers that neither the latest nor the committed
+    /// configuration includes, once they hold the removal entry: each gets
+    /// one last heartbeat carrying the commit index (so it learns its
+    /// removal committed). Runs when the configuration or the commit index
+    /// changes, and on heartbeats.
+    pub(crate) fn retire_departed_peers(&mut self) {
+        let commit = self.commit;
+        let snapshot_index = self.log.snapshot_index();
+        let (latest, _) = self.membership.latest();
+        let (committed, _) = self.membership.committed(commit);
+        let (_, removal_index) = self.membership.committed(commit);
+        let give_up = 2 * self.cfg.follower_timeout_ticks;
+        let Role::Leader(leader) = &self.role else { return };
+        // Keep replicating until the follower holds the removal entry (so
+        // the final heartbeat can tell it the entry committed), unless it
+        // has not answered for two election timeouts: then it is down, and
+        // if it was a voter it will learn from a vote refusal instead.
+        let departed: Vec<(ServerId, u64)> = leader
+            .peers
+            .iter()
+            .filter(|(id, _)| latest.server(id).is_none() && committed.server(id).is_none())
+            .filter(|(_, p)| p.matched >= removal_index || p.ticks_since_contact >= give_up)
+            .map(|(id, p)| (id.clone(), p.matched.max(snapshot_index)))
+            .collect();
+        let round = leader.round;
+        for (peer, matched) in departed {
+            let prev_log_term = self.log.term(matched).unwrap_or(0);
+            let req = AppendEntriesRequest {
+                term: self.hard.term,
+                leader_id: self.id.clone(),
+                prev_log_index: matched,
+                prev_log_term,
+                entries: Vec::new(),
+                leader_commit: commit.min(matched),
+                round,
+            };
+            tracing::info!(id = %self.id, peer = %peer, "removal committed; stopping replication to the removed server");
+            self.send(peer.clone(), Body::AppendEntries(req));
+            if let Role::Leader(leader) = &mut self.role {
+                leader.peers.remove(&peer);
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The main task once the core is removed from the cluster (terminal):
+//! peer tasks stop after sending what is queued (a removed leader's last
+//! heartbeat tells followers its removal committed), everything waiting
+//! on the node's membership fails, and every later request fails at once
+//! with [`Error::Removed`]. Committed entries keep being applied, and
+//! [`Raft::shutdown`](crate::Raft::shutdown) still works.
+
+use super::*;
+
+impl<R: Send + 'static> Node<R> {
+    /// Runs once, when the core first reports the removed state.
+    pub(super) fn on_removed(&mut self) {
+        tracing::error!(
+            id = %self.id(),
+            "this server was removed from the cluster configuration; every request now fails with \
+             `Removed`. Stop it, or wipe its data directory and join it again as a new server"
+        );
+        // Restarting on this data directory must not bring it back.
+        self.persist(PersistJob { mark_removed: true, ..PersistJob::default() });
+        // Dropping a handle closes its queue: the task sends what is queued
+        // (the removed leader's last heartbeat) and ends.
+        self.peers.clear();
+        for p in self.promotions.drain(..) {
+            let _ = p.tx.send(Err(Error::Removed));
+        }
+        if let Some(tx) = self.transfer.take() {
+            let _ = tx.send(Err(Error::Removed));
+        }
+        let commit = self.t.core.commit_index();
+        let lost: Vec<u64> = self.waiters.range(commit + 1..).map(|(k, _)| *k).collect();
+        for k in lost {
+            if let Some(p) = self.waiters.remove(&k) {
+                p.waiter.fail(Error::LeadershipLost);
+            }
+        }
+        for (_, ticket) in std::mem::take(&mut self.reads) {
+            ticket.resolve(Err(self.read_failure(Refusal::Removed)));
+        }
+    }
+
+    /// Answers a request on a removed node. Returns `Flow::Stop` only for
+    /// a shutdown request.
+    pub(super) fn refuse_removed(&mut self, req: Request<R>) -> Flow {
+        match req {
+            Request::Apply { waiter, .. } => waiter.fail(Error::Removed),
+            Request::ReadIndex { ticket } => {
+                self.t.shared.reads.close(&ticket);
+                ticket.resolve(Err(self.read_failure(Refusal::Removed)));
+            }
+            Request::Bootstrap { tx, .. } => {
+                let _ = tx.send(Err(Error::Removed));
+            }
+            Request::GetConfiguration { tx } => {
+                let _ = tx.send(Err(Error::Removed));
+            }
+            Request::ChangeMembership { tx, .. } => {
+                let _ = tx.send(Err(Error::Removed));
+            }
+            Request::TransferLeadership { tx, .. } => {
+                let _ = tx.send(Err(Error::Removed));
+            }
+            Request::Snapshot { tx } => {
+                let _ = tx.send(Err(Error::Removed));
+            }
+            Request::Restore(restore) => {
+                let _ = restore.tx.send(Err(Error::Removed));
+            }
+            // Local settings and shutdown still work.
+            other @ (Request::Reload { .. } | Request::Shutdown { .. }) => return self.on_request(other),
+        }
+        Flow::Continue
+    }
+}
