@@ -89,6 +89,6 @@ pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotS
 pub use storage::{LogStore, StableStore};
 pub use transport::Transport;
 pub use types::{
-    Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta,
+    ClusterId, Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta,
     Suffrage,
 };

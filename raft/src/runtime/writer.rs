@@ -24,6 +24,9 @@ pub(crate) struct PersistJob {
     pub(crate) truncate_from: Option<u64>,
     pub(crate) entries: Vec<Log>,
     pub(crate) messages: Vec<Message>,
+    /// A cluster id to record (bootstrap, or adoption from a leader),
+    /// written before anything else in the job.
+    pub(crate) cluster_id: Option<crate::types::ClusterId>,
 }
 
 impl PersistJob {
@@ -38,6 +41,9 @@ impl PersistJob {
         }
         self.entries.extend(next.entries);
         self.messages.extend(next.messages);
+        if next.cluster_id.is_some() {
+            self.cluster_id = next.cluster_id;
+        }
         Ok(())
     }
 }
@@ -101,6 +107,9 @@ async fn persist(
     stable: &dyn StableStore,
     job: &PersistJob,
 ) -> Result<(), StorageError> {
+    if let Some(id) = &job.cluster_id {
+        super::identity::store_cluster_id(stable, id).await?;
+    }
     if let Some(hs) = &job.hard_state {
         let bytes = crate::codec::encode(hs)?;
         stable.set(super::HARD_STATE_KEY, &bytes).await?;

@@ -33,11 +33,13 @@ use crate::types::{
     Configuration, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage,
 };
 
+mod cluster;
 mod deadlines;
 mod membership;
 mod publish;
 mod snapshots;
 
+use self::cluster::ClusterGuard;
 use self::membership::Promotion;
 use self::snapshots::store_snapshot;
 
@@ -65,6 +67,8 @@ pub(crate) struct NodeTask<R> {
     pub(crate) snapshot_task: JoinHandle<()>,
     pub(crate) peer_events_tx: mpsc::UnboundedSender<PeerEvent>,
     pub(crate) peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+    /// The cluster this node belongs to (`None`: adopts the first leader's).
+    pub(crate) cluster_id: Option<crate::types::ClusterId>,
 }
 
 /// A proposal waiting to be applied.
@@ -129,6 +133,8 @@ struct Node<R> {
     commit_flush: Option<tokio::time::Instant>,
     /// The commit index last sent out by such a flush.
     commit_flushed: u64,
+    /// Cluster-identity checks on inbound requests and adoption state.
+    cluster: ClusterGuard,
 }
 
 enum Flow {
@@ -162,6 +168,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         restoring: false,
         commit_flush: None,
         commit_flushed: 0,
+        cluster: ClusterGuard::default(),
     };
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
@@ -233,6 +240,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 node.check_store_progress();
                 node.prune_peers();
                 node.advance_promotions();
+                node.assign_legacy_cluster_id();
                 node.publish(true);
                 Flow::Continue
             }
@@ -303,6 +311,7 @@ impl<R: Send + 'static> Node<R> {
                 for m in messages {
                     self.route(m);
                 }
+                self.adoption_persisted(seq);
                 Flow::Continue
             }
             WriterEvent::Failed(err) => {
@@ -356,6 +365,7 @@ impl<R: Send + 'static> Node<R> {
                     }
                 }
             }
+            PeerEvent::ClusterMismatch { peer, theirs, ours } => self.peer_in_other_cluster(peer, theirs, ours),
             PeerEvent::Reachable(peer) => {
                 if self.t.core.is_leader() {
                     self.t.shared.observers.notify(Observation::ResumedHeartbeat { peer });
@@ -402,6 +412,7 @@ impl<R: Send + 'static> Node<R> {
     }
 
     fn on_rpc(&mut self, rpc: InboundRpc) {
+        let Some(rpc) = self.admit(rpc) else { return };
         let InboundRpc { request, reply } = rpc;
         let req = match request {
             InboundRequest::Rpc(req) => req,
@@ -514,7 +525,13 @@ impl<R: Send + 'static> Node<R> {
             Request::Bootstrap { configuration, tx } => {
                 let result = match configuration.validate() {
                     Err(msg) => Err(Error::InvalidConfig(msg)),
-                    Ok(()) => self.t.core.bootstrap(configuration).map_err(|_| Error::CantBootstrap),
+                    Ok(()) => match self.t.core.bootstrap(configuration.clone()) {
+                        Ok(_) => {
+                            self.bootstrap_cluster_id(&configuration);
+                            Ok(())
+                        }
+                        Err(_) => Err(Error::CantBootstrap),
+                    },
                 };
                 let _ = tx.send(result);
             }
@@ -653,6 +670,8 @@ impl<R: Send + 'static> Node<R> {
             reply.send(Ok(response));
             return;
         }
+        let mut msg = msg;
+        self.stamp(&mut msg.body);
         let to = msg.to.clone();
         if !self.peers.contains_key(&to) {
             let Some(addr) = self.address_of(&to) else {
@@ -723,6 +742,7 @@ impl<R: Send + 'static> Node<R> {
                 truncate_from: ready.truncate_from,
                 entries: ready.entries,
                 messages: ready.persisted_messages,
+                cluster_id: None,
             };
             self.persist(job);
         }
