@@ -33,6 +33,7 @@ fn valid_append() -> pb::AppendEntriesRequest {
         }],
         leader_commit: 10,
         round: 77,
+        cluster_id: String::new(),
     }
 }
 
@@ -96,7 +97,7 @@ async fn invalid_fields_are_refused_and_never_delivered() {
     assert_code(client.request_vote(vote).await, &invalid, "vote without candidate");
     let pre = pb::RequestPreVoteRequest { term: 0, candidate_id: "c".into(), ..Default::default() };
     assert_code(client.request_pre_vote(pre).await, &invalid, "pre-vote with zero term");
-    let tn = pb::TimeoutNowRequest { term: 2, leader_id: String::new() };
+    let tn = pb::TimeoutNowRequest { term: 2, leader_id: String::new(), cluster_id: String::new() };
     assert_code(client.timeout_now(tn).await, &invalid, "timeout-now without leader");
 
     // A pipeline whose third request is malformed answers the first two,
@@ -132,7 +133,7 @@ fn chunk(payload: Payload) -> pb::InstallSnapshotChunk {
 }
 
 fn header(meta: Option<pb::SnapshotMeta>) -> pb::InstallSnapshotChunk {
-    chunk(Payload::Header(pb::InstallSnapshotHeader { term: 4, leader_id: "leader-1".into(), meta }))
+    chunk(Payload::Header(pb::InstallSnapshotHeader { term: 4, leader_id: "leader-1".into(), meta, cluster_id: String::new() }))
 }
 
 fn meta(size: u64) -> pb::SnapshotMeta {
