@@ -16,7 +16,7 @@ use raft::{
 };
 use raft_store_file::{FileSnapshotStore, FileStore};
 use raft_store_mem::{InmemSnapshotStore, InmemStore};
-use raft_tests::{test_config, RecordingFsm, TestCluster};
+use raft_tests::{test_config, RecordingFsm, TestCluster, TestFsm};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -314,4 +314,102 @@ async fn identity_checks_on_memory_stores_and_offline_bootstrap() {
         .expect("its own stores start");
     assert_eq!(raft.cluster_id(), Some(ClusterId::derive(&conf)), "offline bootstrap derives the id");
     raft.shutdown().await.expect("shutdown");
+}
+
+/// A stable store whose write of the cluster id waits for a gate.
+#[derive(Clone)]
+struct GatedStable {
+    inner: InmemStore,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+#[raft::async_trait]
+impl StableStore for GatedStable {
+    async fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        if key == b"raft/cluster_id" {
+            let mut open = self.open.clone();
+            let _ = open.wait_for(|o| *o).await;
+        }
+        self.inner.set(key, value).await
+    }
+
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(key).await
+    }
+}
+
+/// Item 5: a new node adopts the id of the first leader that contacts it
+/// durably *before* it answers that leader: while the write of the id is
+/// held back, the leader gets no answer; once it is stored, it does.
+#[tokio::test(start_paused = true)]
+async fn a_joiner_answers_the_leader_only_after_the_adopted_id_is_durable() {
+    let net = InmemNetwork::new();
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let stable = GatedStable { inner: InmemStore::new(), open };
+    let logs = InmemStore::new();
+    let raft = Raft::new(test_config("j"), RecordingFsm::default(), logs, stable.clone(), InmemSnapshotStore::new(), net.transport("j"))
+        .await
+        .expect("start");
+    assert_eq!(raft.cluster_id(), None);
+    let leader = net.transport("leader");
+    let heartbeat = AppendEntriesRequest {
+        term: 3,
+        leader_id: "leader".into(),
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries: vec![],
+        leader_commit: 0,
+        round: 1,
+        cluster_id: Some(ClusterId::from("c1")),
+    };
+    let call = tokio::spawn(async move { leader.append_entries(&"j".into(), &"j".into(), heartbeat).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!call.is_finished(), "the leader was answered before the adopted id was durable");
+    assert_eq!(raft.cluster_id(), None, "not adopted before it is durable");
+    gate.send_replace(true);
+    let resp = tokio::time::timeout(T, call).await.expect("answered").expect("join").expect("accepted");
+    assert!(resp.success, "{resp:?}");
+    assert_eq!(raft.cluster_id(), Some(ClusterId::from("c1")));
+    assert_eq!(stable.inner.get(b"raft/cluster_id").await.expect("get"), Some(b"c1".to_vec()));
+    raft.shutdown().await.expect("shutdown");
+}
+
+/// Item 5, upgrade path: nodes whose stores predate cluster ids (a term
+/// and a log, no stored ids) start; the leader derives the id from its
+/// committed configuration, the followers adopt it, and all keep it.
+#[tokio::test(start_paused = true)]
+async fn nodes_whose_stores_predate_cluster_ids_get_one_from_their_leader() {
+    let conf = Configuration::new(["n1", "n2", "n3"].iter().map(|id| Server::voter(*id, *id)).collect());
+    let mut c: TestCluster = TestCluster { net: InmemNetwork::new(), configure: |_| {}, nodes: Default::default() };
+    for id in ["n1", "n2", "n3"] {
+        // What bootstrap_cluster wrote before ids were recorded.
+        let store = InmemStore::new();
+        let hard_state = raft::HardState { term: 1, vote: None };
+        store.set(b"raft/hard_state", &raft::codec::encode(&hard_state).expect("encode")).await.expect("set");
+        let entry = raft::Log::new(1, 1, raft::LogType::Configuration, raft::codec::encode(&conf).expect("encode"));
+        store.store_logs(&[entry]).await.expect("store");
+        let fsm = RecordingFsm::default();
+        let node = raft_tests::TestNode {
+            raft: None,
+            applied: fsm.applied_log(),
+            fsm,
+            store,
+            snaps: InmemSnapshotStore::new(),
+        };
+        c.nodes.insert(id.to_string(), node);
+        c.start(id).await;
+    }
+    let leader = c.wait_for_leader().await;
+    c.raft(&leader).apply("after upgrade", T).await.expect("write");
+    let expected = ClusterId::derive(&conf);
+    let deadline = tokio::time::Instant::now() + T;
+    while ["n1", "n2", "n3"].iter().any(|id| c.raft(id).cluster_id().as_ref() != Some(&expected)) {
+        assert!(tokio::time::Instant::now() < deadline, "the cluster did not converge on one id");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let follower = if leader == "n1" { "n2" } else { "n1" };
+    c.stop(follower).await;
+    c.start(follower).await;
+    assert_eq!(c.raft(follower).cluster_id(), Some(expected), "the assigned id was stored");
+    c.shutdown().await;
 }
