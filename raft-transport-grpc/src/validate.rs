@@ -249,7 +249,12 @@ mod tests {
         let mut r = request(vec![]);
         r.term = 0;
         assert!(append_request(r).is_err());
-        let header = pb::InstallSnapshotHeader { term: 1, leader_id: "n1".into(), meta: None, cluster_id: String::new() };
+        let header = pb::InstallSnapshotHeader {
+            term: 1,
+            leader_id: "n1".into(),
+            meta: None,
+            cluster_id: String::new(),
+        };
         assert!(snapshot_header(header).is_err());
     }
 }

@@ -59,9 +59,10 @@ async fn the_cluster_id_travels_over_grpc_and_another_clusters_requests_are_refu
     // both ids in the answer; it changes nothing.
     let intruder = bind(test_config()).await;
     let other = ClusterId::from("other-cluster");
-    let err = bounded("foreign vote", intruder.request_vote(&target, &addr, vote(term + 5, Some(other.clone()))))
-        .await
-        .expect_err("refused");
+    let err =
+        bounded("foreign vote", intruder.request_vote(&target, &addr, vote(term + 5, Some(other.clone()))))
+            .await
+            .expect_err("refused");
     let TransportError::Rejected(msg) = &err else { panic!("expected Rejected, got {err:?}") };
     assert!(msg.contains(id.as_str()) && msg.contains(other.as_str()), "names both ids: {msg}");
     let heartbeat = AppendEntriesRequest {
@@ -87,9 +88,16 @@ async fn the_cluster_id_travels_over_grpc_and_another_clusters_requests_are_refu
     let b_addr = b_transport.socket_addr().to_string();
     let b_store = FileStore::open(b_dir.path().join("log")).await.expect("store");
     let b_snaps = FileSnapshotStore::new(b_dir.path().join("snaps"), 2).await.expect("snaps");
-    let b = raft::Raft::new(raft_config("b1"), ValuesFsm::default(), b_store.clone(), b_store, b_snaps, b_transport)
-        .await
-        .expect("start b1");
+    let b = raft::Raft::new(
+        raft_config("b1"),
+        ValuesFsm::default(),
+        b_store.clone(),
+        b_store,
+        b_snaps,
+        b_transport,
+    )
+    .await
+    .expect("start b1");
     let (tx, mut seen) = tokio::sync::mpsc::channel(16);
     let only = Arc::new(|o: &Observation| matches!(o, Observation::ClusterMismatch { .. }));
     b.register_observer(Observer::new(tx, false, Some(only)));

@@ -133,7 +133,12 @@ fn chunk(payload: Payload) -> pb::InstallSnapshotChunk {
 }
 
 fn header(meta: Option<pb::SnapshotMeta>) -> pb::InstallSnapshotChunk {
-    chunk(Payload::Header(pb::InstallSnapshotHeader { term: 4, leader_id: "leader-1".into(), meta, cluster_id: String::new() }))
+    chunk(Payload::Header(pb::InstallSnapshotHeader {
+        term: 4,
+        leader_id: "leader-1".into(),
+        meta,
+        cluster_id: String::new(),
+    }))
 }
 
 fn meta(size: u64) -> pb::SnapshotMeta {

@@ -51,8 +51,13 @@ async fn unary_rpcs_round_trip_every_field() {
         other => panic!("unexpected {other:?}"),
     }
 
-    let pre =
-        RequestPreVoteRequest { term: 13, candidate_id: "pre".into(), last_log_index: 6, last_log_term: 4, cluster_id: None };
+    let pre = RequestPreVoteRequest {
+        term: 13,
+        candidate_id: "pre".into(),
+        last_log_index: 6,
+        last_log_term: 4,
+        cluster_id: None,
+    };
     let resp =
         bounded("pre-vote", client.request_pre_vote(&target, &addr, pre.clone())).await.expect("pre-vote");
     assert_eq!(resp.term, 16);
@@ -162,7 +167,12 @@ async fn snapshot_reader_shorter_than_meta_size_fails() {
     let server = bind(test_config()).await;
     let client = bind(test_config()).await;
     let mut seen = spawn_responder(&server);
-    let req = InstallSnapshotRequest { term: 30, leader_id: "leader-1".into(), meta: snapshot_meta(1000), cluster_id: None };
+    let req = InstallSnapshotRequest {
+        term: 30,
+        leader_id: "leader-1".into(),
+        meta: snapshot_meta(1000),
+        cluster_id: None,
+    };
     let result = bounded(
         "install truncated snapshot",
         client.install_snapshot(

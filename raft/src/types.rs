@@ -174,7 +174,10 @@ impl std::str::FromStr for ClusterId {
             return Err("cluster id must not be empty".into());
         }
         if s.len() > MAX_CLUSTER_ID_LEN {
-            return Err(format!("cluster id is {} bytes long; at most {MAX_CLUSTER_ID_LEN} allowed", s.len()));
+            return Err(format!(
+                "cluster id is {} bytes long; at most {MAX_CLUSTER_ID_LEN} allowed",
+                s.len()
+            ));
         }
         if s.chars().any(char::is_control) {
             return Err("cluster id must not contain control characters".into());

@@ -65,9 +65,16 @@ async fn a_cluster_pointed_at_another_clusters_node_cannot_disturb_it() {
     let mut b = Vec::new();
     for id in ["b1", "b2"] {
         let store = InmemStore::new();
-        let raft = Raft::new(test_config(id), RecordingFsm::default(), store.clone(), store, InmemSnapshotStore::new(), net.transport(id))
-            .await
-            .expect("start B node");
+        let raft = Raft::new(
+            test_config(id),
+            RecordingFsm::default(),
+            store.clone(),
+            store,
+            InmemSnapshotStore::new(),
+            net.transport(id),
+        )
+        .await
+        .expect("start B node");
         raft.bootstrap_cluster(b_conf.clone()).await.expect("bootstrap B");
         b.push(raft);
     }
@@ -100,7 +107,10 @@ async fn a_cluster_pointed_at_another_clusters_node_cannot_disturb_it() {
     let applied = a.raft(&a_leader).apply("a-2", T).await.expect("A still takes writes");
     a.wait_applied("n1", applied.index, T).await;
     let conf = a.raft("n1").get_configuration().await.expect("configuration").0;
-    assert!(conf.servers.iter().all(|s| s.id.as_str().starts_with('n')), "A's membership is untouched: {conf:?}");
+    assert!(
+        conf.servers.iter().all(|s| s.id.as_str().starts_with('n')),
+        "A's membership is untouched: {conf:?}"
+    );
     for raft in b {
         raft.shutdown().await.expect("shutdown B");
     }
@@ -189,9 +199,16 @@ async fn a_joiner_adopts_the_cluster_id_and_keeps_it_across_restarts() {
     // The stored id wins over, and refuses, a contradicting explicit one.
     let node = &c.nodes["n4"];
     let config = Config { cluster_id: Some(ClusterId::from("another")), ..test_config("n4") };
-    let err = Raft::new(config, RecordingFsm::default(), node.store.clone(), node.store.clone(), node.snaps.clone(), c.net.transport("n4"))
-        .await
-        .expect_err("another explicit cluster id is refused");
+    let err = Raft::new(
+        config,
+        RecordingFsm::default(),
+        node.store.clone(),
+        node.store.clone(),
+        node.snaps.clone(),
+        c.net.transport("n4"),
+    )
+    .await
+    .expect_err("another explicit cluster id is refused");
     assert!(
         matches!(&err, Error::ClusterMismatch { ours, theirs } if *ours == id && theirs.as_str() == "another"),
         "{err}"
@@ -228,7 +245,11 @@ fn file_config(id: &str) -> Config {
     test_config(id)
 }
 
-async fn start_file_node(dir: &std::path::Path, config: Config, net: &InmemNetwork) -> Result<Raft<RecordingFsm>, Error> {
+async fn start_file_node(
+    dir: &std::path::Path,
+    config: Config,
+    net: &InmemNetwork,
+) -> Result<Raft<RecordingFsm>, Error> {
     let store = FileStore::open(dir.join("log")).await.expect("open store");
     let snaps = FileSnapshotStore::new(dir.join("snapshots"), 2).await.expect("open snapshots");
     let id = config.local_id.clone();
@@ -300,18 +321,33 @@ async fn identity_checks_on_memory_stores_and_offline_bootstrap() {
         .await
         .expect("bootstrap");
     assert!(stable.get(b"raft/node_id").await.expect("get").is_some(), "bootstrap records the node id");
-    let err = Raft::new(test_config("n2"), RecordingFsm::default(), logs.clone(), stable.clone(), snaps.clone(), net.transport("n2"))
-        .await
-        .expect_err("another node id is refused");
+    let err = Raft::new(
+        test_config("n2"),
+        RecordingFsm::default(),
+        logs.clone(),
+        stable.clone(),
+        snaps.clone(),
+        net.transport("n2"),
+    )
+    .await
+    .expect_err("another node id is refused");
     assert!(matches!(err, Error::NodeIdMismatch { .. }), "{err}");
-    let err = Raft::new(test_config("n1"), RecordingFsm::default(), logs.clone(), InmemStore::new(), snaps.clone(), net.transport("n1"))
-        .await
-        .expect_err("a log without its stable store is refused");
+    let err = Raft::new(
+        test_config("n1"),
+        RecordingFsm::default(),
+        logs.clone(),
+        InmemStore::new(),
+        snaps.clone(),
+        net.transport("n1"),
+    )
+    .await
+    .expect_err("a log without its stable store is refused");
     assert!(matches!(err, Error::Storage(StorageError::Corrupt { .. })), "{err}");
     assert!(logs.last_index().await.expect("last") > 0);
-    let raft = Raft::new(test_config("n1"), RecordingFsm::default(), logs, stable, snaps, net.transport("n1"))
-        .await
-        .expect("its own stores start");
+    let raft =
+        Raft::new(test_config("n1"), RecordingFsm::default(), logs, stable, snaps, net.transport("n1"))
+            .await
+            .expect("its own stores start");
     assert_eq!(raft.cluster_id(), Some(ClusterId::derive(&conf)), "offline bootstrap derives the id");
     raft.shutdown().await.expect("shutdown");
 }
@@ -347,9 +383,16 @@ async fn a_joiner_answers_the_leader_only_after_the_adopted_id_is_durable() {
     let (gate, open) = tokio::sync::watch::channel(false);
     let stable = GatedStable { inner: InmemStore::new(), open };
     let logs = InmemStore::new();
-    let raft = Raft::new(test_config("j"), RecordingFsm::default(), logs, stable.clone(), InmemSnapshotStore::new(), net.transport("j"))
-        .await
-        .expect("start");
+    let raft = Raft::new(
+        test_config("j"),
+        RecordingFsm::default(),
+        logs,
+        stable.clone(),
+        InmemSnapshotStore::new(),
+        net.transport("j"),
+    )
+    .await
+    .expect("start");
     assert_eq!(raft.cluster_id(), None);
     let leader = net.transport("leader");
     let heartbeat = AppendEntriesRequest {
@@ -380,13 +423,15 @@ async fn a_joiner_answers_the_leader_only_after_the_adopted_id_is_durable() {
 #[tokio::test(start_paused = true)]
 async fn nodes_whose_stores_predate_cluster_ids_get_one_from_their_leader() {
     let conf = Configuration::new(["n1", "n2", "n3"].iter().map(|id| Server::voter(*id, *id)).collect());
-    let mut c: TestCluster = TestCluster { net: InmemNetwork::new(), configure: |_| {}, nodes: Default::default() };
+    let mut c: TestCluster =
+        TestCluster { net: InmemNetwork::new(), configure: |_| {}, nodes: Default::default() };
     for id in ["n1", "n2", "n3"] {
         // What bootstrap_cluster wrote before ids were recorded.
         let store = InmemStore::new();
         let hard_state = raft::HardState { term: 1, vote: None };
         store.set(b"raft/hard_state", &raft::codec::encode(&hard_state).expect("encode")).await.expect("set");
-        let entry = raft::Log::new(1, 1, raft::LogType::Configuration, raft::codec::encode(&conf).expect("encode"));
+        let entry =
+            raft::Log::new(1, 1, raft::LogType::Configuration, raft::codec::encode(&conf).expect("encode"));
         store.store_logs(&[entry]).await.expect("store");
         let fsm = RecordingFsm::default();
         let node = raft_tests::TestNode {

@@ -273,7 +273,11 @@ async fn send(
 
 /// Tells the main task when `peer` refused a request because it belongs to
 /// another cluster (the refusal names both ids).
-pub(crate) fn report_refusal(events: &mpsc::UnboundedSender<PeerEvent>, peer: &ServerId, error: &impl ToString) {
+pub(crate) fn report_refusal(
+    events: &mpsc::UnboundedSender<PeerEvent>,
+    peer: &ServerId,
+    error: &impl ToString,
+) {
     if let Some((theirs, ours)) = super::identity::parse_mismatch(&error.to_string()) {
         let _ = events.send(PeerEvent::ClusterMismatch { peer: peer.clone(), theirs, ours });
     }

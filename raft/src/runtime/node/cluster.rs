@@ -57,8 +57,12 @@ impl ClusterGuard {
 /// The sender, its cluster id, and whether only a leader sends this request.
 fn sender_of(request: &InboundRequest) -> (ServerId, Option<ClusterId>, bool) {
     match request {
-        InboundRequest::Rpc(RpcRequest::AppendEntries(r)) => (r.leader_id.clone(), r.cluster_id.clone(), true),
-        InboundRequest::Rpc(RpcRequest::RequestVote(r)) => (r.candidate_id.clone(), r.cluster_id.clone(), false),
+        InboundRequest::Rpc(RpcRequest::AppendEntries(r)) => {
+            (r.leader_id.clone(), r.cluster_id.clone(), true)
+        }
+        InboundRequest::Rpc(RpcRequest::RequestVote(r)) => {
+            (r.candidate_id.clone(), r.cluster_id.clone(), false)
+        }
         InboundRequest::Rpc(RpcRequest::RequestPreVote(r)) => {
             (r.candidate_id.clone(), r.cluster_id.clone(), false)
         }
@@ -113,7 +117,8 @@ impl<R: Send + 'static> Node<R> {
                 "refusing requests from a server of another cluster: it lists this node's address in \
                  its configuration; fix that cluster's configuration or this node's address"
             );
-            let observation = Observation::ClusterMismatch { peer: from, ours: ours.clone(), theirs: theirs.clone() };
+            let observation =
+                Observation::ClusterMismatch { peer: from, ours: ours.clone(), theirs: theirs.clone() };
             self.t.shared.observers.notify(observation);
         } else {
             tracing::debug!(sender = %from, ours = %ours, theirs = %theirs, "refused a request of another cluster");

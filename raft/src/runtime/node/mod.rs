@@ -365,7 +365,9 @@ impl<R: Send + 'static> Node<R> {
                     }
                 }
             }
-            PeerEvent::ClusterMismatch { peer, theirs, ours } => self.peer_in_other_cluster(peer, theirs, ours),
+            PeerEvent::ClusterMismatch { peer, theirs, ours } => {
+                self.peer_in_other_cluster(peer, theirs, ours)
+            }
             PeerEvent::Reachable(peer) => {
                 if self.t.core.is_leader() {
                     self.t.shared.observers.notify(Observation::ResumedHeartbeat { peer });

@@ -52,21 +52,24 @@ impl<R: Send + 'static> Node<R> {
             // A peer that keeps failing is retried with exponential back-off.
             let failures = self.snapshot_failures.get(&peer).copied().unwrap_or(0);
             let backoff = (self.t.config.heartbeat_timeout / 10).saturating_mul(1 << failures.min(6));
-            let handle = tokio::spawn(async move {
-                let (index, term, success) =
-                    match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id, cluster_id).await {
-                        Ok((index, resp)) => (index, resp.term, resp.success),
-                        Err(e) => {
-                            super::super::peer::report_refusal(&events, &peer, &e);
-                            tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
-                            (0, term, false)
-                        }
-                    };
-                if !success {
-                    tokio::time::sleep(backoff).await;
-                }
-                let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
-            });
+            let handle =
+                tokio::spawn(async move {
+                    let (index, term, success) =
+                        match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id, cluster_id)
+                            .await
+                        {
+                            Ok((index, resp)) => (index, resp.term, resp.success),
+                            Err(e) => {
+                                super::super::peer::report_refusal(&events, &peer, &e);
+                                tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
+                                (0, term, false)
+                            }
+                        };
+                    if !success {
+                        tokio::time::sleep(backoff).await;
+                    }
+                    let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
+                });
             self.transfers.push(handle);
         }
         self.transfers.retain(|h| !h.is_finished());
