@@ -99,6 +99,16 @@ async fn invalid_fields_are_refused_and_never_delivered() {
     assert_code(client.request_pre_vote(pre).await, &invalid, "pre-vote with zero term");
     let tn = pb::TimeoutNowRequest { term: 2, leader_id: String::new(), cluster_id: String::new() };
     assert_code(client.timeout_now(tn).await, &invalid, "timeout-now without leader");
+    let mut r = valid_append();
+    r.cluster_id = "bad\nid".into();
+    assert_code(client.append_entries(r).await, &invalid, "cluster id with a control character");
+    let vote = pb::RequestVoteRequest {
+        term: 4,
+        candidate_id: "c".into(),
+        cluster_id: "x".repeat(257),
+        ..Default::default()
+    };
+    assert_code(client.request_vote(vote).await, &invalid, "over-long cluster id");
 
     // A pipeline whose third request is malformed answers the first two,
     // then ends with INVALID_ARGUMENT.
