@@ -70,7 +70,11 @@ async fn unary_rpcs_round_trip_every_field() {
         other => panic!("unexpected {other:?}"),
     }
 
-    let tn = TimeoutNowRequest { term: 21, leader_id: "old-leader".into(), cluster_id: Some("roundtrip-cluster".into()) };
+    let tn = TimeoutNowRequest {
+        term: 21,
+        leader_id: "old-leader".into(),
+        cluster_id: Some("roundtrip-cluster".into()),
+    };
     let resp =
         bounded("timeout-now", client.timeout_now(&target, &addr, tn.clone())).await.expect("timeout-now");
     assert_eq!(resp.term, 25);

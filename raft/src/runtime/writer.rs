@@ -31,6 +31,9 @@ pub(crate) struct PersistJob {
 
 impl PersistJob {
     /// Folds a later job into this one, if that keeps the order of effects.
+    // The job handed back is moved once per merge attempt: its size does
+    // not matter next to the store write it waits for.
+    #[allow(clippy::result_large_err)]
     fn merge(&mut self, next: PersistJob) -> Result<(), PersistJob> {
         if next.truncate_from.is_some() || next.compact_through.is_some() {
             return Err(next);

@@ -172,7 +172,7 @@ impl<R: Send + 'static> Node<R> {
         if self.t.cluster_id.is_some() || self.cluster.adopting.is_some() || !self.t.core.is_leader() {
             return;
         }
-        let id = ClusterId::derive(&self.t.core.committed_configuration().0);
+        let id = ClusterId::derive(self.t.core.committed_configuration().0);
         tracing::info!(cluster = %id, "this cluster has no id yet (its stores predate cluster ids): assigning one");
         self.adopt(id, Vec::new());
     }
