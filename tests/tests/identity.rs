@@ -458,3 +458,51 @@ async fn nodes_whose_stores_predate_cluster_ids_get_one_from_their_leader() {
     assert_eq!(c.raft(follower).cluster_id(), Some(expected), "the assigned id was stored");
     c.shutdown().await;
 }
+
+/// Item 6: `recover_cluster` checks and records the node id like a start
+/// does: on stores of another node it refuses, and on stores written
+/// before ids were recorded it records the node id and a cluster id.
+#[tokio::test(start_paused = true)]
+async fn recover_cluster_checks_and_records_identity() {
+    let net = InmemNetwork::new();
+    let conf = Configuration::new(vec![Server::voter("n1", "n1")]);
+    // A one-node store as bootstrap wrote it before ids were recorded.
+    let store = InmemStore::new();
+    let snaps = InmemSnapshotStore::new();
+    let hard_state = raft::HardState { term: 1, vote: None };
+    store.set(b"raft/hard_state", &raft::codec::encode(&hard_state).expect("encode")).await.expect("set");
+    let entry =
+        raft::Log::new(1, 1, raft::LogType::Configuration, raft::codec::encode(&conf).expect("encode"));
+    store.store_logs(&[entry]).await.expect("store");
+    let recover = |id: &'static str| {
+        let (store, snaps, conf, net) = (store.clone(), snaps.clone(), conf.clone(), net.clone());
+        async move {
+            raft::recover_cluster(
+                &test_config(id),
+                RecordingFsm::default(),
+                &store,
+                &store,
+                &snaps,
+                &net.transport(id),
+                conf,
+            )
+            .await
+        }
+    };
+    recover("n1").await.expect("recover n1");
+    assert_eq!(store.get(b"raft/node_id").await.expect("get"), Some(b"n1".to_vec()));
+    let err = recover("n9").await.expect_err("stores of n1 recovered as n9");
+    assert!(matches!(&err, Error::NodeIdMismatch { stored, .. } if stored.as_str() == "n1"), "{err}");
+    let raft = Raft::new(
+        test_config("n1"),
+        RecordingFsm::default(),
+        store.clone(),
+        store,
+        snaps,
+        net.transport("n1"),
+    )
+    .await
+    .expect("start after recovery");
+    assert_eq!(raft.cluster_id(), Some(ClusterId::derive(&conf)), "recovery assigned the derived id");
+    raft.shutdown().await.expect("shutdown");
+}
