@@ -144,6 +144,7 @@ impl<F: Fsm> Raft<F> {
         let mut metrics = Metrics::new(config.local_id.clone());
         metrics.applied_index = applied_start;
         metrics.term = core.term();
+        metrics.cluster_id = cluster_id.clone();
         metrics.last_log_index = core.last_index();
         metrics.last_log_term = core.last_term();
         metrics.commit_index = core.commit_index();

@@ -194,6 +194,9 @@ async fn a_joiner_adopts_the_cluster_id_and_keeps_it_across_restarts() {
     c.stop("n4").await;
     c.start("n4").await;
     assert_eq!(c.raft("n4").cluster_id().as_ref(), Some(&id), "the adopted id survived the restart");
+    let m = c.raft("n4").metrics().borrow().clone();
+    assert_eq!(m.cluster_id.as_ref(), Some(&id), "metrics show it");
+    assert_eq!(m.to_stats().get("cluster_id").map(String::as_str), Some(id.as_str()));
     c.stop("n4").await;
 
     // The stored id wins over, and refuses, a contradicting explicit one.
