@@ -12,6 +12,11 @@ use raft::{Configuration, Log, LogType, SnapshotMeta, Suffrage};
 
 use crate::pb;
 
+/// Encodes a request's cluster id (the empty string stands for none).
+pub(crate) fn cluster_id_to_pb(id: &Option<raft::ClusterId>) -> String {
+    id.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default()
+}
+
 /// Encodes a log type.
 pub(crate) fn log_type_to_pb(t: LogType) -> pb::LogType {
     match t {
@@ -77,6 +82,7 @@ pub(crate) fn append_request_to_pb(r: &AppendEntriesRequest) -> pb::AppendEntrie
         entries: r.entries.iter().map(log_to_pb).collect(),
         leader_commit: r.leader_commit,
         round: r.round,
+        cluster_id: cluster_id_to_pb(&r.cluster_id),
     }
 }
 
@@ -112,6 +118,7 @@ pub(crate) fn vote_request_to_pb(r: &RequestVoteRequest) -> pb::RequestVoteReque
         last_log_index: r.last_log_index,
         last_log_term: r.last_log_term,
         leadership_transfer: r.leadership_transfer,
+        cluster_id: cluster_id_to_pb(&r.cluster_id),
     }
 }
 
@@ -132,6 +139,7 @@ pub(crate) fn pre_vote_request_to_pb(r: &RequestPreVoteRequest) -> pb::RequestPr
         candidate_id: r.candidate_id.as_str().to_owned(),
         last_log_index: r.last_log_index,
         last_log_term: r.last_log_term,
+        cluster_id: cluster_id_to_pb(&r.cluster_id),
     }
 }
 
@@ -147,7 +155,11 @@ pub(crate) fn pre_vote_response_from_pb(r: pb::RequestPreVoteResponse) -> Reques
 
 /// Encodes a TimeoutNow request.
 pub(crate) fn timeout_now_request_to_pb(r: &TimeoutNowRequest) -> pb::TimeoutNowRequest {
-    pb::TimeoutNowRequest { term: r.term, leader_id: r.leader_id.as_str().to_owned() }
+    pb::TimeoutNowRequest {
+        term: r.term,
+        leader_id: r.leader_id.as_str().to_owned(),
+        cluster_id: cluster_id_to_pb(&r.cluster_id),
+    }
 }
 
 /// Encodes a TimeoutNow response.
@@ -167,6 +179,7 @@ pub(crate) fn snapshot_header_to_pb(r: &InstallSnapshotRequest) -> pb::InstallSn
             term: r.term,
             leader_id: r.leader_id.as_str().to_owned(),
             meta: Some(snapshot_meta_to_pb(&r.meta)),
+            cluster_id: cluster_id_to_pb(&r.cluster_id),
         })),
     }
 }

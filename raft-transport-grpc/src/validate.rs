@@ -94,6 +94,7 @@ pub(crate) fn append_request(r: pb::AppendEntriesRequest) -> Result<AppendEntrie
         entries,
         leader_commit: r.leader_commit,
         round: r.round,
+        cluster_id: cluster_id(r.cluster_id)?,
     })
 }
 
@@ -105,6 +106,7 @@ pub(crate) fn vote_request(r: pb::RequestVoteRequest) -> Result<RequestVoteReque
         last_log_index: r.last_log_index,
         last_log_term: r.last_log_term,
         leadership_transfer: r.leadership_transfer,
+        cluster_id: cluster_id(r.cluster_id)?,
     })
 }
 
@@ -115,12 +117,29 @@ pub(crate) fn pre_vote_request(r: pb::RequestPreVoteRequest) -> Result<RequestPr
         candidate_id: require_id("candidate_id", r.candidate_id)?,
         last_log_index: r.last_log_index,
         last_log_term: r.last_log_term,
+        cluster_id: cluster_id(r.cluster_id)?,
     })
 }
 
 /// Decodes and checks a TimeoutNow request.
 pub(crate) fn timeout_now_request(r: pb::TimeoutNowRequest) -> Result<TimeoutNowRequest, Invalid> {
-    Ok(TimeoutNowRequest { term: require_term(r.term)?, leader_id: require_id("leader_id", r.leader_id)? })
+    Ok(TimeoutNowRequest {
+        term: require_term(r.term)?,
+        leader_id: require_id("leader_id", r.leader_id)?,
+        cluster_id: cluster_id(r.cluster_id)?,
+    })
+}
+
+/// Decodes a request's cluster id: empty is none, anything else must be a
+/// valid [`ClusterId`](raft::ClusterId).
+fn cluster_id(id: String) -> Result<Option<raft::ClusterId>, Invalid> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    match id.parse::<raft::ClusterId>() {
+        Ok(id) => Ok(Some(id)),
+        Err(why) => invalid(format!("cluster_id: {why}")),
+    }
 }
 
 fn configuration(c: Option<pb::Configuration>) -> Result<Configuration, Invalid> {
@@ -170,6 +189,7 @@ pub(crate) fn snapshot_header(h: pb::InstallSnapshotHeader) -> Result<InstallSna
         term: require_term(h.term)?,
         leader_id: require_id("leader_id", h.leader_id)?,
         meta: snapshot_meta(h.meta)?,
+        cluster_id: cluster_id(h.cluster_id)?,
     })
 }
 
@@ -195,6 +215,7 @@ mod tests {
             entries,
             leader_commit: 9,
             round: 1,
+            cluster_id: String::new(),
         }
     }
 
@@ -228,7 +249,12 @@ mod tests {
         let mut r = request(vec![]);
         r.term = 0;
         assert!(append_request(r).is_err());
-        let header = pb::InstallSnapshotHeader { term: 1, leader_id: "n1".into(), meta: None };
+        let header = pb::InstallSnapshotHeader {
+            term: 1,
+            leader_id: "n1".into(),
+            meta: None,
+            cluster_id: String::new(),
+        };
         assert!(snapshot_header(header).is_err());
     }
 }

@@ -22,6 +22,7 @@ fn vote() -> RequestVoteRequest {
         last_log_index: 1,
         last_log_term: 1,
         leadership_transfer: false,
+        cluster_id: None,
     }
 }
 
@@ -55,7 +56,8 @@ async fn dead_peer_fails_fast_and_is_backed_off() {
     }
     let pipeline = bounded("pipeline during back-off", client.append_entries_pipeline(&target, &addr)).await;
     assert!(matches!(pipeline, Err(TransportError::Unreachable(..))), "got {pipeline:?}");
-    let snap = InstallSnapshotRequest { term: 3, leader_id: "l".into(), meta: snapshot_meta(3) };
+    let snap =
+        InstallSnapshotRequest { term: 3, leader_id: "l".into(), meta: snapshot_meta(3), cluster_id: None };
     let result = bounded(
         "snapshot during back-off",
         client.install_snapshot(&target, &addr, snap, SnapshotReader::from_bytes(vec![1, 2, 3])),
@@ -97,7 +99,8 @@ async fn silent_peer_times_out() {
     let pipeline = bounded("pipeline to silent peer", client.append_entries_pipeline(&target, &addr)).await;
     assert!(matches!(pipeline, Err(TransportError::Timeout(_))), "got {pipeline:?}");
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let snap = InstallSnapshotRequest { term: 3, leader_id: "l".into(), meta: snapshot_meta(4) };
+    let snap =
+        InstallSnapshotRequest { term: 3, leader_id: "l".into(), meta: snapshot_meta(4), cluster_id: None };
     let result = bounded(
         "snapshot to silent peer",
         client.install_snapshot(&target, &addr, snap, SnapshotReader::from_bytes(vec![0u8; 4])),
@@ -255,7 +258,12 @@ async fn heartbeats_pass_stalled_snapshot_streams() {
     let size = 16 * 1024 * 1024;
     let mut snapshots = Vec::new();
     for _ in 0..STALLED_STREAMS {
-        let req = InstallSnapshotRequest { term: 4, leader_id: "l".into(), meta: snapshot_meta(size as u64) };
+        let req = InstallSnapshotRequest {
+            term: 4,
+            leader_id: "l".into(),
+            meta: snapshot_meta(size as u64),
+            cluster_id: None,
+        };
         let (c, a, t) = (client.clone(), addr.clone(), target.clone());
         snapshots.push(tokio::spawn(async move {
             c.install_snapshot(&t, &a, req, SnapshotReader::from_bytes(vec![9u8; size])).await

@@ -33,6 +33,7 @@ fn valid_append() -> pb::AppendEntriesRequest {
         }],
         leader_commit: 10,
         round: 77,
+        cluster_id: String::new(),
     }
 }
 
@@ -96,8 +97,18 @@ async fn invalid_fields_are_refused_and_never_delivered() {
     assert_code(client.request_vote(vote).await, &invalid, "vote without candidate");
     let pre = pb::RequestPreVoteRequest { term: 0, candidate_id: "c".into(), ..Default::default() };
     assert_code(client.request_pre_vote(pre).await, &invalid, "pre-vote with zero term");
-    let tn = pb::TimeoutNowRequest { term: 2, leader_id: String::new() };
+    let tn = pb::TimeoutNowRequest { term: 2, leader_id: String::new(), cluster_id: String::new() };
     assert_code(client.timeout_now(tn).await, &invalid, "timeout-now without leader");
+    let mut r = valid_append();
+    r.cluster_id = "bad\nid".into();
+    assert_code(client.append_entries(r).await, &invalid, "cluster id with a control character");
+    let vote = pb::RequestVoteRequest {
+        term: 4,
+        candidate_id: "c".into(),
+        cluster_id: "x".repeat(257),
+        ..Default::default()
+    };
+    assert_code(client.request_vote(vote).await, &invalid, "over-long cluster id");
 
     // A pipeline whose third request is malformed answers the first two,
     // then ends with INVALID_ARGUMENT.
@@ -132,7 +143,12 @@ fn chunk(payload: Payload) -> pb::InstallSnapshotChunk {
 }
 
 fn header(meta: Option<pb::SnapshotMeta>) -> pb::InstallSnapshotChunk {
-    chunk(Payload::Header(pb::InstallSnapshotHeader { term: 4, leader_id: "leader-1".into(), meta }))
+    chunk(Payload::Header(pb::InstallSnapshotHeader {
+        term: 4,
+        leader_id: "leader-1".into(),
+        meta,
+        cluster_id: String::new(),
+    }))
 }
 
 fn meta(size: u64) -> pb::SnapshotMeta {

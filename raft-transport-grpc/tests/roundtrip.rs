@@ -23,7 +23,10 @@ async fn unary_rpcs_round_trip_every_field() {
     assert_eq!(addr.as_str(), server.socket_addr().to_string());
 
     // AppendEntries with entries of every log type, and a heartbeat.
-    for req in [append_request(100, 6, 17), append_request(5, 0, 18)] {
+    // (The second one carries a cluster id, which must arrive unchanged.)
+    let mut stamped = append_request(5, 0, 18);
+    stamped.cluster_id = Some("roundtrip-cluster".into());
+    for req in [append_request(100, 6, 17), stamped] {
         let resp =
             bounded("append", client.append_entries(&target, &addr, req.clone())).await.expect("append");
         assert_eq!(resp, append_answer(&req));
@@ -39,6 +42,7 @@ async fn unary_rpcs_round_trip_every_field() {
         last_log_index: 99,
         last_log_term: 11,
         leadership_transfer: true,
+        cluster_id: Some("roundtrip-cluster".into()),
     };
     let resp = bounded("vote", client.request_vote(&target, &addr, vote.clone())).await.expect("vote");
     match answer(&RpcRequest::RequestVote(vote.clone())) {
@@ -50,8 +54,13 @@ async fn unary_rpcs_round_trip_every_field() {
         other => panic!("unexpected {other:?}"),
     }
 
-    let pre =
-        RequestPreVoteRequest { term: 13, candidate_id: "pre".into(), last_log_index: 6, last_log_term: 4 };
+    let pre = RequestPreVoteRequest {
+        term: 13,
+        candidate_id: "pre".into(),
+        last_log_index: 6,
+        last_log_term: 4,
+        cluster_id: Some("roundtrip-cluster".into()),
+    };
     let resp =
         bounded("pre-vote", client.request_pre_vote(&target, &addr, pre.clone())).await.expect("pre-vote");
     assert_eq!(resp.term, 16);
@@ -61,7 +70,11 @@ async fn unary_rpcs_round_trip_every_field() {
         other => panic!("unexpected {other:?}"),
     }
 
-    let tn = TimeoutNowRequest { term: 21, leader_id: "old-leader".into() };
+    let tn = TimeoutNowRequest {
+        term: 21,
+        leader_id: "old-leader".into(),
+        cluster_id: Some("roundtrip-cluster".into()),
+    };
     let resp =
         bounded("timeout-now", client.timeout_now(&target, &addr, tn.clone())).await.expect("timeout-now");
     assert_eq!(resp.term, 25);
@@ -130,6 +143,7 @@ async fn multi_megabyte_snapshot_streams_in_chunks() {
         term: 30,
         leader_id: "leader-1".into(),
         meta: snapshot_meta(data.len() as u64),
+        cluster_id: Some("roundtrip-cluster".into()),
     };
 
     let resp = bounded(
@@ -160,7 +174,12 @@ async fn snapshot_reader_shorter_than_meta_size_fails() {
     let server = bind(test_config()).await;
     let client = bind(test_config()).await;
     let mut seen = spawn_responder(&server);
-    let req = InstallSnapshotRequest { term: 30, leader_id: "leader-1".into(), meta: snapshot_meta(1000) };
+    let req = InstallSnapshotRequest {
+        term: 30,
+        leader_id: "leader-1".into(),
+        meta: snapshot_meta(1000),
+        cluster_id: Some("roundtrip-cluster".into()),
+    };
     let result = bounded(
         "install truncated snapshot",
         client.install_snapshot(

@@ -120,6 +120,7 @@ async fn different_cluster_ids_cannot_talk() {
         last_log_index: 0,
         last_log_term: 0,
         leadership_transfer: false,
+        cluster_id: None,
     };
     assert!(bounded("beta vote", beta.request_vote(&target, &addr, vote.clone())).await.is_err());
 

@@ -66,6 +66,7 @@ async fn a_mutual_tls_cluster_works_and_refuses_a_peer_from_another_ca() {
             last_log_index: u64::MAX / 2,
             last_log_term: ROGUE_TERM,
             leadership_transfer: true,
+            cluster_id: None,
         };
         let result = bounded("rogue vote", rogue.request_vote(&id, &addr, vote)).await;
         assert!(result.is_err(), "{}: rogue vote answered: {result:?}", node.id);
@@ -74,6 +75,7 @@ async fn a_mutual_tls_cluster_works_and_refuses_a_peer_from_another_ca() {
             candidate_id: "n1".into(),
             last_log_index: u64::MAX / 2,
             last_log_term: ROGUE_TERM,
+            cluster_id: None,
         };
         let result = bounded("rogue pre-vote", rogue.request_pre_vote(&id, &addr, pre_vote)).await;
         assert!(result.is_err(), "{}: rogue pre-vote answered: {result:?}", node.id);
@@ -85,6 +87,7 @@ async fn a_mutual_tls_cluster_works_and_refuses_a_peer_from_another_ca() {
             entries: Vec::new(),
             leader_commit: 0,
             round: 1,
+            cluster_id: None,
         };
         let result = bounded("rogue heartbeat", rogue.append_entries(&id, &addr, append)).await;
         assert!(result.is_err(), "{}: rogue heartbeat answered: {result:?}", node.id);
@@ -100,6 +103,7 @@ async fn a_mutual_tls_cluster_works_and_refuses_a_peer_from_another_ca() {
                 configuration_index: 1,
                 size: data.len() as u64,
             },
+            cluster_id: None,
         };
         let reader = SnapshotReader::new(std::io::Cursor::new(data));
         let result = bounded("rogue snapshot", rogue.install_snapshot(&id, &addr, snapshot, reader)).await;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::types::ServerId;
+use crate::types::{ClusterId, ServerId};
 
 /// Settings for one node. Start from [`Config::default`], set `local_id`, and
 /// call [`Config::validate`] (which [`Raft::new`](crate::Raft::new) also does).
@@ -71,6 +71,14 @@ pub struct Config {
     /// Capacity of the queue of client requests waiting for the main task.
     /// Default 8192.
     pub max_queued_requests: usize,
+    /// The cluster this node belongs to, when the operator names it. `None`
+    /// (the default): the id is derived from the bootstrap configuration
+    /// ([`ClusterId::derive`]) or adopted from the first leader that
+    /// contacts the node. Either way it is stored in the stable store, RPCs
+    /// carry it, and RPCs of another cluster are refused. Set it on a node
+    /// whose store already holds another id and [`Raft::new`](crate::Raft::new)
+    /// fails with [`Error::ClusterMismatch`].
+    pub cluster_id: Option<ClusterId>,
 }
 
 impl Default for Config {
@@ -92,6 +100,7 @@ impl Default for Config {
             pre_vote: true,
             check_quorum: true,
             max_queued_requests: 8192,
+            cluster_id: None,
         }
     }
 }
@@ -151,6 +160,11 @@ impl Config {
         }
         if self.max_queued_requests == 0 {
             return bad("max_queued_requests must be at least 1".into());
+        }
+        if let Some(id) = &self.cluster_id {
+            if let Err(why) = id.as_str().parse::<ClusterId>() {
+                return bad(format!("cluster_id {:?}: {why}", id.as_str()));
+            }
         }
         Ok(())
     }

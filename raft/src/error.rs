@@ -1,7 +1,7 @@
 //! The crate's error types: [`Error`] for every public call, [`StorageError`]
 //! for stores and [`TransportError`] for transports.
 
-use crate::types::{ServerAddress, ServerId};
+use crate::types::{ClusterId, ServerAddress, ServerId};
 
 /// A boxed error from user code (FSM, custom stores and transports).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -130,6 +130,33 @@ pub enum Error {
          directory and join it again as a new server"
     )]
     Removed,
+    /// Two cluster ids disagree: this node belongs to cluster `ours`, and
+    /// was given (by its [`Config::cluster_id`](crate::Config::cluster_id),
+    /// or by a peer) the id `theirs`. Nodes of different clusters never
+    /// talk to each other: check the node's addresses and data directory.
+    #[error(
+        "cluster mismatch: this node belongs to cluster {ours}, not {theirs}; \
+         a data directory keeps the cluster it was bootstrapped or joined in \
+         (use a fresh data directory to move a server to another cluster)"
+    )]
+    ClusterMismatch {
+        /// This node's (stored) cluster id.
+        ours: ClusterId,
+        /// The other id.
+        theirs: ClusterId,
+    },
+    /// The data directory belongs to another node: its stable store records
+    /// the id `stored`, but the node was started as `configured`.
+    #[error(
+        "this data directory belongs to node {stored}, but the node was started as {configured}: \
+         start it with id {stored}, or give node {configured} a fresh data directory"
+    )]
+    NodeIdMismatch {
+        /// The id recorded in the stable store.
+        stored: ServerId,
+        /// The id in [`Config::local_id`](crate::Config::local_id).
+        configured: ServerId,
+    },
 }
 
 fn fmt_leader(leader: &Option<(ServerId, ServerAddress)>) -> String {

@@ -48,6 +48,19 @@
 //!   so they never wait behind bulk data.
 //! - [`Config::batch_apply`] defaults to true (HashiCorp defaults to false):
 //!   committed commands reach [`Fsm::apply_batch`] in batches.
+//! - Every cluster has a [`ClusterId`], stored in each node's stable store
+//!   and carried by every RPC; the runtime refuses RPCs of another cluster
+//!   (on every transport). Unless [`Config::cluster_id`] names it, the id is
+//!   derived from the bootstrap configuration ([`ClusterId::derive`]), so
+//!   servers that all bootstrap with the same configuration agree without a
+//!   shared random value (etcd derives its cluster id from the initial
+//!   members the same way); a new node adopts the id of the first leader
+//!   that contacts it, durably, before answering it. A node whose store
+//!   predates ids adopts its leader's, and a leader without one derives it
+//!   from its committed configuration. Requests without an id (older nodes)
+//!   are accepted. The stable store also records the node id:
+//!   [`Raft::new`] refuses a data directory of another node
+//!   ([`Error::NodeIdMismatch`]) and a log whose stable store was lost.
 //! - Runtime-level tests are reproducible under tokio's paused clock but not
 //!   bit-exact: `tokio::select!` picks among ready events at random. The
 //!   protocol core's simulation (feature `testing`) is fully deterministic.
@@ -108,6 +121,6 @@ pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotS
 pub use storage::{LogStore, StableStore};
 pub use transport::Transport;
 pub use types::{
-    Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta,
-    Suffrage,
+    ClusterId, Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId,
+    SnapshotMeta, Suffrage,
 };

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Log, ServerId, SnapshotMeta};
+use crate::types::{ClusterId, Log, ServerId, SnapshotMeta};
 
 /// Replicates entries and serves as the leader's heartbeat (Raft Figure 2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,11 @@ pub struct AppendEntriesRequest {
     /// Leader-chosen round number, echoed unchanged in the response. The
     /// leader uses it to confirm it still leads before serving a read.
     pub round: u64,
+    /// The sender's cluster, stamped by the runtime when it sends (the core
+    /// leaves it `None`). A receiver of another cluster refuses the request.
+    /// `None` from nodes that have no cluster id yet (or predate it).
+    #[serde(default)]
+    pub cluster_id: Option<ClusterId>,
 }
 
 /// A follower's answer to [`AppendEntriesRequest`].
@@ -60,6 +65,11 @@ pub struct RequestVoteRequest {
     /// Set when the election was started by a leadership transfer, so voters
     /// grant it even though they still hear from the old leader.
     pub leadership_transfer: bool,
+    /// The sender's cluster, stamped by the runtime when it sends (the core
+    /// leaves it `None`). A receiver of another cluster refuses the request.
+    /// `None` from nodes that have no cluster id yet (or predate it).
+    #[serde(default)]
+    pub cluster_id: Option<ClusterId>,
 }
 
 /// A voter's answer to [`RequestVoteRequest`].
@@ -87,6 +97,11 @@ pub struct RequestPreVoteRequest {
     pub last_log_index: u64,
     /// Term of its last log entry.
     pub last_log_term: u64,
+    /// The sender's cluster, stamped by the runtime when it sends (the core
+    /// leaves it `None`). A receiver of another cluster refuses the request.
+    /// `None` from nodes that have no cluster id yet (or predate it).
+    #[serde(default)]
+    pub cluster_id: Option<ClusterId>,
 }
 
 /// Answer to [`RequestPreVoteRequest`].
@@ -110,6 +125,11 @@ pub struct TimeoutNowRequest {
     pub term: u64,
     /// The leader handing over.
     pub leader_id: ServerId,
+    /// The sender's cluster, stamped by the runtime when it sends (the core
+    /// leaves it `None`). A receiver of another cluster refuses the request.
+    /// `None` from nodes that have no cluster id yet (or predate it).
+    #[serde(default)]
+    pub cluster_id: Option<ClusterId>,
 }
 
 /// Answer to [`TimeoutNowRequest`].
@@ -128,6 +148,11 @@ pub struct InstallSnapshotRequest {
     pub leader_id: ServerId,
     /// What the snapshot contains.
     pub meta: SnapshotMeta,
+    /// The sender's cluster, stamped by the runtime when it sends (the core
+    /// leaves it `None`). A receiver of another cluster refuses the request.
+    /// `None` from nodes that have no cluster id yet (or predate it).
+    #[serde(default)]
+    pub cluster_id: Option<ClusterId>,
 }
 
 /// Answer to [`InstallSnapshotRequest`].

@@ -48,6 +48,9 @@ pub struct Metrics {
     pub configuration_index: u64,
     /// Per-follower replication progress (only on the leader).
     pub peers: BTreeMap<ServerId, PeerMetrics>,
+    /// The cluster this node belongs to (`None` until it is bootstrapped
+    /// or first contacted by a leader); see [`Raft::cluster_id`](crate::Raft::cluster_id).
+    pub cluster_id: Option<crate::types::ClusterId>,
 }
 
 impl Metrics {
@@ -65,6 +68,7 @@ impl Metrics {
             configuration: Configuration::default(),
             configuration_index: 0,
             peers: BTreeMap::new(),
+            cluster_id: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl Metrics {
         let leader =
             self.current_leader.as_ref().map(|(id, addr)| format!("{id}@{addr}")).unwrap_or_default();
         m.insert("leader".into(), leader);
+        m.insert("cluster_id".into(), self.cluster_id.as_ref().map(|c| c.to_string()).unwrap_or_default());
         m
     }
 }

@@ -69,6 +69,17 @@ pub enum Observation {
         /// The follower's last log index according to its answer.
         last_log_index: u64,
     },
+    /// A server of another cluster was met: this node refused its requests,
+    /// or it refused this node's. Reported at most every 30 seconds per
+    /// peer.
+    ClusterMismatch {
+        /// The other server.
+        peer: ServerId,
+        /// This node's cluster id.
+        ours: crate::types::ClusterId,
+        /// The other server's cluster id.
+        theirs: crate::types::ClusterId,
+    },
 }
 
 /// Decides which observations an observer receives.

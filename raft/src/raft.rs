@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) last_index: AtomicU64,
     /// The batch of reads open to new readers.
     pub(crate) reads: ReadGate,
+    /// The cluster this node belongs to, once known (see
+    /// [`Raft::cluster_id`]); written by the main task.
+    pub(crate) cluster_id: Mutex<Option<crate::types::ClusterId>>,
 }
 
 impl Shared {
@@ -55,6 +58,14 @@ impl Shared {
 
     pub(crate) fn get_state(&self) -> (RaftState, Option<(ServerId, ServerAddress)>) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_cluster_id(&self, id: Option<crate::types::ClusterId>) {
+        *self.cluster_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+    }
+
+    pub(crate) fn get_cluster_id(&self) -> Option<crate::types::ClusterId> {
+        self.cluster_id.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -115,6 +126,7 @@ impl<F: Fsm> Raft<F> {
         let stable: Arc<dyn StableStore> = Arc::new(stable);
         let snaps: Arc<dyn SnapshotStore> = Arc::new(snaps);
         let transport: Arc<dyn Transport> = Arc::new(transport);
+        let cluster_id = crate::runtime::identity::check_on_start(&config, &*logs, &*stable).await?;
         let inbound = transport.take_consumer()?;
         let init = startup::load_initial_state(&config, &mut fsm, &*logs, &*stable, &*snaps).await?;
         let applied_start = init.applied;
@@ -123,7 +135,13 @@ impl<F: Fsm> Raft<F> {
             .map_err(|reason| {
                 Error::Storage(StorageError::Corrupt { path: "log store".into(), offset: 0, reason })
             })?;
-        tracing::info!(id = %config.local_id, term = core.term(), last_index = core.last_index(), "starting node");
+        tracing::info!(
+            id = %config.local_id,
+            cluster = cluster_id.as_ref().map_or("(none yet)", |c| c.as_str()),
+            term = core.term(),
+            last_index = core.last_index(),
+            "starting node"
+        );
 
         let applied = Arc::new(AtomicU64::new(applied_start));
         let (applied_tx, _) = watch::channel(applied_start);
@@ -131,6 +149,7 @@ impl<F: Fsm> Raft<F> {
         let mut metrics = Metrics::new(config.local_id.clone());
         metrics.applied_index = applied_start;
         metrics.term = core.term();
+        metrics.cluster_id = cluster_id.clone();
         metrics.last_log_index = core.last_index();
         metrics.last_log_term = core.last_term();
         metrics.commit_index = core.commit_index();
@@ -149,6 +168,7 @@ impl<F: Fsm> Raft<F> {
             applied_tx: applied_tx.clone(),
             last_index: AtomicU64::new(core.last_index()),
             reads: ReadGate::default(),
+            cluster_id: Mutex::new(cluster_id.clone()),
         });
 
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
@@ -209,6 +229,7 @@ impl<F: Fsm> Raft<F> {
             snapshot_task,
             peer_events_tx,
             peer_events,
+            cluster_id,
         };
         let span = tracing::info_span!("raft", id = %task.config.local_id);
         let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));
@@ -560,6 +581,14 @@ impl<F: Fsm> Raft<F> {
         self.enqueue(Request::Restore(Box::new(RestoreRequest { meta, reader, tx })), timeout).await?;
         let left = Self::remaining(timeout, start);
         Self::await_with_timeout(rx, left).await.map(|_| ())
+    }
+
+    /// The cluster this node belongs to: stored in its stable store, carried
+    /// by every RPC it sends, and required of every RPC it accepts. `None`
+    /// until the node is bootstrapped or first contacted by a leader (unless
+    /// [`Config::cluster_id`] names it).
+    pub fn cluster_id(&self) -> Option<crate::types::ClusterId> {
+        self.inner.shared.get_cluster_id()
     }
 
     /// The node's current role.

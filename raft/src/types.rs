@@ -92,6 +92,118 @@ impl fmt::Display for ServerAddress {
     }
 }
 
+/// The identity of a cluster. Every RPC carries the sender's, and a node
+/// refuses RPCs from another cluster, so pointing a node of one cluster at
+/// another cluster's server cannot disturb it.
+///
+/// A node gets its id once and keeps it in its stable store: from
+/// [`Config::cluster_id`](crate::Config::cluster_id) when set, else derived
+/// from the bootstrap configuration ([`ClusterId::derive`]), else adopted
+/// from the first leader that contacts it.
+///
+/// ```
+/// use raft::ClusterId;
+/// let id: ClusterId = "payments-prod".parse().unwrap();
+/// assert_eq!(id.to_string(), "payments-prod");
+/// assert!("".parse::<ClusterId>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClusterId(Arc<str>);
+
+impl ClusterId {
+    /// Creates an id from anything string-like. Prefer [`str::parse`], which
+    /// refuses an empty or over-long id; this does not check.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(Arc::from(id.into()))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id every server bootstrapped with `configuration` derives: a
+    /// 128-bit hash of its members (id, address and suffrage, in id order,
+    /// so the listing order does not matter), as 32 hex digits. Servers
+    /// that all bootstrap with the same configuration agree on it; clusters
+    /// with different members differ.
+    ///
+    /// ```
+    /// use raft::{ClusterId, Configuration, Server};
+    /// let a = Configuration::new(vec![Server::voter("n1", "h1:1"), Server::voter("n2", "h2:1")]);
+    /// let b = Configuration::new(vec![Server::voter("n2", "h2:1"), Server::voter("n1", "h1:1")]);
+    /// assert_eq!(ClusterId::derive(&a), ClusterId::derive(&b));
+    /// let c = Configuration::new(vec![Server::voter("n1", "h1:1")]);
+    /// assert_ne!(ClusterId::derive(&a), ClusterId::derive(&c));
+    /// ```
+    pub fn derive(configuration: &Configuration) -> Self {
+        let mut servers: Vec<&Server> = configuration.servers.iter().collect();
+        servers.sort_by(|a, b| a.id.cmp(&b.id));
+        // Two independent FNV-1a-64 streams over a length-prefixed encoding:
+        // stable across platforms and releases (unlike `std`'s hasher).
+        let mut h = [0xcbf2_9ce4_8422_2325u64, 0x6c62_272e_07bb_0142u64];
+        let mut feed = |bytes: &[u8]| {
+            for chunk in [&(bytes.len() as u64).to_be_bytes()[..], bytes] {
+                for &b in chunk {
+                    h[0] = (h[0] ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                    h[1] = (h[1] ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+                }
+            }
+        };
+        for s in servers {
+            feed(s.id.as_str().as_bytes());
+            feed(s.address.as_str().as_bytes());
+            feed(match s.suffrage {
+                Suffrage::Voter => b"voter",
+                Suffrage::Nonvoter => b"nonvoter",
+            });
+        }
+        Self::new(format!("{:016x}{:016x}", h[0], h[1]))
+    }
+}
+
+/// Longest accepted [`ClusterId`], in bytes.
+const MAX_CLUSTER_ID_LEN: usize = 256;
+
+impl std::str::FromStr for ClusterId {
+    type Err = String;
+
+    /// Parses an id: not empty, at most 256 bytes, no control characters.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("cluster id must not be empty".into());
+        }
+        if s.len() > MAX_CLUSTER_ID_LEN {
+            return Err(format!(
+                "cluster id is {} bytes long; at most {MAX_CLUSTER_ID_LEN} allowed",
+                s.len()
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err("cluster id must not contain control characters".into());
+        }
+        Ok(Self::new(s))
+    }
+}
+
+impl From<&str> for ClusterId {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for ClusterId {
+    fn from(s: String) -> Self {
+        Self(Arc::from(s))
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Whether a server's vote counts towards elections and commitment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Suffrage {

@@ -214,13 +214,18 @@ async fn a_restart_discards_a_log_that_an_installed_snapshot_superseded() {
         ("short", (1..=5).map(|i| Log::new(i, 2, LogType::Noop, "")).collect()),
     ] {
         let store = raft_store_mem::InmemStore::new();
-        let mut entries = entries;
-        entries[0] = Log::new(1, 1, LogType::Configuration, conf_data.clone());
-        store.store_logs(&entries).await.expect("store");
         let snaps = raft_store_mem::InmemSnapshotStore::new();
+        let net = InmemNetwork::new();
+        // A bootstrapped node (hard state, ids, the configuration entry at
+        // index 1) whose log then grew.
+        let config = raft_tests::test_config("a");
+        raft::bootstrap_cluster(&config, &store, &store, &snaps, &net.transport("a"), conf.clone())
+            .await
+            .expect("bootstrap");
+        assert_eq!(store.get_log(1).await.expect("get").map(|e| e.data), Some(conf_data.clone().into()));
+        store.store_logs(&entries[1..]).await.expect("store");
         let sink = snaps.create(10, 3, &conf, 1).await.expect("create");
         sink.finalize().await.expect("finalize");
-        let net = InmemNetwork::new();
         let raft = raft::Raft::new(
             raft_tests::test_config("a"),
             RecordingFsm::default(),

@@ -49,7 +49,9 @@ pub struct NodeOptions {
     /// Directory with `ca.pem`, `node.pem` and `node-key.pem`: mutual TLS on
     /// the raft port.
     pub tls_dir: Option<PathBuf>,
-    /// Cluster id checked on every raft and admin RPC.
+    /// Cluster id checked on every raft and admin RPC (by the gRPC layer),
+    /// and the raft cluster id ([`raft::Config::cluster_id`]). Without it the
+    /// raft cluster id is derived at bootstrap and adopted by joiners.
     pub cluster_id: Option<String>,
     /// HTTP API limits and timeouts.
     pub api: ApiSettings,
@@ -150,12 +152,21 @@ impl KvNode {
             election_timeout: opts.election_timeout,
             leader_lease_timeout: opts.election_timeout / 2,
             commit_timeout: Duration::from_millis(20),
+            // The same id names the raft cluster: stored in the data
+            // directory and required of every raft RPC by the node itself.
+            cluster_id: opts
+                .cluster_id
+                .as_deref()
+                .map(str::parse::<raft::ClusterId>)
+                .transpose()
+                .map_err(|e| NodeError::Options(format!("--cluster-id: {e}")))?,
             ..Config::default()
         };
         let fsm = KvFsm::new();
         let raft = Raft::new(config, fsm.clone(), store.clone(), store, snaps, transport).await?;
         admin.attach(raft.clone());
-        tracing::info!(id = %opts.id, %raft_addr, %api_addr, restarted, "node started");
+        let cluster = raft.cluster_id().map(|c| c.to_string()).unwrap_or_else(|| "(adopted on join)".into());
+        tracing::info!(id = %opts.id, %raft_addr, %api_addr, restarted, %cluster, "node started");
 
         if restarted {
             if opts.bootstrap || opts.join.is_some() {

@@ -154,6 +154,7 @@ pub fn append_request(prev: u64, n: u64, round: u64) -> AppendEntriesRequest {
             .collect(),
         leader_commit: prev,
         round,
+        cluster_id: None,
     }
 }
 

@@ -200,6 +200,7 @@ impl Core {
                 candidate_id: self.id.clone(),
                 last_log_index,
                 last_log_term,
+                cluster_id: None,
             };
             self.send(peer, Body::RequestPreVote(req));
         }
@@ -222,6 +223,7 @@ impl Core {
                 last_log_index,
                 last_log_term,
                 leadership_transfer,
+                cluster_id: None,
             };
             // Our own vote must be durable before we ask for others'.
             let msg = Message { from: self.id.clone(), to: peer, rpc_id: 0, body: Body::RequestVote(req) };

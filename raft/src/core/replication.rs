@@ -53,6 +53,7 @@ impl Core {
                 entries,
                 leader_commit: self.commit,
                 round,
+                cluster_id: None,
             };
             let mode = p.mode;
             self.send(peer.clone(), Body::AppendEntries(req));
@@ -88,6 +89,7 @@ impl Core {
                 entries: Vec::new(),
                 leader_commit: self.commit.min(matched),
                 round,
+                cluster_id: None,
             };
             self.send(peer, Body::AppendEntries(req));
         }

@@ -190,6 +190,7 @@ fn s5_2_vote_is_persisted_before_it_is_sent() {
         last_log_index: 1,
         last_log_term: 1,
         leadership_transfer: false,
+        cluster_id: None,
     };
     let n1 = c.node("n1");
     n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 7, body: Body::RequestVote(req) });
@@ -212,6 +213,7 @@ fn s5_2_only_one_vote_per_term() {
         last_log_index: 1,
         last_log_term: 1,
         leadership_transfer: false,
+        cluster_id: None,
     };
     let n1 = c.node("n1");
     n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 1, body: Body::RequestVote(vote("n2")) });
@@ -245,6 +247,7 @@ fn s5_4_1_vote_denied_to_a_candidate_with_a_less_up_to_date_log() {
         last_log_index: 1,
         last_log_term: 1,
         leadership_transfer: true,
+        cluster_id: None,
     };
     let n2 = c.node("n2");
     n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 1, body: Body::RequestVote(req) });
@@ -312,6 +315,7 @@ fn s5_3_rejection_hint_skips_a_whole_conflicting_term() {
         entries: vec![],
         leader_commit: 1,
         round: 0,
+        cluster_id: None,
     };
     n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 1, body: Body::AppendEntries(req) });
     let ready = n1.take_ready();
@@ -491,6 +495,7 @@ fn s4_2_3_leader_stickiness_ignores_votes_while_leader_is_live() {
         last_log_index: 100,
         last_log_term: 100,
         leadership_transfer: false,
+        cluster_id: None,
     };
     let n2 = c.node("n2");
     n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 1, body: Body::RequestVote(req) });
@@ -523,6 +528,7 @@ fn durability_follower_acks_only_after_persisting() {
         entries: vec![Log::new(c.node("n2").last_index() + 1, term, LogType::Command, "x")],
         leader_commit: 0,
         round: 0,
+        cluster_id: None,
     };
     let n2 = c.node("n2");
     n2.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 3, body: Body::AppendEntries(req) });
@@ -655,6 +661,7 @@ fn bad_input_entries_that_skip_indexes_are_ignored() {
         entries: vec![Log::new(5, 2, LogType::Command, "x")],
         leader_commit: 5,
         round: 0,
+        cluster_id: None,
     };
     let n1 = c.node("n1");
     n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 1, body: Body::AppendEntries(req) });

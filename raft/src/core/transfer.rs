@@ -68,7 +68,7 @@ impl Core {
         }
         if leader.peers.get(peer).is_some_and(|p| p.matched >= last) {
             t.timeout_now_sent = true;
-            let req = TimeoutNowRequest { term, leader_id: self.id.clone() };
+            let req = TimeoutNowRequest { term, leader_id: self.id.clone(), cluster_id: None };
             self.send(peer.clone(), Body::TimeoutNow(req));
         }
     }

@@ -15,8 +15,10 @@
 //! - `snapshot`: the snapshot task. Decides when to snapshot, persists FSM
 //!   snapshots concurrently with applies, and triggers log compaction.
 //! - `startup`: loading durable state, bootstrap and recovery helpers.
+//! - `identity`: the node and cluster ids kept in the stable store.
 
 pub(crate) mod apply;
+pub(crate) mod identity;
 pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod reads;

@@ -35,6 +35,9 @@ pub(crate) enum PeerEvent {
     Unreachable(ServerId),
     /// The peer answers again after failures.
     Reachable(ServerId),
+    /// The peer refused a request as one of another cluster: it belongs to
+    /// `theirs`, this node to `ours`.
+    ClusterMismatch { peer: ServerId, theirs: crate::types::ClusterId, ours: crate::types::ClusterId },
     /// A snapshot covering `index` was streamed to `peer`.
     SnapshotSent { peer: ServerId, index: u64, term: u64, success: bool },
     /// A snapshot from `leader` was received into the local store.
@@ -190,6 +193,7 @@ async fn send(
                         let fail_tx = fail_tx.clone();
                         let ok_tx = ok_tx.clone();
                         let respond = respond.clone();
+                        let (events, id) = (events.clone(), id.clone());
                         let in_flight = Arc::new(AtomicUsize::new(0));
                         let answered = in_flight.clone();
                         tokio::spawn(async move {
@@ -202,6 +206,7 @@ async fn send(
                                     }
                                     Err(e) => {
                                         tracing::debug!(error = %e, "pipelined AppendEntries failed");
+                                        report_refusal(&events, &id, &e);
                                         let _ = fail_tx.send(());
                                         return;
                                     }
@@ -230,6 +235,7 @@ async fn send(
             let (id, addr) = (id.clone(), addr.clone());
             let fail_tx = fail_tx.clone();
             let ok_tx = ok_tx.clone();
+            let events = events.clone();
             tokio::spawn(async move {
                 let result: Result<Body, TransportError> = match body {
                     Body::AppendEntries(req) => {
@@ -256,10 +262,23 @@ async fn send(
                     }
                     Err(e) => {
                         tracing::debug!(peer = %id, error = %e, "rpc failed");
+                        report_refusal(&events, &id, &e);
                         let _ = fail_tx.send(());
                     }
                 }
             });
         }
+    }
+}
+
+/// Tells the main task when `peer` refused a request because it belongs to
+/// another cluster (the refusal names both ids).
+pub(crate) fn report_refusal(
+    events: &mpsc::UnboundedSender<PeerEvent>,
+    peer: &ServerId,
+    error: &impl ToString,
+) {
+    if let Some((theirs, ours)) = super::identity::parse_mismatch(&error.to_string()) {
+        let _ = events.send(PeerEvent::ClusterMismatch { peer: peer.clone(), theirs, ours });
     }
 }

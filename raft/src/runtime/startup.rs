@@ -59,6 +59,14 @@ pub async fn has_existing_state(
 /// index 1. Call it with the same configuration on every initial server (or
 /// on one, and add the others later). Returns [`Error::CantBootstrap`] if the
 /// stores already hold state.
+///
+/// Also records the node's id and its cluster id in `stable`: the cluster
+/// id is [`Config::cluster_id`] if set, else [`ClusterId::derive`] of
+/// `configuration` (so every server bootstrapped with the same
+/// configuration agrees). Returns [`Error::NodeIdMismatch`] if the stores
+/// belong to another node.
+///
+/// [`ClusterId::derive`]: crate::ClusterId::derive
 pub async fn bootstrap_cluster(
     config: &Config,
     logs: &dyn LogStore,
@@ -72,6 +80,8 @@ pub async fn bootstrap_cluster(
     if has_existing_state(logs, stable, snaps).await? {
         return Err(Error::CantBootstrap);
     }
+    let cluster_id = super::identity::claim_for_bootstrap(config, stable, &configuration).await?;
+    tracing::info!(id = %config.local_id, cluster = %cluster_id, "bootstrapping a new cluster");
     let data = crate::codec::encode(&configuration)?;
     stable.set(HARD_STATE_KEY, &crate::codec::encode(&HardState { term: 1, vote: None })?).await?;
     logs.store_logs(&[Log::new(1, 1, LogType::Configuration, data)]).await?;
@@ -99,6 +109,10 @@ pub async fn bootstrap_cluster(
 ///    configuration.
 /// 4. Start the survivors. They elect a leader; add new servers with
 ///    `add_voter` to restore redundancy.
+///
+/// The node keeps its stored cluster id; a node that has none (its store
+/// predates cluster ids) gets [`Config::cluster_id`] if set, else the id
+/// derived from `configuration`, like a bootstrap.
 pub async fn recover_cluster<F: Fsm>(
     config: &Config,
     mut fsm: F,
@@ -113,6 +127,8 @@ pub async fn recover_cluster<F: Fsm>(
     if !has_existing_state(logs, stable, snaps).await? {
         return Err(Error::InvalidConfig("no existing state to recover; use bootstrap_cluster".into()));
     }
+    let cluster_id = super::identity::claim_for_bootstrap(config, stable, &configuration).await?;
+    tracing::warn!(id = %config.local_id, cluster = %cluster_id, "recovering the cluster with a new configuration");
     let hard = load_hard_state(stable).await?;
     let mut last_index = 0;
     let mut last_term = 0;

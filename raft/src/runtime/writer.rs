@@ -26,6 +26,9 @@ pub(crate) struct PersistJob {
     pub(crate) messages: Vec<Message>,
     /// Record durably that this server was removed from the cluster.
     pub(crate) mark_removed: bool,
+    /// A cluster id to record (bootstrap, or adoption from a leader),
+    /// written before anything else in the job.
+    pub(crate) cluster_id: Option<crate::types::ClusterId>,
 }
 
 impl PersistJob {
@@ -44,6 +47,9 @@ impl PersistJob {
         }
         self.entries.extend(next.entries);
         self.messages.extend(next.messages);
+        if next.cluster_id.is_some() {
+            self.cluster_id = next.cluster_id;
+        }
         Ok(())
     }
 }
@@ -107,6 +113,9 @@ async fn persist(
     stable: &dyn StableStore,
     job: &PersistJob,
 ) -> Result<(), StorageError> {
+    if let Some(id) = &job.cluster_id {
+        super::identity::store_cluster_id(stable, id).await?;
+    }
     if let Some(hs) = &job.hard_state {
         let bytes = crate::codec::encode(hs)?;
         stable.set(super::HARD_STATE_KEY, &bytes).await?;

@@ -34,12 +34,14 @@ use crate::types::{
     Configuration, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage,
 };
 
+mod cluster;
 mod deadlines;
 mod membership;
 mod publish;
 mod removed;
 mod snapshots;
 
+use self::cluster::ClusterGuard;
 use self::membership::Promotion;
 use self::snapshots::store_snapshot;
 
@@ -67,6 +69,8 @@ pub(crate) struct NodeTask<R> {
     pub(crate) snapshot_task: JoinHandle<()>,
     pub(crate) peer_events_tx: mpsc::UnboundedSender<PeerEvent>,
     pub(crate) peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+    /// The cluster this node belongs to (`None`: adopts the first leader's).
+    pub(crate) cluster_id: Option<crate::types::ClusterId>,
 }
 
 /// A proposal waiting to be applied.
@@ -134,6 +138,8 @@ struct Node<R> {
     /// (Leader) per follower: how many times its log was found to have lost
     /// acknowledged entries and its replication started over.
     log_resets: HashMap<ServerId, u64>,
+    /// Cluster-identity checks on inbound requests and adoption state.
+    cluster: ClusterGuard,
 }
 
 enum Flow {
@@ -168,6 +174,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         commit_flush: None,
         commit_flushed: 0,
         log_resets: HashMap::new(),
+        cluster: ClusterGuard::default(),
     };
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
@@ -239,6 +246,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 node.check_store_progress();
                 node.prune_peers();
                 node.advance_promotions();
+                node.assign_legacy_cluster_id();
                 node.publish(true);
                 Flow::Continue
             }
@@ -310,6 +318,7 @@ impl<R: Send + 'static> Node<R> {
                 for m in messages {
                     self.route(m);
                 }
+                self.adoption_persisted(seq);
                 Flow::Continue
             }
             WriterEvent::Failed(err) => {
@@ -363,6 +372,9 @@ impl<R: Send + 'static> Node<R> {
                     }
                 }
             }
+            PeerEvent::ClusterMismatch { peer, theirs, ours } => {
+                self.peer_in_other_cluster(peer, theirs, ours)
+            }
             PeerEvent::Reachable(peer) => {
                 if self.t.core.is_leader() {
                     self.t.shared.observers.notify(Observation::ResumedHeartbeat { peer });
@@ -409,6 +421,7 @@ impl<R: Send + 'static> Node<R> {
     }
 
     fn on_rpc(&mut self, rpc: InboundRpc) {
+        let Some(rpc) = self.admit(rpc) else { return };
         let InboundRpc { request, reply } = rpc;
         let req = match request {
             InboundRequest::Rpc(req) => req,
@@ -529,7 +542,13 @@ impl<R: Send + 'static> Node<R> {
             Request::Bootstrap { configuration, tx } => {
                 let result = match configuration.validate() {
                     Err(msg) => Err(Error::InvalidConfig(msg)),
-                    Ok(()) => self.t.core.bootstrap(configuration).map_err(|_| Error::CantBootstrap),
+                    Ok(()) => match self.t.core.bootstrap(configuration.clone()) {
+                        Ok(_) => {
+                            self.bootstrap_cluster_id(&configuration);
+                            Ok(())
+                        }
+                        Err(_) => Err(Error::CantBootstrap),
+                    },
                 };
                 let _ = tx.send(result);
             }
@@ -664,6 +683,8 @@ impl<R: Send + 'static> Node<R> {
             reply.send(Ok(response));
             return;
         }
+        let mut msg = msg;
+        self.stamp(&mut msg.body);
         let to = msg.to.clone();
         if !self.peers.contains_key(&to) {
             let Some(addr) = self.address_of(&to) else {
@@ -741,6 +762,7 @@ impl<R: Send + 'static> Node<R> {
                 entries: ready.entries,
                 messages: ready.persisted_messages,
                 mark_removed: false,
+                cluster_id: None,
             };
             self.persist(job);
         }

@@ -95,6 +95,7 @@ impl<R: Send + 'static> Node<R> {
                     )
                 })
                 .collect(),
+            cluster_id: self.t.cluster_id.clone(),
         };
         self.t.shared.last_index.store(core.last_index(), Ordering::Release);
         self.t.shared.metrics_tx.send_if_modified(|old| {

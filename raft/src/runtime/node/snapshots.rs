@@ -48,23 +48,28 @@ impl<R: Send + 'static> Node<R> {
             let events = self.t.peer_events_tx.clone();
             let term = self.t.core.term();
             let leader_id = self.id().clone();
+            let cluster_id = self.t.cluster_id.clone();
             // A peer that keeps failing is retried with exponential back-off.
             let failures = self.snapshot_failures.get(&peer).copied().unwrap_or(0);
             let backoff = (self.t.config.heartbeat_timeout / 10).saturating_mul(1 << failures.min(6));
-            let handle = tokio::spawn(async move {
-                let (index, term, success) =
-                    match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id).await {
-                        Ok((index, resp)) => (index, resp.term, resp.success),
-                        Err(e) => {
-                            tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
-                            (0, term, false)
-                        }
-                    };
-                if !success {
-                    tokio::time::sleep(backoff).await;
-                }
-                let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
-            });
+            let handle =
+                tokio::spawn(async move {
+                    let (index, term, success) =
+                        match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id, cluster_id)
+                            .await
+                        {
+                            Ok((index, resp)) => (index, resp.term, resp.success),
+                            Err(e) => {
+                                super::super::peer::report_refusal(&events, &peer, &e);
+                                tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
+                                (0, term, false)
+                            }
+                        };
+                    if !success {
+                        tokio::time::sleep(backoff).await;
+                    }
+                    let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
+                });
             self.transfers.push(handle);
         }
         self.transfers.retain(|h| !h.is_finished());
@@ -124,6 +129,7 @@ pub(super) async fn send_snapshot(
     addr: &ServerAddress,
     term: u64,
     leader_id: ServerId,
+    cluster_id: Option<crate::types::ClusterId>,
 ) -> Result<(u64, InstallSnapshotResponse), Error> {
     let newest = snaps
         .list()
@@ -135,7 +141,7 @@ pub(super) async fn send_snapshot(
     let index = meta.index;
     tracing::info!(peer = %peer, index, size = meta.size, "streaming snapshot");
     let resp = transport
-        .install_snapshot(peer, addr, InstallSnapshotRequest { term, leader_id, meta }, reader)
+        .install_snapshot(peer, addr, InstallSnapshotRequest { term, leader_id, meta, cluster_id }, reader)
         .await?;
     Ok((index, resp))
 }
