@@ -425,3 +425,78 @@ impl Transport for InmemTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Log, LogType};
+
+    fn append(sizes: &[usize]) -> AppendEntriesRequest {
+        AppendEntriesRequest {
+            term: 3,
+            leader_id: "a".into(),
+            prev_log_index: 10,
+            prev_log_term: 2,
+            entries: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Log::new(11 + i as u64, 3, LogType::Command, vec![1u8; n]))
+                .collect(),
+            leader_commit: 9,
+            round: 1,
+        }
+    }
+
+    /// Answers every AppendEntries with success, counting deliveries.
+    fn responder(t: &InmemTransport) -> Arc<Mutex<usize>> {
+        let mut inbound = t.take_consumer().expect("consumer");
+        let delivered = Arc::new(Mutex::new(0));
+        let count = delivered.clone();
+        tokio::spawn(async move {
+            while let Some(rpc) = inbound.recv().await {
+                *count.lock().expect("lock") += 1;
+                rpc.reply.send(Ok(RpcResponse::AppendEntries(AppendEntriesResponse {
+                    term: 3,
+                    success: true,
+                    last_log_index: 0,
+                    conflict_term: 0,
+                    conflict_index: 0,
+                    round: 1,
+                })));
+            }
+        });
+        delivered
+    }
+
+    #[test]
+    fn encoded_len_counts_every_entry_byte_and_its_framing() {
+        let empty = encoded_len(&RpcRequest::AppendEntries(append(&[])));
+        let one = encoded_len(&RpcRequest::AppendEntries(append(&[1000])));
+        let two = encoded_len(&RpcRequest::AppendEntries(append(&[1000, 1000])));
+        assert!(empty > 10 && empty < 64, "{empty}");
+        assert!(one - empty > 1000 && one - empty <= 1000 + crate::transport::ENTRY_OVERHEAD);
+        assert_eq!(two - one, one - empty);
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_refused_and_never_delivered() {
+        let net = InmemNetwork::new();
+        assert_eq!(net.transport("x").max_message_size(), None, "no limit by default");
+        net.set_max_message_size(Some(4096));
+        let a = net.transport("a");
+        let b = net.transport("b");
+        assert_eq!(a.max_message_size(), Some(4096));
+        let delivered = responder(&b);
+        let (id, addr) = (ServerId::from("b"), ServerAddress::from("b"));
+
+        a.append_entries(&id, &addr, append(&[1000, 1000, 1000])).await.expect("under the limit");
+        let err = a.append_entries(&id, &addr, append(&[3000, 1100])).await.expect_err("over the limit");
+        assert!(matches!(&err, TransportError::Rejected(m) if m.contains("4096")), "{err:?}");
+        // Pipelined requests are refused the same way.
+        let mut pipe = a.append_entries_pipeline(&id, &addr).await.expect("pipeline");
+        pipe.requests.send(append(&[5000])).await.expect("queued");
+        let refused = pipe.responses.recv().await.expect("an answer");
+        assert!(matches!(refused, Err(TransportError::Rejected(_))), "{refused:?}");
+        assert_eq!(*delivered.lock().expect("lock"), 1, "only the request under the limit arrived");
+    }
+}
