@@ -150,6 +150,13 @@ impl KvNode {
         let raft = Raft::new(config, fsm.clone(), store.clone(), store, snaps, transport).await?;
         admin.attach(raft.clone());
         tracing::info!(id = %opts.id, %raft_addr, %api_addr, restarted, "node started");
+        if let Some(max) = raft.max_command_size().filter(|&max| opts.api.max_value_bytes >= max) {
+            tracing::warn!(
+                max_value_bytes = opts.api.max_value_bytes,
+                max_command_bytes = max,
+                "values near --max-value-bytes do not fit in one raft message and get 413; lower it"
+            );
+        }
 
         if restarted {
             if opts.bootstrap || opts.join.is_some() {
