@@ -7,7 +7,9 @@
 //!   limit, so no catch-up batch is over it);
 //! - with a 256 KiB limit, a 1 MiB command is refused at once with
 //!   `Error::CommandTooLarge` naming its size and the limit, the largest
-//!   accepted command replicates to every node, and writes go on.
+//!   accepted command replicates to every node, and writes go on;
+//! - with the default limits (64 MiB messages), six 12 MiB commands reach a
+//!   follower that was down while they were written.
 //!
 //! Real time (gRPC needs real sockets); every wait is bounded.
 
@@ -131,5 +133,35 @@ async fn a_command_over_the_message_limit_is_refused_at_once_and_writes_go_on() 
     for node in &nodes {
         assert_eq!(node.fsm.values().last(), Some(&42), "{} applied the write after the refusal", node.id);
     }
+    stop_all(&mut nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_limits_carry_commands_of_many_mib_to_a_follower_that_was_down() {
+    let mut nodes = new_nodes(3, |_| test_config()).await;
+    start_cluster(&mut nodes).await;
+    let leader = wait_for_leader(&nodes).await;
+    let max = nodes[leader].raft().max_command_size().expect("the gRPC transport has a limit");
+    assert!(max > 64 * 1024 * 1024 - 2048, "the default limit carries commands of almost 64 MiB: {max}");
+
+    // Six 12 MiB commands (each far over the 1 MiB AppendEntries budget, so
+    // each goes alone; together over the 64 MiB limit) while a follower is
+    // down.
+    let follower = (leader + 1) % 3;
+    nodes[follower].stop().await;
+    let mut last = 0;
+    for n in 0..6u64 {
+        let mut cmd = vec![(n + 1) as u8; 12 * 1024 * 1024];
+        cmd[..8].copy_from_slice(&n.to_le_bytes());
+        last = bounded("a 12 MiB write", apply_on(&nodes[leader], cmd)).await;
+    }
+    nodes[follower].start().await;
+    poll("the restarted follower applies the large commands", || {
+        (nodes[follower].raft().applied_index() >= last).then_some(())
+    })
+    .await;
+    let want = nodes[leader].store.as_ref().expect("leader").get_log(last).await.expect("log").expect("entry");
+    let got = nodes[follower].store.as_ref().expect("follower").get_log(last).await.expect("log").expect("entry");
+    assert_eq!(got, want, "the follower holds the last 12 MiB command intact");
     stop_all(&mut nodes).await;
 }
