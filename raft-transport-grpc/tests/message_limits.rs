@@ -97,7 +97,10 @@ async fn a_command_over_the_message_limit_is_refused_at_once_and_writes_go_on() 
     let leader = wait_for_leader(&nodes).await;
     let raft = nodes[leader].raft().clone();
     let max = raft.max_command_size().expect("the gRPC transport has a limit");
-    assert!(max < LIMIT && max > LIMIT - 4096, "the largest command {max} is just under the {LIMIT}-byte limit");
+    assert!(
+        max < LIMIT && max > LIMIT - 4096,
+        "the largest command {max} is just under the {LIMIT}-byte limit"
+    );
 
     // Refused at once (well before the 10 s timeout), naming size and limit.
     let started = Instant::now();
@@ -160,8 +163,10 @@ async fn default_limits_carry_commands_of_many_mib_to_a_follower_that_was_down()
         (nodes[follower].raft().applied_index() >= last).then_some(())
     })
     .await;
-    let want = nodes[leader].store.as_ref().expect("leader").get_log(last).await.expect("log").expect("entry");
-    let got = nodes[follower].store.as_ref().expect("follower").get_log(last).await.expect("log").expect("entry");
+    let want =
+        nodes[leader].store.as_ref().expect("leader").get_log(last).await.expect("log").expect("entry");
+    let got =
+        nodes[follower].store.as_ref().expect("follower").get_log(last).await.expect("log").expect("entry");
     assert_eq!(got, want, "the follower holds the last 12 MiB command intact");
     stop_all(&mut nodes).await;
 }

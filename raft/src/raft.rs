@@ -324,12 +324,7 @@ impl<F: Fsm> Raft<F> {
         self.check_command_size(data.len())?;
         let deadline = Self::deadline(timeout);
         let (tx, rx) = oneshot::channel();
-        let req = Request::Apply {
-            log_type: LogType::Command,
-            data,
-            waiter: Waiter::Apply(tx),
-            deadline,
-        };
+        let req = Request::Apply { log_type: LogType::Command, data, waiter: Waiter::Apply(tx), deadline };
         self.submit(req, rx, deadline).await
     }
 

@@ -321,9 +321,14 @@ fn s5_3_a_lagging_follower_catches_up_in_requests_cut_by_bytes() {
                 return;
             }
             requests += 1;
-            let bytes: usize = req.entries.iter().map(|e| e.data.len() + crate::transport::ENTRY_OVERHEAD).sum();
+            let bytes: usize =
+                req.entries.iter().map(|e| e.data.len() + crate::transport::ENTRY_OVERHEAD).sum();
             if req.entries.len() > 1 {
-                assert!(bytes <= 3 * each, "{} entries of {bytes} bytes exceed the budget", req.entries.len());
+                assert!(
+                    bytes <= 3 * each,
+                    "{} entries of {bytes} bytes exceed the budget",
+                    req.entries.len()
+                );
             }
             most = most.max(req.entries.len());
             alone |= req.entries.len() == 1 && req.entries[0].data.len() == 5000;
@@ -331,7 +336,8 @@ fn s5_3_a_lagging_follower_catches_up_in_requests_cut_by_bytes() {
     }
     assert_eq!(c.node("n3").last_index(), c.node("n1").last_index(), "n3 caught up");
     let last = c.node("n3").last_index();
-    let n3_sizes: Vec<usize> = (1..=last).filter_map(|i| c.node("n3").entry(i).map(|e| e.data.len())).collect();
+    let n3_sizes: Vec<usize> =
+        (1..=last).filter_map(|i| c.node("n3").entry(i).map(|e| e.data.len())).collect();
     assert_eq!(n3_sizes.iter().filter(|&&n| n == 5000).count(), 1, "n3 holds the large entry");
     assert_eq!(most, 3, "full requests carry as many entries as the budget allows");
     assert!(alone, "the entry over the budget was sent alone");

@@ -303,7 +303,8 @@ where
             .collect();
         must(case, "store_logs of a 12 MiB batch", s.store_logs(&batch)).await;
         let tail = Log::new(26, 2, LogType::Command, large_data(3 * 1024 * 1024, 26));
-        must(case, "store_logs of a 3 MiB entry after the batch", s.store_logs(std::slice::from_ref(&tail))).await;
+        must(case, "store_logs of a 3 MiB entry after the batch", s.store_logs(std::slice::from_ref(&tail)))
+            .await;
         let mut want = vec![big];
         want.extend(batch);
         want.push(tail);
