@@ -31,6 +31,7 @@ pub struct Config {
     /// Default 50ms.
     pub commit_timeout: Duration,
     /// Maximum entries in one AppendEntries request. Default 64, at most 1024.
+    /// Requests are also cut by bytes: see `max_append_entries_bytes`.
     pub max_append_entries: usize,
     /// Maximum AppendEntries requests in flight to one follower (pipelining).
     /// Default 8.
