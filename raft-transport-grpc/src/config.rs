@@ -43,7 +43,13 @@ pub struct GrpcConfig {
     pub snapshot_timeout: Duration,
     /// Largest encoded message accepted or sent, in bytes. Larger inbound
     /// messages are refused by the server (`OUT_OF_RANGE` from the codec);
-    /// larger outbound ones fail locally.
+    /// larger outbound ones fail locally. The node learns it through
+    /// [`Transport::max_message_size`](raft::Transport::max_message_size):
+    /// it cuts AppendEntries to fit and refuses larger commands with
+    /// [`Error::CommandTooLarge`](raft::Error::CommandTooLarge), so this
+    /// bounds the largest command (a little under it, see
+    /// [`Raft::max_command_size`](raft::Raft::max_command_size)). Every node
+    /// of a cluster should use the same value. Default 64 MiB.
     pub max_message_size: usize,
     /// Size of the data chunks an outbound snapshot is cut into. Must leave
     /// room for framing below `max_message_size`.

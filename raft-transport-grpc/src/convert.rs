@@ -193,3 +193,65 @@ pub(crate) fn snapshot_response_to_pb(r: &InstallSnapshotResponse) -> pb::Instal
 pub(crate) fn snapshot_response_from_pb(r: pb::InstallSnapshotResponse) -> InstallSnapshotResponse {
     InstallSnapshotResponse { term: r.term, success: r.success }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use bytes::Bytes;
+    use prost::Message;
+    use raft::transport::{inmem, ENTRY_OVERHEAD, MESSAGE_OVERHEAD};
+
+    use super::*;
+
+    fn request(leader: &str, big: u64, sizes: &[usize]) -> AppendEntriesRequest {
+        AppendEntriesRequest {
+            term: big,
+            leader_id: leader.into(),
+            prev_log_index: big,
+            prev_log_term: big,
+            entries: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    Log::new(
+                        big.saturating_sub(1000) + i as u64,
+                        big,
+                        LogType::Configuration,
+                        Bytes::from(vec![7u8; n]),
+                    )
+                })
+                .collect(),
+            leader_commit: big,
+            round: big,
+        }
+    }
+
+    /// The node budgets an AppendEntries as `MESSAGE_OVERHEAD` plus the
+    /// leader id plus, per entry, its data and `ENTRY_OVERHEAD`: that must
+    /// never be less than the real protobuf encoding, even with the largest
+    /// varints, or a batch the node thinks fits is refused by the codec.
+    #[test]
+    fn the_node_budget_bounds_the_protobuf_encoding() {
+        for big in [1, 300, u64::MAX - 1] {
+            for sizes in [&[][..], &[0], &[1, 127, 128, 16_383, 16_384], &[3 * 1024 * 1024], &[10; 500]] {
+                for leader in ["a", "a-rather-long-server-name-used-as-a-leader-id"] {
+                    let req = request(leader, big, sizes);
+                    let encoded = append_request_to_pb(&req).encoded_len();
+                    let budget = MESSAGE_OVERHEAD
+                        + leader.len()
+                        + sizes.iter().map(|n| n + ENTRY_OVERHEAD).sum::<usize>();
+                    assert!(
+                        encoded <= budget,
+                        "{encoded} bytes encoded, {budget} budgeted ({big}, {sizes:?})"
+                    );
+                    // The in-memory network's estimate is close to the real size.
+                    let estimate = inmem::encoded_len(&raft::message::RpcRequest::AppendEntries(req));
+                    let slack = 4 * sizes.len() + 16;
+                    assert!(
+                        estimate.abs_diff(encoded) <= slack,
+                        "in-memory estimate {estimate} vs protobuf {encoded} ({big}, {sizes:?})"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -60,7 +60,11 @@
 //!   unspecified or unknown enum values, zero terms, non-contiguous entries or
 //!   entry terms out of order) are answered with `INVALID_ARGUMENT`, logged at
 //!   `warn`, and never reach the node. Messages over `max_message_size` are
-//!   refused by the codec with `OUT_OF_RANGE`. A malformed *data* stream of a
+//!   refused by the codec with `OUT_OF_RANGE`; the node knows the limit
+//!   ([`raft::Transport::max_message_size`]), cuts AppendEntries to fit, and
+//!   refuses a command that cannot fit in one message with
+//!   [`raft::Error::CommandTooLarge`] (with the default 64 MiB limit, up to
+//!   64 MiB minus about 1.1 KiB is carried). A malformed *data* stream of a
 //!   snapshot is detected while the node reads it: the reader fails and the
 //!   caller gets `INVALID_ARGUMENT`.
 //! - **Cluster id.** With `cluster_id` set, every RPC carries it as

@@ -214,6 +214,12 @@ impl Transport for GrpcTransport {
         self.consumer.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or(TransportError::Closed)
     }
 
+    /// [`GrpcConfig::max_message_size`]: the node cuts AppendEntries to fit
+    /// and refuses larger commands.
+    fn max_message_size(&self) -> Option<usize> {
+        Some(self.config.max_message_size)
+    }
+
     async fn append_entries(
         &self,
         target: &ServerId,

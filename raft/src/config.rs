@@ -31,6 +31,7 @@ pub struct Config {
     /// Default 50ms.
     pub commit_timeout: Duration,
     /// Maximum entries in one AppendEntries request. Default 64, at most 1024.
+    /// Requests are also cut by bytes: see `max_append_entries_bytes`.
     pub max_append_entries: usize,
     /// Maximum AppendEntries requests in flight to one follower (pipelining).
     /// Default 8.
@@ -79,6 +80,19 @@ pub struct Config {
     /// whose store already holds another id and [`Raft::new`](crate::Raft::new)
     /// fails with [`Error::ClusterMismatch`].
     pub cluster_id: Option<ClusterId>,
+    /// Byte budget of the entries in one AppendEntries request, each entry
+    /// counted as its data plus
+    /// [`ENTRY_OVERHEAD`](crate::transport::ENTRY_OVERHEAD). A request is
+    /// cut at `max_append_entries` entries or at this many bytes, whichever
+    /// comes first, and always carries at least one entry (a larger one goes
+    /// alone). The node lowers it to what fits in one message of its
+    /// transport ([`Transport::max_message_size`](crate::Transport::max_message_size)
+    /// minus a framing margin, see
+    /// [`max_entries_bytes`](crate::transport::max_entries_bytes)), so a
+    /// lagging follower's catch-up batches never exceed the transport's
+    /// limit. Reloadable. Not in HashiCorp's raft. Default 1 MiB (the gRPC
+    /// transport's messages default to 64 MiB).
+    pub max_append_entries_bytes: usize,
 }
 
 impl Default for Config {
@@ -101,6 +115,7 @@ impl Default for Config {
             check_quorum: true,
             max_queued_requests: 8192,
             cluster_id: None,
+            max_append_entries_bytes: 1024 * 1024,
         }
     }
 }
@@ -166,6 +181,9 @@ impl Config {
                 return bad(format!("cluster_id {:?}: {why}", id.as_str()));
             }
         }
+        if self.max_append_entries_bytes == 0 {
+            return bad("max_append_entries_bytes must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -187,7 +205,28 @@ impl Config {
             check_quorum: self.check_quorum,
             max_append_entries: self.max_append_entries,
             max_inflight: self.max_inflight_append_entries,
+            max_append_bytes: self.max_append_entries_bytes,
         }
+    }
+
+    /// [`Config::core_config`] with the AppendEntries byte budget lowered to
+    /// what fits in one message of a transport whose limit is `max_message`
+    /// (`None`: no limit).
+    pub(crate) fn core_config_for_transport(&self, max_message: Option<usize>) -> crate::core::CoreConfig {
+        let mut cfg = self.core_config();
+        if let Some(max) = max_message {
+            let fits = crate::transport::max_entries_bytes(max, &self.local_id);
+            if fits < cfg.max_append_bytes {
+                tracing::debug!(
+                    configured = cfg.max_append_bytes,
+                    transport_limit = max,
+                    budget = fits,
+                    "AppendEntries byte budget lowered to fit the transport's message limit"
+                );
+                cfg.max_append_bytes = fits;
+            }
+        }
+        cfg
     }
 }
 
@@ -207,6 +246,8 @@ pub struct ReloadableConfig {
     pub heartbeat_timeout: Duration,
     /// See [`Config::election_timeout`].
     pub election_timeout: Duration,
+    /// See [`Config::max_append_entries_bytes`].
+    pub max_append_entries_bytes: usize,
 }
 
 impl ReloadableConfig {
@@ -219,6 +260,7 @@ impl ReloadableConfig {
             snapshot_log_limit: config.snapshot_log_limit,
             heartbeat_timeout: config.heartbeat_timeout,
             election_timeout: config.election_timeout,
+            max_append_entries_bytes: config.max_append_entries_bytes,
         }
     }
 
@@ -231,6 +273,7 @@ impl ReloadableConfig {
             snapshot_log_limit: self.snapshot_log_limit,
             heartbeat_timeout: self.heartbeat_timeout,
             election_timeout: self.election_timeout,
+            max_append_entries_bytes: self.max_append_entries_bytes,
             ..config.clone()
         }
     }
@@ -258,6 +301,7 @@ mod tests {
                 "leader_lease_timeout",
             ),
             (Config { max_inflight_append_entries: 0, ..Config::new("a") }, "max_inflight"),
+            (Config { max_append_entries_bytes: 0, ..Config::new("a") }, "max_append_entries_bytes"),
         ];
         for (config, needle) in cases {
             match config.validate() {
@@ -267,6 +311,18 @@ mod tests {
                 other => panic!("expected InvalidConfig mentioning {needle}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn append_byte_budget_is_lowered_to_the_transport_limit() {
+        let config = Config { max_append_entries_bytes: 1 << 20, ..Config::new("leader") };
+        assert_eq!(config.core_config().max_append_bytes, 1 << 20);
+        assert_eq!(config.core_config_for_transport(None).max_append_bytes, 1 << 20);
+        // A roomy transport leaves the configured budget alone.
+        assert_eq!(config.core_config_for_transport(Some(64 << 20)).max_append_bytes, 1 << 20);
+        // A tight one lowers it to what fits after the framing margin.
+        let tight = config.core_config_for_transport(Some(256 * 1024)).max_append_bytes;
+        assert_eq!(tight, 256 * 1024 - crate::transport::MESSAGE_OVERHEAD - "leader".len());
     }
 
     #[test]

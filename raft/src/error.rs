@@ -156,6 +156,18 @@ pub enum Error {
         stored: ServerId,
         /// The id in [`Config::local_id`](crate::Config::local_id).
         configured: ServerId,
+    /// The command is larger than one message of the transport can carry, so
+    /// it could never be replicated; it was refused before being queued and
+    /// has no effect. Split it, or raise the transport's message limit.
+    #[error(
+        "command of {size} bytes is larger than the {max} bytes one message can carry; \
+         split it or raise the transport's message size limit"
+    )]
+    CommandTooLarge {
+        /// The command's size in bytes.
+        size: usize,
+        /// The largest command accepted, in bytes.
+        max: usize,
     },
 }
 

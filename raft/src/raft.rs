@@ -73,6 +73,9 @@ struct Inner<R> {
     tx: mpsc::Sender<Request<R>>,
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The largest command one message of the transport can carry (`None`:
+    /// no limit); larger ones are refused by [`Raft::apply`].
+    max_command: Option<usize>,
 }
 
 /// A Raft node. Create it with [`Raft::new`]; clone the handle freely.
@@ -131,7 +134,17 @@ impl<F: Fsm> Raft<F> {
         let init = startup::load_initial_state(&config, &mut fsm, &*logs, &*stable, &*snaps).await?;
         let applied_start = init.applied;
         let snapshot_index_start = init.snapshot_index;
-        let core = Core::new(config.local_id.clone(), config.core_config(), seed_for(&config.local_id), init)
+        let max_message = transport.max_message_size();
+        let max_command = max_message.map(|m| crate::transport::max_command_size(m, &config.local_id));
+        if let (Some(message), Some(command)) = (max_message, max_command) {
+            tracing::info!(
+                max_message_bytes = message,
+                max_command_bytes = command,
+                "the transport limits messages; larger commands are refused"
+            );
+        }
+        let core_config = config.core_config_for_transport(max_message);
+        let core = Core::new(config.local_id.clone(), core_config, seed_for(&config.local_id), init)
             .map_err(|reason| {
                 Error::Storage(StorageError::Corrupt { path: "log store".into(), offset: 0, reason })
             })?;
@@ -233,7 +246,7 @@ impl<F: Fsm> Raft<F> {
         };
         let span = tracing::info_span!("raft", id = %task.config.local_id);
         let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));
-        Ok(Self { inner: Arc::new(Inner { tx, shared, task: Mutex::new(Some(handle)) }) })
+        Ok(Self { inner: Arc::new(Inner { tx, shared, task: Mutex::new(Some(handle)), max_command }) })
     }
 
     async fn enqueue(&self, req: Request<F::Response>, timeout: Duration) -> Result<()> {
@@ -328,16 +341,38 @@ impl<F: Fsm> Raft<F> {
     /// the FSM has applied it, however long the FSM takes. On
     /// [`Error::Timeout`] or [`Error::LeadershipLost`] the command may
     /// still be applied later.
+    ///
+    /// A command larger than one message of the transport can carry
+    /// ([`Raft::max_command_size`]) is refused at once with
+    /// [`Error::CommandTooLarge`]: it could never be replicated.
     pub async fn apply(&self, cmd: impl Into<Bytes>, timeout: Duration) -> Result<Applied<F::Response>> {
+        let data = cmd.into();
+        self.check_command_size(data.len())?;
         let deadline = Self::deadline(timeout);
         let (tx, rx) = oneshot::channel();
-        let req = Request::Apply {
-            log_type: LogType::Command,
-            data: cmd.into(),
-            waiter: Waiter::Apply(tx),
-            deadline,
-        };
+        let req = Request::Apply { log_type: LogType::Command, data, waiter: Waiter::Apply(tx), deadline };
         self.submit(req, rx, deadline).await
+    }
+
+    /// The largest command [`Raft::apply`] accepts, in bytes: what fits in
+    /// one message of the transport after the framing margin and the
+    /// entry's own overhead (see
+    /// [`Transport::max_message_size`](crate::Transport::max_message_size)).
+    /// `None` when the transport has no limit. With the gRPC transport's
+    /// default 64 MiB messages this is a little under 64 MiB.
+    pub fn max_command_size(&self) -> Option<usize> {
+        self.inner.max_command
+    }
+
+    /// Refuses a command that can never be replicated.
+    fn check_command_size(&self, size: usize) -> Result<()> {
+        match self.inner.max_command {
+            Some(max) if size > max => {
+                tracing::debug!(size, max, "command refused: larger than one message of the transport");
+                Err(Error::CommandTooLarge { size, max })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Commits a barrier entry and waits until it and everything before it

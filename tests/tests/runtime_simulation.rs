@@ -6,6 +6,12 @@
 //! and the cluster must elect a leader and commit within a bounded time, and
 //! every node must have applied the same sequence.
 //!
+//! Values come in mixed sizes around the AppendEntries byte budget, and on
+//! every other seed the network refuses messages over a small size limit
+//! (as the gRPC transport does): catch-up batches must be cut to fit, and a
+//! command too large for one message must be refused at once with
+//! `CommandTooLarge`, without effect.
+//!
 //! `RUNTIME_SIM_SEEDS=N` runs N seeds (default 50); `RUNTIME_SIM_SEED=S`
 //! replays one.
 
@@ -45,6 +51,10 @@ struct Shared {
     clock: AtomicU64,
     history: Mutex<Vec<KvOperation>>,
     stop: AtomicBool,
+    /// Commands refused as too large for one message.
+    too_large: AtomicU64,
+    /// Writes over the byte budget that committed.
+    over_budget: AtomicU64,
 }
 
 impl Shared {
@@ -62,6 +72,24 @@ impl Shared {
 }
 
 const OP_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// The AppendEntries byte budget of every node.
+const APPEND_BUDGET: usize = 2048;
+
+/// The message size limit of the network on limited seeds.
+const MESSAGE_LIMIT: usize = 8 * 1024;
+
+/// A value length: mostly small, often around the byte budget, sometimes
+/// well over it (but within one message), rarely over the message limit.
+fn value_len(rng: &mut Rng) -> usize {
+    match rng.below(20) {
+        0..=9 => rng.below(16) as usize,
+        10..=14 => APPEND_BUDGET - 256 + rng.below(512) as usize,
+        15..=17 => 3000 + rng.below(3000) as usize,
+        18 => 6500,
+        _ => MESSAGE_LIMIT + rng.below(4096) as usize,
+    }
+}
 
 async fn client(shared: Arc<Shared>, client: u64, seed: u64) {
     let mut rng = Rng(seed ^ (client + 1).wrapping_mul(0x1234_5678_9abc));
@@ -97,7 +125,11 @@ async fn client(shared: Arc<Shared>, client: u64, seed: u64) {
                 _ => failed = true,
             }
         } else {
-            let value = format!("c{client}-{n}");
+            let mut value = format!("c{client}-{n}-");
+            let len = value_len(&mut rng);
+            while value.len() < len {
+                value.push((b'a' + (value.len() % 26) as u8) as char);
+            }
             let (cmd, input) = if choice < 8 {
                 (KvCommand::Put { key: key.clone(), value: value.clone() }, KvInput::Put { key, value })
             } else {
@@ -111,7 +143,26 @@ async fn client(shared: Arc<Shared>, client: u64, seed: u64) {
                     KvInput::Cas { key, expected, new: value },
                 )
             };
-            match raft.apply(cmd.encode(), OP_TIMEOUT).await {
+            let encoded = cmd.encode();
+            let size = encoded.len();
+            let too_large = raft.max_command_size().is_some_and(|max| size > max);
+            let started = tokio::time::Instant::now();
+            let result = raft.apply(encoded, OP_TIMEOUT).await;
+            if too_large {
+                match result {
+                    Err(Error::CommandTooLarge { size: s, max }) if s == size && max < MESSAGE_LIMIT => {
+                        assert!(started.elapsed() < Duration::from_millis(1), "refused late");
+                        shared.too_large.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    other => panic!("a command of {size} bytes was not refused as too large: {other:?}"),
+                }
+            }
+            if size > APPEND_BUDGET && result.is_ok() {
+                shared.over_budget.fetch_add(1, Ordering::Relaxed);
+            }
+            match result {
                 Ok(applied) => {
                     let output = match applied.response {
                         KvResponse::Previous(_) => KvOutput::Put,
@@ -155,16 +206,30 @@ fn publish(cluster: &TestCluster<KvTestFsm>, directory: &Directory) {
     }
 }
 
-async fn run_seed(seed: u64) -> Result<(usize, usize), String> {
+/// What a seed exercised.
+#[derive(Default)]
+struct SeedStats {
+    ops: usize,
+    compacted: usize,
+    too_large: u64,
+    over_budget: u64,
+}
+
+async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     let mut rng = Rng(seed);
     let n = if seed % 3 == 0 { 5 } else { 3 };
     let net = InmemNetwork::with_seed(seed);
     net.set_rpc_timeout(Duration::from_millis(200));
+    let limited = seed % 2 == 0;
+    if limited {
+        net.set_max_message_size(Some(MESSAGE_LIMIT));
+    }
     // Snapshot often so compaction and InstallSnapshot happen under faults.
     let mut cluster = TestCluster::<KvTestFsm>::with_config(n, net.clone(), |c| {
         c.snapshot_threshold = 150;
         c.trailing_logs = 20;
         c.snapshot_interval = std::time::Duration::from_millis(100);
+        c.max_append_entries_bytes = APPEND_BUDGET;
     })
     .await;
     let shared = Arc::new(Shared {
@@ -173,6 +238,8 @@ async fn run_seed(seed: u64) -> Result<(usize, usize), String> {
         clock: AtomicU64::new(0),
         history: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
+        too_large: AtomicU64::new(0),
+        over_budget: AtomicU64::new(0),
     });
     publish(&cluster, &shared.directory);
     let clients: Vec<_> = (0..4).map(|c| tokio::spawn(client(shared.clone(), c, seed))).collect();
@@ -229,7 +296,7 @@ async fn run_seed(seed: u64) -> Result<(usize, usize), String> {
     for c in clients {
         c.await.map_err(|e| format!("client panicked: {e}"))?;
     }
-    let fail = |what: String| format!("seed {seed}: {what}\nfaults: {trace:?}");
+    let fail = |what: String| format!("seed {seed} (message limit: {limited}): {what}\nfaults: {trace:?}");
     let leader = tokio::time::timeout(Duration::from_secs(10), cluster.wait_for_leader())
         .await
         .map_err(|_| fail("no leader within 10s after healing".into()))?;
@@ -268,10 +335,15 @@ async fn run_seed(seed: u64) -> Result<(usize, usize), String> {
     if !result.is_ok() {
         return Err(fail(format!("history is not linearizable: {result}")));
     }
-    Ok((ops, compacted))
+    Ok(SeedStats {
+        ops,
+        compacted,
+        too_large: shared.too_large.load(Ordering::Relaxed),
+        over_budget: shared.over_budget.load(Ordering::Relaxed),
+    })
 }
 
-fn run_in_paused_runtime(seed: u64) -> Result<(usize, usize), String> {
+fn run_in_paused_runtime(seed: u64) -> Result<SeedStats, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -291,17 +363,23 @@ fn runtime_simulation_many_seeds() {
     let failures = Arc::new(Mutex::new(Vec::new()));
     let total_ops = Arc::new(AtomicU64::new(0));
     let compacted_nodes = Arc::new(AtomicU64::new(0));
+    let too_large = Arc::new(AtomicU64::new(0));
+    let over_budget = Arc::new(AtomicU64::new(0));
     std::thread::scope(|s| {
         for t in 0..threads {
             let failures = failures.clone();
             let total_ops = total_ops.clone();
             let compacted_nodes = compacted_nodes.clone();
+            let too_large = too_large.clone();
+            let over_budget = over_budget.clone();
             s.spawn(move || {
                 for seed in (0..seeds).filter(|x| x % threads == t) {
                     match run_in_paused_runtime(seed) {
-                        Ok((ops, compacted)) => {
-                            total_ops.fetch_add(ops as u64, Ordering::Relaxed);
-                            compacted_nodes.fetch_add(compacted as u64, Ordering::Relaxed);
+                        Ok(stats) => {
+                            total_ops.fetch_add(stats.ops as u64, Ordering::Relaxed);
+                            compacted_nodes.fetch_add(stats.compacted as u64, Ordering::Relaxed);
+                            too_large.fetch_add(stats.too_large, Ordering::Relaxed);
+                            over_budget.fetch_add(stats.over_budget, Ordering::Relaxed);
                         }
                         Err(e) => failures.lock().expect("lock").push(e),
                     }
@@ -320,7 +398,14 @@ fn runtime_simulation_many_seeds() {
     assert!(ops > seeds * 20, "clients completed too few operations ({ops})");
     let compacted = compacted_nodes.load(Ordering::Relaxed);
     assert!(compacted > 0, "no run exercised log compaction");
-    eprintln!("{seeds} runtime simulation seeds passed, {ops} client operations checked, {compacted} compacted logs");
+    let too_large = too_large.load(Ordering::Relaxed);
+    let over_budget = over_budget.load(Ordering::Relaxed);
+    assert!(too_large > 0, "no run refused a command over the message limit");
+    assert!(over_budget > 0, "no run committed a write over the byte budget");
+    eprintln!(
+        "{seeds} runtime simulation seeds passed, {ops} client operations checked, {compacted} compacted logs, \
+         {too_large} commands refused as too large, {over_budget} writes over the byte budget"
+    );
 }
 
 #[test]

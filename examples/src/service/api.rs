@@ -27,7 +27,8 @@
 //! Errors are JSON `{"error": message, "code": code}`: `400
 //! bad_request`/`invalid_json`, `404 not_found`, `409 cas_mismatch`, `409
 //! server_exists` (a join with an id that is a member at another address),
-//! `409 stale_prev_index`, `413 value_too_large`, `504 catch_up_timeout`
+//! `409 stale_prev_index`, `413 value_too_large` (over `max_value_bytes`, or a
+//! command larger than one raft message can carry), `504 catch_up_timeout`
 //! (a joining node did not catch up in time: it stays a non-voter), `503 no_leader` (election in progress or no quorum),
 //! `503 outcome_unknown` (leadership lost with a write in flight: it may
 //! or may not be applied), `503 unavailable`, `504 timeout` (a write may
@@ -186,6 +187,9 @@ impl From<raft::Error> for ApiError {
             e @ E::StalePrevIndex { .. } => ApiError::StalePrevIndex(e.to_string()),
             e @ E::CatchUpTimeout { .. } => ApiError::CatchUpTimeout(e.to_string()),
             e @ E::NotAVoter(_) => ApiError::BadRequest(e.to_string()),
+            // Larger than one raft message can carry: the same answer as a
+            // value over `max_value_bytes`, naming raft's limit.
+            E::CommandTooLarge { max, .. } => ApiError::TooLarge { what: "the command", limit: max },
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -795,5 +799,17 @@ async fn register_node(
         Done::Local((index, _)) => {
             Ok(Json(json!({ "id": id, "api_addr": req.api_addr, "index": index })).into_response())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_too_large_for_raft_is_413_naming_the_limit() {
+        let err = ApiError::from(raft::Error::CommandTooLarge { size: 70 << 20, max: 64 << 20 });
+        assert_eq!(err.status_and_code(), (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"));
+        assert!(err.to_string().contains(&(64usize << 20).to_string()), "{err}");
     }
 }

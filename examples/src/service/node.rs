@@ -167,6 +167,13 @@ impl KvNode {
         admin.attach(raft.clone());
         let cluster = raft.cluster_id().map(|c| c.to_string()).unwrap_or_else(|| "(adopted on join)".into());
         tracing::info!(id = %opts.id, %raft_addr, %api_addr, restarted, %cluster, "node started");
+        if let Some(max) = raft.max_command_size().filter(|&max| opts.api.max_value_bytes >= max) {
+            tracing::warn!(
+                max_value_bytes = opts.api.max_value_bytes,
+                max_command_bytes = max,
+                "values near --max-value-bytes do not fit in one raft message and get 413; lower it"
+            );
+        }
 
         if restarted {
             if opts.bootstrap || opts.join.is_some() {

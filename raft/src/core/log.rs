@@ -7,7 +7,15 @@
 
 use std::collections::VecDeque;
 
+use crate::transport::ENTRY_OVERHEAD;
 use crate::types::Log;
+
+/// What an entry counts for against an AppendEntries byte budget: its data
+/// plus [`ENTRY_OVERHEAD`] for the fields and framing around it (no
+/// encoding needed).
+pub(crate) fn entry_bytes(e: &Log) -> usize {
+    e.data.len().saturating_add(ENTRY_OVERHEAD)
+}
 
 /// The in-memory log.
 ///
@@ -83,6 +91,32 @@ impl RaftLog {
         let start = (lo - self.snapshot_index - 1) as usize;
         let count = ((hi - lo + 1) as usize).min(max);
         self.entries.range(start..start + count).cloned().collect()
+    }
+
+    /// Clones of the entries in `lo..=hi` (clamped to what is present): at
+    /// most `max` of them, and no more than fit in `max_bytes` counting each
+    /// as [`entry_bytes`], except that the first entry is always included
+    /// (an entry larger than the budget goes alone), so every call that has
+    /// something to send makes progress.
+    pub(crate) fn slice_bytes(&self, lo: u64, hi: u64, max: usize, max_bytes: usize) -> Vec<Log> {
+        let lo = lo.max(self.snapshot_index + 1);
+        let hi = hi.min(self.last_index());
+        if lo > hi || max == 0 {
+            return Vec::new();
+        }
+        let start = (lo - self.snapshot_index - 1) as usize;
+        let count = ((hi - lo + 1) as usize).min(max);
+        let mut out = Vec::with_capacity(count.min(64));
+        let mut used = 0usize;
+        for e in self.entries.range(start..start + count) {
+            let size = entry_bytes(e);
+            if !out.is_empty() && used.saturating_add(size) > max_bytes {
+                break;
+            }
+            used = used.saturating_add(size);
+            out.push(e.clone());
+        }
+        out
     }
 
     /// Appends entries that continue the log.
@@ -195,6 +229,47 @@ mod tests {
         assert_eq!(l.slice(1, 10, 10).len(), 1);
         l.compact_to(10, 4);
         assert_eq!((l.last_index(), l.last_term()), (10, 4));
+    }
+
+    fn sized(sizes: &[usize]) -> RaftLog {
+        let entries = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Log::new(i as u64 + 1, 1, LogType::Command, vec![i as u8; n]))
+            .collect();
+        RaftLog::new(0, 0, entries).expect("valid log")
+    }
+
+    fn indexes(entries: &[Log]) -> Vec<u64> {
+        entries.iter().map(|e| e.index).collect()
+    }
+
+    #[test]
+    fn byte_slice_respects_the_budget() {
+        let l = sized(&[100, 100, 100, 100, 100]);
+        let each = 100 + ENTRY_OVERHEAD;
+        // Exactly three fit; one byte less and only two do.
+        assert_eq!(indexes(&l.slice_bytes(1, 5, 64, 3 * each)), vec![1, 2, 3]);
+        assert_eq!(indexes(&l.slice_bytes(1, 5, 64, 3 * each - 1)), vec![1, 2]);
+        // The count limit still applies, and so does the range.
+        assert_eq!(indexes(&l.slice_bytes(1, 5, 2, usize::MAX)), vec![1, 2]);
+        assert_eq!(indexes(&l.slice_bytes(2, 4, 64, usize::MAX)), vec![2, 3, 4]);
+        // A budget that fits everything returns everything.
+        assert_eq!(l.slice_bytes(1, 5, 64, 5 * each).len(), 5);
+        // The data comes back intact.
+        assert_eq!(l.slice_bytes(3, 3, 64, usize::MAX)[0].data, vec![2u8; 100]);
+    }
+
+    #[test]
+    fn byte_slice_always_takes_one_entry() {
+        let l = sized(&[10, 5000, 10]);
+        // An entry alone above the budget still goes, alone.
+        assert_eq!(indexes(&l.slice_bytes(2, 3, 64, 100)), vec![2]);
+        assert_eq!(indexes(&l.slice_bytes(1, 3, 64, 0)), vec![1]);
+        // A small entry followed by one that does not fit: only the first.
+        assert_eq!(indexes(&l.slice_bytes(1, 3, 64, 1000)), vec![1]);
+        // Nothing to send: nothing.
+        assert!(l.slice_bytes(4, 3, 64, 100).is_empty());
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct CoreConfig {
     pub max_append_entries: usize,
     /// Maximum AppendEntries in flight per follower.
     pub max_inflight: usize,
+    /// Byte budget of the entries in one AppendEntries, each counted as its
+    /// data plus [`ENTRY_OVERHEAD`](crate::transport::ENTRY_OVERHEAD); a
+    /// request always carries at least one entry, even one over the budget.
+    pub max_append_bytes: usize,
 }
 
 impl CoreConfig {
@@ -91,6 +95,7 @@ impl CoreConfig {
             check_quorum: true,
             max_append_entries: 64,
             max_inflight: 4,
+            max_append_bytes: 1024 * 1024,
         }
     }
 }

@@ -41,7 +41,8 @@ impl Core {
                 self.ready.snapshots_to_send.push(peer.clone());
                 return;
             };
-            let entries = self.log.slice(p.next, last, self.cfg.max_append_entries);
+            let entries =
+                self.log.slice_bytes(p.next, last, self.cfg.max_append_entries, self.cfg.max_append_bytes);
             let sent_last = prev_log_index + entries.len() as u64;
             p.sent(sent_last);
             let round = leader.round;

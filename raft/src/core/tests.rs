@@ -277,6 +277,76 @@ fn s5_3_replicated_entries_are_applied_in_order_on_every_node() {
     }
 }
 
+/// Delivers messages until nothing is left, checking each AppendEntries
+/// with `check` before it is delivered.
+fn settle_checking(c: &mut Cluster, check: &mut impl FnMut(&Message)) {
+    for _ in 0..10_000 {
+        c.collect();
+        let Some(msg) = c.queue.pop_front() else { return };
+        if c.cut.contains(&(msg.from.clone(), msg.to.clone())) {
+            continue;
+        }
+        check(&msg);
+        if let Some(core) = c.nodes.get_mut(&msg.to) {
+            core.step(msg);
+        }
+    }
+    panic!("cluster did not settle");
+}
+
+#[test]
+fn s5_3_a_lagging_follower_catches_up_in_requests_cut_by_bytes() {
+    // A follower that missed many large entries is sent them in requests
+    // whose entries stay within the byte budget (data + overhead each), an
+    // entry larger than the budget alone, and it catches up.
+    let each = 1000 + crate::transport::ENTRY_OVERHEAD;
+    let mut cfg = CoreConfig::for_tests();
+    cfg.max_append_bytes = 3 * each;
+    cfg.max_append_entries = 64;
+    let mut c = Cluster::new(3, cfg);
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n3");
+    let payload = |i: usize| (LogType::Command, Bytes::from(vec![i as u8; if i == 7 { 5000 } else { 1000 }]));
+    for i in 0..30 {
+        c.node("n1").propose([payload(i)]).expect("leader");
+    }
+    c.settle();
+    c.heal();
+    let (mut requests, mut most, mut alone) = (0, 0, false);
+    for _ in 0..40 {
+        for core in c.nodes.values_mut() {
+            core.tick();
+        }
+        settle_checking(&mut c, &mut |m| {
+            let Body::AppendEntries(req) = &m.body else { return };
+            if m.to.as_str() != "n3" || req.entries.is_empty() {
+                return;
+            }
+            requests += 1;
+            let bytes: usize =
+                req.entries.iter().map(|e| e.data.len() + crate::transport::ENTRY_OVERHEAD).sum();
+            if req.entries.len() > 1 {
+                assert!(
+                    bytes <= 3 * each,
+                    "{} entries of {bytes} bytes exceed the budget",
+                    req.entries.len()
+                );
+            }
+            most = most.max(req.entries.len());
+            alone |= req.entries.len() == 1 && req.entries[0].data.len() == 5000;
+        });
+    }
+    assert_eq!(c.node("n3").last_index(), c.node("n1").last_index(), "n3 caught up");
+    let last = c.node("n3").last_index();
+    let n3_sizes: Vec<usize> =
+        (1..=last).filter_map(|i| c.node("n3").entry(i).map(|e| e.data.len())).collect();
+    assert_eq!(n3_sizes.iter().filter(|&&n| n == 5000).count(), 1, "n3 holds the large entry");
+    assert_eq!(most, 3, "full requests carry as many entries as the budget allows");
+    assert!(alone, "the entry over the budget was sent alone");
+    assert!(requests >= 10, "30 entries of ~1 KB took {requests} requests under a 3 KB budget");
+}
+
 #[test]
 fn s5_3_follower_truncates_a_conflicting_suffix() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());

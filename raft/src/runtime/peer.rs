@@ -148,6 +148,22 @@ async fn run(
     }
 }
 
+/// Logs a failed pipelined AppendEntries: at `warn` when the transport
+/// refused it (a refusal repeats on every retry, so replication to this peer
+/// is stuck until it is fixed), at `debug` otherwise (the peer is down or
+/// slow, which the back-off and metrics already report).
+fn log_append_failure(e: &TransportError) {
+    if matches!(e, TransportError::Rejected(_)) {
+        tracing::warn!(
+            error = %e,
+            "AppendEntries refused by the transport; if it is over a message size limit, make the \
+             transport report that limit (Transport::max_message_size) and give every node the same one"
+        );
+    } else {
+        tracing::debug!(error = %e, "pipelined AppendEntries failed");
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn send(
     local: &ServerId,
@@ -205,7 +221,7 @@ async fn send(
                                         respond(Body::AppendEntriesResponse(resp));
                                     }
                                     Err(e) => {
-                                        tracing::debug!(error = %e, "pipelined AppendEntries failed");
+                                        log_append_failure(&e);
                                         report_refusal(&events, &id, &e);
                                         let _ = fail_tx.send(());
                                         return;

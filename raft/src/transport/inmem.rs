@@ -1,7 +1,9 @@
 //! In-memory transport for tests and simulations: an [`InmemNetwork`] that
 //! every node's [`InmemTransport`] registers with, and fault injection on the
 //! network (isolate a node, partition into groups, cut one direction of a
-//! link, drop a fraction of messages, add delay). Users test their own FSM
+//! link, drop a fraction of messages, add delay) and, optionally, a message
+//! size limit enforced the way the gRPC transport enforces its own (an
+//! oversized request is refused, never delivered). Users test their own FSM
 //! with it too.
 //!
 //! ```
@@ -40,6 +42,8 @@ struct NetInner {
     /// Seeded, so a network's random faults replay.
     rng: Rng,
     rpc_timeout: Duration,
+    /// Largest request delivered, in (estimated) encoded bytes.
+    max_message: Option<usize>,
 }
 
 impl NetInner {
@@ -97,6 +101,7 @@ impl InmemNetwork {
                 delay: (Duration::ZERO, Duration::ZERO),
                 rng: Rng::new(seed),
                 rpc_timeout: Duration::from_secs(5),
+                max_message: None,
             })),
         }
     }
@@ -169,6 +174,21 @@ impl InmemNetwork {
         self.lock().rpc_timeout = timeout;
     }
 
+    /// Limits the size of requests, like a real transport's message limit:
+    /// a request whose estimated encoding ([`encoded_len`]) is larger is
+    /// refused with [`TransportError::Rejected`] and never delivered. The
+    /// transports report the limit through
+    /// [`Transport::max_message_size`], which a node reads when it starts:
+    /// set it before creating the nodes. `None` (the default): no limit.
+    pub fn set_max_message_size(&self, max: Option<usize>) {
+        self.lock().max_message = max;
+    }
+
+    /// The message size limit set by [`InmemNetwork::set_max_message_size`].
+    pub fn max_message_size(&self) -> Option<usize> {
+        self.lock().max_message
+    }
+
     /// Delivers one request from `from` to `to` and returns the receiver of
     /// its answer, or an error if the request was lost.
     async fn deliver(
@@ -179,6 +199,15 @@ impl InmemNetwork {
     ) -> Result<oneshot::Receiver<Result<RpcResponse, TransportError>>, TransportError> {
         let (route, target) = {
             let mut inner = self.lock();
+            if let (Some(max), InboundRequest::Rpc(req)) = (inner.max_message, &request) {
+                let size = encoded_len(req);
+                if size > max {
+                    tracing::warn!(%from, %to, size, max, "in-memory network refused an oversized message");
+                    return Err(TransportError::Rejected(format!(
+                        "message of {size} bytes exceeds the limit of {max} bytes"
+                    )));
+                }
+            }
             (inner.route(from, to), inner.nodes.get(to).cloned())
         };
         let delay = route.ok_or_else(|| TransportError::Unreachable(to.clone(), "link down".into()))?;
@@ -223,6 +252,32 @@ impl InmemNetwork {
     }
 }
 
+/// Bytes of a protobuf varint holding `v`.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes of a length-delimited protobuf field (tag, length, content).
+fn field_len(content: usize) -> usize {
+    1 + varint_len(content as u64) + content
+}
+
+/// The size a request would have encoded as protobuf (the gRPC transport's
+/// wire format): what an [`InmemNetwork`] with a message limit compares
+/// against it. Exact for AppendEntries (up to a few bytes of tags), a small
+/// fixed size for the other RPCs.
+pub fn encoded_len(req: &RpcRequest) -> usize {
+    let RpcRequest::AppendEntries(req) = req else { return 64 };
+    let ints = [req.term, req.prev_log_index, req.prev_log_term, req.leader_commit, req.round];
+    let mut len: usize = ints.iter().map(|&v| 1 + varint_len(v)).sum();
+    len += field_len(req.leader_id.as_str().len());
+    for e in &req.entries {
+        let entry = 1 + varint_len(e.index) + 1 + varint_len(e.term) + 2 + field_len(e.data.len());
+        len += field_len(entry);
+    }
+    len
+}
+
 /// One node's endpoint on an [`InmemNetwork`].
 pub struct InmemTransport {
     net: InmemNetwork,
@@ -259,6 +314,10 @@ impl Transport for InmemTransport {
 
     fn take_consumer(&self) -> Result<mpsc::Receiver<InboundRpc>, TransportError> {
         self.consumer.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or(TransportError::Closed)
+    }
+
+    fn max_message_size(&self) -> Option<usize> {
+        self.net.max_message_size()
     }
 
     async fn append_entries(
@@ -364,5 +423,80 @@ impl Transport for InmemTransport {
             RpcResponse::InstallSnapshot(r) => Ok(r),
             _ => Err(unexpected("InstallSnapshot")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Log, LogType};
+
+    fn append(sizes: &[usize]) -> AppendEntriesRequest {
+        AppendEntriesRequest {
+            term: 3,
+            leader_id: "a".into(),
+            prev_log_index: 10,
+            prev_log_term: 2,
+            entries: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Log::new(11 + i as u64, 3, LogType::Command, vec![1u8; n]))
+                .collect(),
+            leader_commit: 9,
+            round: 1,
+        }
+    }
+
+    /// Answers every AppendEntries with success, counting deliveries.
+    fn responder(t: &InmemTransport) -> Arc<Mutex<usize>> {
+        let mut inbound = t.take_consumer().expect("consumer");
+        let delivered = Arc::new(Mutex::new(0));
+        let count = delivered.clone();
+        tokio::spawn(async move {
+            while let Some(rpc) = inbound.recv().await {
+                *count.lock().expect("lock") += 1;
+                rpc.reply.send(Ok(RpcResponse::AppendEntries(AppendEntriesResponse {
+                    term: 3,
+                    success: true,
+                    last_log_index: 0,
+                    conflict_term: 0,
+                    conflict_index: 0,
+                    round: 1,
+                })));
+            }
+        });
+        delivered
+    }
+
+    #[test]
+    fn encoded_len_counts_every_entry_byte_and_its_framing() {
+        let empty = encoded_len(&RpcRequest::AppendEntries(append(&[])));
+        let one = encoded_len(&RpcRequest::AppendEntries(append(&[1000])));
+        let two = encoded_len(&RpcRequest::AppendEntries(append(&[1000, 1000])));
+        assert!(empty > 10 && empty < 64, "{empty}");
+        assert!(one - empty > 1000 && one - empty <= 1000 + crate::transport::ENTRY_OVERHEAD);
+        assert_eq!(two - one, one - empty);
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_refused_and_never_delivered() {
+        let net = InmemNetwork::new();
+        assert_eq!(net.transport("x").max_message_size(), None, "no limit by default");
+        net.set_max_message_size(Some(4096));
+        let a = net.transport("a");
+        let b = net.transport("b");
+        assert_eq!(a.max_message_size(), Some(4096));
+        let delivered = responder(&b);
+        let (id, addr) = (ServerId::from("b"), ServerAddress::from("b"));
+
+        a.append_entries(&id, &addr, append(&[1000, 1000, 1000])).await.expect("under the limit");
+        let err = a.append_entries(&id, &addr, append(&[3000, 1100])).await.expect_err("over the limit");
+        assert!(matches!(&err, TransportError::Rejected(m) if m.contains("4096")), "{err:?}");
+        // Pipelined requests are refused the same way.
+        let mut pipe = a.append_entries_pipeline(&id, &addr).await.expect("pipeline");
+        pipe.requests.send(append(&[5000])).await.expect("queued");
+        let refused = pipe.responses.recv().await.expect("an answer");
+        assert!(matches!(refused, Err(TransportError::Rejected(_))), "{refused:?}");
+        assert_eq!(*delivered.lock().expect("lock"), 1, "only the request under the limit arrived");
     }
 }

@@ -87,6 +87,45 @@ pub trait Transport: Send + Sync + 'static {
         req: InstallSnapshotRequest,
         data: SnapshotReader,
     ) -> Result<InstallSnapshotResponse, TransportError>;
+
+    /// The largest message, in encoded bytes, this transport sends or
+    /// accepts; `None` (the default) means no limit.
+    ///
+    /// The node reads it once, when it starts, and from it derives two
+    /// limits (see [`max_entries_bytes`] and [`max_command_size`]):
+    /// AppendEntries are cut so their entries fit in one message, and
+    /// [`Raft::apply`](crate::Raft::apply) refuses at once, with
+    /// [`Error::CommandTooLarge`](crate::Error::CommandTooLarge), a command
+    /// that could never fit in one. A transport with a limit must report it
+    /// here: otherwise a batch or a command over the limit is refused by the
+    /// transport on every attempt and replication stalls.
+    fn max_message_size(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Bytes one entry adds to an AppendEntries message on top of its data: an
+/// upper bound for a protobuf-like encoding of its index, term, type and
+/// length prefixes (each varint at most 10 bytes).
+pub const ENTRY_OVERHEAD: usize = 64;
+
+/// Bytes of a message kept free for everything but its entries (the fixed
+/// fields of an AppendEntries and the transport's framing), in addition to
+/// the leader id's length.
+pub const MESSAGE_OVERHEAD: usize = 1024;
+
+/// How many bytes of entries (each counted as its data plus
+/// [`ENTRY_OVERHEAD`]) fit in one AppendEntries from `leader` under a
+/// transport limit of `max_message` bytes.
+pub fn max_entries_bytes(max_message: usize, leader: &ServerId) -> usize {
+    max_message.saturating_sub(MESSAGE_OVERHEAD + leader.as_str().len())
+}
+
+/// The largest command (data bytes) that fits in one AppendEntries from
+/// `leader` under a transport limit of `max_message` bytes: commands larger
+/// than this can never be replicated.
+pub fn max_command_size(max_message: usize, leader: &ServerId) -> usize {
+    max_entries_bytes(max_message, leader).saturating_sub(ENTRY_OVERHEAD)
 }
 
 /// Both ends of an ordered AppendEntries pipeline to one peer: queue requests

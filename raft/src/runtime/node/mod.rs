@@ -591,7 +591,9 @@ impl<R: Send + 'static> Node<R> {
             }
             Request::Reload { config } => {
                 let config = *config;
-                self.t.core.reconfigure(config.core_config());
+                self.t
+                    .core
+                    .reconfigure(config.core_config_for_transport(self.t.transport.max_message_size()));
                 let _ = self.t.snapshot_cmds.send(SnapshotCmd::Reload {
                     interval: config.snapshot_interval,
                     threshold: config.snapshot_threshold,

@@ -470,6 +470,13 @@ impl<'a> Sim<'a> {
             core_cfg.max_append_entries = figure8.pick_batch();
             core_cfg.max_inflight = core_cfg.max_inflight.max(2);
         }
+        if cfg.randomize_protocol {
+            // Byte budgets around the size of a few commands (each counts
+            // as its data plus the 64-byte entry overhead), so requests are
+            // cut by bytes as well as by count. Taken from the seed, not the
+            // generator, so every other choice of a seed stays as it was.
+            core_cfg.max_append_bytes = [1 << 20, 150, 400][(seed % 3) as usize];
+        }
         let ids: Vec<ServerId> = (1..=n).map(|i| ServerId::from(format!("n{i}"))).collect();
         // Members at bootstrap; the rest are empty spares that may join later.
         let members = if n == 5 && cfg.membership_rate > 0.0 && rng.chance(0.5) { 3 } else { n };
@@ -531,8 +538,12 @@ impl<'a> Sim<'a> {
         };
         let setup = format!(
             "{n} nodes, {members} members at start, pre_vote={}, check_quorum={}, max_append_entries={}, \
-             max_inflight={}, {snapshot_setup}",
-            core_cfg.pre_vote, core_cfg.check_quorum, core_cfg.max_append_entries, core_cfg.max_inflight
+             max_append_bytes={}, max_inflight={}, {snapshot_setup}",
+            core_cfg.pre_vote,
+            core_cfg.check_quorum,
+            core_cfg.max_append_entries,
+            core_cfg.max_append_bytes,
+            core_cfg.max_inflight
         );
         Ok(Self {
             cfg,
