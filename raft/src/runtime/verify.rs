@@ -131,3 +131,77 @@ pub(crate) async fn restore_verified<F: Fsm>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsm::FsmSnapshot;
+    use crate::types::Log;
+    use crate::BoxError;
+
+    /// Good bytes, then an InvalidData error where the end would be (a
+    /// store's checksum failing at the end of the data).
+    struct BadAtEnd(io::Cursor<Vec<u8>>);
+
+    impl AsyncRead for BadAtEnd {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            match Pin::new(&mut self.0).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                    Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "checksum mismatch")))
+                }
+                other => other,
+            }
+        }
+    }
+
+    /// Reads a 4-byte value and stops; optionally swallows read errors.
+    #[derive(Default)]
+    struct PrefixFsm {
+        value: u32,
+        swallow: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Fsm for PrefixFsm {
+        type Response = ();
+        async fn apply(&mut self, _log: &Log) {}
+        async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
+            Err("unused".into())
+        }
+        async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
+            match snapshot.read_u32().await {
+                Ok(v) => self.value = v,
+                Err(_) if self.swallow => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn damage_reported_at_the_end_fails_a_restore_that_never_read_there() {
+        let mut fsm = PrefixFsm::default();
+        let reader = SnapshotReader::new(BadAtEnd(io::Cursor::new(vec![0, 0, 0, 7, 1, 2, 3])));
+        let r = restore_verified(&mut fsm, "s", reader, Some(7)).await;
+        assert!(matches!(r, Err(Error::Storage(StorageError::Corrupt { offset: 7, .. }))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_read_error_the_fsm_swallowed_still_fails_the_restore() {
+        let mut fsm = PrefixFsm { swallow: true, ..PrefixFsm::default() };
+        let reader = SnapshotReader::new(BadAtEnd(io::Cursor::new(vec![0, 0])));
+        let r = restore_verified(&mut fsm, "s", reader, Some(2)).await;
+        assert!(matches!(r, Err(Error::Storage(StorageError::Corrupt { .. }))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn data_of_another_size_than_the_metadata_fails_and_good_data_passes() {
+        let mut fsm = PrefixFsm::default();
+        let r = restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 9, 5]), Some(9)).await;
+        assert!(matches!(r, Err(Error::Storage(StorageError::Corrupt { .. }))), "{r:?}");
+        let r = restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 9, 5]), Some(5)).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(fsm.value, 9);
+    }
+}
