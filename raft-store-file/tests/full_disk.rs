@@ -111,7 +111,10 @@ async fn a_failed_segment_preparation_leaves_nothing_keeps_the_active_segment_an
     let store = FileStore::open_with(&dir, opts).await.expect("reopen");
     assert_eq!(store.first_index().await.expect("first"), 1);
     assert_eq!(store.last_index().await.expect("last"), last);
-    assert_eq!(store.get_logs(1..last + 1).await.expect("read back"), (1..=last).map(entry).collect::<Vec<_>>());
+    assert_eq!(
+        store.get_logs(1..last + 1).await.expect("read back"),
+        (1..=last).map(entry).collect::<Vec<_>>()
+    );
     drop(store);
     drop(disk);
 }

@@ -387,7 +387,11 @@ async fn a_received_snapshot_damaged_at_rest_is_not_installed_and_the_leader_ret
     snaps.armed.store(1, Ordering::SeqCst);
     let damaged = snaps.damaged.clone();
     follower.try_start(&net, 0, snaps).await.expect("start follower");
-    leader.raft().add_voter(ServerId::from("b"), ServerAddress::from("b"), 0, LIMIT).await.expect("add_voter");
+    leader
+        .raft()
+        .add_voter(ServerId::from("b"), ServerAddress::from("b"), 0, LIMIT)
+        .await
+        .expect("add_voter");
     let last = leader.raft().barrier(LIMIT).await.expect("barrier");
     tokio::time::timeout(LIMIT, follower.raft().wait_applied(last)).await.expect("applied").expect("applied");
     assert_eq!(damaged.load(Ordering::SeqCst), 1, "the first received snapshot was damaged on disk");
@@ -403,7 +407,10 @@ async fn a_user_restore_of_damaged_data_fails_as_corrupt_and_keeps_the_state() {
     let snaps = DamagingStore::new(node.snaps.path()).await;
     let armed = snaps.armed.clone();
     node.try_start(&net, 100_000, snaps).await.expect("start");
-    node.raft().bootstrap_cluster(Configuration::new(vec![Server::voter("a", "a")])).await.expect("bootstrap");
+    node.raft()
+        .bootstrap_cluster(Configuration::new(vec![Server::voter("a", "a")]))
+        .await
+        .expect("bootstrap");
     node.wait_leader().await;
     node.write("backup", 10).await;
     let backup = node.raft().snapshot().await.expect("snapshot");

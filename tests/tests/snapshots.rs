@@ -119,10 +119,8 @@ async fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
     // A newer snapshot whose contents the FSM cannot read.
     let store = c.nodes[&follower].snaps.clone();
     let meta = good.meta();
-    let mut sink = store
-        .create(last, meta.term, &meta.configuration, meta.configuration_index)
-        .await
-        .expect("create");
+    let mut sink =
+        store.create(last, meta.term, &meta.configuration, meta.configuration_index).await.expect("create");
     sink.write_all(&[0, 0, 0, 0, 0, 0, 0, 1, 255, 255, 255, 255]).await.expect("write");
     sink.finalize().await.expect("finalize");
     c.start(&follower).await;

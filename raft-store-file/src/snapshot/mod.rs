@@ -192,10 +192,7 @@ fn verify_data(path: &Path, file: &MetaFile) -> Result<(), StorageError> {
         return Err(corrupt(format!("{read} bytes read, metadata says {}", file.meta.size)));
     }
     if crc != file.checksum {
-        return Err(corrupt(format!(
-            "data checksum {crc:#010x}, metadata says {:#010x}",
-            file.checksum
-        )));
+        return Err(corrupt(format!("data checksum {crc:#010x}, metadata says {:#010x}", file.checksum)));
     }
     Ok(())
 }

@@ -144,7 +144,11 @@ mod tests {
     struct BadAtEnd(io::Cursor<Vec<u8>>);
 
     impl AsyncRead for BadAtEnd {
-        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
             let before = buf.filled().len();
             match Pin::new(&mut self.0).poll_read(cx, buf) {
                 Poll::Ready(Ok(())) if buf.filled().len() == before => {
@@ -198,9 +202,11 @@ mod tests {
     #[tokio::test]
     async fn data_of_another_size_than_the_metadata_fails_and_good_data_passes() {
         let mut fsm = PrefixFsm::default();
-        let r = restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 9, 5]), Some(9)).await;
+        let r =
+            restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 9, 5]), Some(9)).await;
         assert!(matches!(r, Err(Error::Storage(StorageError::Corrupt { .. }))), "{r:?}");
-        let r = restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 9, 5]), Some(5)).await;
+        let r =
+            restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 9, 5]), Some(5)).await;
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(fsm.value, 9);
     }
