@@ -55,6 +55,17 @@ pub trait SnapshotStore: Send + Sync + 'static {
 
     /// Opens a snapshot for reading.
     async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError>;
+
+    /// Deletes snapshot `id`, which the runtime found damaged right after
+    /// storing it (a received or restored snapshot that was refused, so
+    /// nothing relies on it): it must no longer be listed. Returns whether
+    /// it was deleted. The default keeps it (`Ok(false)`): it then stays
+    /// listed until retention drops it, and a restart meets it as a damaged
+    /// newest snapshot.
+    async fn delete(&self, id: &str) -> Result<bool, StorageError> {
+        let _ = id;
+        Ok(false)
+    }
 }
 
 /// A snapshot being written. Write the bytes through [`AsyncWrite`], then

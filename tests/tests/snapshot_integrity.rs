@@ -172,6 +172,9 @@ impl SnapshotStore for DamagingStore {
     async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError> {
         self.inner.open(id).await
     }
+    async fn delete(&self, id: &str) -> Result<bool, StorageError> {
+        self.inner.delete(id).await
+    }
 }
 
 /// Flips a byte of the last command's payload in a snapshot data file: the
@@ -386,6 +389,7 @@ async fn a_received_snapshot_damaged_at_rest_is_not_installed_and_the_leader_ret
     let snaps = DamagingStore::new(follower.snaps.path()).await;
     snaps.armed.store(1, Ordering::SeqCst);
     let damaged = snaps.damaged.clone();
+    let follower_snaps = snaps.inner.clone();
     follower.try_start(&net, 0, snaps).await.expect("start follower");
     leader
         .raft()
@@ -396,6 +400,12 @@ async fn a_received_snapshot_damaged_at_rest_is_not_installed_and_the_leader_ret
     tokio::time::timeout(LIMIT, follower.raft().wait_applied(last)).await.expect("applied").expect("applied");
     assert_eq!(damaged.load(Ordering::SeqCst), 1, "the first received snapshot was damaged on disk");
     assert_eq!(follower.fsm.record(), expected, "the follower installed only the intact retry");
+    // The refused copy was deleted: every listed snapshot opens.
+    let listed = follower_snaps.list().await.expect("list");
+    assert!(!listed.is_empty());
+    for meta in listed {
+        follower_snaps.open(&meta.id).await.expect("only intact snapshots stay listed");
+    }
     follower.stop(&net).await;
     leader.stop(&net).await;
 }

@@ -236,6 +236,23 @@ impl SnapshotStore for FileSnapshotStore {
         tokio::task::spawn_blocking(move || this.list_blocking()).await.map_err(join_error)?
     }
 
+    async fn delete(&self, id: &str) -> Result<bool, StorageError> {
+        let dir = self.snapshot_dir(id)?;
+        let parent = self.dir().to_owned();
+        tokio::task::spawn_blocking(move || {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(StorageError::io(format!("remove {}", dir.display()), e)),
+            }
+            fsutil::sync_dir(&parent)?;
+            tracing::info!(path = %dir.display(), "deleted a damaged snapshot");
+            Ok(true)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
     async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError> {
         let dir = self.snapshot_dir(id)?;
         let owned_id = id.to_owned();

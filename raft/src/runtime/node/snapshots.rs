@@ -127,6 +127,14 @@ pub(super) async fn store_snapshot(
         Err(e) => {
             tracing::error!(snapshot = %stored.id, index = stored.index, error = %e,
                 "the stored copy of a received snapshot is damaged; refusing it (check the disk)");
+            // Nothing relies on it: it must not be listed as the newest.
+            match snaps.delete(&stored.id).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(snapshot = %stored.id,
+                    "the snapshot store cannot delete the damaged snapshot; it stays listed"),
+                Err(d) => tracing::error!(snapshot = %stored.id, error = %d,
+                    "deleting the damaged snapshot failed; it stays listed"),
+            }
             Err(e)
         }
     }
