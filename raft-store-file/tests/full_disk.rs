@@ -80,9 +80,11 @@ async fn a_failed_segment_preparation_leaves_nothing_keeps_the_active_segment_an
     let opts = FileStoreOptions { segment_size: SEGMENT, ..Default::default() };
     let store = FileStore::open_with(&dir, opts.clone()).await.expect("open");
 
-    // Fill the plain first segment to 1 MiB: that starts the preparation.
+    // Fill the plain first segment to 1 MiB (64 entries with their record
+    // headers): the 64th append starts the preparation. Nothing more is
+    // appended until it has failed, so it cannot take the log's last bytes.
     let mut next = 1u64;
-    while next * 16 * 1024 <= (1 << 20) + 16 * 1024 {
+    while next * 16 * 1024 <= 1 << 20 {
         store.store_logs(&[entry(next)]).await.expect("append while space lasts");
         next += 1;
     }
