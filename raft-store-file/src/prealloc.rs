@@ -16,13 +16,20 @@
 //! installs it ([`crate::segment::install`]), so a crash leaves only debris
 //! that the next open removes. Recovery reads the zeros after the last
 //! record of a segment as its clean end ([`crate::segment::scan`]).
+//!
+//! A failed preparation (typically a full disk) removes its partial file,
+//! is logged as an error and counted in [`PreallocStatus`] (readable from
+//! [`crate::FileStore`]), and is retried after a back-off; meanwhile the
+//! writer keeps appending to the active segment rather than rolling over
+//! into a plain one (see `Wal::append`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use raft::StorageError;
 
@@ -43,6 +50,32 @@ pub(crate) struct Prepared {
     pub(crate) file: File,
 }
 
+/// First wait before retrying a failed preparation; doubles per failure.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait before retrying a failed preparation.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How segment preparation fares, shared with the store's handle.
+#[derive(Debug, Default)]
+pub(crate) struct PreallocStatus {
+    /// Preparations that failed since the log was opened.
+    failures: AtomicU64,
+    /// Whether the latest preparation failed (cleared by the next success).
+    failing: AtomicBool,
+}
+
+impl PreallocStatus {
+    /// Preparations that failed since the log was opened.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Whether the latest preparation failed.
+    pub(crate) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+}
+
 /// A preparation under way.
 struct Job {
     cancel: Arc<AtomicBool>,
@@ -55,17 +88,78 @@ pub(crate) struct Preparer {
     size: u64,
     job: Option<Job>,
     next: u64,
+    /// A finished, successful preparation not yet taken.
+    ready: Option<Prepared>,
+    /// After a failure: no new preparation before this instant.
+    retry_at: Option<Instant>,
+    /// The wait after the next failure.
+    backoff: Duration,
+    status: Arc<PreallocStatus>,
 }
 
 impl Preparer {
     /// A preparer of `size`-byte files in `dir`; it starts nothing yet.
     pub(crate) fn new(dir: &Path, size: u64) -> Self {
-        Self { dir: dir.to_owned(), size, job: None, next: 0 }
+        Self {
+            dir: dir.to_owned(),
+            size,
+            job: None,
+            next: 0,
+            ready: None,
+            retry_at: None,
+            backoff: RETRY_FIRST,
+            status: Arc::default(),
+        }
     }
 
-    /// Starts preparing a file unless one is being prepared or is ready.
+    /// The shared status (failure count and flag).
+    pub(crate) fn status(&self) -> Arc<PreallocStatus> {
+        self.status.clone()
+    }
+
+    /// Whether the latest preparation failed: the writer then keeps
+    /// appending to its active segment instead of rolling over.
+    pub(crate) fn failing(&self) -> bool {
+        self.status.failing()
+    }
+
+    /// Collects a finished preparation: keeps its file, or records its
+    /// failure (logged, counted, retried after a back-off).
+    fn poll(&mut self) {
+        if !self.job.as_ref().is_some_and(|j| j.handle.is_finished()) {
+            return;
+        }
+        let Some(job) = self.job.take() else { return };
+        let failed = match job.handle.join() {
+            Ok(Ok(Some(prepared))) => {
+                self.ready = Some(prepared);
+                self.status.failing.store(false, Ordering::Relaxed);
+                self.retry_at = None;
+                self.backoff = RETRY_FIRST;
+                return;
+            }
+            Ok(Ok(None)) => return,
+            // Counted and logged by the thread itself.
+            Ok(Err(_)) => false,
+            Err(_) => true,
+        };
+        if failed {
+            self.status.failures.fetch_add(1, Ordering::Relaxed);
+            self.status.failing.store(true, Ordering::Relaxed);
+            tracing::error!(dir = %self.dir.display(), "the segment preallocation thread panicked; retrying later");
+        }
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+    }
+
+    /// Starts preparing a file unless one is being prepared or is ready,
+    /// or a failed preparation's back-off has not passed.
     pub(crate) fn ensure_started(&mut self) {
-        if self.job.is_some() {
+        self.poll();
+        if self.job.is_some() || self.ready.is_some() {
+            return;
+        }
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
         let path = self.dir.join(format!("next-segment-{}{TMP_SUFFIX}", self.next));
@@ -73,40 +167,43 @@ impl Preparer {
         let cancel = Arc::new(AtomicBool::new(false));
         let size = self.size;
         let stop = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name("raft-wal-prealloc".into())
-            .spawn(move || prepare(&path, size, &stop));
+        let status = self.status.clone();
+        let dir = self.dir.clone();
+        let retry_in = self.backoff;
+        let spawned = std::thread::Builder::new().name("raft-wal-prealloc".into()).spawn(move || {
+            let result = prepare(&path, size, &stop);
+            // Reported at once, not when the writer next looks.
+            if let Err(e) = &result {
+                let failures = status.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                status.failing.store(true, Ordering::Relaxed);
+                tracing::error!(
+                    dir = %dir.display(), error = %e, failures, ?retry_in,
+                    "preparing the next log segment failed (is the disk full?); the log keeps writing \
+                     into its active segment and retries later. Free disk space: once the log cannot \
+                     grow, writes fail and the node stops"
+                );
+            }
+            result
+        });
         match spawned {
             Ok(handle) => self.job = Some(Job { cancel, handle }),
             Err(e) => tracing::warn!(error = %e, "cannot start the segment preallocation thread"),
         }
     }
 
-    /// Whether a preparation has finished (its file, or its failure, is
-    /// ready to be taken).
-    pub(crate) fn is_ready(&self) -> bool {
-        self.job.as_ref().is_some_and(|j| j.handle.is_finished())
+    /// Whether a prepared file is ready to be taken. A failed preparation
+    /// is not ready.
+    pub(crate) fn is_ready(&mut self) -> bool {
+        self.poll();
+        self.ready.is_some()
     }
 
-    /// The prepared file, if the preparation has finished (never waits).
-    /// A failed preparation is logged and dropped: the writer then creates
-    /// a plain segment, as it would without preallocation.
+    /// The prepared file, if a preparation has finished successfully (never
+    /// waits). After a failure there is none: the writer then keeps its
+    /// active segment, or creates a plain one if it must.
     pub(crate) fn take_ready(&mut self) -> Option<Prepared> {
-        if !self.is_ready() {
-            return None;
-        }
-        let job = self.job.take()?;
-        match job.handle.join() {
-            Ok(Ok(prepared)) => prepared,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "preparing a log segment failed; creating a plain one");
-                None
-            }
-            Err(_) => {
-                tracing::warn!("the segment preallocation thread panicked; creating a plain segment");
-                None
-            }
-        }
+        self.poll();
+        self.ready.take()
     }
 }
 
@@ -124,9 +221,14 @@ impl Drop for Preparer {
     /// Stops a preparation under way and removes its file, so nothing
     /// writes in the directory once the log is closed.
     fn drop(&mut self) {
-        let Some(job) = self.job.take() else { return };
-        job.cancel.store(true, Ordering::Relaxed);
-        if let Ok(Ok(Some(prepared))) = job.handle.join() {
+        let mut unused = self.ready.take();
+        if let Some(job) = self.job.take() {
+            job.cancel.store(true, Ordering::Relaxed);
+            if let Ok(Ok(Some(prepared))) = job.handle.join() {
+                unused = Some(prepared);
+            }
+        }
+        if let Some(prepared) = unused {
             drop(prepared.file);
             if let Err(e) = std::fs::remove_file(&prepared.path) {
                 tracing::debug!(path = %prepared.path.display(), error = %e, "cannot remove an unused prepared segment");
@@ -136,8 +238,22 @@ impl Drop for Preparer {
 }
 
 /// Writes `size` zero bytes to a new file at `path` and makes them durable.
-/// Returns `None` (and removes the file) if cancelled.
+/// Returns `None` (and removes the file) if cancelled. On failure the
+/// partial file is removed: a full disk is not filled further by it.
 fn prepare(path: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<Prepared>, StorageError> {
+    let result = fill(path, size, cancel);
+    if result.is_err() {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::error!(path = %path.display(), error = %e,
+                "cannot remove a failed segment preparation; remove the file by hand"),
+        }
+    }
+    result
+}
+
+fn fill(path: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<Prepared>, StorageError> {
     let io = |op: &str, e| StorageError::io(format!("{op} {}", path.display()), e);
     let mut file = OpenOptions::new()
         .read(true)

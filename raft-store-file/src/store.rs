@@ -49,6 +49,8 @@ struct Inner {
     dir: PathBuf,
     shared: Arc<Shared>,
     stable: Arc<StableFile>,
+    /// How preparing the next log segment fares.
+    prealloc: Arc<crate::prealloc::PreallocStatus>,
     /// `None` only while dropping.
     tx: Mutex<Option<Sender<Request>>>,
     writer: Option<JoinHandle<()>>,
@@ -101,6 +103,7 @@ impl FileStore {
         })
         .await
         .map_err(join_error)??;
+        let prealloc = wal.prealloc_status();
         let (tx, handle) =
             writer::spawn(wal, max_group).map_err(|e| StorageError::io("spawn the log writer thread", e))?;
         Ok(Self {
@@ -108,6 +111,7 @@ impl FileStore {
                 dir,
                 shared,
                 stable: Arc::new(stable),
+                prealloc,
                 tx: Mutex::new(Some(tx)),
                 writer: Some(handle),
             }),
@@ -117,6 +121,22 @@ impl FileStore {
     /// The directory the store lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// How many times zero-filling the next log segment ahead of need has
+    /// failed since the store was opened (typically: the disk is full).
+    /// Each failure is also logged as an error. The log keeps writing into
+    /// its active segment meanwhile; a rising count means the disk is
+    /// about to stop the node: free space.
+    pub fn segment_preparation_failures(&self) -> u64 {
+        self.inner.prealloc.failures()
+    }
+
+    /// Whether the latest attempt to prepare the next log segment failed
+    /// (cleared once one succeeds). See
+    /// [`segment_preparation_failures`](Self::segment_preparation_failures).
+    pub fn segment_preparation_failing(&self) -> bool {
+        self.inner.prealloc.failing()
     }
 
     async fn request(&self, make: impl FnOnce(writer::Reply) -> Request) -> Result<(), StorageError> {

@@ -193,6 +193,12 @@ impl Wal {
         Ok((wal, shared))
     }
 
+    /// How preparing the next segment fares (failures, for the store's
+    /// handle to report).
+    pub(crate) fn prealloc_status(&self) -> Arc<crate::prealloc::PreallocStatus> {
+        self.preparer.status()
+    }
+
     /// The shared index.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -270,10 +276,18 @@ impl Wal {
                 self.new_segment(group)?
             }
         };
+        // While preparing the next segment fails (a full disk), keep
+        // appending to the active segment, up to twice its size, rather than
+        // roll over into a new file that needs fresh space at once.
+        let limit = if self.preparer.failing() && !self.preparer.is_ready() {
+            self.opts.segment_size.saturating_mul(2)
+        } else {
+            self.opts.segment_size
+        };
         let mut done = Vec::new();
         for log in entries {
             let len = record::encoded_len(log) as u64;
-            let full = cur.base + cur.buf.len() as u64 + len > self.opts.segment_size;
+            let full = cur.base + cur.buf.len() as u64 + len > limit;
             if full && (cur.has_records || !cur.offsets.is_empty()) {
                 cur.write_and_sync()?;
                 done.push(cur);

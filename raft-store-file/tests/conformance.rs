@@ -64,3 +64,22 @@ async fn run_all_on_a_multi_thread_runtime() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn file_snapshot_store_reports_damaged_data() {
+    let root = tempfile::tempdir().unwrap();
+    conformance::snapshot_corruption_conformance(
+        || {
+            let dir = fresh_dir(&root);
+            async move { FileSnapshotStore::new(dir, 2).await.unwrap() }
+        },
+        |store: &FileSnapshotStore, meta: &raft::SnapshotMeta| {
+            let path = store.dir().join(&meta.id).join("data");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = bytes.len() / 2;
+            bytes[at] ^= 0x01;
+            std::fs::write(&path, bytes).unwrap();
+        },
+    )
+    .await;
+}

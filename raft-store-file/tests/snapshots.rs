@@ -42,8 +42,12 @@ async fn corrupt_data_is_detected_when_read() {
     let meta = write(&store, 10, 1, &bytes).await;
     assert_eq!(read(&store, &meta.id).await.unwrap(), bytes);
 
+    // Damage appearing after `open` handed out a reader is caught when the
+    // reader reaches the end.
+    let (_, mut reader) = store.open(&meta.id).await.unwrap();
     flip(&dir.path().join(&meta.id).join("data"), 777_777);
-    let err = read(&store, &meta.id).await.unwrap_err();
+    let mut out = Vec::new();
+    let err = reader.read_to_end(&mut out).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
     assert!(err.to_string().contains("checksum"), "{err}");
 
@@ -51,6 +55,28 @@ async fn corrupt_data_is_detected_when_read() {
     let path = dir.path().join(&meta.id).join("data");
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(500).unwrap();
     assert!(matches!(store.open(&meta.id).await, Err(StorageError::Corrupt { .. })));
+}
+
+/// Issue 14 item 3: one flipped byte in a snapshot's data is refused at
+/// `open` with `StorageError::Corrupt`, before any byte reaches a reader
+/// that might never read to the end (an FSM reading a length-prefixed body).
+#[tokio::test]
+async fn one_flipped_data_byte_is_refused_at_open_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileSnapshotStore::new(dir.path(), 2).await.unwrap();
+    let bytes = data(300_000, 3);
+    let meta = write(&store, 10, 1, &bytes).await;
+    flip(&dir.path().join(&meta.id).join("data"), 12);
+    match store.open(&meta.id).await {
+        Err(StorageError::Corrupt { path, reason, .. }) => {
+            assert!(path.contains(&meta.id), "{path}");
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(_) => panic!("a damaged snapshot was opened"),
+    }
+    // Still listed (its metadata is intact): the runtime falls back from it.
+    assert_eq!(store.list().await.unwrap(), vec![meta]);
 }
 
 #[tokio::test]

@@ -133,6 +133,13 @@ impl SnapshotStore for InmemSnapshotStore {
         }))
     }
 
+    async fn delete(&self, id: &str) -> Result<bool, StorageError> {
+        let mut inner = self.lock();
+        let before = inner.snapshots.len();
+        inner.snapshots.retain(|(m, _, _)| m.id != id);
+        Ok(inner.snapshots.len() < before)
+    }
+
     async fn list(&self) -> Result<Vec<SnapshotMeta>, StorageError> {
         Ok(self.lock().snapshots.iter().rev().map(|(m, _, _)| m.clone()).collect())
     }

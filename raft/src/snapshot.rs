@@ -20,8 +20,24 @@ use crate::types::{Configuration, SnapshotMeta};
 ///   [`open`](SnapshotStore::open) only after its sink was finalized, and is
 ///   durable by then. A cancelled or half-written snapshot is never listed.
 /// - `list` returns the newest first.
-/// - `open` verifies the data (e.g. a checksum) and reports corruption as
-///   [`StorageError::Corrupt`], at the latest when the reader reaches the end.
+/// - Stored data is verified (e.g. with a checksum kept beside it). `open`
+///   should verify it before handing out a reader and report damage as
+///   [`StorageError::Corrupt`], so a damaged snapshot never reaches an FSM.
+///   At the latest, the reader must fail with an I/O error of kind
+///   [`std::io::ErrorKind::InvalidData`] when it reaches the end of damaged
+///   data; the runtime reads every snapshot to its end (after the FSM's
+///   `restore`, and when a received snapshot is stored) and turns that into
+///   [`StorageError::Corrupt`], failing the restore. A store that never
+///   reports damage lets wrong state through: the conformance suite
+///   (`raft::testing::conformance::snapshot_corruption_conformance`) checks this.
+/// - [`SnapshotMeta::size`] is the data's length (the runtime refuses data
+///   of another length; 0 means unknown).
+///
+/// What the runtime does with a damaged snapshot: at start it falls back to
+/// an older snapshot or the log only when the log still bridges to the
+/// damaged one, and otherwise refuses to start; a damaged incoming
+/// (InstallSnapshot) or user ([`Raft::restore`](crate::Raft::restore))
+/// snapshot is refused before it replaces any state.
 #[async_trait]
 pub trait SnapshotStore: Send + Sync + 'static {
     /// Starts a new snapshot covering the log up to `index` (of `term`),
@@ -39,6 +55,17 @@ pub trait SnapshotStore: Send + Sync + 'static {
 
     /// Opens a snapshot for reading.
     async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError>;
+
+    /// Deletes snapshot `id`, which the runtime found damaged right after
+    /// storing it (a received or restored snapshot that was refused, so
+    /// nothing relies on it): it must no longer be listed. Returns whether
+    /// it was deleted. The default keeps it (`Ok(false)`): it then stays
+    /// listed until retention drops it, and a restart meets it as a damaged
+    /// newest snapshot.
+    async fn delete(&self, id: &str) -> Result<bool, StorageError> {
+        let _ = id;
+        Ok(false)
+    }
 }
 
 /// A snapshot being written. Write the bytes through [`AsyncWrite`], then

@@ -101,18 +101,26 @@ async fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
     let leader = c.wait_for_leader().await;
     write_many(&c, &leader, 3_000, "a").await;
     let good = c.raft(&leader).snapshot().await.expect("snapshot");
-    let before = c.applied(&leader);
     let follower = c.running().into_iter().find(|id| *id != leader).expect("follower");
+    let last = c.raft(&leader).barrier(T).await.expect("barrier");
+    c.wait_applied(&follower, last, T).await;
+    // The follower's own (intact) snapshot to fall back to.
+    c.raft(&follower).snapshot().await.expect("follower snapshot");
+    // Entries past it, so the follower's log reaches the damaged snapshot
+    // below: falling back is valid only if the log bridges from the older
+    // snapshot to the damaged one (else the node refuses to start).
+    for i in 0..20 {
+        c.raft(&leader).apply(format!("b-{i}"), T).await.expect("apply");
+    }
+    let before = c.applied(&leader);
     let last = c.raft(&leader).barrier(T).await.expect("barrier");
     c.wait_applied(&follower, last, T).await;
     c.stop(&follower).await;
     // A newer snapshot whose contents the FSM cannot read.
     let store = c.nodes[&follower].snaps.clone();
     let meta = good.meta();
-    let mut sink = store
-        .create(meta.index + 10, meta.term, &meta.configuration, meta.configuration_index)
-        .await
-        .expect("create");
+    let mut sink =
+        store.create(last, meta.term, &meta.configuration, meta.configuration_index).await.expect("create");
     sink.write_all(&[0, 0, 0, 0, 0, 0, 0, 1, 255, 255, 255, 255]).await.expect("write");
     sink.finalize().await.expect("finalize");
     c.start(&follower).await;

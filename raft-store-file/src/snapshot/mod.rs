@@ -36,9 +36,12 @@ use sink::FileSnapshotSink;
 /// metadata are fsync'd and the directory renamed to `<id>/` (then the
 /// parent directory fsync'd): it is listed only once complete and durable.
 /// Partial snapshots left by a crash are removed by [`FileSnapshotStore::new`].
-/// [`open`](SnapshotStore::open) streams the data from disk and checks its
-/// CRC32C at the end: a mismatch is an I/O error of kind
-/// [`std::io::ErrorKind::InvalidData`].
+/// [`open`](SnapshotStore::open) first reads the whole data file once and
+/// checks its size and CRC32C against the metadata: a damaged snapshot is
+/// refused with [`StorageError::Corrupt`] and never handed out. The reader
+/// it returns checks the CRC32C again as it streams (damage appearing after
+/// `open` is then an I/O error of kind [`std::io::ErrorKind::InvalidData`]
+/// at the end of the data).
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -162,6 +165,38 @@ impl FileSnapshotStore {
     }
 }
 
+/// Reads the data file once and checks it against the CRC32C of its
+/// metadata. Blocking.
+fn verify_data(path: &Path, file: &MetaFile) -> Result<(), StorageError> {
+    use std::io::Read;
+    let mut data =
+        std::fs::File::open(path).map_err(|e| StorageError::io(format!("open {}", path.display()), e))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut crc = 0u32;
+    let mut read = 0u64;
+    loop {
+        let n = match data.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StorageError::io(format!("read {}", path.display()), e)),
+        };
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        read += n as u64;
+    }
+    let corrupt = |reason: String| {
+        tracing::error!(path = %path.display(), %reason, "snapshot data is corrupt");
+        StorageError::Corrupt { path: path.display().to_string(), offset: 0, reason }
+    };
+    if read != file.meta.size {
+        return Err(corrupt(format!("{read} bytes read, metadata says {}", file.meta.size)));
+    }
+    if crc != file.checksum {
+        return Err(corrupt(format!("data checksum {crc:#010x}, metadata says {:#010x}", file.checksum)));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SnapshotStore for FileSnapshotStore {
     async fn create(
@@ -201,6 +236,23 @@ impl SnapshotStore for FileSnapshotStore {
         tokio::task::spawn_blocking(move || this.list_blocking()).await.map_err(join_error)?
     }
 
+    async fn delete(&self, id: &str) -> Result<bool, StorageError> {
+        let dir = self.snapshot_dir(id)?;
+        let parent = self.dir().to_owned();
+        tokio::task::spawn_blocking(move || {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(StorageError::io(format!("remove {}", dir.display()), e)),
+            }
+            fsutil::sync_dir(&parent)?;
+            tracing::info!(path = %dir.display(), "deleted a damaged snapshot");
+            Ok(true)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
     async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError> {
         let dir = self.snapshot_dir(id)?;
         let owned_id = id.to_owned();
@@ -220,6 +272,7 @@ impl SnapshotStore for FileSnapshotStore {
                     reason: format!("data is {len} bytes, metadata says {}", file.meta.size),
                 });
             }
+            verify_data(&data_path, &file)?;
             Ok((file, data_path))
         })
         .await

@@ -93,7 +93,11 @@ pub(crate) async fn run<F: Fsm>(
                 task.apply(entries, waiters).await;
             }
             ApplyMsg::Restore { id, index, term, configuration, configuration_index } => {
-                task.restore(&id, index, term, configuration, configuration_index).await;
+                if !task.restore(&id, index, term, configuration, configuration_index).await {
+                    // The FSM may hold part of a snapshot: applying more
+                    // entries on top would publish wrong state.
+                    return;
+                }
             }
             ApplyMsg::Capture(tx) => {
                 let _ = tx.send(task.capture().await);
@@ -163,6 +167,9 @@ impl<F: Fsm> ApplyTask<F> {
         }
     }
 
+    /// Restores the FSM from stored snapshot `id`, verified (see
+    /// [`super::verify::restore_verified`]). Returns `false` if it failed:
+    /// the FSM state can no longer be trusted and nothing more is applied.
     async fn restore(
         &mut self,
         id: &str,
@@ -170,20 +177,30 @@ impl<F: Fsm> ApplyTask<F> {
         term: u64,
         configuration: Configuration,
         conf_index: u64,
-    ) {
+    ) -> bool {
         let result = match self.snaps.open(id).await {
-            Ok((_, reader)) => self.fsm.restore(reader).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok((meta, reader)) => {
+                super::verify::restore_verified(&mut self.fsm, id, reader, Some(meta.size)).await
+            }
+            Err(e) => Err(e.into()),
         };
         match result {
             Ok(()) => {
                 tracing::info!(snapshot = id, index, "state machine restored from snapshot");
                 self.position = Position { index, term, configuration, configuration_index: conf_index };
                 self.set_applied(index);
+                true
             }
-            // The snapshot was durably stored a moment ago; failing to read
-            // it back means the FSM state can no longer be trusted.
-            Err(e) => tracing::error!(snapshot = id, error = %e, "restoring the state machine failed"),
+            // The snapshot was verified when it was stored a moment ago;
+            // failing to read it back now means the disk damaged it and the
+            // FSM state can no longer be trusted.
+            Err(e) => {
+                tracing::error!(snapshot = id, index, error = %e,
+                    "restoring the state machine failed; it stops applying entries. Check the disk, \
+                     then restart the node (it falls back to an older snapshot or the log, or refuses \
+                     to start saying why)");
+                false
+            }
         }
     }
 

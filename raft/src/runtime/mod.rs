@@ -24,6 +24,7 @@ pub(crate) mod peer;
 pub(crate) mod reads;
 pub(crate) mod snapshot;
 pub(crate) mod startup;
+pub(crate) mod verify;
 pub(crate) mod writer;
 
 use bytes::Bytes;

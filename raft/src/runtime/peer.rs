@@ -28,7 +28,7 @@ pub(crate) enum PeerEvent {
     Response(Message),
     /// A user snapshot for `Raft::restore` was written to the local store.
     RestoreStored {
-        result: Result<crate::types::SnapshotMeta, String>,
+        result: Result<crate::types::SnapshotMeta, crate::error::StorageError>,
         tx: tokio::sync::oneshot::Sender<Result<u64, crate::Error>>,
     },
     /// The peer stopped answering (first failure after a success).

@@ -134,7 +134,7 @@ pub async fn recover_cluster<F: Fsm>(
     let mut last_term = 0;
     if let Some(meta) = snaps.list().await?.into_iter().next() {
         let (meta, reader) = snaps.open(&meta.id).await?;
-        fsm.restore(reader).await.map_err(|e| Error::Fsm(e.to_string()))?;
+        super::verify::restore_verified(&mut fsm, &meta.id, reader, Some(meta.size)).await?;
         last_index = meta.index;
         last_term = meta.term;
     }
@@ -164,28 +164,98 @@ pub async fn recover_cluster<F: Fsm>(
     Ok(())
 }
 
-/// The newest usable snapshot, restored into `fsm`. Falls back to older
-/// snapshots if the newest cannot be read.
+/// The newest usable snapshot, restored into `fsm` (every restore is
+/// verified: see [`super::verify::restore_verified`]).
+///
+/// A newest snapshot that cannot be opened or fails verification is logged
+/// as an error and the state is rebuilt from an older snapshot or from the
+/// log alone, but only if `logs` still holds every entry from there up to
+/// the damaged snapshot's index (with its term there): the node must come
+/// back with all it had applied and acknowledged, never with less or with
+/// wrong state. Otherwise, or if a failed restore left the FSM half-written
+/// and no older snapshot replaced it, start is refused with
+/// [`StorageError::Corrupt`] saying what to do.
 pub(crate) async fn restore_newest_snapshot<F: Fsm>(
     fsm: &mut F,
     snaps: &dyn SnapshotStore,
+    logs: &dyn LogStore,
 ) -> Result<Option<SnapshotMeta>, Error> {
-    for meta in snaps.list().await? {
-        let (meta, reader) = match snaps.open(&meta.id).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(snapshot = %meta.id, error = %e, "skipping unreadable snapshot");
-                continue;
+    // The newest snapshot, once it failed: what a fallback must reach.
+    let mut damaged: Option<(SnapshotMeta, String)> = None;
+    // Whether a failed restore may have left part of a snapshot in the FSM.
+    let mut fsm_dirty = false;
+    for listed in snaps.list().await? {
+        if let Some((bad, why)) = &damaged {
+            if !log_bridges(logs, listed.index, bad).await? {
+                return Err(refuse_start(bad, why, Some(&listed)));
             }
+        }
+        let result = match snaps.open(&listed.id).await {
+            Ok((meta, reader)) => {
+                let restored = super::verify::restore_verified(fsm, &meta.id, reader, Some(meta.size)).await;
+                if restored.is_err() {
+                    fsm_dirty = true;
+                }
+                restored.map(|()| meta)
+            }
+            Err(e) => Err(e.into()),
         };
-        match fsm.restore(reader).await {
-            Ok(()) => return Ok(Some(meta)),
+        match result {
+            Ok(meta) => {
+                if let Some((bad, _)) = &damaged {
+                    tracing::error!(
+                        damaged = %bad.id, damaged_index = bad.index, snapshot = %meta.id, index = meta.index,
+                        "restored an older snapshot instead of the damaged newest one; the log replays the rest"
+                    );
+                }
+                return Ok(Some(meta));
+            }
             Err(e) => {
-                tracing::warn!(snapshot = %meta.id, error = %e, "snapshot restore failed; trying an older one")
+                tracing::error!(snapshot = %listed.id, index = listed.index, error = %e,
+                    "snapshot is damaged or unreadable; trying an older snapshot or the log");
+                if damaged.is_none() {
+                    damaged = Some((listed, e.to_string()));
+                }
             }
         }
     }
+    if let Some((bad, why)) = &damaged {
+        if fsm_dirty || !log_bridges(logs, 0, bad).await? {
+            return Err(refuse_start(bad, why, None));
+        }
+        tracing::error!(damaged = %bad.id, damaged_index = bad.index,
+            "no usable snapshot: rebuilding the state from the whole log");
+    }
     Ok(None)
+}
+
+/// Whether `logs` holds every entry after `from` up to `bad.index`, the
+/// last one of `bad.term` (the damaged snapshot's own entry, so the log is
+/// the history the snapshot summarized).
+async fn log_bridges(logs: &dyn LogStore, from: u64, bad: &SnapshotMeta) -> Result<bool, Error> {
+    let first = logs.first_index().await?;
+    let last = logs.last_index().await?;
+    if last < bad.index || last == 0 || first > from + 1 {
+        return Ok(false);
+    }
+    Ok(logs.get_log(bad.index).await?.is_some_and(|e| e.term == bad.term))
+}
+
+/// The error refusing a start whose newest snapshot `bad` is damaged and
+/// cannot be rebuilt from `older` (or the log alone) plus the log.
+fn refuse_start(bad: &SnapshotMeta, why: &str, older: Option<&SnapshotMeta>) -> Error {
+    let from = match older {
+        Some(o) => format!("the older snapshot {} (index {}) plus the log", o.id, o.index),
+        None => "the log alone".to_owned(),
+    };
+    let reason = format!(
+        "the newest snapshot {} (index {}) is damaged ({why}) and {from} cannot rebuild the state up to it: \
+         refusing to start with wrong state. Restore the snapshot from a backup, or wipe this node's data \
+         and rejoin it to the cluster (remove_server, then add_voter) so it receives a fresh snapshot",
+        bad.id, bad.index
+    );
+    tracing::error!(snapshot = %bad.id, index = bad.index, %reason, "cannot start");
+    Error::Storage(StorageError::Corrupt { path: format!("snapshot {}", bad.id), offset: 0, reason })
 }
 
 /// Deletes a stored log that a snapshot installed from the leader has
@@ -229,7 +299,7 @@ pub(crate) async fn load_initial_state<F: Fsm>(
     let removed = stable.get(REMOVED_KEY).await?.is_some_and(|v| !v.is_empty());
     let mut init = InitialState { hard_state, removed, ..InitialState::default() };
     if !config.no_snapshot_restore_on_start {
-        if let Some(meta) = restore_newest_snapshot(fsm, snaps).await? {
+        if let Some(meta) = restore_newest_snapshot(fsm, snaps, logs).await? {
             init.snapshot_index = meta.index;
             init.snapshot_term = meta.term;
             init.snapshot_configuration = Some((meta.configuration_index, meta.configuration.clone()));

@@ -526,3 +526,65 @@ where
         assert!(read_snapshot(case, &s, &kept).await == b"kept", "conformance [{case}]: the kept snapshot");
     }
 }
+
+/// The damaged-snapshot scenario: a store must report damage to its stored
+/// data, never hand out wrong bytes as good ones. `make` produces a fresh,
+/// empty store keeping at least two snapshots; `corrupt` damages the stored
+/// data of the given snapshot in place (flip one byte of it, as a disk
+/// would); only the store's own test knows where its bytes live.
+///
+/// The store passes if `open` fails with [`StorageError::Corrupt`]
+/// (preferred: the FSM never sees damaged bytes) or if its reader fails
+/// with an I/O error of kind [`std::io::ErrorKind::InvalidData`] by the end
+/// of the data (the runtime reads every snapshot to its end and fails the
+/// restore). An intact older snapshot must stay readable.
+///
+/// ```text
+/// conformance::snapshot_corruption_conformance(
+///     || async { MySnapshots::new() },
+///     |store: &MySnapshots, meta: &SnapshotMeta| store.flip_a_byte_of(&meta.id),
+/// ).await;
+/// ```
+pub async fn snapshot_corruption_conformance<S, F, Fut, C>(mut make: F, mut corrupt: C)
+where
+    S: SnapshotStore,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+    C: FnMut(&S, &SnapshotMeta),
+{
+    let configuration = Configuration::new(vec![Server::voter("a", "10.0.0.1:7000")]);
+    for (case, len) in [("damaged snapshot, small", 100usize), ("damaged snapshot, large", 300_000)] {
+        let s = make().await;
+        let older = write_snapshot(case, &s, 10, 1, &configuration, &snapshot_data(len, 4)).await;
+        let data = snapshot_data(len, 5);
+        let newest = write_snapshot(case, &s, 20, 1, &configuration, &data).await;
+        corrupt(&s, &newest);
+        match s.open(&newest.id).await {
+            Err(StorageError::Corrupt { .. }) => {}
+            Err(other) => panic!(
+                "conformance [{case}]: open of a damaged snapshot should be Err(Corrupt), got Err({other})"
+            ),
+            Ok((_, mut reader)) => {
+                // Allowed only if the reader reports the damage by its end.
+                let mut back = Vec::new();
+                match reader.read_to_end(&mut back).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {}
+                    Err(e) => panic!(
+                        "conformance [{case}]: reading a damaged snapshot should fail with InvalidData, got {e}"
+                    ),
+                    Ok(_) if back == data => panic!(
+                        "conformance [{case}]: the corrupt callback did not change the snapshot's stored data"
+                    ),
+                    Ok(_) => panic!(
+                        "conformance [{case}]: a damaged snapshot was read back as good data: the store must \
+                         verify it (open -> Err(Corrupt), or the reader fails with InvalidData at the end)"
+                    ),
+                }
+            }
+        }
+        assert!(
+            read_snapshot(case, &s, &older).await == snapshot_data(len, 4),
+            "conformance [{case}]: the intact older snapshot"
+        );
+    }
+}

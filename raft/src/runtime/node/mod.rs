@@ -349,7 +349,8 @@ impl<R: Send + 'static> Node<R> {
                 let meta = match result {
                     Ok(meta) => meta,
                     Err(e) => {
-                        let _ = tx.send(Err(Error::Fsm(format!("storing the snapshot failed: {e}"))));
+                        tracing::error!(error = %e, "restore refused: storing or verifying the snapshot failed");
+                        let _ = tx.send(Err(Error::Storage(e)));
                         return;
                     }
                 };

@@ -22,7 +22,7 @@ impl<R: Send + 'static> Node<R> {
         let snaps = self.t.snaps.clone();
         let events = self.t.peer_events_tx.clone();
         let handle = tokio::spawn(async move {
-            let result = store_snapshot(&*snaps, &req.meta, data).await;
+            let result = store_snapshot(&*snaps, &req.meta, data).await.map_err(|e| e.to_string());
             let _ = events.send(PeerEvent::SnapshotReceived {
                 leader: req.leader_id,
                 term: req.term,
@@ -93,29 +93,53 @@ impl<R: Send + 'static> Node<R> {
     }
 }
 
-/// Copies a streamed snapshot into the local store and finalizes it.
+/// Copies a streamed snapshot into the local store, finalizes it, and
+/// reads the stored copy back to its end ([`verify_stored`]): a snapshot
+/// damaged in transit (its stream failed a checksum) or at rest is refused
+/// (as [`StorageError::Corrupt`]) before anything trusts it.
 pub(super) async fn store_snapshot(
     snaps: &dyn SnapshotStore,
     meta: &SnapshotMeta,
     mut data: SnapshotReader,
-) -> Result<SnapshotMeta, String> {
-    let sink = snaps
-        .create(meta.index, meta.term, &meta.configuration, meta.configuration_index)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<SnapshotMeta, StorageError> {
+    let sink = snaps.create(meta.index, meta.term, &meta.configuration, meta.configuration_index).await?;
     let mut writer = SnapshotWriter::new(sink);
     let copied = tokio::io::copy(&mut data, &mut writer).await;
+    let id = writer.id().to_owned();
     let flushed = match copied {
-        Ok(n) if n == meta.size || meta.size == 0 => {
-            tokio::io::AsyncWriteExt::flush(&mut writer).await.map_err(|e| e.to_string())
-        }
-        Ok(n) => Err(format!("snapshot truncated: got {n} of {} bytes", meta.size)),
-        Err(e) => Err(e.to_string()),
+        Ok(n) if n == meta.size || meta.size == 0 => tokio::io::AsyncWriteExt::flush(&mut writer)
+            .await
+            .map_err(|e| StorageError::io(format!("write snapshot {id}"), e)),
+        Ok(n) => Err(StorageError::Corrupt {
+            path: format!("incoming snapshot {id}"),
+            offset: n.min(meta.size),
+            reason: format!("snapshot truncated: got {n} of {} bytes", meta.size),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(StorageError::Corrupt {
+            path: format!("incoming snapshot {id}"),
+            offset: writer.written(),
+            reason: e.to_string(),
+        }),
+        Err(e) => Err(StorageError::io(format!("receive snapshot {id}"), e)),
     };
-    match flushed {
-        Ok(()) => writer.finalize().await.map_err(|e| e.to_string()),
+    if let Err(e) = flushed {
+        let _ = writer.cancel().await;
+        return Err(e);
+    }
+    let stored = writer.finalize().await?;
+    match crate::runtime::verify::verify_stored(snaps, &stored.id).await {
+        Ok(_) => Ok(stored),
         Err(e) => {
-            let _ = writer.cancel().await;
+            tracing::error!(snapshot = %stored.id, index = stored.index, error = %e,
+                "the stored copy of a received snapshot is damaged; refusing it (check the disk)");
+            // Nothing relies on it: it must not be listed as the newest.
+            match snaps.delete(&stored.id).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(snapshot = %stored.id,
+                    "the snapshot store cannot delete the damaged snapshot; it stays listed"),
+                Err(d) => tracing::error!(snapshot = %stored.id, error = %d,
+                    "deleting the damaged snapshot failed; it stays listed"),
+            }
             Err(e)
         }
     }
