@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) last_index: AtomicU64,
     /// The batch of reads open to new readers.
     pub(crate) reads: ReadGate,
+    /// The log's first index (see [`Raft::first_index`]).
+    pub(crate) first_index: AtomicU64,
 }
 
 impl Shared {
@@ -86,6 +88,16 @@ impl<F: Fsm> std::fmt::Debug for Raft<F> {
     }
 }
 
+/// The index the log store is compacted through, from what it actually
+/// holds: one before its first entry, or — if it holds none — the index of
+/// the snapshot the log continues from.
+async fn compacted_through(logs: &dyn LogStore, snapshot_index: u64) -> Result<u64> {
+    if logs.last_index().await? == 0 {
+        return Ok(snapshot_index);
+    }
+    Ok(logs.first_index().await?.saturating_sub(1))
+}
+
 /// A seed for the core's timeout randomization, derived from the node id so
 /// runs under a paused clock are reproducible.
 fn seed_for(id: &ServerId) -> u64 {
@@ -114,6 +126,8 @@ impl<F: Fsm> Raft<F> {
         let init = startup::load_initial_state(&config, &mut fsm, &*logs, &*stable, &*snaps).await?;
         let applied_start = init.applied;
         let snapshot_index_start = init.snapshot_index;
+        let last_snapshot = (init.snapshot_index, init.snapshot_term);
+        let compacted_through = compacted_through(&*logs, init.snapshot_index).await?;
         let core = Core::new(config.local_id.clone(), config.core_config(), seed_for(&config.local_id), init)
             .map_err(|reason| {
                 Error::Storage(StorageError::Corrupt { path: "log store".into(), offset: 0, reason })
@@ -129,7 +143,11 @@ impl<F: Fsm> Raft<F> {
         metrics.last_log_index = core.last_index();
         metrics.last_log_term = core.last_term();
         metrics.commit_index = core.commit_index();
-        metrics.snapshot_index = core.snapshot_index();
+        metrics.snapshot_index = compacted_through;
+        metrics.last_snapshot_index = last_snapshot.0;
+        metrics.last_snapshot_term = last_snapshot.1;
+        metrics.first_index = compacted_through + 1;
+        metrics.log_compacted_through = compacted_through;
         let (configuration, configuration_index) = core.configuration();
         metrics.configuration = configuration.clone();
         metrics.configuration_index = configuration_index;
@@ -144,6 +162,7 @@ impl<F: Fsm> Raft<F> {
             applied_tx: applied_tx.clone(),
             last_index: AtomicU64::new(core.last_index()),
             reads: ReadGate::default(),
+            first_index: AtomicU64::new(compacted_through + 1),
         });
 
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
@@ -204,6 +223,8 @@ impl<F: Fsm> Raft<F> {
             snapshot_task,
             peer_events_tx,
             peer_events,
+            compacted_through,
+            last_snapshot,
         };
         let span = tracing::info_span!("raft", id = %task.config.local_id);
         let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));
@@ -446,8 +467,10 @@ impl<F: Fsm> Raft<F> {
     }
 
     /// Takes a snapshot now (regardless of `snapshot_threshold`) and
-    /// compacts the log behind it. Returns a handle to open it. If nothing
-    /// was applied since the last snapshot, returns that snapshot.
+    /// compacts the log behind it, keeping `trailing_logs` entries. Returns
+    /// a handle to open it once the compaction is done: [`Raft::first_index`]
+    /// then tells where the log starts. If nothing was applied since the
+    /// last snapshot, returns that snapshot.
     pub async fn snapshot(&self) -> Result<SnapshotHandle> {
         self.request(|tx| Request::Snapshot { tx }).await
     }
@@ -534,6 +557,16 @@ impl<F: Fsm> Raft<F> {
     /// Last index in this node's log.
     pub fn last_index(&self) -> u64 {
         self.inner.shared.last_index.load(Ordering::Acquire)
+    }
+
+    /// Index of the first entry of this node's log: every entry before it
+    /// was deleted from the log store behind a snapshot (or never existed).
+    /// Equals the log store's `first_index` while the store holds entries;
+    /// on a new node it is 1, and on a node whose whole log a snapshot
+    /// replaced it is the snapshot's index + 1. It advances once a
+    /// compaction has actually deleted the entries.
+    pub fn first_index(&self) -> u64 {
+        self.inner.shared.first_index.load(Ordering::Acquire)
     }
 
     /// Index of the last entry applied to the FSM.
