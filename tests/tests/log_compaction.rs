@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use raft::testing::faulty::{Fault, StoreOp};
 use raft::transport::inmem::InmemNetwork;
 use raft::{Config, LogStore};
 use raft_tests::{RecordingFsm, TestCluster};
@@ -83,7 +84,10 @@ async fn metrics_tell_the_newest_snapshot_from_the_compaction_point() {
     assert_eq!(c.raft(&leader).first_index(), 1);
 
     write(&c, 300, "a").await;
+    // A slow disk: `snapshot` still answers only once the deletion is done.
+    c.nodes[&leader].faults.inject(StoreOp::DeleteRange, Fault::Latency(Duration::from_millis(500)));
     let snap = c.raft(&leader).snapshot().await.expect("snapshot");
+    c.nodes[&leader].faults.clear_all();
     let (index, term) = (snap.meta().index, snap.meta().term);
     let raft = c.raft(&leader);
     let stats = raft.stats();
