@@ -305,11 +305,11 @@ impl<R: Send + 'static> Node<R> {
 
     fn on_writer_event(&mut self, ev: WriterEvent) -> Flow {
         match ev {
-            WriterEvent::Persisted { last, messages, seq } => {
+            WriterEvent::Persisted { last, messages, seq, first_index } => {
                 while self.persist_pending.front().is_some_and(|(s, _)| *s <= seq) {
                     self.persist_pending.pop_front();
                 }
-                self.compactions_done(seq);
+                self.compactions_done(seq, first_index);
                 if let Some((index, term)) = last {
                     self.t.core.persisted(index, term);
                     self.t.shared.last_index.store(self.t.core.last_index(), Ordering::Release);

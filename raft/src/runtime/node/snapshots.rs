@@ -119,21 +119,24 @@ impl<R: Send + 'static> Node<R> {
     }
 
     /// The writer finished every job up to `seq`: records the compactions
-    /// among them (the store's new first index) and answers the snapshot
-    /// requests that waited for them.
-    pub(super) fn compactions_done(&mut self, seq: u64) {
-        let mut done = false;
-        while let Some(&(s, through)) = self.compactions.front() {
+    /// among them and answers the snapshot requests that waited for them.
+    /// `store_first` is what the store reported as its first index after
+    /// the last of them: the log starts there (a store left empty, e.g. by
+    /// an installed snapshot, continues after the compaction point).
+    pub(super) fn compactions_done(&mut self, seq: u64, store_first: Option<u64>) {
+        let mut through = None;
+        while let Some(&(s, t)) = self.compactions.front() {
             if s > seq {
                 break;
             }
             self.compactions.pop_front();
-            self.t.compacted_through = self.t.compacted_through.max(through);
-            done = true;
+            through = Some(through.map_or(t, |max: u64| max.max(t)));
         }
-        if !done {
-            return;
-        }
+        let Some(through) = through else { return };
+        self.t.compacted_through = match store_first {
+            Some(first) if first > 0 => first - 1,
+            _ => self.t.compacted_through.max(through),
+        };
         self.t.shared.first_index.store(self.t.compacted_through + 1, Ordering::Release);
         tracing::debug!(first_index = self.t.compacted_through + 1, "log compacted");
         self.publish(true);
