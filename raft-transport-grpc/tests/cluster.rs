@@ -91,6 +91,8 @@ fn raft_config(id: &str) -> Config {
         election_timeout: Duration::from_millis(300),
         leader_lease_timeout: Duration::from_millis(300),
         commit_timeout: Duration::from_millis(5),
+        // Below the 10k writes, so a snapshot compacts part of the log.
+        trailing_logs: 1000,
         ..Config::default()
     }
 }
@@ -202,6 +204,18 @@ async fn three_nodes_over_grpc_replicate_and_survive_the_leader_stopping() {
     assert_eq!(ids, ["n1", "n2", "n3"]);
     let stats = client.stats(admin_pb::StatsRequest {}).await.expect("stats").into_inner().stats;
     assert_eq!(stats.get("state").map(String::as_str), Some("Leader"));
+    // A snapshot through the admin service reports where the log starts once
+    // compacted behind it (`trailing_logs` entries are kept), as the node does.
+    let snap = client.snapshot(admin_pb::SnapshotRequest {}).await.expect("snapshot").into_inner();
+    assert!(snap.index >= last);
+    assert!(snap.first_index > 1, "the log was compacted: {snap:?}");
+    let trailing = raft_config("n1").trailing_logs;
+    assert_eq!(snap.first_index, snap.index.saturating_sub(trailing) + 1, "{snap:?}");
+    assert_eq!(snap.first_index, nodes[leader].raft.first_index());
+    let status = client.status(admin_pb::StatusRequest {}).await.expect("status").into_inner();
+    assert_eq!(status.first_index, snap.first_index);
+    let stats = client.stats(admin_pb::StatsRequest {}).await.expect("stats").into_inner().stats;
+    assert_eq!(stats.get("last_snapshot_index"), Some(&snap.index.to_string()));
     let follower = (leader + 1) % 3;
     let mut follower_client = admin::connect(&nodes[follower].addr, &grpc_config()).await.expect("connect");
     let err = follower_client

@@ -40,7 +40,10 @@ pub struct Metrics {
     pub commit_index: u64,
     /// Index of the last entry applied to the FSM.
     pub applied_index: u64,
-    /// Index of the last compacted entry (covered by a snapshot).
+    /// The index the log is compacted through: the same value as
+    /// [`log_compacted_through`](Self::log_compacted_through), kept under
+    /// its old name for compatibility. For the newest snapshot see
+    /// [`last_snapshot_index`](Self::last_snapshot_index).
     pub snapshot_index: u64,
     /// The latest configuration.
     pub configuration: Configuration,
@@ -51,6 +54,23 @@ pub struct Metrics {
     /// The cluster this node belongs to (`None` until it is bootstrapped
     /// or first contacted by a leader); see [`Raft::cluster_id`](crate::Raft::cluster_id).
     pub cluster_id: Option<crate::types::ClusterId>,
+    /// Index of the newest snapshot this node took, installed from a leader
+    /// or restored (at start or by [`Raft::restore`](crate::Raft::restore));
+    /// 0 if none. HashiCorp's `last_snapshot_index`.
+    pub last_snapshot_index: u64,
+    /// Term of that snapshot's last entry.
+    pub last_snapshot_term: u64,
+    /// Index of the first entry of the log: everything before it was
+    /// deleted from the log store behind a snapshot (or never existed).
+    /// Always `log_compacted_through + 1`; see
+    /// [`Raft::first_index`](crate::Raft::first_index).
+    pub first_index: u64,
+    /// The log store holds no entry at or below this index: it is the
+    /// compaction point, what the log store actually deleted (0 if nothing).
+    pub log_compacted_through: u64,
+    /// Why the node stopped, if a storage failure stopped it (the node is
+    /// then in state [`RaftState::Shutdown`]).
+    pub fatal_error: Option<String>,
 }
 
 impl Metrics {
@@ -69,6 +89,11 @@ impl Metrics {
             configuration_index: 0,
             peers: BTreeMap::new(),
             cluster_id: None,
+            last_snapshot_index: 0,
+            last_snapshot_term: 0,
+            first_index: 1,
+            log_compacted_through: 0,
+            fatal_error: None,
         }
     }
 
@@ -82,13 +107,19 @@ impl Metrics {
         m.insert("last_log_term".into(), self.last_log_term.to_string());
         m.insert("commit_index".into(), self.commit_index.to_string());
         m.insert("applied_index".into(), self.applied_index.to_string());
-        m.insert("last_snapshot_index".into(), self.snapshot_index.to_string());
+        m.insert("last_snapshot_index".into(), self.last_snapshot_index.to_string());
+        m.insert("last_snapshot_term".into(), self.last_snapshot_term.to_string());
+        m.insert("first_index".into(), self.first_index.to_string());
+        m.insert("log_compacted_through".into(), self.log_compacted_through.to_string());
         m.insert("latest_configuration_index".into(), self.configuration_index.to_string());
         m.insert("num_peers".into(), self.configuration.servers.len().saturating_sub(1).to_string());
         let leader =
             self.current_leader.as_ref().map(|(id, addr)| format!("{id}@{addr}")).unwrap_or_default();
         m.insert("leader".into(), leader);
         m.insert("cluster_id".into(), self.cluster_id.as_ref().map(|c| c.to_string()).unwrap_or_default());
+        if let Some(err) = &self.fatal_error {
+            m.insert("fatal_error".into(), err.clone());
+        }
         m
     }
 }

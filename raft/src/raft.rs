@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     /// The cluster this node belongs to, once known (see
     /// [`Raft::cluster_id`]); written by the main task.
     pub(crate) cluster_id: Mutex<Option<crate::types::ClusterId>>,
+    /// The log's first index (see [`Raft::first_index`]).
+    pub(crate) first_index: AtomicU64,
 }
 
 impl Shared {
@@ -105,6 +107,16 @@ impl<F: Fsm> std::fmt::Debug for Raft<F> {
     }
 }
 
+/// The index the log store is compacted through, from what it actually
+/// holds: one before its first entry, or — if it holds none — the index of
+/// the snapshot the log continues from.
+async fn compacted_through(logs: &dyn LogStore, snapshot_index: u64) -> Result<u64> {
+    if logs.last_index().await? == 0 {
+        return Ok(snapshot_index);
+    }
+    Ok(logs.first_index().await?.saturating_sub(1))
+}
+
 /// A seed for the core's timeout randomization, derived from the node id so
 /// runs under a paused clock are reproducible.
 fn seed_for(id: &ServerId) -> u64 {
@@ -134,6 +146,8 @@ impl<F: Fsm> Raft<F> {
         let init = startup::load_initial_state(&config, &mut fsm, &*logs, &*stable, &*snaps).await?;
         let applied_start = init.applied;
         let snapshot_index_start = init.snapshot_index;
+        let last_snapshot = (init.snapshot_index, init.snapshot_term);
+        let compacted_through = compacted_through(&*logs, init.snapshot_index).await?;
         let max_message = transport.max_message_size();
         let max_command = max_message.map(|m| crate::transport::max_command_size(m, &config.local_id));
         if let (Some(message), Some(command)) = (max_message, max_command) {
@@ -166,7 +180,11 @@ impl<F: Fsm> Raft<F> {
         metrics.last_log_index = core.last_index();
         metrics.last_log_term = core.last_term();
         metrics.commit_index = core.commit_index();
-        metrics.snapshot_index = core.snapshot_index();
+        metrics.snapshot_index = compacted_through;
+        metrics.last_snapshot_index = last_snapshot.0;
+        metrics.last_snapshot_term = last_snapshot.1;
+        metrics.first_index = compacted_through + 1;
+        metrics.log_compacted_through = compacted_through;
         let (configuration, configuration_index) = core.configuration();
         metrics.configuration = configuration.clone();
         metrics.configuration_index = configuration_index;
@@ -182,6 +200,7 @@ impl<F: Fsm> Raft<F> {
             last_index: AtomicU64::new(core.last_index()),
             reads: ReadGate::default(),
             cluster_id: Mutex::new(cluster_id.clone()),
+            first_index: AtomicU64::new(compacted_through + 1),
         });
 
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
@@ -243,6 +262,8 @@ impl<F: Fsm> Raft<F> {
             peer_events_tx,
             peer_events,
             cluster_id,
+            compacted_through,
+            last_snapshot,
         };
         let span = tracing::info_span!("raft", id = %task.config.local_id);
         let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));
@@ -560,8 +581,10 @@ impl<F: Fsm> Raft<F> {
     }
 
     /// Takes a snapshot now (regardless of `snapshot_threshold`) and
-    /// compacts the log behind it. Returns a handle to open it. If nothing
-    /// was applied since the last snapshot, returns that snapshot.
+    /// compacts the log behind it, keeping `trailing_logs` entries. Returns
+    /// a handle to open it once the compaction is done: [`Raft::first_index`]
+    /// then tells where the log starts. If nothing was applied since the
+    /// last snapshot, returns that snapshot.
     pub async fn snapshot(&self) -> Result<SnapshotHandle> {
         self.request(|tx| Request::Snapshot { tx }).await
     }
@@ -660,6 +683,16 @@ impl<F: Fsm> Raft<F> {
     /// Last index in this node's log.
     pub fn last_index(&self) -> u64 {
         self.inner.shared.last_index.load(Ordering::Acquire)
+    }
+
+    /// Index of the first entry of this node's log: every entry before it
+    /// was deleted from the log store behind a snapshot (or never existed).
+    /// Equals the log store's `first_index` while the store holds entries;
+    /// on a new node it is 1, and on a node whose whole log a snapshot
+    /// replaced it is the snapshot's index + 1. It advances once a
+    /// compaction has actually deleted the entries.
+    pub fn first_index(&self) -> u64 {
+        self.inner.shared.first_index.load(Ordering::Acquire)
     }
 
     /// Index of the last entry applied to the FSM.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use raft::testing::faulty::{FaultInjector, FaultyStore};
 use raft::transport::inmem::InmemNetwork;
 use raft::{
     async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log, Raft, RaftState, Server, ServerId,
@@ -145,6 +146,9 @@ pub struct TestNode<F: TestFsm = RecordingFsm> {
     pub snaps: InmemSnapshotStore,
     /// What the current incarnation's FSM applied.
     pub applied: AppliedLog,
+    /// Storage faults of the node's log and stable store (kept across
+    /// restarts; none set unless a test sets them).
+    pub faults: FaultInjector,
 }
 
 /// A cluster of real nodes on an in-memory network.
@@ -192,6 +196,7 @@ impl<F: TestFsm + Clone> TestCluster<F> {
             store: InmemStore::new(),
             snaps: InmemSnapshotStore::new(),
             applied: AppliedLog::default(),
+            faults: FaultInjector::new(),
         };
         self.nodes.insert(id.to_string(), node);
         self.start(id).await;
@@ -206,10 +211,10 @@ impl<F: TestFsm + Clone> TestCluster<F> {
         node.fsm = fsm.clone();
         let mut config = test_config(id);
         (self.configure)(&mut config);
-        let raft =
-            Raft::new(config, fsm, node.store.clone(), node.store.clone(), node.snaps.clone(), transport)
-                .await
-                .expect("start node");
+        let store = FaultyStore::with_injector(node.store.clone(), node.faults.clone());
+        let raft = Raft::new(config, fsm, store.clone(), store, node.snaps.clone(), transport)
+            .await
+            .expect("start node");
         node.raft = Some(raft);
     }
 

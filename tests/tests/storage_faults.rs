@@ -1,119 +1,228 @@
-//! A leader whose log store stops completing writes steps down instead of
-//! hanging the cluster, and the others carry on.
+//! Storage faults injected with [`raft::testing::faulty`] (issue 14, item
+//! 7): a node whose log or stable store fails (EIO after a write, ENOSPC) or
+//! stalls stops or steps down cleanly, the others carry on, and nothing a
+//! client was told is committed is lost.
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use raft::testing::faulty::{Fault, StoreOp};
 use raft::transport::inmem::InmemNetwork;
-use raft::{async_trait, Configuration, Log, LogStore, Raft, RaftState, Server, StableStore, StorageError};
-use raft_store_mem::{InmemSnapshotStore, InmemStore};
-use raft_tests::{test_config, RecordingFsm};
-use tokio::sync::Notify;
-
-/// An in-memory store whose appends can be made to hang until released.
-#[derive(Clone)]
-struct HangingStore {
-    inner: InmemStore,
-    hang: Arc<AtomicBool>,
-    release: Arc<Notify>,
-}
-
-impl HangingStore {
-    fn new() -> Self {
-        Self { inner: InmemStore::new(), hang: Arc::default(), release: Arc::new(Notify::new()) }
-    }
-}
-
-#[async_trait]
-impl LogStore for HangingStore {
-    async fn first_index(&self) -> Result<u64, StorageError> {
-        self.inner.first_index().await
-    }
-    async fn last_index(&self) -> Result<u64, StorageError> {
-        self.inner.last_index().await
-    }
-    async fn get_log(&self, index: u64) -> Result<Option<Log>, StorageError> {
-        self.inner.get_log(index).await
-    }
-    async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
-        self.inner.get_logs(range).await
-    }
-    async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
-        while self.hang.load(Ordering::SeqCst) {
-            self.release.notified().await;
-        }
-        self.inner.store_logs(logs).await
-    }
-    async fn delete_range(&self, min: u64, max: u64) -> Result<(), StorageError> {
-        self.inner.delete_range(min, max).await
-    }
-}
-
-#[async_trait]
-impl StableStore for HangingStore {
-    async fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.inner.set(key, value).await
-    }
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.get(key).await
-    }
-}
+use raft::{Config, Error, RaftState, StorageError};
+use raft_tests::{RecordingFsm, TestCluster};
 
 const T: Duration = Duration::from_secs(10);
 
-#[tokio::test(start_paused = true)]
-async fn a_leader_with_a_hung_log_store_steps_down_and_the_cluster_moves_on() {
-    let net = InmemNetwork::new();
-    let ids = ["n1", "n2", "n3"];
-    let members = Configuration::new(ids.iter().map(|id| Server::voter(*id, *id)).collect());
-    let mut nodes = Vec::new();
+fn no_auto_snapshots(config: &mut Config) {
+    config.snapshot_interval = Duration::from_secs(3600);
+    config.snapshot_threshold = 1_000_000;
+    config.snapshot_log_limit = 0;
+    config.trailing_logs = 10;
+}
+
+/// Polls `cond` in virtual time until it holds, at most `T`.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + T;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Writes acknowledged to clients.
+type Acked = Arc<Mutex<Vec<Bytes>>>;
+
+/// Clients writing to `id` until a write fails (or `per_client` succeeded:
+/// `usize::MAX` for no limit);
+/// every acknowledged write is recorded.
+fn spawn_writers(
+    c: &TestCluster<RecordingFsm>,
+    id: &str,
+    clients: usize,
+    per_client: usize,
+    acked: &Acked,
+) -> Vec<tokio::task::JoinHandle<Option<Error>>> {
+    (0..clients)
+        .map(|client| {
+            let raft = c.raft(id).clone();
+            let acked = acked.clone();
+            let tag = format!("{id}-{client}");
+            tokio::spawn(async move {
+                for i in 0..per_client {
+                    let cmd = Bytes::from(format!("{tag}-{i}"));
+                    match raft.apply(cmd.clone(), Duration::from_secs(2)).await {
+                        Ok(_) => acked.lock().expect("lock").push(cmd),
+                        Err(e) => return Some(e),
+                    }
+                    // Paced in virtual time, so the clock (and the test's
+                    // bounded waits) can move while they run.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                None
+            })
+        })
+        .collect()
+}
+
+/// Every acknowledged write is applied on each of `ids` once they have
+/// applied everything the leader committed.
+async fn assert_nothing_acknowledged_lost(c: &TestCluster<RecordingFsm>, ids: &[String], acked: &Acked) {
+    let leader = c.wait_for_leader_among(ids, T).await;
+    let last = c.raft(&leader).barrier(T).await.expect("barrier");
+    let acked = acked.lock().expect("lock").clone();
+    assert!(!acked.is_empty(), "some writes were acknowledged");
     for id in ids {
-        let store = HangingStore::new();
-        let raft = Raft::new(
-            test_config(id),
-            RecordingFsm::default(),
-            store.clone(),
-            store.clone(),
-            InmemSnapshotStore::new(),
-            net.transport(id),
-        )
-        .await
-        .expect("start");
-        raft.bootstrap_cluster(members.clone()).await.expect("bootstrap");
-        nodes.push((raft, store));
+        c.wait_applied(id, last, T).await;
+        let applied: std::collections::HashSet<Bytes> = c.applied(id).into_iter().map(|(_, d)| d).collect();
+        let lost: Vec<&Bytes> = acked.iter().filter(|cmd| !applied.contains(*cmd)).collect();
+        assert!(lost.is_empty(), "{id} lost acknowledged writes: {lost:?}");
     }
-    let leader_of = |nodes: &[(Raft<RecordingFsm>, HangingStore)]| {
-        nodes.iter().position(|(r, _)| r.state() == RaftState::Leader)
-    };
-    let deadline = tokio::time::Instant::now() + T;
-    let old = loop {
-        if let Some(i) = leader_of(&nodes) {
-            break i;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    nodes[old].0.apply("before", T).await.expect("apply");
-    nodes[old].1.hang.store(true, Ordering::SeqCst);
-    // The write cannot complete on the stuck leader...
-    let stuck = nodes[old].0.apply("stuck", Duration::from_secs(2)).await;
-    assert!(stuck.is_err(), "a write on the stuck leader cannot be acknowledged: {stuck:?}");
-    // ...which steps down, and another node takes over.
-    let deadline = tokio::time::Instant::now() + T;
-    let new = loop {
-        if let Some(i) = leader_of(&nodes).filter(|i| *i != old) {
-            break i;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no new leader after the store hung");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    assert_ne!(nodes[old].0.state(), RaftState::Leader);
-    nodes[new].0.apply("after", T).await.expect("the cluster carries on");
-    nodes[old].1.hang.store(false, Ordering::SeqCst);
-    nodes[old].1.release.notify_waiters();
-    for (raft, _) in &nodes {
-        raft.shutdown().await.expect("shutdown");
+    let reference = c.applied(&leader);
+    for id in ids {
+        assert_eq!(c.applied(id), reference, "{id} applied the same log as the leader");
     }
+}
+
+/// A follower whose log store fails (an fsync error after the write; a full
+/// disk; a failing compaction) stops with the error in its metrics, the
+/// leader keeps committing, and once the fault is gone and the node
+/// restarted it catches up without anything acknowledged missing.
+#[tokio::test(start_paused = true)]
+async fn a_follower_whose_log_store_fails_stops_cleanly_and_the_cluster_keeps_committing() {
+    for (op, fault, expected) in [
+        (StoreOp::StoreLogs, Fault::NoSpace, "os error 28"),
+        (StoreOp::StoreLogs, Fault::FsyncFailure, "os error 5"),
+        (StoreOp::DeleteRange, Fault::FsyncFailure, "os error 5"),
+    ] {
+        let case = format!("{op} {fault:?}");
+        let mut c = TestCluster::with_config(3, InmemNetwork::new(), no_auto_snapshots).await;
+        let leader = c.wait_for_leader().await;
+        let follower = c.running().into_iter().find(|id| *id != leader).expect("a follower");
+        let acked = Acked::default();
+        for w in spawn_writers(&c, &leader, 4, 25, &acked) {
+            assert!(w.await.expect("writer").is_none(), "{case}: writes before the fault succeed");
+        }
+        c.nodes[&follower].faults.inject(op, fault);
+        if op == StoreOp::DeleteRange {
+            // A snapshot compacts the log: the deletion fails, and so does
+            // the request, rather than reporting a compaction.
+            let last = c.raft(&leader).barrier(T).await.expect("barrier");
+            c.wait_applied(&follower, last, T).await;
+            let refused = c.raft(&follower).snapshot().await;
+            assert!(matches!(refused, Err(Error::Storage(StorageError::Failed(_)))), "{case}: {refused:?}");
+        }
+        // The writes go on; the follower stops at its first failed write.
+        for w in spawn_writers(&c, &leader, 4, 25, &acked) {
+            assert!(w.await.expect("writer").is_none(), "{case}: the leader keeps committing");
+        }
+        let raft = c.raft(&follower).clone();
+        until("the follower stops", || raft.state() == RaftState::Shutdown).await;
+        assert!(c.nodes[&follower].faults.injected() > 0, "{case}: the fault was hit");
+        let m = raft.metrics().borrow().clone();
+        assert_eq!(m.state, RaftState::Shutdown);
+        let why = m.fatal_error.expect("the metrics say why the node stopped");
+        assert!(why.contains(expected) && why.contains(&op.to_string()), "{case}: {why}");
+        assert_eq!(raft.stats()["fatal_error"], why);
+        let refused = raft.apply("late", T).await;
+        assert!(refused.is_err(), "{case}: a stopped node takes no writes");
+        let others: Vec<String> = c.running().into_iter().filter(|id| *id != follower).collect();
+        assert_nothing_acknowledged_lost(&c, &others, &acked).await;
+
+        // Fault gone, node restarted: it catches up and agrees.
+        c.stop(&follower).await;
+        c.nodes[&follower].faults.clear_all();
+        c.start(&follower).await;
+        let all = c.running();
+        assert_nothing_acknowledged_lost(&c, &all, &acked).await;
+        c.shutdown().await;
+    }
+}
+
+/// A leader whose log store fails stops; a new leader takes over and every
+/// write the old one acknowledged survives, on the others and on the old
+/// leader once it is back.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_log_store_fails_stops_and_a_new_leader_takes_over() {
+    for fault in [Fault::FsyncFailure, Fault::NoSpace] {
+        let mut c = TestCluster::with_config(3, InmemNetwork::new(), no_auto_snapshots).await;
+        let old = c.wait_for_leader().await;
+        let acked = Acked::default();
+        let writers = spawn_writers(&c, &old, 8, usize::MAX, &acked);
+        until("writes are acknowledged", || acked.lock().expect("lock").len() >= 50).await;
+        c.nodes[&old].faults.inject(StoreOp::StoreLogs, fault);
+        for w in writers {
+            let err = w.await.expect("writer");
+            assert!(err.is_some(), "{fault:?}: writes to the failed leader stop succeeding");
+        }
+        let raft = c.raft(&old).clone();
+        until("the old leader stops", || raft.state() == RaftState::Shutdown).await;
+        let why = raft.metrics().borrow().fatal_error.clone().expect("why it stopped");
+        assert!(why.contains("store_logs"), "{fault:?}: {why}");
+        let others: Vec<String> = c.running().into_iter().filter(|id| *id != old).collect();
+        let new = c.wait_for_leader_among(&others, T).await;
+        assert_ne!(new, old);
+        c.raft(&new).apply("after", T).await.expect("the new leader commits");
+        assert_nothing_acknowledged_lost(&c, &others, &acked).await;
+
+        c.stop(&old).await;
+        c.nodes[&old].faults.clear_all();
+        c.start(&old).await;
+        let all = c.running();
+        assert_nothing_acknowledged_lost(&c, &all, &acked).await;
+        c.shutdown().await;
+    }
+}
+
+/// A leader whose stable store fails cannot record a new term: a follower
+/// whose `set` fails stops when it would vote or campaign, and the cluster
+/// carries on.
+#[tokio::test(start_paused = true)]
+async fn a_node_whose_stable_store_fails_stops_when_it_must_record_a_term() {
+    let mut c = TestCluster::with_config(3, InmemNetwork::new(), no_auto_snapshots).await;
+    let old = c.wait_for_leader().await;
+    let acked = Acked::default();
+    for w in spawn_writers(&c, &old, 2, 20, &acked) {
+        assert!(w.await.expect("writer").is_none());
+    }
+    let target = c.running().into_iter().find(|id| *id != old).expect("a follower");
+    c.nodes[&target].faults.inject(StoreOp::Set, Fault::NoSpace);
+    // Handing leadership to it makes it campaign: a new term to record.
+    let _ = c.raft(&old).leadership_transfer_to_server(target.as_str().into(), target.as_str().into()).await;
+    let raft = c.raft(&target).clone();
+    until("the node stops", || raft.state() == RaftState::Shutdown).await;
+    let why = raft.metrics().borrow().fatal_error.clone().expect("why it stopped");
+    assert!(why.contains("set") && why.contains("os error 28"), "{why}");
+    let others: Vec<String> = c.running().into_iter().filter(|id| *id != target).collect();
+    let leader = c.wait_for_leader_among(&others, T).await;
+    c.raft(&leader).apply("after", T).await.expect("the cluster carries on");
+    assert_nothing_acknowledged_lost(&c, &others, &acked).await;
+    c.shutdown().await;
+}
+
+/// A leader whose log store stops completing writes steps down instead of
+/// hanging the cluster, another node takes over, and once the store is
+/// released the old leader catches up as a follower.
+#[tokio::test(start_paused = true)]
+async fn a_leader_with_a_stalled_log_store_steps_down_and_the_cluster_moves_on() {
+    let mut c = TestCluster::with_config(3, InmemNetwork::new(), no_auto_snapshots).await;
+    let old = c.wait_for_leader().await;
+    let acked = Acked::default();
+    let writers = spawn_writers(&c, &old, 8, usize::MAX, &acked);
+    until("writes are acknowledged", || acked.lock().expect("lock").len() >= 50).await;
+    let faults = c.nodes[&old].faults.clone();
+    faults.inject(StoreOp::StoreLogs, Fault::Stall);
+    until("a write is stalled", || faults.stalled() > 0).await;
+    for w in writers {
+        assert!(w.await.expect("writer").is_some(), "writes on the stalled leader cannot all succeed");
+    }
+    let others: Vec<String> = c.running().into_iter().filter(|id| *id != old).collect();
+    let new = c.wait_for_leader_among(&others, T).await;
+    assert_ne!(c.raft(&old).state(), RaftState::Leader, "the stalled leader stepped down");
+    c.raft(&new).apply("after", T).await.expect("the cluster carries on");
+    assert_nothing_acknowledged_lost(&c, &others, &acked).await;
+    faults.release();
+    let all = c.running();
+    assert_nothing_acknowledged_lost(&c, &all, &acked).await;
+    c.shutdown().await;
 }

@@ -237,6 +237,7 @@ impl Ctl {
                     "commit_index": num("commit_index"),
                     "applied_index": status.applied_index,
                     "snapshot_index": num("last_snapshot_index"),
+                    "first_index": status.first_index,
                     "stats": stats,
                 });
                 self.print(value.clone(), || {
@@ -252,6 +253,7 @@ impl Ctl {
                         ("commit index", value["commit_index"].to_string()),
                         ("applied index", value["applied_index"].to_string()),
                         ("snapshot index", value["snapshot_index"].to_string()),
+                        ("first index", value["first_index"].to_string()),
                     ];
                     rows.iter().map(|(k, v)| format!("{k:<15} {v}")).collect::<Vec<_>>().join("\n")
                 });
@@ -391,13 +393,14 @@ impl Ctl {
                     .into_inner();
                 let value = json!({
                     "id": snap.id, "index": snap.index, "term": snap.term, "size": snap.size,
-                    "configuration_index": snap.configuration_index,
+                    "configuration_index": snap.configuration_index, "first_index": snap.first_index,
                 });
                 self.print(value, || {
-                    format!(
-                        "snapshot {} covers the log up to index {} (term {}); {} bytes; the log behind it is compacted",
+                    let taken = format!(
+                        "snapshot {} covers the log up to index {} (term {}); {} bytes",
                         snap.id, snap.index, snap.term, snap.size
-                    )
+                    );
+                    format!("{taken}; {}", compaction_report(snap.first_index))
                 });
             }
             Command::AppliedIndex => {
@@ -423,6 +426,17 @@ impl Ctl {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
+    }
+}
+
+/// What `snapshot` did to the log, from the first index the node reported
+/// after compacting it.
+fn compaction_report(first_index: u64) -> String {
+    match first_index {
+        0 => "the node did not report its log's first index".to_string(),
+        1 => "nothing compacted: the log still starts at index 1 (trailing_logs keeps the entries behind the snapshot)"
+            .to_string(),
+        first => format!("the log is compacted through index {} and now starts at index {first}", first - 1),
     }
 }
 

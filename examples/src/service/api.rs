@@ -678,7 +678,9 @@ async fn status(State(state): State<ApiState>) -> Response {
         "commit_index": m.commit_index,
         "applied_index": m.applied_index,
         "last_log_index": m.last_log_index,
-        "snapshot_index": m.snapshot_index,
+        "snapshot_index": m.last_snapshot_index,
+        "first_index": m.first_index,
+        "log_compacted_through": m.log_compacted_through,
         "configuration": { "index": m.configuration_index, "servers": servers },
     }))
     .into_response()

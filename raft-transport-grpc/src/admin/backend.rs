@@ -20,6 +20,9 @@ pub struct NodeStatus {
     pub applied_index: u64,
     /// Last index in the node's log.
     pub last_index: u64,
+    /// First index in the node's log: entries before it were compacted
+    /// away behind a snapshot. See [`Raft::first_index`].
+    pub first_index: u64,
 }
 
 /// What the admin service needs from a node. Implemented for every
@@ -52,7 +55,8 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Hands leadership to `target`, or to the best follower when `None`.
     async fn leadership_transfer(&self, target: Option<(ServerId, ServerAddress)>) -> raft::Result<()>;
     /// Takes a snapshot now and compacts the log behind it; returns what
-    /// the snapshot holds. See [`Raft::snapshot`].
+    /// the snapshot holds once the compaction is done (the log's new start
+    /// is then [`NodeStatus::first_index`]). See [`Raft::snapshot`].
     async fn snapshot(&self) -> raft::Result<SnapshotMeta>;
     /// Commits a barrier and waits until everything before it is applied;
     /// returns its index. See [`Raft::barrier`].
@@ -133,6 +137,7 @@ where
             leader: Raft::leader(self),
             applied_index: Raft::applied_index(self),
             last_index: Raft::last_index(self),
+            first_index: Raft::first_index(self),
         }
     }
 }

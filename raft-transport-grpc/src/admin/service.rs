@@ -206,7 +206,8 @@ impl RaftAdmin for AdminService {
         &self,
         _request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
-        let meta = self.backend()?.snapshot().await.map_err(|err| match err {
+        let backend = self.backend()?;
+        let meta = backend.snapshot().await.map_err(|err| match err {
             // The node refuses because it has nothing to snapshot yet: a
             // state the caller can wait out, not a malformed request.
             raft::Error::InvalidConfig(msg) => Status::failed_precondition(msg),
@@ -219,12 +220,15 @@ impl RaftAdmin for AdminService {
             id = %meta.id,
             "snapshot taken through the admin service"
         );
+        // `snapshot` answers once the log is compacted: this is its start.
+        let first_index = backend.status().first_index;
         Ok(Response::new(pb::SnapshotResponse {
             id: meta.id,
             index: meta.index,
             term: meta.term,
             size: meta.size,
             configuration_index: meta.configuration_index,
+            first_index,
         }))
     }
 
@@ -258,6 +262,7 @@ impl RaftAdmin for AdminService {
             leader_address,
             applied_index: status.applied_index,
             last_index: status.last_index,
+            first_index: status.first_index,
         }))
     }
 }

@@ -52,10 +52,19 @@ pub(crate) enum SnapshotCmd {
     Reload { interval: Duration, threshold: u64, log_limit: u64 },
 }
 
-/// What the snapshot task reports to the main task.
+/// What the snapshot task reports to the main task: a new snapshot.
 pub(crate) struct SnapshotTaken {
     pub(crate) index: u64,
+    pub(crate) term: u64,
+    /// Whether the store kept it: only then can the log be compacted behind
+    /// it (a discarding store keeps nothing).
+    pub(crate) retained: bool,
+    /// A user request to answer once the log is compacted behind it.
+    pub(crate) reply: Option<SnapshotReply>,
 }
+
+/// A user's snapshot request, answered by the main task after compaction.
+pub(crate) type SnapshotReply = (oneshot::Sender<Result<SnapshotHandle, Error>>, SnapshotHandle);
 
 pub(crate) struct SnapshotTask<R> {
     pub(crate) snaps: Arc<dyn SnapshotStore>,
@@ -90,7 +99,7 @@ pub(crate) async fn run<R: Send + 'static>(
                 next_check.as_mut().reset(tokio::time::Instant::now() + task.next_wait());
                 let applied = task.applied.load(Ordering::Acquire);
                 if applied.saturating_sub(task.last_snapshot) > task.threshold {
-                    if let Err(e) = task.take().await {
+                    if let Err(e) = task.take_auto().await {
                         tracing::warn!(error = %e, "automatic snapshot failed");
                     }
                 }
@@ -101,7 +110,7 @@ pub(crate) async fn run<R: Send + 'static>(
                 if !waiting && applied.saturating_sub(task.last_snapshot) >= task.log_limit {
                     tracing::debug!(applied, last = task.last_snapshot, "log limit reached; snapshotting");
                     limit_retry_at = None;
-                    if let Err(e) = task.take().await {
+                    if let Err(e) = task.take_auto().await {
                         tracing::warn!(error = %e, "automatic snapshot failed");
                         limit_retry_at = Some(tokio::time::Instant::now() + LOG_LIMIT_RETRY);
                     }
@@ -110,7 +119,7 @@ pub(crate) async fn run<R: Send + 'static>(
             cmd = cmds.recv() => match cmd {
                 None => return,
                 Some(SnapshotCmd::Take(tx)) => {
-                    let _ = tx.send(task.take().await);
+                    task.take_for(tx).await;
                 }
                 Some(SnapshotCmd::Reload { interval, threshold, log_limit }) => {
                     task.interval = interval;
@@ -131,7 +140,65 @@ impl<R: Send + 'static> SnapshotTask<R> {
         self.interval + self.interval.mul_f64(((self.seed >> 33) % 1000) as f64 / 1000.0)
     }
 
-    async fn take(&mut self) -> Result<SnapshotHandle, Error> {
+    /// Takes a snapshot; a new one is reported to the main task.
+    async fn take_auto(&mut self) -> Result<(), Error> {
+        let (handle, new) = self.take().await?;
+        if new {
+            self.report(handle, None).await;
+        }
+        Ok(())
+    }
+
+    /// Takes a snapshot for a user; a new one is handed to the main task,
+    /// which answers `tx` once the log is compacted behind it.
+    async fn take_for(&mut self, tx: oneshot::Sender<Result<SnapshotHandle, Error>>) {
+        match self.take().await {
+            Ok((handle, true)) => self.report(handle, Some(tx)).await,
+            Ok((handle, false)) => {
+                let _ = tx.send(Ok(handle));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+
+    /// Tells the main task about a new snapshot, so it can compact the log
+    /// behind it (only behind a snapshot the store kept: a discarding store
+    /// keeps nothing, so its log is never compacted) and answer `reply`.
+    async fn report(
+        &mut self,
+        handle: SnapshotHandle,
+        reply: Option<oneshot::Sender<Result<SnapshotHandle, Error>>>,
+    ) {
+        let meta = handle.meta();
+        let retained = match self.snaps.list().await {
+            Ok(list) => list.iter().any(|m| m.id == meta.id),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing snapshots failed; log not compacted");
+                false
+            }
+        };
+        if !retained {
+            tracing::debug!(id = %meta.id, "snapshot not retained by the store; log not compacted");
+        }
+        let taken = SnapshotTaken {
+            index: meta.index,
+            term: meta.term,
+            retained,
+            reply: reply.map(|tx| (tx, handle.clone())),
+        };
+        if let Err(mpsc::error::SendError(taken)) = self.events.send(taken) {
+            if let Some((tx, _)) = taken.reply {
+                let _ = tx.send(Err(Error::Shutdown));
+            }
+        }
+    }
+
+    /// Captures the FSM and stores the snapshot. Returns it, and whether it
+    /// is new (`false`: nothing was applied since the last one, which is
+    /// returned).
+    async fn take(&mut self) -> Result<(SnapshotHandle, bool), Error> {
         let (tx, rx) = oneshot::channel();
         self.apply_tx.send(ApplyMsg::Capture(tx)).map_err(|_| Error::Shutdown)?;
         let capture = rx.await.map_err(|_| Error::Shutdown)??;
@@ -140,7 +207,7 @@ impl<R: Send + 'static> SnapshotTask<R> {
         }
         if capture.index <= self.last_snapshot {
             if let Some(meta) = self.snaps.list().await?.into_iter().find(|m| m.index == capture.index) {
-                return Ok(SnapshotHandle { meta, store: self.snaps.clone() });
+                return Ok((SnapshotHandle { meta, store: self.snaps.clone() }, false));
             }
         }
         let meta = write_snapshot(
@@ -154,15 +221,7 @@ impl<R: Send + 'static> SnapshotTask<R> {
         .await?;
         tracing::info!(index = meta.index, size = meta.size, id = %meta.id, "snapshot taken");
         self.last_snapshot = meta.index;
-        // Compact only behind a snapshot the store can hand to a lagging
-        // follower later (a discarding store keeps nothing, so its log is
-        // never compacted).
-        if self.snaps.list().await?.iter().any(|m| m.id == meta.id) {
-            let _ = self.events.send(SnapshotTaken { index: meta.index });
-        } else {
-            tracing::debug!(id = %meta.id, "snapshot not retained by the store; log not compacted");
-        }
-        Ok(SnapshotHandle { meta, store: self.snaps.clone() })
+        Ok((SnapshotHandle { meta, store: self.snaps.clone() }, true))
     }
 }
 

@@ -57,7 +57,9 @@ impl PersistJob {
 /// What the writer reports back to the main task.
 pub(crate) enum WriterEvent {
     /// Everything up to (index, term) is durable; send these messages.
-    Persisted { last: Option<(u64, u64)>, messages: Vec<Message>, seq: u64 },
+    /// `first_index`: what the log store reported as its first index right
+    /// after a compaction in these jobs (0: it holds no entry), if any.
+    Persisted { last: Option<(u64, u64)>, messages: Vec<Message>, seq: u64, first_index: Option<u64> },
     /// A write failed: the node must stop (fail-stop).
     Failed(StorageError),
 }
@@ -92,10 +94,10 @@ pub(crate) async fn run(
             }
         }
         match persist(&*logs, &*stable, &job).await {
-            Ok(()) => {
+            Ok(first_index) => {
                 let last = job.entries.last().map(|e| (e.index, e.term));
-                if events.send(WriterEvent::Persisted { last, messages: job.messages, seq: job.seq }).is_err()
-                {
+                let done = WriterEvent::Persisted { last, messages: job.messages, seq: job.seq, first_index };
+                if events.send(done).is_err() {
                     return;
                 }
             }
@@ -108,11 +110,14 @@ pub(crate) async fn run(
     }
 }
 
+/// Runs one job. Returns the store's first index after the job's
+/// compaction, if it had one.
 async fn persist(
     logs: &dyn LogStore,
     stable: &dyn StableStore,
     job: &PersistJob,
-) -> Result<(), StorageError> {
+) -> Result<Option<u64>, StorageError> {
+    let mut first_index = None;
     if let Some(id) = &job.cluster_id {
         super::identity::store_cluster_id(stable, id).await?;
     }
@@ -129,6 +134,7 @@ async fn persist(
         if first > 0 && first <= through.min(last) {
             logs.delete_range(first, through.min(last)).await?;
         }
+        first_index = Some(logs.first_index().await?);
     }
     if let Some(from) = job.truncate_from {
         let last = logs.last_index().await?;
@@ -139,5 +145,5 @@ async fn persist(
     if !job.entries.is_empty() {
         logs.store_logs(&job.entries).await?;
     }
-    Ok(())
+    Ok(first_index)
 }

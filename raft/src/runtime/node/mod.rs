@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use super::apply::{ApplyBatch, ApplyMsg};
 use super::peer::{self, PeerEvent, PeerHandle};
 use super::reads::{refusal_error, ReadFailure, ReadTicket};
-use super::snapshot::{SnapshotCmd, SnapshotTaken};
+use super::snapshot::{SnapshotCmd, SnapshotReply, SnapshotTaken};
 use super::writer::{PersistJob, WriterEvent};
 use super::{MembershipChange, Request, RestoreRequest, Waiter};
 use crate::config::Config;
@@ -71,6 +71,11 @@ pub(crate) struct NodeTask<R> {
     pub(crate) peer_events: mpsc::UnboundedReceiver<PeerEvent>,
     /// The cluster this node belongs to (`None`: adopts the first leader's).
     pub(crate) cluster_id: Option<crate::types::ClusterId>,
+    /// The log store holds no entry at or below this index (read from the
+    /// store at start, advanced as compactions complete).
+    pub(crate) compacted_through: u64,
+    /// Index and term of the newest snapshot taken, installed or restored.
+    pub(crate) last_snapshot: (u64, u64),
 }
 
 /// A proposal waiting to be applied.
@@ -140,6 +145,12 @@ struct Node<R> {
     log_resets: HashMap<ServerId, u64>,
     /// Cluster-identity checks on inbound requests and adoption state.
     cluster: ClusterGuard,
+    /// Log deletions behind a snapshot queued to the writer and not yet
+    /// done: (persist sequence number, compacted through).
+    compactions: std::collections::VecDeque<(u64, u64)>,
+    /// User snapshot requests answered once the compaction queued with this
+    /// persist sequence number is done.
+    snapshot_replies: Vec<(u64, SnapshotReply)>,
 }
 
 enum Flow {
@@ -175,6 +186,8 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         commit_flushed: 0,
         log_resets: HashMap::new(),
         cluster: ClusterGuard::default(),
+        compactions: std::collections::VecDeque::new(),
+        snapshot_replies: Vec::new(),
     };
     node.publish(true);
     let mut ticker = tokio::time::interval(node.t.config.tick_interval());
@@ -225,8 +238,8 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 }
                 Flow::Continue
             }
-            Some(SnapshotTaken { index }) = node.t.snapshot_events.recv() => {
-                node.compact(index);
+            Some(taken) = node.t.snapshot_events.recv() => {
+                node.on_snapshot_taken(taken);
                 Flow::Continue
             }
             req = node.t.requests.recv(), if !node.restoring => match req {
@@ -307,10 +320,11 @@ impl<R: Send + 'static> Node<R> {
 
     fn on_writer_event(&mut self, ev: WriterEvent) -> Flow {
         match ev {
-            WriterEvent::Persisted { last, messages, seq } => {
+            WriterEvent::Persisted { last, messages, seq, first_index } => {
                 while self.persist_pending.front().is_some_and(|(s, _)| *s <= seq) {
                     self.persist_pending.pop_front();
                 }
+                self.compactions_done(seq, first_index);
                 if let Some((index, term)) = last {
                     self.t.core.persisted(index, term);
                     self.t.shared.last_index.store(self.t.core.last_index(), Ordering::Release);
@@ -746,6 +760,8 @@ impl<R: Send + 'static> Node<R> {
             let through = if installed.discard_log { u64::MAX } else { installed.index };
             let job = PersistJob { compact_through: Some(through), ..PersistJob::default() };
             self.persist(job);
+            self.compactions.push_back((self.persist_seq, installed.index));
+            self.note_snapshot(installed.index, installed.term);
             if let Some(meta) = self.installing.take() {
                 let _ = self.t.apply_tx.send(ApplyMsg::Restore {
                     id: meta.id,
@@ -849,6 +865,9 @@ impl<R: Send + 'static> Node<R> {
         for (_, ticket) in std::mem::take(&mut self.reads) {
             ticket.resolve(Err(read_failure.clone()));
         }
+        for (_, (tx, _)) in std::mem::take(&mut self.snapshot_replies) {
+            let _ = tx.send(Err(err()));
+        }
         if let Some(tx) = self.transfer.take() {
             let _ = tx.send(Err(err()));
         }
@@ -881,9 +900,11 @@ impl<R: Send + 'static> Node<R> {
         let _ = apply_task.await;
         shared.set_state(RaftState::Shutdown, None);
         shared.leader_tx.send_replace(false);
+        let fatal = self.fatal.clone();
         shared.metrics_tx.send_modify(|m| {
             m.state = RaftState::Shutdown;
             m.current_leader = None;
+            m.fatal_error = fatal;
         });
         for tx in self.shutdown_ack {
             let _ = tx.send(());

@@ -79,7 +79,7 @@ impl<R: Send + 'static> Node<R> {
             last_log_term: core.last_term(),
             commit_index: core.commit_index(),
             applied_index: self.t.shared.applied.load(Ordering::Acquire),
-            snapshot_index: core.snapshot_index(),
+            snapshot_index: self.t.compacted_through,
             configuration: configuration.clone(),
             configuration_index,
             peers: core
@@ -96,6 +96,11 @@ impl<R: Send + 'static> Node<R> {
                 })
                 .collect(),
             cluster_id: self.t.cluster_id.clone(),
+            last_snapshot_index: self.t.last_snapshot.0,
+            last_snapshot_term: self.t.last_snapshot.1,
+            first_index: self.t.compacted_through + 1,
+            log_compacted_through: self.t.compacted_through,
+            fatal_error: self.fatal.clone(),
         };
         self.t.shared.last_index.store(core.last_index(), Ordering::Release);
         self.t.shared.metrics_tx.send_if_modified(|old| {

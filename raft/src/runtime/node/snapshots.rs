@@ -75,20 +75,81 @@ impl<R: Send + 'static> Node<R> {
         self.transfers.retain(|h| !h.is_finished());
     }
 
-    /// Forgets log entries a new snapshot made redundant, keeping
-    /// `trailing_logs` entries for slightly lagging followers.
-    pub(super) fn compact(&mut self, snapshot_index: u64) {
-        let target = snapshot_index.saturating_sub(self.t.config.trailing_logs);
-        if target <= self.t.core.snapshot_index() {
-            return;
-        }
-        match self.t.core.compact(target) {
-            Ok(()) => {
-                let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
-                self.persist(job);
-                tracing::debug!(through = target, "log compacted");
+    /// A new local snapshot: remembers it, compacts the log behind it if
+    /// the store kept it, and answers the user who asked for it once the
+    /// compaction is done.
+    pub(super) fn on_snapshot_taken(&mut self, taken: SnapshotTaken) {
+        self.note_snapshot(taken.index, taken.term);
+        let queued = if taken.retained { self.compact(taken.index) } else { None };
+        match (taken.reply, queued) {
+            (Some(reply), Some(seq)) => self.snapshot_replies.push((seq, reply)),
+            (Some((tx, handle)), None) => {
+                self.publish(true);
+                let _ = tx.send(Ok(handle));
             }
-            Err(e) => tracing::debug!(error = %e, "compaction skipped"),
+            (None, _) => self.publish(true),
+        }
+    }
+
+    /// Remembers the newest snapshot taken, installed or restored.
+    pub(super) fn note_snapshot(&mut self, index: u64, term: u64) {
+        if index >= self.t.last_snapshot.0 {
+            self.t.last_snapshot = (index, term);
+        }
+    }
+
+    /// Forgets log entries a new snapshot made redundant, keeping
+    /// `trailing_logs` entries for slightly lagging followers: in memory
+    /// past the core's current start, and in the log store from the first
+    /// entry it actually holds (after a restart that is below the restored
+    /// snapshot). Returns the persist sequence number of the store deletion
+    /// if one was queued.
+    pub(super) fn compact(&mut self, snapshot_index: u64) -> Option<u64> {
+        let target = snapshot_index.saturating_sub(self.t.config.trailing_logs);
+        if target > self.t.core.snapshot_index() {
+            if let Err(e) = self.t.core.compact(target) {
+                tracing::debug!(error = %e, "compaction skipped");
+                return None;
+            }
+        }
+        let queued = self.compactions.back().map_or(self.t.compacted_through, |(_, through)| *through);
+        if target <= queued.max(self.t.compacted_through) {
+            return None;
+        }
+        let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
+        self.persist(job);
+        self.compactions.push_back((self.persist_seq, target));
+        tracing::debug!(from = self.t.compacted_through + 1, through = target, "compacting the log");
+        Some(self.persist_seq)
+    }
+
+    /// The writer finished every job up to `seq`: records the compactions
+    /// among them and answers the snapshot requests that waited for them.
+    /// `store_first` is what the store reported as its first index after
+    /// the last of them: the log starts there (a store left empty, e.g. by
+    /// an installed snapshot, continues after the compaction point).
+    pub(super) fn compactions_done(&mut self, seq: u64, store_first: Option<u64>) {
+        let mut through = None;
+        while let Some(&(s, t)) = self.compactions.front() {
+            if s > seq {
+                break;
+            }
+            self.compactions.pop_front();
+            through = Some(through.map_or(t, |max: u64| max.max(t)));
+        }
+        let Some(through) = through else { return };
+        self.t.compacted_through = match store_first {
+            Some(first) if first > 0 => first - 1,
+            _ => self.t.compacted_through.max(through),
+        };
+        self.t.shared.first_index.store(self.t.compacted_through + 1, Ordering::Release);
+        tracing::debug!(first_index = self.t.compacted_through + 1, "log compacted");
+        self.publish(true);
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.snapshot_replies).into_iter().partition(|(s, _)| *s <= seq);
+        self.snapshot_replies = waiting;
+        for (_, (tx, handle)) in ready {
+            let _ = tx.send(Ok(handle));
         }
     }
 }
