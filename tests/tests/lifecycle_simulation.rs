@@ -159,11 +159,15 @@ impl Plan {
 type Step = Result<(), String>;
 
 /// Snapshot often so compaction and InstallSnapshot happen under the faults.
-fn configure(c: &mut Config) {
+fn compacting(c: &mut Config) {
     c.snapshot_threshold = 150;
     c.trailing_logs = 20;
     c.snapshot_interval = Duration::from_millis(100);
 }
+
+/// The defaults: no snapshot within a run, so a lagging follower must be
+/// repaired from the log itself (a snapshot would hide a stuck `next`).
+fn not_compacting(_: &mut Config) {}
 
 fn voter_ids(configuration: &Configuration) -> Vec<String> {
     configuration
@@ -182,10 +186,33 @@ fn is_voter(configuration: &Configuration, id: &str) -> bool {
     voter_ids(configuration).iter().any(|v| v == id)
 }
 
+/// Hands leadership around `cluster` (made of "x1" and "x2") until its
+/// term reaches `target`; returns the term reached.
+async fn raise_term(cluster: &TestCluster<KvTestFsm>, target: u64) -> Result<u64, String> {
+    let deadline = Instant::now() + ELECTION;
+    loop {
+        let leader = ["x1", "x2"].into_iter().find(|id| cluster.raft(id).state() == RaftState::Leader);
+        if let Some(leader) = leader {
+            let term = cluster.raft(leader).metrics().borrow().term;
+            if term >= target {
+                return Ok(term);
+            }
+            // A failed transfer is retried on the next round.
+            let _ = cluster.raft(leader).leadership_transfer().await;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("the other cluster did not reach term {target} within {ELECTION:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// One seeded run.
 struct Sim {
     rng: Rng,
     net: InmemNetwork,
+    /// The node configuration of this seed (with or without compaction).
+    configure: fn(&mut Config),
     cluster: TestCluster<KvTestFsm>,
     clients: SimClients,
     /// The second, independent cluster of [`Fault::OtherCluster`].
@@ -204,6 +231,8 @@ impl Sim {
     async fn new(seed: u64, voters: usize, one_server_bootstrap: bool) -> Self {
         let net = InmemNetwork::with_seed(seed);
         net.set_rpc_timeout(Duration::from_millis(200));
+        let compaction = (seed / 2) % 2 == 0;
+        let configure = if compaction { compacting } else { not_compacting };
         let cluster = if one_server_bootstrap {
             TestCluster::<KvTestFsm>::with_one_bootstrap(voters, net.clone(), configure).await
         } else {
@@ -212,6 +241,7 @@ impl Sim {
         let mut sim = Sim {
             rng: Rng(seed),
             net,
+            configure,
             cluster,
             clients: SimClients::spawn(CLIENTS, seed),
             other: None,
@@ -222,7 +252,8 @@ impl Sim {
             ops: 0,
         };
         let how = if one_server_bootstrap { "bootstrapped on n1 only" } else { "bootstrapped on every node" };
-        sim.note(format!("{voters} voters, {how}"));
+        let compaction = if compaction { "with frequent snapshots" } else { "without snapshots" };
+        sim.note(format!("{voters} voters, {how}, {compaction}"));
         sim.publish();
         sim
     }
@@ -276,11 +307,9 @@ impl Sim {
         if leaders.next().is_some() {
             return None;
         }
-        let agreed = voter_ids(&lm.configuration).iter().all(|v| match self.metrics(v) {
-            None => self.cluster.nodes.contains_key(v) && v != &leader,
-            Some(m) => {
-                m.term == lm.term && m.current_leader.as_ref().is_some_and(|(id, _)| id.as_str() == leader)
-            }
+        // Stopped voters and servers that never answered have no say.
+        let agreed = voter_ids(&lm.configuration).iter().filter_map(|v| self.metrics(v)).all(|m| {
+            m.term == lm.term && m.current_leader.as_ref().is_some_and(|(id, _)| id.as_str() == leader)
         });
         agreed.then_some((leader, lm))
     }
@@ -637,17 +666,29 @@ impl Sim {
         let (_, configuration) = self.configuration().await?;
         let members = member_ids(&configuration);
         let victim = self.rng.pick(&members).cloned().ok_or("no member")?;
+        let victim_address = ServerAddress::from(victim.as_str());
         let other_configuration = Configuration::new(vec![
             Server::voter("x1", "x1"),
             Server::voter("x2", "x2"),
             Server::voter("x3", victim.as_str()),
         ]);
-        let before = self.max_term(&members);
+        // Cut the other cluster off from the victim until its term is
+        // above this cluster's, as a long-running cluster's would be.
+        for x in ["x1", "x2"] {
+            self.net.cut(&x.into(), &victim_address);
+            self.net.cut(&victim_address, &x.into());
+        }
         let other =
-            TestCluster::<KvTestFsm>::with_configuration(self.net.clone(), configure, &["x1", "x2"], other_configuration)
+            TestCluster::<KvTestFsm>::with_configuration(self.net.clone(), self.configure, &["x1", "x2"], other_configuration)
                 .await;
+        let target = self.max_term(&members) + 1 + self.rng.below(3);
+        let other_term = raise_term(&other, target).await?;
         self.other = Some(other);
-        self.note(format!("another cluster x1, x2 starts, naming x3 at {victim}'s address (term here {before})"));
+        let before = self.max_term(&members);
+        self.net.heal();
+        self.note(format!(
+            "another cluster x1, x2 at term {other_term} names x3 at {victim}'s address (term here {before})"
+        ));
         tokio::time::sleep(QUIET + QUIET / 2).await;
         let after = self.max_term(&members);
         let other_terms: Vec<u64> = ["x1", "x2"]
@@ -706,6 +747,8 @@ impl Sim {
 struct Outcome {
     ops: usize,
     faults: Vec<Fault>,
+    virtual_time: Duration,
+    trace: Vec<String>,
 }
 
 /// Runs one seed; on failure, the message names the seed, the failed check
@@ -752,7 +795,7 @@ async fn run_seed(seed: u64, plan: &Plan) -> Result<Outcome, String> {
         result = sim.finish().await;
     }
     match result {
-        Ok(()) => Ok(Outcome { ops: sim.ops, faults }),
+        Ok(()) => Ok(Outcome { ops: sim.ops, faults, virtual_time: sim.started.elapsed(), trace: sim.trace }),
         Err(e) => Err(format!("seed {seed}: {e}\n  fault trace:\n    {}", sim.trace.join("\n    "))),
     }
 }
@@ -823,7 +866,13 @@ fn replay() {
     }
     let seed = env_u64("LIFECYCLE_SIM_SEED").unwrap_or(0);
     match run_in_paused_runtime(seed, &Plan::from_env()) {
-        Ok(outcome) => eprintln!("seed {seed} passed: {} operations, faults {:?}", outcome.ops, outcome.faults),
+        Ok(outcome) => eprintln!(
+            "seed {seed} passed: {} operations, faults {:?}, {:?} of virtual time\n  fault trace:\n    {}",
+            outcome.ops,
+            outcome.faults,
+            outcome.virtual_time,
+            outcome.trace.join("\n    ")
+        ),
         Err(e) => panic!("{e}"),
     }
 }
