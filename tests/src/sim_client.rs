@@ -61,6 +61,8 @@ pub struct ClientShared {
     history: Mutex<Vec<KvOperation>>,
     /// Set to stop the clients.
     stop: AtomicBool,
+    /// Longest pause between two operations of one client, in milliseconds.
+    think_ms: AtomicU64,
 }
 
 impl ClientShared {
@@ -91,10 +93,13 @@ pub struct SimClients {
 }
 
 impl SimClients {
-    /// Spawns `count` clients seeded from `seed`. They talk only to the
-    /// nodes [`SimClients::publish`] lists.
-    pub fn spawn(count: u64, seed: u64) -> Self {
+    /// Spawns `count` clients seeded from `seed`, each pausing up to
+    /// `think` between operations (fewer operations per virtual second make
+    /// long virtual runs cheaper). They talk only to the nodes
+    /// [`SimClients::publish`] lists.
+    pub fn spawn(count: u64, seed: u64, think: Duration) -> Self {
         let shared = Arc::new(ClientShared::default());
+        shared.think_ms.store(think.as_millis() as u64, Ordering::Relaxed);
         let handles = (0..count).map(|c| tokio::spawn(client(shared.clone(), c, seed))).collect();
         Self { shared, handles }
     }
@@ -199,7 +204,8 @@ async fn client(shared: Arc<ClientShared>, client: u64, seed: u64) {
             target = shared.random_target(&mut rng);
             tokio::time::sleep(Duration::from_millis(10)).await;
         } else {
-            tokio::time::sleep(Duration::from_millis(rng.below(3))).await;
+            let think = shared.think_ms.load(Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(rng.below(think + 1))).await;
         }
     }
 }

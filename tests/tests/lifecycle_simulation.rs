@@ -43,6 +43,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ const DEFAULT_SEEDS: u64 = 20;
 const FAULTS_PER_SEED: usize = 5;
 /// Background clients per seed.
 const CLIENTS: u64 = 3;
+/// Longest pause between two operations of a client: runs last several
+/// virtual seconds, so clients are paced to keep the CPU cost bounded.
+const CLIENT_THINK: Duration = Duration::from_millis(40);
 /// A period without faults over which a healthy cluster's term must not rise.
 const QUIET: Duration = Duration::from_secs(1);
 /// How long a node has to catch up to a barrier.
@@ -73,6 +77,8 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(2);
 const LATE_ADD_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a removed node may take to notice it was removed.
 const REMOVED_NOTICE: Duration = Duration::from_secs(2);
+/// Real time after which a seed counts as stalled (see [`run_in_paused_runtime`]).
+const STALL_LIMIT: Duration = Duration::from_secs(20);
 const MIN_VOTERS: usize = 3;
 const MAX_VOTERS: usize = 5;
 
@@ -228,9 +234,12 @@ struct Sim {
 }
 
 impl Sim {
-    async fn new(seed: u64, voters: usize, one_server_bootstrap: bool) -> Self {
-        let net = InmemNetwork::with_seed(seed);
+    async fn new(seed: u64, net: InmemNetwork, voters: usize, one_server_bootstrap: bool) -> Self {
         net.set_rpc_timeout(Duration::from_millis(200));
+        // Every message takes a little virtual time, as on a real network:
+        // a replication loop that never waits then still lets the clock
+        // move, and the bounded waits report it.
+        net.set_delay(Duration::from_micros(50), Duration::from_millis(1));
         let compaction = (seed / 2) % 2 == 0;
         let configure = if compaction { compacting } else { not_compacting };
         let cluster = if one_server_bootstrap {
@@ -243,7 +252,7 @@ impl Sim {
             net,
             configure,
             cluster,
-            clients: SimClients::spawn(CLIENTS, seed),
+            clients: SimClients::spawn(CLIENTS, seed, CLIENT_THINK),
             other: None,
             removed: Vec::new(),
             next_id: voters as u64 + 1,
@@ -293,8 +302,10 @@ impl Sim {
         }
     }
 
-    /// A leader that every running voter of its configuration follows, in
-    /// the same term, waited for in virtual time.
+    /// The only leader among the members, if no running voter has a higher
+    /// term and a majority of its configuration's voters (itself included)
+    /// follow it in its term. A lagging follower does not hide the leader;
+    /// the catch-up checks report it instead.
     fn agreed_leader(&self) -> Option<(String, Metrics)> {
         let mut leaders = self
             .cluster
@@ -307,11 +318,14 @@ impl Sim {
         if leaders.next().is_some() {
             return None;
         }
-        // Stopped voters and servers that never answered have no say.
-        let agreed = voter_ids(&lm.configuration).iter().filter_map(|v| self.metrics(v)).all(|m| {
-            m.term == lm.term && m.current_leader.as_ref().is_some_and(|(id, _)| id.as_str() == leader)
-        });
-        agreed.then_some((leader, lm))
+        let voters = voter_ids(&lm.configuration);
+        let running: Vec<Metrics> = voters.iter().filter_map(|v| self.metrics(v)).collect();
+        let followers = running
+            .iter()
+            .filter(|m| m.term == lm.term && m.current_leader.as_ref().is_some_and(|(id, _)| id.as_str() == leader))
+            .count();
+        let highest = running.iter().all(|m| m.term <= lm.term);
+        (highest && followers.max(1) > voters.len() / 2).then_some((leader, lm))
     }
 
     async fn leader(&self) -> Result<(String, Metrics), String> {
@@ -753,7 +767,7 @@ struct Outcome {
 
 /// Runs one seed; on failure, the message names the seed, the failed check
 /// and the fault trace.
-async fn run_seed(seed: u64, plan: &Plan) -> Result<Outcome, String> {
+async fn run_seed(seed: u64, plan: &Plan, net: InmemNetwork) -> Result<Outcome, String> {
     let mut rng = Rng(seed.wrapping_mul(31).wrapping_add(7));
     let one_server_bootstrap = plan.one_server_bootstrap.unwrap_or(seed % 5 == 4);
     // The first fault goes round-robin over the kinds so every kind runs
@@ -763,7 +777,7 @@ async fn run_seed(seed: u64, plan: &Plan) -> Result<Outcome, String> {
         Some(Fault::RemoveFollower | Fault::RemoveLeader) => 4,
         _ => 3 + (seed % 2) as usize,
     };
-    let mut sim = Sim::new(seed, voters, one_server_bootstrap).await;
+    let mut sim = Sim::new(seed, net, voters, one_server_bootstrap).await;
     let mut faults = Vec::new();
     let mut result = if one_server_bootstrap { sim.expect_bootstrapped().await } else { Ok(()) };
     for round in 0..FAULTS_PER_SEED {
@@ -800,13 +814,49 @@ async fn run_seed(seed: u64, plan: &Plan) -> Result<Outcome, String> {
     }
 }
 
+/// Runs one seed on a current-thread runtime with a paused clock.
+///
+/// A busy loop between nodes (messages answered at once, for ever) keeps
+/// the runtime from ever idling, so the paused clock never advances and no
+/// virtual-time bound fires. A watchdog thread catches that: after
+/// [`STALL_LIMIT`] of real time it cuts every link of the network (again
+/// each second, in case the run heals it), which lets virtual time move
+/// and the pending wait fail; the failure then says the watchdog fired.
 fn run_in_paused_runtime(seed: u64, plan: &Plan) -> Result<Outcome, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(run_seed(seed, plan))
+    let net = InmemNetwork::with_seed(seed);
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = {
+        let net = net.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut fired = None;
+            while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_secs(1)) {
+                if started.elapsed() > STALL_LIMIT {
+                    net.partition(&[]);
+                    fired.get_or_insert(started.elapsed());
+                }
+            }
+            fired
+        })
+    };
+    let result = rt.block_on(run_seed(seed, plan, net));
+    drop(done);
+    let fired = watchdog.join().map_err(|_| "watchdog panicked".to_string())?;
+    match (result, fired) {
+        (Err(e), Some(after)) => Err(format!(
+            "{e}\n  WATCHDOG: virtual time stopped advancing (nodes kept exchanging messages without ever \
+             waiting: a busy loop); the network was cut after {after:?} of real time"
+        )),
+        (Ok(_), Some(after)) => Err(format!(
+            "seed {seed}: the run took over {after:?} of real time, so the watchdog cut the network"
+        )),
+        (result, None) => result,
+    }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
