@@ -213,6 +213,16 @@ async fn raise_term(cluster: &TestCluster<KvTestFsm>, target: u64) -> Result<u64
     }
 }
 
+/// Stops every node of `cluster`, ignoring what `shutdown` returns (a
+/// removed node may answer it with an error).
+async fn shut_down(cluster: &mut TestCluster<KvTestFsm>) {
+    for node in cluster.nodes.values_mut() {
+        if let Some(raft) = node.raft.take() {
+            let _ = raft.shutdown().await;
+        }
+    }
+}
+
 /// One seeded run.
 struct Sim {
     rng: Rng,
@@ -551,9 +561,14 @@ impl Sim {
     async fn silent_voter(&mut self) -> Step {
         let ghost = self.fresh_id("ghost");
         let (leader, _) = self.leader().await?;
-        let result =
-            self.raft(&leader).add_voter(ghost.as_str().into(), ghost.as_str().into(), 0, CHANGE_TIMEOUT).await;
-        self.note(format!("add_voter({ghost}, never answers) on {leader}: {result:?}"));
+        let raft = self.raft(&leader);
+        let (server, address) = (ServerId::from(ghost.as_str()), ServerAddress::from(ghost.as_str()));
+        let call = tokio::spawn(async move { raft.add_voter(server, address, 0, CHANGE_TIMEOUT).await });
+        // Writes commit while the change is pending (or after it returned).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let during = self.barrier().await.map_err(|e| format!("writes stopped while adding {ghost}: {e}"))?;
+        let result = call.await.map_err(|e| format!("add_voter task: {e}"))?;
+        self.note(format!("add_voter({ghost}, never answers) on {leader}: {result:?}; barrier {during} meanwhile"));
         let (leader, configuration) = self.configuration().await?;
         if is_voter(&configuration, &ghost) {
             return Err(format!(
@@ -696,12 +711,17 @@ impl Sim {
             TestCluster::<KvTestFsm>::with_configuration(self.net.clone(), self.configure, &["x1", "x2"], other_configuration)
                 .await;
         let target = self.max_term(&members) + 1 + self.rng.below(3);
-        let other_term = raise_term(&other, target).await?;
+        // If the other cluster cannot raise its term (it elects no leader of
+        // its own), its candidates still knock on the victim's door.
+        let other_term = match raise_term(&other, target).await {
+            Ok(term) => format!("at term {term}"),
+            Err(e) => e,
+        };
         self.other = Some(other);
         let before = self.max_term(&members);
         self.net.heal();
         self.note(format!(
-            "another cluster x1, x2 at term {other_term} names x3 at {victim}'s address (term here {before})"
+            "another cluster x1, x2 ({other_term}) names x3 at {victim}'s address (term here {before})"
         ));
         tokio::time::sleep(QUIET + QUIET / 2).await;
         let after = self.max_term(&members);
@@ -744,9 +764,9 @@ impl Sim {
         self.note(format!("healed: {leader} leads, every member applied {index}"));
         self.check_applied_agree()?;
         let history = self.clients.finish().await?;
-        self.cluster.shutdown().await;
+        shut_down(&mut self.cluster).await;
         if let Some(mut other) = self.other.take() {
-            other.shutdown().await;
+            shut_down(&mut other).await;
         }
         let result = check_kv(&history);
         if !result.is_ok() {
