@@ -352,8 +352,15 @@ impl<F: TestFsm + Clone> TestCluster<F> {
         let fsm = F::default();
         let mut config = test_config(id);
         (self.configure)(&mut config);
-        match Raft::new(config, fsm.clone(), node.store.clone(), node.store.clone(), node.snaps.clone(), transport)
-            .await
+        match Raft::new(
+            config,
+            fsm.clone(),
+            node.store.clone(),
+            node.store.clone(),
+            node.snaps.clone(),
+            transport,
+        )
+        .await
         {
             Ok(raft) => {
                 node.applied = fsm.applied_log();
@@ -403,8 +410,10 @@ impl<F: TestFsm + Clone> TestCluster<F> {
         let node = self.nodes.get_mut(id).expect("known node");
         assert!(node.raft.is_none(), "lose_stable_store: {id} is running");
         let fresh = InmemStore::new();
-        let (first, last) =
-            (node.store.first_index().await.expect("first index"), node.store.last_index().await.expect("last"));
+        let (first, last) = (
+            node.store.first_index().await.expect("first index"),
+            node.store.last_index().await.expect("last"),
+        );
         if last > 0 {
             let logs = node.store.get_logs(first..last + 1).await.expect("get_logs");
             fresh.store_logs(&logs).await.expect("store_logs");

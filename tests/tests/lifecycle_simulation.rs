@@ -176,12 +176,7 @@ fn compacting(c: &mut Config) {
 fn not_compacting(_: &mut Config) {}
 
 fn voter_ids(configuration: &Configuration) -> Vec<String> {
-    configuration
-        .servers
-        .iter()
-        .filter(|s| s.suffrage == Suffrage::Voter)
-        .map(|s| s.id.to_string())
-        .collect()
+    configuration.servers.iter().filter(|s| s.suffrage == Suffrage::Voter).map(|s| s.id.to_string()).collect()
 }
 
 fn member_ids(configuration: &Configuration) -> Vec<String> {
@@ -332,7 +327,9 @@ impl Sim {
         let running: Vec<Metrics> = voters.iter().filter_map(|v| self.metrics(v)).collect();
         let followers = running
             .iter()
-            .filter(|m| m.term == lm.term && m.current_leader.as_ref().is_some_and(|(id, _)| id.as_str() == leader))
+            .filter(|m| {
+                m.term == lm.term && m.current_leader.as_ref().is_some_and(|(id, _)| id.as_str() == leader)
+            })
             .count();
         let highest = running.iter().all(|m| m.term <= lm.term);
         (highest && followers.max(1) > voters.len() / 2).then_some((leader, lm))
@@ -551,7 +548,8 @@ impl Sim {
                 self.cluster.wipe_stores(&victim);
                 self.start(&victim).await;
                 self.note(format!("{victim} restarted with an empty disk"));
-                self.expect_catch_up(&victim, "restarted with an empty disk after losing its stable store").await
+                self.expect_catch_up(&victim, "restarted with an empty disk after losing its stable store")
+                    .await
             }
         }
     }
@@ -568,7 +566,9 @@ impl Sim {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let during = self.barrier().await.map_err(|e| format!("writes stopped while adding {ghost}: {e}"))?;
         let result = call.await.map_err(|e| format!("add_voter task: {e}"))?;
-        self.note(format!("add_voter({ghost}, never answers) on {leader}: {result:?}; barrier {during} meanwhile"));
+        self.note(format!(
+            "add_voter({ghost}, never answers) on {leader}: {result:?}; barrier {during} meanwhile"
+        ));
         let (leader, configuration) = self.configuration().await?;
         if is_voter(&configuration, &ghost) {
             return Err(format!(
@@ -576,7 +576,8 @@ impl Sim {
                 voter_ids(&configuration).len()
             ));
         }
-        let index = self.barrier().await.map_err(|e| format!("writes stopped after add_voter({ghost}): {e}"))?;
+        let index =
+            self.barrier().await.map_err(|e| format!("writes stopped after add_voter({ghost}): {e}"))?;
         self.note(format!("barrier {index} committed with {ghost} pending"));
         if member_ids(&configuration).contains(&ghost) {
             let removed = self.raft(&leader).remove_server(ghost.as_str().into(), 0, CHANGE_TIMEOUT).await;
@@ -707,9 +708,13 @@ impl Sim {
             self.net.cut(&x.into(), &victim_address);
             self.net.cut(&victim_address, &x.into());
         }
-        let other =
-            TestCluster::<KvTestFsm>::with_configuration(self.net.clone(), self.configure, &["x1", "x2"], other_configuration)
-                .await;
+        let other = TestCluster::<KvTestFsm>::with_configuration(
+            self.net.clone(),
+            self.configure,
+            &["x1", "x2"],
+            other_configuration,
+        )
+        .await;
         let target = self.max_term(&members) + 1 + self.rng.below(3);
         // If the other cluster cannot raise its term (it elects no leader of
         // its own), its candidates still knock on the victim's door.
@@ -755,7 +760,8 @@ impl Sim {
     /// Liveness after healing, then the history check.
     async fn finish(&mut self) -> Step {
         self.net.heal();
-        let (leader, configuration) = self.configuration().await.map_err(|e| format!("after healing: {e}"))?;
+        let (leader, configuration) =
+            self.configuration().await.map_err(|e| format!("after healing: {e}"))?;
         let index = self.barrier().await.map_err(|e| format!("after healing: {e}"))?;
         let members = member_ids(&configuration);
         self.wait_caught_up(&members, index, Duration::from_secs(10))
