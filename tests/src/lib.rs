@@ -17,6 +17,8 @@ use raft_examples::kv::{KvFsm, KvResponse};
 use raft_store_mem::{InmemSnapshotStore, InmemStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub mod sim_client;
+
 /// What a [`RecordingFsm`] has applied, in order: (index, command).
 pub type AppliedLog = Arc<Mutex<Vec<(u64, Bytes)>>>;
 
@@ -324,5 +326,134 @@ impl<F: TestFsm + Clone> TestCluster<F> {
         node.store = InmemStore::new();
         node.snaps = InmemSnapshotStore::new();
         self.start(id).await;
+    }
+}
+
+/// Lifecycle helpers: odd ways to create a cluster and disk faults on a
+/// stopped node's stores (used by the lifecycle simulation).
+impl<F: TestFsm + Clone> TestCluster<F> {
+    /// Starts `n` nodes ("n1".."nN") but bootstraps only "n1", with all `n`
+    /// as voters; the others start empty and must learn the configuration
+    /// from the leader the bootstrapped node becomes.
+    pub async fn with_one_bootstrap(n: usize, net: InmemNetwork, configure: fn(&mut Config)) -> Self {
+        let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        let configuration =
+            Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
+        let mut cluster = Self { net, configure, nodes: BTreeMap::new() };
+        for id in &ids {
+            cluster.add_node(id).await;
+        }
+        cluster.raft(&ids[0]).bootstrap_cluster(configuration).await.expect("bootstrap");
+        cluster
+    }
+
+    /// Starts the nodes `running` (each at the address equal to its id) on
+    /// `net` and bootstraps each with `configuration`, which may also name
+    /// servers that are not started, at any address (even one another
+    /// cluster's node serves).
+    pub async fn with_configuration(
+        net: InmemNetwork,
+        configure: fn(&mut Config),
+        running: &[&str],
+        configuration: Configuration,
+    ) -> Self {
+        let mut cluster = Self { net, configure, nodes: BTreeMap::new() };
+        for id in running {
+            cluster.add_node(id).await;
+            cluster.raft(id).bootstrap_cluster(configuration.clone()).await.expect("bootstrap");
+        }
+        cluster
+    }
+
+    /// Registers node `id` with empty stores without starting it; start it
+    /// later with [`TestCluster::start`].
+    pub fn insert_stopped_node(&mut self, id: &str) {
+        let node = TestNode {
+            raft: None,
+            fsm: F::default(),
+            store: InmemStore::new(),
+            snaps: InmemSnapshotStore::new(),
+            applied: AppliedLog::default(),
+            faults: FaultInjector::new(),
+        };
+        self.nodes.insert(id.to_string(), node);
+    }
+
+    /// Like [`TestCluster::start`], but returns the error `Raft::new` gives
+    /// (the node then stays stopped and its address unserved).
+    pub async fn try_start(&mut self, id: &str) -> raft::Result<()> {
+        let transport = self.net.transport(id);
+        let node = self.nodes.get_mut(id).expect("known node");
+        let fsm = F::default();
+        let mut config = test_config(id);
+        (self.configure)(&mut config);
+        let store = FaultyStore::with_injector(node.store.clone(), node.faults.clone());
+        match Raft::new(
+            config,
+            fsm.clone(),
+            store.clone(),
+            store,
+            node.snaps.clone(),
+            transport,
+        )
+        .await
+        {
+            Ok(raft) => {
+                node.applied = fsm.applied_log();
+                node.fsm = fsm;
+                node.raft = Some(raft);
+                Ok(())
+            }
+            Err(e) => {
+                self.net.disconnect(&id.into());
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces the stores of the stopped node `id` by empty ones, as if its
+    /// disk had been replaced: log, term, vote and snapshots are gone.
+    pub fn wipe_stores(&mut self, id: &str) {
+        let node = self.nodes.get_mut(id).expect("known node");
+        assert!(node.raft.is_none(), "wipe_stores: {id} is running");
+        node.store = InmemStore::new();
+        node.snaps = InmemSnapshotStore::new();
+    }
+
+    /// Deletes up to `count` entries from the end of the stopped node `id`'s
+    /// log, as a torn write would, never reaching into what its newest
+    /// snapshot covers. Returns the deleted range, or `None` when nothing
+    /// could be cut.
+    pub async fn cut_log_tail(&mut self, id: &str, count: u64) -> Option<(u64, u64)> {
+        use raft::{LogStore, SnapshotStore};
+        let node = self.nodes.get_mut(id).expect("known node");
+        assert!(node.raft.is_none(), "cut_log_tail: {id} is running");
+        let last = node.store.last_index().await.expect("last index");
+        let first = node.store.first_index().await.expect("first index");
+        let snapshot = node.snaps.list().await.expect("list").iter().map(|m| m.index).max().unwrap_or(0);
+        let from = last.saturating_sub(count.max(1) - 1).max(first).max(snapshot + 1);
+        if last == 0 || from > last {
+            return None;
+        }
+        node.store.delete_range(from, last).await.expect("delete_range");
+        Some((from, last))
+    }
+
+    /// Gives the stopped node `id` a fresh, empty stable store (no term, no
+    /// vote) while keeping its log: the log entries move to a new store.
+    pub async fn lose_stable_store(&mut self, id: &str) {
+        use raft::LogStore;
+        let node = self.nodes.get_mut(id).expect("known node");
+        assert!(node.raft.is_none(), "lose_stable_store: {id} is running");
+        let fresh = InmemStore::new();
+        let (first, last) = (
+            node.store.first_index().await.expect("first index"),
+            node.store.last_index().await.expect("last"),
+        );
+        if last > 0 {
+            let logs = node.store.get_logs(first..last + 1).await.expect("get_logs");
+            fresh.store_logs(&logs).await.expect("store_logs");
+        }
+        node.store = fresh;
     }
 }
