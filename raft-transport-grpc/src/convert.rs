@@ -204,6 +204,7 @@ mod size_tests {
 
     fn request(leader: &str, big: u64, sizes: &[usize]) -> AppendEntriesRequest {
         AppendEntriesRequest {
+            cluster_id: None,
             term: big,
             leader_id: leader.into(),
             prev_log_index: big,

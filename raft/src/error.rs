@@ -156,6 +156,7 @@ pub enum Error {
         stored: ServerId,
         /// The id in [`Config::local_id`](crate::Config::local_id).
         configured: ServerId,
+    },
     /// The command is larger than one message of the transport can carry, so
     /// it could never be replicated; it was refused before being queued and
     /// has no effect. Split it, or raise the transport's message limit.

@@ -388,16 +388,7 @@ impl<F: TestFsm + Clone> TestCluster<F> {
         let mut config = test_config(id);
         (self.configure)(&mut config);
         let store = FaultyStore::with_injector(node.store.clone(), node.faults.clone());
-        match Raft::new(
-            config,
-            fsm.clone(),
-            store.clone(),
-            store,
-            node.snaps.clone(),
-            transport,
-        )
-        .await
-        {
+        match Raft::new(config, fsm.clone(), store.clone(), store, node.snaps.clone(), transport).await {
             Ok(raft) => {
                 node.applied = fsm.applied_log();
                 node.fsm = fsm;

@@ -443,6 +443,7 @@ async fn nodes_whose_stores_predate_cluster_ids_get_one_from_their_leader() {
             fsm,
             store,
             snaps: InmemSnapshotStore::new(),
+            faults: raft::testing::faulty::FaultInjector::new(),
         };
         c.nodes.insert(id.to_string(), node);
         c.start(id).await;

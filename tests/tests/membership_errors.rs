@@ -129,7 +129,17 @@ async fn start_at(c: &mut TestCluster, id: &str, address: &str) {
     .await
     .expect("start node");
     let applied: AppliedLog = fsm.applied.clone();
-    c.nodes.insert(id.to_owned(), TestNode { raft: Some(raft), fsm, store, snaps, applied });
+    c.nodes.insert(
+        id.to_owned(),
+        TestNode {
+            raft: Some(raft),
+            fsm,
+            store,
+            snaps,
+            applied,
+            faults: raft::testing::faulty::FaultInjector::new(),
+        },
+    );
 }
 
 /// Item 4: a second process with an existing member's id at a new address

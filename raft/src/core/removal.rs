@@ -169,6 +169,7 @@ impl Core {
         for (peer, matched) in departed {
             let prev_log_term = self.log.term(matched).unwrap_or(0);
             let req = AppendEntriesRequest {
+                cluster_id: None,
                 term: self.hard.term,
                 leader_id: self.id.clone(),
                 prev_log_index: matched,

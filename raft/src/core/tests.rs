@@ -921,7 +921,7 @@ fn append_responses(msgs: &[Message]) -> Vec<AppendEntriesResponse> {
         .collect()
 }
 
-fn progress_of(core: &Core, id: &str) -> PeerProgress {
+fn progress_in(core: &Core, id: &str) -> PeerProgress {
     core.peer_progress().into_iter().find(|p| p.id.as_str() == id).expect("peer tracked")
 }
 
@@ -939,6 +939,7 @@ fn s5_3_follower_with_an_empty_log_hints_to_start_from_index_1() {
     // the leader can use: its log ends at 0, retry from 1.
     let mut f = Core::new("n2".into(), CoreConfig::for_tests(), 7, InitialState::default()).expect("core");
     let req = AppendEntriesRequest {
+        cluster_id: None,
         term: 5,
         leader_id: "n1".into(),
         prev_log_index: 40,
@@ -966,6 +967,7 @@ fn s5_3_follower_with_a_shorter_log_hints_its_last_index_plus_one() {
     n2.append_local((2..=4).map(|i| Log::new(i, 1, LogType::Command, "x")).collect());
     let _ = n2.take_ready();
     let req = AppendEntriesRequest {
+        cluster_id: None,
         term: 2,
         leader_id: "n1".into(),
         prev_log_index: 9,
@@ -992,7 +994,7 @@ fn s5_3_leader_re_replicates_to_a_follower_that_lost_its_whole_log() {
     }
     c.settle();
     let last = c.node("n1").last_index();
-    assert_eq!(progress_of(c.node("n1"), "n3").matched, last);
+    assert_eq!(progress_in(c.node("n1"), "n3").matched, last);
     wipe(&mut c, "n3");
     let _ = c.node("n1").take_ready();
     // The next heartbeat (prev = n3's old match) is refused.
@@ -1026,7 +1028,7 @@ fn s5_3_leader_re_replicates_to_a_follower_that_lost_its_whole_log() {
     assert_eq!(n3.last_index(), n1.last_index(), "n3 has the whole log again");
     assert_eq!(n3.commit_index(), n1.commit_index());
     assert_eq!(n3.term(), n1.term());
-    let p = progress_of(c.node("n1"), "n3");
+    let p = progress_in(c.node("n1"), "n3");
     assert_eq!(p.matched, c.node("n1").last_index(), "and is matched again");
 }
 
@@ -1051,7 +1053,7 @@ fn s5_3_leader_re_replicates_a_cut_off_log_tail() {
     c.nodes.insert("n2".into(), core);
     c.tick_all(3);
     let leader = c.node("n1");
-    assert_eq!(progress_of(leader, "n2").matched, last, "matched again after the reset");
+    assert_eq!(progress_in(leader, "n2").matched, last, "matched again after the reset");
     assert_eq!(c.node("n2").last_index(), last);
     assert_eq!(c.node("n2").commit_index(), last);
 }
@@ -1119,11 +1121,11 @@ fn s5_3_a_delayed_rejection_below_the_match_costs_a_resend_not_safety() {
         body: Body::AppendEntriesResponse(stale),
     });
     assert_eq!(c.node("n1").commit_index(), commit, "commit never moves back");
-    let p = progress_of(c.node("n1"), "n2");
+    let p = progress_in(c.node("n1"), "n2");
     assert_eq!((p.matched, p.next), (0, 2));
     c.settle();
     c.tick_all(2);
-    assert_eq!(progress_of(c.node("n1"), "n2").matched, last, "n2 acknowledged again");
+    assert_eq!(progress_in(c.node("n1"), "n2").matched, last, "n2 acknowledged again");
     assert_eq!(c.node("n2").last_index(), last);
     assert!(c.node("n1").is_leader());
     assert!(c.nodes.values().all(|n| !n.has_ready()), "at rest");
@@ -1160,8 +1162,13 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
     // The voter is behind (term 0): its grant must still count for the
     // candidate, so it names the term it grants, not its own.
     let mut v = Core::new("n2".into(), CoreConfig::for_tests(), 1, InitialState::default()).expect("core");
-    let req =
-        RequestPreVoteRequest { term: 2, candidate_id: "n1".into(), last_log_index: 1, last_log_term: 1 };
+    let req = RequestPreVoteRequest {
+        cluster_id: None,
+        term: 2,
+        candidate_id: "n1".into(),
+        last_log_index: 1,
+        last_log_term: 1,
+    };
     v.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 4, body: Body::RequestPreVote(req) });
     assert_eq!(v.term(), 0, "a pre-vote never changes the voter's term");
     let ready = v.take_ready();
@@ -1169,12 +1176,13 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
         Body::RequestPreVoteResponse(r) => Some(r.clone()),
         _ => None,
     });
-    assert_eq!(resp, Some(RequestPreVoteResponse { term: 2, granted: true }));
+    assert_eq!(resp, Some(RequestPreVoteResponse { term: 2, granted: true, removed: false }));
     // A refusal carries the voter's own term.
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
     let term = c.node("n1").term();
     let req = RequestPreVoteRequest {
+        cluster_id: None,
         term: term + 1,
         candidate_id: "n3".into(),
         last_log_index: 0,
@@ -1186,7 +1194,7 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
         Body::RequestPreVoteResponse(r) => Some(r.clone()),
         _ => None,
     });
-    assert_eq!(resp, Some(RequestPreVoteResponse { term, granted: false }));
+    assert_eq!(resp, Some(RequestPreVoteResponse { term, granted: false, removed: false }));
 }
 
 #[test]
@@ -1199,7 +1207,7 @@ fn s9_6_a_pre_vote_grant_from_an_earlier_round_does_not_count() {
     }
     let _ = n1.take_ready();
     // A grant for term 3 (an earlier round, when n1 was at term 2) arrives.
-    let old = RequestPreVoteResponse { term: 3, granted: true };
+    let old = RequestPreVoteResponse { term: 3, granted: true, removed: false };
     n1.step(Message {
         from: "n2".into(),
         to: "n1".into(),
@@ -1209,7 +1217,7 @@ fn s9_6_a_pre_vote_grant_from_an_earlier_round_does_not_count() {
     assert_eq!((n1.term(), n1.state()), (3, RaftState::Candidate), "still pre-voting at term 3");
     assert!(n1.vote().is_none(), "no election started");
     // The grant for this round's term (4) wins the pre-vote.
-    let now = RequestPreVoteResponse { term: 4, granted: true };
+    let now = RequestPreVoteResponse { term: 4, granted: true, removed: false };
     n1.step(Message {
         from: "n2".into(),
         to: "n1".into(),
@@ -1361,6 +1369,7 @@ fn s4_2_2_only_a_leader_whose_removal_committed_says_removed() {
     c.node("n1").propose_configuration(config_of(&ids(2))).expect("leader");
     c.settle();
     let req = RequestPreVoteRequest {
+        cluster_id: None,
         term: c.node("n1").term() + 1,
         candidate_id: "n3".into(),
         last_log_index: 0,

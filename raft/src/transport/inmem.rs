@@ -433,6 +433,7 @@ mod tests {
 
     fn append(sizes: &[usize]) -> AppendEntriesRequest {
         AppendEntriesRequest {
+            cluster_id: None,
             term: 3,
             leader_id: "a".into(),
             prev_log_index: 10,
