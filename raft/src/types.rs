@@ -163,7 +163,7 @@ impl ClusterId {
 }
 
 /// Longest accepted [`ClusterId`], in bytes.
-const MAX_CLUSTER_ID_LEN: usize = 256;
+pub(crate) const MAX_CLUSTER_ID_LEN: usize = 256;
 
 impl std::str::FromStr for ClusterId {
     type Err = String;

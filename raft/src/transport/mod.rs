@@ -111,14 +111,18 @@ pub const ENTRY_OVERHEAD: usize = 64;
 
 /// Bytes of a message kept free for everything but its entries (the fixed
 /// fields of an AppendEntries and the transport's framing), in addition to
-/// the leader id's length.
+/// the leader id's length and the cluster id (at most
+/// [`MAX_CLUSTER_ID_LEN`] bytes) every request carries.
 pub const MESSAGE_OVERHEAD: usize = 1024;
+
+/// The longest cluster id a request can carry, in bytes.
+pub const MAX_CLUSTER_ID_LEN: usize = crate::types::MAX_CLUSTER_ID_LEN;
 
 /// How many bytes of entries (each counted as its data plus
 /// [`ENTRY_OVERHEAD`]) fit in one AppendEntries from `leader` under a
 /// transport limit of `max_message` bytes.
 pub fn max_entries_bytes(max_message: usize, leader: &ServerId) -> usize {
-    max_message.saturating_sub(MESSAGE_OVERHEAD + leader.as_str().len())
+    max_message.saturating_sub(MESSAGE_OVERHEAD + MAX_CLUSTER_ID_LEN + leader.as_str().len())
 }
 
 /// The largest command (data bytes) that fits in one AppendEntries from
