@@ -205,6 +205,7 @@ impl<F: Fsm> Raft<F> {
 
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
         let (writer_events_tx, writer_events) = mpsc::unbounded_channel();
+        let apply_failures = writer_events_tx.clone();
         let writer_task = tokio::spawn(writer::run(logs, stable, writer_rx, writer_events_tx));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (position_conf, position_conf_index) = core.committed_configuration();
@@ -222,6 +223,7 @@ impl<F: Fsm> Raft<F> {
                 position,
                 applied: applied.clone(),
                 applied_tx,
+                failures: apply_failures,
             },
             apply_rx,
         ));

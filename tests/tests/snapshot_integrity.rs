@@ -99,6 +99,10 @@ struct DamagingStore {
     inner: FileSnapshotStore,
     armed: Arc<AtomicUsize>,
     damaged: Arc<AtomicUsize>,
+    /// When non-zero, the `open` calls to let through before every later
+    /// one fails as corrupt (1: the first read-back passes, the FSM's
+    /// restore then finds the data damaged).
+    opens_before_failure: Arc<AtomicUsize>,
 }
 
 impl DamagingStore {
@@ -107,6 +111,7 @@ impl DamagingStore {
             inner: FileSnapshotStore::new(dir, 2).await.expect("snapshot store"),
             armed: Arc::default(),
             damaged: Arc::default(),
+            opens_before_failure: Arc::default(),
         }
     }
 }
@@ -170,6 +175,16 @@ impl SnapshotStore for DamagingStore {
         self.inner.list().await
     }
     async fn open(&self, id: &str) -> Result<(SnapshotMeta, SnapshotReader), StorageError> {
+        let left = self
+            .opens_before_failure
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n > 1).then(|| n - 1));
+        if left == Err(1) {
+            return Err(StorageError::Corrupt {
+                path: id.to_owned(),
+                offset: 0,
+                reason: "damaged between read-back and restore (injected)".into(),
+            });
+        }
         self.inner.open(id).await
     }
     async fn delete(&self, id: &str) -> Result<bool, StorageError> {
@@ -437,5 +452,42 @@ async fn a_user_restore_of_damaged_data_fails_as_corrupt_and_keeps_the_state() {
     assert_eq!(node.fsm.record(), before, "the state is unchanged");
     // The node still takes writes.
     node.write("after", 1).await;
+    node.stop(&net).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_that_fails_after_the_read_back_stops_the_node_and_says_why() {
+    let net = InmemNetwork::new();
+    let mut node = Node::new("a");
+    let snaps = DamagingStore::new(node.snaps.path()).await;
+    let opens = snaps.opens_before_failure.clone();
+    node.try_start(&net, 100_000, snaps).await.expect("start");
+    node.raft()
+        .bootstrap_cluster(Configuration::new(vec![Server::voter("a", "a")]))
+        .await
+        .expect("bootstrap");
+    node.wait_leader().await;
+    node.write("backup", 10).await;
+    let backup = node.raft().snapshot().await.expect("snapshot");
+    node.write("later", 10).await;
+
+    // The stored copy reads back intact, then the FSM's restore finds
+    // it damaged: the state machine can no longer be trusted.
+    // Opens let through: the backup itself, then the read-back of its
+    // stored copy; the FSM's restore is the next.
+    opens.store(3, Ordering::SeqCst);
+    let (meta, reader) = backup.open().await.expect("open backup");
+    let result = node.raft().restore(meta, reader, LIMIT).await;
+    assert!(result.is_err(), "a restore whose FSM restore failed must not succeed: {result:?}");
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while node.raft().state() != RaftState::Shutdown {
+        assert!(tokio::time::Instant::now() < deadline, "the node kept running on an untrusted FSM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let why = node.raft().metrics().borrow().fatal_error.clone();
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("restoring the state machine")),
+        "metrics must say why the node stopped: {why:?}"
+    );
     node.stop(&net).await;
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Applied, Waiter};
-use crate::error::Error;
+use crate::error::{Error, StorageError};
 use crate::fsm::{Fsm, FsmSnapshot};
 use crate::snapshot::SnapshotStore;
 use crate::types::{Configuration, Log, LogType};
@@ -58,6 +58,9 @@ pub(crate) struct ApplyTask<F: Fsm> {
     pub(crate) position: Position,
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) applied_tx: watch::Sender<u64>,
+    /// Tells the main task that the FSM can no longer be trusted (a failed
+    /// restore), so the node stops instead of serving frozen state.
+    pub(crate) failures: mpsc::UnboundedSender<super::writer::WriterEvent>,
 }
 
 pub(crate) async fn run<F: Fsm>(
@@ -196,9 +199,12 @@ impl<F: Fsm> ApplyTask<F> {
             // FSM state can no longer be trusted.
             Err(e) => {
                 tracing::error!(snapshot = id, index, error = %e,
-                    "restoring the state machine failed; it stops applying entries. Check the disk, \
+                    "restoring the state machine failed; the node stops. Check the disk, \
                      then restart the node (it falls back to an older snapshot or the log, or refuses \
                      to start saying why)");
+                let reason =
+                    format!("restoring the state machine from snapshot {id} (index {index}) failed: {e}");
+                let _ = self.failures.send(super::writer::WriterEvent::Failed(StorageError::Failed(reason)));
                 false
             }
         }
