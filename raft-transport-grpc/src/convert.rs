@@ -198,13 +198,14 @@ pub(crate) fn snapshot_response_from_pb(r: pb::InstallSnapshotResponse) -> Insta
 mod size_tests {
     use bytes::Bytes;
     use prost::Message;
-    use raft::transport::{inmem, ENTRY_OVERHEAD, MESSAGE_OVERHEAD};
+    use raft::transport::{inmem, ENTRY_OVERHEAD, MAX_CLUSTER_ID_LEN, MESSAGE_OVERHEAD};
 
     use super::*;
 
     fn request(leader: &str, big: u64, sizes: &[usize]) -> AppendEntriesRequest {
         AppendEntriesRequest {
-            cluster_id: None,
+            // The longest id a request can carry.
+            cluster_id: Some(raft::types::ClusterId::from("c".repeat(MAX_CLUSTER_ID_LEN))),
             term: big,
             leader_id: leader.into(),
             prev_log_index: big,
@@ -227,7 +228,7 @@ mod size_tests {
     }
 
     /// The node budgets an AppendEntries as `MESSAGE_OVERHEAD` plus the
-    /// leader id plus, per entry, its data and `ENTRY_OVERHEAD`: that must
+    /// longest cluster id plus the leader id plus, per entry, its data and `ENTRY_OVERHEAD`: that must
     /// never be less than the real protobuf encoding, even with the largest
     /// varints, or a batch the node thinks fits is refused by the codec.
     #[test]
@@ -238,6 +239,7 @@ mod size_tests {
                     let req = request(leader, big, sizes);
                     let encoded = append_request_to_pb(&req).encoded_len();
                     let budget = MESSAGE_OVERHEAD
+                        + MAX_CLUSTER_ID_LEN
                         + leader.len()
                         + sizes.iter().map(|n| n + ENTRY_OVERHEAD).sum::<usize>();
                     assert!(

@@ -322,7 +322,9 @@ mod tests {
         assert_eq!(config.core_config_for_transport(Some(64 << 20)).max_append_bytes, 1 << 20);
         // A tight one lowers it to what fits after the framing margin.
         let tight = config.core_config_for_transport(Some(256 * 1024)).max_append_bytes;
-        assert_eq!(tight, 256 * 1024 - crate::transport::MESSAGE_OVERHEAD - "leader".len());
+        let margin =
+            crate::transport::MESSAGE_OVERHEAD + crate::transport::MAX_CLUSTER_ID_LEN + "leader".len();
+        assert_eq!(tight, 256 * 1024 - margin);
     }
 
     #[test]

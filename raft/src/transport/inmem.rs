@@ -271,6 +271,9 @@ pub fn encoded_len(req: &RpcRequest) -> usize {
     let ints = [req.term, req.prev_log_index, req.prev_log_term, req.leader_commit, req.round];
     let mut len: usize = ints.iter().map(|&v| 1 + varint_len(v)).sum();
     len += field_len(req.leader_id.as_str().len());
+    if let Some(id) = &req.cluster_id {
+        len += field_len(id.as_str().len());
+    }
     for e in &req.entries {
         let entry = 1 + varint_len(e.index) + 1 + varint_len(e.term) + 2 + field_len(e.data.len());
         len += field_len(entry);
