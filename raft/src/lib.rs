@@ -83,6 +83,30 @@
 //!   [`Error::ServerExists`]; [`Raft::update_address`] moves a member.
 //! - [`Raft::leadership_transfer`] resolves once [`Raft::state`] no longer
 //!   says `Leader`.
+//!
+//! # API changes: lifecycle, limits and integrity
+//! - [`RaftState::Removed`] is new (terminal): exhaustive matches on
+//!   [`RaftState`] need an arm; calls on a removed node fail with
+//!   [`Error::Removed`].
+//! - The request messages gained `cluster_id` and the vote responses
+//!   `removed` (both `#[serde(default)]`): code that builds them with struct
+//!   literals names the new fields.
+//! - [`Transport::max_message_size`] (default `None`) and
+//!   [`SnapshotStore::delete`] (default:
+//!   keep) have defaults, so existing implementations compile unchanged.
+//! - [`Raft::apply`] refuses a command no message could carry with
+//!   [`Error::CommandTooLarge`]; AppendEntries are cut by
+//!   [`Config::max_append_entries_bytes`] as well as by entry count.
+//! - A damaged snapshot given to [`Raft::restore`] (or received from a
+//!   leader) fails as `Error::Storage(StorageError::Corrupt { .. })` (was
+//!   `Error::Fsm`); a restore that fails after the snapshot was verified
+//!   stops the node, with the reason in [`Metrics::fatal_error`].
+//! - [`Metrics`] gained `last_snapshot_index`/`last_snapshot_term` (the
+//!   newest snapshot), `first_index`/`log_compacted_through` (the
+//!   compaction point), `cluster_id` and `fatal_error`;
+//!   `stats()["last_snapshot_index"]` is now the newest snapshot
+//!   (HashiCorp's meaning), and [`Raft::snapshot`] answers once the log is
+//!   compacted behind it.
 
 pub mod codec;
 pub mod config;
