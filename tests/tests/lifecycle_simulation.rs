@@ -698,7 +698,11 @@ impl Sim {
 
     /// A second cluster starts on the same network with a configuration
     /// naming one of this cluster's addresses: this cluster's term must not
-    /// rise because of it (item 5). The other cluster keeps running.
+    /// rise because of it (item 5). Then the other cluster is stopped (the
+    /// operator fixes its configuration): a node that later restarts with
+    /// an empty disk has no cluster id yet and would adopt whichever leader
+    /// contacts it first, the other cluster's included (see README,
+    /// "Cluster identity").
     async fn other_cluster(&mut self) -> Step {
         let (_, configuration) = self.configuration().await?;
         let members = member_ids(&configuration);
@@ -749,6 +753,12 @@ impl Sim {
             ));
         }
         self.note(format!("term here stayed at {after}; other cluster's terms {other_terms:?}"));
+        if let Some(other) = self.other.as_mut() {
+            shut_down(other).await;
+        }
+        for x in ["x1", "x2"] {
+            self.net.disconnect(&x.into());
+        }
         Ok(())
     }
 
