@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{agreed_leader, get, poll, put, raftctl, start_cluster, KvProc};
+use common::{agreed_leader, get, http, poll, put, raftctl, start_cluster, KvProc};
 
 /// Writes `key=value` through `via` (round-robin), retrying while the
 /// cluster has no leader; returns once a node acknowledged it.
@@ -65,6 +65,19 @@ fn acknowledged_writes_survive_kill_9_of_the_leader() {
         assert_eq!((r.status, r.body.as_str()), (200, value.as_str()));
         acked.insert(key, value);
     }
+
+    // Every node reports the same cluster id in /status: the joiners
+    // adopted the bootstrapped node's.
+    let cluster_ids: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|n| {
+            let r = http("GET", &n.api_addr, "/status", b"").expect("GET /status");
+            let status: serde_json::Value = serde_json::from_str(&r.body).expect("status JSON");
+            status["cluster_id"].clone()
+        })
+        .collect();
+    assert!(cluster_ids[0].is_string(), "cluster id in /status: {cluster_ids:?}");
+    assert!(cluster_ids.iter().all(|c| *c == cluster_ids[0]), "one cluster id: {cluster_ids:?}");
 
     // raftctl sees the same cluster from any node.
     let out = raftctl(&["--addr", &nodes[1].raft_addr, "members", "--json"]);

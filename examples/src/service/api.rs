@@ -681,6 +681,7 @@ async fn status(State(state): State<ApiState>) -> Response {
         "snapshot_index": m.last_snapshot_index,
         "first_index": m.first_index,
         "log_compacted_through": m.log_compacted_through,
+        "cluster_id": m.cluster_id.as_ref().map(|c| c.as_str()),
         "configuration": { "index": m.configuration_index, "servers": servers },
     }))
     .into_response()
