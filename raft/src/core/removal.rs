@@ -111,7 +111,9 @@ impl Core {
     /// `removed: true`, without adopting its term. Returns whether the
     /// message was such a request (and is now answered).
     pub(crate) fn refuse_removed_candidate(&mut self, from: &ServerId, rpc_id: u64, body: &Body) -> bool {
-        if !self.sender_removed(from) {
+        // Only (pre-)vote requests qualify: check the kind first, so the
+        // hot AppendEntries traffic never scans the configurations.
+        if !matches!(body, Body::RequestVote(_) | Body::RequestPreVote(_)) || !self.sender_removed(from) {
             return false;
         }
         let term = self.hard.term;
@@ -119,10 +121,7 @@ impl Core {
             Body::RequestVote(_) => {
                 Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: true })
             }
-            Body::RequestPreVote(_) => {
-                Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: true })
-            }
-            _ => return false,
+            _ => Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: true }),
         };
         tracing::info!(id = %self.id, from = %from, "refusing a vote request from a removed server; telling it so");
         self.reply(from.clone(), rpc_id, reply, false);
