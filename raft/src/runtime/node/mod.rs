@@ -186,54 +186,32 @@ enum Flow {
 }
 
 impl<R> Node<R> {
+    /// Sorts what the handle handed over by concern.
     fn new(task: NodeTask<R>) -> Self {
-        let NodeTask {
-            core,
-            config,
-            transport,
-            shared,
-            requests,
-            inbound,
-            writer_tx,
-            writer_events,
-            writer_task,
-            apply_tx,
-            apply_task,
-            snaps,
-            snapshot_cmds,
-            snapshot_events,
-            snapshot_task,
-            peer_events_tx,
-            peer_events,
-            cluster_id,
-            compacted_through,
-            last_snapshot: (index, term),
-        } = task;
+        let (index, term) = task.last_snapshot;
+        let writer = Worker { tx: task.writer_tx, task: task.writer_task };
+        let snapshot_task = Worker { tx: task.snapshot_cmds, task: task.snapshot_task };
         Node {
-            core,
-            config,
-            transport,
-            shared,
-            clients: Clients::new(requests),
+            clients: Clients::new(task.requests),
             reads: Reads::default(),
-            rpcs: Rpcs::new(inbound),
-            peers: Peers::new(peer_events_tx, peer_events),
+            rpcs: Rpcs::new(task.inbound),
+            peers: Peers::new(task.peer_events_tx, task.peer_events),
             store: Persistence::new(
-                Worker { tx: writer_tx, task: writer_task },
-                writer_events,
-                compacted_through,
+                writer,
+                task.writer_events,
+                task.compacted_through,
                 NewestSnapshot { index, term },
             ),
-            apply: Worker { tx: apply_tx, task: apply_task },
-            snapshots: Snapshots::new(
-                snaps,
-                Worker { tx: snapshot_cmds, task: snapshot_task },
-                snapshot_events,
-            ),
+            apply: Worker { tx: task.apply_tx, task: task.apply_task },
+            snapshots: Snapshots::new(task.snaps, snapshot_task, task.snapshot_events),
+            core: task.core,
+            config: task.config,
+            transport: task.transport,
+            shared: task.shared,
             membership: Membership::default(),
             commit: CommitFlush::default(),
             publisher: Publisher::default(),
-            cluster: ClusterGuard::new(cluster_id),
+            cluster: ClusterGuard::new(task.cluster_id),
             fatal: None,
             shutdown_ack: Vec::new(),
             reload_ticker: false,
