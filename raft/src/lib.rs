@@ -19,7 +19,9 @@
 //! - [`observer`]: [`Observer`]s notified of leader, state and peer changes.
 //! - `raft` (private): the [`Raft`] handle.
 //! - [`codec`]: the one serializer used for anything written to disk.
-//! - `core` (private): the pure, deterministic protocol state machine.
+//! - `core` (private): the pure, deterministic protocol state machine;
+//!   its seeded generator is public as [`Rng`], the one the whole
+//!   workspace uses (runtime jitter, simulations, tests, benchmark).
 //! - `runtime` (private): the tokio tasks that drive the core.
 //! - [`testing`] (feature `testing`): store conformance suite, simulation
 //!   harness and linearizability checker.
@@ -132,7 +134,8 @@ pub mod types;
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
-pub use error::{BoxError, Error, Result, StorageError, TransportError};
+pub use core::rng::Rng;
+pub use error::{BoxError, Error, FsmOperation, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
 pub use log_cache::LogCache;
 pub use metrics::{Metrics, PeerMetrics};

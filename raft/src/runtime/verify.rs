@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use crate::error::{Error, StorageError};
+use crate::error::{Error, FsmOperation, StorageError};
 use crate::fsm::Fsm;
 use crate::snapshot::{SnapshotReader, SnapshotStore};
 use crate::types::SnapshotMeta;
@@ -97,9 +97,11 @@ impl AsyncRead for Tracked {
 /// whatever the FSM left unread: a read error the FSM met (even one it
 /// ignored) or one met while draining fails the restore, as does a size
 /// other than `size` (when known and not 0). Corruption comes back as
-/// [`Error::Storage`] with [`StorageError::Corrupt`], an FSM failure as
-/// [`Error::Fsm`]. After an `Err` the FSM may hold part of the snapshot:
-/// the caller must not trust its state.
+/// [`Error::Storage`] with [`StorageError::Corrupt`], any other failure of
+/// the store's reader as [`Error::Storage`] too (even when the FSM failed
+/// because of it), and only a failure of the FSM's own as
+/// [`Error::FsmFailed`], keeping the FSM's error. After an `Err` the FSM may
+/// hold part of the snapshot: the caller must not trust its state.
 pub(crate) async fn restore_verified<F: Fsm>(
     fsm: &mut F,
     id: &str,
@@ -113,12 +115,15 @@ pub(crate) async fn restore_verified<F: Fsm>(
         (s.reader.take(), s.read, s.error.take())
     };
     if let Some((offset, kind, msg)) = error {
-        let err = read_error(id, offset, io::Error::new(kind, msg));
-        if matches!(err, StorageError::Corrupt { .. }) || restored.is_ok() {
-            return Err(err.into());
-        }
+        // The store failed under the FSM: a storage failure, whether the FSM
+        // passed it on, wrapped it or ignored it.
+        let cause = match restored {
+            Err(e) => crate::snapshot::into_io_error(e, kind),
+            Ok(()) => io::Error::new(kind, msg),
+        };
+        return Err(read_error(id, offset, cause).into());
     }
-    restored.map_err(|e| Error::Fsm(e.to_string()))?;
+    restored.map_err(|e| Error::fsm(FsmOperation::Restore, e))?;
     let mut rest = rest.ok_or_else(|| Error::Fsm("snapshot reader already closed".into()))?;
     let total = drain(id, &mut rest, read).await?;
     if let Some(size) = size.filter(|&s| s > 0 && s != total) {

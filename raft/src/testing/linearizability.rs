@@ -1315,25 +1315,7 @@ mod tests {
     // -----------------------------------------------------------------------
     // Randomized histories from a real register.
 
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
-    }
+    use crate::core::rng::Rng;
 
     fn apply(store: &mut BTreeMap<String, String>, input: &KvInput) -> KvOutput {
         match input {
@@ -1375,7 +1357,7 @@ mod tests {
         total: usize,
         timeout_pct: u64,
     ) -> Vec<KvOperation> {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut store = BTreeMap::new();
         let mut history: Vec<KvOperation> = Vec::new();
         let mut pending: Vec<Option<Pending>> = (0..clients).map(|_| None).collect();
@@ -1384,9 +1366,9 @@ mod tests {
         let mut time = 0u64;
         while history.len() < total || pending.iter().any(Option::is_some) {
             time += 1;
-            if !orphans.is_empty() && rng.chance(5) {
+            if !orphans.is_empty() && rng.chance(0.05) {
                 let index = orphans.swap_remove(rng.below(orphans.len() as u64) as usize);
-                if rng.chance(50) {
+                if rng.chance(0.5) {
                     apply(&mut store, &history[index].input);
                 }
                 continue;
@@ -1421,7 +1403,7 @@ mod tests {
                 }
                 None => {}
                 Some(mut p) => {
-                    if rng.chance(timeout_pct) {
+                    if rng.chance(timeout_pct as f64 / 100.0) {
                         // Timed out: the client gives up and moves on.
                         history[p.index].ret = u64::MAX;
                         if p.applied.is_none() {
@@ -1460,7 +1442,7 @@ mod tests {
                 continue;
             }
             let mut corrupted = history.clone();
-            let victim = reads[Rng(seed ^ 0xdead).below(reads.len() as u64) as usize];
+            let victim = reads[Rng::new(seed ^ 0xdead).below(reads.len() as u64) as usize];
             corrupted[victim].output = Some(KvOutput::Get(Some("never-written".into())));
             match check_kv(&corrupted) {
                 CheckResult::Illegal { partition, details } => {
@@ -1534,7 +1516,7 @@ mod tests {
         let values = [None, Some("a"), Some("b"), Some("c")];
         let (mut legal, mut illegal) = (0, 0);
         for seed in 0..4000u64 {
-            let mut rng = Rng(seed);
+            let mut rng = Rng::new(seed);
             let len = 1 + rng.below(7) as usize;
             let history: Vec<KvOperation> = (0..len)
                 .map(|i| {
@@ -1546,7 +1528,7 @@ mod tests {
                         0 => (KvInput::Put { key: "x".into(), value: written }, KvOutput::Put),
                         1 => (KvInput::Delete { key: "x".into() }, KvOutput::Delete),
                         2 => {
-                            let swapped = rng.chance(50);
+                            let swapped = rng.chance(0.5);
                             (
                                 KvInput::Cas { key: "x".into(), expected: value, new: written },
                                 KvOutput::Cas(swapped),
@@ -1554,7 +1536,7 @@ mod tests {
                         }
                         _ => (KvInput::Get { key: "x".into() }, KvOutput::Get(value)),
                     };
-                    if rng.chance(25) {
+                    if rng.chance(0.25) {
                         Operation::unknown(i as u64, input, call)
                     } else {
                         Operation::completed(i as u64, input, output, call, ret)
