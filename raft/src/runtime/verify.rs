@@ -164,7 +164,30 @@ mod tests {
         }
     }
 
-    /// Reads a 4-byte value and stops; optionally swallows read errors.
+    /// Fails every read with a plain I/O error (not damage): a disk that
+    /// stopped answering.
+    struct Unreadable;
+
+    impl AsyncRead for Unreadable {
+        fn poll_read(self: Pin<&mut Self>, _cx: &mut Context<'_>, _buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "disk timed out")))
+        }
+    }
+
+    /// The FSM's own error type.
+    #[derive(Debug)]
+    struct Refused;
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("refused by the fsm")
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    /// Reads a 4-byte value and stops; optionally swallows read errors, or
+    /// refuses the value 13 with its own error.
     #[derive(Default)]
     struct PrefixFsm {
         value: u32,
@@ -180,6 +203,7 @@ mod tests {
         }
         async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
             match snapshot.read_u32().await {
+                Ok(13) => return Err(Box::new(Refused)),
                 Ok(v) => self.value = v,
                 Err(_) if self.swallow => {}
                 Err(e) => return Err(e.into()),
@@ -214,5 +238,25 @@ mod tests {
             restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 9, 5]), Some(5)).await;
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(fsm.value, 9);
+    }
+
+    #[tokio::test]
+    async fn an_fsm_restore_error_is_kept_whole() {
+        let mut fsm = PrefixFsm::default();
+        let r = restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 13]), Some(4)).await;
+        let Err(Error::FsmFailed { operation: FsmOperation::Restore, source }) = r else {
+            panic!("expected the fsm's failure, got {r:?}");
+        };
+        assert!(source.downcast_ref::<Refused>().is_some(), "{source:?}");
+    }
+
+    #[tokio::test]
+    async fn a_store_read_failure_the_fsm_passed_on_is_a_storage_error() {
+        let mut fsm = PrefixFsm::default();
+        let r = restore_verified(&mut fsm, "s", SnapshotReader::new(Unreadable), Some(4)).await;
+        let Err(Error::Storage(StorageError::Io { source, .. })) = r else {
+            panic!("expected a storage error, got {r:?}");
+        };
+        assert_eq!(source.kind(), io::ErrorKind::TimedOut);
     }
 }

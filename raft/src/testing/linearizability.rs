@@ -95,6 +95,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::hash::{BuildHasher, Hash, RandomState};
 
+pub use super::kv::{KvInput, KvOutput};
+
 /// A sequential specification of an object, used as the reference behaviour
 /// of a history.
 pub trait Model {
@@ -334,62 +336,6 @@ fn check_groups<M: Model>(
     }
 }
 
-/// A request to a key-value store.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum KvInput {
-    /// Set `key` to `value`.
-    Put {
-        /// The key.
-        key: String,
-        /// The new value.
-        value: String,
-    },
-    /// Read `key`.
-    Get {
-        /// The key.
-        key: String,
-    },
-    /// Remove `key`.
-    Delete {
-        /// The key.
-        key: String,
-    },
-    /// Set `key` to `new` if its current value is `expected` (`None`: absent).
-    Cas {
-        /// The key.
-        key: String,
-        /// The value the key must hold for the swap to happen.
-        expected: Option<String>,
-        /// The value written if the swap happens.
-        new: String,
-    },
-}
-
-impl KvInput {
-    /// The key the request acts on.
-    pub fn key(&self) -> &str {
-        match self {
-            KvInput::Put { key, .. }
-            | KvInput::Get { key }
-            | KvInput::Delete { key }
-            | KvInput::Cas { key, .. } => key,
-        }
-    }
-}
-
-/// A response from a key-value store.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum KvOutput {
-    /// The put was applied.
-    Put,
-    /// The value read (`None`: absent).
-    Get(Option<String>),
-    /// The delete was applied.
-    Delete,
-    /// Whether the compare-and-swap happened.
-    Cas(bool),
-}
-
 /// The sequential specification of one key of a key-value store: a register
 /// whose state is the current value (`None` when absent). Use it through
 /// [`check_kv`], which partitions a history by key.
@@ -406,23 +352,13 @@ impl Model for KvModel {
     }
 
     fn step(&self, state: &Self::State, input: &KvInput, output: Option<&KvOutput>) -> Option<Self::State> {
-        match (input, output) {
-            (KvInput::Put { value, .. }, None | Some(KvOutput::Put)) => Some(Some(value.clone())),
-            (KvInput::Get { .. }, None) => Some(state.clone()),
-            (KvInput::Get { .. }, Some(KvOutput::Get(read))) => (read == state).then(|| state.clone()),
-            (KvInput::Delete { .. }, None | Some(KvOutput::Delete)) => Some(None),
-            (KvInput::Cas { expected, new, .. }, None) => {
-                Some(if expected == state { Some(new.clone()) } else { state.clone() })
-            }
-            (KvInput::Cas { expected, new, .. }, Some(KvOutput::Cas(swapped))) => {
-                match (*swapped, expected == state) {
-                    (true, true) => Some(Some(new.clone())),
-                    (false, false) => Some(state.clone()),
-                    _ => None,
-                }
-            }
-            // A response of the wrong kind is never legal.
-            _ => None,
+        // The one definition of the semantics: an observed output is legal
+        // only if it is the one the request gives in this state (a response
+        // of the wrong kind never is).
+        let (expected, change) = input.apply(state.as_ref());
+        match output {
+            Some(seen) if *seen != expected => None,
+            _ => Some(change.applied_to(state.clone())),
         }
     }
 
@@ -1318,25 +1254,9 @@ mod tests {
     use crate::core::rng::Rng;
 
     fn apply(store: &mut BTreeMap<String, String>, input: &KvInput) -> KvOutput {
-        match input {
-            KvInput::Put { key, value } => {
-                store.insert(key.clone(), value.clone());
-                KvOutput::Put
-            }
-            KvInput::Get { key } => KvOutput::Get(store.get(key).cloned()),
-            KvInput::Delete { key } => {
-                store.remove(key);
-                KvOutput::Delete
-            }
-            KvInput::Cas { key, expected, new } => {
-                if store.get(key) == expected.as_ref() {
-                    store.insert(key.clone(), new.clone());
-                    KvOutput::Cas(true)
-                } else {
-                    KvOutput::Cas(false)
-                }
-            }
-        }
+        let (output, change) = input.apply(store.get(input.key()));
+        change.write(store, input.key());
+        output
     }
 
     struct Pending {
