@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use raft::transport::inmem::InmemNetwork;
 use raft::{
-    async_trait, BoxError, Configuration, Error, Fsm, FsmOperation, FsmSnapshot, Log, Raft, RaftState, Server,
-    SnapshotMeta, SnapshotReader, SnapshotSink, SnapshotStore, SnapshotWriter, StorageError,
+    async_trait, BoxError, Configuration, Error, Fsm, FsmOperation, FsmSnapshot, Log, Raft, RaftState,
+    Server, SnapshotMeta, SnapshotReader, SnapshotSink, SnapshotStore, SnapshotWriter, StorageError,
 };
 use raft_store_mem::{InmemSnapshotStore, InmemStore};
 use raft_tests::test_config;
@@ -94,7 +94,10 @@ impl Fsm for SwitchedFsm {
         if self.switches.fsm_snapshot.load(Ordering::SeqCst) {
             return Err(Box::new(FsmBroke("snapshot")));
         }
-        Ok(Box::new(CountSnapshot { count: self.count.load(Ordering::SeqCst), switches: self.switches.clone() }))
+        Ok(Box::new(CountSnapshot {
+            count: self.count.load(Ordering::SeqCst),
+            switches: self.switches.clone(),
+        }))
     }
 
     async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
@@ -237,7 +240,10 @@ async fn a_snapshot_store_failure_under_the_fsm_is_a_storage_error() {
     let (raft, switches) = node(true).await;
     switches.sink_write.store(true, Ordering::SeqCst);
     let err = raft.snapshot().await.err().expect("the sink fails");
-    assert!(matches!(err, Error::Storage(StorageError::Io { .. })), "a storage error, not an fsm error: {err:?}");
+    assert!(
+        matches!(err, Error::Storage(StorageError::Io { .. })),
+        "a storage error, not an fsm error: {err:?}"
+    );
     assert!(cause::<DiskBroke>(&err).is_some(), "the store's own error is kept: {err:?}");
     assert!(cause::<FsmBroke>(&err).is_none(), "{err:?}");
     raft.shutdown().await.expect("shutdown");

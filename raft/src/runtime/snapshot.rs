@@ -238,16 +238,18 @@ pub(crate) async fn write_snapshot(
     let sink = snaps.create(index, term, configuration, configuration_index).await?;
     let mut writer = SnapshotWriter::new(sink);
     let persisted = match snapshot.persist(&mut writer).await {
-        Ok(()) => {
-            writer.flush().await.map_err(|e| StorageError::io(format!("flush snapshot {}", writer.id()), e).into())
-        }
+        Ok(()) => writer
+            .flush()
+            .await
+            .map_err(|e| StorageError::io(format!("flush snapshot {}", writer.id()), e).into()),
         // The store's sink failed under the FSM, which passed the failure
         // on: a storage failure, whatever the FSM wrapped it in.
         Err(e) => Err(match writer.sink_error() {
-            Some(kind) => {
-                StorageError::io(format!("write snapshot {}", writer.id()), crate::snapshot::into_io_error(e, kind))
-                    .into()
-            }
+            Some(kind) => StorageError::io(
+                format!("write snapshot {}", writer.id()),
+                crate::snapshot::into_io_error(e, kind),
+            )
+            .into(),
             None => Error::fsm(FsmOperation::Persist, e),
         }),
     };

@@ -169,7 +169,11 @@ mod tests {
     struct Unreadable;
 
     impl AsyncRead for Unreadable {
-        fn poll_read(self: Pin<&mut Self>, _cx: &mut Context<'_>, _buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
             Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "disk timed out")))
         }
     }
