@@ -106,7 +106,7 @@ impl Fsm for SwitchedFsm {
     }
 }
 
-/// An in-memory snapshot store whose sinks fail every write while
+/// An in-memory snapshot store whose new sinks are [`BrokenSink`]s while
 /// `sink_write` is on.
 #[derive(Clone)]
 struct SwitchedStore {
@@ -114,36 +114,32 @@ struct SwitchedStore {
     switches: Arc<Switches>,
 }
 
-struct SwitchedSink {
-    inner: Box<dyn SnapshotSink>,
-    switches: Arc<Switches>,
-}
+/// A sink on a disk that broke: every write fails with the store's own
+/// error inside the I/O error.
+struct BrokenSink;
 
-impl AsyncWrite for SwitchedSink {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if self.switches.sink_write.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(io::Error::other(DiskBroke)));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+impl AsyncWrite for BrokenSink {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, _buf: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::Error::other(DiskBroke)))
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
 #[async_trait]
-impl SnapshotSink for SwitchedSink {
+impl SnapshotSink for BrokenSink {
     fn id(&self) -> &str {
-        self.inner.id()
+        "broken"
     }
     async fn finalize(self: Box<Self>) -> Result<SnapshotMeta, StorageError> {
-        self.inner.finalize().await
+        Err(StorageError::Failed("the disk broke".into()))
     }
     async fn cancel(self: Box<Self>) -> Result<(), StorageError> {
-        self.inner.cancel().await
+        Ok(())
     }
 }
 
@@ -156,8 +152,10 @@ impl SnapshotStore for SwitchedStore {
         configuration: &Configuration,
         configuration_index: u64,
     ) -> Result<Box<dyn SnapshotSink>, StorageError> {
-        let inner = self.inner.create(index, term, configuration, configuration_index).await?;
-        Ok(Box::new(SwitchedSink { inner, switches: self.switches.clone() }))
+        if self.switches.sink_write.load(Ordering::SeqCst) {
+            return Ok(Box::new(BrokenSink));
+        }
+        self.inner.create(index, term, configuration, configuration_index).await
     }
     async fn list(&self) -> Result<Vec<SnapshotMeta>, StorageError> {
         self.inner.list().await
@@ -214,7 +212,7 @@ fn cause<'a, T: std::error::Error + 'static>(err: &'a (dyn std::error::Error + '
 async fn an_fsm_snapshot_error_reaches_the_caller_whole() {
     let (raft, switches) = node(true).await;
     switches.fsm_snapshot.store(true, Ordering::SeqCst);
-    let err = raft.snapshot().await.err().expect("the fsm's snapshot fails");
+    let err = raft.snapshot().await.expect_err("the fsm's snapshot fails");
     assert!(matches!(err, Error::FsmFailed { operation: FsmOperation::Snapshot, .. }), "{err:?}");
     let source = err.source().expect("the fsm's error is the source");
     assert_eq!(source.downcast_ref::<FsmBroke>().map(|b| b.0), Some("snapshot"), "{err:?}");
@@ -229,7 +227,7 @@ async fn an_fsm_snapshot_error_reaches_the_caller_whole() {
 async fn an_fsm_persist_error_reaches_the_caller_whole() {
     let (raft, switches) = node(true).await;
     switches.fsm_persist.store(true, Ordering::SeqCst);
-    let err = raft.snapshot().await.err().expect("persisting fails");
+    let err = raft.snapshot().await.expect_err("persisting fails");
     assert!(matches!(err, Error::FsmFailed { operation: FsmOperation::Persist, .. }), "{err:?}");
     assert_eq!(cause::<FsmBroke>(&err).map(|b| b.0), Some("persist"), "{err:?}");
     raft.shutdown().await.expect("shutdown");
@@ -239,7 +237,7 @@ async fn an_fsm_persist_error_reaches_the_caller_whole() {
 async fn a_snapshot_store_failure_under_the_fsm_is_a_storage_error() {
     let (raft, switches) = node(true).await;
     switches.sink_write.store(true, Ordering::SeqCst);
-    let err = raft.snapshot().await.err().expect("the sink fails");
+    let err = raft.snapshot().await.expect_err("the sink fails");
     assert!(
         matches!(err, Error::Storage(StorageError::Io { .. })),
         "a storage error, not an fsm error: {err:?}"
@@ -252,7 +250,7 @@ async fn a_snapshot_store_failure_under_the_fsm_is_a_storage_error() {
 #[tokio::test(start_paused = true)]
 async fn a_snapshot_before_anything_was_applied_is_nothing_to_snapshot() {
     let (raft, _switches) = node(false).await;
-    let err = raft.snapshot().await.err().expect("nothing to snapshot");
+    let err = raft.snapshot().await.expect_err("nothing to snapshot");
     assert!(matches!(err, Error::NothingToSnapshot), "{err:?}");
     raft.shutdown().await.expect("shutdown");
 }
