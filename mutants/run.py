@@ -307,12 +307,11 @@ def failing_tests(output: str) -> list[str]:
     failed = []
     binary = "?"
     for line in output.splitlines():
-        m = re.match(r"\s*Running (?:unittests )?(\S+)", line)
+        m = re.match(r"\s*Running (?:unittests )?(\S+)(?: \((\S+)\))?", line)
         if m:
-            path = m.group(1)
-            binary = Path(path).stem if path.endswith(".rs") else path
-            if binary in ("lib", "main", "mod"):
-                binary = Path(path).parent.parent.name or binary
+            # The executable, `.../deps/<target>-<hash>`, names the target.
+            exe = m.group(2) or m.group(1)
+            binary = re.sub(r"-[0-9a-f]{16}$", "", Path(exe).name)
             continue
         m = re.match(r"test (\S+) \.\.\. FAILED", line)
         if m:
@@ -488,7 +487,7 @@ def main() -> int:
                     failed = "; ".join(failing_tests(o.output)) or "see the log"
                     fail(f"the unmutated tree fails `{c}` ({failed}); see {logs / 'baseline.log'}")
                 baseline_secs[c] = o.seconds
-                print(f"baseline: passed in {o.seconds:.0f} s", flush=True)
+                print(f"baseline: passed in {o.seconds:.1f} s", flush=True)
 
     def budget(m: Mutant) -> float:
         if args.timeout:
@@ -581,9 +580,11 @@ def print_summary(results: list[Result], multiplier: int, md_path: Path) -> None
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     print("\n" + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
     with open(md_path, "w") as f:
-        f.write(f"| {' | '.join(head)} |\n|{'---|' * len(head)}\n")
-        for row in rows:
-            f.write("| " + " | ".join(s.replace("|", "\\|") for s in row) + " |\n")
+        md_head = (*head, "where", "detail")
+        f.write(f"Seeds x{multiplier}.\n\n| {' | '.join(md_head)} |\n|{'---|' * len(md_head)}\n")
+        for r, row in zip(results, rows):
+            cells = (*row, r.where or "-", r.detail or "-")
+            f.write("| " + " | ".join(s.replace("|", "\\|") for s in cells) + " |\n")
     print(f"(also written to {md_path})")
 
 
