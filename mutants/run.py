@@ -141,11 +141,28 @@ def repo_files(repo: Path) -> list[str]:
 
 
 def snippet_regex(snippet: str) -> re.Pattern[str]:
-    """The snippet with every run of whitespace matching any whitespace run,
-    so re-indenting or re-wrapping the code (rustfmt, a moved block) does
-    not lose it."""
-    tokens = snippet.split()
-    return re.compile(r"\s+".join(re.escape(t) for t in tokens))
+    """The snippet, ignoring whitespace: any amount of whitespace (line
+    breaks included) may stand between two of its characters, so
+    re-indenting or re-wrapping the code (rustfmt, a moved block) does not
+    lose it. Where whitespace separates two word characters it is required
+    (`let x` never matches `letx`), and a snippet that starts or ends with a
+    word character matches only at a word boundary (`last` does not match
+    the start of `last_index`)."""
+    text = snippet.strip()
+    out = [r"\b" if re.match(r"\w", text) else ""]
+    prev = ""
+    pending_space = False
+    for ch in text:
+        if ch.isspace():
+            pending_space = True
+            continue
+        if prev:
+            both_words = re.match(r"\w", prev) and re.match(r"\w", ch)
+            out.append(r"\s+" if pending_space and both_words else r"\s*")
+        out.append(re.escape(ch))
+        prev, pending_space = ch, False
+    out.append(r"\b" if re.search(r"\w$", text) else "")
+    return re.compile("".join(out))
 
 
 def search_files(ml: MutantList, files: list[str]) -> list[str]:
@@ -443,8 +460,12 @@ def main() -> int:
     env = dict(os.environ)
     env["CARGO_TARGET_DIR"] = str(target)
     env.setdefault("CARGO_INCREMENTAL", "0")
-    if args.seeds_multiplier != 1:
-        for s in ml.seeds:
+    for s in ml.seeds:
+        if args.seeds_multiplier == 1:
+            # Exactly what CI runs: the tests' own defaults, whatever the
+            # calling shell exported.
+            env.pop(s.env, None)
+        else:
             env[s.env] = str(s.default * args.seeds_multiplier)
     seed_note = ", ".join(f"{s.env}={s.default * args.seeds_multiplier}" for s in ml.seeds)
     print(f"mutants: repo {repo}\nmutants: copy {tree}, target dir {target}, logs {logs}")
