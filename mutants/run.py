@@ -562,6 +562,10 @@ def main() -> int:
                         res.seeds = seeds_for(c, ml, args.seeds_multiplier)
                         res.detail = first_panic(o.output)
                         break
+            if res.verdict == SURVIVED:
+                # Every command passed: report every seed count it faced.
+                used = [seeds_for(c, ml, args.seeds_multiplier) for c in commands_m]
+                res.seeds = ", ".join(u for u in used if u != "-") or "-"
             write_files(tree, originals)
             originals = {}
             print(f"   -> {res.verdict}{': ' + res.caught_by if res.caught_by else ''}"
