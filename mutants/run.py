@@ -10,9 +10,10 @@ Usage (from anywhere in the repository):
     mutants/run.py NAME [NAME...]       # only these mutants
     mutants/run.py --seeds-multiplier 5 # 5x the simulations' CI seed counts
 
-Exit status: 0 if every mutant run was caught, 1 if any survived, timed out,
-did not compile (invalid) or could not be planted (snippet missing or
-ambiguous), 2 if the unmutated baseline does not build or pass.
+Exit status: 0 if every mutant run was caught (a hang, TIMEOUT, counts as
+caught), 1 if any survived, did not compile (invalid) or could not be
+planted (snippet missing or ambiguous), 2 if the unmutated baseline does not
+build or pass.
 """
 
 from __future__ import annotations
@@ -549,9 +550,13 @@ def main() -> int:
                     if i < len(m.tests):
                         left -= o.seconds
                     if o.timed_out:
-                        res.verdict, res.command = TIMEOUT, c
+                        # Tests that failed before the hang still caught it.
+                        failed = failing_tests(o.output)
+                        hung = re.findall(r"^test (\S+) has been running for over", o.output, re.M)
+                        res.verdict = CAUGHT if failed else TIMEOUT
+                        res.command, res.caught_by = c, "; ".join(failed)
                         res.seeds = seeds_for(c, ml, args.seeds_multiplier)
-                        res.detail = f"no result within {limit:.0f} s"
+                        res.detail = f"killed after {limit:.0f} s" + (f"; still running: {', '.join(hung)}" if hung else "")
                         break
                     if not o.ok:
                         if o.compile_error:
@@ -579,7 +584,8 @@ def main() -> int:
     order = {m.name: i for i, m in enumerate(mutants)}
     results.sort(key=lambda r: order[r.mutant.name])
     print_summary(results, args.seeds_multiplier, base / "last-run.md")
-    return 0 if all(r.verdict == CAUGHT for r in results) else 1
+    # A hang fails CI too: TIMEOUT counts as caught for the exit status.
+    return 0 if all(r.verdict in (CAUGHT, TIMEOUT) for r in results) else 1
 
 
 def print_summary(results: list[Result], multiplier: int, md_path: Path) -> None:
