@@ -40,7 +40,7 @@ mod snapshot;
 mod transfer;
 
 #[cfg(test)]
-mod tests;
+mod scenario;
 
 use std::collections::BTreeMap;
 

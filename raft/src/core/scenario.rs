@@ -1,0 +1,582 @@
+//! The one deterministic driver of the core's scenario tests (test-only).
+//!
+//! Each rule file of the core (`election.rs`, `replication.rs`, `read.rs`,
+//! `snapshot.rs`, `transfer.rs`, `membership.rs`, `removal.rs`) keeps its
+//! scenario tests next to it (`election/tests.rs`, ...), all written against
+//! this driver, in the style of etcd-io/raft's interaction tests: steps in
+//! (tick, deliver, propose, read, persist, cut a link, crash, restart) and
+//! expected messages and `Ready` out, rendered as short text lines by
+//! [`render`] and [`render_ready`] so an expectation reads like a trace.
+//!
+//! The driver executes every `Ready` exactly in the order the core documents
+//! (see the [module docs](super)): messages go out at once; the durable part
+//! (term and vote, truncation, entries, an installed snapshot) is written to
+//! the node's in-memory [`Disk`] when its simulated fsync completes, and only
+//! then do `persisted_messages` go out and [`Core::persisted`] get reported;
+//! committed entries are applied last. With [`Cluster::auto_persist`] on
+//! (the default) every fsync completes at once; off, writes wait for
+//! [`Cluster::sync`], and [`Cluster::crash`] loses the ones still waiting, so
+//! [`Cluster::restart`] rebuilds a core from what really reached the disk.
+//! Messages travel FIFO over links that can be cut.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use super::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal};
+use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId};
+
+/// The ids `n1..=nN`.
+pub(super) fn ids(n: usize) -> Vec<ServerId> {
+    (1..=n).map(|i| ServerId::from(format!("n{i}"))).collect()
+}
+
+/// A configuration in which every one of `ids` is a voter.
+pub(super) fn config_of(ids: &[ServerId]) -> Configuration {
+    Configuration { servers: ids.iter().map(|id| Server::voter(id.clone(), id.as_str())).collect() }
+}
+
+/// The durable state of a node bootstrapped with `conf` (term 1, entry 1).
+pub(super) fn bootstrapped(conf: &Configuration) -> InitialState {
+    let data = crate::codec::encode(conf).expect("encode");
+    InitialState {
+        hard_state: HardState { term: 1, vote: None },
+        entries: vec![Log::new(1, 1, LogType::Configuration, data)],
+        ..InitialState::default()
+    }
+}
+
+/// A client command carrying `s`.
+pub(super) fn cmd(s: &str) -> (LogType, Bytes) {
+    (LogType::Command, Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// A message from `from` to `to` with request token `rpc_id`.
+pub(super) fn msg(from: &str, to: &str, rpc_id: u64, body: Body) -> Message {
+    Message { from: from.into(), to: to.into(), rpc_id, body }
+}
+
+/// One log entry as `index/term`, with its kind unless it is a command.
+fn entry(e: &Log) -> String {
+    match e.log_type {
+        LogType::Command => format!("{}/{}", e.index, e.term),
+        LogType::Noop => format!("{}/{}:noop", e.index, e.term),
+        LogType::Configuration => format!("{}/{}:conf", e.index, e.term),
+        _ => format!("{}/{}:other", e.index, e.term),
+    }
+}
+
+fn entries(es: &[Log]) -> String {
+    es.iter().map(entry).collect::<Vec<_>>().join(" ")
+}
+
+/// A message as one line: `from->to Kind[#rpc] t<term> fields`.
+pub(super) fn render(m: &Message) -> String {
+    let mut s = format!("{}->{} ", m.from, m.to);
+    let rpc = if m.rpc_id == 0 { String::new() } else { format!("#{}", m.rpc_id) };
+    let _ = match &m.body {
+        Body::AppendEntries(r) => write!(
+            s,
+            "App{rpc} t{} prev={}/{} [{}] commit={} round={}",
+            r.term,
+            r.prev_log_index,
+            r.prev_log_term,
+            entries(&r.entries),
+            r.leader_commit,
+            r.round
+        ),
+        Body::AppendEntriesResponse(r) if r.success => {
+            write!(s, "AppResp{rpc} t{} ok last={} round={}", r.term, r.last_log_index, r.round)
+        }
+        Body::AppendEntriesResponse(r) => write!(
+            s,
+            "AppResp{rpc} t{} reject last={} hint={}/{} round={}",
+            r.term, r.last_log_index, r.conflict_term, r.conflict_index, r.round
+        ),
+        Body::RequestVote(r) => write!(
+            s,
+            "Vote{rpc} t{} last={}/{}{}",
+            r.term,
+            r.last_log_index,
+            r.last_log_term,
+            if r.leadership_transfer { " transfer" } else { "" }
+        ),
+        Body::RequestVoteResponse(r) => write!(s, "VoteResp{rpc} t{} {}", r.term, verdict(r.granted, r.removed)),
+        Body::RequestPreVote(r) => write!(s, "PreVote{rpc} t{} last={}/{}", r.term, r.last_log_index, r.last_log_term),
+        Body::RequestPreVoteResponse(r) => {
+            write!(s, "PreVoteResp{rpc} t{} {}", r.term, verdict(r.granted, r.removed))
+        }
+        Body::TimeoutNow(r) => write!(s, "TimeoutNow{rpc} t{}", r.term),
+        Body::TimeoutNowResponse(r) => write!(s, "TimeoutNowResp{rpc} t{}", r.term),
+    };
+    s
+}
+
+fn verdict(granted: bool, removed: bool) -> &'static str {
+    match (granted, removed) {
+        (true, _) => "granted",
+        (false, true) => "removed",
+        (false, false) => "refused",
+    }
+}
+
+/// A `Ready` as lines, in the order the driver executes them.
+pub(super) fn render_ready(r: &Ready) -> Vec<String> {
+    let mut out: Vec<String> = r.messages.iter().map(|m| format!("send {}", render(m))).collect();
+    if let Some(i) = &r.installed_snapshot {
+        out.push(format!("install snapshot {}/{}{}", i.index, i.term, if i.discard_log { " discard log" } else { "" }));
+    }
+    if let Some(h) = &r.hard_state {
+        let vote = h.vote.as_ref().map_or("none".to_owned(), |v| v.to_string());
+        out.push(format!("persist term {} vote {vote}", h.term));
+    }
+    if let Some(t) = r.truncate_from {
+        out.push(format!("truncate from {t}"));
+    }
+    if !r.entries.is_empty() {
+        out.push(format!("append {}", entries(&r.entries)));
+    }
+    out.extend(r.persisted_messages.iter().map(|m| format!("after persist send {}", render(m))));
+    if !r.committed.is_empty() {
+        out.push(format!("apply {}", entries(&r.committed)));
+    }
+    out.extend(r.reads.iter().map(|x| format!("read {} at {}", x.id, x.index)));
+    out.extend(r.failed_reads.iter().map(|(id, why)| format!("read {id} failed: {why:?}")));
+    if r.transfer_aborted {
+        out.push("transfer aborted".to_owned());
+    }
+    out.extend(r.snapshots_to_send.iter().map(|p| format!("send snapshot to {p}")));
+    out.extend(
+        r.log_resets.iter().map(|x| format!("reset {}: matched {}, log ends at {}", x.peer, x.matched, x.last_log_index)),
+    );
+    out
+}
+
+/// The durable part of one `Ready`, waiting for its simulated fsync.
+#[derive(Debug, Default)]
+pub(super) struct Write {
+    install: Option<(InstalledSnapshot, (u64, Configuration))>,
+    hard_state: Option<HardState>,
+    truncate_from: Option<u64>,
+    entries: Vec<Log>,
+    persisted_messages: Vec<Message>,
+}
+
+/// A node's disk: what completed fsyncs made durable.
+#[derive(Debug, Default)]
+pub(super) struct Disk {
+    /// Durable term and vote.
+    pub(super) hard: HardState,
+    /// Index and term of the snapshot the log starts after (0, 0 if none).
+    pub(super) snapshot: (u64, u64),
+    /// The configuration the snapshot holds, and its index.
+    snapshot_configuration: Option<(u64, Configuration)>,
+    /// Durable entries after the snapshot, contiguous.
+    pub(super) log: Vec<Log>,
+}
+
+impl Disk {
+    /// The disk of a node started from `init`.
+    fn from_initial(init: &InitialState) -> Self {
+        Self {
+            hard: init.hard_state.clone(),
+            snapshot: (init.snapshot_index, init.snapshot_term),
+            snapshot_configuration: init.snapshot_configuration.clone(),
+            log: init.entries.clone(),
+        }
+    }
+
+    fn last_index(&self) -> u64 {
+        self.log.last().map_or(self.snapshot.0, |e| e.index)
+    }
+
+    /// Makes `w` durable, in the documented order: the snapshot's log
+    /// replacement, term and vote, truncation, then the new entries. A
+    /// write that would corrupt the disk is a core bug: it panics.
+    fn write(&mut self, w: &Write) {
+        if let Some((inst, conf)) = &w.install {
+            if inst.discard_log {
+                self.log.clear();
+            } else {
+                self.log.retain(|e| e.index > inst.index);
+            }
+            self.snapshot = (inst.index, inst.term);
+            self.snapshot_configuration = Some(conf.clone());
+        }
+        if let Some(h) = &w.hard_state {
+            assert!(h.term >= self.hard.term, "durable term goes back from {} to {}", self.hard.term, h.term);
+            assert!(
+                h.term > self.hard.term || self.hard.vote.is_none() || h.vote == self.hard.vote,
+                "durable vote of term {} changes from {:?} to {:?}",
+                h.term,
+                self.hard.vote,
+                h.vote
+            );
+            self.hard = h.clone();
+        }
+        if let Some(from) = w.truncate_from {
+            self.log.retain(|e| e.index < from);
+        }
+        for e in &w.entries {
+            assert_eq!(e.index, self.last_index() + 1, "a durable write leaves a hole");
+            self.log.push(e.clone());
+        }
+    }
+
+    /// What a core restarting from this disk starts with; `applied` is the
+    /// state machine's progress (at least the snapshot).
+    pub(super) fn initial_state(&self, applied: u64) -> InitialState {
+        InitialState {
+            hard_state: self.hard.clone(),
+            snapshot_index: self.snapshot.0,
+            snapshot_term: self.snapshot.1,
+            snapshot_configuration: self.snapshot_configuration.clone(),
+            entries: self.log.clone(),
+            applied,
+            removed: false,
+        }
+    }
+}
+
+/// One core with its disk and everything its `Ready`s reported.
+pub(super) struct Node {
+    /// The protocol core; `None` while crashed.
+    core: Option<Core>,
+    /// What reached the disk.
+    pub(super) disk: Disk,
+    /// Writes waiting for their fsync, oldest first.
+    pending: VecDeque<Write>,
+    /// Every entry applied, in order.
+    pub(super) applied: Vec<Log>,
+    /// Confirmed reads.
+    pub(super) reads: Vec<ReadState>,
+    /// Failed reads.
+    pub(super) failed_reads: Vec<(u64, Refusal)>,
+    /// Followers a snapshot was requested for.
+    pub(super) snapshots_to_send: Vec<ServerId>,
+    /// Reported log resets.
+    pub(super) log_resets: Vec<LogReset>,
+    /// A leadership transfer was reported aborted.
+    pub(super) transfer_aborted: bool,
+}
+
+impl Node {
+    fn new(core: Core, disk: Disk) -> Self {
+        Self {
+            core: Some(core),
+            disk,
+            pending: VecDeque::new(),
+            applied: Vec::new(),
+            reads: Vec::new(),
+            failed_reads: Vec::new(),
+            snapshots_to_send: Vec::new(),
+            log_resets: Vec::new(),
+            transfer_aborted: false,
+        }
+    }
+
+    /// The running core.
+    pub(super) fn core(&mut self) -> &mut Core {
+        self.core.as_mut().expect("node is running")
+    }
+
+    /// Executes `ready` in the documented order: messages into `out`, the
+    /// durable part queued for its fsync (completed at once if `sync`),
+    /// committed entries applied, reads and reports recorded.
+    fn execute(&mut self, ready: Ready, sync: bool, out: &mut VecDeque<Message>) {
+        let needs_persist = ready.needs_persist();
+        out.extend(ready.messages);
+        let install = ready.installed_snapshot.map(|inst| {
+            let (conf, index) = self.core().committed_configuration();
+            (inst, (index, conf.clone()))
+        });
+        if install.is_some() || needs_persist {
+            self.pending.push_back(Write {
+                install,
+                hard_state: ready.hard_state,
+                truncate_from: ready.truncate_from,
+                entries: ready.entries,
+                persisted_messages: ready.persisted_messages,
+            });
+            if sync {
+                self.sync(out);
+            }
+        }
+        self.applied.extend(ready.committed);
+        self.reads.extend(ready.reads);
+        self.failed_reads.extend(ready.failed_reads);
+        self.snapshots_to_send.extend(ready.snapshots_to_send);
+        self.log_resets.extend(ready.log_resets);
+        self.transfer_aborted |= ready.transfer_aborted;
+    }
+
+    /// Completes the oldest pending fsync: the write reaches the disk, then
+    /// its persisted messages go out and the core learns what is durable.
+    fn sync(&mut self, out: &mut VecDeque<Message>) -> bool {
+        let Some(w) = self.pending.pop_front() else { return false };
+        self.disk.write(&w);
+        out.extend(w.persisted_messages);
+        if let (Some(core), Some(last)) = (self.core.as_mut(), w.entries.last()) {
+            core.persisted(last.index, last.term);
+        }
+        true
+    }
+}
+
+/// A synchronous cluster of cores driven by [`Node::execute`].
+pub(super) struct Cluster {
+    /// The nodes by id.
+    pub(super) nodes: BTreeMap<ServerId, Node>,
+    /// Directed links that drop messages.
+    pub(super) cut: BTreeSet<(ServerId, ServerId)>,
+    /// Messages in flight, delivered FIFO.
+    pub(super) queue: VecDeque<Message>,
+    /// Whether fsyncs complete as soon as a write is queued.
+    pub(super) auto_persist: bool,
+    /// Every message delivered so far, rendered (see [`render`]), when
+    /// [`Cluster::record`] is on.
+    pub(super) delivered: Vec<String>,
+    /// Record delivered messages in `delivered`.
+    pub(super) record: bool,
+}
+
+impl Cluster {
+    /// `n` voters `n1..=nN`, all bootstrapped with the same configuration.
+    pub(super) fn new(n: usize, cfg: CoreConfig) -> Self {
+        let all = ids(n);
+        let init = bootstrapped(&config_of(&all));
+        let mut c = Self {
+            nodes: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            queue: VecDeque::new(),
+            auto_persist: true,
+            delivered: Vec::new(),
+            record: false,
+        };
+        for (i, id) in all.iter().enumerate() {
+            c.start(id.as_str(), cfg.clone(), i as u64 + 1, init.clone());
+        }
+        c
+    }
+
+    /// Starts (or replaces) node `id` from `init`, its disk holding `init`.
+    pub(super) fn start(&mut self, id: &str, cfg: CoreConfig, seed: u64, init: InitialState) {
+        let core = Core::new(id.into(), cfg, seed, init.clone()).expect("core");
+        self.nodes.insert(id.into(), Node::new(core, Disk::from_initial(&init)));
+    }
+
+    /// Replaces node `id` with one restarted from an empty disk.
+    pub(super) fn wipe(&mut self, id: &str) {
+        self.start(id, CoreConfig::for_tests(), 99, InitialState::default());
+    }
+
+    /// The core of node `id`.
+    pub(super) fn node(&mut self, id: &str) -> &mut Core {
+        self.nodes.get_mut(&ServerId::from(id)).expect("node exists").core()
+    }
+
+    /// Node `id` with its disk and reports.
+    pub(super) fn host(&mut self, id: &str) -> &mut Node {
+        self.nodes.get_mut(&ServerId::from(id)).expect("node exists")
+    }
+
+    /// Everything node `id` applied.
+    pub(super) fn applied(&mut self, id: &str) -> &[Log] {
+        &self.host(id).applied
+    }
+
+    /// The reads node `id` confirmed.
+    pub(super) fn reads(&mut self, id: &str) -> &[ReadState] {
+        &self.host(id).reads
+    }
+
+    /// The running cores.
+    pub(super) fn cores(&mut self) -> impl Iterator<Item = &mut Core> {
+        self.nodes.values_mut().filter_map(|n| n.core.as_mut())
+    }
+
+    /// Whether no running core has work left.
+    pub(super) fn at_rest(&mut self) -> bool {
+        self.cores().all(|c| !c.has_ready())
+    }
+
+    /// Cuts every link to and from `id`.
+    pub(super) fn isolate(&mut self, id: &str) {
+        let id = ServerId::from(id);
+        for other in self.nodes.keys() {
+            if *other != id {
+                self.cut.insert((id.clone(), other.clone()));
+                self.cut.insert((other.clone(), id.clone()));
+            }
+        }
+    }
+
+    /// Cuts the link between `a` and `b` both ways.
+    pub(super) fn cut_between(&mut self, a: &str, b: &str) {
+        self.cut.insert((a.into(), b.into()));
+        self.cut.insert((b.into(), a.into()));
+    }
+
+    /// Restores the link between `a` and `b` both ways.
+    pub(super) fn connect(&mut self, a: &str, b: &str) {
+        self.cut.remove(&(a.into(), b.into()));
+        self.cut.remove(&(b.into(), a.into()));
+    }
+
+    /// Restores every link.
+    pub(super) fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Executes every running core's `Ready`.
+    pub(super) fn collect(&mut self) {
+        let sync = self.auto_persist;
+        for node in self.nodes.values_mut() {
+            let Some(core) = node.core.as_mut() else { continue };
+            if !core.has_ready() {
+                continue;
+            }
+            let ready = core.take_ready();
+            node.execute(ready, sync, &mut self.queue);
+        }
+    }
+
+    /// Takes node `id`'s `Ready` without executing it.
+    pub(super) fn take_ready(&mut self, id: &str) -> Ready {
+        self.node(id).take_ready()
+    }
+
+    /// Executes a `Ready` taken with [`Cluster::take_ready`] as if the driver
+    /// had run it.
+    pub(super) fn execute(&mut self, id: &str, ready: Ready) {
+        let sync = self.auto_persist;
+        let node = self.nodes.get_mut(&ServerId::from(id)).expect("node exists");
+        node.execute(ready, sync, &mut self.queue);
+    }
+
+    /// Completes node `id`'s oldest pending fsync. Returns whether there
+    /// was one.
+    pub(super) fn sync(&mut self, id: &str) -> bool {
+        let node = self.nodes.get_mut(&ServerId::from(id)).expect("node exists");
+        node.sync(&mut self.queue)
+    }
+
+    /// Crashes node `id`: its core stops and writes not yet synced are lost.
+    pub(super) fn crash(&mut self, id: &str) {
+        let node = self.host(id);
+        node.core = None;
+        node.pending.clear();
+    }
+
+    /// Restarts node `id` from its disk (its state machine replays from the
+    /// snapshot).
+    pub(super) fn restart(&mut self, id: &str, cfg: CoreConfig, seed: u64) {
+        let node = self.host(id);
+        let init = node.disk.initial_state(node.disk.snapshot.0);
+        node.core = Some(Core::new(id.into(), cfg, seed, init).expect("restart from the disk"));
+    }
+
+    /// Delivers one message unless its link is cut.
+    pub(super) fn deliver(&mut self, m: Message) {
+        if self.cut.contains(&(m.from.clone(), m.to.clone())) {
+            return;
+        }
+        if self.record {
+            self.delivered.push(render(&m));
+        }
+        if let Some(core) = self.nodes.get_mut(&m.to).and_then(|n| n.core.as_mut()) {
+            core.step(m);
+        }
+    }
+
+    /// Executes `Ready`s and delivers at most `limit` messages (for
+    /// exchanges that may never come to rest).
+    pub(super) fn deliver_some(&mut self, limit: usize) {
+        for _ in 0..limit {
+            self.collect();
+            let Some(m) = self.queue.pop_front() else { return };
+            self.deliver(m);
+        }
+    }
+
+    /// Delivers messages until nothing is left.
+    pub(super) fn settle(&mut self) {
+        self.settle_with(|m| Some(m));
+    }
+
+    /// Delivers messages until nothing is left, passing each one through
+    /// `f` first (which may inspect it, change it, or drop it).
+    pub(super) fn settle_with(&mut self, mut f: impl FnMut(Message) -> Option<Message>) {
+        for _ in 0..10_000 {
+            self.collect();
+            let Some(m) = self.queue.pop_front() else { return };
+            if self.cut.contains(&(m.from.clone(), m.to.clone())) {
+                continue;
+            }
+            if let Some(m) = f(m) {
+                self.deliver(m);
+            }
+        }
+        panic!("cluster did not settle");
+    }
+
+    /// Ticks every running core once, then settles; `n` times.
+    pub(super) fn tick_all(&mut self, n: usize) {
+        for _ in 0..n {
+            for core in self.cores() {
+                core.tick();
+            }
+            self.settle();
+        }
+    }
+
+    /// The current leaders.
+    pub(super) fn leaders(&mut self) -> Vec<ServerId> {
+        self.cores().filter(|c| c.is_leader()).map(|c| c.id().clone()).collect()
+    }
+
+    /// Ticks until exactly one leader exists.
+    pub(super) fn elect(&mut self) -> ServerId {
+        for _ in 0..200 {
+            self.tick_all(1);
+            let leaders = self.leaders();
+            if leaders.len() == 1 {
+                return leaders[0].clone();
+            }
+        }
+        panic!("no leader elected");
+    }
+
+    /// Makes `id` leader by letting it time out first: every other node's
+    /// timer is pushed far out, then the whole cluster ticks.
+    pub(super) fn elect_node(&mut self, id: &str) {
+        let target = ServerId::from(id);
+        for _ in 0..200 {
+            for core in self.cores() {
+                if *core.id() != target && !core.is_leader() {
+                    core.election_timeout = 10_000;
+                }
+            }
+            self.tick_all(1);
+            if self.node(id).is_leader() {
+                return;
+            }
+        }
+        panic!("{id} should have won");
+    }
+
+    /// Proposes `conf` on the leader `id`, lets the cluster settle and tick
+    /// twice; returns the configuration's index.
+    pub(super) fn reconfigure(&mut self, leader: &str, conf: Configuration) -> u64 {
+        let idx = self.node(leader).propose_configuration(conf).expect("leader accepts the change");
+        self.settle();
+        self.tick_all(2);
+        idx
+    }
+
+    /// The leader `of`'s view of `peer`.
+    pub(super) fn progress(&mut self, of: &str, peer: &str) -> Option<super::PeerProgress> {
+        self.node(of).peer_progress().into_iter().find(|p| p.id.as_str() == peer)
+    }
+}
