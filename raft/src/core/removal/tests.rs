@@ -178,7 +178,10 @@ fn s4_2_2_only_a_leader_whose_removal_committed_says_removed() {
 
 #[test]
 fn s4_2_2_a_new_server_catching_up_through_configurations_without_it_is_not_removed() {
-    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    // One entry per request: n4 holds each configuration without it, with
+    // a commit index past it, before it receives the one that adds it.
+    let cfg = CoreConfig { max_append_entries: 1, ..CoreConfig::for_tests() };
+    let mut c = Cluster::new(3, cfg);
     c.elect_node("n1");
     c.settle();
     for i in 0..5 {
