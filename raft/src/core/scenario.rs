@@ -8,12 +8,13 @@
 //! expected messages and `Ready` out, rendered as short text lines by
 //! [`render`] and [`render_ready`] so an expectation reads like a trace.
 //!
-//! The driver executes every `Ready` exactly in the order the core documents
-//! (see the [module docs](super)): messages go out at once; the durable part
-//! (term and vote, truncation, entries, an installed snapshot) is written to
-//! the node's in-memory [`Disk`] when its simulated fsync completes, and only
-//! then do `persisted_messages` go out and [`Core::persisted`] get reported;
-//! committed entries are applied last. With [`Cluster::auto_persist`] on
+//! The driver executes every `Ready` with [`harness::execute`], the same
+//! executor the core simulation uses, in the order the core documents (see
+//! the [module docs](super)): messages go out at once; the durable part (term
+//! and vote, an installed snapshot's log deletion, truncation, entries) is
+//! written to the node's in-memory [`Disk`] (a [`MemLog`]) when its simulated
+//! fsync completes, and only then do `persisted_messages` go out and
+//! [`Core::persisted`] get reported; committed entries are applied last. With [`Cluster::auto_persist`] on
 //! (the default) every fsync completes at once; off, writes wait for
 //! [`Cluster::sync`], and [`Cluster::crash`] loses the ones still waiting, so
 //! [`Cluster::restart`] rebuilds a core from what really reached the disk.
@@ -24,6 +25,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use super::harness::{self, DurableWrite, MemLog, ReadyHost};
 use super::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal};
 use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId};
 
@@ -153,87 +155,38 @@ pub(super) fn render_ready(r: &Ready) -> Vec<String> {
     out
 }
 
-/// The durable part of one `Ready`, waiting for its simulated fsync.
-#[derive(Debug, Default)]
-pub(super) struct Write {
-    install: Option<(InstalledSnapshot, (u64, Configuration))>,
-    hard_state: Option<HardState>,
-    truncate_from: Option<u64>,
-    entries: Vec<Log>,
-    persisted_messages: Vec<Message>,
-}
-
 /// A node's disk: what completed fsyncs made durable.
 #[derive(Debug, Default)]
 pub(super) struct Disk {
-    /// Durable term and vote.
-    pub(super) hard: HardState,
-    /// Index and term of the snapshot the log starts after (0, 0 if none).
-    pub(super) snapshot: (u64, u64),
-    /// The configuration the snapshot holds, and its index.
+    /// Term, vote and log.
+    pub(super) mem: MemLog,
+    /// The configuration (and its index) of the snapshot the log was last
+    /// replaced with, if any: a restart needs it.
     snapshot_configuration: Option<(u64, Configuration)>,
-    /// Durable entries after the snapshot, contiguous.
-    pub(super) log: Vec<Log>,
 }
 
 impl Disk {
     /// The disk of a node started from `init`.
     fn from_initial(init: &InitialState) -> Self {
-        Self {
+        let mem = MemLog {
             hard: init.hard_state.clone(),
-            snapshot: (init.snapshot_index, init.snapshot_term),
-            snapshot_configuration: init.snapshot_configuration.clone(),
+            log_start: init.snapshot_index,
+            log_start_term: init.snapshot_term,
             log: init.entries.clone(),
-        }
+        };
+        Self { mem, snapshot_configuration: init.snapshot_configuration.clone() }
     }
 
-    fn last_index(&self) -> u64 {
-        self.log.last().map_or(self.snapshot.0, |e| e.index)
-    }
-
-    /// Makes `w` durable, in the documented order: the snapshot's log
-    /// replacement, term and vote, truncation, then the new entries. A
-    /// write that would corrupt the disk is a core bug: it panics.
-    fn write(&mut self, w: &Write) {
-        if let Some((inst, conf)) = &w.install {
-            if inst.discard_log {
-                self.log.clear();
-            } else {
-                self.log.retain(|e| e.index > inst.index);
-            }
-            self.snapshot = (inst.index, inst.term);
-            self.snapshot_configuration = Some(conf.clone());
-        }
-        if let Some(h) = &w.hard_state {
-            assert!(h.term >= self.hard.term, "durable term goes back from {} to {}", self.hard.term, h.term);
-            assert!(
-                h.term > self.hard.term || self.hard.vote.is_none() || h.vote == self.hard.vote,
-                "durable vote of term {} changes from {:?} to {:?}",
-                h.term,
-                self.hard.vote,
-                h.vote
-            );
-            self.hard = h.clone();
-        }
-        if let Some(from) = w.truncate_from {
-            self.log.retain(|e| e.index < from);
-        }
-        for e in &w.entries {
-            assert_eq!(e.index, self.last_index() + 1, "a durable write leaves a hole");
-            self.log.push(e.clone());
-        }
-    }
-
-    /// What a core restarting from this disk starts with; `applied` is the
-    /// state machine's progress (at least the snapshot).
-    pub(super) fn initial_state(&self, applied: u64) -> InitialState {
+    /// What a core restarting from this disk starts with: the state machine
+    /// restarts from the snapshot the log starts after.
+    pub(super) fn initial_state(&self) -> InitialState {
         InitialState {
-            hard_state: self.hard.clone(),
-            snapshot_index: self.snapshot.0,
-            snapshot_term: self.snapshot.1,
+            hard_state: self.mem.hard.clone(),
+            snapshot_index: self.mem.log_start,
+            snapshot_term: self.mem.log_start_term,
             snapshot_configuration: self.snapshot_configuration.clone(),
-            entries: self.log.clone(),
-            applied,
+            entries: self.mem.log.clone(),
+            applied: self.mem.log_start,
             removed: false,
         }
     }
@@ -246,7 +199,7 @@ pub(super) struct Node {
     /// What reached the disk.
     pub(super) disk: Disk,
     /// Writes waiting for their fsync, oldest first.
-    pending: VecDeque<Write>,
+    pending: VecDeque<DurableWrite>,
     /// Every entry applied, in order.
     pub(super) applied: Vec<Log>,
     /// Confirmed reads.
@@ -281,47 +234,85 @@ impl Node {
         self.core.as_mut().expect("node is running")
     }
 
-    /// Executes `ready` in the documented order: messages into `out`, the
-    /// durable part queued for its fsync (completed at once if `sync`),
-    /// committed entries applied, reads and reports recorded.
-    fn execute(&mut self, ready: Ready, sync: bool, out: &mut VecDeque<Message>) {
-        let needs_persist = ready.needs_persist();
-        out.extend(ready.messages);
-        let install = ready.installed_snapshot.map(|inst| {
-            let (conf, index) = self.core().committed_configuration();
-            (inst, (index, conf.clone()))
-        });
-        if install.is_some() || needs_persist {
-            self.pending.push_back(Write {
-                install,
-                hard_state: ready.hard_state,
-                truncate_from: ready.truncate_from,
-                entries: ready.entries,
-                persisted_messages: ready.persisted_messages,
-            });
-            if sync {
-                self.sync(out);
-            }
-        }
-        self.applied.extend(ready.committed);
-        self.reads.extend(ready.reads);
-        self.failed_reads.extend(ready.failed_reads);
-        self.snapshots_to_send.extend(ready.snapshots_to_send);
-        self.log_resets.extend(ready.log_resets);
-        self.transfer_aborted |= ready.transfer_aborted;
-    }
-
     /// Completes the oldest pending fsync: the write reaches the disk, then
     /// its persisted messages go out and the core learns what is durable.
     fn sync(&mut self, out: &mut VecDeque<Message>) -> bool {
         let Some(w) = self.pending.pop_front() else { return false };
-        self.disk.write(&w);
-        out.extend(w.persisted_messages);
-        if let (Some(core), Some(last)) = (self.core.as_mut(), w.entries.last()) {
-            core.persisted(last.index, last.term);
+        if let Err(e) = self.disk.mem.write(&w) {
+            panic!("{}: the core asked for a corrupting write: {e}", self.core().id());
         }
+        out.extend(w.completed(self.core.as_mut()));
         true
     }
+}
+
+/// A node executing one `Ready` (see [`harness::execute`]).
+struct Executing<'a> {
+    node: &'a mut Node,
+    /// Messages sent, delivered later in order.
+    out: &'a mut VecDeque<Message>,
+    /// Complete each fsync as soon as the write is queued.
+    sync: bool,
+}
+
+impl ReadyHost for Executing<'_> {
+    type Error = std::convert::Infallible;
+
+    fn log_reset(&mut self, reset: LogReset) -> Result<(), Self::Error> {
+        self.node.log_resets.push(reset);
+        Ok(())
+    }
+
+    fn send(&mut self, msg: Message) -> Result<(), Self::Error> {
+        self.out.push_back(msg);
+        Ok(())
+    }
+
+    fn install(&mut self, _snapshot: InstalledSnapshot) -> Result<(), Self::Error> {
+        // The core restored its configuration from the snapshot: keep it for
+        // restarts (the state machine here is the list of applied entries).
+        let (conf, index) = self.node.core().committed_configuration();
+        self.node.disk.snapshot_configuration = Some((index, conf.clone()));
+        Ok(())
+    }
+
+    fn write(&mut self, write: DurableWrite) -> Result<(), Self::Error> {
+        self.node.pending.push_back(write);
+        if self.sync {
+            self.node.sync(self.out);
+        }
+        Ok(())
+    }
+
+    fn send_snapshots(&mut self, to: Vec<ServerId>) -> Result<(), Self::Error> {
+        self.node.snapshots_to_send.extend(to);
+        Ok(())
+    }
+
+    fn apply(&mut self, entry: Log) -> Result<(), Self::Error> {
+        self.node.applied.push(entry);
+        Ok(())
+    }
+
+    fn read(&mut self, read: ReadState) -> Result<(), Self::Error> {
+        self.node.reads.push(read);
+        Ok(())
+    }
+
+    fn read_failed(&mut self, id: u64, why: Refusal) -> Result<(), Self::Error> {
+        self.node.failed_reads.push((id, why));
+        Ok(())
+    }
+
+    fn transfer_aborted(&mut self) -> Result<(), Self::Error> {
+        self.node.transfer_aborted = true;
+        Ok(())
+    }
+}
+
+/// Executes `ready` for `node` in the documented order.
+fn execute(node: &mut Node, ready: Ready, sync: bool, out: &mut VecDeque<Message>) {
+    let Ok(()) = harness::execute(ready, &mut Executing { node, out, sync });
 }
 
 /// A synchronous cluster of cores driven by [`Node::execute`].
@@ -438,7 +429,7 @@ impl Cluster {
                 continue;
             }
             let ready = core.take_ready();
-            node.execute(ready, sync, &mut self.queue);
+            execute(node, ready, sync, &mut self.queue);
         }
     }
 
@@ -452,7 +443,7 @@ impl Cluster {
     pub(super) fn execute(&mut self, id: &str, ready: Ready) {
         let sync = self.auto_persist;
         let node = self.nodes.get_mut(&ServerId::from(id)).expect("node exists");
-        node.execute(ready, sync, &mut self.queue);
+        execute(node, ready, sync, &mut self.queue);
     }
 
     /// Completes node `id`'s oldest pending fsync. Returns whether there
@@ -473,7 +464,7 @@ impl Cluster {
     /// snapshot).
     pub(super) fn restart(&mut self, id: &str, cfg: CoreConfig, seed: u64) {
         let node = self.host(id);
-        let init = node.disk.initial_state(node.disk.snapshot.0);
+        let init = node.disk.initial_state();
         node.core = Some(Core::new(id.into(), cfg, seed, init).expect("restart from the disk"));
     }
 
