@@ -52,6 +52,7 @@
 
 mod checks;
 mod client;
+mod drive;
 mod figure8;
 mod kv;
 mod lifecycle;
@@ -68,6 +69,7 @@ use std::rc::Rc;
 
 use self::checks::{violation, Check, Monitor, Safety};
 use self::client::{Client, History, PendingOp, Stage};
+use self::drive::Driving;
 use self::figure8::Figure8;
 use self::kv::KvFsm;
 use self::network::Network;
@@ -75,6 +77,7 @@ use self::rng::SimRng;
 use self::snapshot::{SnapshotPolicy, Transfer};
 use self::storage::{PendingWrite, Snapshot, Storage};
 use self::trace::{MsgSummary, Trace, TraceKind};
+use crate::core::harness::{self, MemLog};
 use crate::core::{Body, Core, CoreConfig, InitialState, Message, Refusal};
 use crate::testing::linearizability::{check_kv, CheckResult, KvInput, KvOutput};
 use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, Suffrage};
@@ -497,7 +500,8 @@ impl<'a> Sim<'a> {
                     entries: vec![first.clone()],
                     ..Default::default()
                 };
-                (init, Storage { hard: hard.clone(), log: vec![first.clone()], ..Default::default() })
+                let disk = MemLog { hard: hard.clone(), log: vec![first.clone()], ..MemLog::default() };
+                (init, Storage { disk, ..Storage::default() })
             } else {
                 (InitialState::default(), Storage::default())
             };
@@ -974,11 +978,8 @@ impl<'a> Sim<'a> {
         }
         let last = self.nodes[n].storage.last_index();
         self.trace.push(self.now, TraceKind::Synced { node: n, last, sent: write.persisted_messages.len() });
-        for m in write.persisted_messages {
+        for m in write.completed(self.nodes[n].core.as_mut()) {
             self.send(n, m)?;
-        }
-        if let (Some(core), Some(e)) = (self.nodes[n].core.as_mut(), write.entries.last()) {
-            core.persisted(e.index, e.term);
         }
         self.after_step(n)
     }
@@ -1063,74 +1064,16 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
-    /// Executes every `Ready` of node `n` in the documented order.
+    /// Executes every `Ready` of node `n` in the documented order, with the
+    /// core harness's executor (see [`drive`](self::drive)).
     fn drive(&mut self, n: usize) -> Check {
         loop {
             let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
             if !core.has_ready() {
                 return Ok(());
             }
-            let mut ready = core.take_ready();
-            for reset in std::mem::take(&mut ready.log_resets) {
-                self.report.log_resets += 1;
-                let what = format!(
-                    "n{} resets {}'s progress: it had matched {}, its log now ends at {}",
-                    n + 1,
-                    reset.peer,
-                    reset.matched,
-                    reset.last_log_index
-                );
-                self.trace.push(self.now, TraceKind::Network(what));
-            }
-            if let Some(t) = ready.truncate_from {
-                let m = &mut self.monitors[n];
-                m.mem_verified = m.mem_verified.min(t.saturating_sub(1));
-            }
-            for m in std::mem::take(&mut ready.messages) {
-                self.send(n, m)?;
-            }
-            // An installed snapshot replaces the stored log before anything
-            // appended after it is written.
-            let compact = match ready.installed_snapshot.take() {
-                Some(inst) => Some(self.execute_install(n, inst)?),
-                None => None,
-            };
-            if compact.is_some() || ready.needs_persist() {
-                self.queue_write(
-                    n,
-                    PendingWrite {
-                        hard_state: ready.hard_state,
-                        compact,
-                        truncate_from: ready.truncate_from,
-                        entries: ready.entries,
-                        persisted_messages: ready.persisted_messages,
-                        done_at: 0,
-                    },
-                );
-            }
-            if !ready.snapshots_to_send.is_empty() {
-                self.send_snapshots(n, ready.snapshots_to_send)?;
-            }
-            for e in ready.committed {
-                self.apply(n, e)?;
-            }
-            self.maybe_snapshot(n);
-            for r in ready.reads {
-                for c in &mut self.clients {
-                    if let Stage::Read { id, confirmed, .. } = &mut c.stage {
-                        if *id == r.id {
-                            *confirmed = Some(r.index);
-                        }
-                    }
-                }
-            }
-            for (read, why) in ready.failed_reads {
-                for c in 0..self.clients.len() {
-                    if matches!(self.clients[c].stage, Stage::Read { id, .. } if id == read) {
-                        self.refused(c, &why);
-                    }
-                }
-            }
+            let ready = core.take_ready();
+            harness::execute(ready, &mut Driving { sim: self, n })?;
         }
     }
 
