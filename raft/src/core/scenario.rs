@@ -26,7 +26,9 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 
 use super::harness::{self, DurableWrite, MemLog, ReadyHost};
-use super::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal};
+use super::{
+    Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal,
+};
 use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId};
 
 /// The ids `n1..=nN`.
@@ -104,8 +106,12 @@ pub(super) fn render(m: &Message) -> String {
             r.last_log_term,
             if r.leadership_transfer { " transfer" } else { "" }
         ),
-        Body::RequestVoteResponse(r) => write!(s, "VoteResp{rpc} t{} {}", r.term, verdict(r.granted, r.removed)),
-        Body::RequestPreVote(r) => write!(s, "PreVote{rpc} t{} last={}/{}", r.term, r.last_log_index, r.last_log_term),
+        Body::RequestVoteResponse(r) => {
+            write!(s, "VoteResp{rpc} t{} {}", r.term, verdict(r.granted, r.removed))
+        }
+        Body::RequestPreVote(r) => {
+            write!(s, "PreVote{rpc} t{} last={}/{}", r.term, r.last_log_index, r.last_log_term)
+        }
         Body::RequestPreVoteResponse(r) => {
             write!(s, "PreVoteResp{rpc} t{} {}", r.term, verdict(r.granted, r.removed))
         }
@@ -127,7 +133,12 @@ fn verdict(granted: bool, removed: bool) -> &'static str {
 pub(super) fn render_ready(r: &Ready) -> Vec<String> {
     let mut out: Vec<String> = r.messages.iter().map(|m| format!("send {}", render(m))).collect();
     if let Some(i) = &r.installed_snapshot {
-        out.push(format!("install snapshot {}/{}{}", i.index, i.term, if i.discard_log { " discard log" } else { "" }));
+        out.push(format!(
+            "install snapshot {}/{}{}",
+            i.index,
+            i.term,
+            if i.discard_log { " discard log" } else { "" }
+        ));
     }
     if let Some(h) = &r.hard_state {
         let vote = h.vote.as_ref().map_or("none".to_owned(), |v| v.to_string());
@@ -150,7 +161,9 @@ pub(super) fn render_ready(r: &Ready) -> Vec<String> {
     }
     out.extend(r.snapshots_to_send.iter().map(|p| format!("send snapshot to {p}")));
     out.extend(
-        r.log_resets.iter().map(|x| format!("reset {}: matched {}, log ends at {}", x.peer, x.matched, x.last_log_index)),
+        r.log_resets
+            .iter()
+            .map(|x| format!("reset {}: matched {}, log ends at {}", x.peer, x.matched, x.last_log_index)),
     );
     out
 }
@@ -493,7 +506,7 @@ impl Cluster {
 
     /// Delivers messages until nothing is left.
     pub(super) fn settle(&mut self) {
-        self.settle_with(|m| Some(m));
+        self.settle_with(Some);
     }
 
     /// Delivers messages until nothing is left, passing each one through

@@ -260,7 +260,6 @@ fn s9_6_a_pre_vote_grant_from_an_earlier_round_does_not_count() {
     assert_eq!(n1.vote(), Some(&ServerId::from("n1")));
 }
 
-
 #[test]
 fn s5_2_a_vote_granted_in_an_earlier_term_does_not_count() {
     // n1 campaigned in term 2, timed out and campaigns again in term 3. A

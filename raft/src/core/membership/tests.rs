@@ -80,4 +80,3 @@ fn moving_a_member_to_a_new_address_restarts_its_replication_progress() {
     assert!(c.progress("n1", "n3").is_some_and(|p| p.matched > 0), "others keep theirs");
     assert!(c.node("n1").commit_index() >= commit);
 }
-

@@ -80,4 +80,3 @@ fn s6_4_reads_refused_on_followers_and_during_transfer() {
     assert_eq!(c.node("n1").read_index(2), Err(Refusal::TransferInProgress));
     assert_eq!(c.node("n1").propose([cmd("x")]), Err(Refusal::TransferInProgress));
 }
-

@@ -243,7 +243,6 @@ fn s4_2_2_a_joiner_that_caught_up_to_the_commit_but_not_to_its_own_addition_is_n
     assert_eq!(n4.state(), RaftState::Follower, "configurations from before it joined are not a removal");
 }
 
-
 #[test]
 fn s4_2_2_a_server_catching_up_past_its_removal_to_its_re_addition_is_not_removed() {
     // n3 misses its removal and its re-addition under the same id. It then

@@ -284,16 +284,46 @@ fn durability_entries_are_applied_only_after_the_local_fsync() {
         round: 0,
         cluster_id: None,
     };
+    c.auto_persist = false;
     c.node("n2").step(msg("n1", "n2", 3, Body::AppendEntries(req)));
     let i = last + 1;
+    let ready = c.take_ready("n2");
     assert_eq!(
-        render_ready(&c.take_ready("n2")),
-        [format!("append {i}/{term}"), format!("after persist send n2->n1 AppResp#3 t{term} ok last={i} round=0")],
+        render_ready(&ready),
+        [
+            format!("append {i}/{term}"),
+            format!("after persist send n2->n1 AppResp#3 t{term} ok last={i} round=0")
+        ],
         "nothing is applied before the entry is durable"
     );
+    c.execute("n2", ready);
     assert_eq!(c.node("n2").commit_index(), i, "although n2 knows it committed");
-    c.node("n2").persisted(i, term);
+    assert!(c.sync("n2"), "the fsync completes");
     assert_eq!(render_ready(&c.take_ready("n2")), [format!("apply {i}/{term}")]);
+}
+
+#[test]
+fn durability_a_crash_before_the_fsync_loses_the_write_and_its_acknowledgement() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.tick_all(1);
+    let before = c.node("n2").last_index();
+    c.auto_persist = false;
+    let idx = c.node("n1").propose([cmd("x")]).expect("leader");
+    c.settle();
+    // n2 crashes before its write is durable: the entry and the
+    // acknowledgement waiting for it are gone.
+    c.crash("n2");
+    assert!(c.sync("n3") && c.sync("n1"));
+    c.settle();
+    assert_eq!(c.progress("n1", "n2").map(|p| p.matched), Some(before), "n2 never acknowledged {idx}");
+    assert_eq!(c.node("n1").commit_index(), idx, "n1 and n3 hold it durably");
+    c.restart("n2", CoreConfig::for_tests(), 22);
+    assert_eq!(c.node("n2").last_index(), before, "n2 restarts from its disk, without {idx}");
+    c.auto_persist = true;
+    c.tick_all(3);
+    assert_eq!(c.host("n2").disk.mem.last_index(), idx, "the leader sent it again");
+    assert_eq!(c.node("n2").commit_index(), idx);
 }
 
 #[test]
@@ -318,7 +348,12 @@ fn durability_a_late_fsync_report_for_a_replaced_entry_is_ignored() {
     n2.step(msg("n3", "n2", 2, Body::AppendEntries(append(3, "n3"))));
     assert_eq!(
         render_ready(&n2.take_ready()),
-        ["persist term 3 vote none", "truncate from 2", "append 2/3", "after persist send n2->n3 AppResp#2 t3 ok last=2 round=0"]
+        [
+            "persist term 3 vote none",
+            "truncate from 2",
+            "append 2/3",
+            "after persist send n2->n3 AppResp#2 t3 ok last=2 round=0"
+        ]
     );
     n2.persisted(2, 2);
     assert_eq!(n2.persisted_index(), 1, "the report for the replaced entry 2/2 is stale");
@@ -555,4 +590,3 @@ fn a_ready_holding_only_a_log_reset_is_not_empty() {
     let ready = Ready { log_resets: vec![reset], ..Ready::default() };
     assert!(!ready.is_empty(), "the driver must see it to report it");
 }
-

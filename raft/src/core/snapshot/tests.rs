@@ -102,4 +102,3 @@ fn s7_a_follower_caught_up_by_a_snapshot_is_not_probed_in_a_loop() {
     c.settle();
     assert!(c.at_rest());
 }
-

@@ -51,4 +51,3 @@ fn s3_10_transfer_refuses_an_unknown_id_and_a_non_voter_distinctly() {
     assert_eq!(c.node("n1").transfer_leadership(Some("n9".into())), Err(Refusal::UnknownServer("n9".into())));
     assert!(c.node("n1").is_leader());
 }
-

@@ -249,11 +249,7 @@ impl Sim<'_> {
     /// Executes a `Ready::installed_snapshot` of node `n`: restores the
     /// state machine from the snapshot being installed (the harness puts the
     /// log deletion ahead of the `Ready`'s own writes).
-    pub(super) fn execute_install(
-        &mut self,
-        n: usize,
-        inst: InstalledSnapshot,
-    ) -> Check {
+    pub(super) fn execute_install(&mut self, n: usize, inst: InstalledSnapshot) -> Check {
         let Some(s) = self.nodes[n].installing.take() else {
             return Err(violation(
                 "snapshot installs",
