@@ -29,6 +29,7 @@ use super::harness::{self, DurableWrite, MemLog, ReadyHost};
 use super::{
     Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal,
 };
+use crate::message::{AppendEntriesRequest, RequestPreVoteRequest, RequestVoteRequest};
 use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId};
 
 /// The ids `n1..=nN`.
@@ -59,6 +60,56 @@ pub(super) fn cmd(s: &str) -> (LogType, Bytes) {
 /// A message from `from` to `to` with request token `rpc_id`.
 pub(super) fn msg(from: &str, to: &str, rpc_id: u64, body: Body) -> Message {
     Message { from: from.into(), to: to.into(), rpc_id, body }
+}
+
+/// A vote request from `candidate` for `term`, its log ending at `last`
+/// (index, term).
+pub(super) fn vote_request(term: u64, candidate: &str, last: (u64, u64)) -> RequestVoteRequest {
+    RequestVoteRequest {
+        term,
+        candidate_id: candidate.into(),
+        last_log_index: last.0,
+        last_log_term: last.1,
+        leadership_transfer: false,
+        cluster_id: None,
+    }
+}
+
+/// A vote request of a leadership transfer (it bypasses leader stickiness).
+pub(super) fn transfer_vote_request(term: u64, candidate: &str, last: (u64, u64)) -> RequestVoteRequest {
+    RequestVoteRequest { leadership_transfer: true, ..vote_request(term, candidate, last) }
+}
+
+/// A pre-vote request from `candidate` for `term`, its log ending at `last`.
+pub(super) fn pre_vote_request(term: u64, candidate: &str, last: (u64, u64)) -> RequestPreVoteRequest {
+    RequestPreVoteRequest {
+        term,
+        candidate_id: candidate.into(),
+        last_log_index: last.0,
+        last_log_term: last.1,
+        cluster_id: None,
+    }
+}
+
+/// An AppendEntries from `leader` of `term` (read round 0): `entries` after
+/// `prev` (index, term), and the leader's commit index.
+pub(super) fn append_request(
+    term: u64,
+    leader: &str,
+    prev: (u64, u64),
+    entries: Vec<Log>,
+    leader_commit: u64,
+) -> AppendEntriesRequest {
+    AppendEntriesRequest {
+        term,
+        leader_id: leader.into(),
+        prev_log_index: prev.0,
+        prev_log_term: prev.1,
+        entries,
+        leader_commit,
+        round: 0,
+        cluster_id: None,
+    }
 }
 
 /// One log entry as `index/term`, with its kind unless it is a command.
@@ -568,6 +619,15 @@ impl Cluster {
             }
         }
         panic!("{id} should have won");
+    }
+
+    /// Proposes `n` commands (`v0`, `v1`, ...) one by one on `leader`, then
+    /// settles.
+    pub(super) fn propose_many(&mut self, leader: &str, n: usize) {
+        for i in 0..n {
+            self.node(leader).propose([cmd(&format!("v{i}"))]).expect("leader");
+        }
+        self.settle();
     }
 
     /// Proposes `conf` on the leader `id`, lets the cluster settle and tick

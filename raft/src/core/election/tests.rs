@@ -21,14 +21,7 @@ fn s5_2_one_leader_is_elected_in_1_3_and_5_node_clusters() {
 #[test]
 fn s5_2_vote_is_persisted_before_it_is_sent() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
-    let req = RequestVoteRequest {
-        term: 2,
-        candidate_id: "n2".into(),
-        last_log_index: 1,
-        last_log_term: 1,
-        leadership_transfer: false,
-        cluster_id: None,
-    };
+    let req = vote_request(2, "n2", (1, 1));
     c.node("n1").step(msg("n2", "n1", 7, Body::RequestVote(req)));
     let ready = c.take_ready("n1");
     assert_eq!(
@@ -48,14 +41,7 @@ fn s5_2_only_one_vote_per_term() {
     let mut cfg = CoreConfig::for_tests();
     cfg.check_quorum = false;
     let mut c = Cluster::new(3, cfg);
-    let vote = |cand: &str| RequestVoteRequest {
-        term: 2,
-        candidate_id: cand.into(),
-        last_log_index: 1,
-        last_log_term: 1,
-        leadership_transfer: false,
-        cluster_id: None,
-    };
+    let vote = |cand: &str| vote_request(2, cand, (1, 1));
     let n1 = c.node("n1");
     n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 1, body: Body::RequestVote(vote("n2")) });
     n1.step(Message { from: "n3".into(), to: "n1".into(), rpc_id: 2, body: Body::RequestVote(vote("n3")) });
@@ -82,14 +68,7 @@ fn s5_4_1_vote_denied_to_a_candidate_with_a_less_up_to_date_log() {
     c.node("n1").propose([cmd("a")]).expect("leader");
     c.settle();
     // n3 missed nothing but we fake a candidate whose log ends earlier.
-    let req = RequestVoteRequest {
-        term: 10,
-        candidate_id: "n3".into(),
-        last_log_index: 1,
-        last_log_term: 1,
-        leadership_transfer: true,
-        cluster_id: None,
-    };
+    let req = transfer_vote_request(10, "n3", (1, 1));
     let n2 = c.node("n2");
     n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 1, body: Body::RequestVote(req) });
     let ready = n2.take_ready();
@@ -151,14 +130,7 @@ fn s4_2_3_leader_stickiness_ignores_votes_while_leader_is_live() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
     let term = c.node("n1").term();
-    let req = RequestVoteRequest {
-        term: term + 5,
-        candidate_id: "n3".into(),
-        last_log_index: 100,
-        last_log_term: 100,
-        leadership_transfer: false,
-        cluster_id: None,
-    };
+    let req = vote_request(term + 5, "n3", (100, 100));
     let n2 = c.node("n2");
     n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 1, body: Body::RequestVote(req) });
     assert_eq!(n2.term(), term, "a live leader's follower does not adopt the disruptive term");
@@ -194,13 +166,7 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
     // The voter is behind (term 0): its grant must still count for the
     // candidate, so it names the term it grants, not its own.
     let mut v = Core::new("n2".into(), CoreConfig::for_tests(), 1, InitialState::default()).expect("core");
-    let req = RequestPreVoteRequest {
-        cluster_id: None,
-        term: 2,
-        candidate_id: "n1".into(),
-        last_log_index: 1,
-        last_log_term: 1,
-    };
+    let req = pre_vote_request(2, "n1", (1, 1));
     v.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 4, body: Body::RequestPreVote(req) });
     assert_eq!(v.term(), 0, "a pre-vote never changes the voter's term");
     let ready = v.take_ready();
@@ -213,13 +179,7 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
     let term = c.node("n1").term();
-    let req = RequestPreVoteRequest {
-        cluster_id: None,
-        term: term + 1,
-        candidate_id: "n3".into(),
-        last_log_index: 0,
-        last_log_term: 0,
-    };
+    let req = pre_vote_request(term + 1, "n3", (0, 0));
     let n2 = c.node("n2");
     n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 5, body: Body::RequestPreVote(req) });
     let resp = n2.take_ready().messages.iter().find_map(|m| match &m.body {

@@ -32,16 +32,8 @@ fn s4_2_2_a_follower_whose_committed_configuration_excludes_it_is_removed() {
     // Whatever still reaches it is ignored: a heartbeat of the current term
     // neither brings it back as a follower nor gets an answer.
     let term = c.node("n1").term();
-    let heartbeat = AppendEntriesRequest {
-        term,
-        leader_id: "n1".into(),
-        prev_log_index: idx,
-        prev_log_term: c.node("n1").term_at(idx).expect("in the log"),
-        entries: Vec::new(),
-        leader_commit: idx,
-        round: 0,
-        cluster_id: None,
-    };
+    let heartbeat =
+        append_request(term, "n1", (idx, c.node("n1").term_at(idx).expect("in the log")), Vec::new(), idx);
     let n3 = c.node("n3");
     n3.step(msg("n1", "n3", 5, Body::AppendEntries(heartbeat)));
     assert_eq!(n3.state(), RaftState::Removed, "a message does not bring it back");
@@ -149,13 +141,7 @@ fn s4_2_2_only_a_leader_whose_removal_committed_says_removed() {
     // The removal is appended but cannot commit: n3 is not removed yet.
     c.node("n1").propose_configuration(config_of(&ids(2))).expect("leader");
     c.settle();
-    let req = RequestPreVoteRequest {
-        cluster_id: None,
-        term: c.node("n1").term() + 1,
-        candidate_id: "n3".into(),
-        last_log_index: 0,
-        last_log_term: 0,
-    };
+    let req = pre_vote_request(c.node("n1").term() + 1, "n3", (0, 0));
     c.node("n1").step(Message {
         from: "n3".into(),
         to: "n1".into(),

@@ -10,10 +10,7 @@ use crate::message::*;
 fn s5_3_replicated_entries_are_applied_in_order_on_every_node() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
-    for i in 0..200 {
-        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
-    }
-    c.settle();
+    c.propose_many("n1", 200);
     c.tick_all(3);
     let leader_log: Vec<Log> = c.applied("n1").to_vec();
     let commands = leader_log.iter().filter(|l| l.log_type == LogType::Command).count();
@@ -107,16 +104,7 @@ fn s5_3_rejection_hint_skips_a_whole_conflicting_term() {
     n1.hard.term = 2;
     let entries: Vec<Log> = (2..=6).map(|i| Log::new(i, 2, LogType::Command, "x")).collect();
     n1.append_local(entries);
-    let req = AppendEntriesRequest {
-        term: 3,
-        leader_id: "n2".into(),
-        prev_log_index: 6,
-        prev_log_term: 3,
-        entries: vec![],
-        leader_commit: 1,
-        round: 0,
-        cluster_id: None,
-    };
+    let req = append_request(3, "n2", (6, 3), vec![], 1);
     n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 1, body: Body::AppendEntries(req) });
     let ready = n1.take_ready();
     let resp = ready
@@ -274,16 +262,13 @@ fn durability_entries_are_applied_only_after_the_local_fsync() {
     c.tick_all(1);
     let (term, last) = (c.node("n2").term(), c.node("n2").last_index());
     assert_eq!(c.node("n2").applied_index(), last, "n2 applied everything before");
-    let req = AppendEntriesRequest {
+    let req = append_request(
         term,
-        leader_id: "n1".into(),
-        prev_log_index: last,
-        prev_log_term: term,
-        entries: vec![Log::new(last + 1, term, LogType::Command, "x")],
-        leader_commit: last + 1,
-        round: 0,
-        cluster_id: None,
-    };
+        "n1",
+        (last, term),
+        vec![Log::new(last + 1, term, LogType::Command, "x")],
+        last + 1,
+    );
     c.auto_persist = false;
     c.node("n2").step(msg("n1", "n2", 3, Body::AppendEntries(req)));
     let i = last + 1;
@@ -332,15 +317,8 @@ fn durability_a_late_fsync_report_for_a_replaced_entry_is_ignored() {
     // term 3 replaces it with its own entry 2. The first write's completion
     // says nothing about the new entry.
     let mut c = Cluster::new(3, CoreConfig::for_tests());
-    let append = |term: u64, leader: &str| AppendEntriesRequest {
-        term,
-        leader_id: leader.into(),
-        prev_log_index: 1,
-        prev_log_term: 1,
-        entries: vec![Log::new(2, term, LogType::Command, "x")],
-        leader_commit: 1,
-        round: 0,
-        cluster_id: None,
+    let append = |term: u64, leader: &str| {
+        append_request(term, leader, (1, 1), vec![Log::new(2, term, LogType::Command, "x")], 1)
     };
     let n2 = c.node("n2");
     n2.step(msg("n1", "n2", 1, Body::AppendEntries(append(2, "n1"))));
@@ -366,16 +344,13 @@ fn durability_follower_acks_only_after_persisting() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
     let term = c.node("n1").term();
-    let req = AppendEntriesRequest {
+    let req = append_request(
         term,
-        leader_id: "n1".into(),
-        prev_log_index: c.node("n2").last_index(),
-        prev_log_term: c.node("n2").last_term(),
-        entries: vec![Log::new(c.node("n2").last_index() + 1, term, LogType::Command, "x")],
-        leader_commit: 0,
-        round: 0,
-        cluster_id: None,
-    };
+        "n1",
+        (c.node("n2").last_index(), c.node("n2").last_term()),
+        vec![Log::new(c.node("n2").last_index() + 1, term, LogType::Command, "x")],
+        0,
+    );
     let n2 = c.node("n2");
     n2.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 3, body: Body::AppendEntries(req) });
     let ready = n2.take_ready();
@@ -387,16 +362,7 @@ fn durability_follower_acks_only_after_persisting() {
 #[test]
 fn bad_input_entries_that_skip_indexes_are_ignored() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
-    let req = AppendEntriesRequest {
-        term: 2,
-        leader_id: "n2".into(),
-        prev_log_index: 1,
-        prev_log_term: 1,
-        entries: vec![Log::new(5, 2, LogType::Command, "x")],
-        leader_commit: 5,
-        round: 0,
-        cluster_id: None,
-    };
+    let req = append_request(2, "n2", (1, 1), vec![Log::new(5, 2, LogType::Command, "x")], 5);
     let n1 = c.node("n1");
     n1.step(Message { from: "n2".into(), to: "n1".into(), rpc_id: 1, body: Body::AppendEntries(req) });
     assert_eq!(n1.last_index(), 1);
@@ -409,16 +375,7 @@ fn s5_3_follower_with_an_empty_log_hints_to_start_from_index_1() {
     // leader's term on its first AppendEntries and answers with a hint
     // the leader can use: its log ends at 0, retry from 1.
     let mut f = Core::new("n2".into(), CoreConfig::for_tests(), 7, InitialState::default()).expect("core");
-    let req = AppendEntriesRequest {
-        cluster_id: None,
-        term: 5,
-        leader_id: "n1".into(),
-        prev_log_index: 40,
-        prev_log_term: 5,
-        entries: vec![],
-        leader_commit: 40,
-        round: 0,
-    };
+    let req = append_request(5, "n1", (40, 5), vec![], 40);
     f.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 1, body: Body::AppendEntries(req) });
     assert_eq!((f.term(), f.leader()), (5, Some(&ServerId::from("n1"))), "joined the leader's term");
     assert_eq!(f.state(), RaftState::Follower);
@@ -437,16 +394,7 @@ fn s5_3_follower_with_a_shorter_log_hints_its_last_index_plus_one() {
     let n2 = c.node("n2");
     n2.append_local((2..=4).map(|i| Log::new(i, 1, LogType::Command, "x")).collect());
     let _ = n2.take_ready();
-    let req = AppendEntriesRequest {
-        cluster_id: None,
-        term: 2,
-        leader_id: "n1".into(),
-        prev_log_index: 9,
-        prev_log_term: 2,
-        entries: vec![],
-        leader_commit: 9,
-        round: 0,
-    };
+    let req = append_request(2, "n1", (9, 2), vec![], 9);
     n2.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 1, body: Body::AppendEntries(req) });
     let r = append_responses(&n2.take_ready().messages).pop().expect("an answer");
     assert_eq!((r.success, r.last_log_index, r.conflict_term, r.conflict_index), (false, 4, 0, 5));
@@ -460,10 +408,7 @@ fn s5_3_leader_re_replicates_to_a_follower_that_lost_its_whole_log() {
     // whole log again.
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
-    for i in 0..30 {
-        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
-    }
-    c.settle();
+    c.propose_many("n1", 30);
     let last = c.node("n1").last_index();
     assert_eq!(c.progress("n1", "n3").expect("peer tracked").matched, last);
     c.wipe("n3");
@@ -493,10 +438,7 @@ fn s5_3_leader_re_replicates_a_cut_off_log_tail() {
     // its term and vote survived.
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
-    for i in 0..10 {
-        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
-    }
-    c.settle();
+    c.propose_many("n1", 10);
     let last = c.node("n1").last_index();
     let n2 = c.node("n2");
     let init = InitialState {
@@ -515,10 +457,7 @@ fn s5_3_leader_re_replicates_a_cut_off_log_tail() {
 fn s5_3_a_reset_follower_needing_compacted_entries_gets_a_snapshot() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
-    for i in 0..10 {
-        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
-    }
-    c.settle();
+    c.propose_many("n1", 10);
     let applied = c.node("n1").applied_index();
     c.node("n1").compact(applied).expect("compact");
     c.wipe("n3");
@@ -544,10 +483,7 @@ fn s5_3_a_delayed_rejection_below_the_match_costs_a_resend_not_safety() {
     // acknowledges again and everything comes back to rest.
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
-    for i in 0..5 {
-        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
-    }
-    c.settle();
+    c.propose_many("n1", 5);
     let (term, last, commit) = (c.node("n1").term(), c.node("n1").last_index(), c.node("n1").commit_index());
     let stale = AppendEntriesResponse {
         term,

@@ -10,10 +10,7 @@ fn s7_leader_asks_for_a_snapshot_when_a_follower_needs_compacted_entries() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
     c.isolate("n3");
-    for i in 0..20 {
-        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
-    }
-    c.settle();
+    c.propose_many("n1", 20);
     let applied = c.node("n1").applied_index();
     c.node("n1").compact(applied).expect("compact");
     assert!(c.node("n1").compact(applied + 1).is_err(), "cannot compact past what is applied");
@@ -74,10 +71,7 @@ fn s7_a_follower_caught_up_by_a_snapshot_is_not_probed_in_a_loop() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
     c.isolate("n3");
-    for i in 0..5 {
-        c.node("n1").propose([cmd(&format!("v{i}"))]).expect("leader");
-    }
-    c.settle();
+    c.propose_many("n1", 5);
     let applied = c.node("n1").applied_index();
     c.node("n1").compact(applied).expect("compact");
     c.heal();
