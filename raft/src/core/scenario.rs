@@ -20,6 +20,8 @@
 //! [`Cluster::restart`] rebuilds a core from what really reached the disk.
 //! Messages travel FIFO over links that can be cut.
 
+pub(super) mod script;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 

@@ -238,3 +238,8 @@ fn s5_2_a_vote_granted_in_an_earlier_term_does_not_count() {
     n1.step(msg("n2", "n1", 0, Body::RequestVoteResponse(now)));
     assert!(n1.is_leader(), "the current term's grant wins the election");
 }
+
+#[test]
+fn s5_2_an_election_step_by_step() {
+    script::run("election/testdata/s5_2_election.txt", include_str!("testdata/s5_2_election.txt"));
+}

@@ -80,3 +80,8 @@ fn s6_4_reads_refused_on_followers_and_during_transfer() {
     assert_eq!(c.node("n1").read_index(2), Err(Refusal::TransferInProgress));
     assert_eq!(c.node("n1").propose([cmd("x")]), Err(Refusal::TransferInProgress));
 }
+
+#[test]
+fn s6_4_a_read_is_confirmed_by_a_round_that_starts_after_it() {
+    script::run("read/testdata/s6_4_read_index.txt", include_str!("testdata/s6_4_read_index.txt"));
+}

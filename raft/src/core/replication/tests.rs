@@ -526,3 +526,8 @@ fn a_ready_holding_only_a_log_reset_is_not_empty() {
     let ready = Ready { log_resets: vec![reset], ..Ready::default() };
     assert!(!ready.is_empty(), "the driver must see it to report it");
 }
+
+#[test]
+fn durability_a_crash_before_the_fsync_step_by_step() {
+    script::run("replication/testdata/durability_crash.txt", include_str!("testdata/durability_crash.txt"));
+}
