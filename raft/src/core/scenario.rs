@@ -20,13 +20,14 @@
 //! [`Cluster::restart`] rebuilds a core from what really reached the disk.
 //! Messages travel FIFO over links that can be cut.
 
+mod render;
 pub(super) mod script;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+pub(super) use self::render::{render, render_ready};
 use super::harness::{self, DurableWrite, MemLog, ReadyHost};
 use super::{
     Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal,
@@ -112,113 +113,6 @@ pub(super) fn append_request(
         round: 0,
         cluster_id: None,
     }
-}
-
-/// One log entry as `index/term`, with its kind unless it is a command.
-fn entry(e: &Log) -> String {
-    match e.log_type {
-        LogType::Command => format!("{}/{}", e.index, e.term),
-        LogType::Noop => format!("{}/{}:noop", e.index, e.term),
-        LogType::Configuration => format!("{}/{}:conf", e.index, e.term),
-        _ => format!("{}/{}:other", e.index, e.term),
-    }
-}
-
-fn entries(es: &[Log]) -> String {
-    es.iter().map(entry).collect::<Vec<_>>().join(" ")
-}
-
-/// A message as one line: `from->to Kind[#rpc] t<term> fields`.
-pub(super) fn render(m: &Message) -> String {
-    let mut s = format!("{}->{} ", m.from, m.to);
-    let rpc = if m.rpc_id == 0 { String::new() } else { format!("#{}", m.rpc_id) };
-    let _ = match &m.body {
-        Body::AppendEntries(r) => write!(
-            s,
-            "App{rpc} t{} prev={}/{} [{}] commit={} round={}",
-            r.term,
-            r.prev_log_index,
-            r.prev_log_term,
-            entries(&r.entries),
-            r.leader_commit,
-            r.round
-        ),
-        Body::AppendEntriesResponse(r) if r.success => {
-            write!(s, "AppResp{rpc} t{} ok last={} round={}", r.term, r.last_log_index, r.round)
-        }
-        Body::AppendEntriesResponse(r) => write!(
-            s,
-            "AppResp{rpc} t{} reject last={} hint={}/{} round={}",
-            r.term, r.last_log_index, r.conflict_term, r.conflict_index, r.round
-        ),
-        Body::RequestVote(r) => write!(
-            s,
-            "Vote{rpc} t{} last={}/{}{}",
-            r.term,
-            r.last_log_index,
-            r.last_log_term,
-            if r.leadership_transfer { " transfer" } else { "" }
-        ),
-        Body::RequestVoteResponse(r) => {
-            write!(s, "VoteResp{rpc} t{} {}", r.term, verdict(r.granted, r.removed))
-        }
-        Body::RequestPreVote(r) => {
-            write!(s, "PreVote{rpc} t{} last={}/{}", r.term, r.last_log_index, r.last_log_term)
-        }
-        Body::RequestPreVoteResponse(r) => {
-            write!(s, "PreVoteResp{rpc} t{} {}", r.term, verdict(r.granted, r.removed))
-        }
-        Body::TimeoutNow(r) => write!(s, "TimeoutNow{rpc} t{}", r.term),
-        Body::TimeoutNowResponse(r) => write!(s, "TimeoutNowResp{rpc} t{}", r.term),
-    };
-    s
-}
-
-fn verdict(granted: bool, removed: bool) -> &'static str {
-    match (granted, removed) {
-        (true, _) => "granted",
-        (false, true) => "removed",
-        (false, false) => "refused",
-    }
-}
-
-/// A `Ready` as lines, in the order the driver executes them.
-pub(super) fn render_ready(r: &Ready) -> Vec<String> {
-    let mut out: Vec<String> = r.messages.iter().map(|m| format!("send {}", render(m))).collect();
-    if let Some(i) = &r.installed_snapshot {
-        out.push(format!(
-            "install snapshot {}/{}{}",
-            i.index,
-            i.term,
-            if i.discard_log { " discard log" } else { "" }
-        ));
-    }
-    if let Some(h) = &r.hard_state {
-        let vote = h.vote.as_ref().map_or("none".to_owned(), |v| v.to_string());
-        out.push(format!("persist term {} vote {vote}", h.term));
-    }
-    if let Some(t) = r.truncate_from {
-        out.push(format!("truncate from {t}"));
-    }
-    if !r.entries.is_empty() {
-        out.push(format!("append {}", entries(&r.entries)));
-    }
-    out.extend(r.persisted_messages.iter().map(|m| format!("after persist send {}", render(m))));
-    if !r.committed.is_empty() {
-        out.push(format!("apply {}", entries(&r.committed)));
-    }
-    out.extend(r.reads.iter().map(|x| format!("read {} at {}", x.id, x.index)));
-    out.extend(r.failed_reads.iter().map(|(id, why)| format!("read {id} failed: {why:?}")));
-    if r.transfer_aborted {
-        out.push("transfer aborted".to_owned());
-    }
-    out.extend(r.snapshots_to_send.iter().map(|p| format!("send snapshot to {p}")));
-    out.extend(
-        r.log_resets
-            .iter()
-            .map(|x| format!("reset {}: matched {}, log ends at {}", x.peer, x.matched, x.last_log_index)),
-    );
-    out
 }
 
 /// A node's disk: what completed fsyncs made durable.
