@@ -10,6 +10,10 @@
 //! - **one vote per term**: a node never grants votes to two candidates in
 //!   one term, even across crashes (but not across a lost disk: see
 //!   [`Safety::forget_votes_of`]);
+//! - **a leader is elected by a quorum**: when a node is first seen leading
+//!   term `T`, a quorum of the voters of its configuration granted it their
+//!   vote in `T` (itself included): a vote granted in an earlier term, or
+//!   one never granted, does not count;
 //! - **log matching**: every `(index, term)` seen in any log, in memory or
 //!   durable, has one fingerprint (previous term, type, data). By induction
 //!   on the index this is equivalent to "two logs with an entry of the same
@@ -52,6 +56,10 @@
 //!   to the snapshot's index;
 //! - **acknowledged writes are committed** (and, at the end of a run,
 //!   applied everywhere);
+//! - **a read index covers every earlier commit** (checked by the driver
+//!   when a read is confirmed, thesis §6.4): the index a leader confirms a
+//!   ReadIndex read at is at least the length of the committed log, as far
+//!   as any node knew, when the read was requested;
 //! - **monotonicity**: within a node's life its term, commit and applied
 //!   indexes never go back and its vote never changes within a term (the
 //!   storage layer checks the same for the durable term and vote across
@@ -123,6 +131,8 @@ struct Fingerprint {
 /// Run-wide safety state.
 #[derive(Debug)]
 pub(crate) struct Safety {
+    /// Every node's id, by node number.
+    ids: Vec<ServerId>,
     leaders: HashMap<u64, usize>,
     votes: HashMap<(usize, u64), usize>,
     fingerprints: HashMap<(u64, u64), Fingerprint>,
@@ -145,8 +155,9 @@ pub(crate) struct Safety {
 }
 
 impl Safety {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(ids: Vec<ServerId>) -> Self {
         Self {
+            ids,
             leaders: HashMap::new(),
             votes: HashMap::new(),
             fingerprints: HashMap::new(),
@@ -330,6 +341,7 @@ impl Safety {
                 }
                 Some(_) => {}
                 None => {
+                    self.check_elected(n, core)?;
                     self.leaders.insert(term, n);
                     self.leaders_elected += 1;
                 }
@@ -472,6 +484,32 @@ impl Safety {
         while j > 0 && self.commit_term[j - 1] > term {
             self.commit_term[j - 1] = term;
             j -= 1;
+        }
+        Ok(())
+    }
+
+    /// Node `n` is first seen leading its term: a quorum of the voters of
+    /// its configuration granted it their vote in that term.
+    fn check_elected(&self, n: usize, core: &Core) -> Check {
+        let term = core.term();
+        let conf = core.configuration().0;
+        let voters = conf.voters().count();
+        let granted: Vec<&ServerId> = conf
+            .voters()
+            .filter(|v| {
+                let own = *v == core.id() && core.vote() == Some(core.id());
+                own || self.ids.iter().position(|id| id == *v).is_some_and(|i| self.votes.get(&(i, term)) == Some(&n))
+            })
+            .collect();
+        if granted.len() < voters / 2 + 1 {
+            return Err(violation(
+                "a leader is elected by a quorum",
+                format!(
+                    "n{} leads term {term} but only {granted:?} of the {voters} voters of its configuration granted \
+                     it their vote in that term",
+                    n + 1
+                ),
+            ));
         }
         Ok(())
     }

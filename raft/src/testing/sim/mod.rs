@@ -589,6 +589,7 @@ impl<'a> Sim<'a> {
             core_cfg.max_append_bytes,
             core_cfg.max_inflight
         );
+        let safety = Safety::new(nodes.iter().map(|node| node.id.clone()).collect());
         Ok(Self {
             cfg,
             core_cfg,
@@ -609,7 +610,7 @@ impl<'a> Sim<'a> {
             net: Network::new(n, cfg.drop_rate, cfg.dup_rate, cfg.max_delay),
             clients,
             history: History::default(),
-            safety: Safety::new(),
+            safety,
             trace: Trace::default(),
             report: SimReport { seed, setup, nodes: n, one_server_bootstrap, ..Default::default() },
             next_read_id: 0,
@@ -1192,8 +1193,21 @@ impl<'a> Sim<'a> {
             self.maybe_snapshot(n);
             for r in ready.reads {
                 for c in &mut self.clients {
-                    if let Stage::Read { id, confirmed, .. } = &mut c.stage {
+                    if let Stage::Read { id, confirmed, committed, .. } = &mut c.stage {
                         if *id == r.id {
+                            // ReadIndex (thesis §6.4): the read index covers
+                            // every entry committed before the read arrived.
+                            if r.index < *committed {
+                                return Err(violation(
+                                    "a read index covers every earlier commit",
+                                    format!(
+                                        "n{} confirmed read {id} at index {}, but entries up to {committed} had \
+                                         been committed before the read was requested",
+                                        n + 1,
+                                        r.index
+                                    ),
+                                ));
+                            }
                             *confirmed = Some(r.index);
                         }
                     }
@@ -1413,7 +1427,8 @@ impl<'a> Sim<'a> {
             None => {
                 self.next_read_id += 1;
                 let id = self.next_read_id;
-                core.read_index(id).map(|()| Stage::Read { node: n, life, id, confirmed: None })
+                let committed = self.safety.committed_len();
+                core.read_index(id).map(|()| Stage::Read { node: n, life, id, confirmed: None, committed })
             }
             Some(data) => {
                 let term = core.term();
