@@ -60,6 +60,15 @@
 //!   when a read is confirmed, thesis §6.4): the index a leader confirms a
 //!   ReadIndex read at is at least the length of the committed log, as far
 //!   as any node knew, when the read was requested;
+//! - **entries of the current term are never truncated**: a node still in
+//!   term `T` never truncates an entry of term `T` from its log (only the
+//!   leader of `T` creates such entries, a node in `T` accepts entries only
+//!   from that leader, and a leader's log only grows within its term);
+//! - **a higher term in a response is adopted** (checked by the driver on
+//!   delivery; Figure 2, rules for all servers): after a node handles an
+//!   AppendEntries or RequestVote response carrying a higher term than its
+//!   own, it is in that term (unless it is removed; answers that only tell
+//!   a removed server so are exempt);
 //! - **monotonicity**: within a node's life its term, commit and applied
 //!   indexes never go back and its vote never changes within a term (the
 //!   storage layer checks the same for the durable term and vote across
@@ -118,6 +127,9 @@ pub(crate) struct Monitor {
     /// The configuration entries of the checked in-memory log (indexes
     /// after the compaction point, up to `mem_verified`), ascending.
     pub(crate) confs: Vec<(u64, Configuration)>,
+    /// The last index of the log if its entry is of the node's term (0
+    /// otherwise), as last checked.
+    pub(crate) own_term_last: u64,
 }
 
 /// What identifies an entry beyond its index and term.
@@ -359,6 +371,20 @@ impl Safety {
         // truncation the driver has not taken yet invalidates the suffix).
         let last = core.last_index();
         if let Some(t) = core.ready.truncate_from {
+            // Only the leader of a term creates its entries, and a node in
+            // that term takes entries only from that leader, whose log
+            // never drops them: a conflict with one is impossible.
+            if term == m.term && t <= m.own_term_last {
+                return Err(violation(
+                    "entries of the current term are never truncated",
+                    format!(
+                        "{} (still in term {term}) truncated its log from {t}, dropping entries of term {term} \
+                         up to {}",
+                        name(),
+                        m.own_term_last
+                    ),
+                ));
+            }
             m.mem_verified = m.mem_verified.min(t.saturating_sub(1));
         }
         m.mem_verified = m.mem_verified.min(last).max(snapshot);
@@ -382,6 +408,7 @@ impl Safety {
             }
         }
         m.mem_verified = last;
+        m.own_term_last = if core.last_term() == term { last } else { 0 };
 
         // The configuration the node acts on is the one its log says.
         let empty = (0, Configuration::default());

@@ -24,13 +24,29 @@
 //!   entries of its durable log cut off (a torn tail), whenever that cannot
 //!   lose acknowledged data; some seeds are bootstrapped on one server only,
 //!   the other members starting empty;
+//! - **long tails** (the `tails` module): some messages are held back for
+//!   one to five maximum election timeouts before they are delivered (half
+//!   of them also on time, so a late duplicate arrives long after the
+//!   original); a node sometimes pauses for as long, like a stopped process
+//!   or a paused VM (no ticks, deliveries, fsync completions or sends; it
+//!   resumes with its memory and everything that queued up for it); and an
+//!   fsync sometimes stalls for as long, the node's later writes waiting
+//!   behind it (one node's syncs complete in order, as the runtime's writer
+//!   guarantees), so a log can be truncated and rewritten in memory while
+//!   the write of the replaced entries is still being synced;
 //! - **clients** run a key-value workload (put, delete, compare-and-swap and
 //!   ReadIndex reads) against whichever node they think leads, retrying
 //!   elsewhere when refused; every operation's invocation and response is
 //!   recorded, with unknown outcomes recorded as such.
 //!
 //! After **every** step (one delivered message, tick, completed fsync, client
-//! request, crash or restart) the properties in [`checks`] are verified. At
+//! request, crash or restart) the properties in [`checks`] are verified:
+//! Raft's safety properties, and what each node believes: the configuration
+//! it acts on is the latest one its log holds, its commit index is durable
+//! on a quorum of that configuration, a leader was elected by a quorum of
+//! votes of its term and its view of each follower's log (the match index)
+//! was acknowledged durably and is still held there, and a read index
+//! covers every entry committed before the read was requested. At
 //! the end the client history must be linearizable
 //! ([`check_kv`](crate::testing::linearizability::check_kv)) and no read may
 //! observe state older than a write acknowledged before it began. Finally the
@@ -960,7 +976,20 @@ impl<'a> Sim<'a> {
                 };
                 self.report.messages_delivered += 1;
                 self.trace.push(self.now, TraceKind::Deliver { from, to, msg: summary });
+                let answer_term = match &msg.body {
+                    Body::AppendEntriesResponse(r) => Some(r.term),
+                    Body::RequestVoteResponse(r) if !r.removed => Some(r.term),
+                    _ => None,
+                };
                 core.step(msg);
+                // Figure 2: a response with a higher term makes its
+                // receiver a follower of that term.
+                if let Some(t) = answer_term.filter(|&t| t > core.term() && !core.is_removed()) {
+                    return Err(violation(
+                        "a higher term in a response is adopted",
+                        format!("n{} handled a response of term {t} and stayed in term {}", to + 1, core.term()),
+                    ));
+                }
                 self.after_step(to)
             }
             Event::Synced { node, life } => self.synced(node, life),
