@@ -420,7 +420,10 @@ impl Safety {
                 None => {
                     return Err(violation(
                         "state machine safety",
-                        format!("{} compacted its log to {snapshot}, but no node applied entry {snapshot}", name()),
+                        format!(
+                            "{} compacted its log to {snapshot}, but no node applied entry {snapshot}",
+                            name()
+                        ),
                     ))
                 }
             },
@@ -525,7 +528,11 @@ impl Safety {
             .voters()
             .filter(|v| {
                 let own = *v == core.id() && core.vote() == Some(core.id());
-                own || self.ids.iter().position(|id| id == *v).is_some_and(|i| self.votes.get(&(i, term)) == Some(&n))
+                own || self
+                    .ids
+                    .iter()
+                    .position(|id| id == *v)
+                    .is_some_and(|i| self.votes.get(&(i, term)) == Some(&n))
             })
             .collect();
         if granted.len() < voters / 2 + 1 {

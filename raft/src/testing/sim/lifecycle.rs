@@ -50,7 +50,8 @@ impl Sim<'_> {
         }
         let wipe = self.life_rng.chance(self.cfg.disk_loss_rate);
         // Every term reached so far, durably or in memory.
-        let top = self.nodes.iter().map(|node| node.storage.hard.term).max().unwrap_or(0).max(self.safety.max_term);
+        let top =
+            self.nodes.iter().map(|node| node.storage.hard.term).max().unwrap_or(0).max(self.safety.max_term);
         if wipe && self.may_wipe(n) {
             self.nodes[n].storage = Storage::default();
             self.nodes[n].lost_data_at_term = top;

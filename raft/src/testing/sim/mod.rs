@@ -987,7 +987,11 @@ impl<'a> Sim<'a> {
                 if let Some(t) = answer_term.filter(|&t| t > core.term() && !core.is_removed()) {
                     return Err(violation(
                         "a higher term in a response is adopted",
-                        format!("n{} handled a response of term {t} and stayed in term {}", to + 1, core.term()),
+                        format!(
+                            "n{} handled a response of term {t} and stayed in term {}",
+                            to + 1,
+                            core.term()
+                        ),
                     ));
                 }
                 self.after_step(to)
