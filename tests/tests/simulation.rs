@@ -212,13 +212,18 @@ fn replay() {
 }
 
 /// The default configuration without the lifecycle faults (lost disks,
-/// torn tails, one-server bootstrap), which came later: the regression seeds
-/// below replay exactly the runs that found their bugs.
+/// torn tails, one-server bootstrap) and the long-tail faults (held
+/// messages, paused nodes, stalled disks), which came later: the regression
+/// seeds below replay exactly the runs that found their bugs (each of those
+/// faults draws from its own random source, and only at a non-zero rate).
 fn before_lifecycle_faults() -> SimConfig {
     SimConfig {
         disk_loss_rate: 0.0,
         torn_tail_rate: 0.0,
         one_server_bootstrap_rate: 0.0,
+        hold_rate: 0.0,
+        pause_rate: 0.0,
+        stall_rate: 0.0,
         ..SimConfig::default()
     }
 }
