@@ -7,7 +7,7 @@
 //! to the node's state machine, and confirmed or failed reads go to the
 //! clients waiting for them.
 
-use super::checks::Violation;
+use super::checks::{violation, Violation};
 use super::client::Stage;
 use super::storage::PendingWrite;
 use super::trace::TraceKind;
@@ -70,8 +70,21 @@ impl ReadyHost for Driving<'_, '_> {
 
     fn read(&mut self, read: ReadState) -> Result<(), Violation> {
         for c in &mut self.sim.clients {
-            if let Stage::Read { id, confirmed, .. } = &mut c.stage {
+            if let Stage::Read { id, confirmed, committed, .. } = &mut c.stage {
                 if *id == read.id {
+                    // ReadIndex (thesis §6.4): the read index covers every
+                    // entry committed before the read arrived.
+                    if read.index < *committed {
+                        return Err(violation(
+                            "a read index covers every earlier commit",
+                            format!(
+                                "n{} confirmed read {id} at index {}, but entries up to {committed} had been \
+                                 committed before the read was requested",
+                                self.n + 1,
+                                read.index
+                            ),
+                        ));
+                    }
                     *confirmed = Some(read.index);
                 }
             }

@@ -287,6 +287,9 @@ impl Sim<'_> {
     /// The follower answers a transfer: the answer travels back over the
     /// network; if it is lost the leader learns of a failure after a timeout.
     fn answer(&mut self, t: &Transfer, term: u64, success: bool) {
+        if success {
+            self.ack_sent(t.to, term, t.snapshot.index);
+        }
         let delays = self.net.route(t.to, t.leader, &mut self.snap_rng);
         match delays.first() {
             Some(&d) => {
