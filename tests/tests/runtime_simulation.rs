@@ -1,10 +1,32 @@
 //! Runtime-level randomized simulation: real `Raft` nodes on the in-memory
-//! network under tokio's paused clock, with seeded faults (isolation,
-//! partitions, message drops and delays, crash-restarts from the stores)
-//! while clients write, compare-and-swap and read linearizably. Every run's
-//! client history is checked for linearizability; afterwards the faults heal
-//! and the cluster must elect a leader and commit within a bounded time, and
-//! every node must have applied the same sequence.
+//! network under tokio's paused clock, with seeded faults while clients
+//! write, compare-and-swap and read linearizably. Every run's client history
+//! is checked for linearizability; afterwards the faults heal and the
+//! cluster must elect a leader and commit within a bounded time, and every
+//! node must have applied the same sequence.
+//!
+//! Faults (each step picks one; see [`FaultKind`]):
+//!
+//! - isolation of any node or of the leader (which then holds uncommitted
+//!   entries that a later leader truncates), partitions, message drops and
+//!   short delays, crash-restarts from the stores;
+//! - long-tail network faults: some messages held for several election
+//!   timeouts and then delivered, some requests delivered twice
+//!   ([`InmemNetwork::set_hold`], [`InmemNetwork::set_duplicate_rate`]);
+//! - slow and stalled disks: every write of a node delayed by up to several
+//!   election timeouts, or stalled until a later step releases it (across
+//!   leader changes); a crash of such a node loses its in-flight writes
+//!   ([`FaultInjector::abandon_held`](raft::testing::faulty::FaultInjector::abandon_held));
+//! - paused nodes (SIGSTOP, a VM pause), modelled as: every message to and
+//!   from the node waits ([`InmemNetwork::pause`]) and every store call of
+//!   the node stalls, and a later step releases all of it at once. Not
+//!   modelled: the node's own timers keep running on the shared paused
+//!   clock (one tokio runtime drives all nodes, and separate runtimes would
+//!   each auto-advance their own clock), so it may time out or step down
+//!   during the pause in memory instead of right after it.
+//!
+//! Checked all along: at most one leader per term (election safety), from
+//! every node's metrics sampled every few milliseconds.
 //!
 //! Values come in mixed sizes around the AppendEntries byte budget, and on
 //! every other seed the network refuses messages over a small size limit
@@ -12,36 +34,25 @@
 //! command too large for one message must be refused at once with
 //! `CommandTooLarge`, without effect.
 //!
+//! At the end it prints how many seeds saw a leader change, a snapshot
+//! install and a log truncation, and fails if any of them is seen by too few
+//! seeds (the faults would no longer exercise those paths).
+//!
 //! `RUNTIME_SIM_SEEDS=N` runs N seeds (default 50); `RUNTIME_SIM_SEED=S`
 //! replays one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use raft::testing::faulty::Fault;
 use raft::testing::linearizability::{check_kv, KvInput, KvOperation, KvOutput, Operation};
 use raft::transport::inmem::InmemNetwork;
-use raft::{Error, Raft};
+use raft::{Error, Raft, RaftState};
 use raft_examples::kv::{KvCommand, KvMap, KvResponse};
+use raft_tests::sim_client::Rng;
 use raft_tests::{KvTestFsm, TestCluster};
-
-/// A tiny seeded generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 type Directory = Arc<Mutex<HashMap<String, (Raft<KvTestFsm>, KvMap)>>>;
 
@@ -196,13 +207,119 @@ async fn client(shared: Arc<Shared>, client: u64, seed: u64) {
     }
 }
 
-fn publish(cluster: &TestCluster<KvTestFsm>, directory: &Directory) {
+/// Lets the clients use the running nodes that are not paused.
+fn publish(cluster: &TestCluster<KvTestFsm>, directory: &Directory, paused: &BTreeMap<String, Release>) {
     let mut dir = directory.lock().expect("lock");
     dir.clear();
     for (id, node) in &cluster.nodes {
-        if let Some(raft) = &node.raft {
+        if let (Some(raft), false) = (&node.raft, paused.contains_key(id)) {
             dir.insert(id.clone(), (raft.clone(), node.fsm.kv.handle()));
         }
+    }
+}
+
+/// The election timeout of every node ([`raft_tests::test_config`]).
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Fault steps per seed.
+const STEPS: usize = 16;
+
+/// Client tasks per seed.
+const CLIENTS: u64 = 5;
+
+/// The faults a step can inject.
+#[derive(Clone, Copy, Debug)]
+enum FaultKind {
+    /// Cut one node off.
+    Isolate,
+    /// Cut the current leader off while clients write to it.
+    IsolateLeader,
+    /// Split the nodes into two groups.
+    Partition,
+    /// Drop a fraction of messages.
+    Drops,
+    /// Delay every message a little.
+    Delays,
+    /// Hold some messages for several election timeouts, duplicate some.
+    LongTail,
+    /// Crash a node (losing its in-flight writes) and restart it.
+    Restart,
+    /// Every write of a node takes up to several election timeouts.
+    SlowDisk,
+    /// A node's writes stall until a later step releases them.
+    StalledDisk,
+    /// A node stops hearing, being heard and persisting; released later.
+    Pause,
+    /// Restore every link.
+    Heal,
+}
+
+const FAULT_KINDS: [FaultKind; 11] = [
+    FaultKind::Isolate,
+    FaultKind::IsolateLeader,
+    FaultKind::Partition,
+    FaultKind::Drops,
+    FaultKind::Delays,
+    FaultKind::LongTail,
+    FaultKind::Restart,
+    FaultKind::SlowDisk,
+    FaultKind::StalledDisk,
+    FaultKind::Pause,
+    FaultKind::Heal,
+];
+
+/// A held fault to undo at a virtual time.
+#[derive(Clone, Copy, Debug)]
+struct Release {
+    at: tokio::time::Instant,
+}
+
+/// When a held fault started now ends: 2 to 11 election timeouts later.
+fn hold_until(rng: &mut Rng) -> tokio::time::Instant {
+    tokio::time::Instant::now() + ELECTION_TIMEOUT * (2 + rng.below(10) as u32)
+}
+
+/// Every leader seen, by term, from sampling the nodes' metrics: two
+/// different leaders in one term break election safety.
+#[derive(Default)]
+struct LeaderLog {
+    by_term: BTreeMap<u64, String>,
+    violation: Option<String>,
+}
+
+/// Samples every published node's role every few milliseconds until `stop`.
+async fn watch_leaders(
+    nodes: Arc<Mutex<Vec<(String, Raft<KvTestFsm>)>>>,
+    log: Arc<Mutex<LeaderLog>>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let nodes = nodes.lock().expect("lock").clone();
+        {
+            let mut log = log.lock().expect("lock");
+            for (id, raft) in &nodes {
+                let (state, term) = {
+                    let m = raft.metrics();
+                    let m = m.borrow();
+                    (m.state, m.term)
+                };
+                if state != RaftState::Leader {
+                    continue;
+                }
+                match log.by_term.get(&term) {
+                    Some(other) if other != id => {
+                        if log.violation.is_none() {
+                            log.violation = Some(format!("two leaders in term {term}: {other} and {id}"));
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        log.by_term.insert(term, id.clone());
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
     }
 }
 
@@ -213,6 +330,182 @@ struct SeedStats {
     compacted: usize,
     too_large: u64,
     over_budget: u64,
+    /// Terms in which some node was seen leading.
+    leader_terms: usize,
+    /// InstallSnapshot requests that succeeded.
+    snapshot_installs: u64,
+    /// Log suffixes deleted by conflict truncation.
+    truncations: u64,
+    /// Messages held for a long time.
+    held: u64,
+    /// Requests duplicated.
+    duplicated: u64,
+    /// Messages that waited for a paused node.
+    waited_for_pause: u64,
+}
+
+/// The fault-driving state of one seed.
+struct Driver {
+    cluster: TestCluster<KvTestFsm>,
+    net: InmemNetwork,
+    shared: Arc<Shared>,
+    /// What the leader watcher samples.
+    watched: Arc<Mutex<Vec<(String, Raft<KvTestFsm>)>>>,
+    /// Nodes whose disk is slow or stalled, and when that ends.
+    disks: BTreeMap<String, Release>,
+    /// Paused nodes, and when they resume.
+    paused: BTreeMap<String, Release>,
+    trace: Vec<String>,
+}
+
+impl Driver {
+    fn publish(&self) {
+        publish(&self.cluster, &self.shared.directory, &self.paused);
+        let mut watched = self.watched.lock().expect("lock");
+        watched.clear();
+        for (id, node) in &self.cluster.nodes {
+            if let Some(raft) = &node.raft {
+                watched.push((id.clone(), raft.clone()));
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<String> {
+        self.cluster.leaders().into_iter().next()
+    }
+
+    /// Ends the disk faults and pauses due by `now` (all of them if `all`).
+    fn release_due(&mut self, all: bool) {
+        let now = tokio::time::Instant::now();
+        let due = |r: &Release| all || r.at <= now;
+        let disks: Vec<String> =
+            self.disks.iter().filter(|(_, r)| due(r)).map(|(id, _)| id.clone()).collect();
+        for id in disks {
+            self.disks.remove(&id);
+            if !self.paused.contains_key(&id) {
+                self.cluster.nodes[&id].faults.clear_all();
+            }
+            self.trace.push(format!("{id}: disk back to normal"));
+        }
+        let paused: Vec<String> =
+            self.paused.iter().filter(|(_, r)| due(r)).map(|(id, _)| id.clone()).collect();
+        for id in &paused {
+            self.paused.remove(id);
+            let faults = &self.cluster.nodes[id].faults;
+            faults.release();
+            if !self.disks.contains_key(id) {
+                faults.clear_all();
+            }
+            self.net.resume(&id.as_str().into());
+            self.trace.push(format!("{id}: resumed"));
+        }
+        if !paused.is_empty() {
+            self.publish();
+        }
+    }
+
+    /// Crashes `id` (its held writes are lost) and starts it again.
+    async fn crash_restart(&mut self, id: &str, rng: &mut Rng) {
+        let faults = self.cluster.nodes[id].faults.clone();
+        faults.abandon_held();
+        faults.clear_all();
+        self.disks.remove(id);
+        self.paused.remove(id);
+        self.net.resume(&id.into());
+        self.cluster.stop(id).await;
+        self.publish();
+        tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
+        self.cluster.start(id).await;
+        self.publish();
+    }
+
+    async fn step(&mut self, kind: FaultKind, rng: &mut Rng) {
+        let ids = self.shared.ids.clone();
+        let victim = ids[rng.below(ids.len() as u64) as usize].clone();
+        match kind {
+            FaultKind::Isolate => {
+                self.net.isolate(&victim.as_str().into());
+                self.trace.push(format!("isolate {victim}"));
+            }
+            FaultKind::IsolateLeader => {
+                let victim = self.leader().unwrap_or(victim);
+                self.net.isolate(&victim.as_str().into());
+                self.trace.push(format!("isolate leader {victim}"));
+            }
+            FaultKind::Partition => {
+                let split = 1 + rng.below(ids.len() as u64 - 1) as usize;
+                let mut shuffled = ids.clone();
+                for i in (1..shuffled.len()).rev() {
+                    shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+                let (a, b) = shuffled.split_at(split);
+                let group = |g: &[String]| g.iter().map(|s| s.as_str().into()).collect::<Vec<_>>();
+                self.net.heal();
+                self.net.partition(&[group(a), group(b)]);
+                self.trace.push(format!("partition {a:?} | {b:?}"));
+            }
+            FaultKind::Drops => {
+                let rate = rng.below(25) as f64 / 100.0;
+                self.net.set_drop_rate(rate);
+                self.trace.push(format!("drop rate {rate}"));
+            }
+            FaultKind::Delays => {
+                let max = Duration::from_millis(rng.below(20));
+                self.net.set_delay(Duration::ZERO, max);
+                self.trace.push(format!("delay up to {max:?}"));
+            }
+            FaultKind::LongTail => {
+                let rate = (1 + rng.below(15)) as f64 / 100.0;
+                let max = ELECTION_TIMEOUT * (3 + rng.below(10) as u32);
+                let dup = rng.below(10) as f64 / 100.0;
+                self.net.set_hold(rate, ELECTION_TIMEOUT / 2, max);
+                self.net.set_duplicate_rate(dup);
+                self.trace.push(format!("hold {rate} up to {max:?}, duplicate {dup}"));
+            }
+            FaultKind::Restart => {
+                // Prefer a node whose disk holds writes: the crash loses them.
+                let victim =
+                    self.disks.keys().next().cloned().filter(|_| rng.below(2) == 0).unwrap_or(victim);
+                self.crash_restart(&victim, rng).await;
+                self.trace.push(format!("crash-restart {victim}"));
+            }
+            FaultKind::SlowDisk => {
+                if self.paused.contains_key(&victim) {
+                    return;
+                }
+                let latency = Duration::from_millis(10 + rng.below(300));
+                self.cluster.nodes[&victim].faults.inject_writes(Fault::Latency(latency));
+                let until = hold_until(rng);
+                self.disks.insert(victim.clone(), Release { at: until });
+                self.trace.push(format!("{victim}: writes take {latency:?}"));
+            }
+            FaultKind::StalledDisk => {
+                if self.paused.contains_key(&victim) {
+                    return;
+                }
+                self.cluster.nodes[&victim].faults.inject_writes(Fault::Stall);
+                let until = hold_until(rng);
+                self.disks.insert(victim.clone(), Release { at: until });
+                self.trace.push(format!("{victim}: writes stall"));
+            }
+            FaultKind::Pause => {
+                if self.paused.contains_key(&victim) || self.paused.len() + 1 >= ids.len() {
+                    return;
+                }
+                self.net.pause(&victim.as_str().into());
+                self.cluster.nodes[&victim].faults.inject_all(Fault::Stall);
+                let until = hold_until(rng);
+                self.paused.insert(victim.clone(), Release { at: until });
+                self.publish();
+                self.trace.push(format!("pause {victim}"));
+            }
+            FaultKind::Heal => {
+                self.net.heal();
+                self.net.set_drop_rate(0.0);
+                self.trace.push("heal".to_string());
+            }
+        }
+    }
 }
 
 async fn run_seed(seed: u64) -> Result<SeedStats, String> {
@@ -225,10 +518,10 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
         net.set_max_message_size(Some(MESSAGE_LIMIT));
     }
     // Snapshot often so compaction and InstallSnapshot happen under faults.
-    let mut cluster = TestCluster::<KvTestFsm>::with_config(n, net.clone(), |c| {
-        c.snapshot_threshold = 150;
-        c.trailing_logs = 20;
-        c.snapshot_interval = std::time::Duration::from_millis(100);
+    let cluster = TestCluster::<KvTestFsm>::with_config(n, net.clone(), |c| {
+        c.snapshot_threshold = 64;
+        c.trailing_logs = 10;
+        c.snapshot_interval = std::time::Duration::from_millis(50);
         c.max_append_entries_bytes = APPEND_BUDGET;
     })
     .await;
@@ -241,61 +534,41 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
         too_large: AtomicU64::new(0),
         over_budget: AtomicU64::new(0),
     });
-    publish(&cluster, &shared.directory);
-    let clients: Vec<_> = (0..4).map(|c| tokio::spawn(client(shared.clone(), c, seed))).collect();
+    let mut driver = Driver {
+        cluster,
+        net: net.clone(),
+        shared: shared.clone(),
+        watched: Arc::default(),
+        disks: BTreeMap::new(),
+        paused: BTreeMap::new(),
+        trace: Vec::new(),
+    };
+    driver.publish();
+    let leaders = Arc::new(Mutex::new(LeaderLog::default()));
+    let watching = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn(watch_leaders(driver.watched.clone(), leaders.clone(), watching.clone()));
+    let clients: Vec<_> = (0..CLIENTS).map(|c| tokio::spawn(client(shared.clone(), c, seed))).collect();
 
     // Fault phase.
-    let mut trace = Vec::new();
-    for _ in 0..12 {
-        tokio::time::sleep(Duration::from_millis(100 + rng.below(200))).await;
-        let ids = shared.ids.clone();
-        let victim = ids[rng.below(ids.len() as u64) as usize].clone();
-        match rng.below(7) {
-            0 => {
-                net.isolate(&victim.as_str().into());
-                trace.push(format!("isolate {victim}"));
-            }
-            1 => {
-                let split = 1 + rng.below(ids.len() as u64 - 1) as usize;
-                let (a, b) = ids.split_at(split);
-                let group = |g: &[String]| g.iter().map(|s| s.as_str().into()).collect::<Vec<_>>();
-                net.partition(&[group(a), group(b)]);
-                trace.push(format!("partition {a:?} | {b:?}"));
-            }
-            2 => {
-                let rate = rng.below(25) as f64 / 100.0;
-                net.set_drop_rate(rate);
-                trace.push(format!("drop rate {rate}"));
-            }
-            3 => {
-                let max = Duration::from_millis(rng.below(20));
-                net.set_delay(Duration::ZERO, max);
-                trace.push(format!("delay up to {max:?}"));
-            }
-            4 => {
-                cluster.stop(&victim).await;
-                publish(&cluster, &shared.directory);
-                tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
-                cluster.start(&victim).await;
-                publish(&cluster, &shared.directory);
-                trace.push(format!("restart {victim}"));
-            }
-            _ => {
-                net.heal();
-                net.set_drop_rate(0.0);
-                trace.push("heal".to_string());
-            }
-        }
+    for _ in 0..STEPS {
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(200))).await;
+        driver.release_due(false);
+        let kind = FAULT_KINDS[rng.below(FAULT_KINDS.len() as u64) as usize];
+        driver.step(kind, &mut rng).await;
     }
 
     // Heal, stop the clients, and require progress within a bound.
+    driver.release_due(true);
     net.heal();
     net.set_drop_rate(0.0);
     net.set_delay(Duration::ZERO, Duration::ZERO);
+    net.set_hold(0.0, Duration::ZERO, Duration::ZERO);
+    net.set_duplicate_rate(0.0);
     shared.stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.await.map_err(|e| format!("client panicked: {e}"))?;
     }
+    let Driver { mut cluster, trace, .. } = driver;
     let fail = |what: String| format!("seed {seed} (message limit: {limited}): {what}\nfaults: {trace:?}");
     let leader = tokio::time::timeout(Duration::from_secs(10), cluster.wait_for_leader())
         .await
@@ -310,6 +583,15 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
             .await
             .map_err(|_| fail(format!("{id} did not catch up to {last}")))?
             .map_err(|e| fail(e.to_string()))?;
+    }
+    watching.store(true, Ordering::SeqCst);
+    watcher.await.map_err(|e| fail(format!("leader watcher panicked: {e}")))?;
+    let (leader_terms, violation) = {
+        let log = leaders.lock().expect("lock");
+        (log.by_term.len(), log.violation.clone())
+    };
+    if let Some(violation) = violation {
+        return Err(fail(violation));
     }
     // State machine safety: no two nodes applied different commands at one
     // index (a node restored from a snapshot only records what followed it).
@@ -327,6 +609,7 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
             compacted += 1;
         }
     }
+    let truncations = cluster.nodes.values().map(|n| n.faults.truncations()).sum();
     cluster.shutdown().await;
 
     let history = std::mem::take(&mut *shared.history.lock().expect("lock"));
@@ -335,11 +618,18 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     if !result.is_ok() {
         return Err(fail(format!("history is not linearizable: {result}")));
     }
+    let net_stats = net.stats();
     Ok(SeedStats {
         ops,
         compacted,
         too_large: shared.too_large.load(Ordering::Relaxed),
         over_budget: shared.over_budget.load(Ordering::Relaxed),
+        leader_terms,
+        snapshot_installs: net_stats.snapshots_installed,
+        truncations,
+        held: net_stats.held,
+        duplicated: net_stats.duplicated,
+        waited_for_pause: net_stats.waited_for_pause,
     })
 }
 
@@ -356,31 +646,53 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// Totals over the seeds of one run.
+#[derive(Default)]
+struct Totals {
+    seeds: u64,
+    ops: u64,
+    compacted: u64,
+    too_large: u64,
+    over_budget: u64,
+    leader_change: u64,
+    snapshot_install: u64,
+    truncation: u64,
+    held: u64,
+    duplicated: u64,
+    waited_for_pause: u64,
+}
+
+impl Totals {
+    fn add(&mut self, s: &SeedStats) {
+        self.seeds += 1;
+        self.ops += s.ops as u64;
+        self.compacted += s.compacted as u64;
+        self.too_large += s.too_large;
+        self.over_budget += s.over_budget;
+        self.leader_change += u64::from(s.leader_terms > 1);
+        self.snapshot_install += u64::from(s.snapshot_installs > 0);
+        self.truncation += u64::from(s.truncations > 0);
+        self.held += s.held;
+        self.duplicated += s.duplicated;
+        self.waited_for_pause += s.waited_for_pause;
+    }
+}
+
 #[test]
 fn runtime_simulation_many_seeds() {
     let seeds = env_u64("RUNTIME_SIM_SEEDS").unwrap_or(50);
     let threads = 2;
+    let started = std::time::Instant::now();
     let failures = Arc::new(Mutex::new(Vec::new()));
-    let total_ops = Arc::new(AtomicU64::new(0));
-    let compacted_nodes = Arc::new(AtomicU64::new(0));
-    let too_large = Arc::new(AtomicU64::new(0));
-    let over_budget = Arc::new(AtomicU64::new(0));
+    let totals = Arc::new(Mutex::new(Totals::default()));
     std::thread::scope(|s| {
         for t in 0..threads {
             let failures = failures.clone();
-            let total_ops = total_ops.clone();
-            let compacted_nodes = compacted_nodes.clone();
-            let too_large = too_large.clone();
-            let over_budget = over_budget.clone();
+            let totals = totals.clone();
             s.spawn(move || {
                 for seed in (0..seeds).filter(|x| x % threads == t) {
                     match run_in_paused_runtime(seed) {
-                        Ok(stats) => {
-                            total_ops.fetch_add(stats.ops as u64, Ordering::Relaxed);
-                            compacted_nodes.fetch_add(stats.compacted as u64, Ordering::Relaxed);
-                            too_large.fetch_add(stats.too_large, Ordering::Relaxed);
-                            over_budget.fetch_add(stats.over_budget, Ordering::Relaxed);
-                        }
+                        Ok(stats) => totals.lock().expect("lock").add(&stats),
                         Err(e) => failures.lock().expect("lock").push(e),
                     }
                 }
@@ -394,18 +706,39 @@ fn runtime_simulation_many_seeds() {
         failures.len(),
         failures.join("\n\n")
     );
-    let ops = total_ops.load(Ordering::Relaxed);
-    assert!(ops > seeds * 20, "clients completed too few operations ({ops})");
-    let compacted = compacted_nodes.load(Ordering::Relaxed);
-    assert!(compacted > 0, "no run exercised log compaction");
-    let too_large = too_large.load(Ordering::Relaxed);
-    let over_budget = over_budget.load(Ordering::Relaxed);
-    assert!(too_large > 0, "no run refused a command over the message limit");
-    assert!(over_budget > 0, "no run committed a write over the byte budget");
+    let t = totals.lock().expect("lock");
     eprintln!(
-        "{seeds} runtime simulation seeds passed, {ops} client operations checked, {compacted} compacted logs, \
-         {too_large} commands refused as too large, {over_budget} writes over the byte budget"
+        "{seeds} runtime simulation seeds passed in {:.1?}: leader change {}/{seeds}, snapshot install {}/{seeds}, \
+         truncation {}/{seeds}; {} client operations checked, {} compacted logs, {} commands refused as too large, \
+         {} writes over the byte budget, {} messages held long, {} duplicated, {} waited for a paused node",
+        started.elapsed(),
+        t.leader_change,
+        t.snapshot_install,
+        t.truncation,
+        t.ops,
+        t.compacted,
+        t.too_large,
+        t.over_budget,
+        t.held,
+        t.duplicated,
+        t.waited_for_pause,
     );
+    assert!(t.ops > seeds * 20, "clients completed too few operations ({})", t.ops);
+    assert!(t.compacted > 0, "no run exercised log compaction");
+    assert!(t.too_large > 0, "no run refused a command over the message limit");
+    assert!(t.over_budget > 0, "no run committed a write over the byte budget");
+    assert!(t.held > 0 && t.duplicated > 0 && t.waited_for_pause > 0, "long-tail faults were not injected");
+    // The faults must keep exercising elections, snapshot installs and
+    // truncations: at least a quarter of the seeds each (with a floor of
+    // one, for small seed counts).
+    let enough = (seeds / 4).max(1);
+    for (what, count) in [
+        ("leader change", t.leader_change),
+        ("snapshot install", t.snapshot_install),
+        ("truncation", t.truncation),
+    ] {
+        assert!(count >= enough, "only {count} of {seeds} seeds saw a {what} (want at least {enough})");
+    }
 }
 
 #[test]
