@@ -42,47 +42,16 @@
 //! replays one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raft::testing::faulty::Fault;
-use raft::testing::linearizability::{check_kv, KvInput, KvOperation, KvOutput, Operation};
+use raft::testing::linearizability::check_kv;
 use raft::transport::inmem::InmemNetwork;
-use raft::{Error, Raft, RaftState};
-use raft_examples::kv::{KvCommand, KvMap, KvResponse};
-use raft_tests::sim_client::Rng;
+use raft::{Config, Raft, RaftState};
+use raft_tests::sim_client::{Rng, SimClients};
 use raft_tests::{KvTestFsm, TestCluster};
-
-type Directory = Arc<Mutex<HashMap<String, (Raft<KvTestFsm>, KvMap)>>>;
-
-struct Shared {
-    directory: Directory,
-    ids: Vec<String>,
-    clock: AtomicU64,
-    history: Mutex<Vec<KvOperation>>,
-    stop: AtomicBool,
-    /// Commands refused as too large for one message.
-    too_large: AtomicU64,
-    /// Writes over the byte budget that committed.
-    over_budget: AtomicU64,
-}
-
-impl Shared {
-    fn now(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::SeqCst)
-    }
-
-    fn record(&self, op: KvOperation) {
-        self.history.lock().expect("lock").push(op);
-    }
-
-    fn node(&self, id: &str) -> Option<(Raft<KvTestFsm>, KvMap)> {
-        self.directory.lock().expect("lock").get(id).cloned()
-    }
-}
-
-const OP_TIMEOUT: Duration = Duration::from_millis(400);
 
 /// The AppendEntries byte budget of every node.
 const APPEND_BUDGET: usize = 2048;
@@ -102,130 +71,21 @@ fn value_len(rng: &mut Rng) -> usize {
     }
 }
 
-async fn client(shared: Arc<Shared>, client: u64, seed: u64) {
-    let mut rng = Rng(seed ^ (client + 1).wrapping_mul(0x1234_5678_9abc));
-    let mut target = shared.ids[rng.below(shared.ids.len() as u64) as usize].clone();
-    let mut n = 0u64;
-    while !shared.stop.load(Ordering::SeqCst) {
-        let Some((raft, map)) = shared.node(&target) else {
-            target = shared.ids[rng.below(shared.ids.len() as u64) as usize].clone();
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            continue;
-        };
-        let key = format!("k{}", rng.below(4));
-        n += 1;
-        let choice = rng.below(10);
-        let call = shared.now();
-        let mut redirect = None;
-        let mut failed = false;
-        if choice < 4 {
-            let read = tokio::time::timeout(OP_TIMEOUT, raft.linearizable_read()).await;
-            match read {
-                Ok(Ok(())) => {
-                    let value = map.read().expect("lock").get(&key).cloned();
-                    let ret = shared.now();
-                    shared.record(Operation {
-                        client,
-                        input: KvInput::Get { key },
-                        output: Some(KvOutput::Get(value)),
-                        call,
-                        ret,
-                    });
-                }
-                Ok(Err(Error::NotLeader { leader })) => redirect = Some(leader),
-                _ => failed = true,
-            }
-        } else {
-            let mut value = format!("c{client}-{n}-");
-            let len = value_len(&mut rng);
-            while value.len() < len {
-                value.push((b'a' + (value.len() % 26) as u8) as char);
-            }
-            let (cmd, input) = if choice < 8 {
-                (KvCommand::Put { key: key.clone(), value: value.clone() }, KvInput::Put { key, value })
-            } else {
-                let expected = if rng.below(2) == 0 {
-                    None
-                } else {
-                    Some(format!("c{}-{}", rng.below(4), rng.below(n + 1)))
-                };
-                (
-                    KvCommand::Cas { key: key.clone(), expected: expected.clone(), new: value.clone() },
-                    KvInput::Cas { key, expected, new: value },
-                )
-            };
-            let encoded = cmd.encode();
-            let size = encoded.len();
-            let too_large = raft.max_command_size().is_some_and(|max| size > max);
-            let started = tokio::time::Instant::now();
-            let result = raft.apply(encoded, OP_TIMEOUT).await;
-            if too_large {
-                match result {
-                    Err(Error::CommandTooLarge { size: s, max }) if s == size && max < MESSAGE_LIMIT => {
-                        assert!(started.elapsed() < Duration::from_millis(1), "refused late");
-                        shared.too_large.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                        continue;
-                    }
-                    other => panic!("a command of {size} bytes was not refused as too large: {other:?}"),
-                }
-            }
-            if size > APPEND_BUDGET && result.is_ok() {
-                shared.over_budget.fetch_add(1, Ordering::Relaxed);
-            }
-            match result {
-                Ok(applied) => {
-                    let output = match applied.response {
-                        KvResponse::Previous(_) => KvOutput::Put,
-                        KvResponse::Cas { swapped, .. } => KvOutput::Cas(swapped),
-                        KvResponse::Invalid(e) => panic!("command rejected by the FSM: {e}"),
-                    };
-                    let ret = shared.now();
-                    shared.record(Operation { client, input, output: Some(output), call, ret });
-                }
-                // Refused before being appended: no effect.
-                Err(Error::NotLeader { leader }) => redirect = Some(leader),
-                Err(Error::EnqueueTimeout) | Err(Error::LeadershipTransferInProgress) => failed = true,
-                // Outcome unknown: it may still take effect.
-                Err(_) => {
-                    shared.record(Operation { client, input, output: None, call, ret: u64::MAX });
-                    failed = true;
-                }
-            }
-        }
-        match redirect {
-            Some(Some((id, _))) => target = id.to_string(),
-            Some(None) => failed = true,
-            None => {}
-        }
-        if failed {
-            target = shared.ids[rng.below(shared.ids.len() as u64) as usize].clone();
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        } else {
-            tokio::time::sleep(Duration::from_millis(rng.below(3))).await;
-        }
-    }
-}
-
-/// Lets the clients use the running nodes that are not paused.
-fn publish(cluster: &TestCluster<KvTestFsm>, directory: &Directory, paused: &BTreeMap<String, Release>) {
-    let mut dir = directory.lock().expect("lock");
-    dir.clear();
-    for (id, node) in &cluster.nodes {
-        if let (Some(raft), false) = (&node.raft, paused.contains_key(id)) {
-            dir.insert(id.clone(), (raft.clone(), node.fsm.kv.handle()));
-        }
-    }
-}
-
 /// The election timeout of every node ([`raft_tests::test_config`]).
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The longest a message is held ([`FaultKind::LongTail`] and the initial
+/// holds stay below it).
+const MAX_HOLD: Duration = Duration::from_millis(50 * 13);
 
 /// Fault steps per seed.
 const STEPS: usize = 16;
 
 /// Client tasks per seed.
-const CLIENTS: u64 = 5;
+const CLIENTS: u64 = 8;
+
+/// Longest pause between two operations of a client.
+const CLIENT_THINK: Duration = Duration::from_millis(2);
 
 /// The faults a step can inject.
 #[derive(Clone, Copy, Debug)]
@@ -250,11 +110,19 @@ enum FaultKind {
     StalledDisk,
     /// A node stops hearing, being heard and persisting; released later.
     Pause,
+    /// Cut every link into one node: it still sends (as a deposed leader
+    /// would) but hears nothing.
+    Deaf,
+    /// Cut one direction of one link.
+    OneWay,
+    /// A correlated failure: crash a follower (preferably one whose disk
+    /// holds writes, which are lost) and isolate the leader at once.
+    CrashAndIsolateLeader,
     /// Restore every link.
     Heal,
 }
 
-const FAULT_KINDS: [FaultKind; 11] = [
+const FAULT_KINDS: [FaultKind; 14] = [
     FaultKind::Isolate,
     FaultKind::IsolateLeader,
     FaultKind::Partition,
@@ -265,6 +133,9 @@ const FAULT_KINDS: [FaultKind; 11] = [
     FaultKind::SlowDisk,
     FaultKind::StalledDisk,
     FaultKind::Pause,
+    FaultKind::Deaf,
+    FaultKind::OneWay,
+    FaultKind::CrashAndIsolateLeader,
     FaultKind::Heal,
 ];
 
@@ -348,7 +219,8 @@ struct SeedStats {
 struct Driver {
     cluster: TestCluster<KvTestFsm>,
     net: InmemNetwork,
-    shared: Arc<Shared>,
+    ids: Vec<String>,
+    clients: SimClients,
     /// What the leader watcher samples.
     watched: Arc<Mutex<Vec<(String, Raft<KvTestFsm>)>>>,
     /// Nodes whose disk is slow or stalled, and when that ends.
@@ -359,8 +231,12 @@ struct Driver {
 }
 
 impl Driver {
+    /// Lets the clients use the running nodes that are not paused, and the
+    /// leader watcher see every running node.
     fn publish(&self) {
-        publish(&self.cluster, &self.shared.directory, &self.paused);
+        let members: Vec<String> =
+            self.ids.iter().filter(|id| !self.paused.contains_key(*id)).cloned().collect();
+        self.clients.publish(&self.cluster, &members);
         let mut watched = self.watched.lock().expect("lock");
         watched.clear();
         for (id, node) in &self.cluster.nodes {
@@ -420,7 +296,7 @@ impl Driver {
     }
 
     async fn step(&mut self, kind: FaultKind, rng: &mut Rng) {
-        let ids = self.shared.ids.clone();
+        let ids = self.ids.clone();
         let victim = ids[rng.below(ids.len() as u64) as usize].clone();
         match kind {
             FaultKind::Isolate => {
@@ -499,6 +375,29 @@ impl Driver {
                 self.publish();
                 self.trace.push(format!("pause {victim}"));
             }
+            FaultKind::Deaf => {
+                for other in ids.iter().filter(|o| **o != victim) {
+                    self.net.cut(&other.as_str().into(), &victim.as_str().into());
+                }
+                self.trace.push(format!("{victim} deaf"));
+            }
+            FaultKind::OneWay => {
+                let others: Vec<&String> = ids.iter().filter(|o| **o != victim).collect();
+                let to = others[rng.below(others.len() as u64) as usize];
+                self.net.cut(&victim.as_str().into(), &to.as_str().into());
+                self.trace.push(format!("cut {victim} -> {to}"));
+            }
+            FaultKind::CrashAndIsolateLeader => {
+                let Some(leader) = self.leader() else { return };
+                let followers: Vec<String> = ids.iter().filter(|o| **o != leader).cloned().collect();
+                let held: Vec<String> =
+                    followers.iter().filter(|f| self.disks.contains_key(*f)).cloned().collect();
+                let victim = if held.is_empty() { &followers } else { &held };
+                let victim = victim[rng.below(victim.len() as u64) as usize].clone();
+                self.net.isolate(&leader.as_str().into());
+                self.crash_restart(&victim, rng).await;
+                self.trace.push(format!("crash-restart {victim} and isolate leader {leader}"));
+            }
             FaultKind::Heal => {
                 self.net.heal();
                 self.net.set_drop_rate(0.0);
@@ -506,6 +405,20 @@ impl Driver {
             }
         }
     }
+}
+
+/// Snapshots often, so compaction and InstallSnapshot happen under faults.
+fn configure(c: &mut Config) {
+    c.snapshot_threshold = 64;
+    c.trailing_logs = 10;
+    c.snapshot_interval = Duration::from_millis(50);
+    c.max_append_entries_bytes = APPEND_BUDGET;
+}
+
+/// [`configure`] without the pre-vote round.
+fn configure_without_pre_vote(c: &mut Config) {
+    configure(c);
+    c.pre_vote = false;
 }
 
 async fn run_seed(seed: u64) -> Result<SeedStats, String> {
@@ -517,27 +430,21 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     if limited {
         net.set_max_message_size(Some(MESSAGE_LIMIT));
     }
-    // Snapshot often so compaction and InstallSnapshot happen under faults.
-    let cluster = TestCluster::<KvTestFsm>::with_config(n, net.clone(), |c| {
-        c.snapshot_threshold = 64;
-        c.trailing_logs = 10;
-        c.snapshot_interval = std::time::Duration::from_millis(50);
-        c.max_append_entries_bytes = APPEND_BUDGET;
-    })
-    .await;
-    let shared = Arc::new(Shared {
-        directory: Directory::default(),
-        ids: cluster.nodes.keys().cloned().collect(),
-        clock: AtomicU64::new(0),
-        history: Mutex::new(Vec::new()),
-        stop: AtomicBool::new(false),
-        too_large: AtomicU64::new(0),
-        over_budget: AtomicU64::new(0),
-    });
+    // Every seed starts with a few messages held long and duplicated.
+    net.set_hold(
+        rng.below(4) as f64 / 100.0,
+        ELECTION_TIMEOUT / 2,
+        ELECTION_TIMEOUT * (4 + rng.below(8) as u32),
+    );
+    net.set_duplicate_rate(rng.below(4) as f64 / 100.0);
+    // Without pre-vote, candidates race more often.
+    let configure: fn(&mut Config) = if seed % 4 == 1 { configure_without_pre_vote } else { configure };
+    let cluster = TestCluster::<KvTestFsm>::with_config(n, net.clone(), configure).await;
     let mut driver = Driver {
+        ids: cluster.nodes.keys().cloned().collect(),
         cluster,
         net: net.clone(),
-        shared: shared.clone(),
+        clients: SimClients::spawn_sized(CLIENTS, seed, CLIENT_THINK, value_len, APPEND_BUDGET),
         watched: Arc::default(),
         disks: BTreeMap::new(),
         paused: BTreeMap::new(),
@@ -547,7 +454,6 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     let leaders = Arc::new(Mutex::new(LeaderLog::default()));
     let watching = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_leaders(driver.watched.clone(), leaders.clone(), watching.clone()));
-    let clients: Vec<_> = (0..CLIENTS).map(|c| tokio::spawn(client(shared.clone(), c, seed))).collect();
 
     // Fault phase.
     for _ in 0..STEPS {
@@ -564,12 +470,12 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     net.set_delay(Duration::ZERO, Duration::ZERO);
     net.set_hold(0.0, Duration::ZERO, Duration::ZERO);
     net.set_duplicate_rate(0.0);
-    shared.stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.await.map_err(|e| format!("client panicked: {e}"))?;
-    }
-    let Driver { mut cluster, trace, .. } = driver;
+    let history = driver.clients.finish().await?;
+    let Driver { mut cluster, trace, clients, .. } = driver;
     let fail = |what: String| format!("seed {seed} (message limit: {limited}): {what}\nfaults: {trace:?}");
+    // Let every message held before the heal arrive first: a candidate's
+    // late vote request may still unseat a leader once.
+    tokio::time::sleep(MAX_HOLD + Duration::from_millis(100)).await;
     let leader = tokio::time::timeout(Duration::from_secs(10), cluster.wait_for_leader())
         .await
         .map_err(|_| fail("no leader within 10s after healing".into()))?;
@@ -612,7 +518,6 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     let truncations = cluster.nodes.values().map(|n| n.faults.truncations()).sum();
     cluster.shutdown().await;
 
-    let history = std::mem::take(&mut *shared.history.lock().expect("lock"));
     let ops = history.len();
     let result = check_kv(&history);
     if !result.is_ok() {
@@ -622,8 +527,8 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     Ok(SeedStats {
         ops,
         compacted,
-        too_large: shared.too_large.load(Ordering::Relaxed),
-        over_budget: shared.over_budget.load(Ordering::Relaxed),
+        too_large: clients.shared.too_large.load(Ordering::Relaxed),
+        over_budget: clients.shared.over_budget.load(Ordering::Relaxed),
         leader_terms,
         snapshot_installs: net_stats.snapshots_installed,
         truncations,

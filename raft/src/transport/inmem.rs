@@ -675,6 +675,77 @@ mod tests {
         delivered
     }
 
+    fn ids() -> (ServerId, ServerAddress) {
+        (ServerId::from("b"), ServerAddress::from("b"))
+    }
+
+    fn delivered(count: &Arc<Mutex<usize>>) -> usize {
+        *count.lock().expect("lock")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_request_arrives_late_even_after_its_sender_gave_up() {
+        let net = InmemNetwork::new();
+        net.set_hold(1.0, Duration::from_secs(2), Duration::from_secs(2));
+        let a = net.transport("a");
+        let b = net.transport("b");
+        let count = responder(&b);
+        let (id, addr) = ids();
+        let call =
+            tokio::time::timeout(Duration::from_millis(100), a.append_entries(&id, &addr, append(&[])));
+        assert!(call.await.is_err(), "the sender gave up");
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(delivered(&count), 0, "still held");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(delivered(&count), 1, "delivered after the hold");
+        assert_eq!(net.stats().held, 1);
+        // The answer of a held exchange reaches a sender that waits.
+        let started = tokio::time::Instant::now();
+        a.append_entries(&id, &addr, append(&[])).await.expect("answered");
+        assert!(started.elapsed() >= Duration::from_secs(4), "request and answer were both held");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_duplicated_request_is_delivered_twice() {
+        let net = InmemNetwork::new();
+        net.set_hold(0.0, Duration::ZERO, Duration::from_millis(500));
+        net.set_duplicate_rate(1.0);
+        let a = net.transport("a");
+        let b = net.transport("b");
+        let count = responder(&b);
+        let (id, addr) = ids();
+        a.append_entries(&id, &addr, append(&[10])).await.expect("answered");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(delivered(&count), 2);
+        assert_eq!(net.stats().duplicated, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_node_gets_everything_queued_when_it_resumes() {
+        let net = InmemNetwork::new();
+        let a = Arc::new(net.transport("a"));
+        let b = net.transport("b");
+        let count = responder(&b);
+        let (id, addr) = ids();
+        net.pause(&addr);
+        assert!(net.is_paused(&addr));
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let a = a.clone();
+                let (id, addr) = (id.clone(), addr.clone());
+                tokio::spawn(async move { a.append_entries(&id, &addr, append(&[])).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(delivered(&count), 0, "nothing reaches a paused node");
+        net.resume(&addr);
+        for call in calls {
+            call.await.expect("task").expect("answered after the resume");
+        }
+        assert_eq!(delivered(&count), 3);
+        assert_eq!(net.stats().waited_for_pause, 3);
+    }
+
     #[test]
     fn encoded_len_counts_every_entry_byte_and_its_framing() {
         let empty = encoded_len(&RpcRequest::AppendEntries(append(&[])));
