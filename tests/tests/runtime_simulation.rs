@@ -25,8 +25,12 @@
 //!   each auto-advance their own clock), so it may time out or step down
 //!   during the pause in memory instead of right after it.
 //!
-//! Checked all along: at most one leader per term (election safety), from
-//! every node's metrics sampled every few milliseconds.
+//! Checked all along, by sampling every node every few milliseconds (see
+//! [`watch`]): at most one leader per term (election safety); every command
+//! a node recently applied is durable, with the same bytes, in a quorum of
+//! the log stores (a commit never runs ahead of what a quorum durably
+//! holds, and nothing committed is truncated); no two nodes applied
+//! different commands at one index.
 //!
 //! Values come in mixed sizes around the AppendEntries byte budget, and on
 //! every other seed the network refuses messages over a small size limit
@@ -50,8 +54,9 @@ use raft::testing::faulty::Fault;
 use raft::testing::linearizability::check_kv;
 use raft::transport::inmem::InmemNetwork;
 use raft::{Config, Raft, RaftState};
+use raft_store_mem::{InmemSnapshotStore, InmemStore};
 use raft_tests::sim_client::{Rng, SimClients};
-use raft_tests::{KvTestFsm, TestCluster};
+use raft_tests::{AppliedLog, KvTestFsm, TestCluster};
 
 /// The AppendEntries byte budget of every node.
 const APPEND_BUDGET: usize = 2048;
@@ -78,11 +83,17 @@ const ELECTION_TIMEOUT: Duration = Duration::from_millis(50);
 /// holds stay below it).
 const MAX_HOLD: Duration = Duration::from_millis(50 * 13);
 
+/// The least delay of every message.
+const MIN_DELAY: Duration = Duration::from_micros(50);
+
+/// Real time after which a seed counts as stuck in a busy loop.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+
 /// Fault steps per seed.
 const STEPS: usize = 16;
 
 /// Client tasks per seed.
-const CLIENTS: u64 = 8;
+const CLIENTS: u64 = 12;
 
 /// Longest pause between two operations of a client.
 const CLIENT_THINK: Duration = Duration::from_millis(2);
@@ -150,47 +161,111 @@ fn hold_until(rng: &mut Rng) -> tokio::time::Instant {
     tokio::time::Instant::now() + ELECTION_TIMEOUT * (2 + rng.below(10) as u32)
 }
 
-/// Every leader seen, by term, from sampling the nodes' metrics: two
-/// different leaders in one term break election safety.
+/// One node as the watcher sees it: its current incarnation (if running)
+/// and its durable stores.
+#[derive(Clone)]
+struct Watched {
+    id: String,
+    raft: Option<Raft<KvTestFsm>>,
+    store: InmemStore,
+    snaps: InmemSnapshotStore,
+    applied: AppliedLog,
+}
+
+/// What the watcher saw: every leader by term, and the first broken
+/// invariant.
 #[derive(Default)]
-struct LeaderLog {
-    by_term: BTreeMap<u64, String>,
+struct WatchLog {
+    leaders: BTreeMap<u64, String>,
     violation: Option<String>,
 }
 
-/// Samples every published node's role every few milliseconds until `stop`.
-async fn watch_leaders(
-    nodes: Arc<Mutex<Vec<(String, Raft<KvTestFsm>)>>>,
-    log: Arc<Mutex<LeaderLog>>,
-    stop: Arc<AtomicBool>,
-) {
+/// How many of each node's most recently applied commands every sample
+/// checks for durability.
+const RECENT_APPLIED: usize = 8;
+
+/// Samples the nodes every few milliseconds until `stop`, checking:
+///
+/// - election safety: at most one leader per term (from the metrics);
+/// - durability of what was applied: each of the last few commands a node
+///   applied is held, with the same bytes, by a quorum of the nodes' log
+///   stores (or lies under a snapshot of them). Writes held by a stalled or
+///   slow disk are not in the store yet, and a crash loses them, so an
+///   acknowledgement sent before its write was durable, or a committed
+///   entry truncated later, shows up here;
+/// - state machine safety on the fly: no two nodes applied different
+///   commands at one index.
+async fn watch(nodes: Arc<Mutex<Vec<Watched>>>, log: Arc<Mutex<WatchLog>>, stop: Arc<AtomicBool>) {
+    use raft::{LogStore, SnapshotStore};
     while !stop.load(Ordering::SeqCst) {
         let nodes = nodes.lock().expect("lock").clone();
-        {
-            let mut log = log.lock().expect("lock");
-            for (id, raft) in &nodes {
-                let (state, term) = {
-                    let m = raft.metrics();
-                    let m = m.borrow();
-                    (m.state, m.term)
-                };
-                if state != RaftState::Leader {
-                    continue;
+        let mut found = Vec::new();
+        let mut leaders = Vec::new();
+        let mut recent: BTreeMap<u64, (String, bytes::Bytes)> = BTreeMap::new();
+        for node in &nodes {
+            if let Some(raft) = &node.raft {
+                let m = raft.metrics();
+                let m = m.borrow();
+                if m.state == RaftState::Leader {
+                    leaders.push((m.term, node.id.clone()));
                 }
-                match log.by_term.get(&term) {
-                    Some(other) if other != id => {
-                        if log.violation.is_none() {
-                            log.violation = Some(format!("two leaders in term {term}: {other} and {id}"));
-                        }
+            }
+            let applied = node.applied.lock().expect("lock");
+            for (index, data) in applied.iter().rev().take(RECENT_APPLIED) {
+                match recent.get(index) {
+                    Some((other, d)) if d != data => {
+                        found.push(format!("{} and {other} applied different commands at {index}", node.id))
                     }
                     Some(_) => {}
                     None => {
-                        log.by_term.insert(term, id.clone());
+                        recent.insert(*index, (node.id.clone(), data.clone()));
                     }
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(3)).await;
+        // The in-memory stores answer at once: this is one consistent look.
+        let quorum = nodes.len() / 2 + 1;
+        let mut covered_by_snapshot = Vec::new();
+        for node in &nodes {
+            let snapshot =
+                node.snaps.list().await.map_or(0, |l| l.iter().map(|m| m.index).max().unwrap_or(0));
+            covered_by_snapshot.push(snapshot);
+        }
+        for (index, (who, data)) in &recent {
+            let mut holders = 0;
+            for (node, snapshot) in nodes.iter().zip(&covered_by_snapshot) {
+                let stored = node.store.get_log(*index).await.ok().flatten();
+                if stored.as_ref().is_some_and(|l| l.data == *data)
+                    || (stored.is_none() && *snapshot >= *index)
+                {
+                    holders += 1;
+                }
+            }
+            if holders < quorum {
+                found.push(format!(
+                    "{who} applied index {index}, but only {holders} of {} log stores hold it durably",
+                    nodes.len()
+                ));
+            }
+        }
+        {
+            let mut log = log.lock().expect("lock");
+            for (term, id) in leaders {
+                match log.leaders.get(&term) {
+                    Some(other) if *other != id => {
+                        found.push(format!("two leaders in term {term}: {other} and {id}"))
+                    }
+                    Some(_) => {}
+                    None => {
+                        log.leaders.insert(term, id);
+                    }
+                }
+            }
+            if log.violation.is_none() {
+                log.violation = found.into_iter().next();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -221,8 +296,8 @@ struct Driver {
     net: InmemNetwork,
     ids: Vec<String>,
     clients: SimClients,
-    /// What the leader watcher samples.
-    watched: Arc<Mutex<Vec<(String, Raft<KvTestFsm>)>>>,
+    /// What the watcher samples.
+    watched: Arc<Mutex<Vec<Watched>>>,
     /// Nodes whose disk is slow or stalled, and when that ends.
     disks: BTreeMap<String, Release>,
     /// Paused nodes, and when they resume.
@@ -232,7 +307,7 @@ struct Driver {
 
 impl Driver {
     /// Lets the clients use the running nodes that are not paused, and the
-    /// leader watcher see every running node.
+    /// watcher see every node.
     fn publish(&self) {
         let members: Vec<String> =
             self.ids.iter().filter(|id| !self.paused.contains_key(*id)).cloned().collect();
@@ -240,9 +315,13 @@ impl Driver {
         let mut watched = self.watched.lock().expect("lock");
         watched.clear();
         for (id, node) in &self.cluster.nodes {
-            if let Some(raft) = &node.raft {
-                watched.push((id.clone(), raft.clone()));
-            }
+            watched.push(Watched {
+                id: id.clone(),
+                raft: node.raft.clone(),
+                store: node.store.clone(),
+                snaps: node.snaps.clone(),
+                applied: node.applied.clone(),
+            });
         }
     }
 
@@ -327,7 +406,7 @@ impl Driver {
             }
             FaultKind::Delays => {
                 let max = Duration::from_millis(rng.below(20));
-                self.net.set_delay(Duration::ZERO, max);
+                self.net.set_delay(MIN_DELAY, max);
                 self.trace.push(format!("delay up to {max:?}"));
             }
             FaultKind::LongTail => {
@@ -421,10 +500,13 @@ fn configure_without_pre_vote(c: &mut Config) {
     c.pre_vote = false;
 }
 
-async fn run_seed(seed: u64) -> Result<SeedStats, String> {
+async fn run_seed(seed: u64, net: InmemNetwork) -> Result<SeedStats, String> {
     let mut rng = Rng(seed);
     let n = if seed % 3 == 0 { 5 } else { 3 };
-    let net = InmemNetwork::with_seed(seed);
+    // Every message takes at least a little virtual time, so nodes that
+    // exchange messages for ever without waiting still let the clock move
+    // and the bounded waits report it.
+    net.set_delay(MIN_DELAY, MIN_DELAY);
     net.set_rpc_timeout(Duration::from_millis(200));
     let limited = seed % 2 == 0;
     if limited {
@@ -451,9 +533,9 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
         trace: Vec::new(),
     };
     driver.publish();
-    let leaders = Arc::new(Mutex::new(LeaderLog::default()));
+    let leaders = Arc::new(Mutex::new(WatchLog::default()));
     let watching = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(watch_leaders(driver.watched.clone(), leaders.clone(), watching.clone()));
+    let watcher = tokio::spawn(watch(driver.watched.clone(), leaders.clone(), watching.clone()));
 
     // Fault phase.
     for _ in 0..STEPS {
@@ -467,7 +549,7 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     driver.release_due(true);
     net.heal();
     net.set_drop_rate(0.0);
-    net.set_delay(Duration::ZERO, Duration::ZERO);
+    net.set_delay(MIN_DELAY, MIN_DELAY);
     net.set_hold(0.0, Duration::ZERO, Duration::ZERO);
     net.set_duplicate_rate(0.0);
     let history = driver.clients.finish().await?;
@@ -491,10 +573,10 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
             .map_err(|e| fail(e.to_string()))?;
     }
     watching.store(true, Ordering::SeqCst);
-    watcher.await.map_err(|e| fail(format!("leader watcher panicked: {e}")))?;
+    watcher.await.map_err(|e| fail(format!("watcher panicked: {e}")))?;
     let (leader_terms, violation) = {
         let log = leaders.lock().expect("lock");
-        (log.by_term.len(), log.violation.clone())
+        (log.leaders.len(), log.violation.clone())
     };
     if let Some(violation) = violation {
         return Err(fail(violation));
@@ -538,13 +620,11 @@ async fn run_seed(seed: u64) -> Result<SeedStats, String> {
     })
 }
 
+/// Runs one seed on a paused clock under the real-time watchdog of
+/// [`raft_tests::run_paused_with_watchdog`].
 fn run_in_paused_runtime(seed: u64) -> Result<SeedStats, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(run_seed(seed))
+    let net = InmemNetwork::with_seed(seed);
+    raft_tests::run_paused_with_watchdog(seed, &net, STALL_LIMIT, run_seed(seed, net.clone()))
 }
 
 fn env_u64(name: &str) -> Option<u64> {
