@@ -8,8 +8,11 @@
 //! Faults (each step picks one; see [`FaultKind`]):
 //!
 //! - isolation of any node or of the leader (which then holds uncommitted
-//!   entries that a later leader truncates), partitions, message drops and
-//!   short delays, crash-restarts from the stores;
+//!   entries that a later leader truncates), partitions, one-way cuts and
+//!   deaf nodes (a node that still sends but hears nothing, like a deposed
+//!   leader behind a broken link), message drops and short delays,
+//!   crash-restarts from the stores, and a correlated failure (a follower
+//!   crashes, losing its in-flight writes, while the leader is cut off);
 //! - long-tail network faults: some messages held for several election
 //!   timeouts and then delivered, some requests delivered twice
 //!   ([`InmemNetwork::set_hold`], [`InmemNetwork::set_duplicate_rate`]);
@@ -24,6 +27,11 @@
 //!   clock (one tokio runtime drives all nodes, and separate runtimes would
 //!   each auto-advance their own clock), so it may time out or step down
 //!   during the pause in memory instead of right after it.
+//!
+//! Every message takes at least 50µs of virtual time, and a real-time
+//! watchdog ([`raft_tests::run_paused_with_watchdog`]) fails a seed whose
+//! nodes busy-loop without ever letting the paused clock advance. One seed
+//! in four runs without pre-vote, so candidates race more often.
 //!
 //! Checked all along, by sampling every node every few milliseconds (see
 //! [`watch`]): at most one leader per term (election safety); every command
@@ -129,11 +137,15 @@ enum FaultKind {
     /// A correlated failure: crash a follower (preferably one whose disk
     /// holds writes, which are lost) and isolate the leader at once.
     CrashAndIsolateLeader,
+    /// Cut the leader off, wait for a candidate, and hold every answer to
+    /// it for several election timeouts: it campaigns again (and again)
+    /// before the answers of its first campaign arrive.
+    SlowAnswersToCandidate,
     /// Restore every link.
     Heal,
 }
 
-const FAULT_KINDS: [FaultKind; 14] = [
+const FAULT_KINDS: [FaultKind; 15] = [
     FaultKind::Isolate,
     FaultKind::IsolateLeader,
     FaultKind::Partition,
@@ -147,6 +159,7 @@ const FAULT_KINDS: [FaultKind; 14] = [
     FaultKind::Deaf,
     FaultKind::OneWay,
     FaultKind::CrashAndIsolateLeader,
+    FaultKind::SlowAnswersToCandidate,
     FaultKind::Heal,
 ];
 
@@ -359,6 +372,39 @@ impl Driver {
         }
     }
 
+    /// Waits (at most `limit`) until some running node is a candidate, and
+    /// returns it as soon as its metrics say so.
+    async fn wait_for_candidate(&self, limit: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut watches: Vec<(String, tokio::sync::watch::Receiver<raft::Metrics>)> = self
+            .cluster
+            .nodes
+            .iter()
+            .filter_map(|(id, n)| n.raft.as_ref().map(|r| (id.clone(), r.metrics())))
+            .collect();
+        loop {
+            for (id, m) in &mut watches {
+                if m.borrow_and_update().state == RaftState::Candidate {
+                    return Some(id.clone());
+                }
+            }
+            if watches.is_empty() {
+                return None;
+            }
+            let stopped = {
+                let changed =
+                    futures::future::select_all(watches.iter_mut().map(|(_, m)| Box::pin(m.changed())));
+                match tokio::time::timeout_at(deadline, changed).await {
+                    Err(_) => return None,
+                    Ok((Ok(()), _, _)) => continue,
+                    Ok((Err(_), index, _)) => index,
+                }
+            };
+            // That node stopped: its metrics will not change again.
+            watches.remove(stopped);
+        }
+    }
+
     /// Crashes `id` (its held writes are lost) and starts it again.
     async fn crash_restart(&mut self, id: &str, rng: &mut Rng) {
         let faults = self.cluster.nodes[id].faults.clone();
@@ -476,6 +522,15 @@ impl Driver {
                 self.net.isolate(&leader.as_str().into());
                 self.crash_restart(&victim, rng).await;
                 self.trace.push(format!("crash-restart {victim} and isolate leader {leader}"));
+            }
+            FaultKind::SlowAnswersToCandidate => {
+                if let Some(leader) = self.leader() {
+                    self.net.isolate(&leader.as_str().into());
+                }
+                let Some(candidate) = self.wait_for_candidate(ELECTION_TIMEOUT * 10).await else { return };
+                let hold = ELECTION_TIMEOUT * (2 + rng.below(8) as u32);
+                self.net.hold_answers_to(&candidate.as_str().into(), hold);
+                self.trace.push(format!("answers to candidate {candidate} held {hold:?}"));
             }
             FaultKind::Heal => {
                 self.net.heal();
@@ -622,9 +677,19 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<SeedStats, String> {
 
 /// Runs one seed on a paused clock under the real-time watchdog of
 /// [`raft_tests::run_paused_with_watchdog`].
+/// A panic inside the run (a client's, a helper's bounded wait) fails the
+/// seed with its message.
 fn run_in_paused_runtime(seed: u64) -> Result<SeedStats, String> {
     let net = InmemNetwork::with_seed(seed);
-    raft_tests::run_paused_with_watchdog(seed, &net, STALL_LIMIT, run_seed(seed, net.clone()))
+    let run = || raft_tests::run_paused_with_watchdog(seed, &net, STALL_LIMIT, run_seed(seed, net.clone()));
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(format!("seed {seed}: panicked: {message}"))
+    })
 }
 
 fn env_u64(name: &str) -> Option<u64> {

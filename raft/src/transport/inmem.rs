@@ -68,6 +68,8 @@ struct NetInner {
     duplicate_rate: f64,
     /// Paused nodes: messages to and from them wait.
     paused: HashSet<ServerAddress>,
+    /// Nodes whose answers are held until a virtual time.
+    answers_held: HashMap<ServerAddress, tokio::time::Instant>,
     stats: NetworkStats,
 }
 
@@ -168,6 +170,7 @@ impl InmemNetwork {
                 hold: (0.0, Duration::ZERO, Duration::ZERO),
                 duplicate_rate: 0.0,
                 paused: HashSet::new(),
+                answers_held: HashMap::new(),
                 stats: NetworkStats::default(),
             })),
             resumed: Arc::new(Notify::new()),
@@ -280,6 +283,15 @@ impl InmemNetwork {
     pub fn resume(&self, addr: &ServerAddress) {
         self.lock().paused.remove(addr);
         self.resumed.notify_waiters();
+    }
+
+    /// Holds every answer to a request sent by `addr` until `duration` from
+    /// now (requests still reach the other nodes, which act on them): a
+    /// congested return path. A candidate whose vote answers are held this
+    /// way times out and campaigns again before it hears them.
+    pub fn hold_answers_to(&self, addr: &ServerAddress, duration: Duration) {
+        let until = tokio::time::Instant::now() + duration;
+        self.lock().answers_held.insert(addr.clone(), until);
     }
 
     /// Whether `addr` is paused.
@@ -426,19 +438,23 @@ impl InmemNetwork {
             Ok(Err(_)) => return Err(TransportError::Unreachable(to.clone(), "request dropped".into())),
             Ok(Ok(r)) => r?,
         };
-        let (route, hold) = {
+        let (route, hold, held_until) = {
             let mut inner = self.lock();
+            let held_until = inner.answers_held.get(from).copied();
             if matches!(&response, RpcResponse::InstallSnapshot(r) if r.success) {
                 inner.stats.snapshots_installed += 1;
             }
             let route = inner.route(to, from);
             let hold = if route.is_some() { inner.long_hold() } else { None };
-            (route, hold)
+            (route, hold, held_until)
         };
         let delay = route.ok_or_else(|| TransportError::Unreachable(to.clone(), "response lost".into()))?
             + hold.unwrap_or_default();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
+        }
+        if let Some(until) = held_until {
+            tokio::time::sleep_until(until).await;
         }
         self.wait_unpaused(to, from).await;
         Ok(response)
@@ -703,6 +719,25 @@ mod tests {
         let started = tokio::time::Instant::now();
         a.append_entries(&id, &addr, append(&[])).await.expect("answered");
         assert!(started.elapsed() >= Duration::from_secs(4), "request and answer were both held");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_answers_arrive_late_while_requests_go_through() {
+        let net = InmemNetwork::new();
+        let a = Arc::new(net.transport("a"));
+        let b = net.transport("b");
+        let count = responder(&b);
+        let (id, addr) = ids();
+        net.hold_answers_to(&"a".into(), Duration::from_secs(1));
+        let call = {
+            let a = a.clone();
+            tokio::spawn(async move { a.append_entries(&id, &addr, append(&[])).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(delivered(&count), 1, "the request went through");
+        assert!(!call.is_finished(), "its answer is held");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        call.await.expect("task").expect("answered once the hold ended");
     }
 
     #[tokio::test(start_paused = true)]
