@@ -556,7 +556,7 @@ fn configure_without_pre_vote(c: &mut Config) {
 }
 
 async fn run_seed(seed: u64, net: InmemNetwork) -> Result<SeedStats, String> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let n = if seed % 3 == 0 { 5 } else { 3 };
     // Every message takes at least a little virtual time, so nodes that
     // exchange messages for ever without waiting still let the clock move
