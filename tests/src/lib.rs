@@ -19,6 +19,58 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub mod sim_client;
 
+/// Runs `run` (one simulation seed) on a fresh current-thread runtime with
+/// a paused clock, under a real-time watchdog.
+///
+/// A busy loop between nodes (messages answered at once, for ever) keeps
+/// the runtime from ever idling, so the paused clock never advances and no
+/// virtual-time bound fires. The watchdog thread catches that: after
+/// `limit` of real time it cuts every link of `net` (again each second, in
+/// case the run heals it), which lets virtual time move and the pending
+/// wait fail; the failure then says the watchdog fired. A run that
+/// succeeds but took longer than `limit` fails too.
+pub fn run_paused_with_watchdog<T>(
+    seed: u64,
+    net: &InmemNetwork,
+    limit: Duration,
+    run: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = {
+        let net = net.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut fired = None;
+            while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_secs(1)) {
+                if started.elapsed() > limit {
+                    net.partition(&[]);
+                    fired.get_or_insert(started.elapsed());
+                }
+            }
+            fired
+        })
+    };
+    let result = rt.block_on(run);
+    drop(done);
+    let fired = watchdog.join().map_err(|_| "watchdog panicked".to_string())?;
+    match (result, fired) {
+        (Err(e), Some(after)) => Err(format!(
+            "{e}\n  WATCHDOG: virtual time stopped advancing (nodes kept exchanging messages without ever \
+             waiting: a busy loop); the network was cut after {after:?} of real time"
+        )),
+        (Ok(_), Some(after)) => Err(format!(
+            "seed {seed}: the run took over {after:?} of real time, so the watchdog cut the network"
+        )),
+        (result, None) => result,
+    }
+}
+
 /// What a [`RecordingFsm`] has applied, in order: (index, command).
 pub type AppliedLog = Arc<Mutex<Vec<(u64, Bytes)>>>;
 

@@ -2,6 +2,12 @@
 //! key-value clients that write, compare-and-swap and read linearizably
 //! against whichever nodes are published to them, and the recorded history
 //! those clients produce for [`check_kv`](raft::testing::linearizability::check_kv).
+//!
+//! Written values are short by default; [`SimClients::spawn_sized`] pads
+//! them to lengths drawn by the caller (around a byte budget, over a message
+//! limit): a command larger than the node's
+//! [`max_command_size`](raft::Raft::max_command_size) must then be refused at
+//! once with `CommandTooLarge`, without effect (a client panics otherwise).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +32,9 @@ pub type Directory = Arc<Mutex<HashMap<String, (Raft<KvTestFsm>, KvMap)>>>;
 /// How long one client operation may take before the client gives up on it.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(400);
 
+/// Draws the length of a value to write.
+pub type ValueLen = fn(&mut Rng) -> usize;
+
 /// State the clients share with the simulation driving them.
 #[derive(Default)]
 pub struct ClientShared {
@@ -39,6 +48,13 @@ pub struct ClientShared {
     stop: AtomicBool,
     /// Longest pause between two operations of one client, in milliseconds.
     think_ms: AtomicU64,
+    /// Value lengths (short values when `None`) and the byte budget a
+    /// write must exceed to count in `over_budget`.
+    sizes: Option<(ValueLen, usize)>,
+    /// Commands refused at once as too large for one message.
+    pub too_large: AtomicU64,
+    /// Writes larger than the byte budget that committed.
+    pub over_budget: AtomicU64,
 }
 
 impl ClientShared {
@@ -74,7 +90,18 @@ impl SimClients {
     /// long virtual runs cheaper). They talk only to the nodes
     /// [`SimClients::publish`] lists.
     pub fn spawn(count: u64, seed: u64, think: Duration) -> Self {
-        let shared = Arc::new(ClientShared::default());
+        Self::start(count, seed, think, None)
+    }
+
+    /// Like [`SimClients::spawn`], padding each written value to a length
+    /// drawn by `value_len`; writes over `budget` bytes that commit are
+    /// counted in [`ClientShared::over_budget`].
+    pub fn spawn_sized(count: u64, seed: u64, think: Duration, value_len: ValueLen, budget: usize) -> Self {
+        Self::start(count, seed, think, Some((value_len, budget)))
+    }
+
+    fn start(count: u64, seed: u64, think: Duration, sizes: Option<(ValueLen, usize)>) -> Self {
+        let shared = Arc::new(ClientShared { sizes, ..ClientShared::default() });
         shared.think_ms.store(think.as_millis() as u64, Ordering::Relaxed);
         let handles = (0..count).map(|c| tokio::spawn(client(shared.clone(), c, seed))).collect();
         Self { shared, handles }
@@ -137,7 +164,14 @@ async fn client(shared: Arc<ClientShared>, client: u64, seed: u64) {
                 _ => failed = true,
             }
         } else {
-            let value = format!("c{client}-{n}");
+            let mut value = format!("c{client}-{n}");
+            if let Some((value_len, _)) = shared.sizes {
+                value.push('-');
+                let len = value_len(&mut rng);
+                while value.len() < len {
+                    value.push((b'a' + (value.len() % 26) as u8) as char);
+                }
+            }
             let (cmd, input) = if choice < 8 {
                 (KvCommand::Put { key: key.clone(), value: value.clone() }, KvInput::Put { key, value })
             } else {
@@ -151,7 +185,26 @@ async fn client(shared: Arc<ClientShared>, client: u64, seed: u64) {
                     KvInput::Cas { key, expected, new: value },
                 )
             };
-            match raft.apply(cmd.encode(), OP_TIMEOUT).await {
+            let encoded = cmd.encode();
+            let size = encoded.len();
+            let max = raft.max_command_size();
+            let started = tokio::time::Instant::now();
+            let result = raft.apply(encoded, OP_TIMEOUT).await;
+            if max.is_some_and(|max| size > max) {
+                match result {
+                    Err(Error::CommandTooLarge { size: s, max: m }) if s == size && Some(m) == max => {
+                        assert!(started.elapsed() < Duration::from_millis(1), "refused late");
+                        shared.too_large.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    other => panic!("a command of {size} bytes was not refused as too large: {other:?}"),
+                }
+            }
+            if shared.sizes.is_some_and(|(_, budget)| size > budget) && result.is_ok() {
+                shared.over_budget.fetch_add(1, Ordering::Relaxed);
+            }
+            match result {
                 Ok(applied) => {
                     let output = match applied.response {
                         KvResponse::Previous(_) => KvOutput::Put,

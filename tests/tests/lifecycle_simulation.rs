@@ -50,7 +50,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -857,49 +856,12 @@ async fn run_seed(seed: u64, plan: &Plan, net: InmemNetwork) -> Result<Outcome, 
     }
 }
 
-/// Runs one seed on a current-thread runtime with a paused clock.
-///
-/// A busy loop between nodes (messages answered at once, for ever) keeps
-/// the runtime from ever idling, so the paused clock never advances and no
-/// virtual-time bound fires. A watchdog thread catches that: after
-/// [`STALL_LIMIT`] of real time it cuts every link of the network (again
-/// each second, in case the run heals it), which lets virtual time move
-/// and the pending wait fail; the failure then says the watchdog fired.
+/// Runs one seed on a current-thread runtime with a paused clock, under
+/// the real-time watchdog of [`raft_tests::run_paused_with_watchdog`]
+/// (which catches busy loops that keep virtual time from advancing).
 fn run_in_paused_runtime(seed: u64, plan: &Plan) -> Result<Outcome, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
     let net = InmemNetwork::with_seed(seed);
-    let (done, finished) = std::sync::mpsc::channel::<()>();
-    let watchdog = {
-        let net = net.clone();
-        std::thread::spawn(move || {
-            let started = std::time::Instant::now();
-            let mut fired = None;
-            while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_secs(1)) {
-                if started.elapsed() > STALL_LIMIT {
-                    net.partition(&[]);
-                    fired.get_or_insert(started.elapsed());
-                }
-            }
-            fired
-        })
-    };
-    let result = rt.block_on(run_seed(seed, plan, net));
-    drop(done);
-    let fired = watchdog.join().map_err(|_| "watchdog panicked".to_string())?;
-    match (result, fired) {
-        (Err(e), Some(after)) => Err(format!(
-            "{e}\n  WATCHDOG: virtual time stopped advancing (nodes kept exchanging messages without ever \
-             waiting: a busy loop); the network was cut after {after:?} of real time"
-        )),
-        (Ok(_), Some(after)) => Err(format!(
-            "seed {seed}: the run took over {after:?} of real time, so the watchdog cut the network"
-        )),
-        (result, None) => result,
-    }
+    raft_tests::run_paused_with_watchdog(seed, &net, STALL_LIMIT, run_seed(seed, plan, net.clone()))
 }
 
 fn env_u64(name: &str) -> Option<u64> {

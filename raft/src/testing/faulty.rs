@@ -13,6 +13,10 @@
 //!   under a paused tokio clock the delay is virtual).
 //!
 //! Faults are set per operation ([`StoreOp`]) and stay until cleared.
+//! [`FaultInjector::abandon_held`] models a crash with writes in flight:
+//! every operation a stall or latency holds fails at once without reaching
+//! the inner store. [`FaultInjector::truncations`] counts log suffixes
+//! deleted through the store (conflict truncations).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
@@ -76,6 +80,18 @@ impl StoreOp {
     /// The operations that write: `store_logs`, `delete_range` and `set`.
     pub const WRITES: [StoreOp; 3] = [StoreOp::StoreLogs, StoreOp::DeleteRange, StoreOp::Set];
 
+    /// Every operation.
+    pub const ALL: [StoreOp; 8] = [
+        StoreOp::FirstIndex,
+        StoreOp::LastIndex,
+        StoreOp::GetLog,
+        StoreOp::GetLogs,
+        StoreOp::StoreLogs,
+        StoreOp::DeleteRange,
+        StoreOp::Set,
+        StoreOp::Get,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             StoreOp::FirstIndex => "first_index",
@@ -126,6 +142,11 @@ struct InjectorState {
     stalled: AtomicUsize,
     /// Faults triggered so far.
     injected: AtomicU64,
+    /// Bumped by [`FaultInjector::abandon_held`]: held operations started
+    /// under an older value fail.
+    abandoned: AtomicU64,
+    /// Suffix deletions seen by `delete_range`.
+    truncations: AtomicU64,
     release: Notify,
 }
 
@@ -189,6 +210,30 @@ impl FaultInjector {
         self.inner.release.notify_waiters();
     }
 
+    /// Sets `fault` on every operation ([`StoreOp::ALL`]), reads included.
+    pub fn inject_all(&self, fault: Fault) {
+        for op in StoreOp::ALL {
+            self.inject(op, fault);
+        }
+    }
+
+    /// Fails every operation a [`Fault::Stall`] or [`Fault::Latency`] holds
+    /// right now with an I/O error, without running it on the inner store:
+    /// what a crash does to writes that had not reached the disk. The
+    /// faults themselves stay set (clear them before restarting the node).
+    pub fn abandon_held(&self) {
+        self.inner.abandoned.fetch_add(1, Ordering::AcqRel);
+        tracing::warn!("injected fault: held operations abandoned (crash)");
+        self.inner.release.notify_waiters();
+    }
+
+    /// How many times `delete_range` removed a suffix of the log (a range
+    /// starting after the store's first index: a conflict truncation, as
+    /// opposed to compacting a prefix).
+    pub fn truncations(&self) -> u64 {
+        self.inner.truncations.load(Ordering::Acquire)
+    }
+
     /// How many operations a [`Fault::Stall`] holds right now.
     pub fn stalled(&self) -> usize {
         self.inner.stalled.load(Ordering::Acquire)
@@ -214,18 +259,38 @@ impl FaultInjector {
             }
             Fault::Stall => {
                 tracing::warn!(op = %op, "injected fault: operation stalled until released");
-                self.wait_released(op).await;
+                let epoch = self.inner.abandoned.load(Ordering::Acquire);
+                if self.wait_released(op, epoch).await {
+                    return Err(abandoned(op));
+                }
                 Ok(None)
             }
             Fault::Latency(delay) => {
-                tokio::time::sleep(delay).await;
-                Ok(None)
+                let epoch = self.inner.abandoned.load(Ordering::Acquire);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => Ok(None),
+                    () = self.wait_abandoned(epoch) => Err(abandoned(op)),
+                }
             }
         }
     }
 
-    /// Waits until `op` no longer has a [`Fault::Stall`].
-    async fn wait_released(&self, op: StoreOp) {
+    /// Waits until [`FaultInjector::abandon_held`] is called after `epoch`.
+    async fn wait_abandoned(&self, epoch: u64) {
+        loop {
+            let woken = self.inner.release.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.inner.abandoned.load(Ordering::Acquire) != epoch {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// Waits until `op` no longer has a [`Fault::Stall`]; returns true if it
+    /// was abandoned instead ([`FaultInjector::abandon_held`] after `epoch`).
+    async fn wait_released(&self, op: StoreOp, epoch: u64) -> bool {
         struct Held<'a>(&'a AtomicUsize);
         impl Drop for Held<'_> {
             fn drop(&mut self) {
@@ -239,8 +304,11 @@ impl FaultInjector {
             tokio::pin!(released);
             // Registered before the check, so a release in between is seen.
             released.as_mut().enable();
+            if self.inner.abandoned.load(Ordering::Acquire) != epoch {
+                return true;
+            }
             if self.fault(op) != Some(Fault::Stall) {
-                return;
+                return false;
             }
             released.await;
         }
@@ -259,6 +327,12 @@ impl FaultInjector {
         }
         Ok(value)
     }
+}
+
+/// The error of an operation abandoned by [`FaultInjector::abandon_held`].
+fn abandoned(op: StoreOp) -> StorageError {
+    tracing::warn!(op = %op, "injected fault: held operation abandoned");
+    StorageError::io(format!("{op} abandoned by a crash (injected fault)"), io_error())
 }
 
 /// ENOSPC, as the OS reports a full disk.
@@ -350,7 +424,12 @@ impl<S: LogStore> LogStore for FaultyStore<S> {
     }
 
     async fn delete_range(&self, min: u64, max: u64) -> Result<(), StorageError> {
-        self.faults.run(StoreOp::DeleteRange, self.inner.delete_range(min, max)).await
+        let first = self.inner.first_index().await?;
+        self.faults.run(StoreOp::DeleteRange, self.inner.delete_range(min, max)).await?;
+        if first > 0 && min > first {
+            self.faults.inner.truncations.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
     }
 }
 
@@ -468,6 +547,43 @@ mod tests {
         assert_eq!(faults.stalled(), 0);
         assert_eq!(store.inner().last_index().await.unwrap(), 1);
         assert_eq!(faults.fault(StoreOp::StoreLogs), None, "release removes the stall");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandoned_operations_fail_without_reaching_the_store() {
+        let store = FaultyStore::new(Mem::default());
+        let faults = store.injector();
+        faults.inject(StoreOp::StoreLogs, Fault::Stall);
+        faults.inject(StoreOp::Set, Fault::Latency(Duration::from_secs(3600)));
+        let stalled = {
+            let store = store.clone();
+            tokio::spawn(async move { store.store_logs(&[entry(1)]).await })
+        };
+        let slow = {
+            let store = store.clone();
+            tokio::spawn(async move { store.set(b"k", b"v").await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(faults.stalled(), 1);
+        faults.abandon_held();
+        assert!(stalled.await.expect("task").is_err(), "a stalled write fails");
+        assert!(slow.await.expect("task").is_err(), "a delayed write fails");
+        assert_eq!(store.inner().last_index().await.unwrap(), 0, "nothing written");
+        assert_eq!(store.inner().get(b"k").await.unwrap(), None, "nothing written");
+        // The faults stay; once cleared, writes go through.
+        assert_eq!(faults.fault(StoreOp::StoreLogs), Some(Fault::Stall));
+        faults.clear_all();
+        store.store_logs(&[entry(1)]).await.expect("store");
+    }
+
+    #[tokio::test]
+    async fn only_suffix_deletions_count_as_truncations() {
+        let store = FaultyStore::new(Mem::default());
+        store.store_logs(&(1..=10).map(entry).collect::<Vec<_>>()).await.expect("store");
+        store.delete_range(1, 3).await.expect("compact");
+        assert_eq!(store.injector().truncations(), 0, "a prefix is compaction");
+        store.delete_range(8, 10).await.expect("truncate");
+        assert_eq!(store.injector().truncations(), 1);
     }
 
     #[tokio::test(start_paused = true)]

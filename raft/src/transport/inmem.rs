@@ -6,6 +6,24 @@
 //! oversized request is refused, never delivered). Users test their own FSM
 //! with it too.
 //!
+//! Long-tail faults, as real networks and hosts produce them:
+//!
+//! - [`InmemNetwork::set_hold`]: a fraction of messages (requests and
+//!   answers) is held for a long, heavy-tailed time (log-uniform between a
+//!   minimum and a maximum: TCP retransmits, GC pauses) and then delivered.
+//!   A held request is delivered even if its sender gave up on it, to the
+//!   node serving the address *then* (possibly a restarted incarnation).
+//! - [`InmemNetwork::set_duplicate_rate`]: a fraction of requests is
+//!   delivered a second time, later (a retransmitted packet); the copy's
+//!   answer is discarded.
+//! - [`InmemNetwork::pause`] / [`InmemNetwork::resume`]: every message to or
+//!   from a paused node waits, and all of them are delivered when it resumes
+//!   (the network side of a SIGSTOP or a VM pause; see
+//!   [`InmemNetwork::pause`] for what it does not model).
+//!
+//! [`InmemNetwork::stats`] counts what happened (held, duplicated, snapshots
+//! installed).
+//!
 //! ```
 //! use raft::transport::inmem::InmemNetwork;
 //! let net = InmemNetwork::new();
@@ -21,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{AppendPipeline, InboundRequest, InboundRpc, Transport};
 use crate::core::rng::Rng;
@@ -44,9 +62,54 @@ struct NetInner {
     rpc_timeout: Duration,
     /// Largest request delivered, in (estimated) encoded bytes.
     max_message: Option<usize>,
+    /// Fraction of messages held for a long time, and the range of the hold.
+    hold: (f64, Duration, Duration),
+    /// Fraction of requests delivered twice.
+    duplicate_rate: f64,
+    /// Paused nodes: messages to and from them wait.
+    paused: HashSet<ServerAddress>,
+    /// Nodes whose answers are held until a virtual time.
+    answers_held: HashMap<ServerAddress, tokio::time::Instant>,
+    stats: NetworkStats,
+}
+
+/// What an [`InmemNetwork`] did so far (see [`InmemNetwork::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetworkStats {
+    /// Messages (requests or answers) held by [`InmemNetwork::set_hold`].
+    pub held: u64,
+    /// Requests delivered a second time by [`InmemNetwork::set_duplicate_rate`].
+    pub duplicated: u64,
+    /// Messages that had to wait for a paused node to resume.
+    pub waited_for_pause: u64,
+    /// InstallSnapshot requests answered with success.
+    pub snapshots_installed: u64,
 }
 
 impl NetInner {
+    /// With probability `hold.0`, a long hold: log-uniform in `hold.1..=hold.2`.
+    fn long_hold(&mut self) -> Option<Duration> {
+        let (rate, min, max) = self.hold;
+        if rate <= 0.0 || self.rng.next_f64() >= rate {
+            return None;
+        }
+        self.stats.held += 1;
+        let (lo, hi) = (min.as_secs_f64().max(1e-6), max.as_secs_f64().max(1e-6));
+        let u = self.rng.next_f64();
+        Some(Duration::from_secs_f64(lo * (hi / lo).max(1.0).powf(u)))
+    }
+
+    /// With probability `duplicate_rate`, the extra delay of a second copy.
+    fn duplicate(&mut self) -> Option<Duration> {
+        if self.duplicate_rate <= 0.0 || self.rng.next_f64() >= self.duplicate_rate {
+            return None;
+        }
+        self.stats.duplicated += 1;
+        let (_, min, max) = self.hold;
+        let span = max.max(min).as_secs_f64();
+        Some(Duration::from_secs_f64(self.rng.next_f64() * span))
+    }
+
     /// Decides the fate of one message on `from -> to`: `None` if dropped,
     /// else the delay to apply.
     fn route(&mut self, from: &ServerAddress, to: &ServerAddress) -> Option<Duration> {
@@ -70,6 +133,8 @@ impl NetInner {
 #[derive(Clone)]
 pub struct InmemNetwork {
     inner: Arc<Mutex<NetInner>>,
+    /// Woken when a node resumes.
+    resumed: Arc<Notify>,
 }
 
 impl Default for InmemNetwork {
@@ -102,7 +167,13 @@ impl InmemNetwork {
                 rng: Rng::new(seed),
                 rpc_timeout: Duration::from_secs(5),
                 max_message: None,
+                hold: (0.0, Duration::ZERO, Duration::ZERO),
+                duplicate_rate: 0.0,
+                paused: HashSet::new(),
+                answers_held: HashMap::new(),
+                stats: NetworkStats::default(),
             })),
+            resumed: Arc::new(Notify::new()),
         }
     }
 
@@ -169,6 +240,70 @@ impl InmemNetwork {
         self.lock().delay = (min, max.max(min));
     }
 
+    /// Holds each message (request or answer) with probability `rate` for a
+    /// long, heavy-tailed time: log-uniform between `min` and `max` (on top
+    /// of [`InmemNetwork::set_delay`]), then delivers it. Rate 0 (the
+    /// default) turns holds off. A held request is delivered even if the
+    /// sender stopped waiting for it; an answer still reaches a sender that
+    /// waits (the sender's own timeouts are its business: the network only
+    /// bounds the wait for the receiver to answer, see
+    /// [`InmemNetwork::set_rpc_timeout`]). Requests on one pipeline stay in
+    /// order: a held one holds those behind it, as on one TCP connection.
+    pub fn set_hold(&self, rate: f64, min: Duration, max: Duration) {
+        self.lock().hold = (rate.clamp(0.0, 1.0), min, max.max(min));
+    }
+
+    /// Delivers each request (not snapshot streams) a second time with
+    /// probability `rate`, after an extra delay of up to the
+    /// [`InmemNetwork::set_hold`] maximum; the copy's answer is discarded.
+    pub fn set_duplicate_rate(&self, rate: f64) {
+        self.lock().duplicate_rate = rate.clamp(0.0, 1.0);
+    }
+
+    /// Pauses `addr`: from now on every message to or from it (requests and
+    /// answers, including those already held or in flight) waits, and all of
+    /// them are delivered when [`InmemNetwork::resume`] is called. Links that
+    /// are cut still drop what is sent over them.
+    ///
+    /// This is the network half of a paused process (SIGSTOP, a VM pause):
+    /// combined with stalling the node's store calls (see
+    /// [`FaultInjector`](crate::testing::faulty::FaultInjector)), the node can
+    /// neither hear nor be heard nor persist anything, and everything queued
+    /// arrives at once on resume. What it does not model: the node's own
+    /// timers and tasks keep running on the shared clock, so a paused node
+    /// may still time out, become a candidate or step down *during* the
+    /// pause (in memory only; it cannot persist or send) rather than right
+    /// after it, and it still serves local calls such as metrics.
+    pub fn pause(&self, addr: &ServerAddress) {
+        self.lock().paused.insert(addr.clone());
+    }
+
+    /// Resumes a node paused by [`InmemNetwork::pause`]: what waited is
+    /// delivered.
+    pub fn resume(&self, addr: &ServerAddress) {
+        self.lock().paused.remove(addr);
+        self.resumed.notify_waiters();
+    }
+
+    /// Holds every answer to a request sent by `addr` until `duration` from
+    /// now (requests still reach the other nodes, which act on them): a
+    /// congested return path. A candidate whose vote answers are held this
+    /// way times out and campaigns again before it hears them.
+    pub fn hold_answers_to(&self, addr: &ServerAddress, duration: Duration) {
+        let until = tokio::time::Instant::now() + duration;
+        self.lock().answers_held.insert(addr.clone(), until);
+    }
+
+    /// Whether `addr` is paused.
+    pub fn is_paused(&self, addr: &ServerAddress) -> bool {
+        self.lock().paused.contains(addr)
+    }
+
+    /// What the network did so far.
+    pub fn stats(&self) -> NetworkStats {
+        self.lock().stats
+    }
+
     /// How long a call waits for its answer before failing. Default 5s.
     pub fn set_rpc_timeout(&self, timeout: Duration) {
         self.lock().rpc_timeout = timeout;
@@ -189,6 +324,44 @@ impl InmemNetwork {
         self.lock().max_message
     }
 
+    /// Waits until neither `a` nor `b` is paused.
+    async fn wait_unpaused(&self, a: &ServerAddress, b: &ServerAddress) {
+        let mut counted = false;
+        loop {
+            let resumed = self.resumed.notified();
+            tokio::pin!(resumed);
+            // Registered before the check, so a resume in between is seen.
+            resumed.as_mut().enable();
+            {
+                let mut inner = self.lock();
+                if !inner.paused.contains(a) && !inner.paused.contains(b) {
+                    return;
+                }
+                if !counted {
+                    inner.stats.waited_for_pause += 1;
+                    counted = true;
+                }
+            }
+            resumed.await;
+        }
+    }
+
+    /// Hands `request` to the node serving `to` now, once neither end is
+    /// paused.
+    async fn hand_over(
+        &self,
+        from: &ServerAddress,
+        to: &ServerAddress,
+        request: InboundRequest,
+    ) -> Result<oneshot::Receiver<Result<RpcResponse, TransportError>>, TransportError> {
+        self.wait_unpaused(from, to).await;
+        let target = self.lock().nodes.get(to).cloned();
+        let target = target.ok_or_else(|| TransportError::Unreachable(to.clone(), "no such node".into()))?;
+        let (rpc, rx) = InboundRpc::new(request);
+        target.send(rpc).await.map_err(|_| TransportError::Unreachable(to.clone(), "node stopped".into()))?;
+        Ok(rx)
+    }
+
     /// Delivers one request from `from` to `to` and returns the receiver of
     /// its answer, or an error if the request was lost.
     async fn deliver(
@@ -197,7 +370,7 @@ impl InmemNetwork {
         to: &ServerAddress,
         request: InboundRequest,
     ) -> Result<oneshot::Receiver<Result<RpcResponse, TransportError>>, TransportError> {
-        let (route, target) = {
+        let (route, known, hold, duplicate) = {
             let mut inner = self.lock();
             if let (Some(max), InboundRequest::Rpc(req)) = (inner.max_message, &request) {
                 let size = encoded_len(req);
@@ -208,16 +381,48 @@ impl InmemNetwork {
                     )));
                 }
             }
-            (inner.route(from, to), inner.nodes.get(to).cloned())
+            let route = inner.route(from, to);
+            let known = inner.nodes.contains_key(to);
+            let (hold, duplicate) = match route {
+                Some(_) => (
+                    inner.long_hold(),
+                    if matches!(request, InboundRequest::Rpc(_)) { inner.duplicate() } else { None },
+                ),
+                None => (None, None),
+            };
+            (route, known, hold, duplicate)
         };
         let delay = route.ok_or_else(|| TransportError::Unreachable(to.clone(), "link down".into()))?;
-        let target = target.ok_or_else(|| TransportError::Unreachable(to.clone(), "no such node".into()))?;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        if !known {
+            return Err(TransportError::Unreachable(to.clone(), "no such node".into()));
         }
-        let (rpc, rx) = InboundRpc::new(request);
-        target.send(rpc).await.map_err(|_| TransportError::Unreachable(to.clone(), "node stopped".into()))?;
-        Ok(rx)
+        if let (Some(extra), InboundRequest::Rpc(req)) = (duplicate, &request) {
+            let copy = InboundRequest::Rpc(req.clone());
+            let (net, from, to) = (self.clone(), from.clone(), to.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay + extra).await;
+                // The copy's answer goes nowhere.
+                let _ = net.hand_over(&from, &to, copy).await;
+            });
+        }
+        match hold {
+            None => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                self.hand_over(from, to, request).await
+            }
+            Some(hold) => {
+                // Delivered even if the sender stops waiting for it.
+                let (tx, rx) = oneshot::channel();
+                let (net, sender, receiver) = (self.clone(), from.clone(), to.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay + hold).await;
+                    let _ = tx.send(net.hand_over(&sender, &receiver, request).await);
+                });
+                rx.await.map_err(|_| TransportError::Unreachable(to.clone(), "request lost".into()))?
+            }
+        }
     }
 
     /// Waits for an answer and routes it back from `to` to `from`.
@@ -233,11 +438,25 @@ impl InmemNetwork {
             Ok(Err(_)) => return Err(TransportError::Unreachable(to.clone(), "request dropped".into())),
             Ok(Ok(r)) => r?,
         };
-        let route = self.lock().route(to, from);
-        let delay = route.ok_or_else(|| TransportError::Unreachable(to.clone(), "response lost".into()))?;
+        let (route, hold, held_until) = {
+            let mut inner = self.lock();
+            let held_until = inner.answers_held.get(from).copied();
+            if matches!(&response, RpcResponse::InstallSnapshot(r) if r.success) {
+                inner.stats.snapshots_installed += 1;
+            }
+            let route = inner.route(to, from);
+            let hold = if route.is_some() { inner.long_hold() } else { None };
+            (route, hold, held_until)
+        };
+        let delay = route.ok_or_else(|| TransportError::Unreachable(to.clone(), "response lost".into()))?
+            + hold.unwrap_or_default();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        if let Some(until) = held_until {
+            tokio::time::sleep_until(until).await;
+        }
+        self.wait_unpaused(to, from).await;
         Ok(response)
     }
 
@@ -470,6 +689,96 @@ mod tests {
             }
         });
         delivered
+    }
+
+    fn ids() -> (ServerId, ServerAddress) {
+        (ServerId::from("b"), ServerAddress::from("b"))
+    }
+
+    fn delivered(count: &Arc<Mutex<usize>>) -> usize {
+        *count.lock().expect("lock")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_request_arrives_late_even_after_its_sender_gave_up() {
+        let net = InmemNetwork::new();
+        net.set_hold(1.0, Duration::from_secs(2), Duration::from_secs(2));
+        let a = net.transport("a");
+        let b = net.transport("b");
+        let count = responder(&b);
+        let (id, addr) = ids();
+        let call =
+            tokio::time::timeout(Duration::from_millis(100), a.append_entries(&id, &addr, append(&[])));
+        assert!(call.await.is_err(), "the sender gave up");
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(delivered(&count), 0, "still held");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(delivered(&count), 1, "delivered after the hold");
+        assert_eq!(net.stats().held, 1);
+        // The answer of a held exchange reaches a sender that waits.
+        let started = tokio::time::Instant::now();
+        a.append_entries(&id, &addr, append(&[])).await.expect("answered");
+        assert!(started.elapsed() >= Duration::from_secs(4), "request and answer were both held");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_answers_arrive_late_while_requests_go_through() {
+        let net = InmemNetwork::new();
+        let a = Arc::new(net.transport("a"));
+        let b = net.transport("b");
+        let count = responder(&b);
+        let (id, addr) = ids();
+        net.hold_answers_to(&"a".into(), Duration::from_secs(1));
+        let call = {
+            let a = a.clone();
+            tokio::spawn(async move { a.append_entries(&id, &addr, append(&[])).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(delivered(&count), 1, "the request went through");
+        assert!(!call.is_finished(), "its answer is held");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        call.await.expect("task").expect("answered once the hold ended");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_duplicated_request_is_delivered_twice() {
+        let net = InmemNetwork::new();
+        net.set_hold(0.0, Duration::ZERO, Duration::from_millis(500));
+        net.set_duplicate_rate(1.0);
+        let a = net.transport("a");
+        let b = net.transport("b");
+        let count = responder(&b);
+        let (id, addr) = ids();
+        a.append_entries(&id, &addr, append(&[10])).await.expect("answered");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(delivered(&count), 2);
+        assert_eq!(net.stats().duplicated, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_node_gets_everything_queued_when_it_resumes() {
+        let net = InmemNetwork::new();
+        let a = Arc::new(net.transport("a"));
+        let b = net.transport("b");
+        let count = responder(&b);
+        let (id, addr) = ids();
+        net.pause(&addr);
+        assert!(net.is_paused(&addr));
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let a = a.clone();
+                let (id, addr) = (id.clone(), addr.clone());
+                tokio::spawn(async move { a.append_entries(&id, &addr, append(&[])).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(delivered(&count), 0, "nothing reaches a paused node");
+        net.resume(&addr);
+        for call in calls {
+            call.await.expect("task").expect("answered after the resume");
+        }
+        assert_eq!(delivered(&count), 3);
+        assert_eq!(net.stats().waited_for_pause, 3);
     }
 
     #[test]
