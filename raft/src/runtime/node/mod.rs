@@ -115,10 +115,6 @@ struct Node<R> {
     published: (RaftState, u64, Option<ServerId>),
     shutdown_ack: Vec<oneshot::Sender<()>>,
     fatal: Option<String>,
-    /// Peers a snapshot is being streamed to.
-    sending_snapshots: HashSet<ServerId>,
-    /// Consecutive failed snapshot transfers per peer, for back-off.
-    snapshot_failures: HashMap<ServerId, u32>,
     /// A received snapshot being installed (its local copy).
     installing: Option<SnapshotMeta>,
     /// Background snapshot transfers, aborted on shutdown.
@@ -172,8 +168,6 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         transfer: None,
         shutdown_ack: Vec::new(),
         fatal: None,
-        sending_snapshots: HashSet::new(),
-        snapshot_failures: HashMap::new(),
         installing: None,
         transfers: Vec::new(),
         promotions: Vec::new(),
@@ -396,12 +390,6 @@ impl<R: Send + 'static> Node<R> {
                 }
             }
             PeerEvent::SnapshotSent { peer, index, term, success } => {
-                self.sending_snapshots.remove(&peer);
-                if success {
-                    self.snapshot_failures.remove(&peer);
-                } else {
-                    *self.snapshot_failures.entry(peer.clone()).or_default() += 1;
-                }
                 self.t.core.snapshot_sent(&peer, index, term, success);
             }
             PeerEvent::SnapshotReceived { leader, term, result, reply } => {
@@ -702,24 +690,30 @@ impl<R: Send + 'static> Node<R> {
         }
         let mut msg = msg;
         self.stamp(&mut msg.body);
-        let to = msg.to.clone();
-        if !self.peers.contains_key(&to) {
-            let Some(addr) = self.address_of(&to) else {
+        if let Some(p) = self.peer_task(&msg.to) {
+            p.send(msg);
+        }
+    }
+
+    /// The task sending to peer `to`, started if there is none (`None`:
+    /// the peer's address is unknown).
+    fn peer_task(&mut self, to: &ServerId) -> Option<&PeerHandle> {
+        if !self.peers.contains_key(to) {
+            let Some(addr) = self.address_of(to) else {
                 tracing::debug!(peer = %to, "no address for peer; dropping message");
-                return;
+                return None;
             };
             let handle = peer::spawn(
                 self.id().clone(),
                 to.clone(),
                 addr,
                 self.t.transport.clone(),
+                self.t.snaps.clone(),
                 self.t.peer_events_tx.clone(),
             );
             self.peers.insert(to.clone(), handle);
         }
-        if let Some(p) = self.peers.get(&to) {
-            let _ = p.tx.send(msg);
-        }
+        self.peers.get(to)
     }
 
     /// Stops peer tasks for servers no longer in the configuration (or

@@ -3,6 +3,7 @@
 //! store, and compacting the log behind a new local snapshot.
 
 use super::*;
+use crate::runtime::peer::SnapshotOffer;
 
 impl<R: Send + 'static> Node<R> {
     /// Receives a streamed snapshot into the local store in the background.
@@ -33,44 +34,14 @@ impl<R: Send + 'static> Node<R> {
         self.transfers.push(handle);
     }
 
-    /// Streams the newest stored snapshot to each follower that needs one.
+    /// Has each follower that needs one sent the newest stored snapshot, by
+    /// its peer task.
     pub(super) fn send_snapshots(&mut self, peers: Vec<ServerId>) {
+        let offer = SnapshotOffer { term: self.t.core.term(), cluster_id: self.t.cluster_id.clone() };
         for peer in peers {
-            if !self.sending_snapshots.insert(peer.clone()) {
-                continue;
+            if let Some(p) = self.peer_task(&peer) {
+                p.send_snapshot(offer.clone());
             }
-            let Some(addr) = self.address_of(&peer) else {
-                self.sending_snapshots.remove(&peer);
-                continue;
-            };
-            let snaps = self.t.snaps.clone();
-            let transport = self.t.transport.clone();
-            let events = self.t.peer_events_tx.clone();
-            let term = self.t.core.term();
-            let leader_id = self.id().clone();
-            let cluster_id = self.t.cluster_id.clone();
-            // A peer that keeps failing is retried with exponential back-off.
-            let failures = self.snapshot_failures.get(&peer).copied().unwrap_or(0);
-            let backoff = (self.t.config.heartbeat_timeout / 10).saturating_mul(1 << failures.min(6));
-            let handle =
-                tokio::spawn(async move {
-                    let (index, term, success) =
-                        match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id, cluster_id)
-                            .await
-                        {
-                            Ok((index, resp)) => (index, resp.term, resp.success),
-                            Err(e) => {
-                                super::super::peer::report_refusal(&events, &peer, &e);
-                                tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
-                                (0, term, false)
-                            }
-                        };
-                    if !success {
-                        tokio::time::sleep(backoff).await;
-                    }
-                    let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
-                });
-            self.transfers.push(handle);
         }
         self.transfers.retain(|h| !h.is_finished());
     }
@@ -204,29 +175,4 @@ pub(super) async fn store_snapshot(
             Err(e)
         }
     }
-}
-
-/// Opens the newest stored snapshot and streams it to a follower.
-pub(super) async fn send_snapshot(
-    snaps: &dyn SnapshotStore,
-    transport: &dyn Transport,
-    peer: &ServerId,
-    addr: &ServerAddress,
-    term: u64,
-    leader_id: ServerId,
-    cluster_id: Option<crate::types::ClusterId>,
-) -> Result<(u64, InstallSnapshotResponse), Error> {
-    let newest = snaps
-        .list()
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Storage(StorageError::SnapshotNotFound("no snapshot to send".into())))?;
-    let (meta, reader) = snaps.open(&newest.id).await?;
-    let index = meta.index;
-    tracing::info!(peer = %peer, index, size = meta.size, "streaming snapshot");
-    let resp = transport
-        .install_snapshot(peer, addr, InstallSnapshotRequest { term, leader_id, meta, cluster_id }, reader)
-        .await?;
-    Ok((index, resp))
 }
