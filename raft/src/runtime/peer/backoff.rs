@@ -78,7 +78,11 @@ mod tests {
             b.failed();
             let wait = b.until().expect("backing off") - Instant::now();
             let exp = MIN_BACKOFF.saturating_mul(1 << n.min(10)).min(MAX_BACKOFF);
-            assert!(wait >= exp / 2 && wait <= exp, "failure {n}: waits {wait:?}, expected {:?}..={exp:?}", exp / 2);
+            assert!(
+                wait >= exp / 2 && wait <= exp,
+                "failure {n}: waits {wait:?}, expected {:?}..={exp:?}",
+                exp / 2
+            );
             if exp < MAX_BACKOFF {
                 assert!(wait >= last, "failure {n}: {wait:?} shorter than the previous {last:?}");
             }

@@ -225,7 +225,9 @@ impl PeerTask {
         loop {
             // A waiting transfer starts when the back-off ends.
             let resume = match &self.transfer {
-                Some(t) if t.waiting() => Some(self.backoff.until().unwrap_or_else(tokio::time::Instant::now)),
+                Some(t) if t.waiting() => {
+                    Some(self.backoff.until().unwrap_or_else(tokio::time::Instant::now))
+                }
                 _ => None,
             };
             let streaming = self.transfer.as_ref().is_some_and(|t| !t.waiting());
@@ -416,11 +418,15 @@ impl PeerTask {
                 Body::AppendEntries(req) => {
                     transport.append_entries(id, &addr, req).await.map(Body::AppendEntriesResponse)
                 }
-                Body::RequestVote(req) => transport.request_vote(id, &addr, req).await.map(Body::RequestVoteResponse),
+                Body::RequestVote(req) => {
+                    transport.request_vote(id, &addr, req).await.map(Body::RequestVoteResponse)
+                }
                 Body::RequestPreVote(req) => {
                     transport.request_pre_vote(id, &addr, req).await.map(Body::RequestPreVoteResponse)
                 }
-                Body::TimeoutNow(req) => transport.timeout_now(id, &addr, req).await.map(Body::TimeoutNowResponse),
+                Body::TimeoutNow(req) => {
+                    transport.timeout_now(id, &addr, req).await.map(Body::TimeoutNowResponse)
+                }
                 other => {
                     tracing::error!(body = ?other, "response routed to a peer task");
                     return;

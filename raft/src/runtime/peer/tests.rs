@@ -16,8 +16,8 @@ use crate::core::{Body, Message};
 use crate::error::{StorageError, TransportError};
 use crate::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest,
-    TimeoutNowResponse,
+    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
+    TimeoutNowRequest, TimeoutNowResponse,
 };
 use crate::snapshot::{SnapshotReader, SnapshotSink, SnapshotStore};
 use crate::transport::{AppendPipeline, InboundRpc, Transport};
@@ -214,7 +214,12 @@ fn heartbeat() -> Message {
         round: 1,
         cluster_id: None,
     };
-    Message { from: ServerId::from("n1"), to: ServerId::from("n2"), rpc_id: 0, body: Body::AppendEntries(req) }
+    Message {
+        from: ServerId::from("n1"),
+        to: ServerId::from("n2"),
+        rpc_id: 0,
+        body: Body::AppendEntries(req),
+    }
 }
 
 /// The next event for the main task (a minute of paused time at most).
@@ -299,7 +304,10 @@ async fn s7_a_failed_append_backs_off_the_next_snapshot_transfer() {
 #[tokio::test(start_paused = true)]
 async fn s7_a_follower_that_keeps_refusing_snapshots_is_retried_ever_more_slowly_despite_answered_heartbeats()
 {
-    let script = Script { snapshots: [refused(), refused(), refused(), refused(), installed()].into(), ..Script::default() };
+    let script = Script {
+        snapshots: [refused(), refused(), refused(), refused(), installed()].into(),
+        ..Script::default()
+    };
     let (transport, peer, mut events) = start(script);
     for _ in 0..3 {
         peer.send_snapshot(offer());
