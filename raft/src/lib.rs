@@ -6,6 +6,8 @@
 //! membership changes, with a future for every operation.
 //!
 //! # Layout
+//! - [`architecture`]: how a node works inside (its tasks and channels, and
+//!   the path of a write, a read and a snapshot through them).
 //! - [`types`]: ids, addresses, configurations, log entries, states.
 //! - [`message`]: the RPCs nodes exchange.
 //! - [`config`]: [`Config`] and its validation.
@@ -21,7 +23,7 @@
 //! - [`codec`]: the one serializer used for anything written to disk.
 //! - `core` (private): the pure, deterministic protocol state machine.
 //! - `runtime` (private): the tokio tasks that drive the core.
-//! - [`testing`] (feature `testing`): store conformance suite, simulation
+//! - `testing` (feature `testing`): store conformance suite, simulation
 //!   harness and linearizability checker.
 //!
 //! # Design choices worth knowing
@@ -108,6 +110,7 @@
 //!   (HashiCorp's meaning), and [`Raft::snapshot`] answers once the log is
 //!   compacted behind it.
 
+pub mod architecture;
 pub mod codec;
 pub mod config;
 // The core's full API is exercised by the simulation harness (feature
