@@ -20,6 +20,25 @@ impl<R: Send + 'static> Node<R> {
             })));
             return;
         }
+        if req.meta.index <= self.t.core.commit_index() {
+            // Already covered (e.g. a newer snapshot came from an earlier
+            // leader): nothing to install, as the core would say. Storing
+            // it would not only be wasted: a store that keeps only its
+            // newest snapshots drops it at once, the read-back check fails,
+            // and the leader would resend it forever.
+            tracing::debug!(index = req.meta.index, "offered snapshot already covered; not storing it");
+            let term = self.t.core.term();
+            let handle = tokio::spawn(async move {
+                let mut data = data;
+                if let Err(e) = tokio::io::copy(&mut data, &mut tokio::io::sink()).await {
+                    tracing::debug!(error = %e, "draining a covered snapshot failed");
+                }
+                let resp = InstallSnapshotResponse { term, success: true };
+                reply.send(Ok(RpcResponse::InstallSnapshot(resp)));
+            });
+            self.transfers.push(handle);
+            return;
+        }
         let snaps = self.t.snaps.clone();
         let events = self.t.peer_events_tx.clone();
         let handle = tokio::spawn(async move {

@@ -116,7 +116,10 @@ pub(crate) fn spawn(
 }
 
 /// How a call running in the background (a unary call, or a request on
-/// the pipeline) ended, as reported back to its peer task.
+/// the pipeline) ended, as reported back to its peer task. A pipeline
+/// reports only its first answer (every failure closes the pipeline, so
+/// later answers on it tell the back-off nothing new): the answers of bulk
+/// replication do not wake the peer task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CallOutcome {
     /// The peer answered.
@@ -448,18 +451,21 @@ impl PeerTask {
 }
 
 /// Hands the pipeline's responses to the core, in order, until it fails or
-/// closes.
+/// closes; reports its first answer and its failure to the peer task.
 async fn read_pipeline(
     mut responses: mpsc::Receiver<Result<crate::message::AppendEntriesResponse, TransportError>>,
     in_flight: Arc<AtomicUsize>,
     responder: Responder,
     outcomes: mpsc::UnboundedSender<CallOutcome>,
 ) {
+    let mut first = true;
     while let Some(r) = responses.recv().await {
         match r {
             Ok(resp) => {
                 in_flight.fetch_sub(1, Ordering::AcqRel);
-                let _ = outcomes.send(CallOutcome::Answered);
+                if std::mem::take(&mut first) {
+                    let _ = outcomes.send(CallOutcome::Answered);
+                }
                 responder.respond(Body::AppendEntriesResponse(resp));
             }
             Err(e) => {

@@ -21,7 +21,7 @@ use crate::message::{
 };
 use crate::snapshot::{SnapshotReader, SnapshotSink, SnapshotStore};
 use crate::transport::{AppendPipeline, InboundRpc, Transport};
-use crate::types::{Configuration, ServerAddress, ServerId, SnapshotMeta};
+use crate::types::{Configuration, Log, LogType, ServerAddress, ServerId, SnapshotMeta};
 
 const TERM: u64 = 3;
 const SNAPSHOT_INDEX: u64 = 10;
@@ -66,6 +66,18 @@ fn refused() -> Result<InstallSnapshotResponse, TransportError> {
     Ok(InstallSnapshotResponse { term: TERM, success: false })
 }
 
+/// A follower's acceptance of `req`.
+fn accepted(req: &AppendEntriesRequest) -> AppendEntriesResponse {
+    AppendEntriesResponse {
+        term: req.term,
+        success: true,
+        last_log_index: req.prev_log_index + req.entries.len() as u64,
+        conflict_term: 0,
+        conflict_index: 0,
+        round: req.round,
+    }
+}
+
 #[async_trait]
 impl Transport for ScriptedTransport {
     fn local_addr(&self) -> ServerAddress {
@@ -84,22 +96,25 @@ impl Transport for ScriptedTransport {
     ) -> Result<AppendEntriesResponse, TransportError> {
         let mut script = self.0.lock().expect("script lock");
         script.calls.push((Call::Append, Instant::now()));
-        script.appends.pop_front().unwrap_or(Ok(AppendEntriesResponse {
-            term: req.term,
-            success: true,
-            last_log_index: req.prev_log_index,
-            conflict_term: 0,
-            conflict_index: 0,
-            round: req.round,
-        }))
+        script.appends.pop_front().unwrap_or_else(|| Ok(accepted(&req)))
     }
 
+    /// A pipeline that accepts every request.
     async fn append_entries_pipeline(
         &self,
         _target: &ServerId,
         _addr: &ServerAddress,
     ) -> Result<AppendPipeline, TransportError> {
-        Err(TransportError::Other("no pipelines in this test".into()))
+        let (requests, mut queued) = mpsc::channel::<AppendEntriesRequest>(16);
+        let (answers, responses) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(req) = queued.recv().await {
+                if answers.send(Ok(accepted(&req))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(AppendPipeline { requests, responses })
     }
 
     async fn request_vote(
@@ -222,6 +237,28 @@ fn heartbeat() -> Message {
     }
 }
 
+/// AppendEntries carrying one entry after the snapshot.
+fn entries() -> Message {
+    let mut msg = heartbeat();
+    if let Body::AppendEntries(req) = &mut msg.body {
+        req.entries = vec![Log::new(SNAPSHOT_INDEX + 1, TERM, LogType::Command, &b"x"[..])];
+    }
+    msg
+}
+
+/// A vote request (votes always fail on the scripted transport).
+fn vote_request() -> Message {
+    let req = RequestVoteRequest {
+        term: TERM + 1,
+        candidate_id: ServerId::from("n1"),
+        last_log_index: SNAPSHOT_INDEX,
+        last_log_term: TERM,
+        leadership_transfer: false,
+        cluster_id: None,
+    };
+    Message { from: ServerId::from("n1"), to: ServerId::from("n2"), rpc_id: 0, body: Body::RequestVote(req) }
+}
+
 /// The next event for the main task (a minute of paused time at most).
 async fn next_event(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> PeerEvent {
     tokio::time::timeout(Duration::from_secs(60), events.recv())
@@ -243,6 +280,17 @@ fn describe(ev: &PeerEvent) -> String {
         PeerEvent::RestoreStored { .. } => "restore stored".into(),
         PeerEvent::SnapshotReceived { .. } => "snapshot received".into(),
     }
+}
+
+/// The next `n` events, in a few words each, sorted (for events sent by
+/// different tasks, whose order is not fixed).
+async fn next_events(events: &mut mpsc::UnboundedReceiver<PeerEvent>, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        got.push(describe(&next_event(events).await));
+    }
+    got.sort();
+    got
 }
 
 async fn expect_event(events: &mut mpsc::UnboundedReceiver<PeerEvent>, expected: &str) {
@@ -342,4 +390,45 @@ async fn heartbeats_do_not_wait_behind_a_transfer_and_a_stopped_task_reports_its
     // and the core, which waits for the outcome, hears it failed.
     peer.task.abort();
     expect_event(&mut events, SENT_FAILED).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_answer_ends_the_back_off_and_makes_the_peer_reachable() {
+    let script = Script { appends: [Err(unreachable_peer())].into(), ..Script::default() };
+    let (_transport, peer, mut events) = start(script);
+    peer.send(heartbeat());
+    expect_event(&mut events, "unreachable n2").await;
+    tokio::time::advance(MAX_BACKOFF).await;
+    peer.send(entries());
+    let got = next_events(&mut events, 2).await;
+    assert!(got[0] == "reachable n2" && got[1].starts_with("response AppendEntriesResponse"), "got {got:?}");
+    // The back-off is over: a heartbeat goes out at once (on the idle
+    // pipeline) and is answered.
+    peer.send(heartbeat());
+    let answer = describe(&next_event(&mut events).await);
+    assert!(answer.starts_with("response AppendEntriesResponse"), "got {answer}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn s7_once_entries_flow_again_after_failed_transfers_an_answer_clears_the_back_off() {
+    let script = Script { snapshots: [refused(), refused(), installed()].into(), ..Script::default() };
+    let (transport, peer, mut events) = start(script);
+    for _ in 0..2 {
+        peer.send_snapshot(offer());
+        expect_event(&mut events, REFUSED).await;
+        tokio::time::advance(MAX_BACKOFF).await;
+    }
+    // The core sends entries again: the follower no longer needs a
+    // snapshot, so their answer clears the two failures.
+    peer.send(entries());
+    let answer = describe(&next_event(&mut events).await);
+    assert!(answer.starts_with("response AppendEntriesResponse"), "got {answer}");
+    peer.send(vote_request());
+    expect_event(&mut events, "unreachable n2").await;
+    let failed_at = Instant::now();
+    peer.send_snapshot(offer());
+    expect_event(&mut events, "reachable n2").await;
+    expect_event(&mut events, SENT_OK).await;
+    let waited = transport.calls().last().expect("calls").1 - failed_at;
+    assert!(waited <= 2 * MIN_BACKOFF, "backed off {waited:?} after one failure: the earlier ones still counted");
 }
