@@ -430,5 +430,8 @@ async fn s7_once_entries_flow_again_after_failed_transfers_an_answer_clears_the_
     expect_event(&mut events, "reachable n2").await;
     expect_event(&mut events, SENT_OK).await;
     let waited = transport.calls().last().expect("calls").1 - failed_at;
-    assert!(waited <= 2 * MIN_BACKOFF, "backed off {waited:?} after one failure: the earlier ones still counted");
+    assert!(
+        waited <= 2 * MIN_BACKOFF,
+        "backed off {waited:?} after one failure: the earlier ones still counted"
+    );
 }
