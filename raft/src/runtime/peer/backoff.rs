@@ -20,15 +20,14 @@ pub(super) struct Backoff {
     failures: u32,
     /// Nothing is sent before this instant (`None`: no back-off).
     until: Option<Instant>,
-    /// State of the jitter generator (a linear congruential one: the jitter
-    /// only has to differ between peers and failures).
-    seed: u64,
+    /// Jitter source, seeded per peer.
+    rng: crate::Rng,
 }
 
 impl Backoff {
     /// No failures yet; `seed` varies the jitter between peers.
     pub(super) fn new(seed: u64) -> Self {
-        Self { failures: 0, until: None, seed }
+        Self { failures: 0, until: None, rng: crate::Rng::new(seed) }
     }
 
     /// A send failed: the peer is left alone for `2^failures * MIN_BACKOFF`
@@ -36,8 +35,7 @@ impl Backoff {
     pub(super) fn failed(&mut self) {
         self.failures = self.failures.saturating_add(1);
         let exp = MIN_BACKOFF.saturating_mul(1u32 << self.failures.min(10)).min(MAX_BACKOFF);
-        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let jitter = Duration::from_micros((self.seed >> 33) % (exp.as_micros() as u64 / 2 + 1));
+        let jitter = Duration::from_micros(self.rng.below(exp.as_micros() as u64 / 2 + 1));
         self.until = Some(Instant::now() + exp / 2 + jitter);
     }
 

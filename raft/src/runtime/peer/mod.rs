@@ -201,7 +201,7 @@ impl PeerTask {
         cmds: mpsc::UnboundedReceiver<PeerCmd>,
     ) -> Self {
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
-        let backoff = Backoff::new(peer.as_str().len() as u64 + 1);
+        let backoff = Backoff::new(crate::raft::seed_for(&local) ^ crate::raft::seed_for(&peer));
         Self {
             addr,
             transport,
