@@ -111,7 +111,22 @@ pub(crate) fn spawn(
     events: mpsc::UnboundedSender<PeerEvent>,
 ) -> PeerHandle {
     let (cmds_tx, cmds) = mpsc::unbounded_channel();
-    let task = PeerTask::new(local, id, addr.clone(), transport, snaps, events, cmds);
+    let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
+    let backoff = Backoff::new(crate::raft::seed_for(&local) ^ crate::raft::seed_for(&id));
+    let task = PeerTask {
+        addr: addr.clone(),
+        transport,
+        snaps,
+        responder: Responder { local, peer: id, events },
+        cmds,
+        outcomes,
+        outcomes_tx,
+        backoff,
+        unreachable: false,
+        snapshot_owed: false,
+        pipeline: None,
+        transfer: None,
+    };
     PeerHandle { addr, cmds: cmds_tx, task: tokio::spawn(task.run()) }
 }
 
@@ -191,33 +206,6 @@ pub(crate) struct PeerTask {
 }
 
 impl PeerTask {
-    fn new(
-        local: ServerId,
-        peer: ServerId,
-        addr: ServerAddress,
-        transport: Arc<dyn Transport>,
-        snaps: Arc<dyn SnapshotStore>,
-        events: mpsc::UnboundedSender<PeerEvent>,
-        cmds: mpsc::UnboundedReceiver<PeerCmd>,
-    ) -> Self {
-        let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
-        let backoff = Backoff::new(crate::raft::seed_for(&local) ^ crate::raft::seed_for(&peer));
-        Self {
-            addr,
-            transport,
-            snaps,
-            responder: Responder { local, peer, events },
-            cmds,
-            outcomes,
-            outcomes_tx,
-            backoff,
-            unreachable: false,
-            snapshot_owed: false,
-            pipeline: None,
-            transfer: None,
-        }
-    }
-
     /// The peer this task sends to.
     fn peer(&self) -> &ServerId {
         &self.responder.peer
