@@ -411,3 +411,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

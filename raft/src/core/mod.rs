@@ -26,8 +26,14 @@
 //! - `promotion`: when a server added as a voter has caught up.
 //! - `removal`: learning that this server was removed (terminal state).
 //! - `rng`: seeded randomness for timeouts.
+//! - `harness` (tests and the `testing` feature): executing a `Ready`
+//!   against in-memory durable state, shared by the scenario tests
+//!   (`scenario`, beside each rule file in `<rule>/tests.rs`) and the core
+//!   simulation.
 
 mod election;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod harness;
 mod log;
 mod membership;
 mod progress;
@@ -40,7 +46,7 @@ mod snapshot;
 mod transfer;
 
 #[cfg(test)]
-mod tests;
+mod scenario;
 
 use std::collections::BTreeMap;
 

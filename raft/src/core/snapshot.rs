@@ -165,3 +165,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

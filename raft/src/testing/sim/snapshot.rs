@@ -31,6 +31,7 @@ use super::rng::SimRng;
 use super::storage::{Compaction, PendingWrite, Snapshot};
 use super::trace::TraceKind;
 use super::{Event, Sim, TICK_UNITS};
+use crate::core::harness::DurableWrite;
 use crate::core::InstalledSnapshot;
 use crate::types::ServerId;
 
@@ -136,7 +137,7 @@ impl Sim<'_> {
             .map_err(|e| violation("compaction", format!("n{} cannot compact to {target}: {e}", n + 1)))?;
         self.report.compactions += 1;
         let compact = Some(Compaction { through: target, term, discard_all: false });
-        self.queue_write(n, PendingWrite { compact, ..PendingWrite::empty() });
+        self.queue_write(n, PendingWrite::of(DurableWrite { compact, ..DurableWrite::default() }));
         self.check(n)
     }
 
@@ -246,13 +247,9 @@ impl Sim<'_> {
     }
 
     /// Executes a `Ready::installed_snapshot` of node `n`: restores the
-    /// state machine from the snapshot being installed and returns the
-    /// durable log deletion to queue ahead of the `Ready`'s own writes.
-    pub(super) fn execute_install(
-        &mut self,
-        n: usize,
-        inst: InstalledSnapshot,
-    ) -> Result<Compaction, super::checks::Violation> {
+    /// state machine from the snapshot being installed (the harness puts the
+    /// log deletion ahead of the `Ready`'s own writes).
+    pub(super) fn execute_install(&mut self, n: usize, inst: InstalledSnapshot) -> Check {
         let Some(s) = self.nodes[n].installing.take() else {
             return Err(violation(
                 "snapshot installs",
@@ -284,12 +281,15 @@ impl Sim<'_> {
         node.applied_terms.clear();
         node.last_snapshot = node.last_snapshot.max(s.index);
         self.report.snapshots_installed += 1;
-        Ok(Compaction { through: inst.index, term: inst.term, discard_all: inst.discard_log })
+        Ok(())
     }
 
     /// The follower answers a transfer: the answer travels back over the
     /// network; if it is lost the leader learns of a failure after a timeout.
     fn answer(&mut self, t: &Transfer, term: u64, success: bool) {
+        if success {
+            self.ack_sent(t.to, term, t.snapshot.index);
+        }
         let delays = self.net.route(t.to, t.leader, &mut self.snap_rng);
         match delays.first() {
             Some(&d) => {
