@@ -21,8 +21,10 @@ use crate::types::ClusterId;
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// The main task's cluster-identity bookkeeping.
-#[derive(Default)]
 pub(super) struct ClusterGuard {
+    /// The cluster this node belongs to (`None`: it adopts the first
+    /// leader's).
+    pub(super) id: Option<ClusterId>,
     /// A cluster id being made durable, and the requests waiting for it.
     adopting: Option<Adoption>,
     /// When a mismatch with each peer was last reported at warn level.
@@ -38,6 +40,10 @@ struct Adoption {
 }
 
 impl ClusterGuard {
+    pub(super) fn new(id: Option<ClusterId>) -> Self {
+        Self { id, adopting: None, warned: HashMap::new() }
+    }
+
     /// Whether a mismatch with `peer` should be reported loudly now.
     fn should_warn(&mut self, peer: &ServerId) -> bool {
         let now = Instant::now();
@@ -90,7 +96,7 @@ impl<R: Send + 'static> Node<R> {
             return None;
         }
         let Some(theirs) = theirs else { return Some(rpc) };
-        match &self.t.cluster_id {
+        match &self.cluster.id {
             Some(ours) if *ours == theirs => Some(rpc),
             Some(ours) => {
                 let ours = ours.clone();
@@ -119,7 +125,7 @@ impl<R: Send + 'static> Node<R> {
             );
             let observation =
                 Observation::ClusterMismatch { peer: from, ours: ours.clone(), theirs: theirs.clone() };
-            self.t.shared.observers.notify(observation);
+            self.shared.observers.notify(observation);
         } else {
             tracing::debug!(sender = %from, ours = %ours, theirs = %theirs, "refused a request of another cluster");
         }
@@ -130,7 +136,8 @@ impl<R: Send + 'static> Node<R> {
     /// are handled once it is durable.
     fn adopt(&mut self, id: ClusterId, queued: Vec<InboundRpc>) {
         self.persist(PersistJob { cluster_id: Some(id.clone()), ..PersistJob::default() });
-        self.cluster.adopting = Some(Adoption { id, seq: self.persist_seq, queued });
+        let seq = self.store.last_seq();
+        self.cluster.adopting = Some(Adoption { id, seq, queued });
     }
 
     /// Called when persist jobs up to `seq` are durable: completes an
@@ -148,8 +155,8 @@ impl<R: Send + 'static> Node<R> {
     }
 
     fn set_cluster_id(&mut self, id: ClusterId) {
-        self.t.shared.set_cluster_id(Some(id.clone()));
-        self.t.cluster_id = Some(id);
+        self.shared.set_cluster_id(Some(id.clone()));
+        self.cluster.id = Some(id);
     }
 
     /// A node bootstrapping in place records the cluster id: its explicit
@@ -157,7 +164,7 @@ impl<R: Send + 'static> Node<R> {
     /// queued for the writer before the bootstrap entry, so it is durable
     /// whenever that entry is.
     pub(super) fn bootstrap_cluster_id(&mut self, configuration: &Configuration) {
-        if self.t.cluster_id.is_some() {
+        if self.cluster.id.is_some() {
             return;
         }
         let id = ClusterId::derive(configuration);
@@ -169,17 +176,17 @@ impl<R: Send + 'static> Node<R> {
     /// A leader without a cluster id (its store predates them) derives one
     /// from its committed configuration; its followers adopt it.
     pub(super) fn assign_legacy_cluster_id(&mut self) {
-        if self.t.cluster_id.is_some() || self.cluster.adopting.is_some() || !self.t.core.is_leader() {
+        if self.cluster.id.is_some() || self.cluster.adopting.is_some() || !self.core.is_leader() {
             return;
         }
-        let id = ClusterId::derive(self.t.core.committed_configuration().0);
+        let id = ClusterId::derive(self.core.committed_configuration().0);
         tracing::info!(cluster = %id, "this cluster has no id yet (its stores predate cluster ids): assigning one");
         self.adopt(id, Vec::new());
     }
 
     /// Stamps an outbound request with this node's cluster id.
     pub(super) fn stamp(&self, body: &mut Body) {
-        let Some(id) = &self.t.cluster_id else { return };
+        let Some(id) = &self.cluster.id else { return };
         let slot = match body {
             Body::AppendEntries(r) => &mut r.cluster_id,
             Body::RequestVote(r) => &mut r.cluster_id,
@@ -202,7 +209,7 @@ impl<R: Send + 'static> Node<R> {
                 "the server at this peer's address belongs to another cluster and refuses this \
                  node's requests: fix the peer's address or remove it from the configuration"
             );
-            self.t.shared.observers.notify(Observation::ClusterMismatch { peer, ours, theirs });
+            self.shared.observers.notify(Observation::ClusterMismatch { peer, ours, theirs });
         }
     }
 }

@@ -7,13 +7,14 @@
 //! in the runtime's shared timer wheel on every write, under a lock the
 //! clients contend for: about a tenth of the CPU of a write-heavy load.
 
+use super::clients::Proposed;
 use super::*;
 
 impl<R: Send + 'static> Node<R> {
     /// Makes sure the timer fires by `at`.
     pub(super) fn track_deadline(&mut self, at: tokio::time::Instant) {
-        if self.next_deadline.is_none_or(|next| at < next) {
-            self.next_deadline = Some(at);
+        if self.clients.next_deadline.is_none_or(|next| at < next) {
+            self.clients.next_deadline = Some(at);
         }
     }
 
@@ -21,18 +22,18 @@ impl<R: Send + 'static> Node<R> {
     /// already given up (they waited in the queue too long), so they are
     /// not proposed.
     pub(super) fn drop_expired(&mut self, batch: &mut Vec<Proposed<R>>) {
-        if batch.iter().all(|(_, _, _, deadline)| deadline.is_none()) {
+        if batch.iter().all(|p| p.deadline.is_none()) {
             return;
         }
         let now = tokio::time::Instant::now();
-        if !batch.iter().any(|(_, _, _, d)| d.is_some_and(|d| d <= now)) {
+        let expired = |p: &Proposed<R>| p.deadline.is_some_and(|d| d <= now);
+        if !batch.iter().any(expired) {
             return;
         }
-        let (expired, live): (Vec<_>, Vec<_>) =
-            std::mem::take(batch).into_iter().partition(|(_, _, _, d)| d.is_some_and(|d| d <= now));
+        let (expired, live): (Vec<_>, Vec<_>) = std::mem::take(batch).into_iter().partition(expired);
         *batch = live;
-        for (_, _, waiter, _) in expired {
-            waiter.fail(Error::Timeout);
+        for p in expired {
+            p.waiter.fail(Error::Timeout);
         }
     }
 
@@ -45,7 +46,7 @@ impl<R: Send + 'static> Node<R> {
         let now = tokio::time::Instant::now();
         let mut expired = Vec::new();
         let mut next: Option<tokio::time::Instant> = None;
-        for (index, p) in &self.waiters {
+        for (index, p) in &self.clients.waiters {
             match p.deadline {
                 Some(at) if at <= now => expired.push(*index),
                 Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
@@ -55,12 +56,12 @@ impl<R: Send + 'static> Node<R> {
         if let Some(at) = self.next_promotion_deadline() {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
-        self.next_deadline = next;
+        self.clients.next_deadline = next;
         if !expired.is_empty() {
             tracing::debug!(count = expired.len(), "writes timed out before commit");
         }
         for index in expired {
-            if let Some(p) = self.waiters.remove(&index) {
+            if let Some(p) = self.clients.waiters.remove(&index) {
                 p.waiter.fail(Error::Timeout);
             }
         }

@@ -18,9 +18,35 @@
 use super::*;
 use crate::core::CatchUp;
 
+/// The main task's membership changes under way.
+pub(super) struct Membership {
+    /// Servers being added as voters, waiting to catch up as non-voters.
+    pub(super) promotions: Vec<Promotion>,
+    /// The configuration observers last heard about.
+    seen: SeenConfig,
+}
+
+impl Default for Membership {
+    fn default() -> Self {
+        // No index matches the first configuration: observers hear of it.
+        let seen = SeenConfig { configuration: Configuration::default(), index: u64::MAX };
+        Self { promotions: Vec::new(), seen }
+    }
+}
+
+/// A configuration observers were told about.
+struct SeenConfig {
+    /// The configuration.
+    configuration: Configuration,
+    /// The index of its entry.
+    index: u64,
+}
+
 /// A server added with `add_voter` that is catching up as a non-voter.
 pub(super) struct Promotion {
+    /// The server.
     pub(super) id: ServerId,
+    /// Its address.
     pub(super) address: ServerAddress,
     /// The configuration that added it as a non-voter; promote only once
     /// this is committed.
@@ -28,6 +54,8 @@ pub(super) struct Promotion {
     /// When the caller gives up: the promotion ends then and the server
     /// stays a non-voter (`None`: no limit).
     pub(super) deadline: Option<tokio::time::Instant>,
+    /// The caller, answered with the index of the configuration that
+    /// made it a voter.
     pub(super) tx: oneshot::Sender<Result<u64, Error>>,
 }
 
@@ -41,14 +69,14 @@ impl<R: Send + 'static> Node<R> {
         deadline: Option<tokio::time::Instant>,
         tx: oneshot::Sender<Result<u64, Error>>,
     ) {
-        if let Some(p) = self.promotions.first() {
+        if let Some(p) = self.membership.promotions.first() {
             let pending = self.describe_promotion(p);
             tracing::info!(change = ?change, pending = %pending, "membership change refused: another is in progress");
             let _ = tx.send(Err(Error::ConfigurationChangeInProgress { pending }));
             return;
         }
-        if !self.t.core.is_leader() {
-            let _ = tx.send(Err(self.refusal(Refusal::NotLeader(self.t.core.leader().cloned()))));
+        if !self.core.is_leader() {
+            let _ = tx.send(Err(self.refusal(Refusal::NotLeader(self.core.leader().cloned()))));
             return;
         }
         if let Err(e) = self.check_prev_index(prev_index) {
@@ -56,7 +84,7 @@ impl<R: Send + 'static> Node<R> {
             return;
         }
         let (config, config_index) = {
-            let (c, i) = self.t.core.configuration();
+            let (c, i) = self.core.configuration();
             (c.clone(), i)
         };
         if let MembershipChange::UpdateAddress(id, address) = &change {
@@ -105,7 +133,7 @@ impl<R: Send + 'static> Node<R> {
                     if let Some(at) = deadline {
                         self.track_deadline(at);
                     }
-                    self.promotions.push(Promotion { id, address, after_index, deadline, tx });
+                    self.membership.promotions.push(Promotion { id, address, after_index, deadline, tx });
                     self.advance_promotions();
                 }
                 Err(e) => {
@@ -116,11 +144,11 @@ impl<R: Send + 'static> Node<R> {
         }
         match self.membership_change(change) {
             Ok(index) => {
-                let term = self.t.core.term();
+                let term = self.core.term();
                 if let Some(at) = deadline {
                     self.track_deadline(at);
                 }
-                self.waiters.insert(index, Pending { term, waiter: Waiter::Index(tx), deadline });
+                self.clients.waiters.insert(index, Pending { term, waiter: Waiter::Index(tx), deadline });
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -131,7 +159,7 @@ impl<R: Send + 'static> Node<R> {
     /// The answer to a change that would not change the configuration at
     /// `index`: its index once committed, else "in progress".
     fn unchanged(&self, index: u64) -> Result<u64, Error> {
-        let committed = self.t.core.committed_configuration().1;
+        let committed = self.core.committed_configuration().1;
         if committed == index {
             Ok(index)
         } else {
@@ -141,8 +169,8 @@ impl<R: Send + 'static> Node<R> {
 
     /// The in-progress error for an uncommitted configuration entry.
     fn uncommitted_change(&self) -> Error {
-        let index = self.t.core.configuration().1;
-        let commit = self.t.core.commit_index();
+        let index = self.core.configuration().1;
+        let commit = self.core.commit_index();
         Error::ConfigurationChangeInProgress {
             pending: format!(
                 "the configuration at index {index} is not committed yet (commit index {commit})"
@@ -152,7 +180,7 @@ impl<R: Send + 'static> Node<R> {
 
     /// Describes a promotion under way, for the in-progress error.
     fn describe_promotion(&self, p: &Promotion) -> String {
-        let status = self.t.core.catch_up(&p.id, p.after_index);
+        let status = self.core.catch_up(&p.id, p.after_index);
         let until = match p.deadline {
             Some(at) => format!(
                 "; it ends in {:?} if the server has not caught up",
@@ -166,21 +194,21 @@ impl<R: Send + 'static> Node<R> {
     /// Notifies observers of servers added, changed or removed since the
     /// configuration last seen.
     pub(super) fn observe_configuration(&mut self) {
-        let (config, index) = self.t.core.configuration();
-        if index == self.seen_config.1 {
+        let (config, index) = self.core.configuration();
+        if index == self.membership.seen.index {
             return;
         }
         for s in &config.servers {
-            if self.seen_config.0.server(&s.id) != Some(s) {
-                self.t.shared.observers.notify(Observation::PeerChanged(s.clone()));
+            if self.membership.seen.configuration.server(&s.id) != Some(s) {
+                self.shared.observers.notify(Observation::PeerChanged(s.clone()));
             }
         }
-        for s in &self.seen_config.0.servers {
+        for s in &self.membership.seen.configuration.servers {
             if config.server(&s.id).is_none() {
-                self.t.shared.observers.notify(Observation::PeerRemoved(s.id.clone()));
+                self.shared.observers.notify(Observation::PeerRemoved(s.id.clone()));
             }
         }
-        self.seen_config = (config.clone(), index);
+        self.membership.seen = SeenConfig { configuration: config.clone(), index };
     }
 
     /// Promotes non-voters that are being added as voters once the core's
@@ -188,19 +216,19 @@ impl<R: Send + 'static> Node<R> {
     /// stalls commits while it copies the log), and ends the promotions
     /// whose caller's deadline passed: those servers stay non-voters.
     pub(super) fn advance_promotions(&mut self) {
-        if self.promotions.is_empty() {
+        if self.membership.promotions.is_empty() {
             return;
         }
-        if !self.t.core.is_leader() {
-            for p in self.promotions.drain(..) {
+        if !self.core.is_leader() {
+            for p in self.membership.promotions.drain(..) {
                 let _ = p.tx.send(Err(Error::LeadershipLost));
             }
             return;
         }
         let now = tokio::time::Instant::now();
         let mut waiting = Vec::new();
-        for p in std::mem::take(&mut self.promotions) {
-            let status = self.t.core.catch_up(&p.id, p.after_index);
+        for p in std::mem::take(&mut self.membership.promotions) {
+            let status = self.core.catch_up(&p.id, p.after_index);
             if status != CatchUp::Ready {
                 if p.deadline.is_some_and(|at| at <= now) {
                     self.end_promotion(p, &status);
@@ -209,7 +237,7 @@ impl<R: Send + 'static> Node<R> {
                 }
                 continue;
             }
-            let mut next = self.t.core.configuration().0.clone();
+            let mut next = self.core.configuration().0.clone();
             match next.servers.iter_mut().find(|s| s.id == p.id) {
                 Some(s) => {
                     s.suffrage = Suffrage::Voter;
@@ -220,12 +248,12 @@ impl<R: Send + 'static> Node<R> {
                     continue;
                 }
             }
-            match self.t.core.propose_configuration(next) {
+            match self.core.propose_configuration(next) {
                 Ok(index) => {
                     tracing::info!(server = %p.id, index, "caught-up non-voter promoted to voter");
-                    let term = self.t.core.term();
-                    self.waiters
-                        .insert(index, Pending { term, waiter: Waiter::Index(p.tx), deadline: p.deadline });
+                    let term = self.core.term();
+                    let pending = Pending { term, waiter: Waiter::Index(p.tx), deadline: p.deadline };
+                    self.clients.waiters.insert(index, pending);
                 }
                 // Caught up, but another entry is not committed yet: try
                 // again later, unless the caller's time is up.
@@ -238,14 +266,14 @@ impl<R: Send + 'static> Node<R> {
                 }
             }
         }
-        self.promotions = waiting;
+        self.membership.promotions = waiting;
     }
 
     /// The caller of `add_voter` gave up before the server caught up: it
     /// stays a non-voter and later changes are no longer blocked.
     fn end_promotion(&mut self, p: Promotion, status: &CatchUp) {
-        let matched = self.t.core.peer_progress().iter().find(|pp| pp.id == p.id).map_or(0, |pp| pp.matched);
-        let last_index = self.t.core.last_index();
+        let matched = self.core.peer_progress().iter().find(|pp| pp.id == p.id).map_or(0, |pp| pp.matched);
+        let last_index = self.core.last_index();
         tracing::warn!(
             server = %p.id,
             address = %p.address,
@@ -261,13 +289,13 @@ impl<R: Send + 'static> Node<R> {
     /// The earliest deadline still ahead of a promotion under way, if any.
     pub(super) fn next_promotion_deadline(&self) -> Option<tokio::time::Instant> {
         let now = tokio::time::Instant::now();
-        self.promotions.iter().filter_map(|p| p.deadline).filter(|at| *at > now).min()
+        self.membership.promotions.iter().filter_map(|p| p.deadline).filter(|at| *at > now).min()
     }
 
     /// Proposes the configuration `change` makes (the caller checked
     /// leadership and `prev_index`). Returns the new entry's index.
     pub(super) fn membership_change(&mut self, change: MembershipChange) -> Result<u64, Error> {
-        let mut next: Configuration = self.t.core.configuration().0.clone();
+        let mut next: Configuration = self.core.configuration().0.clone();
         match change {
             MembershipChange::AddVoter(id, address) => match next.servers.iter_mut().find(|s| s.id == id) {
                 Some(s) => {
@@ -300,7 +328,7 @@ impl<R: Send + 'static> Node<R> {
                 s.address = address;
             }
         }
-        self.t.core.propose_configuration(next).map_err(|r| match r {
+        self.core.propose_configuration(next).map_err(|r| match r {
             Refusal::ConfigurationChangeInProgress => self.uncommitted_change(),
             r => self.refusal(r),
         })
@@ -308,7 +336,7 @@ impl<R: Send + 'static> Node<R> {
 
     /// Refuses a change based on a stale view of the configuration.
     pub(super) fn check_prev_index(&self, prev_index: u64) -> Result<(), Error> {
-        let index = self.t.core.configuration().1;
+        let index = self.core.configuration().1;
         if prev_index != 0 && prev_index != index {
             return Err(Error::StalePrevIndex { current: index });
         }

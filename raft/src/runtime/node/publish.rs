@@ -4,31 +4,61 @@
 //! leadership invalidates.
 
 use super::*;
+use crate::core::LogReset;
+
+/// What the main task last published, and the figures only it counts.
+pub(super) struct Publisher {
+    /// The role last published (before the first: none, so that the first
+    /// publication reports every field).
+    last: Role,
+    /// (Leader) per follower: how many times its log was found to have lost
+    /// acknowledged entries and its replication started over.
+    log_resets: HashMap<ServerId, u64>,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        let last = Role { state: RaftState::Shutdown, term: u64::MAX, leader: None };
+        Self { last, log_resets: HashMap::new() }
+    }
+}
+
+/// A node's role as published: a change of any field is published.
+#[derive(Clone, PartialEq, Eq)]
+struct Role {
+    /// Its state.
+    state: RaftState,
+    /// Its term.
+    term: u64,
+    /// The leader it knows of.
+    leader: Option<ServerId>,
+}
+
+impl Role {
+    /// The core's current role.
+    fn of(core: &Core) -> Self {
+        Self { state: core.state(), term: core.term(), leader: core.leader().cloned() }
+    }
+}
 
 impl<R: Send + 'static> Node<R> {
     /// Publishes role changes and fails what a lost leadership invalidates.
     pub(super) fn after_state_change(&mut self) {
-        let state = self.t.core.state();
-        let key = (state, self.t.core.term(), self.t.core.leader().cloned());
-        if key == self.published {
+        let role = Role::of(&self.core);
+        if role == self.publisher.last {
             return;
         }
-        if state == RaftState::Removed && self.published.0 != RaftState::Removed {
+        let state = role.state;
+        if state == RaftState::Removed && self.publisher.last.state != RaftState::Removed {
             self.on_removed();
         }
-        let was_leader = self.published.0 == RaftState::Leader;
+        let was_leader = self.publisher.last.state == RaftState::Leader;
         if was_leader && state != RaftState::Leader {
-            let commit = self.t.core.commit_index();
-            let lost: Vec<u64> = self.waiters.range(commit + 1..).map(|(k, _)| *k).collect();
-            for k in lost {
-                if let Some(p) = self.waiters.remove(&k) {
-                    p.waiter.fail(Error::LeadershipLost);
-                }
-            }
+            self.clients.fail_after(self.core.commit_index());
             // Publish the new role first: a transfer's caller that
             // resumes must already see that this node no longer leads.
             self.publish(false);
-            if let Some(tx) = self.transfer.take() {
+            if let Some(tx) = self.clients.transfer.take() {
                 let _ = tx.send(Ok(()));
             }
             return;
@@ -38,48 +68,47 @@ impl<R: Send + 'static> Node<R> {
 
     /// Updates the shared state, leader watch and metrics.
     pub(super) fn publish(&mut self, periodic: bool) {
-        let core = &self.t.core;
-        let state = core.state();
-        let leader = core.leader().cloned();
-        let key = (state, core.term(), leader.clone());
-        let changed = key != self.published;
+        let core = &self.core;
+        let role = Role::of(core);
+        let (state, leader) = (role.state, role.leader.clone());
+        let changed = role != self.publisher.last;
         if !changed && !periodic {
             return;
         }
         let leader_pair = leader.as_ref().and_then(|id| self.address_of(id).map(|a| (id.clone(), a)));
         if changed {
             tracing::debug!(state = %state, term = core.term(), leader = ?leader, "state changed");
-            if state != self.published.0 {
-                self.t.shared.observers.notify(Observation::StateChanged(state));
+            if state != self.publisher.last.state {
+                self.shared.observers.notify(Observation::StateChanged(state));
             }
-            if leader != self.published.2 {
-                self.t.shared.observers.notify(Observation::LeaderChanged(leader_pair.clone()));
+            if leader != self.publisher.last.leader {
+                self.shared.observers.notify(Observation::LeaderChanged(leader_pair.clone()));
             }
-            self.t.shared.set_state(state, leader_pair.clone());
+            self.shared.set_state(state, leader_pair.clone());
             let is_leader = state == RaftState::Leader;
-            self.t.shared.leader_tx.send_if_modified(|v| {
+            self.shared.leader_tx.send_if_modified(|v| {
                 let modified = *v != is_leader;
                 *v = is_leader;
                 modified
             });
-            self.published = key;
-        } else if self.t.shared.get_state().1 != leader_pair {
+            self.publisher.last = role;
+        } else if self.shared.get_state().1 != leader_pair {
             // The leader's address became known later than the leader (a
             // joining node hears from it before it has the configuration).
-            self.t.shared.set_state(state, leader_pair.clone());
+            self.shared.set_state(state, leader_pair.clone());
         }
-        let core = &self.t.core;
+        let core = &self.core;
         let (configuration, configuration_index) = core.configuration();
         let metrics = Metrics {
-            id: self.t.config.local_id.clone(),
+            id: self.config.local_id.clone(),
             state,
             term: core.term(),
             current_leader: leader_pair,
             last_log_index: core.last_index(),
             last_log_term: core.last_term(),
             commit_index: core.commit_index(),
-            applied_index: self.t.shared.applied.load(Ordering::Acquire),
-            snapshot_index: self.t.compacted_through,
+            applied_index: self.shared.applied.load(Ordering::Acquire),
+            snapshot_index: self.store.compacted_through,
             configuration: configuration.clone(),
             configuration_index,
             peers: core
@@ -87,28 +116,41 @@ impl<R: Send + 'static> Node<R> {
                 .into_iter()
                 .map(|p| {
                     let ticks = p.ticks_since_contact.min(u32::MAX as u64) as u32;
-                    let last_contact = self.t.config.tick_interval() * ticks;
-                    let log_resets = self.log_resets.get(&p.id).copied().unwrap_or(0);
+                    let last_contact = self.config.tick_interval() * ticks;
+                    let log_resets = self.publisher.log_resets.get(&p.id).copied().unwrap_or(0);
                     (
                         p.id,
                         PeerMetrics { match_index: p.matched, next_index: p.next, last_contact, log_resets },
                     )
                 })
                 .collect(),
-            cluster_id: self.t.cluster_id.clone(),
-            last_snapshot_index: self.t.last_snapshot.0,
-            last_snapshot_term: self.t.last_snapshot.1,
-            first_index: self.t.compacted_through + 1,
-            log_compacted_through: self.t.compacted_through,
+            cluster_id: self.cluster.id.clone(),
+            last_snapshot_index: self.store.last_snapshot.index,
+            last_snapshot_term: self.store.last_snapshot.term,
+            first_index: self.store.compacted_through + 1,
+            log_compacted_through: self.store.compacted_through,
             fatal_error: self.fatal.clone(),
         };
-        self.t.shared.last_index.store(core.last_index(), Ordering::Release);
-        self.t.shared.metrics_tx.send_if_modified(|old| {
+        self.shared.last_index.store(core.last_index(), Ordering::Release);
+        self.shared.metrics_tx.send_if_modified(|old| {
             let modified = *old != metrics;
             if modified {
                 *old = metrics;
             }
             modified
         });
+    }
+
+    /// Counts followers' log resets the core reported (it logged the
+    /// warning) and tells observers.
+    pub(super) fn count_log_resets(&mut self, resets: Vec<LogReset>) {
+        for reset in resets {
+            *self.publisher.log_resets.entry(reset.peer.clone()).or_default() += 1;
+            self.shared.observers.notify(Observation::FollowerLogReset {
+                peer: reset.peer,
+                matched: reset.matched,
+                last_log_index: reset.last_log_index,
+            });
+        }
     }
 }

@@ -19,23 +19,16 @@ impl<R: Send + 'static> Node<R> {
         self.persist(PersistJob { mark_removed: true, ..PersistJob::default() });
         // Dropping a handle closes its queue: the task sends what is queued
         // (the removed leader's last heartbeat) and ends.
-        self.peers.clear();
-        for p in self.promotions.drain(..) {
+        self.peers.handles.clear();
+        for p in self.membership.promotions.drain(..) {
             let _ = p.tx.send(Err(Error::Removed));
         }
-        if let Some(tx) = self.transfer.take() {
+        if let Some(tx) = self.clients.transfer.take() {
             let _ = tx.send(Err(Error::Removed));
         }
-        let commit = self.t.core.commit_index();
-        let lost: Vec<u64> = self.waiters.range(commit + 1..).map(|(k, _)| *k).collect();
-        for k in lost {
-            if let Some(p) = self.waiters.remove(&k) {
-                p.waiter.fail(Error::LeadershipLost);
-            }
-        }
-        for (_, ticket) in std::mem::take(&mut self.reads) {
-            ticket.resolve(Err(self.read_failure(Refusal::Removed)));
-        }
+        self.clients.fail_after(self.core.commit_index());
+        let failure = self.read_failure(Refusal::Removed);
+        self.reads.fail_all(&failure);
     }
 
     /// Answers a request on a removed node. Returns `Flow::Stop` only for
@@ -44,7 +37,7 @@ impl<R: Send + 'static> Node<R> {
         match req {
             Request::Apply { waiter, .. } => waiter.fail(Error::Removed),
             Request::ReadIndex { ticket } => {
-                self.t.shared.reads.close(&ticket);
+                self.shared.reads.close(&ticket);
                 ticket.resolve(Err(self.read_failure(Refusal::Removed)));
             }
             Request::Bootstrap { tx, .. } => {

@@ -1,9 +1,54 @@
 //! Snapshot transfer for the main task: streaming the newest snapshot to
 //! followers that need one, receiving a leader's snapshot into the local
-//! store, and compacting the log behind a new local snapshot.
+//! store and installing it, and the snapshots the snapshot task takes
+//! (their callers are answered once the log is compacted behind them).
 
 use super::*;
 use crate::runtime::peer::SnapshotOffer;
+use crate::core::InstalledSnapshot;
+
+/// The main task's snapshot task and snapshot transfers.
+pub(super) struct Snapshots {
+    /// The snapshot store.
+    pub(super) store: Arc<dyn SnapshotStore>,
+    /// The snapshot task.
+    pub(super) task: Worker<SnapshotCmd>,
+    /// Snapshots it took.
+    pub(super) taken: mpsc::UnboundedReceiver<SnapshotTaken>,
+    /// A received (or restored) snapshot being installed: its local copy.
+    pub(super) installing: Option<SnapshotMeta>,
+    /// Background snapshot receptions and restores, aborted on shutdown
+    /// (transfers to followers run in their peer tasks).
+    pub(super) transfers: Vec<JoinHandle<()>>,
+    /// User snapshot requests waiting for the log to be compacted behind
+    /// their snapshot.
+    pub(super) replies: Vec<SnapshotWaiter>,
+}
+
+/// A user snapshot request answered once a compaction is done.
+pub(super) struct SnapshotWaiter {
+    /// The persist sequence number of the compaction.
+    seq: u64,
+    /// The caller and its snapshot.
+    pub(super) reply: SnapshotReply,
+}
+
+impl Snapshots {
+    pub(super) fn new(
+        store: Arc<dyn SnapshotStore>,
+        task: Worker<SnapshotCmd>,
+        taken: mpsc::UnboundedReceiver<SnapshotTaken>,
+    ) -> Self {
+        Self {
+            store,
+            task,
+            taken,
+            installing: None,
+            transfers: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+}
 
 impl<R: Send + 'static> Node<R> {
     /// Receives a streamed snapshot into the local store in the background.
@@ -13,21 +58,21 @@ impl<R: Send + 'static> Node<R> {
         data: SnapshotReader,
         reply: RpcReply,
     ) {
-        if let Err(current) = self.t.core.snapshot_offered(&req.leader_id, req.term) {
+        if let Err(current) = self.core.snapshot_offered(&req.leader_id, req.term) {
             reply.send(Ok(RpcResponse::InstallSnapshot(InstallSnapshotResponse {
                 term: current,
                 success: false,
             })));
             return;
         }
-        if req.meta.index <= self.t.core.commit_index() {
+        if req.meta.index <= self.core.commit_index() {
             // Already covered (e.g. a newer snapshot came from an earlier
             // leader): nothing to install, as the core would say. Storing
             // it would not only be wasted: a store that keeps only its
             // newest snapshots drops it at once, the read-back check fails,
             // and the leader would resend it forever.
             tracing::debug!(index = req.meta.index, "offered snapshot already covered; not storing it");
-            let term = self.t.core.term();
+            let term = self.core.term();
             let handle = tokio::spawn(async move {
                 let mut data = data;
                 if let Err(e) = tokio::io::copy(&mut data, &mut tokio::io::sink()).await {
@@ -36,11 +81,11 @@ impl<R: Send + 'static> Node<R> {
                 let resp = InstallSnapshotResponse { term, success: true };
                 reply.send(Ok(RpcResponse::InstallSnapshot(resp)));
             });
-            self.transfers.push(handle);
+            self.snapshots.transfers.push(handle);
             return;
         }
-        let snaps = self.t.snaps.clone();
-        let events = self.t.peer_events_tx.clone();
+        let snaps = self.snapshots.store.clone();
+        let events = self.peers.events_tx.clone();
         let handle = tokio::spawn(async move {
             let result = store_snapshot(&*snaps, &req.meta, data).await.map_err(|e| e.to_string());
             let _ = events.send(PeerEvent::SnapshotReceived {
@@ -50,19 +95,73 @@ impl<R: Send + 'static> Node<R> {
                 reply,
             });
         });
-        self.transfers.push(handle);
+        self.snapshots.transfers.push(handle);
+    }
+
+    /// A leader's snapshot is in the local store: the core decides whether
+    /// to install it, and the leader is answered.
+    pub(super) fn snapshot_received(
+        &mut self,
+        leader: ServerId,
+        term: u64,
+        result: Result<SnapshotMeta, String>,
+        reply: RpcReply,
+    ) {
+        let meta = match result {
+            Ok(meta) => meta,
+            Err(e) => {
+                tracing::warn!(leader = %leader, error = %e, "receiving a snapshot failed");
+                reply.send(Err(TransportError::Other(format!("snapshot not installed: {e}"))));
+                return;
+            }
+        };
+        let outcome = self.core.install_snapshot(
+            &leader,
+            term,
+            meta.index,
+            meta.term,
+            meta.configuration.clone(),
+            meta.configuration_index,
+        );
+        let (term, success) = match outcome {
+            Err(current) => (current, false),
+            Ok(installed) => {
+                if installed {
+                    self.snapshots.installing = Some(meta);
+                }
+                (self.core.term(), true)
+            }
+        };
+        reply.send(Ok(RpcResponse::InstallSnapshot(InstallSnapshotResponse { term, success })));
+    }
+
+    /// The core installed a snapshot (received or restored): the stored
+    /// log behind it goes, and the FSM restores it.
+    pub(super) fn snapshot_installed(&mut self, installed: InstalledSnapshot) {
+        let through = if installed.discard_log { u64::MAX } else { installed.index };
+        self.queue_compaction(through, installed.index);
+        self.note_snapshot(installed.index, installed.term);
+        if let Some(meta) = self.snapshots.installing.take() {
+            let _ = self.apply.tx.send(ApplyMsg::Restore {
+                id: meta.id,
+                index: installed.index,
+                term: installed.term,
+                configuration: meta.configuration,
+                configuration_index: meta.configuration_index,
+            });
+        }
     }
 
     /// Has each follower that needs one sent the newest stored snapshot, by
     /// its peer task.
     pub(super) fn send_snapshots(&mut self, peers: Vec<ServerId>) {
-        let offer = SnapshotOffer { term: self.t.core.term(), cluster_id: self.t.cluster_id.clone() };
+        let offer = SnapshotOffer { term: self.core.term(), cluster_id: self.cluster.id.clone() };
         for peer in peers {
             if let Some(p) = self.peer_task(&peer) {
                 p.send_snapshot(offer.clone());
             }
         }
-        self.transfers.retain(|h| !h.is_finished());
+        self.snapshots.transfers.retain(|h| !h.is_finished());
     }
 
     /// A new local snapshot: remembers it, compacts the log behind it if
@@ -72,7 +171,7 @@ impl<R: Send + 'static> Node<R> {
         self.note_snapshot(taken.index, taken.term);
         let queued = if taken.retained { self.compact(taken.index) } else { None };
         match (taken.reply, queued) {
-            (Some(reply), Some(seq)) => self.snapshot_replies.push((seq, reply)),
+            (Some(reply), Some(seq)) => self.snapshots.replies.push(SnapshotWaiter { seq, reply }),
             (Some((tx, handle)), None) => {
                 self.publish(true);
                 let _ = tx.send(Ok(handle));
@@ -81,64 +180,14 @@ impl<R: Send + 'static> Node<R> {
         }
     }
 
-    /// Remembers the newest snapshot taken, installed or restored.
-    pub(super) fn note_snapshot(&mut self, index: u64, term: u64) {
-        if index >= self.t.last_snapshot.0 {
-            self.t.last_snapshot = (index, term);
-        }
-    }
-
-    /// Forgets log entries a new snapshot made redundant, keeping
-    /// `trailing_logs` entries for slightly lagging followers: in memory
-    /// past the core's current start, and in the log store from the first
-    /// entry it actually holds (after a restart that is below the restored
-    /// snapshot). Returns the persist sequence number of the store deletion
-    /// if one was queued.
-    pub(super) fn compact(&mut self, snapshot_index: u64) -> Option<u64> {
-        let target = snapshot_index.saturating_sub(self.t.config.trailing_logs);
-        if target > self.t.core.snapshot_index() {
-            if let Err(e) = self.t.core.compact(target) {
-                tracing::debug!(error = %e, "compaction skipped");
-                return None;
-            }
-        }
-        let queued = self.compactions.back().map_or(self.t.compacted_through, |(_, through)| *through);
-        if target <= queued.max(self.t.compacted_through) {
-            return None;
-        }
-        let job = PersistJob { compact_through: Some(target), ..PersistJob::default() };
-        self.persist(job);
-        self.compactions.push_back((self.persist_seq, target));
-        tracing::debug!(from = self.t.compacted_through + 1, through = target, "compacting the log");
-        Some(self.persist_seq)
-    }
-
-    /// The writer finished every job up to `seq`: records the compactions
-    /// among them and answers the snapshot requests that waited for them.
-    /// `store_first` is what the store reported as its first index after
-    /// the last of them: the log starts there (a store left empty, e.g. by
-    /// an installed snapshot, continues after the compaction point).
-    pub(super) fn compactions_done(&mut self, seq: u64, store_first: Option<u64>) {
-        let mut through = None;
-        while let Some(&(s, t)) = self.compactions.front() {
-            if s > seq {
-                break;
-            }
-            self.compactions.pop_front();
-            through = Some(through.map_or(t, |max: u64| max.max(t)));
-        }
-        let Some(through) = through else { return };
-        self.t.compacted_through = match store_first {
-            Some(first) if first > 0 => first - 1,
-            _ => self.t.compacted_through.max(through),
-        };
-        self.t.shared.first_index.store(self.t.compacted_through + 1, Ordering::Release);
-        tracing::debug!(first_index = self.t.compacted_through + 1, "log compacted");
-        self.publish(true);
+    /// Answers the snapshot requests whose compaction is among the persist
+    /// jobs up to `seq`.
+    pub(super) fn snapshot_replies_due(&mut self, seq: u64) {
         let (ready, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.snapshot_replies).into_iter().partition(|(s, _)| *s <= seq);
-        self.snapshot_replies = waiting;
-        for (_, (tx, handle)) in ready {
+            std::mem::take(&mut self.snapshots.replies).into_iter().partition(|w| w.seq <= seq);
+        self.snapshots.replies = waiting;
+        for w in ready {
+            let (tx, handle) = w.reply;
             let _ = tx.send(Ok(handle));
         }
     }
