@@ -4,8 +4,8 @@
 //! (their callers are answered once the log is compacted behind them).
 
 use super::*;
-use crate::runtime::peer::SnapshotOffer;
 use crate::core::InstalledSnapshot;
+use crate::runtime::peer::SnapshotOffer;
 
 /// The main task's snapshot task and snapshot transfers.
 pub(super) struct Snapshots {
@@ -39,14 +39,7 @@ impl Snapshots {
         task: Worker<SnapshotCmd>,
         taken: mpsc::UnboundedReceiver<SnapshotTaken>,
     ) -> Self {
-        Self {
-            store,
-            task,
-            taken,
-            installing: None,
-            transfers: Vec::new(),
-            replies: Vec::new(),
-        }
+        Self { store, task, taken, installing: None, transfers: Vec::new(), replies: Vec::new() }
     }
 }
 
