@@ -166,8 +166,14 @@ async fn default_limits_carry_commands_of_many_mib_to_a_follower_that_was_down()
     })
     .await;
     let holder = (follower + 1) % 3;
-    let want =
-        nodes[holder].store.as_ref().expect("a running node").get_log(last).await.expect("log").expect("entry");
+    let want = nodes[holder]
+        .store
+        .as_ref()
+        .expect("a running node")
+        .get_log(last)
+        .await
+        .expect("log")
+        .expect("entry");
     let got =
         nodes[follower].store.as_ref().expect("follower").get_log(last).await.expect("log").expect("entry");
     assert_eq!(got, want, "the follower holds the last 12 MiB command intact");

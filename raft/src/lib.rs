@@ -6,6 +6,8 @@
 //! membership changes, with a future for every operation.
 //!
 //! # Layout
+//! - [`architecture`]: how a node works inside (its tasks and channels, and
+//!   the path of a write, a read and a snapshot through them).
 //! - [`types`]: ids, addresses, configurations, log entries, states.
 //! - [`message`]: the RPCs nodes exchange.
 //! - [`config`]: [`Config`] and its validation.
@@ -23,7 +25,7 @@
 //!   its seeded generator is public as [`Rng`], the one the whole
 //!   workspace uses (runtime jitter, simulations, tests, benchmark).
 //! - `runtime` (private): the tokio tasks that drive the core.
-//! - [`testing`] (feature `testing`): store conformance suite, simulation
+//! - `testing` (feature `testing`): store conformance suite, simulation
 //!   harness and linearizability checker.
 //!
 //! # Design choices worth knowing
@@ -134,6 +136,7 @@
 //!   `KvOutput` and their semantics (`KvInput::apply`, `KvChange`);
 //!   `raft::testing::linearizability::{KvInput, KvOutput}` still name them.
 
+pub mod architecture;
 pub mod codec;
 pub mod config;
 // The core's full API is exercised by the simulation harness (feature

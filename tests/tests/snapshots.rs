@@ -292,3 +292,58 @@ async fn the_log_limit_triggers_a_snapshot_long_before_the_snapshot_interval() {
     );
     c.shutdown().await;
 }
+
+/// §7: a follower offered a snapshot its commit index already covers (a
+/// newer one came from an earlier leader, or it caught up meanwhile) takes
+/// it as installed without storing it. Storing it made a store that keeps
+/// only its newest snapshots drop it at once; the read-back check then
+/// failed and the leader resent it forever (runtime simulation seed 39).
+#[tokio::test(start_paused = true)]
+async fn s7_a_snapshot_the_follower_already_covers_is_answered_installed_without_storing_it() {
+    use raft::message::InstallSnapshotRequest;
+    use raft::transport::Transport;
+
+    let c = TestCluster::with_config(3, InmemNetwork::new(), compacting).await;
+    let leader = c.wait_for_leader().await;
+    let follower = c.running().into_iter().find(|id| *id != leader).expect("follower");
+    write_many(&c, &leader, 1_000, "a").await;
+    // An old snapshot of the leader's, kept in memory.
+    let old = c.raft(&leader).snapshot().await.expect("snapshot");
+    let (old_meta, mut reader) = old.open().await.expect("open");
+    let mut old_bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut old_bytes).await.expect("read");
+    // The follower moves on and keeps only newer snapshots.
+    for round in 0..3 {
+        write_many(&c, &leader, 2_000, &format!("b{round}")).await;
+        let last = c.raft(&leader).metrics().borrow().last_log_index;
+        c.wait_applied(&follower, last, T).await;
+        c.raft(&follower).snapshot().await.expect("follower snapshot");
+    }
+    let before = c.nodes[&follower].snaps.list().await.expect("list");
+    assert!(before.iter().all(|m| m.index > old_meta.index), "the follower still holds the old snapshot");
+
+    let term = c.raft(&leader).metrics().borrow().term;
+    let sender = c.net.transport("offering-leader");
+    let req = InstallSnapshotRequest {
+        term,
+        leader_id: leader.as_str().into(),
+        meta: old_meta.clone(),
+        cluster_id: None,
+    };
+    let resp = sender
+        .install_snapshot(
+            &follower.as_str().into(),
+            &follower.as_str().into(),
+            req,
+            raft::SnapshotReader::from_bytes(old_bytes),
+        )
+        .await
+        .expect("the follower accepts a covered snapshot");
+    assert!(resp.success, "the follower refused a snapshot its log already covers");
+    let after = c.nodes[&follower].snaps.list().await.expect("list");
+    assert_eq!(
+        after.iter().map(|m| &m.id).collect::<Vec<_>>(),
+        before.iter().map(|m| &m.id).collect::<Vec<_>>(),
+        "the covered snapshot was stored"
+    );
+}

@@ -7,9 +7,13 @@
 //! - `writer`: the log writer task. Persists hard state and entries in FIFO
 //!   order, merging queued jobs into one `store_logs` (group commit), then
 //!   releases the messages that promised that durability.
-//! - `peer`: one task per peer, sending RPCs; AppendEntries with entries go
-//!   through an ordered pipeline, heartbeats and votes never queue behind
-//!   them; failing peers are backed off.
+//! - `peer`: one task per peer (`PeerTask`), sending RPCs and streaming
+//!   snapshots; AppendEntries with entries go through an ordered pipeline,
+//!   heartbeats and votes never queue behind them nor behind a snapshot;
+//!   a failing peer is backed off, with one back-off for every kind of send.
+//!
+//! How a write, a read and a snapshot travel through these tasks:
+//! [`crate::architecture`].
 //! - `apply`: the FSM task. Applies committed entries in batches and
 //!   resolves the callers' futures.
 //! - `snapshot`: the snapshot task. Decides when to snapshot, persists FSM

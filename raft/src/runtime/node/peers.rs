@@ -51,7 +51,7 @@ impl<R: Send + 'static> Node<R> {
                 }
             }
             PeerEvent::SnapshotSent { peer, index, term, success } => {
-                self.snapshot_sent(peer, index, term, success)
+                self.core.snapshot_sent(&peer, index, term, success)
             }
             PeerEvent::SnapshotReceived { leader, term, result, reply } => {
                 self.snapshot_received(leader, term, result, reply)
@@ -67,24 +67,30 @@ impl<R: Send + 'static> Node<R> {
         }
         let mut msg = msg;
         self.stamp(&mut msg.body);
-        let to = msg.to.clone();
-        if !self.peers.handles.contains_key(&to) {
-            let Some(addr) = self.address_of(&to) else {
+        if let Some(p) = self.peer_task(&msg.to) {
+            p.send(msg);
+        }
+    }
+
+    /// The task sending to peer `to`, started if there is none (`None`:
+    /// the peer's address is unknown).
+    pub(super) fn peer_task(&mut self, to: &ServerId) -> Option<&PeerHandle> {
+        if !self.peers.handles.contains_key(to) {
+            let Some(addr) = self.address_of(to) else {
                 tracing::debug!(peer = %to, "no address for peer; dropping message");
-                return;
+                return None;
             };
             let handle = peer::spawn(
                 self.id().clone(),
                 to.clone(),
                 addr,
                 self.transport.clone(),
+                self.snapshots.store.clone(),
                 self.peers.events_tx.clone(),
             );
             self.peers.handles.insert(to.clone(), handle);
         }
-        if let Some(p) = self.peers.handles.get(&to) {
-            let _ = p.tx.send(msg);
-        }
+        self.peers.handles.get(to)
     }
 
     /// Stops peer tasks for servers no longer in the configuration (or

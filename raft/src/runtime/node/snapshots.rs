@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::core::InstalledSnapshot;
+use crate::runtime::peer::SnapshotOffer;
 
 /// The main task's snapshot task and snapshot transfers.
 pub(super) struct Snapshots {
@@ -14,13 +15,10 @@ pub(super) struct Snapshots {
     pub(super) task: Worker<SnapshotCmd>,
     /// Snapshots it took.
     pub(super) taken: mpsc::UnboundedReceiver<SnapshotTaken>,
-    /// Peers a snapshot is being streamed to.
-    sending: HashSet<ServerId>,
-    /// Consecutive failed snapshot transfers per peer, for back-off.
-    failures: HashMap<ServerId, u32>,
     /// A received (or restored) snapshot being installed: its local copy.
     pub(super) installing: Option<SnapshotMeta>,
-    /// Background snapshot transfers and restores, aborted on shutdown.
+    /// Background snapshot receptions and restores, aborted on shutdown
+    /// (transfers to followers run in their peer tasks).
     pub(super) transfers: Vec<JoinHandle<()>>,
     /// User snapshot requests waiting for the log to be compacted behind
     /// their snapshot.
@@ -41,16 +39,7 @@ impl Snapshots {
         task: Worker<SnapshotCmd>,
         taken: mpsc::UnboundedReceiver<SnapshotTaken>,
     ) -> Self {
-        Self {
-            store,
-            task,
-            taken,
-            sending: HashSet::new(),
-            failures: HashMap::new(),
-            installing: None,
-            transfers: Vec::new(),
-            replies: Vec::new(),
-        }
+        Self { store, task, taken, installing: None, transfers: Vec::new(), replies: Vec::new() }
     }
 }
 
@@ -67,6 +56,25 @@ impl<R: Send + 'static> Node<R> {
                 term: current,
                 success: false,
             })));
+            return;
+        }
+        if req.meta.index <= self.core.commit_index() {
+            // Already covered (e.g. a newer snapshot came from an earlier
+            // leader): nothing to install, as the core would say. Storing
+            // it would not only be wasted: a store that keeps only its
+            // newest snapshots drops it at once, the read-back check fails,
+            // and the leader would resend it forever.
+            tracing::debug!(index = req.meta.index, "offered snapshot already covered; not storing it");
+            let term = self.core.term();
+            let handle = tokio::spawn(async move {
+                let mut data = data;
+                if let Err(e) = tokio::io::copy(&mut data, &mut tokio::io::sink()).await {
+                    tracing::debug!(error = %e, "draining a covered snapshot failed");
+                }
+                let resp = InstallSnapshotResponse { term, success: true };
+                reply.send(Ok(RpcResponse::InstallSnapshot(resp)));
+            });
+            self.snapshots.transfers.push(handle);
             return;
         }
         let snaps = self.snapshots.store.clone();
@@ -137,58 +145,16 @@ impl<R: Send + 'static> Node<R> {
         }
     }
 
-    /// Streams the newest stored snapshot to each follower that needs one.
+    /// Has each follower that needs one sent the newest stored snapshot, by
+    /// its peer task.
     pub(super) fn send_snapshots(&mut self, peers: Vec<ServerId>) {
+        let offer = SnapshotOffer { term: self.core.term(), cluster_id: self.cluster.id.clone() };
         for peer in peers {
-            if !self.snapshots.sending.insert(peer.clone()) {
-                continue;
+            if let Some(p) = self.peer_task(&peer) {
+                p.send_snapshot(offer.clone());
             }
-            let Some(addr) = self.address_of(&peer) else {
-                self.snapshots.sending.remove(&peer);
-                continue;
-            };
-            let snaps = self.snapshots.store.clone();
-            let transport = self.transport.clone();
-            let events = self.peers.events_tx.clone();
-            let term = self.core.term();
-            let leader_id = self.id().clone();
-            let cluster_id = self.cluster.id.clone();
-            // A peer that keeps failing is retried with exponential back-off.
-            let failures = self.snapshots.failures.get(&peer).copied().unwrap_or(0);
-            let backoff = (self.config.heartbeat_timeout / 10).saturating_mul(1 << failures.min(6));
-            let handle =
-                tokio::spawn(async move {
-                    let (index, term, success) =
-                        match send_snapshot(&*snaps, &*transport, &peer, &addr, term, leader_id, cluster_id)
-                            .await
-                        {
-                            Ok((index, resp)) => (index, resp.term, resp.success),
-                            Err(e) => {
-                                super::super::peer::report_refusal(&events, &peer, &e);
-                                tracing::warn!(peer = %peer, error = %e, "sending a snapshot failed");
-                                (0, term, false)
-                            }
-                        };
-                    if !success {
-                        tokio::time::sleep(backoff).await;
-                    }
-                    let _ = events.send(PeerEvent::SnapshotSent { peer, index, term, success });
-                });
-            self.snapshots.transfers.push(handle);
         }
         self.snapshots.transfers.retain(|h| !h.is_finished());
-    }
-
-    /// A snapshot transfer to `peer` ended: its back-off is updated and the
-    /// core told.
-    pub(super) fn snapshot_sent(&mut self, peer: ServerId, index: u64, term: u64, success: bool) {
-        self.snapshots.sending.remove(&peer);
-        if success {
-            self.snapshots.failures.remove(&peer);
-        } else {
-            *self.snapshots.failures.entry(peer.clone()).or_default() += 1;
-        }
-        self.core.snapshot_sent(&peer, index, term, success);
     }
 
     /// A new local snapshot: remembers it, compacts the log behind it if
@@ -270,29 +236,4 @@ pub(super) async fn store_snapshot(
             Err(e)
         }
     }
-}
-
-/// Opens the newest stored snapshot and streams it to a follower.
-pub(super) async fn send_snapshot(
-    snaps: &dyn SnapshotStore,
-    transport: &dyn Transport,
-    peer: &ServerId,
-    addr: &ServerAddress,
-    term: u64,
-    leader_id: ServerId,
-    cluster_id: Option<crate::types::ClusterId>,
-) -> Result<(u64, InstallSnapshotResponse), Error> {
-    let newest = snaps
-        .list()
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Storage(StorageError::SnapshotNotFound("no snapshot to send".into())))?;
-    let (meta, reader) = snaps.open(&newest.id).await?;
-    let index = meta.index;
-    tracing::info!(peer = %peer, index, size = meta.size, "streaming snapshot");
-    let resp = transport
-        .install_snapshot(peer, addr, InstallSnapshotRequest { term, leader_id, meta, cluster_id }, reader)
-        .await?;
-    Ok((index, resp))
 }
