@@ -226,9 +226,10 @@ impl PeerTask {
                 cmd = self.cmds.recv() => match cmd {
                     None => return,
                     Some(PeerCmd::Send(msg)) => {
-                        // Failures already reported back off this send.
+                        // Failures already reported back off this send,
+                        // except a heartbeat to a peer that answers.
                         self.drain_outcomes();
-                        if !self.backoff.active() {
+                        if !self.backoff.active() || self.keeps_alive(&msg) {
                             self.send(msg).await;
                         }
                     }
@@ -239,6 +240,15 @@ impl PeerTask {
                 result = snapshot::stream_end(&mut self.transfer), if streaming => self.transfer_done(result),
             }
         }
+    }
+
+    /// Whether `msg` is a heartbeat to a peer that answers calls: it goes
+    /// out even while the back-off is on (a failed snapshot transfer backs
+    /// off its retry, but a follower that stops hearing from its leader
+    /// starts elections, and without pre-vote would depose it, over and
+    /// over). Only an unreachable peer has its heartbeats backed off.
+    fn keeps_alive(&self, msg: &Message) -> bool {
+        !self.unreachable && matches!(&msg.body, Body::AppendEntries(r) if r.entries.is_empty())
     }
 
     /// Accounts for the outcomes of calls that already ended.
