@@ -26,8 +26,18 @@
 //! - `promotion`: when a server added as a voter has caught up.
 //! - `removal`: learning that this server was removed (terminal state).
 //! - `rng`: seeded randomness for timeouts.
+//! - `error`: the core's error types.
+//!
+//! # Boundary
+//! Every inbound request (a message with a non-zero `rpc_id`) is either
+//! answered by a message carrying its `rpc_id` or listed in
+//! [`Ready::declined`]; the driver never inspects the core's queues to find
+//! out which. The core stays free of I/O, clocks and the runtime: the
+//! `purity` test fails the build's tests if a file here names tokio,
+//! `std::time`, `std::fs`, `std::net` or the runtime.
 
 mod election;
+mod error;
 mod log;
 mod membership;
 mod progress;
@@ -50,8 +60,9 @@ use crate::message::{
     AppendEntriesRequest, AppendEntriesResponse, RequestPreVoteRequest, RequestPreVoteResponse,
     RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
-use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
+use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId, SnapshotPosition};
 
+pub use self::error::{CompactError, InconsistentState};
 pub(crate) use self::log::RaftLog;
 use self::membership::Membership;
 use self::progress::Progress;
@@ -84,7 +95,9 @@ pub struct CoreConfig {
 }
 
 impl CoreConfig {
-    /// A small configuration convenient for tests and simulations.
+    /// A small configuration convenient for tests and simulations (the
+    /// inspection accessors below gated the same way serve their checks).
+    #[cfg(any(test, feature = "testing"))]
     pub fn for_tests() -> Self {
         Self {
             heartbeat_ticks: 1,
@@ -129,6 +142,15 @@ pub enum Body {
 }
 
 impl Body {
+    /// Whether this is a request (which the receiver answers or declines),
+    /// not a response.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Body::AppendEntries(_) | Body::RequestVote(_) | Body::RequestPreVote(_) | Body::TimeoutNow(_)
+        )
+    }
+
     /// The term the message carries.
     pub fn term(&self) -> u64 {
         match self {
@@ -211,13 +233,18 @@ pub struct Ready {
     pub failed_reads: Vec<(u64, Refusal)>,
     /// A leadership transfer gave up (target did not take over in time).
     pub transfer_aborted: bool,
+    /// A leadership transfer ended with this node no longer leading (the
+    /// target, or another node, took over).
+    pub transfer_completed: bool,
+    /// Inbound requests (by `rpc_id`) the core declined to answer, e.g. an
+    /// AppendEntries from a second leader of our term, or any request once
+    /// this node is removed: the driver tells each sender that its request
+    /// was ignored. Every other inbound request is answered by a message
+    /// carrying its `rpc_id`.
+    pub declined: Vec<u64>,
     /// Followers that need a snapshot: stream the newest one to each and
     /// report with [`Core::snapshot_sent`].
     pub snapshots_to_send: Vec<ServerId>,
-    /// A snapshot received from the leader was installed: replace the log
-    /// (see [`InstalledSnapshot`]) and restore the state machine from it
-    /// before applying anything after it.
-    pub installed_snapshot: Option<InstalledSnapshot>,
     /// (Leader) followers whose logs turned out not to hold entries they had
     /// acknowledged: their progress was reset and they are being
     /// re-replicated. For observers and metrics; nothing to execute.
@@ -236,15 +263,17 @@ pub struct LogReset {
     pub last_log_index: u64,
 }
 
-/// Instructions after [`Core::install_snapshot`] accepted a snapshot.
+/// Instructions after [`Core::install_snapshot`] accepted a snapshot or
+/// [`Core::restore_snapshot`] restored one. Before executing the next
+/// [`Ready`], the driver deletes the stored log as instructed and restores
+/// the state machine from the snapshot (nothing after it is applied
+/// before).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstalledSnapshot {
-    /// Last index the snapshot covers.
-    pub index: u64,
-    /// Its term.
-    pub term: u64,
+    /// What the snapshot covers, as the log now starts after it.
+    pub position: SnapshotPosition,
     /// Delete the whole stored log (it conflicted with or ended before the
-    /// snapshot); otherwise delete only entries up to `index`.
+    /// snapshot); otherwise delete only entries up to `position.index`.
     pub discard_log: bool,
 }
 
@@ -260,8 +289,9 @@ impl Ready {
             && self.reads.is_empty()
             && self.failed_reads.is_empty()
             && !self.transfer_aborted
+            && !self.transfer_completed
+            && self.declined.is_empty()
             && self.snapshots_to_send.is_empty()
-            && self.installed_snapshot.is_none()
             && self.log_resets.is_empty()
     }
 
@@ -280,12 +310,9 @@ impl Ready {
 pub struct InitialState {
     /// Term and vote.
     pub hard_state: HardState,
-    /// Index and term of the last compacted entry (0, 0 if none).
-    pub snapshot_index: u64,
-    /// Term of that entry.
-    pub snapshot_term: u64,
-    /// Configuration as of the snapshot, and its index.
-    pub snapshot_configuration: Option<(u64, Configuration)>,
+    /// The last compacted entry and the configuration as of it (`None`:
+    /// nothing compacted).
+    pub snapshot: Option<SnapshotPosition>,
     /// Log entries after the snapshot, contiguous.
     pub entries: Vec<Log>,
     /// Index up to which the state machine has already applied entries.
@@ -293,6 +320,18 @@ pub struct InitialState {
     /// The node recorded earlier that it was removed from the cluster: it
     /// starts in the terminal removed state.
     pub removed: bool,
+}
+
+impl InitialState {
+    /// Index of the last compacted entry (0 if none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.index)
+    }
+
+    /// Term of the last compacted entry (0 if none).
+    pub fn snapshot_term(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.term)
+    }
 }
 
 pub(crate) enum Role {
@@ -345,30 +384,28 @@ pub struct Core {
 }
 
 impl Core {
-    /// Builds a core from durable state. Returns an error describing the
-    /// problem if the state is inconsistent (a gap in the log, an undecodable
-    /// configuration entry).
-    pub fn new(id: ServerId, cfg: CoreConfig, seed: u64, init: InitialState) -> Result<Self, String> {
-        let last_snapshot_index = init.snapshot_index;
-        let (cfg_index, cfg_conf) = init.snapshot_configuration.clone().unwrap_or_default();
-        let mut membership = Membership::new(cfg_index, cfg_conf);
+    /// Builds a core from durable state. Fails if the state is
+    /// inconsistent (a gap in the log, an undecodable configuration entry).
+    pub fn new(id: ServerId, cfg: CoreConfig, seed: u64, init: InitialState) -> Result<Self, InconsistentState> {
+        let snapshot = init.snapshot.unwrap_or_default();
+        let mut membership = Membership::new(snapshot.configuration_index, snapshot.configuration);
         for e in &init.entries {
-            if e.index > last_snapshot_index && e.log_type == LogType::Configuration {
+            if e.index > snapshot.index && e.log_type == LogType::Configuration {
                 let conf: Configuration = crate::codec::decode(&e.data)
-                    .map_err(|err| format!("configuration entry {} is undecodable: {err}", e.index))?;
+                    .map_err(|source| InconsistentState::UndecodableConfiguration { index: e.index, source })?;
                 membership.push(e.index, conf);
             }
         }
-        let log = RaftLog::new(init.snapshot_index, init.snapshot_term, init.entries)?;
+        let log = RaftLog::new(snapshot.index, snapshot.term, init.entries)?;
         let persisted = log.last_index();
-        let applied = init.applied.max(init.snapshot_index).min(log.last_index());
+        let applied = init.applied.max(snapshot.index).min(log.last_index());
         let mut core = Self {
             id,
             cfg,
             rng: Rng::new(seed),
             hard: init.hard_state,
             log,
-            commit: init.snapshot_index.max(applied),
+            commit: snapshot.index.max(applied),
             applied_sent: applied,
             persisted,
             membership,
@@ -387,6 +424,7 @@ impl Core {
     }
 
     /// This node's id.
+    #[cfg(any(test, feature = "testing"))]
     pub fn id(&self) -> &ServerId {
         &self.id
     }
@@ -397,6 +435,7 @@ impl Core {
     }
 
     /// Who this node voted for in the current term.
+    #[cfg(any(test, feature = "testing"))]
     pub fn vote(&self) -> Option<&ServerId> {
         self.hard.vote.as_ref()
     }
@@ -443,16 +482,19 @@ impl Core {
     }
 
     /// Highest index locally durable.
+    #[cfg(any(test, feature = "testing"))]
     pub fn persisted_index(&self) -> u64 {
         self.persisted
     }
 
     /// Highest index handed out for applying.
+    #[cfg(any(test, feature = "testing"))]
     pub fn applied_index(&self) -> u64 {
         self.applied_sent
     }
 
     /// The entry at `index`, if held in memory.
+    #[cfg(any(test, feature = "testing"))]
     pub fn entry(&self, index: u64) -> Option<&Log> {
         self.log.entry(index)
     }
@@ -650,11 +692,11 @@ impl Core {
 
     /// Forgets log entries up to `index` after a snapshot covers them.
     /// Only committed, applied entries can be compacted.
-    pub fn compact(&mut self, index: u64) -> Result<(), String> {
+    pub fn compact(&mut self, index: u64) -> Result<(), CompactError> {
         if index > self.applied_sent || index > self.commit {
-            return Err(format!("cannot compact to {index}: only {} is applied", self.applied_sent));
+            return Err(CompactError::NotApplied { index, applied: self.applied_sent });
         }
-        let term = self.log.term(index).ok_or_else(|| format!("entry {index} is not in the log"))?;
+        let term = self.log.term(index).ok_or(CompactError::NotInLog { index })?;
         self.log.compact_to(index, term);
         self.membership.compact(self.commit);
         Ok(())
@@ -681,6 +723,12 @@ impl Core {
         } else {
             self.ready.messages.push(msg);
         }
+    }
+
+    /// Whether the pending work holds an answer to inbound request `rpc_id`.
+    fn answered(&self, rpc_id: u64) -> bool {
+        let ready = &self.ready;
+        ready.messages.iter().chain(&ready.persisted_messages).any(|m| m.rpc_id == rpc_id)
     }
 
     pub(crate) fn persist_hard_state(&mut self) {

@@ -119,8 +119,6 @@ struct Node<R> {
     sending_snapshots: HashSet<ServerId>,
     /// Consecutive failed snapshot transfers per peer, for back-off.
     snapshot_failures: HashMap<ServerId, u32>,
-    /// A received snapshot being installed (its local copy).
-    installing: Option<SnapshotMeta>,
     /// Background snapshot transfers, aborted on shutdown.
     transfers: Vec<JoinHandle<()>>,
     /// Servers being added as voters, waiting to catch up as non-voters.
@@ -174,7 +172,6 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         fatal: None,
         sending_snapshots: HashSet::new(),
         snapshot_failures: HashMap::new(),
-        installing: None,
         transfers: Vec::new(),
         promotions: Vec::new(),
         reload_ticker: false,
@@ -369,7 +366,7 @@ impl<R: Send + 'static> Node<R> {
                     }
                 };
                 match self.t.core.restore_snapshot(meta.index) {
-                    Ok(noop) => {
+                    Ok((noop, installed)) => {
                         // Entries up to the snapshot are gone: their outcome
                         // is unknown to whoever proposed them.
                         let gone: Vec<u64> = self.waiters.range(..=meta.index).map(|(k, _)| *k).collect();
@@ -380,7 +377,7 @@ impl<R: Send + 'static> Node<R> {
                         }
                         let term = self.t.core.term();
                         self.waiters.insert(noop, Pending::new(term, Waiter::Index(tx)));
-                        self.installing = Some(meta);
+                        self.execute_install(meta.id, installed);
                     }
                     Err(r) => {
                         let _ = tx.send(Err(self.refusal(r)));
@@ -413,19 +410,11 @@ impl<R: Send + 'static> Node<R> {
                         return;
                     }
                 };
-                let outcome = self.t.core.install_snapshot(
-                    &leader,
-                    term,
-                    meta.index,
-                    meta.term,
-                    meta.configuration.clone(),
-                    meta.configuration_index,
-                );
-                let (term, success) = match outcome {
+                let (term, success) = match self.t.core.install_snapshot(&leader, term, meta.position()) {
                     Err(current) => (current, false),
                     Ok(installed) => {
-                        if installed {
-                            self.installing = Some(meta);
+                        if let Some(installed) = installed {
+                            self.execute_install(meta.id, installed);
                         }
                         (self.t.core.term(), true)
                     }
@@ -464,15 +453,8 @@ impl<R: Send + 'static> Node<R> {
         self.next_rpc_id += 1;
         self.replies.insert(rpc_id, reply);
         let to = self.id().clone();
+        // The core answers it, or lists it in `Ready::declined`.
         self.t.core.step(Message { from, to, rpc_id, body });
-        let ready = &self.t.core.ready;
-        let answered =
-            ready.messages.iter().chain(ready.persisted_messages.iter()).any(|m| m.rpc_id == rpc_id);
-        if !answered {
-            if let Some(reply) = self.replies.remove(&rpc_id) {
-                reply.send(Err(TransportError::Rejected("request ignored by the receiver".into())));
-            }
-        }
     }
 
     /// Handles one request plus any others already queued, folding
@@ -754,22 +736,9 @@ impl<R: Send + 'static> Node<R> {
         for m in std::mem::take(&mut ready.messages) {
             self.route(m);
         }
-        // A snapshot install (or restore) replaces the stored log: that must
-        // happen before entries appended after it are written.
-        if let Some(installed) = ready.installed_snapshot.take() {
-            let through = if installed.discard_log { u64::MAX } else { installed.index };
-            let job = PersistJob { compact_through: Some(through), ..PersistJob::default() };
-            self.persist(job);
-            self.compactions.push_back((self.persist_seq, installed.index));
-            self.note_snapshot(installed.index, installed.term);
-            if let Some(meta) = self.installing.take() {
-                let _ = self.t.apply_tx.send(ApplyMsg::Restore {
-                    id: meta.id,
-                    index: installed.index,
-                    term: installed.term,
-                    configuration: meta.configuration,
-                    configuration_index: meta.configuration_index,
-                });
+        for rpc_id in std::mem::take(&mut ready.declined) {
+            if let Some(reply) = self.replies.remove(&rpc_id) {
+                reply.send(Err(TransportError::Rejected("request ignored by the receiver".into())));
             }
         }
         if ready.needs_persist() {
@@ -801,6 +770,7 @@ impl<R: Send + 'static> Node<R> {
                 ticket.resolve(Err(self.read_failure(why)));
             }
         }
+        let transfer_completed = ready.transfer_completed;
         if ready.transfer_aborted {
             if let Some(tx) = self.transfer.take() {
                 let msg = "the target did not take over within an election timeout";
@@ -819,6 +789,13 @@ impl<R: Send + 'static> Node<R> {
         self.observe_configuration();
         self.schedule_commit_flush();
         self.after_state_change();
+        // After the new role is published: a transfer's caller that resumes
+        // must already see that this node no longer leads.
+        if transfer_completed {
+            if let Some(tx) = self.transfer.take() {
+                let _ = tx.send(Ok(()));
+            }
+        }
     }
 
     fn dispatch_apply(&mut self, entries: Vec<crate::types::Log>) {

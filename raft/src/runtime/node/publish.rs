@@ -25,13 +25,6 @@ impl<R: Send + 'static> Node<R> {
                     p.waiter.fail(Error::LeadershipLost);
                 }
             }
-            // Publish the new role first: a transfer's caller that
-            // resumes must already see that this node no longer leads.
-            self.publish(false);
-            if let Some(tx) = self.transfer.take() {
-                let _ = tx.send(Ok(()));
-            }
-            return;
         }
         self.publish(false);
     }

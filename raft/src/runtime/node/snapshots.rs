@@ -3,6 +3,7 @@
 //! store, and compacting the log behind a new local snapshot.
 
 use super::*;
+use crate::core::InstalledSnapshot;
 
 impl<R: Send + 'static> Node<R> {
     /// Receives a streamed snapshot into the local store in the background.
@@ -89,6 +90,21 @@ impl<R: Send + 'static> Node<R> {
             }
             (None, _) => self.publish(true),
         }
+    }
+
+    /// Executes a snapshot install (or restore) the core accepted, ahead of
+    /// the work of its next `Ready`: the stored log is deleted as instructed
+    /// before entries appended after the snapshot are written, and the state
+    /// machine is restored from stored snapshot `id` before anything after
+    /// it is applied.
+    pub(super) fn execute_install(&mut self, id: String, installed: InstalledSnapshot) {
+        let InstalledSnapshot { position, discard_log } = installed;
+        let through = if discard_log { u64::MAX } else { position.index };
+        let job = PersistJob { compact_through: Some(through), ..PersistJob::default() };
+        self.persist(job);
+        self.compactions.push_back((self.persist_seq, position.index));
+        self.note_snapshot(position.index, position.term);
+        let _ = self.t.apply_tx.send(ApplyMsg::Restore { id, position });
     }
 
     /// Remembers the newest snapshot taken, installed or restored.

@@ -75,9 +75,11 @@ use self::rng::SimRng;
 use self::snapshot::{SnapshotPolicy, Transfer};
 use self::storage::{PendingWrite, Snapshot, Storage};
 use self::trace::{MsgSummary, Trace, TraceKind};
-use crate::core::{Body, Core, CoreConfig, InitialState, Message, Refusal};
+use crate::core::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, Message, Refusal};
 use crate::testing::linearizability::{check_kv, CheckResult, KvInput, KvOutput};
-use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, Suffrage};
+use crate::types::{
+    Configuration, HardState, Log, LogType, Server, ServerId, SnapshotPosition, Suffrage,
+};
 
 /// Simulated time units per tick: message and fsync delays are measured in
 /// these, so they can be shorter than a tick.
@@ -396,8 +398,6 @@ struct Node {
     snapshotting: bool,
     /// Per peer: a snapshot transfer to it is in flight.
     sending: Vec<bool>,
-    /// The received snapshot `install_snapshot` is being called with.
-    installing: Option<Rc<Snapshot>>,
     restart_at: Option<u64>,
     /// (role, term, commit) last written to the trace.
     traced: (&'static str, u64, u64),
@@ -502,7 +502,7 @@ impl<'a> Sim<'a> {
                 (InitialState::default(), Storage::default())
             };
             let core =
-                Core::new(id.clone(), core_cfg.clone(), rng.next_u64(), init).map_err(|e| ("setup", e))?;
+                Core::new(id.clone(), core_cfg.clone(), rng.next_u64(), init).map_err(|e| ("setup", e.to_string()))?;
             nodes.push(Node {
                 id,
                 core: Some(core),
@@ -514,7 +514,6 @@ impl<'a> Sim<'a> {
                 last_snapshot: 0,
                 snapshotting: false,
                 sending: vec![false; n],
-                installing: None,
                 restart_at: None,
                 traced: ("", 0, 0),
                 removed: false,
@@ -991,7 +990,6 @@ impl<'a> Sim<'a> {
         node.core = None;
         node.life += 1;
         node.snapshotting = false;
-        node.installing = None;
         node.sending.iter_mut().for_each(|s| *s = false);
         let lost = node.storage.crash();
         let down = self.rng.between(1, self.cfg.max_down_ticks.max(1));
@@ -1025,9 +1023,9 @@ impl<'a> Sim<'a> {
         };
         node.fsm = KvFsm::default();
         if let Some(s) = &recovered.snapshot {
-            init.snapshot_index = s.index;
-            init.snapshot_term = s.term;
-            init.snapshot_configuration = Some(s.state.conf.clone());
+            let (configuration_index, configuration) = s.state.conf.clone();
+            init.snapshot =
+                Some(SnapshotPosition { index: s.index, term: s.term, configuration, configuration_index });
             init.applied = s.index;
             node.fsm = KvFsm::restored(s.index, s.term, s.state.clone());
             self.report.snapshot_restarts += 1;
@@ -1055,19 +1053,26 @@ impl<'a> Sim<'a> {
     /// settles its clients, and checks again (a truncation reported in the
     /// `Ready` makes the second check re-verify the rewritten log suffix).
     fn after_step(&mut self, n: usize) -> Check {
+        self.after_install(n, None)
+    }
+
+    /// [`Sim::after_step`] after node `n` installed snapshot `installed`
+    /// (if any), which is executed ahead of its next `Ready`.
+    fn after_install(&mut self, n: usize, installed: Option<(Rc<Snapshot>, InstalledSnapshot)>) -> Check {
         self.check(n)?;
-        self.drive(n)?;
+        self.drive(n, installed)?;
         self.settle_clients(n)?;
         self.check(n)?;
         self.figure8_step(n);
         Ok(())
     }
 
-    /// Executes every `Ready` of node `n` in the documented order.
-    fn drive(&mut self, n: usize) -> Check {
+    /// Executes every `Ready` of node `n` in the documented order, the
+    /// first one after the snapshot install `installed` (if any).
+    fn drive(&mut self, n: usize, mut installed: Option<(Rc<Snapshot>, InstalledSnapshot)>) -> Check {
         loop {
             let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
-            if !core.has_ready() {
+            if !core.has_ready() && installed.is_none() {
                 return Ok(());
             }
             let mut ready = core.take_ready();
@@ -1091,8 +1096,8 @@ impl<'a> Sim<'a> {
             }
             // An installed snapshot replaces the stored log before anything
             // appended after it is written.
-            let compact = match ready.installed_snapshot.take() {
-                Some(inst) => Some(self.execute_install(n, inst)?),
+            let compact = match installed.take() {
+                Some((s, inst)) => Some(self.execute_install(n, &s, inst)?),
                 None => None,
             };
             if compact.is_some() || ready.needs_persist() {
