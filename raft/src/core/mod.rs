@@ -50,6 +50,8 @@ mod snapshot;
 mod transfer;
 
 #[cfg(test)]
+mod boundary_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
