@@ -169,26 +169,65 @@ impl Body {
 }
 
 /// Why a proposal or read was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// Not the leader; the known leader, if any.
+    #[error("not the leader")]
     NotLeader(Option<ServerId>),
     /// A leadership transfer is in progress.
+    #[error("a leadership transfer is in progress")]
     TransferInProgress,
     /// Leadership was lost before the operation completed.
+    #[error("leadership was lost")]
     LeadershipLost,
     /// A configuration change is still uncommitted.
+    #[error("a configuration change is still uncommitted")]
     ConfigurationChangeInProgress,
-    /// The request named a server that is not in the configuration, or
-    /// otherwise does not fit the current state.
-    Invalid(String),
+    /// The request does not fit the current state.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
     /// The request named a server that is not in the configuration.
+    #[error("server {0} is not in the configuration")]
     UnknownServer(ServerId),
     /// The request named a server that is in the configuration but is not
     /// a voter (e.g. as a leadership transfer target).
+    #[error("server {0} is not a voter")]
     NotAVoter(ServerId),
     /// This node was removed from the configuration (terminal).
+    #[error("this server was removed from the cluster")]
     Removed,
+}
+
+/// A request that does not fit the current state ([`Refusal::Invalid`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// A configuration entry given to [`Core::propose`].
+    #[error("use propose_configuration for configuration changes")]
+    ConfigurationViaPropose,
+    /// Bootstrapping a node that already has a term, log or snapshot.
+    #[error("node already has state")]
+    AlreadyHasState,
+    /// The proposed configuration is invalid (as
+    /// [`Configuration::validate`] explains).
+    #[error("{0}")]
+    Configuration(String),
+    /// The configuration could not be encoded.
+    #[error("{0}")]
+    Unencodable(String),
+    /// A leadership transfer to this node itself.
+    #[error("cannot transfer leadership to self")]
+    TransferToSelf,
+    /// A leadership transfer with no target given and no other voter.
+    #[error("no other voter to transfer to")]
+    NoVoterToTransferTo,
+    /// A restored snapshot must end past the last log entry.
+    #[error("restore index {index} must be past the last log index {last_index}")]
+    RestoreNotPastLog {
+        /// The restore index asked for.
+        index: u64,
+        /// The last log index.
+        last_index: u64,
+    },
 }
 
 /// What a leader knows about one follower.
@@ -600,7 +639,7 @@ impl Core {
         let mut entries = Vec::new();
         for (index, (log_type, data)) in (first..).zip(commands) {
             if log_type == LogType::Configuration {
-                return Err(Refusal::Invalid("use propose_configuration for configuration changes".into()));
+                return Err(InvalidRequest::ConfigurationViaPropose.into());
             }
             entries.push(Log { index, term, log_type, data });
         }
@@ -626,8 +665,8 @@ impl Core {
                 return Err(Refusal::ConfigurationChangeInProgress);
             }
         }
-        configuration.validate().map_err(Refusal::Invalid)?;
-        let data = crate::codec::encode(&configuration).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        configuration.validate().map_err(InvalidRequest::Configuration)?;
+        let data = crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
         self.forget_moved_peers(&configuration);
         let index = self.log.last_index() + 1;
         self.append_local(vec![Log {
@@ -646,10 +685,10 @@ impl Core {
             return Err(Refusal::Removed);
         }
         if self.hard.term != 0 || self.log.last_index() != 0 || self.log.snapshot_index() != 0 {
-            return Err(Refusal::Invalid("node already has state".into()));
+            return Err(InvalidRequest::AlreadyHasState.into());
         }
-        configuration.validate().map_err(Refusal::Invalid)?;
-        let data = crate::codec::encode(&configuration).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        configuration.validate().map_err(InvalidRequest::Configuration)?;
+        let data = crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
         self.hard.term = 1;
         self.ready.hard_state = Some(self.hard.clone());
         self.append_local(vec![Log {

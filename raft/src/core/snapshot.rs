@@ -6,7 +6,7 @@
 
 use super::membership::Membership;
 use super::progress::SendMode;
-use super::{Core, InstalledSnapshot, Refusal, Role};
+use super::{Core, InstalledSnapshot, InvalidRequest, Refusal, Role};
 use crate::types::{Configuration, Log, LogType, ServerId, SnapshotPosition};
 
 impl Core {
@@ -124,10 +124,7 @@ impl Core {
             _ => return Err(Refusal::NotLeader(self.leader.clone())),
         }
         if index <= self.log.last_index() {
-            return Err(Refusal::Invalid(format!(
-                "restore index {index} must be past the last log index {}",
-                self.log.last_index()
-            )));
+            return Err(InvalidRequest::RestoreNotPastLog { index, last_index: self.log.last_index() }.into());
         }
         let term = self.hard.term;
         let configuration = self.membership.latest().0.clone();
