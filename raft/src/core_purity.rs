@@ -182,7 +182,8 @@ fn forbidden(path: &[String]) -> Option<String> {
         }
     }
     let rooted = path.first().is_some_and(|s| matches!(s.as_str(), "crate" | "super" | "self"));
-    let names_runtime = path.iter().position(|s| s == "runtime").is_some_and(|at| at + 1 < path.len() || rooted);
+    let names_runtime =
+        path.iter().position(|s| s == "runtime").is_some_and(|at| at + 1 < path.len() || rooted);
     if names_runtime {
         return Some(format!("`{shown}` uses the runtime"));
     }
@@ -239,7 +240,8 @@ fn the_core_uses_no_tokio_clock_files_sockets_or_runtime() {
     assert!(files.len() >= 10, "expected the core's files under {}, found {files:?}", dir.display());
     let mut breaches = Vec::new();
     for file in files {
-        let src = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        let src =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
         for v in violations(&src) {
             breaches.push(format!("{}: {v}", file.display()));
         }

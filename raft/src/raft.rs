@@ -26,7 +26,9 @@ use crate::runtime::{
 use crate::snapshot::{SnapshotReader, SnapshotStore};
 use crate::storage::{LogStore, StableStore};
 use crate::transport::Transport;
-use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta, SnapshotPosition};
+use crate::types::{
+    Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta, SnapshotPosition,
+};
 
 /// How much longer than its timeout a membership change waits for the main
 /// task's own answer at the deadline (which says what happened, e.g.

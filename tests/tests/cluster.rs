@@ -389,8 +389,15 @@ async fn a_request_the_receiver_declines_is_rejected_at_once() {
         .append_entries(&leader.as_str().into(), &leader.as_str().into(), heartbeat)
         .await
         .expect_err("a second leader's AppendEntries is declined");
-    assert!(matches!(err, TransportError::Rejected(ref m) if m == "request ignored by the receiver"), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(100), "answered at once, after {:?}", started.elapsed());
+    assert!(
+        matches!(err, TransportError::Rejected(ref m) if m == "request ignored by the receiver"),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "answered at once, after {:?}",
+        started.elapsed()
+    );
     assert_eq!(c.raft(&leader).metrics().borrow().term, term);
     assert_eq!(c.wait_for_leader().await, leader, "the leader kept leading");
     c.shutdown().await;

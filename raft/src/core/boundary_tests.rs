@@ -151,7 +151,8 @@ fn an_answered_request_is_not_declined() {
     net.node("n2").step(Message { to: "n2".into(), ..append_from("n1", term, 12) });
     let ready = net.node("n2").take_ready();
     assert!(ready.declined.is_empty(), "declined {:?}", ready.declined);
-    let answered: Vec<u64> = ready.messages.iter().chain(&ready.persisted_messages).map(|m| m.rpc_id).collect();
+    let answered: Vec<u64> =
+        ready.messages.iter().chain(&ready.persisted_messages).map(|m| m.rpc_id).collect();
     assert!(answered.contains(&11) && answered.contains(&12), "answers {answered:?}");
     // Requests without a driver token are not tracked either way.
     net.node("n1").step(append_from("n2", term, 0));

@@ -427,13 +427,19 @@ pub struct Core {
 impl Core {
     /// Builds a core from durable state. Fails if the state is
     /// inconsistent (a gap in the log, an undecodable configuration entry).
-    pub fn new(id: ServerId, cfg: CoreConfig, seed: u64, init: InitialState) -> Result<Self, InconsistentState> {
+    pub fn new(
+        id: ServerId,
+        cfg: CoreConfig,
+        seed: u64,
+        init: InitialState,
+    ) -> Result<Self, InconsistentState> {
         let snapshot = init.snapshot.unwrap_or_default();
         let mut membership = Membership::new(snapshot.configuration_index, snapshot.configuration);
         for e in &init.entries {
             if e.index > snapshot.index && e.log_type == LogType::Configuration {
-                let conf: Configuration = crate::codec::decode(&e.data)
-                    .map_err(|source| InconsistentState::UndecodableConfiguration { index: e.index, source })?;
+                let conf: Configuration = crate::codec::decode(&e.data).map_err(|source| {
+                    InconsistentState::UndecodableConfiguration { index: e.index, source }
+                })?;
                 membership.push(e.index, conf);
             }
         }
@@ -666,7 +672,8 @@ impl Core {
             }
         }
         configuration.validate().map_err(InvalidRequest::Configuration)?;
-        let data = crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
+        let data =
+            crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
         self.forget_moved_peers(&configuration);
         let index = self.log.last_index() + 1;
         self.append_local(vec![Log {
@@ -688,7 +695,8 @@ impl Core {
             return Err(InvalidRequest::AlreadyHasState.into());
         }
         configuration.validate().map_err(InvalidRequest::Configuration)?;
-        let data = crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
+        let data =
+            crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
         self.hard.term = 1;
         self.ready.hard_state = Some(self.hard.clone());
         self.append_local(vec![Log {

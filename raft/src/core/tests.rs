@@ -839,7 +839,8 @@ fn s7_a_follower_caught_up_by_a_snapshot_is_not_probed_in_a_loop() {
     }
     assert!(sent);
     let snapshot_term = c.node("n1").term_at(applied).expect("term");
-    let installed = c.node("n3").install_snapshot(&"n1".into(), term, position(applied, snapshot_term, &conf, 1));
+    let installed =
+        c.node("n3").install_snapshot(&"n1".into(), term, position(applied, snapshot_term, &conf, 1));
     assert!(matches!(installed, Ok(Some(_))));
     c.node("n1").snapshot_sent(&"n3".into(), applied, term, true);
     // Deliver everything; the exchange must come to rest (settle panics

@@ -150,8 +150,12 @@ pub async fn recover_cluster<F: Fsm>(
         }
     }
     let snapshot = fsm.snapshot().await.map_err(|e| Error::Fsm(e.to_string()))?;
-    let position =
-        SnapshotPosition { index: last_index, term: last_term, configuration: configuration.clone(), configuration_index: last_index };
+    let position = SnapshotPosition {
+        index: last_index,
+        term: last_term,
+        configuration: configuration.clone(),
+        configuration_index: last_index,
+    };
     super::snapshot::write_snapshot(snaps, snapshot, &position).await?;
     if last >= 1 {
         logs.delete_range(logs.first_index().await?.max(1), last).await?;

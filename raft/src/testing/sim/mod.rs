@@ -77,9 +77,7 @@ use self::storage::{PendingWrite, Snapshot, Storage};
 use self::trace::{MsgSummary, Trace, TraceKind};
 use crate::core::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, Message, Refusal};
 use crate::testing::linearizability::{check_kv, CheckResult, KvInput, KvOutput};
-use crate::types::{
-    Configuration, HardState, Log, LogType, Server, ServerId, SnapshotPosition, Suffrage,
-};
+use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, SnapshotPosition, Suffrage};
 
 /// Simulated time units per tick: message and fsync delays are measured in
 /// these, so they can be shorter than a tick.
@@ -501,8 +499,8 @@ impl<'a> Sim<'a> {
             } else {
                 (InitialState::default(), Storage::default())
             };
-            let core =
-                Core::new(id.clone(), core_cfg.clone(), rng.next_u64(), init).map_err(|e| ("setup", e.to_string()))?;
+            let core = Core::new(id.clone(), core_cfg.clone(), rng.next_u64(), init)
+                .map_err(|e| ("setup", e.to_string()))?;
             nodes.push(Node {
                 id,
                 core: Some(core),
