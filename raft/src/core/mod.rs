@@ -528,8 +528,8 @@ impl Core {
         self.log.last_term()
     }
 
-    /// Highest index locally durable.
-    #[cfg(any(test, feature = "testing"))]
+    /// Highest index locally durable (for the simulation's checks).
+    #[cfg(feature = "testing")]
     pub fn persisted_index(&self) -> u64 {
         self.persisted
     }
