@@ -1,7 +1,71 @@
-//! The core's error types: what can be wrong with the durable state a core
-//! is built from, and why a compaction was refused.
+//! The core's error types: why a request was refused, what can be wrong
+//! with the durable state a core is built from, and why a compaction was
+//! refused.
 
 use crate::error::StorageError;
+use crate::types::ServerId;
+
+/// Why a proposal or read was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not the leader; the known leader, if any.
+    #[error("not the leader")]
+    NotLeader(Option<ServerId>),
+    /// A leadership transfer is in progress.
+    #[error("a leadership transfer is in progress")]
+    TransferInProgress,
+    /// Leadership was lost before the operation completed.
+    #[error("leadership was lost")]
+    LeadershipLost,
+    /// A configuration change is still uncommitted.
+    #[error("a configuration change is still uncommitted")]
+    ConfigurationChangeInProgress,
+    /// The request does not fit the current state.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The request named a server that is not in the configuration.
+    #[error("server {0} is not in the configuration")]
+    UnknownServer(ServerId),
+    /// The request named a server that is in the configuration but is not
+    /// a voter (e.g. as a leadership transfer target).
+    #[error("server {0} is not a voter")]
+    NotAVoter(ServerId),
+    /// This node was removed from the configuration (terminal).
+    #[error("this server was removed from the cluster")]
+    Removed,
+}
+
+/// A request that does not fit the current state ([`Refusal::Invalid`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// A configuration entry given to [`Core::propose`].
+    #[error("use propose_configuration for configuration changes")]
+    ConfigurationViaPropose,
+    /// Bootstrapping a node that already has a term, log or snapshot.
+    #[error("node already has state")]
+    AlreadyHasState,
+    /// The proposed configuration is invalid (as
+    /// [`Configuration::validate`] explains).
+    #[error("{0}")]
+    Configuration(String),
+    /// The configuration could not be encoded.
+    #[error("{0}")]
+    Unencodable(String),
+    /// A leadership transfer to this node itself.
+    #[error("cannot transfer leadership to self")]
+    TransferToSelf,
+    /// A leadership transfer with no target given and no other voter.
+    #[error("no other voter to transfer to")]
+    NoVoterToTransferTo,
+    /// A restored snapshot must end past the last log entry.
+    #[error("restore index {index} must be past the last log index {last_index}")]
+    RestoreNotPastLog {
+        /// The restore index asked for.
+        index: u64,
+        /// The last log index.
+        last_index: u64,
+    },
+}
 
 /// The durable state given to [`Core::new`](super::Core::new) is
 /// inconsistent.
