@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::tests::{bootstrapped, config_of, ids};
 use super::*;
 use crate::message::{AppendEntriesRequest, RequestVoteRequest};
-use crate::types::Server;
+use crate::types::SnapshotPosition;
 
 /// Cores wired together: messages are delivered in order, writes are
 /// durable at once, and what the boundary reports is recorded per node.
@@ -23,23 +24,9 @@ struct Net {
     sent: Vec<Message>,
 }
 
-fn conf(n: usize) -> Configuration {
-    let servers = (1..=n).map(|i| Server::voter(format!("n{i}"), format!("n{i}").as_str())).collect();
-    Configuration { servers }
-}
-
-fn bootstrapped(conf: &Configuration) -> InitialState {
-    let data = crate::codec::encode(conf).expect("encode");
-    InitialState {
-        hard_state: HardState { term: 1, vote: None },
-        entries: vec![Log::new(1, 1, LogType::Configuration, data)],
-        ..InitialState::default()
-    }
-}
-
 impl Net {
     fn new(n: usize) -> Self {
-        let conf = conf(n);
+        let conf = config_of(&ids(n));
         let nodes = (1..=n)
             .map(|i| {
                 let id: ServerId = format!("n{i}").into();
@@ -161,7 +148,7 @@ fn an_answered_request_is_not_declined() {
 
 #[test]
 fn a_removed_server_declines_every_request() {
-    let conf = conf(3);
+    let conf = config_of(&ids(3));
     let init = InitialState { removed: true, ..bootstrapped(&conf) };
     let mut core = Core::new("n1".into(), CoreConfig::for_tests(), 1, init).expect("core");
     assert!(core.is_removed());
@@ -192,12 +179,20 @@ fn s3_10_a_transfer_that_hands_over_leadership_completes_through_ready() {
     assert_eq!(net.completed("n2") + net.completed("n3"), 0, "only the old leader reports it");
 }
 
-#[test]
-fn s3_10_a_transfer_that_times_out_aborts_and_a_later_step_down_completes_nothing() {
+/// A three-node cluster whose leader n1 is transferring leadership to n2,
+/// which it cannot reach.
+fn transferring_to_an_unreachable_target() -> Net {
     let mut net = Net::new(3);
     net.elect("n1");
     net.cut.push("n2".into());
     assert_eq!(net.node("n1").transfer_leadership(Some("n2".into())), Ok("n2".into()));
+    net.settle();
+    net
+}
+
+#[test]
+fn s3_10_a_transfer_that_times_out_aborts_and_a_later_step_down_completes_nothing() {
+    let mut net = transferring_to_an_unreachable_target();
     for _ in 0..100 {
         net.node("n1").tick();
         net.settle();
@@ -216,11 +211,8 @@ fn s3_10_a_transfer_that_times_out_aborts_and_a_later_step_down_completes_nothin
 fn s3_10_a_leader_that_loses_leadership_during_a_transfer_reports_it_completed() {
     // As the runtime always did: the caller learns that this node no
     // longer leads, whoever took over.
-    let mut net = Net::new(3);
-    net.elect("n1");
-    net.cut.push("n2".into());
-    assert_eq!(net.node("n1").transfer_leadership(Some("n2".into())), Ok("n2".into()));
-    net.settle();
+    let mut net = transferring_to_an_unreachable_target();
+    assert!(net.node("n1").transfer_in_progress());
     let term = net.node("n1").term();
     net.node("n1").step(append_from("n3", term + 1, 0));
     net.collect();

@@ -9,13 +9,13 @@ use bytes::Bytes;
 
 use super::*;
 use crate::message::*;
-use crate::types::{Server, Suffrage};
+use crate::types::{Server, SnapshotPosition, Suffrage};
 
-fn ids(n: usize) -> Vec<ServerId> {
+pub(super) fn ids(n: usize) -> Vec<ServerId> {
     (1..=n).map(|i| ServerId::from(format!("n{i}"))).collect()
 }
 
-fn config_of(ids: &[ServerId]) -> Configuration {
+pub(super) fn config_of(ids: &[ServerId]) -> Configuration {
     Configuration { servers: ids.iter().map(|id| Server::voter(id.clone(), id.as_str())).collect() }
 }
 
@@ -25,7 +25,7 @@ fn position(index: u64, term: u64, conf: &Configuration, conf_index: u64) -> Sna
     SnapshotPosition { index, term, configuration: conf.clone(), configuration_index: conf_index }
 }
 
-fn bootstrapped(conf: &Configuration) -> InitialState {
+pub(super) fn bootstrapped(conf: &Configuration) -> InitialState {
     let data = crate::codec::encode(conf).expect("encode");
     InitialState {
         hard_state: HardState { term: 1, vote: None },
