@@ -373,15 +373,13 @@ async fn a_request_the_receiver_declines_is_rejected_at_once() {
     let mut c: TestCluster = TestCluster::with_network(3, net.clone()).await;
     let leader = c.wait_for_leader().await;
     let term = c.raft(&leader).metrics().borrow().term;
+    let cluster_id = c.raft(&leader).cluster_id();
     let heartbeat = AppendEntriesRequest {
         term,
         leader_id: "intruder".into(),
-        prev_log_index: 0,
-        prev_log_term: 0,
-        entries: vec![],
-        leader_commit: 0,
         round: 1,
-        cluster_id: c.raft(&leader).cluster_id(),
+        cluster_id,
+        ..Default::default()
     };
     let intruder = net.transport("intruder");
     let started = tokio::time::Instant::now();

@@ -102,16 +102,7 @@ impl Net {
 }
 
 fn append_from(from: &str, term: u64, rpc_id: u64) -> Message {
-    let req = AppendEntriesRequest {
-        term,
-        leader_id: from.into(),
-        prev_log_index: 0,
-        prev_log_term: 0,
-        entries: Vec::new(),
-        leader_commit: 0,
-        round: 0,
-        cluster_id: None,
-    };
+    let req = AppendEntriesRequest { term, leader_id: from.into(), ..AppendEntriesRequest::default() };
     Message { from: from.into(), to: "n1".into(), rpc_id, body: Body::AppendEntries(req) }
 }
 
