@@ -9,6 +9,11 @@
 //! configuration only holds transport addresses, and every node learns the
 //! API addresses through the log, so they survive restarts and snapshots.
 //!
+//! Put, delete and compare-and-swap mean what the test model
+//! `raft::testing::kv` says they mean; the runtime simulations check this
+//! FSM against it. It keeps its own `apply` because an example does not
+//! depend on test helpers and its answers carry more (previous values).
+//!
 //! Snapshot format: `u64` key count, then `(key, value)` pairs; then `u64`
 //! node count and `(id, api address)` pairs. Strings are a `u32` length
 //! and UTF-8 bytes. A snapshot written before the node directory existed

@@ -163,7 +163,7 @@ async fn damage_anywhere_in_the_last_segment_never_returns_wrong_data() {
         drop(store);
         let last = segments(dir.path()).last().unwrap().clone();
         let len = std::fs::metadata(&last).unwrap().len();
-        let truncated = rng.chance(50);
+        let truncated = rng.chance(0.5);
         if truncated {
             truncate(&last, rng.range(HEADER, len + 1));
         } else {

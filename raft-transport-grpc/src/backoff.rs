@@ -4,29 +4,28 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// A small lock-free pseudo-random source (SplitMix64) for jitter. Not for
-/// cryptography; seeded from the standard library's per-process random keys.
+/// The pseudo-random source for jitter: the workspace's generator,
+/// [`raft::Rng`], seeded from the standard library's per-process random
+/// keys (so processes do not retry in step) and shared behind a lock, taken
+/// only when a peer fails. Not for cryptography.
 #[derive(Debug)]
-pub(crate) struct Jitter(AtomicU64);
+pub(crate) struct Jitter(Mutex<raft::Rng>);
 
 impl Jitter {
     /// Creates a randomly seeded source.
     pub(crate) fn new() -> Self {
-        Self(AtomicU64::new(RandomState::new().hash_one(0x5eed_u64)))
+        Self(Mutex::new(raft::Rng::new(RandomState::new().hash_one(0x5eed_u64))))
     }
 
     /// The next pseudo-random value.
     pub(crate) fn next_u64(&self) -> u64 {
-        let mut z =
-            self.0.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        // A panic while holding the lock cannot leave the generator invalid.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).next_u64()
     }
 }
 

@@ -68,7 +68,10 @@ pub enum Error {
     /// The configuration given is invalid; the message says why.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
-    /// The user's FSM returned an error.
+    /// The state machine could not do what was asked, and there is no
+    /// underlying error value to pass on (for example a write waiter on an
+    /// entry that was not a command). An error the user's FSM itself
+    /// returned is [`Error::FsmFailed`], which keeps it whole.
     #[error("fsm error: {0}")]
     Fsm(String),
     /// A membership change named a `prev_index` that is no longer the
@@ -170,6 +173,61 @@ pub enum Error {
         /// The largest command accepted, in bytes.
         max: usize,
     },
+    /// The user's FSM returned an error from [`Fsm::snapshot`],
+    /// [`FsmSnapshot::persist`] or [`Fsm::restore`]. `source` is that error,
+    /// kept whole: [`std::error::Error::source`] returns it, and
+    /// `source.downcast_ref::<YourError>()` recovers the FSM's own type.
+    ///
+    /// A failure of the snapshot store underneath (the sink the FSM writes
+    /// to, the reader it restores from) is [`Error::Storage`] instead, even
+    /// when the FSM passed it on.
+    ///
+    /// [`Fsm::snapshot`]: crate::Fsm::snapshot
+    /// [`FsmSnapshot::persist`]: crate::FsmSnapshot::persist
+    /// [`Fsm::restore`]: crate::Fsm::restore
+    #[error("fsm {operation} failed: {source}")]
+    FsmFailed {
+        /// What the FSM was asked to do.
+        operation: FsmOperation,
+        /// The error the FSM returned.
+        #[source]
+        source: BoxError,
+    },
+    /// A snapshot was asked for before the state machine applied anything:
+    /// there is nothing to capture yet. Retry once the node has applied an
+    /// entry (a new cluster's leader applies one as soon as it is elected).
+    #[error("nothing has been applied yet: nothing to snapshot")]
+    NothingToSnapshot,
+}
+
+/// The [`Fsm`](crate::Fsm) call that failed, in [`Error::FsmFailed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FsmOperation {
+    /// [`Fsm::snapshot`](crate::Fsm::snapshot): capturing a point-in-time view.
+    Snapshot,
+    /// [`FsmSnapshot::persist`](crate::FsmSnapshot::persist): writing a
+    /// captured snapshot to the store's sink.
+    Persist,
+    /// [`Fsm::restore`](crate::Fsm::restore): replacing the state with a
+    /// snapshot's.
+    Restore,
+}
+
+impl std::fmt::Display for FsmOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FsmOperation::Snapshot => "snapshot",
+            FsmOperation::Persist => "persist",
+            FsmOperation::Restore => "restore",
+        })
+    }
+}
+
+impl Error {
+    /// An [`Error::FsmFailed`] for `operation`, keeping the FSM's error.
+    pub(crate) fn fsm(operation: FsmOperation, source: BoxError) -> Self {
+        Error::FsmFailed { operation, source }
+    }
 }
 
 fn fmt_leader(leader: &Option<(ServerId, ServerAddress)>) -> String {

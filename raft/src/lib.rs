@@ -19,7 +19,9 @@
 //! - [`observer`]: [`Observer`]s notified of leader, state and peer changes.
 //! - `raft` (private): the [`Raft`] handle.
 //! - [`codec`]: the one serializer used for anything written to disk.
-//! - `core` (private): the pure, deterministic protocol state machine.
+//! - `core` (private): the pure, deterministic protocol state machine;
+//!   its seeded generator is public as [`Rng`], the one the whole
+//!   workspace uses (runtime jitter, simulations, tests, benchmark).
 //! - `runtime` (private): the tokio tasks that drive the core.
 //! - [`testing`] (feature `testing`): store conformance suite, simulation
 //!   harness and linearizability checker.
@@ -107,6 +109,30 @@
 //!   `stats()["last_snapshot_index"]` is now the newest snapshot
 //!   (HashiCorp's meaning), and [`Raft::snapshot`] answers once the log is
 //!   compacted behind it.
+//!
+//! # API changes: errors keep their causes, one random generator
+//! - An error the user's FSM returns from [`Fsm::snapshot`],
+//!   [`FsmSnapshot::persist`] or [`Fsm::restore`] comes back as the new
+//!   [`Error::FsmFailed`] `{ operation, source }` ([`FsmOperation`] names
+//!   the call), keeping the FSM's error whole: `source()` returns it and it
+//!   downcasts to the FSM's own type. It was `Error::Fsm(String)`, its text
+//!   only; `Error::Fsm(String)` remains for failures without an error value.
+//! - A failure of the snapshot store under the FSM (its sink failing while
+//!   the FSM persists, or its reader while the FSM restores) is
+//!   `Error::Storage` (`StorageError::Io`, or `Corrupt` for damage), even
+//!   when the FSM passed the error on; it was `Error::Fsm`. Flushing the
+//!   sink after `persist` likewise fails as `Error::Storage`.
+//! - [`Raft::snapshot`] before anything was applied fails with the new
+//!   [`Error::NothingToSnapshot`] (was `InvalidConfig`); the gRPC admin
+//!   service still answers it `FAILED_PRECONDITION`.
+//! - Exhaustive matches on [`Error`] need arms for the two new variants.
+//! - [`Rng`] is new: the seeded SplitMix64 generator the core, the runtime's
+//!   jitter, the in-memory network, the simulations, the tests and the
+//!   benchmark share (before, each had its own copy, several with other
+//!   algorithms, so some test seeds now draw other sequences).
+//! - `raft::testing::kv` (feature `testing`) is new and holds `KvInput`,
+//!   `KvOutput` and their semantics (`KvInput::apply`, `KvChange`);
+//!   `raft::testing::linearizability::{KvInput, KvOutput}` still name them.
 
 pub mod codec;
 pub mod config;
@@ -131,7 +157,8 @@ pub mod types;
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
-pub use error::{BoxError, Error, Result, StorageError, TransportError};
+pub use core::rng::Rng;
+pub use error::{BoxError, Error, FsmOperation, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
 pub use log_cache::LogCache;
 pub use metrics::{Metrics, PeerMetrics};

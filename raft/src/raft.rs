@@ -121,7 +121,7 @@ async fn compacted_through(logs: &dyn LogStore, snapshot_index: u64) -> Result<u
 
 /// A seed for the core's timeout randomization, derived from the node id so
 /// runs under a paused clock are reproducible.
-fn seed_for(id: &ServerId) -> u64 {
+pub(crate) fn seed_for(id: &ServerId) -> u64 {
     id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -241,7 +241,7 @@ impl<F: Fsm> Raft<F> {
                 interval: config.snapshot_interval,
                 threshold: config.snapshot_threshold,
                 log_limit: config.snapshot_log_limit,
-                seed: seed_for(&config.local_id),
+                rng: crate::Rng::new(seed_for(&config.local_id)),
                 events: snapshot_events_tx,
             },
             snapshot_cmds_rx,

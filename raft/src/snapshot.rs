@@ -88,12 +88,27 @@ pub trait SnapshotSink: AsyncWrite + Send + Unpin {
 pub struct SnapshotWriter {
     sink: Box<dyn SnapshotSink>,
     written: u64,
+    /// The kind of the first error the sink returned, if any: tells a
+    /// storage failure under [`FsmSnapshot::persist`](crate::FsmSnapshot::persist)
+    /// from the FSM's own.
+    sink_error: Option<io::ErrorKind>,
 }
 
 impl SnapshotWriter {
     /// Wraps a store's sink.
     pub fn new(sink: Box<dyn SnapshotSink>) -> Self {
-        Self { sink, written: 0 }
+        Self { sink, written: 0, sink_error: None }
+    }
+
+    /// The kind of the first error the store's sink returned, if it failed.
+    pub(crate) fn sink_error(&self) -> Option<io::ErrorKind> {
+        self.sink_error
+    }
+
+    fn note(&mut self, result: &io::Result<impl Sized>) {
+        if let (Err(e), None) = (result, self.sink_error) {
+            self.sink_error = Some(e.kind());
+        }
     }
 
     /// Bytes written so far.
@@ -120,21 +135,35 @@ impl SnapshotWriter {
 impl AsyncWrite for SnapshotWriter {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.sink).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                this.written += n as u64;
-                Poll::Ready(Ok(n))
-            }
-            other => other,
+        let result = std::task::ready!(Pin::new(&mut this.sink).poll_write(cx, buf));
+        match &result {
+            Ok(n) => this.written += *n as u64,
+            Err(_) => this.note(&result),
         }
+        Poll::Ready(result)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.sink).poll_flush(cx)
+        let result = std::task::ready!(Pin::new(&mut self.sink).poll_flush(cx));
+        self.note(&result);
+        Poll::Ready(result)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.sink).poll_shutdown(cx)
+        let result = std::task::ready!(Pin::new(&mut self.sink).poll_shutdown(cx));
+        self.note(&result);
+        Poll::Ready(result)
+    }
+}
+
+/// The I/O error behind `err`, an error the FSM returned after the store
+/// failed under it (with an error of `kind`): the store's own error if the
+/// FSM passed it on as it was, else an error of `kind` wrapping the FSM's
+/// (whose source chain leads to the store's).
+pub(crate) fn into_io_error(err: crate::error::BoxError, kind: io::ErrorKind) -> io::Error {
+    match err.downcast::<io::Error>() {
+        Ok(io) => *io,
+        Err(other) => io::Error::new(kind, other),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Pieces shared by the runtime-level simulations: a tiny seeded generator,
+//! Pieces shared by the runtime-level simulations: the seeded generator,
 //! key-value clients that write, compare-and-swap and read linearizably
 //! against whichever nodes are published to them, and the recorded history
 //! those clients produce for [`check_kv`](raft::testing::linearizability::check_kv).
@@ -15,33 +15,9 @@ use tokio::task::JoinHandle;
 
 use crate::{KvTestFsm, TestCluster};
 
-/// A tiny seeded generator (SplitMix64): the same seed gives the same run.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next pseudo-random number.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// One element of `items`, or `None` when it is empty.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        if items.is_empty() {
-            None
-        } else {
-            items.get(self.below(items.len() as u64) as usize)
-        }
-    }
-}
+/// The seeded generator the clients draw from (the workspace's one,
+/// re-exported so the simulations name it from here).
+pub use raft::Rng;
 
 /// The nodes clients may talk to, by id: the node and its FSM's map (what a
 /// linearizable read returns once the node applied the read point).
@@ -129,7 +105,7 @@ impl SimClients {
 /// One client: random puts, compare-and-swaps and linearizable reads on four
 /// keys, following leader redirects, recording every operation it started.
 async fn client(shared: Arc<ClientShared>, client: u64, seed: u64) {
-    let mut rng = Rng(seed ^ (client + 1).wrapping_mul(0x1234_5678_9abc));
+    let mut rng = Rng::new(seed ^ (client + 1).wrapping_mul(0x1234_5678_9abc));
     let mut target = shared.random_target(&mut rng);
     let mut n = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {

@@ -260,7 +260,7 @@ impl Sim {
             TestCluster::<KvTestFsm>::with_config(voters, net.clone(), configure).await
         };
         let mut sim = Sim {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             net,
             configure,
             cluster,
@@ -811,7 +811,7 @@ struct Outcome {
 /// Runs one seed; on failure, the message names the seed, the failed check
 /// and the fault trace.
 async fn run_seed(seed: u64, plan: &Plan, net: InmemNetwork) -> Result<Outcome, String> {
-    let mut rng = Rng(seed.wrapping_mul(31).wrapping_add(7));
+    let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
     let one_server_bootstrap = plan.one_server_bootstrap.unwrap_or(seed % 5 == 4);
     // The first fault goes round-robin over the kinds so every kind runs
     // within a few seeds; removals need a fourth voter to start with.

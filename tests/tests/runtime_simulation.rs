@@ -22,26 +22,9 @@ use std::time::Duration;
 
 use raft::testing::linearizability::{check_kv, KvInput, KvOperation, KvOutput, Operation};
 use raft::transport::inmem::InmemNetwork;
-use raft::{Error, Raft};
+use raft::{Error, Raft, Rng};
 use raft_examples::kv::{KvCommand, KvMap, KvResponse};
 use raft_tests::{KvTestFsm, TestCluster};
-
-/// A tiny seeded generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 type Directory = Arc<Mutex<HashMap<String, (Raft<KvTestFsm>, KvMap)>>>;
 
@@ -92,7 +75,7 @@ fn value_len(rng: &mut Rng) -> usize {
 }
 
 async fn client(shared: Arc<Shared>, client: u64, seed: u64) {
-    let mut rng = Rng(seed ^ (client + 1).wrapping_mul(0x1234_5678_9abc));
+    let mut rng = Rng::new(seed ^ (client + 1).wrapping_mul(0x1234_5678_9abc));
     let mut target = shared.ids[rng.below(shared.ids.len() as u64) as usize].clone();
     let mut n = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
@@ -216,7 +199,7 @@ struct SeedStats {
 }
 
 async fn run_seed(seed: u64) -> Result<SeedStats, String> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let n = if seed % 3 == 0 { 5 } else { 3 };
     let net = InmemNetwork::with_seed(seed);
     net.set_rpc_timeout(Duration::from_millis(200));

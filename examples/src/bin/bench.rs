@@ -359,7 +359,7 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 async fn client(shared: Arc<Shared>, args: Args, seed: u64) {
-    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = raft::Rng::new(seed);
     let mut body = vec![0u8; args.payload];
     let mut n: u64 = 0;
     let total = args.ops;
@@ -375,11 +375,7 @@ async fn client(shared: Arc<Shared>, args: Args, seed: u64) {
                 }
             }
         }
-        // xorshift64 for the read/write mix.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let is_read = args.read_ratio > 0.0 && ((rng >> 11) as f64 / (1u64 << 53) as f64) < args.read_ratio;
+        let is_read = rng.chance(args.read_ratio);
         let leader = &shared.nodes[shared.leader.load(Ordering::Relaxed)];
         let start = Instant::now();
         let outcome = if is_read {

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: a seeded PRNG, entry
+//! Helpers shared by the integration tests: the seeded generator, entry
 //! generators, and access to the segment files.
 
 #![allow(dead_code)]
@@ -7,31 +7,9 @@ use std::path::{Path, PathBuf};
 
 use raft::{Log, LogStore, LogType};
 
-/// A small deterministic PRNG (xorshift64*), so every test run with the
-/// same seed does the same thing.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `lo..hi` (`hi > lo`).
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo)
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.range(0, 100) < percent
-    }
-}
+/// The workspace's seeded generator, so every test run with the same seed
+/// does the same thing.
+pub use raft::Rng;
 
 /// An entry whose content depends on its index, term and a salt.
 pub fn entry(rng: &mut Rng, index: u64, term: u64) -> Log {

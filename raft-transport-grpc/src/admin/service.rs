@@ -73,6 +73,9 @@ fn to_status(err: raft::Error) -> Status {
         raft::Error::ServerExists { .. } => Status::already_exists(msg),
         raft::Error::CatchUpTimeout { .. } => Status::deadline_exceeded(msg),
         raft::Error::CantBootstrap => Status::failed_precondition(msg),
+        // Nothing applied yet: a state the caller can wait out, not a
+        // malformed request.
+        raft::Error::NothingToSnapshot => Status::failed_precondition(msg),
         other => {
             tracing::warn!(error = %other, "admin operation failed");
             Status::internal(other.to_string())
@@ -207,12 +210,7 @@ impl RaftAdmin for AdminService {
         _request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
         let backend = self.backend()?;
-        let meta = backend.snapshot().await.map_err(|err| match err {
-            // The node refuses because it has nothing to snapshot yet: a
-            // state the caller can wait out, not a malformed request.
-            raft::Error::InvalidConfig(msg) => Status::failed_precondition(msg),
-            other => to_status(other),
-        })?;
+        let meta = backend.snapshot().await.map_err(to_status)?;
         tracing::info!(
             index = meta.index,
             term = meta.term,

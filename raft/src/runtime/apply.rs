@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Applied, Waiter};
-use crate::error::{Error, StorageError};
+use crate::error::{Error, FsmOperation, StorageError};
 use crate::fsm::{Fsm, FsmSnapshot};
 use crate::snapshot::SnapshotStore;
 use crate::types::{Configuration, Log, LogType, SnapshotPosition};
@@ -195,7 +195,7 @@ impl<F: Fsm> ApplyTask<F> {
     }
 
     async fn capture(&mut self) -> Result<Capture, Error> {
-        let snapshot = self.fsm.snapshot().await.map_err(|e| Error::Fsm(e.to_string()))?;
+        let snapshot = self.fsm.snapshot().await.map_err(|e| Error::fsm(FsmOperation::Snapshot, e))?;
         Ok(Capture { snapshot, position: self.position.clone() })
     }
 }

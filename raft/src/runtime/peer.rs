@@ -81,15 +81,15 @@ struct Pipeline {
 struct Backoff {
     failures: u32,
     until: Option<Instant>,
-    seed: u64,
+    /// Jitter source, seeded per peer.
+    rng: crate::Rng,
 }
 
 impl Backoff {
     fn failed(&mut self) {
         self.failures = self.failures.saturating_add(1);
         let exp = MIN_BACKOFF.saturating_mul(1u32 << self.failures.min(10)).min(MAX_BACKOFF);
-        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let jitter = Duration::from_micros((self.seed >> 33) % (exp.as_micros() as u64 / 2 + 1));
+        let jitter = Duration::from_micros(self.rng.below(exp.as_micros() as u64 / 2 + 1));
         self.until = Some(Instant::now() + exp / 2 + jitter);
     }
 
@@ -111,7 +111,8 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Message>,
     events: mpsc::UnboundedSender<PeerEvent>,
 ) {
-    let mut backoff = Backoff { failures: 0, until: None, seed: id.as_str().len() as u64 + 1 };
+    let seed = crate::raft::seed_for(&local) ^ crate::raft::seed_for(&id);
+    let mut backoff = Backoff { failures: 0, until: None, rng: crate::Rng::new(seed) };
     let mut pipeline: Option<Pipeline> = None;
     let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<()>();
     let (ok_tx, mut ok_rx) = mpsc::unbounded_channel::<()>();

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::ApplyMsg;
-use crate::error::Error;
+use crate::error::{Error, FsmOperation, StorageError};
 use crate::fsm::FsmSnapshot;
 use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 use crate::types::{SnapshotMeta, SnapshotPosition};
@@ -74,7 +74,8 @@ pub(crate) struct SnapshotTask<R> {
     pub(crate) interval: Duration,
     pub(crate) threshold: u64,
     pub(crate) log_limit: u64,
-    pub(crate) seed: u64,
+    /// Jitter source for the interval checks.
+    pub(crate) rng: crate::Rng,
     pub(crate) events: mpsc::UnboundedSender<SnapshotTaken>,
 }
 
@@ -136,8 +137,7 @@ impl<R: Send + 'static> SnapshotTask<R> {
     /// Time to the next interval check: `interval` plus up to one more
     /// `interval` of jitter, so nodes do not snapshot in lockstep.
     fn next_wait(&mut self) -> Duration {
-        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.interval + self.interval.mul_f64(((self.seed >> 33) % 1000) as f64 / 1000.0)
+        self.interval + self.interval.mul_f64(self.rng.next_f64())
     }
 
     /// Takes a snapshot; a new one is reported to the main task.
@@ -203,7 +203,7 @@ impl<R: Send + 'static> SnapshotTask<R> {
         self.apply_tx.send(ApplyMsg::Capture(tx)).map_err(|_| Error::Shutdown)?;
         let capture = rx.await.map_err(|_| Error::Shutdown)??;
         if capture.position.index == 0 {
-            return Err(Error::InvalidConfig("nothing has been applied yet: nothing to snapshot".into()));
+            return Err(Error::NothingToSnapshot);
         }
         if capture.position.index <= self.last_snapshot {
             let index = capture.position.index;
@@ -229,8 +229,20 @@ pub(crate) async fn write_snapshot(
     let sink = snaps.create(*index, *term, configuration, *configuration_index).await?;
     let mut writer = SnapshotWriter::new(sink);
     let persisted = match snapshot.persist(&mut writer).await {
-        Ok(()) => writer.flush().await.map_err(|e| Error::Fsm(format!("flushing the snapshot failed: {e}"))),
-        Err(e) => Err(Error::Fsm(format!("persisting the snapshot failed: {e}"))),
+        Ok(()) => writer
+            .flush()
+            .await
+            .map_err(|e| StorageError::io(format!("flush snapshot {}", writer.id()), e).into()),
+        // The store's sink failed under the FSM, which passed the failure
+        // on: a storage failure, whatever the FSM wrapped it in.
+        Err(e) => Err(match writer.sink_error() {
+            Some(kind) => StorageError::io(
+                format!("write snapshot {}", writer.id()),
+                crate::snapshot::into_io_error(e, kind),
+            )
+            .into(),
+            None => Error::fsm(FsmOperation::Persist, e),
+        }),
     };
     match persisted {
         Ok(()) => Ok(writer.finalize().await?),

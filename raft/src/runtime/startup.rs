@@ -149,7 +149,7 @@ pub async fn recover_cluster<F: Fsm>(
             last_term = log.term;
         }
     }
-    let snapshot = fsm.snapshot().await.map_err(|e| Error::Fsm(e.to_string()))?;
+    let snapshot = fsm.snapshot().await.map_err(|e| Error::fsm(crate::error::FsmOperation::Snapshot, e))?;
     let position = SnapshotPosition {
         index: last_index,
         term: last_term,

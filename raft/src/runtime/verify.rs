@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use crate::error::{Error, StorageError};
+use crate::error::{Error, FsmOperation, StorageError};
 use crate::fsm::Fsm;
 use crate::snapshot::{SnapshotReader, SnapshotStore};
 use crate::types::SnapshotMeta;
@@ -97,9 +97,11 @@ impl AsyncRead for Tracked {
 /// whatever the FSM left unread: a read error the FSM met (even one it
 /// ignored) or one met while draining fails the restore, as does a size
 /// other than `size` (when known and not 0). Corruption comes back as
-/// [`Error::Storage`] with [`StorageError::Corrupt`], an FSM failure as
-/// [`Error::Fsm`]. After an `Err` the FSM may hold part of the snapshot:
-/// the caller must not trust its state.
+/// [`Error::Storage`] with [`StorageError::Corrupt`], any other failure of
+/// the store's reader as [`Error::Storage`] too (even when the FSM failed
+/// because of it), and only a failure of the FSM's own as
+/// [`Error::FsmFailed`], keeping the FSM's error. After an `Err` the FSM may
+/// hold part of the snapshot: the caller must not trust its state.
 pub(crate) async fn restore_verified<F: Fsm>(
     fsm: &mut F,
     id: &str,
@@ -113,12 +115,15 @@ pub(crate) async fn restore_verified<F: Fsm>(
         (s.reader.take(), s.read, s.error.take())
     };
     if let Some((offset, kind, msg)) = error {
-        let err = read_error(id, offset, io::Error::new(kind, msg));
-        if matches!(err, StorageError::Corrupt { .. }) || restored.is_ok() {
-            return Err(err.into());
-        }
+        // The store failed under the FSM: a storage failure, whether the FSM
+        // passed it on, wrapped it or ignored it.
+        let cause = match restored {
+            Err(e) => crate::snapshot::into_io_error(e, kind),
+            Ok(()) => io::Error::new(kind, msg),
+        };
+        return Err(read_error(id, offset, cause).into());
     }
-    restored.map_err(|e| Error::Fsm(e.to_string()))?;
+    restored.map_err(|e| Error::fsm(FsmOperation::Restore, e))?;
     let mut rest = rest.ok_or_else(|| Error::Fsm("snapshot reader already closed".into()))?;
     let total = drain(id, &mut rest, read).await?;
     if let Some(size) = size.filter(|&s| s > 0 && s != total) {
@@ -159,7 +164,34 @@ mod tests {
         }
     }
 
-    /// Reads a 4-byte value and stops; optionally swallows read errors.
+    /// Fails every read with a plain I/O error (not damage): a disk that
+    /// stopped answering.
+    struct Unreadable;
+
+    impl AsyncRead for Unreadable {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "disk timed out")))
+        }
+    }
+
+    /// The FSM's own error type.
+    #[derive(Debug)]
+    struct Refused;
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("refused by the fsm")
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    /// Reads a 4-byte value and stops; optionally swallows read errors, or
+    /// refuses the value 13 with its own error.
     #[derive(Default)]
     struct PrefixFsm {
         value: u32,
@@ -175,6 +207,7 @@ mod tests {
         }
         async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
             match snapshot.read_u32().await {
+                Ok(13) => return Err(Box::new(Refused)),
                 Ok(v) => self.value = v,
                 Err(_) if self.swallow => {}
                 Err(e) => return Err(e.into()),
@@ -209,5 +242,25 @@ mod tests {
             restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 9, 5]), Some(5)).await;
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(fsm.value, 9);
+    }
+
+    #[tokio::test]
+    async fn an_fsm_restore_error_is_kept_whole() {
+        let mut fsm = PrefixFsm::default();
+        let r = restore_verified(&mut fsm, "s", SnapshotReader::from_bytes(vec![0, 0, 0, 13]), Some(4)).await;
+        let Err(Error::FsmFailed { operation: FsmOperation::Restore, source }) = r else {
+            panic!("expected the fsm's failure, got {r:?}");
+        };
+        assert!(source.downcast_ref::<Refused>().is_some(), "{source:?}");
+    }
+
+    #[tokio::test]
+    async fn a_store_read_failure_the_fsm_passed_on_is_a_storage_error() {
+        let mut fsm = PrefixFsm::default();
+        let r = restore_verified(&mut fsm, "s", SnapshotReader::new(Unreadable), Some(4)).await;
+        let Err(Error::Storage(StorageError::Io { source, .. })) = r else {
+            panic!("expected a storage error, got {r:?}");
+        };
+        assert_eq!(source.kind(), io::ErrorKind::TimedOut);
     }
 }

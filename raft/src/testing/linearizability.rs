@@ -95,6 +95,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::hash::{BuildHasher, Hash, RandomState};
 
+pub use super::kv::{KvInput, KvOutput};
+
 /// A sequential specification of an object, used as the reference behaviour
 /// of a history.
 pub trait Model {
@@ -334,62 +336,6 @@ fn check_groups<M: Model>(
     }
 }
 
-/// A request to a key-value store.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum KvInput {
-    /// Set `key` to `value`.
-    Put {
-        /// The key.
-        key: String,
-        /// The new value.
-        value: String,
-    },
-    /// Read `key`.
-    Get {
-        /// The key.
-        key: String,
-    },
-    /// Remove `key`.
-    Delete {
-        /// The key.
-        key: String,
-    },
-    /// Set `key` to `new` if its current value is `expected` (`None`: absent).
-    Cas {
-        /// The key.
-        key: String,
-        /// The value the key must hold for the swap to happen.
-        expected: Option<String>,
-        /// The value written if the swap happens.
-        new: String,
-    },
-}
-
-impl KvInput {
-    /// The key the request acts on.
-    pub fn key(&self) -> &str {
-        match self {
-            KvInput::Put { key, .. }
-            | KvInput::Get { key }
-            | KvInput::Delete { key }
-            | KvInput::Cas { key, .. } => key,
-        }
-    }
-}
-
-/// A response from a key-value store.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum KvOutput {
-    /// The put was applied.
-    Put,
-    /// The value read (`None`: absent).
-    Get(Option<String>),
-    /// The delete was applied.
-    Delete,
-    /// Whether the compare-and-swap happened.
-    Cas(bool),
-}
-
 /// The sequential specification of one key of a key-value store: a register
 /// whose state is the current value (`None` when absent). Use it through
 /// [`check_kv`], which partitions a history by key.
@@ -406,23 +352,13 @@ impl Model for KvModel {
     }
 
     fn step(&self, state: &Self::State, input: &KvInput, output: Option<&KvOutput>) -> Option<Self::State> {
-        match (input, output) {
-            (KvInput::Put { value, .. }, None | Some(KvOutput::Put)) => Some(Some(value.clone())),
-            (KvInput::Get { .. }, None) => Some(state.clone()),
-            (KvInput::Get { .. }, Some(KvOutput::Get(read))) => (read == state).then(|| state.clone()),
-            (KvInput::Delete { .. }, None | Some(KvOutput::Delete)) => Some(None),
-            (KvInput::Cas { expected, new, .. }, None) => {
-                Some(if expected == state { Some(new.clone()) } else { state.clone() })
-            }
-            (KvInput::Cas { expected, new, .. }, Some(KvOutput::Cas(swapped))) => {
-                match (*swapped, expected == state) {
-                    (true, true) => Some(Some(new.clone())),
-                    (false, false) => Some(state.clone()),
-                    _ => None,
-                }
-            }
-            // A response of the wrong kind is never legal.
-            _ => None,
+        // The one definition of the semantics: an observed output is legal
+        // only if it is the one the request gives in this state (a response
+        // of the wrong kind never is).
+        let (expected, change) = input.apply(state.as_ref());
+        match output {
+            Some(seen) if *seen != expected => None,
+            _ => Some(change.applied_to(state.clone())),
         }
     }
 
@@ -1315,46 +1251,12 @@ mod tests {
     // -----------------------------------------------------------------------
     // Randomized histories from a real register.
 
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
-    }
+    use crate::core::rng::Rng;
 
     fn apply(store: &mut BTreeMap<String, String>, input: &KvInput) -> KvOutput {
-        match input {
-            KvInput::Put { key, value } => {
-                store.insert(key.clone(), value.clone());
-                KvOutput::Put
-            }
-            KvInput::Get { key } => KvOutput::Get(store.get(key).cloned()),
-            KvInput::Delete { key } => {
-                store.remove(key);
-                KvOutput::Delete
-            }
-            KvInput::Cas { key, expected, new } => {
-                if store.get(key) == expected.as_ref() {
-                    store.insert(key.clone(), new.clone());
-                    KvOutput::Cas(true)
-                } else {
-                    KvOutput::Cas(false)
-                }
-            }
-        }
+        let (output, change) = input.apply(store.get(input.key()));
+        change.write(store, input.key());
+        output
     }
 
     struct Pending {
@@ -1375,7 +1277,7 @@ mod tests {
         total: usize,
         timeout_pct: u64,
     ) -> Vec<KvOperation> {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut store = BTreeMap::new();
         let mut history: Vec<KvOperation> = Vec::new();
         let mut pending: Vec<Option<Pending>> = (0..clients).map(|_| None).collect();
@@ -1384,9 +1286,9 @@ mod tests {
         let mut time = 0u64;
         while history.len() < total || pending.iter().any(Option::is_some) {
             time += 1;
-            if !orphans.is_empty() && rng.chance(5) {
+            if !orphans.is_empty() && rng.chance(0.05) {
                 let index = orphans.swap_remove(rng.below(orphans.len() as u64) as usize);
-                if rng.chance(50) {
+                if rng.chance(0.5) {
                     apply(&mut store, &history[index].input);
                 }
                 continue;
@@ -1421,7 +1323,7 @@ mod tests {
                 }
                 None => {}
                 Some(mut p) => {
-                    if rng.chance(timeout_pct) {
+                    if rng.chance(timeout_pct as f64 / 100.0) {
                         // Timed out: the client gives up and moves on.
                         history[p.index].ret = u64::MAX;
                         if p.applied.is_none() {
@@ -1460,7 +1362,7 @@ mod tests {
                 continue;
             }
             let mut corrupted = history.clone();
-            let victim = reads[Rng(seed ^ 0xdead).below(reads.len() as u64) as usize];
+            let victim = reads[Rng::new(seed ^ 0xdead).below(reads.len() as u64) as usize];
             corrupted[victim].output = Some(KvOutput::Get(Some("never-written".into())));
             match check_kv(&corrupted) {
                 CheckResult::Illegal { partition, details } => {
@@ -1534,7 +1436,7 @@ mod tests {
         let values = [None, Some("a"), Some("b"), Some("c")];
         let (mut legal, mut illegal) = (0, 0);
         for seed in 0..4000u64 {
-            let mut rng = Rng(seed);
+            let mut rng = Rng::new(seed);
             let len = 1 + rng.below(7) as usize;
             let history: Vec<KvOperation> = (0..len)
                 .map(|i| {
@@ -1546,7 +1448,7 @@ mod tests {
                         0 => (KvInput::Put { key: "x".into(), value: written }, KvOutput::Put),
                         1 => (KvInput::Delete { key: "x".into() }, KvOutput::Delete),
                         2 => {
-                            let swapped = rng.chance(50);
+                            let swapped = rng.chance(0.5);
                             (
                                 KvInput::Cas { key: "x".into(), expected: value, new: written },
                                 KvOutput::Cas(swapped),
@@ -1554,7 +1456,7 @@ mod tests {
                         }
                         _ => (KvInput::Get { key: "x".into() }, KvOutput::Get(value)),
                     };
-                    if rng.chance(25) {
+                    if rng.chance(0.25) {
                         Operation::unknown(i as u64, input, call)
                     } else {
                         Operation::completed(i as u64, input, output, call, ret)

@@ -1,5 +1,6 @@
 //! The in-simulation key-value state machine: commands encoded into log
-//! entry bytes, and a per-node [`KvFsm`] that applies them. Its
+//! entry bytes, and a per-node [`KvFsm`] that applies them with the shared
+//! model's semantics ([`crate::testing::kv`]). Its
 //! [`KvState`] (the data plus the configuration applied last) is what a
 //! snapshot captures and restores.
 //!
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::testing::linearizability::{KvInput, KvOutput};
+use crate::testing::kv::{KvChange, KvInput, KvOutput};
 use crate::types::Configuration;
 
 const SEP: char = '\x1f';
@@ -80,29 +81,23 @@ impl KvFsm {
     }
 
     /// Applies a write at `index` and returns the output a client sees.
+    /// The semantics are the shared model's ([`KvInput::apply`]); this
+    /// adds which entry last changed each key.
     pub(crate) fn apply(&mut self, index: u64, input: &KvInput) -> KvOutput {
         let s = &mut self.state;
-        match input {
-            KvInput::Put { key, value } => {
-                s.data.insert(key.clone(), (value.clone(), index));
-                KvOutput::Put
+        let key = input.key();
+        let (output, change) = input.apply(s.data.get(key).map(|(v, _)| v));
+        match change {
+            KvChange::Keep => {}
+            KvChange::Set(value) => {
+                s.data.insert(key.to_owned(), (value, index));
             }
-            KvInput::Delete { key } => {
+            KvChange::Remove => {
                 s.data.remove(key);
-                s.deleted_at.insert(key.clone(), index);
-                KvOutput::Delete
+                s.deleted_at.insert(key.to_owned(), index);
             }
-            KvInput::Cas { key, expected, new } => {
-                let current = s.data.get(key).map(|(v, _)| v);
-                if current == expected.as_ref() {
-                    s.data.insert(key.clone(), (new.clone(), index));
-                    KvOutput::Cas(true)
-                } else {
-                    KvOutput::Cas(false)
-                }
-            }
-            KvInput::Get { key } => KvOutput::Get(self.get(key).0),
         }
+        output
     }
 
     /// Applies a configuration entry at `index`.
