@@ -1,7 +1,10 @@
 //! Deterministic simulation of the protocol core: many seeded runs of a
 //! cluster of cores over a lossy, reordering, partitioning network with
-//! crashing nodes and slow disks, checking Raft's safety properties after
-//! every step and the client history for linearizability.
+//! crashing nodes and slow disks, messages held back for several election
+//! timeouts, paused nodes and stalled disks, checking Raft's safety
+//! properties (including what each node believes: its configuration, its
+//! commit index, a leader's view of its followers) after every step and the
+//! client history for linearizability.
 //!
 //! - `SIM_SEEDS=N` runs seeds `0..N` (default 1000) in `simulation_seeds`
 //!   (and `N / 5` one-server-bootstrap seeds, `N / 3` lost-disk seeds);
@@ -112,6 +115,19 @@ fn simulation_seeds() {
         reset * 100.0,
         one * 100.0,
     );
+    let (held, paused, stalled) =
+        (share(|r| r.messages_held > 0), share(|r| r.pauses > 0), share(|r| r.disk_stalls > 0));
+    println!(
+        "long tails: {} messages held for election timeouts ({} also delivered on time), {} node pauses, {} disk \
+         stalls; seeds that held a message {:.0}%, paused a node {:.0}%, stalled a disk {:.0}%",
+        sum(|r| r.messages_held),
+        sum(|r| r.messages_held_duplicated),
+        sum(|r| r.pauses),
+        sum(|r| r.disk_stalls),
+        held * 100.0,
+        paused * 100.0,
+        stalled * 100.0,
+    );
     if let Some(first) = failures.first() {
         let mut by_property: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         for f in &failures {
@@ -141,6 +157,12 @@ fn simulation_seeds() {
         assert!(wiped >= 0.1, "only {:.0}% of the seeds lost a disk", wiped * 100.0);
         assert!(torn >= 0.1, "only {:.0}% of the seeds tore a log tail", torn * 100.0);
         assert!(one >= 0.03, "only {:.0}% of the seeds were bootstrapped on one server", one * 100.0);
+    }
+    // And the long-tail faults.
+    if seeds >= 100 {
+        assert!(held >= 0.5, "only {:.0}% of the seeds held a message back", held * 100.0);
+        assert!(paused >= 0.5, "only {:.0}% of the seeds paused a node", paused * 100.0);
+        assert!(stalled >= 0.5, "only {:.0}% of the seeds stalled a disk", stalled * 100.0);
     }
 }
 
@@ -190,13 +212,18 @@ fn replay() {
 }
 
 /// The default configuration without the lifecycle faults (lost disks,
-/// torn tails, one-server bootstrap), which came later: the regression seeds
-/// below replay exactly the runs that found their bugs.
+/// torn tails, one-server bootstrap) and the long-tail faults (held
+/// messages, paused nodes, stalled disks), which came later: the regression
+/// seeds below replay exactly the runs that found their bugs (each of those
+/// faults draws from its own random source, and only at a non-zero rate).
 fn before_lifecycle_faults() -> SimConfig {
     SimConfig {
         disk_loss_rate: 0.0,
         torn_tail_rate: 0.0,
         one_server_bootstrap_rate: 0.0,
+        hold_rate: 0.0,
+        pause_rate: 0.0,
+        stall_rate: 0.0,
         ..SimConfig::default()
     }
 }

@@ -215,7 +215,17 @@ pub fn agreed_leader(nodes: &[&KvProc], members: usize) -> Option<String> {
     let mut leader = None;
     for n in nodes {
         let s = status(&n.api_addr)?;
-        if s["configuration"]["servers"].as_array().map(Vec::len) != Some(members) {
+        let servers = s["configuration"]["servers"].as_array()?;
+        if servers.len() != members {
+            return None;
+        }
+        // A joiner is added as a non-voter and promoted once caught up: the
+        // cluster is settled when every member votes and the configuration
+        // that says so is committed (a membership change in flight would
+        // refuse the next one with `ConfigurationChangeInProgress`).
+        if servers.iter().any(|m| m["suffrage"] != "voter")
+            || s["configuration"]["index"].as_u64()? > s["commit_index"].as_u64()?
+        {
             return None;
         }
         let l = s["leader"]["id"].as_str()?.to_owned();

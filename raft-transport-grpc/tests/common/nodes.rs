@@ -276,11 +276,17 @@ pub async fn wait_for_leader(nodes: &[GrpcNode]) -> usize {
 /// outcome is unknown), so tests compare [`distinct`] values. Returns the
 /// index it was committed at.
 pub async fn apply_one(nodes: &[GrpcNode], value: u64) -> u64 {
+    apply_command(nodes, value.to_le_bytes().to_vec(), &format!("write {value}")).await
+}
+
+/// Applies the command `cmd` through whichever running node leads, retrying
+/// as [`apply_one`] does; `what` names it in a failure.
+pub async fn apply_command(nodes: &[GrpcNode], cmd: Vec<u8>, what: &str) -> u64 {
     let deadline = Instant::now() + STEP;
     loop {
         let leader = nodes.iter().find(|n| n.raft.as_ref().is_some_and(|r| r.state() == RaftState::Leader));
         if let Some(node) = leader {
-            match node.raft().apply(value.to_le_bytes().to_vec(), Duration::from_secs(5)).await {
+            match node.raft().apply(cmd.clone(), Duration::from_secs(5)).await {
                 Ok(applied) => return applied.index,
                 Err(
                     raft::Error::NotLeader { .. }
@@ -289,10 +295,10 @@ pub async fn apply_one(nodes: &[GrpcNode], value: u64) -> u64 {
                     | raft::Error::Timeout
                     | raft::Error::EnqueueTimeout,
                 ) => {}
-                Err(err) => panic!("write {value} failed: {err}"),
+                Err(err) => panic!("{what} failed: {err}"),
             }
         }
-        assert!(Instant::now() < deadline, "write {value}: no leader took it within {STEP:?}");
+        assert!(Instant::now() < deadline, "{what}: no leader took it within {STEP:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -209,3 +209,6 @@ impl InitialState {
         self.snapshot.as_ref().map_or(0, |s| s.term)
     }
 }
+
+#[cfg(test)]
+mod tests;

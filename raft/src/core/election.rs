@@ -427,3 +427,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -86,3 +86,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

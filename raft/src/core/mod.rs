@@ -29,6 +29,10 @@
 //! - `boundary`: the types crossing the boundary (`Message`, `Ready`,
 //!   `InitialState`, ...).
 //! - `error`: the core's error types (`Refusal`, ...).
+//! - `harness` (tests and the `testing` feature): executing a `Ready`
+//!   against in-memory durable state, shared by the scenario tests
+//!   (`scenario`, beside each rule file in `<rule>/tests.rs`) and the core
+//!   simulation.
 //!
 //! # Boundary
 //! Every inbound request (a message with a non-zero `rpc_id`) is either
@@ -41,6 +45,8 @@
 mod boundary;
 mod election;
 mod error;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod harness;
 mod log;
 mod membership;
 mod progress;
@@ -53,9 +59,7 @@ mod snapshot;
 mod transfer;
 
 #[cfg(test)]
-mod boundary_tests;
-#[cfg(test)]
-mod tests;
+mod scenario;
 
 use std::collections::BTreeMap;
 
@@ -270,8 +274,9 @@ impl Core {
         self.log.last_term()
     }
 
-    /// Highest index locally durable (for the simulation's checks).
-    #[cfg(feature = "testing")]
+    /// Highest index locally durable (for the simulation's checks and the
+    /// scenario tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn persisted_index(&self) -> u64 {
         self.persisted
     }

@@ -129,3 +129,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

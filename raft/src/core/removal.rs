@@ -185,3 +185,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

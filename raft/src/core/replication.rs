@@ -339,3 +339,6 @@ impl Core {
         self.retire_departed_peers();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -160,3 +160,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

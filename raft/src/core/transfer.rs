@@ -95,3 +95,6 @@ impl Core {
         self.start_election(true);
     }
 }
+
+#[cfg(test)]
+mod tests;

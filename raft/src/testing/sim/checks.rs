@@ -10,6 +10,10 @@
 //! - **one vote per term**: a node never grants votes to two candidates in
 //!   one term, even across crashes (but not across a lost disk: see
 //!   [`Safety::forget_votes_of`]);
+//! - **a leader is elected by a quorum**: when a node is first seen leading
+//!   term `T`, a quorum of the voters of its configuration granted it their
+//!   vote in `T` (itself included): a vote granted in an earlier term, or
+//!   one never granted, does not count;
 //! - **log matching**: every `(index, term)` seen in any log, in memory or
 //!   durable, has one fingerprint (previous term, type, data). By induction
 //!   on the index this is equivalent to "two logs with an entry of the same
@@ -21,10 +25,30 @@
 //!   in every check below;
 //! - **leader completeness**: a leader of term `T` holds (or covers with
 //!   its snapshot) every entry known committed in an earlier term;
-//! - **commitment is durable**: an entry a leader counts as committed is in
-//!   the durable log or the durable snapshot of a quorum of the voters of
-//!   its configuration (crashed voters included), and no follower commits
-//!   beyond what a leader committed;
+//! - **commitment is durable**: when a node's commit index advances, the
+//!   entry there is in the durable log or the durable snapshot of a quorum
+//!   of the voters of its configuration (crashed voters included), where
+//!   that configuration is the one its log says it is in (next item), not
+//!   the node's own belief; and no follower commits beyond what a leader
+//!   committed;
+//! - **the configuration follows the log**: the configuration a node acts
+//!   on (`Core::configuration`) is, with its index, the latest
+//!   configuration entry of its in-memory log, or, when no configuration
+//!   entry follows its compaction point, the configuration as of that
+//!   point (the state some node reached by applying the committed log up
+//!   to it). A configuration whose entry was truncated away is gone;
+//! - **a leader's match is durable on its follower**: for each follower, the
+//!   index a leader believes matched (its `matched` progress) was
+//!   acknowledged in the leader's term by that follower (an AppendEntries
+//!   success or a snapshot answer), and at the moment the acknowledgement
+//!   was sent the follower's durable log or snapshot held the leader's entry
+//!   at the acknowledged index. Moreover the follower's disk still holds the
+//!   leader's entry at the matched index, unless the follower has since
+//!   moved to a higher term (a newer leader may legitimately have replaced
+//!   that suffix) or lost durable data since the leader's term began (a
+//!   lost disk or torn tail, which the `lifecycle` module only allows when
+//!   the entries are durable on a quorum of the others: the leader keeps
+//!   its match until the follower's answers tell it of the reset);
 //! - **state machine safety**: no two nodes apply different entries at one
 //!   index, only committed entries are applied, in order, and the state
 //!   after each index is the same on every node: a state restored from a
@@ -32,6 +56,19 @@
 //!   to the snapshot's index;
 //! - **acknowledged writes are committed** (and, at the end of a run,
 //!   applied everywhere);
+//! - **a read index covers every earlier commit** (checked by the driver
+//!   when a read is confirmed, thesis §6.4): the index a leader confirms a
+//!   ReadIndex read at is at least the length of the committed log, as far
+//!   as any node knew, when the read was requested;
+//! - **entries of the current term are never truncated**: a node still in
+//!   term `T` never truncates an entry of term `T` from its log (only the
+//!   leader of `T` creates such entries, a node in `T` accepts entries only
+//!   from that leader, and a leader's log only grows within its term);
+//! - **a higher term in a response is adopted** (checked by the driver on
+//!   delivery; Figure 2, rules for all servers): after a node handles an
+//!   AppendEntries or RequestVote response carrying a higher term than its
+//!   own, it is in that term (unless it is removed; answers that only tell
+//!   a removed server so are exempt);
 //! - **monotonicity**: within a node's life its term, commit and applied
 //!   indexes never go back and its vote never changes within a term (the
 //!   storage layer checks the same for the durable term and vote across
@@ -43,7 +80,7 @@ use bytes::Bytes;
 
 use super::kv::KvState;
 use crate::core::Core;
-use crate::types::{LogType, ServerId};
+use crate::types::{Configuration, LogType, ServerId};
 
 /// A violated property.
 #[derive(Debug)]
@@ -54,9 +91,23 @@ pub(crate) struct Violation {
 
 pub(crate) type Check = Result<(), Violation>;
 
-/// Counts, for `(index, term, committed terms)`, the voters whose durable
-/// log or snapshot holds that entry; returns the count and the quorum size.
-pub(crate) type DurableCount<'a> = dyn Fn(u64, u64, &[u64]) -> (usize, usize) + 'a;
+/// Counts, for `(configuration, index, term, committed terms)`, the voters
+/// of that configuration whose durable log or snapshot holds that entry;
+/// returns the count and the quorum size.
+pub(crate) type DurableCount<'a> = dyn Fn(&Configuration, u64, u64, &[u64]) -> (usize, usize) + 'a;
+
+/// What a leader's check needs to know about one follower right now.
+#[derive(Debug)]
+pub(crate) struct FollowerDisk {
+    /// The follower's node number.
+    pub(crate) node: usize,
+    /// The term its durable log or snapshot holds at the index asked about.
+    pub(crate) durable_term: Option<u64>,
+    /// Its durable log still is what it acknowledged in the leader's term:
+    /// it has not moved past that term and lost no durable data since it
+    /// began.
+    pub(crate) kept: bool,
+}
 
 pub(crate) fn violation(property: &'static str, details: String) -> Violation {
     Violation { property, details }
@@ -73,6 +124,12 @@ pub(crate) struct Monitor {
     pub(crate) mem_verified: u64,
     /// Compaction point of the in-memory log last checked.
     pub(crate) snapshot: u64,
+    /// The configuration entries of the checked in-memory log (indexes
+    /// after the compaction point, up to `mem_verified`), ascending.
+    pub(crate) confs: Vec<(u64, Configuration)>,
+    /// The last index of the log if its entry is of the node's term (0
+    /// otherwise), as last checked.
+    pub(crate) own_term_last: u64,
 }
 
 /// What identifies an entry beyond its index and term.
@@ -86,6 +143,8 @@ struct Fingerprint {
 /// Run-wide safety state.
 #[derive(Debug)]
 pub(crate) struct Safety {
+    /// Every node's id, by node number.
+    ids: Vec<ServerId>,
     leaders: HashMap<u64, usize>,
     votes: HashMap<(usize, u64), usize>,
     fingerprints: HashMap<(u64, u64), Fingerprint>,
@@ -99,13 +158,18 @@ pub(crate) struct Safety {
     /// The state machine's state after each index, as the node that applied
     /// it first saw it.
     states: Vec<KvState>,
+    /// Per (follower, term): the highest index the follower acknowledged
+    /// to the leader of that term, and the term its durable log or snapshot
+    /// held there when it sent the acknowledgement.
+    acks: HashMap<(usize, u64), (u64, Option<u64>)>,
     pub(crate) leaders_elected: u64,
     pub(crate) max_term: u64,
 }
 
 impl Safety {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(ids: Vec<ServerId>) -> Self {
         Self {
+            ids,
             leaders: HashMap::new(),
             votes: HashMap::new(),
             fingerprints: HashMap::new(),
@@ -113,6 +177,7 @@ impl Safety {
             commit_term: Vec::new(),
             applied: Vec::new(),
             states: Vec::new(),
+            acks: HashMap::new(),
             leaders_elected: 0,
             max_term: 0,
         }
@@ -288,6 +353,7 @@ impl Safety {
                 }
                 Some(_) => {}
                 None => {
+                    self.check_elected(n, core)?;
                     self.leaders.insert(term, n);
                     self.leaders_elected += 1;
                 }
@@ -301,9 +367,29 @@ impl Safety {
             self.check_covered(&|| format!("n{}'s in-memory log", n + 1), snapshot, t)?;
             m.snapshot = snapshot;
         }
-        // Log matching over the in-memory log entries not yet checked.
+        // Log matching over the in-memory log entries not yet checked (a
+        // truncation the driver has not taken yet invalidates the suffix).
         let last = core.last_index();
+        if let Some(t) = core.ready.truncate_from {
+            // Only the leader of a term creates its entries, and a node in
+            // that term takes entries only from that leader, whose log
+            // never drops them: a conflict with one is impossible.
+            if term == m.term && t <= m.own_term_last {
+                return Err(violation(
+                    "entries of the current term are never truncated",
+                    format!(
+                        "{} (still in term {term}) truncated its log from {t}, dropping entries of term {term} \
+                         up to {}",
+                        name(),
+                        m.own_term_last
+                    ),
+                ));
+            }
+            m.mem_verified = m.mem_verified.min(t.saturating_sub(1));
+        }
         m.mem_verified = m.mem_verified.min(last).max(snapshot);
+        let verified = m.mem_verified;
+        m.confs.retain(|(i, _)| *i > snapshot && *i <= verified);
         for i in m.mem_verified + 1..=last {
             let Some(e) = core.entry(i) else {
                 return Err(violation(
@@ -314,11 +400,50 @@ impl Safety {
             let prev = core.term_at(i - 1).unwrap_or(0);
             let where_ = || format!("in-memory log of n{}", n + 1);
             self.check_entry(&where_, i, e.term, prev, e.log_type, &e.data)?;
+            if e.log_type == LogType::Configuration {
+                let conf = crate::codec::decode::<Configuration>(&e.data).map_err(|err| {
+                    violation("configurations survive replication", format!("{}: entry {i}: {err}", name()))
+                })?;
+                m.confs.push((i, conf));
+            }
         }
         m.mem_verified = last;
+        m.own_term_last = if core.last_term() == term { last } else { 0 };
+
+        // The configuration the node acts on is the one its log says.
+        let empty = (0, Configuration::default());
+        let (expected_index, expected) = match m.confs.last() {
+            Some(c) => c,
+            None if snapshot == 0 => &empty,
+            None => match self.states.get(snapshot as usize - 1) {
+                Some(state) => &state.conf,
+                None => {
+                    return Err(violation(
+                        "state machine safety",
+                        format!(
+                            "{} compacted its log to {snapshot}, but no node applied entry {snapshot}",
+                            name()
+                        ),
+                    ))
+                }
+            },
+        };
+        let (acting, acting_index) = core.configuration();
+        if acting_index != *expected_index || acting != expected {
+            return Err(violation(
+                "the configuration follows the log",
+                format!(
+                    "{} acts on the configuration of index {acting_index} ({acting:?}), but the latest \
+                     configuration its log (compacted to {snapshot}, last index {last}) holds is that of index \
+                     {expected_index} ({expected:?})",
+                    name()
+                ),
+            ));
+        }
 
         if commit > m.commit {
-            self.on_commit(n, core, commit, durable_count)?;
+            let conf = expected.clone();
+            self.on_commit(n, core, commit, &conf, durable_count)?;
         }
         m.term = term;
         m.vote = core.vote().cloned();
@@ -327,7 +452,14 @@ impl Safety {
         Ok(())
     }
 
-    fn on_commit(&mut self, n: usize, core: &Core, commit: u64, durable_count: &DurableCount<'_>) -> Check {
+    fn on_commit(
+        &mut self,
+        n: usize,
+        core: &Core,
+        commit: u64,
+        conf: &Configuration,
+        durable_count: &DurableCount<'_>,
+    ) -> Check {
         let term = core.term();
         let Some(t) = core.term_at(commit) else {
             return Err(violation(
@@ -337,18 +469,19 @@ impl Safety {
         };
         let known = self.committed.len() as u64;
         // A leader commits by counting durable copies among the voters of its
-        // latest configuration; a follower only learns commits from a leader,
+        // latest configuration (as its log says: `conf`, checked above
+        // against the one it acts on); a follower only learns commits from a leader,
         // so it must never be ahead of what some leader committed. (A leader
         // that stepped down in the step that advanced its commit, after
         // committing its own removal, is checked like a leader.)
         if core.is_leader() || commit > known {
-            let (durable, quorum) = durable_count(commit, t, &self.committed);
+            let (durable, quorum) = durable_count(conf, commit, t, &self.committed);
             if durable < quorum {
                 return Err(violation(
                     "committed entries are durable on a quorum",
                     format!(
-                        "n{} ({:?}) counts {commit}/t{t} as committed but only {durable} voters of its \
-                         configuration hold it durably (quorum {quorum})",
+                        "n{} ({:?}) counts {commit}/t{t} as committed but only {durable} voters of the \
+                         configuration its log holds hold it durably (quorum {quorum})",
                         n + 1,
                         core.state()
                     ),
@@ -385,6 +518,36 @@ impl Safety {
         Ok(())
     }
 
+    /// Node `n` is first seen leading its term: a quorum of the voters of
+    /// its configuration granted it their vote in that term.
+    fn check_elected(&self, n: usize, core: &Core) -> Check {
+        let term = core.term();
+        let conf = core.configuration().0;
+        let voters = conf.voters().count();
+        let granted: Vec<&ServerId> = conf
+            .voters()
+            .filter(|v| {
+                let own = *v == core.id() && core.vote() == Some(core.id());
+                own || self
+                    .ids
+                    .iter()
+                    .position(|id| id == *v)
+                    .is_some_and(|i| self.votes.get(&(i, term)) == Some(&n))
+            })
+            .collect();
+        if granted.len() < voters / 2 + 1 {
+            return Err(violation(
+                "a leader is elected by a quorum",
+                format!(
+                    "n{} leads term {term} but only {granted:?} of the {voters} voters of its configuration granted \
+                     it their vote in that term",
+                    n + 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Leader completeness for a node that is currently leader.
     pub(crate) fn check_leader(&self, n: usize, core: &Core) -> Check {
         let term = core.term();
@@ -408,6 +571,80 @@ impl Safety {
                     core.last_index()
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// Node `follower` sends an acknowledgement in `term` (a successful
+    /// AppendEntries answer, or a snapshot answer) saying its log matches
+    /// the leader's up to `index`; its durable log or snapshot holds
+    /// `durable` (a term) at `index` as it sends it.
+    pub(crate) fn on_ack_sent(&mut self, follower: usize, term: u64, index: u64, durable: Option<u64>) {
+        let best = self.acks.entry((follower, term)).or_insert((0, Some(0)));
+        if index >= best.0 {
+            *best = (index, durable);
+        }
+    }
+
+    /// A leader's view of its followers (module docs): for every follower
+    /// with a non-zero match, the match was acknowledged durably in the
+    /// leader's term and, unless the follower moved on or lost data since,
+    /// is still durable there. `follower(id, index)` describes the
+    /// follower's disk at `index`.
+    pub(crate) fn check_matches(
+        &self,
+        n: usize,
+        core: &Core,
+        follower: &dyn Fn(&ServerId, u64) -> Option<FollowerDisk>,
+    ) -> Check {
+        let term = core.term();
+        // The leader's entry at `i` (a compacted one is the committed one).
+        let leader_term = |i: u64| {
+            if i < core.snapshot_index() {
+                self.committed_at(i)
+            } else {
+                core.term_at(i)
+            }
+        };
+        for p in core.peer_progress() {
+            if p.matched == 0 {
+                continue;
+            }
+            let Some(disk) = follower(&p.id, p.matched) else { continue };
+            let f = disk.node;
+            match self.acks.get(&(f, term)) {
+                Some(&(acked, durable)) if acked >= p.matched && durable == leader_term(acked) => {}
+                ack => {
+                    return Err(violation(
+                        "a leader's match was acknowledged durably",
+                        format!(
+                            "n{} (leader of t{term}) believes n{} matches its log up to {}, but n{}'s best \
+                             acknowledgement in t{term} (index, durable term then) is {ack:?} and the leader's \
+                             entry there is t{:?}",
+                            n + 1,
+                            f + 1,
+                            p.matched,
+                            f + 1,
+                            ack.and_then(|a| leader_term(a.0))
+                        ),
+                    ))
+                }
+            }
+            if disk.kept && disk.durable_term != leader_term(p.matched) {
+                return Err(violation(
+                    "a leader's match is durable on its follower",
+                    format!(
+                        "n{} (leader of t{term}) believes n{} matches its log up to {} (t{:?}), but n{}'s disk \
+                         holds {:?} there, though it is still in t{term} at most and lost no data since",
+                        n + 1,
+                        f + 1,
+                        p.matched,
+                        leader_term(p.matched),
+                        f + 1,
+                        disk.durable_term
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -22,8 +22,9 @@ pub(crate) enum Stage {
     /// A write was appended at `index` in `term` by `node` (in its life `life`).
     Write { node: usize, life: u64, index: u64, term: u64 },
     /// A read was accepted by `node`; `confirmed` is its read index once a
-    /// quorum confirmed it.
-    Read { node: usize, life: u64, id: u64, confirmed: Option<u64> },
+    /// quorum confirmed it. `committed` is the length of the committed log
+    /// (as far as any node knew) when the read was requested.
+    Read { node: usize, life: u64, id: u64, confirmed: Option<u64>, committed: u64 },
 }
 
 /// The operation a client is running.

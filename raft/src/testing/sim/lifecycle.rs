@@ -49,8 +49,12 @@ impl Sim<'_> {
             return;
         }
         let wipe = self.life_rng.chance(self.cfg.disk_loss_rate);
+        // Every term reached so far, durably or in memory.
+        let top =
+            self.nodes.iter().map(|node| node.storage.hard.term).max().unwrap_or(0).max(self.safety.max_term);
         if wipe && self.may_wipe(n) {
             self.nodes[n].storage = Storage::default();
+            self.nodes[n].lost_data_at_term = top;
             self.safety.forget_votes_of(n);
             self.report.disks_lost += 1;
             self.trace
@@ -66,6 +70,7 @@ impl Sim<'_> {
         if cut > 0 {
             let log = &mut self.nodes[n].storage.log;
             log.truncate(log.len() - cut);
+            self.nodes[n].lost_data_at_term = top;
             self.report.tails_torn += 1;
             let last = self.nodes[n].storage.last_index();
             let what =

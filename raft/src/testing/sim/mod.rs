@@ -24,13 +24,29 @@
 //!   entries of its durable log cut off (a torn tail), whenever that cannot
 //!   lose acknowledged data; some seeds are bootstrapped on one server only,
 //!   the other members starting empty;
+//! - **long tails** (the `tails` module): some messages are held back for
+//!   one to five maximum election timeouts before they are delivered (half
+//!   of them also on time, so a late duplicate arrives long after the
+//!   original); a node sometimes pauses for as long, like a stopped process
+//!   or a paused VM (no ticks, deliveries, fsync completions or sends; it
+//!   resumes with its memory and everything that queued up for it); and an
+//!   fsync sometimes stalls for as long, the node's later writes waiting
+//!   behind it (one node's syncs complete in order, as the runtime's writer
+//!   guarantees), so a log can be truncated and rewritten in memory while
+//!   the write of the replaced entries is still being synced;
 //! - **clients** run a key-value workload (put, delete, compare-and-swap and
 //!   ReadIndex reads) against whichever node they think leads, retrying
 //!   elsewhere when refused; every operation's invocation and response is
 //!   recorded, with unknown outcomes recorded as such.
 //!
 //! After **every** step (one delivered message, tick, completed fsync, client
-//! request, crash or restart) the properties in [`checks`] are verified. At
+//! request, crash or restart) the properties in [`checks`] are verified:
+//! Raft's safety properties, and what each node believes: the configuration
+//! it acts on is the latest one its log holds, its commit index is durable
+//! on a quorum of that configuration, a leader was elected by a quorum of
+//! votes of its term and its view of each follower's log (the match index)
+//! was acknowledged durably and is still held there, and a read index
+//! covers every entry committed before the read was requested. At
 //! the end the client history must be linearizable
 //! ([`check_kv`](crate::testing::linearizability::check_kv)) and no read may
 //! observe state older than a write acknowledged before it began. Finally the
@@ -52,6 +68,7 @@
 
 mod checks;
 mod client;
+mod drive;
 mod figure8;
 mod kv;
 mod lifecycle;
@@ -59,6 +76,7 @@ mod network;
 mod rng;
 mod snapshot;
 mod storage;
+mod tails;
 mod trace;
 
 use std::cmp::Ordering;
@@ -66,8 +84,9 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::rc::Rc;
 
-use self::checks::{violation, Check, Monitor, Safety};
+use self::checks::{violation, Check, FollowerDisk, Monitor, Safety};
 use self::client::{Client, History, PendingOp, Stage};
+use self::drive::Driving;
 use self::figure8::Figure8;
 use self::kv::KvFsm;
 use self::network::Network;
@@ -75,6 +94,7 @@ use self::rng::SimRng;
 use self::snapshot::{SnapshotPolicy, Transfer};
 use self::storage::{PendingWrite, Snapshot, Storage};
 use self::trace::{MsgSummary, Trace, TraceKind};
+use crate::core::harness::{self, MemLog};
 use crate::core::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, Message, Refusal};
 use crate::testing::linearizability::{check_kv, CheckResult, KvInput, KvOutput};
 use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, SnapshotPosition, Suffrage};
@@ -151,6 +171,22 @@ pub struct SimConfig {
     /// configuration naming every member as a voter, the other members
     /// start empty (term 0, no log) and learn it from the leader.
     pub one_server_bootstrap_rate: f64,
+    /// Per-message probability (during the faults) that a message is held
+    /// back for one to five maximum election timeouts before it is
+    /// delivered; half of the held messages are also delivered on time (the
+    /// held copy is then a late duplicate). Default 0.01. See the `tails`
+    /// module; drawn from a random source of its own.
+    pub hold_rate: f64,
+    /// Per-tick probability (during the faults) that a random node pauses
+    /// for one to five maximum election timeouts, like a `SIGSTOP`ped
+    /// process or a paused VM: no ticks, no deliveries, no fsync
+    /// completions, nothing sent; it resumes with its memory intact and
+    /// everything that queued up for it. Default 0.01. Own random source.
+    pub pause_rate: f64,
+    /// Per-write probability (during the faults) that its fsync stalls for
+    /// one to five maximum election timeouts (the node's later writes wait
+    /// behind it: syncs complete in order). Default 0.01. Own random source.
+    pub stall_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -178,6 +214,9 @@ impl Default for SimConfig {
             disk_loss_rate: 0.25,
             torn_tail_rate: 0.25,
             one_server_bootstrap_rate: 0.1,
+            hold_rate: 0.01,
+            pause_rate: 0.01,
+            stall_rate: 0.01,
         }
     }
 }
@@ -253,6 +292,14 @@ pub struct SimReport {
     pub one_server_bootstrap: bool,
     /// Nodes that learned they were removed from the configuration.
     pub removed: u64,
+    /// Messages held back for several election timeouts.
+    pub messages_held: u64,
+    /// Held messages that were also delivered on time.
+    pub messages_held_duplicated: u64,
+    /// Node pauses (a stopped process that later resumes).
+    pub pauses: u64,
+    /// Writes whose fsync stalled for several election timeouts.
+    pub disk_stalls: u64,
 }
 
 /// Why a run failed: the seed to replay, the violated property, and the
@@ -405,6 +452,13 @@ struct Node {
     removed: bool,
     /// A leader proposed removing it: its id is never added back.
     retired: bool,
+    /// Paused until this tick (see the `tails` module).
+    paused_until: Option<u64>,
+    /// Events for it that arrived while it was paused, oldest first.
+    held: Vec<Event>,
+    /// The highest term any node had reached when this node last lost
+    /// durable data (an empty disk or a torn tail); 0 if it never did.
+    lost_data_at_term: u64,
 }
 
 struct Sim<'a> {
@@ -416,6 +470,12 @@ struct Sim<'a> {
     /// Randomness for lifecycle faults only (lost disks, torn tails,
     /// one-server bootstrap).
     life_rng: SimRng,
+    /// Randomness for held messages only.
+    hold_rng: SimRng,
+    /// Randomness for node pauses only.
+    pause_rng: SimRng,
+    /// Randomness for disk stalls only.
+    stall_rng: SimRng,
     snapshots: SnapshotPolicy,
     figure8: Figure8,
     now: u64,
@@ -495,7 +555,8 @@ impl<'a> Sim<'a> {
                     entries: vec![first.clone()],
                     ..Default::default()
                 };
-                (init, Storage { hard: hard.clone(), log: vec![first.clone()], ..Default::default() })
+                let disk = MemLog { hard: hard.clone(), log: vec![first.clone()], ..MemLog::default() };
+                (init, Storage { disk, ..Storage::default() })
             } else {
                 (InitialState::default(), Storage::default())
             };
@@ -516,6 +577,9 @@ impl<'a> Sim<'a> {
                 traced: ("", 0, 0),
                 removed: false,
                 retired: false,
+                paused_until: None,
+                held: Vec::new(),
+                lost_data_at_term: 0,
             });
         }
         let clients = (0..=cfg.clients).map(|c| Client::new(c as u64, rng.index(members))).collect();
@@ -542,12 +606,16 @@ impl<'a> Sim<'a> {
             core_cfg.max_append_bytes,
             core_cfg.max_inflight
         );
+        let safety = Safety::new(nodes.iter().map(|node| node.id.clone()).collect());
         Ok(Self {
             cfg,
             core_cfg,
             rng,
             snap_rng,
             life_rng,
+            hold_rng: SimRng::new(seed ^ 0x401D_0000_0000_0001),
+            pause_rng: SimRng::new(seed ^ 0x9A05_E000_0000_0002),
+            stall_rng: SimRng::new(seed ^ 0x57A1_1000_0000_0003),
             snapshots,
             figure8,
             now: 0,
@@ -559,7 +627,7 @@ impl<'a> Sim<'a> {
             net: Network::new(n, cfg.drop_rate, cfg.dup_rate, cfg.max_delay),
             clients,
             history: History::default(),
-            safety: Safety::new(),
+            safety,
             trace: Trace::default(),
             report: SimReport { seed, setup, nodes: n, one_server_bootstrap, ..Default::default() },
             next_read_id: 0,
@@ -664,8 +732,10 @@ impl<'a> Sim<'a> {
                 self.restart(n)?;
             }
         }
+        self.resume_paused(false)?;
         if self.faults {
             self.inject_faults()?;
+            self.maybe_pause();
         }
         self.run_clients()?;
         let mut order: Vec<usize> = (0..self.nodes.len()).collect();
@@ -681,6 +751,9 @@ impl<'a> Sim<'a> {
                 _ => 1,
             };
             for _ in 0..ticks {
+                if self.is_paused(n) {
+                    break;
+                }
                 if let Some(core) = self.nodes[n].core.as_mut() {
                     core.tick();
                     self.after_step(n)?;
@@ -715,7 +788,7 @@ impl<'a> Sim<'a> {
             self.change_membership()?;
         }
         if self.rng.chance(self.cfg.transfer_rate) {
-            if let Some(n) = self.leader() {
+            if let Some(n) = self.leader().filter(|&n| !self.is_paused(n)) {
                 let target = if self.rng.chance(0.5) {
                     None
                 } else {
@@ -737,7 +810,7 @@ impl<'a> Sim<'a> {
     /// Asks the leader (if any) to add, promote, demote or remove a server,
     /// keeping at least three voters.
     fn change_membership(&mut self) -> Check {
-        let Some(n) = self.leader() else { return Ok(()) };
+        let Some(n) = self.leader().filter(|&n| !self.is_paused(n)) else { return Ok(()) };
         let Some(core) = self.nodes[n].core.as_ref() else { return Ok(()) };
         let mut conf = core.configuration().0.clone();
         let voters = conf.voters().count();
@@ -849,6 +922,7 @@ impl<'a> Sim<'a> {
         self.heal_at = None;
         self.trace.push(self.now, TraceKind::Network("faults stop; healed".into()));
         self.queue.retain(|s| !matches!(s.event, Event::Crash { .. }));
+        self.resume_paused(true)?;
         for n in 0..self.nodes.len() {
             if self.nodes[n].core.is_none() {
                 self.restart(n)?;
@@ -889,6 +963,10 @@ impl<'a> Sim<'a> {
     // ---- events ---------------------------------------------------------
 
     fn handle(&mut self, event: Event) -> Check {
+        if let Some(n) = self.paused_target(&event) {
+            self.nodes[n].held.push(event);
+            return Ok(());
+        }
         match event {
             Event::Deliver { from, to, msg } => {
                 let summary = MsgSummary::of(&msg.body);
@@ -899,7 +977,24 @@ impl<'a> Sim<'a> {
                 };
                 self.report.messages_delivered += 1;
                 self.trace.push(self.now, TraceKind::Deliver { from, to, msg: summary });
+                let answer_term = match &msg.body {
+                    Body::AppendEntriesResponse(r) => Some(r.term),
+                    Body::RequestVoteResponse(r) if !r.removed => Some(r.term),
+                    _ => None,
+                };
                 core.step(msg);
+                // Figure 2: a response with a higher term makes its
+                // receiver a follower of that term.
+                if let Some(t) = answer_term.filter(|&t| t > core.term() && !core.is_removed()) {
+                    return Err(violation(
+                        "a higher term in a response is adopted",
+                        format!(
+                            "n{} handled a response of term {t} and stayed in term {}",
+                            to + 1,
+                            core.term()
+                        ),
+                    ));
+                }
                 self.after_step(to)
             }
             Event::Synced { node, life } => self.synced(node, life),
@@ -907,7 +1002,12 @@ impl<'a> Sim<'a> {
                 if patience > 0 && self.nodes[node].storage.pending.is_empty() {
                     self.schedule(self.now + 1, Event::Crash { node, patience: patience - 1 });
                 } else {
-                    self.crash(node);
+                    // A paused process can be killed: what queued up for
+                    // it meets a crashed node.
+                    let queued = self.crash(node);
+                    for event in queued {
+                        self.handle(event)?;
+                    }
                 }
                 Ok(())
             }
@@ -928,12 +1028,13 @@ impl<'a> Sim<'a> {
                 format!("n{} sent a message to unknown {}", from + 1, msg.to),
             ));
         };
-        if let Body::RequestVoteResponse(r) = &msg.body {
-            if r.granted {
-                self.safety.on_vote_granted(from, r.term, to)?;
-            }
+        match &msg.body {
+            Body::RequestVoteResponse(r) if r.granted => self.safety.on_vote_granted(from, r.term, to)?,
+            Body::AppendEntriesResponse(r) if r.success => self.ack_sent(from, r.term, r.last_log_index),
+            _ => {}
         }
         let delays = self.net.route(from, to, &mut self.rng);
+        let delays = self.hold(from, to, delays);
         if delays.len() != 1 {
             let summary = MsgSummary::of(&msg.body);
             self.trace.push(self.now, TraceKind::Send { from, to, msg: summary, copies: delays.len() });
@@ -942,6 +1043,13 @@ impl<'a> Sim<'a> {
             self.schedule(self.now + d, Event::Deliver { from, to, msg: msg.clone() });
         }
         Ok(())
+    }
+
+    /// Node `n` acknowledges its log up to `index` in `term`: records what
+    /// its disk holds there now (see `Safety::check_matches`).
+    fn ack_sent(&mut self, n: usize, term: u64, index: u64) {
+        let durable = self.nodes[n].storage.term_at(index, self.safety.committed_terms());
+        self.safety.on_ack_sent(n, term, index, durable);
     }
 
     fn synced(&mut self, n: usize, life: u64) -> Check {
@@ -971,21 +1079,22 @@ impl<'a> Sim<'a> {
         }
         let last = self.nodes[n].storage.last_index();
         self.trace.push(self.now, TraceKind::Synced { node: n, last, sent: write.persisted_messages.len() });
-        for m in write.persisted_messages {
+        for m in write.completed(self.nodes[n].core.as_mut()) {
             self.send(n, m)?;
-        }
-        if let (Some(core), Some(e)) = (self.nodes[n].core.as_mut(), write.entries.last()) {
-            core.persisted(e.index, e.term);
         }
         self.after_step(n)
     }
 
-    fn crash(&mut self, n: usize) {
+    /// Crashes node `n`; returns the events that queued up for it while it
+    /// was paused (to be handled now that it is down).
+    fn crash(&mut self, n: usize) -> Vec<Event> {
         if !self.faults || self.nodes[n].core.is_none() {
-            return;
+            return Vec::new();
         }
         let node = &mut self.nodes[n];
         node.core = None;
+        node.paused_until = None;
+        let queued = std::mem::take(&mut node.held);
         node.life += 1;
         node.snapshotting = false;
         node.sending.iter_mut().for_each(|s| *s = false);
@@ -1002,6 +1111,7 @@ impl<'a> Sim<'a> {
                 _ => {}
             }
         }
+        queued
     }
 
     fn restart(&mut self, n: usize) -> Check {
@@ -1065,75 +1175,18 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
-    /// Executes every `Ready` of node `n` in the documented order, the
-    /// first one after the snapshot install `installed` (if any).
+    /// Executes every `Ready` of node `n` in the documented order, with the
+    /// core harness's executor (see [`drive`](self::drive)); the first one
+    /// after the snapshot install `installed` (if any).
     fn drive(&mut self, n: usize, mut installed: Option<(Rc<Snapshot>, InstalledSnapshot)>) -> Check {
         loop {
             let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
             if !core.has_ready() && installed.is_none() {
                 return Ok(());
             }
-            let mut ready = core.take_ready();
-            for reset in std::mem::take(&mut ready.log_resets) {
-                self.report.log_resets += 1;
-                let what = format!(
-                    "n{} resets {}'s progress: it had matched {}, its log now ends at {}",
-                    n + 1,
-                    reset.peer,
-                    reset.matched,
-                    reset.last_log_index
-                );
-                self.trace.push(self.now, TraceKind::Network(what));
-            }
-            if let Some(t) = ready.truncate_from {
-                let m = &mut self.monitors[n];
-                m.mem_verified = m.mem_verified.min(t.saturating_sub(1));
-            }
-            for m in std::mem::take(&mut ready.messages) {
-                self.send(n, m)?;
-            }
-            // An installed snapshot replaces the stored log before anything
-            // appended after it is written.
-            let compact = match installed.take() {
-                Some((s, inst)) => Some(self.execute_install(n, &s, inst)?),
-                None => None,
-            };
-            if compact.is_some() || ready.needs_persist() {
-                self.queue_write(
-                    n,
-                    PendingWrite {
-                        hard_state: ready.hard_state,
-                        compact,
-                        truncate_from: ready.truncate_from,
-                        entries: ready.entries,
-                        persisted_messages: ready.persisted_messages,
-                        done_at: 0,
-                    },
-                );
-            }
-            if !ready.snapshots_to_send.is_empty() {
-                self.send_snapshots(n, ready.snapshots_to_send)?;
-            }
-            for e in ready.committed {
-                self.apply(n, e)?;
-            }
-            self.maybe_snapshot(n);
-            for r in ready.reads {
-                for c in &mut self.clients {
-                    if let Stage::Read { id, confirmed, .. } = &mut c.stage {
-                        if *id == r.id {
-                            *confirmed = Some(r.index);
-                        }
-                    }
-                }
-            }
-            for (read, why) in ready.failed_reads {
-                for c in 0..self.clients.len() {
-                    if matches!(self.clients[c].stage, Stage::Read { id, .. } if id == read) {
-                        self.refused(c, &why);
-                    }
-                }
-            }
+            let ready = core.take_ready();
+            let (snapshot, install) = installed.take().unzip();
+            harness::execute(ready, install, &mut Driving { sim: self, n, snapshot })?;
         }
     }
 
@@ -1141,6 +1194,7 @@ impl<'a> Sim<'a> {
     /// delay (and after the writes ahead of it).
     fn queue_write(&mut self, n: usize, mut write: PendingWrite) {
         let delay = self.rng.between(1, self.cfg.max_sync_delay.max(1));
+        let delay = self.stall(n, delay);
         let storage = &mut self.nodes[n].storage;
         write.done_at = storage.completion_time(self.now, delay);
         let done_at = write.done_at;
@@ -1208,8 +1262,7 @@ impl<'a> Sim<'a> {
             ));
         }
         let Some(core) = nodes[n].core.as_ref() else { return Ok(()) };
-        let durable_count = |index: u64, term: u64, committed: &[u64]| {
-            let conf = core.configuration().0;
+        let durable_count = |conf: &Configuration, index: u64, term: u64, committed: &[u64]| {
             let voters = conf.voters().count();
             let durable = nodes
                 .iter()
@@ -1220,6 +1273,21 @@ impl<'a> Sim<'a> {
             (durable, voters / 2 + 1)
         };
         safety.check_node(n, core, &mut monitors[n], &durable_count)?;
+        if core.is_leader() {
+            let term = core.term();
+            let committed = safety.committed_terms();
+            let follower = |id: &ServerId, index: u64| {
+                let f = nodes.iter().position(|node| node.id == *id)?;
+                let node = &nodes[f];
+                let its_term = node.storage.hard.term.max(node.core.as_ref().map_or(0, |c| c.term()));
+                Some(FollowerDisk {
+                    node: f,
+                    durable_term: node.storage.term_at(index, committed),
+                    kept: its_term <= term && node.lost_data_at_term < term,
+                })
+            };
+            safety.check_matches(n, core, &follower)?;
+        }
         let committed = safety.committed_terms();
         if core.id() != &nodes[n].id {
             return Err(violation("identity", format!("n{} reports id {}", n + 1, core.id())));
@@ -1311,6 +1379,11 @@ impl<'a> Sim<'a> {
     fn submit(&mut self, c: usize) -> Check {
         let Some(op) = self.clients[c].op.clone() else { return Ok(()) };
         let n = self.clients[c].guess;
+        if self.is_paused(n) {
+            // The request waits unanswered, as at a stopped process (the
+            // client gives up at its deadline).
+            return Ok(());
+        }
         let life = self.nodes[n].life;
         let Some(core) = self.nodes[n].core.as_mut() else {
             self.refused(c, &Refusal::NotLeader(None));
@@ -1321,7 +1394,8 @@ impl<'a> Sim<'a> {
             None => {
                 self.next_read_id += 1;
                 let id = self.next_read_id;
-                core.read_index(id).map(|()| Stage::Read { node: n, life, id, confirmed: None })
+                let committed = self.safety.committed_len();
+                core.read_index(id).map(|()| Stage::Read { node: n, life, id, confirmed: None, committed })
             }
             Some(data) => {
                 let term = core.term();

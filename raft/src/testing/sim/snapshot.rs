@@ -31,6 +31,7 @@ use super::rng::SimRng;
 use super::storage::{Compaction, PendingWrite, Snapshot};
 use super::trace::TraceKind;
 use super::{Event, Sim, TICK_UNITS};
+use crate::core::harness::DurableWrite;
 use crate::core::InstalledSnapshot;
 use crate::types::{ServerId, SnapshotPosition};
 
@@ -136,7 +137,7 @@ impl Sim<'_> {
             .map_err(|e| violation("compaction", format!("n{} cannot compact to {target}: {e}", n + 1)))?;
         self.report.compactions += 1;
         let compact = Some(Compaction { through: target, term, discard_all: false });
-        self.queue_write(n, PendingWrite { compact, ..PendingWrite::empty() });
+        self.queue_write(n, PendingWrite::of(DurableWrite { compact, ..DurableWrite::default() }));
         self.check(n)
     }
 
@@ -251,24 +252,18 @@ impl Sim<'_> {
     }
 
     /// Executes the install of snapshot `s` on node `n` (what
-    /// `install_snapshot` returned): restores the state machine from the
-    /// snapshot and returns the durable log deletion to queue ahead of the
-    /// next `Ready`'s own writes.
-    pub(super) fn execute_install(
-        &mut self,
-        n: usize,
-        s: &Snapshot,
-        inst: InstalledSnapshot,
-    ) -> Result<Compaction, super::checks::Violation> {
-        let inst_at = (inst.position.index, inst.position.term);
-        if (s.index, s.term) != inst_at {
+    /// `install_snapshot` returned, passed to the harness with the next
+    /// `Ready`): restores the state machine from the snapshot (the harness
+    /// puts the log deletion ahead of the `Ready`'s own writes).
+    pub(super) fn execute_install(&mut self, n: usize, s: &Snapshot, inst: InstalledSnapshot) -> Check {
+        if (s.index, s.term) != (inst.position.index, inst.position.term) {
             return Err(violation(
                 "snapshot installs",
                 format!(
                     "n{} installed {}/t{} but was given the snapshot at {}/t{}",
                     n + 1,
-                    inst_at.0,
-                    inst_at.1,
+                    inst.position.index,
+                    inst.position.term,
                     s.index,
                     s.term
                 ),
@@ -282,12 +277,15 @@ impl Sim<'_> {
         node.applied_terms.clear();
         node.last_snapshot = node.last_snapshot.max(s.index);
         self.report.snapshots_installed += 1;
-        Ok(Compaction { through: inst_at.0, term: inst_at.1, discard_all: inst.discard_log })
+        Ok(())
     }
 
     /// The follower answers a transfer: the answer travels back over the
     /// network; if it is lost the leader learns of a failure after a timeout.
     fn answer(&mut self, t: &Transfer, term: u64, success: bool) {
+        if success {
+            self.ack_sent(t.to, term, t.snapshot.index);
+        }
         let delays = self.net.route(t.to, t.leader, &mut self.snap_rng);
         match delays.first() {
             Some(&d) => {

@@ -11,13 +11,19 @@
 //! that still holds the entries it replaced. [`Storage::recover`] is the
 //! restart rule: the newest snapshot, plus the durable log after it only if
 //! that log continues the snapshot.
+//!
+//! The durable log itself, and what a write does to it, are the core
+//! harness's [`MemLog`] and [`DurableWrite`], shared with the core's
+//! scenario tests.
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
 use super::kv::KvState;
-use crate::core::Message;
-use crate::types::{HardState, Log};
+pub(crate) use crate::core::harness::Compaction;
+use crate::core::harness::{DurableWrite, MemLog};
+use crate::types::Log;
 
 /// A snapshot of a node's state machine.
 #[derive(Debug)]
@@ -31,43 +37,20 @@ pub(crate) struct Snapshot {
     pub(crate) state: KvState,
 }
 
-/// Deletes log entries covered by a snapshot.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Compaction {
-    /// Delete entries up to and including this index.
-    pub(crate) through: u64,
-    /// Term of the entry at `through`.
-    pub(crate) term: u64,
-    /// Delete the whole log, also after `through` (a snapshot install whose
-    /// snapshot conflicts with the log).
-    pub(crate) discard_all: bool,
-}
-
-/// One queued write: the durable part of a `Ready`.
+/// One queued write: the durable part of a `Ready` and when its simulated
+/// fsync completes.
 #[derive(Debug)]
 pub(crate) struct PendingWrite {
-    pub(crate) hard_state: Option<HardState>,
-    /// Applied before `truncate_from` and `entries`.
-    pub(crate) compact: Option<Compaction>,
-    pub(crate) truncate_from: Option<u64>,
-    pub(crate) entries: Vec<Log>,
-    /// Sent once the write is durable.
-    pub(crate) persisted_messages: Vec<Message>,
+    /// What is written.
+    pub(crate) write: DurableWrite,
     /// Simulated time at which the sync completes.
     pub(crate) done_at: u64,
 }
 
 impl PendingWrite {
-    /// A write with nothing in it yet.
-    pub(crate) fn empty() -> Self {
-        Self {
-            hard_state: None,
-            compact: None,
-            truncate_from: None,
-            entries: Vec::new(),
-            persisted_messages: Vec::new(),
-            done_at: 0,
-        }
+    /// A write whose completion time is not set yet.
+    pub(crate) fn of(write: DurableWrite) -> Self {
+        Self { write, done_at: 0 }
     }
 }
 
@@ -79,45 +62,37 @@ pub(crate) struct Recovered {
     pub(crate) entries: Vec<Log>,
 }
 
-/// A node's disk: durable state plus writes still being synced.
+/// A node's disk: the durable log (a [`MemLog`], which `Storage`
+/// dereferences to), the newest durable snapshot, and writes still being
+/// synced.
 #[derive(Debug, Default)]
 pub(crate) struct Storage {
-    /// Durable term and vote.
-    pub(crate) hard: HardState,
-    /// Index of the last deleted (compacted) entry: `log` starts right
-    /// after it.
-    pub(crate) log_start: u64,
-    /// Term of the entry at `log_start` (0 if none).
-    pub(crate) log_start_term: u64,
-    /// Durable log, contiguous from `log_start + 1`.
-    pub(crate) log: Vec<Log>,
+    /// Durable term, vote and log.
+    pub(crate) disk: MemLog,
     /// The newest durable snapshot.
     pub(crate) snapshot: Option<Rc<Snapshot>>,
     /// Writes submitted but not yet synced, oldest first.
     pub(crate) pending: VecDeque<PendingWrite>,
 }
 
+impl Deref for Storage {
+    type Target = MemLog;
+
+    fn deref(&self) -> &MemLog {
+        &self.disk
+    }
+}
+
+impl DerefMut for Storage {
+    fn deref_mut(&mut self) -> &mut MemLog {
+        &mut self.disk
+    }
+}
+
 impl Storage {
     /// Index and term of the newest durable snapshot ((0, 0) if none).
     pub(crate) fn snapshot_point(&self) -> (u64, u64) {
         self.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term))
-    }
-
-    /// Term of the entry at `index` as the log itself holds it (including
-    /// the compaction point), ignoring snapshots.
-    pub(crate) fn log_term(&self, index: u64) -> Option<u64> {
-        if index == self.log_start {
-            return Some(self.log_start_term);
-        }
-        if index < self.log_start {
-            return None;
-        }
-        self.log.get((index - self.log_start - 1) as usize).map(|e| e.term)
-    }
-
-    /// Last index the log holds (its compaction point if it is empty).
-    pub(crate) fn last_index(&self) -> u64 {
-        self.log_start + self.log.len() as u64
     }
 
     /// Whether the log continues the newest snapshot, so that a restart may
@@ -189,50 +164,9 @@ impl Storage {
     /// Makes the oldest pending write durable and returns it. Errors describe
     /// writes that would corrupt the log (a hole, a decreasing term or vote
     /// change within a term).
-    pub(crate) fn complete_oldest(&mut self) -> Option<Result<PendingWrite, String>> {
-        let write = self.pending.pop_front()?;
-        Some(self.make_durable(&write).map(|()| write))
-    }
-
-    fn make_durable(&mut self, write: &PendingWrite) -> Result<(), String> {
-        if let Some(hs) = &write.hard_state {
-            if hs.term < self.hard.term {
-                return Err(format!("durable term goes back from {} to {}", self.hard.term, hs.term));
-            }
-            if hs.term == self.hard.term && self.hard.vote.is_some() && hs.vote != self.hard.vote {
-                return Err(format!(
-                    "durable vote in term {} changes from {:?} to {:?}",
-                    hs.term, self.hard.vote, hs.vote
-                ));
-            }
-            self.hard = hs.clone();
-        }
-        if let Some(c) = write.compact {
-            if c.discard_all || c.through >= self.last_index() {
-                self.log.clear();
-            } else if c.through > self.log_start {
-                self.log.drain(..(c.through - self.log_start) as usize);
-            }
-            if c.discard_all || c.through > self.log_start {
-                self.log_start = c.through;
-                self.log_start_term = c.term;
-            }
-        }
-        if let Some(from) = write.truncate_from {
-            let keep = from.saturating_sub(1).saturating_sub(self.log_start) as usize;
-            self.log.truncate(keep.min(self.log.len()));
-        }
-        for e in &write.entries {
-            let expected = self.last_index() + 1;
-            if e.index != expected {
-                return Err(format!("write leaves a hole: expected index {expected}, got {}", e.index));
-            }
-            if e.term < self.log.last().map_or(self.log_start_term, |l| l.term) {
-                return Err(format!("durable log term decreases at index {}", e.index));
-            }
-            self.log.push(e.clone());
-        }
-        Ok(())
+    pub(crate) fn complete_oldest(&mut self) -> Option<Result<DurableWrite, String>> {
+        let pending = self.pending.pop_front()?;
+        Some(self.disk.write(&pending.write).map(|()| pending.write))
     }
 
     /// Loses everything not yet durable. Returns how many writes were lost.
@@ -249,14 +183,7 @@ mod tests {
     use crate::types::LogType;
 
     fn write(entries: Vec<Log>, truncate_from: Option<u64>, done_at: u64) -> PendingWrite {
-        PendingWrite {
-            hard_state: None,
-            compact: None,
-            truncate_from,
-            entries,
-            persisted_messages: Vec::new(),
-            done_at,
-        }
+        PendingWrite { write: DurableWrite { truncate_from, entries, ..DurableWrite::default() }, done_at }
     }
 
     fn e(i: u64, t: u64) -> Log {
@@ -291,7 +218,7 @@ mod tests {
         let mut s = Storage::default();
         s.pending.push_back(write(vec![e(1, 1), e(2, 1), e(3, 2), e(4, 2)], None, 1));
         let mut w = write(vec![e(5, 3)], None, 2);
-        w.compact = Some(Compaction { through: 2, term: 1, discard_all: false });
+        w.write.compact = Some(Compaction { through: 2, term: 1, discard_all: false });
         s.pending.push_back(w);
         assert!(s.complete_oldest().is_some_and(|r| r.is_ok()));
         assert!(s.complete_oldest().is_some_and(|r| r.is_ok()));

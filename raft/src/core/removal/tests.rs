@@ -1,0 +1,268 @@
+//! Scenario tests of `removal.rs`: Removal from the cluster (thesis §4.2.2). Each test is named after the
+//! section of the Raft paper (or thesis) whose rule it checks, and runs on
+//! the shared driver in [`scenario`](crate::core::scenario).
+
+use crate::core::scenario::*;
+use crate::core::*;
+use crate::message::*;
+use crate::types::{Server, Suffrage};
+
+#[test]
+fn s4_2_2_a_follower_whose_committed_configuration_excludes_it_is_removed() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let conf = config_of(&ids(2));
+    let idx = c.reconfigure("n1", conf);
+    assert!(c.node("n1").commit_index() >= idx, "the removal committed");
+    let n3 = c.node("n3");
+    assert!(n3.commit_index() >= idx, "the leader kept replicating to n3 until the removal committed");
+    assert_eq!(n3.state(), RaftState::Removed);
+    assert_eq!(n3.propose([cmd("x")]), Err(Refusal::Removed));
+    assert_eq!(n3.read_index(1), Err(Refusal::Removed));
+    // A removed server stays quiet: no campaign, no answers.
+    let term = n3.term();
+    c.tick_all(100);
+    let n3 = c.node("n3");
+    assert_eq!(n3.state(), RaftState::Removed);
+    assert_eq!(n3.term(), term, "never campaigns again");
+    assert!(!n3.has_ready(), "sends nothing");
+    assert_eq!(c.leaders(), vec![ServerId::from("n1")], "the rest keep their leader");
+    assert!(c.node("n1").propose([cmd("y")]).is_ok());
+    // Whatever still reaches it is ignored: a heartbeat of the current term
+    // neither brings it back as a follower nor gets an answer.
+    let term = c.node("n1").term();
+    let heartbeat =
+        append_request(term, "n1", (idx, c.node("n1").term_at(idx).expect("in the log")), Vec::new(), idx);
+    let n3 = c.node("n3");
+    n3.step(msg("n1", "n3", 5, Body::AppendEntries(heartbeat)));
+    assert_eq!(n3.state(), RaftState::Removed, "a message does not bring it back");
+    let ready = n3.take_ready();
+    assert!(ready.messages.is_empty() && ready.persisted_messages.is_empty(), "and gets no answer");
+    assert_eq!(ready.declined, vec![5], "the driver learns it was declined");
+    assert!(!n3.has_ready());
+}
+
+#[test]
+fn s4_2_2_a_removed_nonvoter_is_removed_too() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let mut conf = config_of(&ids(2));
+    conf.servers.push(Server { suffrage: Suffrage::Nonvoter, id: "n3".into(), address: "n3".into() });
+    c.reconfigure("n1", conf);
+    assert_eq!(c.node("n3").state(), RaftState::Follower, "still a member as a non-voter");
+    c.reconfigure("n1", config_of(&ids(2)));
+    assert_eq!(c.node("n3").state(), RaftState::Removed);
+}
+
+#[test]
+fn s4_2_2_the_leader_that_commits_its_own_removal_tells_followers_then_is_removed() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let conf = config_of(&[ServerId::from("n2"), ServerId::from("n3")]);
+    let idx = c.node("n1").propose_configuration(conf).expect("leader");
+    c.settle();
+    assert_eq!(c.node("n1").state(), RaftState::Removed);
+    for id in ["n2", "n3"] {
+        assert!(
+            c.node(id).commit_index() >= idx,
+            "{id} learned the removal committed before the leader left"
+        );
+    }
+    assert_eq!(c.node("n1").propose([cmd("x")]), Err(Refusal::Removed));
+    let leader = c.elect();
+    assert_ne!(leader, ServerId::from("n1"));
+    c.node(leader.as_str()).propose([cmd("after")]).expect("the rest keep writing");
+    c.settle();
+    assert_eq!(c.node("n1").state(), RaftState::Removed, "stays removed");
+}
+
+#[test]
+fn s4_2_2_a_server_partitioned_during_its_removal_is_told_by_the_leader() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n3");
+    c.reconfigure("n1", config_of(&ids(2)));
+    // n3 never saw the removal: it still lists the old configuration.
+    assert_eq!(c.node("n3").configuration().0.servers.len(), 3);
+    c.tick_all(50);
+    assert_ne!(c.node("n3").state(), RaftState::Removed, "nobody told it yet");
+    c.heal();
+    for _ in 0..100 {
+        c.tick_all(1);
+        if c.node("n3").is_removed() {
+            break;
+        }
+    }
+    assert_eq!(c.node("n3").state(), RaftState::Removed, "its pre-vote was answered 'removed' by the leader");
+    assert_eq!(c.leaders(), vec![ServerId::from("n1")], "the leader was not disturbed");
+    // It still lists itself as a voter, yet never campaigns again.
+    let term = c.node("n3").term();
+    for _ in 0..100 {
+        c.node("n3").tick();
+        assert!(!c.node("n3").has_ready(), "a removed server sends nothing");
+    }
+    assert_eq!(c.node("n3").term(), term);
+}
+
+#[test]
+fn s4_2_2_removed_answers_are_trusted_only_from_a_leader_of_a_current_term() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let n3 = c.node("n3");
+    n3.hard.term = 9;
+    n3.start_election(false);
+    let term = n3.term();
+    let stale = RequestVoteResponse { term: term - 1, granted: false, removed: true };
+    n3.step(Message {
+        from: "n1".into(),
+        to: "n3".into(),
+        rpc_id: 0,
+        body: Body::RequestVoteResponse(stale),
+    });
+    assert_eq!(n3.state(), RaftState::Candidate, "an older term's leader may be stale");
+    let current = RequestVoteResponse { term, granted: false, removed: true };
+    n3.step(Message {
+        from: "n1".into(),
+        to: "n3".into(),
+        rpc_id: 0,
+        body: Body::RequestVoteResponse(current),
+    });
+    assert_eq!(n3.state(), RaftState::Removed);
+}
+
+#[test]
+fn s4_2_2_only_a_leader_whose_removal_committed_says_removed() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n1");
+    // The removal is appended but cannot commit: n3 is not removed yet.
+    c.node("n1").propose_configuration(config_of(&ids(2))).expect("leader");
+    c.settle();
+    let req = pre_vote_request(c.node("n1").term() + 1, "n3", (0, 0));
+    c.node("n1").step(Message {
+        from: "n3".into(),
+        to: "n1".into(),
+        rpc_id: 7,
+        body: Body::RequestPreVote(req.clone()),
+    });
+    let ready = c.node("n1").take_ready();
+    let answer = ready.messages.iter().find(|m| m.rpc_id == 7).expect("answered");
+    assert!(
+        matches!(&answer.body, Body::RequestPreVoteResponse(r) if !r.removed),
+        "removal not committed yet"
+    );
+    // A follower never says removed, even when n3 is not in its configuration.
+    let n2 = c.node("n2");
+    n2.step(Message { from: "n9".into(), to: "n2".into(), rpc_id: 8, body: Body::RequestPreVote(req) });
+    let ready = n2.take_ready();
+    let answer = ready.messages.iter().find(|m| m.rpc_id == 8).expect("answered");
+    assert!(matches!(&answer.body, Body::RequestPreVoteResponse(r) if !r.removed));
+}
+
+#[test]
+fn s4_2_2_a_new_server_catching_up_through_configurations_without_it_is_not_removed() {
+    // One entry per request: n4 holds each configuration without it, with
+    // a commit index past it, before it receives the one that adds it.
+    let cfg = CoreConfig { max_append_entries: 1, ..CoreConfig::for_tests() };
+    let mut c = Cluster::new(3, cfg);
+    c.elect_node("n1");
+    c.settle();
+    for i in 0..5 {
+        c.node("n1").propose([cmd(&format!("x{i}"))]).expect("leader");
+    }
+    c.settle();
+    // n4 starts empty: its log will pass through configurations without it.
+    c.start("n4", CoreConfig::for_tests(), 4, InitialState::default());
+    let mut conf = c.node("n1").configuration().0.clone();
+    conf.servers.push(Server { suffrage: Suffrage::Nonvoter, id: "n4".into(), address: "n4".into() });
+    let idx = c.reconfigure("n1", conf);
+    c.tick_all(5);
+    let n4 = c.node("n4");
+    assert!(n4.commit_index() >= idx);
+    assert_eq!(n4.state(), RaftState::Follower, "an empty or older configuration is not a removal");
+}
+
+#[test]
+fn s4_2_2_a_restarted_core_that_recorded_its_removal_starts_removed() {
+    let conf = config_of(&ids(3));
+    let init = InitialState { removed: true, ..bootstrapped(&conf) };
+    let core = Core::new("n1".into(), CoreConfig::for_tests(), 1, init).expect("core");
+    assert_eq!(core.state(), RaftState::Removed);
+    // From the log alone: member at 1, excluded at 2, both applied.
+    let later = config_of(&ids(2));
+    let mut init = bootstrapped(&conf);
+    init.entries.push(Log::new(2, 1, LogType::Configuration, crate::codec::encode(&later).expect("encode")));
+    init.applied = 2;
+    let core = Core::new("n3".into(), CoreConfig::for_tests(), 1, init.clone()).expect("core");
+    assert_eq!(core.state(), RaftState::Removed);
+    // Not applied: the removal may not have committed, so be conservative.
+    init.applied = 1;
+    let core = Core::new("n3".into(), CoreConfig::for_tests(), 1, init).expect("core");
+    assert_eq!(core.state(), RaftState::Follower);
+}
+
+#[test]
+fn s4_2_2_a_joiner_that_caught_up_to_the_commit_but_not_to_its_own_addition_is_not_removed() {
+    let cfg = CoreConfig { max_append_entries: 2, ..CoreConfig::for_tests() };
+    let mut c = Cluster::new(3, cfg.clone());
+    c.elect_node("n1");
+    c.settle();
+    assert_eq!(c.node("n1").commit_index(), 2, "bootstrap entry and the leader's no-op");
+    c.start("n4", cfg, 4, InitialState::default());
+    // The addition cannot commit: n2 and n3 are cut off from the leader.
+    for id in ["n2", "n3"] {
+        c.cut_between("n1", id);
+    }
+    let mut conf = c.node("n1").configuration().0.clone();
+    conf.servers.push(Server { suffrage: Suffrage::Nonvoter, id: "n4".into(), address: "n4".into() });
+    c.node("n1").propose_configuration(conf).expect("leader");
+    c.settle();
+    for _ in 0..3 {
+        c.node("n1").tick();
+        c.settle();
+    }
+    let n4 = c.node("n4");
+    assert_eq!(n4.commit_index(), 2, "n4 reached the leader's commit index");
+    assert_eq!(n4.state(), RaftState::Follower, "configurations from before it joined are not a removal");
+}
+
+#[test]
+fn s4_2_2_a_server_catching_up_past_its_removal_to_its_re_addition_is_not_removed() {
+    // n3 misses its removal and its re-addition under the same id. It then
+    // catches up one entry at a time: when it holds the removal (committed,
+    // as the leader's commit index says) but not yet the entry adding it
+    // back, its log does not reach the leader's commit index, so it must
+    // not conclude it was removed.
+    let cfg = CoreConfig { max_append_entries: 1, ..CoreConfig::for_tests() };
+    let mut c = Cluster::new(3, cfg);
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n3");
+    let removed_at = c.reconfigure("n1", config_of(&ids(2)));
+    let added_at = c.reconfigure("n1", config_of(&ids(3)));
+    assert!(c.node("n1").commit_index() >= added_at, "both changes committed");
+    assert!(c.node("n3").last_index() < removed_at, "n3 missed both");
+    c.heal();
+    c.tick_all(20);
+    let n3 = c.node("n3");
+    assert_eq!(n3.state(), RaftState::Follower, "an old removal followed by a re-addition is not a removal");
+    assert!(n3.commit_index() >= added_at, "n3 caught up");
+}
+
+#[test]
+fn s4_2_2_a_server_restarted_as_removed_declines_every_request() {
+    let init = InitialState { removed: true, ..bootstrapped(&config_of(&ids(3))) };
+    let mut core = Core::new("n1".into(), CoreConfig::for_tests(), 1, init).expect("core");
+    assert!(core.is_removed());
+    core.step(msg("n2", "n1", 3, Body::RequestVote(vote_request(5, "n2", (9, 4)))));
+    core.step(msg("n3", "n1", 4, Body::AppendEntries(append_request(5, "n3", (0, 0), Vec::new(), 0))));
+    let ready = core.take_ready();
+    assert_eq!(ready.declined, vec![3, 4]);
+    assert!(ready.messages.is_empty() && ready.persisted_messages.is_empty());
+}
