@@ -139,10 +139,9 @@
 pub mod architecture;
 pub mod codec;
 pub mod config;
-// The core's full API is exercised by the simulation harness (feature
-// `testing`); some of it is only used there.
-#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 mod core;
+#[cfg(test)]
+mod core_purity;
 pub mod error;
 pub mod fsm;
 pub mod log_cache;
@@ -176,5 +175,5 @@ pub use storage::{LogStore, StableStore};
 pub use transport::Transport;
 pub use types::{
     ClusterId, Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId,
-    SnapshotMeta, Suffrage,
+    SnapshotMeta, SnapshotPosition, Suffrage,
 };

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::types::{ClusterId, Log, ServerId, SnapshotMeta};
 
 /// Replicates entries and serves as the leader's heartbeat (Raft Figure 2).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The default is an empty heartbeat of term 0 from an empty id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendEntriesRequest {
     /// Leader's term.
     pub term: u64,

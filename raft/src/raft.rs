@@ -26,7 +26,9 @@ use crate::runtime::{
 use crate::snapshot::{SnapshotReader, SnapshotStore};
 use crate::storage::{LogStore, StableStore};
 use crate::transport::Transport;
-use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta};
+use crate::types::{
+    Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta, SnapshotPosition,
+};
 
 /// How much longer than its timeout a membership change waits for the main
 /// task's own answer at the deadline (which says what happened, e.g.
@@ -145,9 +147,9 @@ impl<F: Fsm> Raft<F> {
         let inbound = transport.take_consumer()?;
         let init = startup::load_initial_state(&config, &mut fsm, &*logs, &*stable, &*snaps).await?;
         let applied_start = init.applied;
-        let snapshot_index_start = init.snapshot_index;
-        let last_snapshot = (init.snapshot_index, init.snapshot_term);
-        let compacted_through = compacted_through(&*logs, init.snapshot_index).await?;
+        let snapshot_index_start = init.snapshot_index();
+        let last_snapshot = (init.snapshot_index(), init.snapshot_term());
+        let compacted_through = compacted_through(&*logs, init.snapshot_index()).await?;
         let max_message = transport.max_message_size();
         let max_command = max_message.map(|m| crate::transport::max_command_size(m, &config.local_id));
         if let (Some(message), Some(command)) = (max_message, max_command) {
@@ -159,7 +161,8 @@ impl<F: Fsm> Raft<F> {
         }
         let core_config = config.core_config_for_transport(max_message);
         let core = Core::new(config.local_id.clone(), core_config, seed_for(&config.local_id), init)
-            .map_err(|reason| {
+            .map_err(|e| {
+                let reason = e.to_string();
                 Error::Storage(StorageError::Corrupt { path: "log store".into(), offset: 0, reason })
             })?;
         tracing::info!(
@@ -209,7 +212,7 @@ impl<F: Fsm> Raft<F> {
         let writer_task = tokio::spawn(writer::run(logs, stable, writer_rx, writer_events_tx));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (position_conf, position_conf_index) = core.committed_configuration();
-        let position = apply::Position {
+        let position = SnapshotPosition {
             index: applied_start,
             term: core.term_at(applied_start).unwrap_or(0),
             configuration: position_conf.clone(),

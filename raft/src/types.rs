@@ -383,3 +383,33 @@ pub struct SnapshotMeta {
     /// Size of the snapshot data in bytes.
     pub size: u64,
 }
+
+impl SnapshotMeta {
+    /// The log position the snapshot covers (everything but its id and
+    /// size).
+    pub fn position(&self) -> SnapshotPosition {
+        SnapshotPosition {
+            index: self.index,
+            term: self.term,
+            configuration: self.configuration.clone(),
+            configuration_index: self.configuration_index,
+        }
+    }
+}
+
+/// A position in the log as a snapshot sees it: the last entry it covers
+/// and the cluster configuration in force there.
+///
+/// This is what the state machine reflects after applying (or restoring)
+/// up to `index`, and what a node needs to restart from a compacted log.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SnapshotPosition {
+    /// Index of the last entry covered.
+    pub index: u64,
+    /// Term of that entry.
+    pub term: u64,
+    /// The latest configuration at `index`.
+    pub configuration: Configuration,
+    /// Index of the entry that carried `configuration`.
+    pub configuration_index: u64,
+}

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft::{Error, RaftState, ServerId};
+use raft::message::AppendEntriesRequest;
+use raft::transport::inmem::InmemNetwork;
+use raft::{Error, RaftState, ServerId, Transport, TransportError};
 use raft_tests::TestCluster;
 
 const T: Duration = Duration::from_secs(10);
@@ -359,5 +361,42 @@ async fn a_full_request_queue_delays_writes_and_reads_without_losing_any() {
     let last = raft.barrier(T).await.expect("barrier");
     c.wait_applied(&leader, last, T).await;
     assert_eq!(c.applied(&leader).len(), 51, "the first write and the 50 concurrent ones, once each");
+    c.shutdown().await;
+}
+
+/// A request the receiving core declines (an AppendEntries from a second
+/// leader of its own term) is answered with `Rejected` at once, not left
+/// waiting for the sender's timeout, and changes nothing.
+#[tokio::test(start_paused = true)]
+async fn a_request_the_receiver_declines_is_rejected_at_once() {
+    let net = InmemNetwork::new();
+    let mut c: TestCluster = TestCluster::with_network(3, net.clone()).await;
+    let leader = c.wait_for_leader().await;
+    let term = c.raft(&leader).metrics().borrow().term;
+    let cluster_id = c.raft(&leader).cluster_id();
+    let heartbeat = AppendEntriesRequest {
+        term,
+        leader_id: "intruder".into(),
+        round: 1,
+        cluster_id,
+        ..Default::default()
+    };
+    let intruder = net.transport("intruder");
+    let started = tokio::time::Instant::now();
+    let err = intruder
+        .append_entries(&leader.as_str().into(), &leader.as_str().into(), heartbeat)
+        .await
+        .expect_err("a second leader's AppendEntries is declined");
+    assert!(
+        matches!(err, TransportError::Rejected(ref m) if m == "request ignored by the receiver"),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "answered at once, after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(c.raft(&leader).metrics().borrow().term, term);
+    assert_eq!(c.wait_for_leader().await, leader, "the leader kept leading");
     c.shutdown().await;
 }

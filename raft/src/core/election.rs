@@ -45,8 +45,20 @@ impl Core {
         }
     }
 
-    /// Handles a message from a peer.
+    /// Handles a message from a peer. An inbound request with a non-zero
+    /// `rpc_id` is either answered (a message carrying its `rpc_id`) or
+    /// listed in [`Ready::declined`](super::Ready::declined).
     pub fn step(&mut self, msg: Message) {
+        let request = (msg.rpc_id != 0 && msg.body.is_request()).then_some(msg.rpc_id);
+        self.handle_message(msg);
+        if let Some(rpc_id) = request {
+            if !self.answered(rpc_id) {
+                self.ready.declined.push(rpc_id);
+            }
+        }
+    }
+
+    fn handle_message(&mut self, msg: Message) {
         if self.is_removed() {
             tracing::debug!(id = %self.id, from = %msg.from, "removed from the cluster; ignoring message");
             return;
@@ -163,7 +175,8 @@ impl Core {
         self.election_timeout = self.rng.range(base, 2 * base);
     }
 
-    /// Moves to follower in `term` (which must be >= the current term).
+    /// Moves to follower in `term` (which must be >= the current term). A
+    /// leader handing over leadership reports the transfer completed.
     pub(crate) fn become_follower(&mut self, term: u64, leader: Option<ServerId>) {
         let was_leader = self.is_leader();
         if term > self.hard.term {
@@ -174,6 +187,9 @@ impl Core {
         if was_leader {
             self.fail_pending_reads(Refusal::LeadershipLost);
             tracing::info!(id = %self.id, term, "stepping down from leader");
+            if self.transfer_in_progress() {
+                self.ready.transfer_completed = true;
+            }
         }
         self.role = Role::Follower;
         self.leader = leader;

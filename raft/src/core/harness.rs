@@ -4,9 +4,11 @@
 //! feature only.
 //!
 //! - [`execute`] runs one `Ready` in the order the [core](super) documents,
-//!   calling a [`ReadyHost`] for each output: reports, messages, an installed
-//!   snapshot (whose log deletion becomes part of the write), the durable
-//!   [`DurableWrite`], snapshots to stream, committed entries, then reads.
+//!   calling a [`ReadyHost`] for each output: reports, messages, the
+//!   snapshot install that `install_snapshot` or `restore_snapshot` returned
+//!   just before (its log deletion becomes part of the write), the durable
+//!   [`DurableWrite`], snapshots to stream, committed entries, reads, then
+//!   declined requests and the end of a leadership transfer.
 //! - [`MemLog`] is a durable log in memory (term, vote, entries after a
 //!   compaction point) that applies a `DurableWrite` the way a log store
 //!   must, refusing writes that would corrupt it.
@@ -35,7 +37,11 @@ pub(crate) struct Compaction {
 impl Compaction {
     /// The log deletion an installed snapshot asks for.
     pub(crate) fn of_install(snapshot: &InstalledSnapshot) -> Self {
-        Self { through: snapshot.index, term: snapshot.term, discard_all: snapshot.discard_log }
+        Self {
+            through: snapshot.position.index,
+            term: snapshot.position.term,
+            discard_all: snapshot.discard_log,
+        }
     }
 }
 
@@ -169,9 +175,10 @@ pub(crate) trait ReadyHost {
     /// Step 1: sends a message now.
     fn send(&mut self, msg: Message) -> Result<(), Self::Error>;
 
-    /// Before the write: the core installed a received snapshot; restore the
-    /// state machine from it. The log deletion it needs is written first in
-    /// the same [`DurableWrite`].
+    /// Before the write: the core installed a snapshot (what
+    /// `install_snapshot` or `restore_snapshot` returned); restore the state
+    /// machine from it. The log deletion it needs is written first in the
+    /// same [`DurableWrite`].
     fn install(&mut self, snapshot: InstalledSnapshot) -> Result<(), Self::Error>;
 
     /// Step 2: queues the durable write; once it is durable the host calls
@@ -197,18 +204,31 @@ pub(crate) trait ReadyHost {
 
     /// A leadership transfer gave up.
     fn transfer_aborted(&mut self) -> Result<(), Self::Error>;
+
+    /// A leadership transfer ended with this node no longer leading.
+    fn transfer_completed(&mut self) -> Result<(), Self::Error>;
+
+    /// The core declined to answer the inbound request `rpc_id` (see
+    /// [`Ready::declined`]): its sender gets no answer.
+    fn declined(&mut self, rpc_id: u64) -> Result<(), Self::Error>;
 }
 
-/// Executes one `Ready` on `host` in the documented order.
-pub(crate) fn execute<H: ReadyHost>(ready: Ready, host: &mut H) -> Result<(), H::Error> {
+/// Executes one `Ready` on `host` in the documented order; `installed` is
+/// the snapshot install the core returned since the previous `Ready` (if
+/// any), executed ahead of this `Ready`'s writes.
+pub(crate) fn execute<H: ReadyHost>(
+    ready: Ready,
+    installed: Option<InstalledSnapshot>,
+    host: &mut H,
+) -> Result<(), H::Error> {
     for reset in ready.log_resets {
         host.log_reset(reset)?;
     }
     for m in ready.messages {
         host.send(m)?;
     }
-    let compact = ready.installed_snapshot.as_ref().map(Compaction::of_install);
-    if let Some(snapshot) = ready.installed_snapshot {
+    let compact = installed.as_ref().map(Compaction::of_install);
+    if let Some(snapshot) = installed {
         host.install(snapshot)?;
     }
     let write = DurableWrite {
@@ -236,6 +256,12 @@ pub(crate) fn execute<H: ReadyHost>(ready: Ready, host: &mut H) -> Result<(), H:
     }
     if ready.transfer_aborted {
         host.transfer_aborted()?;
+    }
+    if ready.transfer_completed {
+        host.transfer_completed()?;
+    }
+    for rpc_id in ready.declined {
+        host.declined(rpc_id)?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 
+use super::error::InconsistentState;
 use crate::transport::ENTRY_OVERHEAD;
 use crate::types::Log;
 
@@ -32,21 +33,21 @@ impl RaftLog {
     /// A log whose compacted prefix ends at `snapshot_index` (of
     /// `snapshot_term`), followed by `entries`. Entries that do not follow on
     /// contiguously are rejected with a description of the gap.
-    pub(crate) fn new(snapshot_index: u64, snapshot_term: u64, entries: Vec<Log>) -> Result<Self, String> {
+    pub(crate) fn new(
+        snapshot_index: u64,
+        snapshot_term: u64,
+        entries: Vec<Log>,
+    ) -> Result<Self, InconsistentState> {
         let mut log = Self { snapshot_index, snapshot_term, entries: VecDeque::with_capacity(entries.len()) };
         for e in entries {
             if e.index <= snapshot_index {
                 continue;
             }
             if e.index != log.last_index() + 1 {
-                return Err(format!(
-                    "log has a gap: expected index {}, found {}",
-                    log.last_index() + 1,
-                    e.index
-                ));
+                return Err(InconsistentState::LogGap { expected: log.last_index() + 1, found: e.index });
             }
             if e.term < log.last_term() {
-                return Err(format!("log term decreases at index {}", e.index));
+                return Err(InconsistentState::TermDecreases { index: e.index });
             }
             log.entries.push_back(e);
         }
@@ -275,7 +276,10 @@ mod tests {
     #[test]
     fn rejects_gaps() {
         let entries = vec![Log::new(1, 1, LogType::Command, ""), Log::new(3, 1, LogType::Command, "")];
-        assert!(RaftLog::new(0, 0, entries).is_err());
+        assert!(matches!(
+            RaftLog::new(0, 0, entries),
+            Err(InconsistentState::LogGap { expected: 2, found: 3 })
+        ));
     }
 
     #[test]

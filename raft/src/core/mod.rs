@@ -26,12 +26,25 @@
 //! - `promotion`: when a server added as a voter has caught up.
 //! - `removal`: learning that this server was removed (terminal state).
 //! - `rng`: seeded randomness for timeouts.
+//! - `boundary`: the types crossing the boundary (`Message`, `Ready`,
+//!   `InitialState`, ...).
+//! - `error`: the core's error types (`Refusal`, ...).
 //! - `harness` (tests and the `testing` feature): executing a `Ready`
 //!   against in-memory durable state, shared by the scenario tests
 //!   (`scenario`, beside each rule file in `<rule>/tests.rs`) and the core
 //!   simulation.
+//!
+//! # Boundary
+//! Every inbound request (a message with a non-zero `rpc_id`) is either
+//! answered by a message carrying its `rpc_id` or listed in
+//! [`Ready::declined`]; the driver never inspects the core's queues to find
+//! out which. The core stays free of I/O, clocks and the runtime: the
+//! `purity` test fails the build's tests if a file here names tokio,
+//! `std::time`, `std::fs`, `std::net` or the runtime.
 
+mod boundary;
 mod election;
+mod error;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod harness;
 mod log;
@@ -52,12 +65,12 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::message::{
-    AppendEntriesRequest, AppendEntriesResponse, RequestPreVoteRequest, RequestPreVoteResponse,
-    RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
-};
 use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
+pub use self::boundary::{
+    Body, InitialState, InstalledSnapshot, LogReset, Message, PeerProgress, ReadState, Ready,
+};
+pub use self::error::{CompactError, InconsistentState, InvalidRequest, Refusal};
 pub(crate) use self::log::RaftLog;
 use self::membership::Membership;
 use self::progress::Progress;
@@ -90,7 +103,9 @@ pub struct CoreConfig {
 }
 
 impl CoreConfig {
-    /// A small configuration convenient for tests and simulations.
+    /// A small configuration convenient for tests and simulations (the
+    /// inspection accessors below gated the same way serve their checks).
+    #[cfg(any(test, feature = "testing"))]
     pub fn for_tests() -> Self {
         Self {
             heartbeat_ticks: 1,
@@ -104,201 +119,6 @@ impl CoreConfig {
             max_append_bytes: 1024 * 1024,
         }
     }
-}
-
-/// A message between two cores.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    /// Sender.
-    pub from: ServerId,
-    /// Recipient.
-    pub to: ServerId,
-    /// For responses: the driver's token of the request being answered
-    /// (copied from the request). 0 for requests the core originates.
-    pub rpc_id: u64,
-    /// The payload.
-    pub body: Body,
-}
-
-/// The payload of a [`Message`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum Body {
-    AppendEntries(AppendEntriesRequest),
-    AppendEntriesResponse(AppendEntriesResponse),
-    RequestVote(RequestVoteRequest),
-    RequestVoteResponse(RequestVoteResponse),
-    RequestPreVote(RequestPreVoteRequest),
-    RequestPreVoteResponse(RequestPreVoteResponse),
-    TimeoutNow(TimeoutNowRequest),
-    TimeoutNowResponse(TimeoutNowResponse),
-}
-
-impl Body {
-    /// The term the message carries.
-    pub fn term(&self) -> u64 {
-        match self {
-            Body::AppendEntries(m) => m.term,
-            Body::AppendEntriesResponse(m) => m.term,
-            Body::RequestVote(m) => m.term,
-            Body::RequestVoteResponse(m) => m.term,
-            Body::RequestPreVote(m) => m.term,
-            Body::RequestPreVoteResponse(m) => m.term,
-            Body::TimeoutNow(m) => m.term,
-            Body::TimeoutNowResponse(m) => m.term,
-        }
-    }
-}
-
-/// Why a proposal or read was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Not the leader; the known leader, if any.
-    NotLeader(Option<ServerId>),
-    /// A leadership transfer is in progress.
-    TransferInProgress,
-    /// Leadership was lost before the operation completed.
-    LeadershipLost,
-    /// A configuration change is still uncommitted.
-    ConfigurationChangeInProgress,
-    /// The request named a server that is not in the configuration, or
-    /// otherwise does not fit the current state.
-    Invalid(String),
-    /// The request named a server that is not in the configuration.
-    UnknownServer(ServerId),
-    /// The request named a server that is in the configuration but is not
-    /// a voter (e.g. as a leadership transfer target).
-    NotAVoter(ServerId),
-    /// This node was removed from the configuration (terminal).
-    Removed,
-}
-
-/// What a leader knows about one follower.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerProgress {
-    /// The follower.
-    pub id: ServerId,
-    /// Highest index known replicated there.
-    pub matched: u64,
-    /// Next index to send.
-    pub next: u64,
-    /// Ticks since the follower last answered.
-    pub ticks_since_contact: u64,
-}
-
-/// A read confirmed by a quorum: safe to serve once `applied >= index`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadState {
-    /// The driver's token for the read.
-    pub id: u64,
-    /// The read index.
-    pub index: u64,
-}
-
-/// Work for the driver, produced by the core. See the module docs for the
-/// order of execution.
-#[derive(Debug, Default)]
-pub struct Ready {
-    /// Messages to send now.
-    pub messages: Vec<Message>,
-    /// New term/vote to make durable before `persisted_messages` go out.
-    pub hard_state: Option<HardState>,
-    /// Delete every stored entry with index >= this, before appending.
-    pub truncate_from: Option<u64>,
-    /// Entries to append durably.
-    pub entries: Vec<Log>,
-    /// Messages to send once the above is durable.
-    pub persisted_messages: Vec<Message>,
-    /// Committed entries to apply, in order.
-    pub committed: Vec<Log>,
-    /// Reads confirmed by a quorum.
-    pub reads: Vec<ReadState>,
-    /// Reads that failed.
-    pub failed_reads: Vec<(u64, Refusal)>,
-    /// A leadership transfer gave up (target did not take over in time).
-    pub transfer_aborted: bool,
-    /// Followers that need a snapshot: stream the newest one to each and
-    /// report with [`Core::snapshot_sent`].
-    pub snapshots_to_send: Vec<ServerId>,
-    /// A snapshot received from the leader was installed: replace the log
-    /// (see [`InstalledSnapshot`]) and restore the state machine from it
-    /// before applying anything after it.
-    pub installed_snapshot: Option<InstalledSnapshot>,
-    /// (Leader) followers whose logs turned out not to hold entries they had
-    /// acknowledged: their progress was reset and they are being
-    /// re-replicated. For observers and metrics; nothing to execute.
-    pub log_resets: Vec<LogReset>,
-}
-
-/// A follower whose log lost entries it had acknowledged (see
-/// [`Ready::log_resets`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogReset {
-    /// The follower.
-    pub peer: ServerId,
-    /// The index it had acknowledged (its match index before the reset).
-    pub matched: u64,
-    /// Its last log index, as its rejection reported it.
-    pub last_log_index: u64,
-}
-
-/// Instructions after [`Core::install_snapshot`] accepted a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InstalledSnapshot {
-    /// Last index the snapshot covers.
-    pub index: u64,
-    /// Its term.
-    pub term: u64,
-    /// Delete the whole stored log (it conflicted with or ended before the
-    /// snapshot); otherwise delete only entries up to `index`.
-    pub discard_log: bool,
-}
-
-impl Ready {
-    /// Whether there is anything to do.
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-            && self.hard_state.is_none()
-            && self.truncate_from.is_none()
-            && self.entries.is_empty()
-            && self.persisted_messages.is_empty()
-            && self.committed.is_empty()
-            && self.reads.is_empty()
-            && self.failed_reads.is_empty()
-            && !self.transfer_aborted
-            && self.snapshots_to_send.is_empty()
-            && self.installed_snapshot.is_none()
-            && self.log_resets.is_empty()
-    }
-
-    /// Whether the durable part (`hard_state`, `truncate_from`, `entries`,
-    /// `persisted_messages`) is non-empty.
-    pub fn needs_persist(&self) -> bool {
-        self.hard_state.is_some()
-            || self.truncate_from.is_some()
-            || !self.entries.is_empty()
-            || !self.persisted_messages.is_empty()
-    }
-}
-
-/// The durable state a core restarts from.
-#[derive(Clone, Debug, Default)]
-pub struct InitialState {
-    /// Term and vote.
-    pub hard_state: HardState,
-    /// Index and term of the last compacted entry (0, 0 if none).
-    pub snapshot_index: u64,
-    /// Term of that entry.
-    pub snapshot_term: u64,
-    /// Configuration as of the snapshot, and its index.
-    pub snapshot_configuration: Option<(u64, Configuration)>,
-    /// Log entries after the snapshot, contiguous.
-    pub entries: Vec<Log>,
-    /// Index up to which the state machine has already applied entries.
-    pub applied: u64,
-    /// The node recorded earlier that it was removed from the cluster: it
-    /// starts in the terminal removed state.
-    pub removed: bool,
 }
 
 pub(crate) enum Role {
@@ -351,30 +171,34 @@ pub struct Core {
 }
 
 impl Core {
-    /// Builds a core from durable state. Returns an error describing the
-    /// problem if the state is inconsistent (a gap in the log, an undecodable
-    /// configuration entry).
-    pub fn new(id: ServerId, cfg: CoreConfig, seed: u64, init: InitialState) -> Result<Self, String> {
-        let last_snapshot_index = init.snapshot_index;
-        let (cfg_index, cfg_conf) = init.snapshot_configuration.clone().unwrap_or_default();
-        let mut membership = Membership::new(cfg_index, cfg_conf);
+    /// Builds a core from durable state. Fails if the state is
+    /// inconsistent (a gap in the log, an undecodable configuration entry).
+    pub fn new(
+        id: ServerId,
+        cfg: CoreConfig,
+        seed: u64,
+        init: InitialState,
+    ) -> Result<Self, InconsistentState> {
+        let snapshot = init.snapshot.unwrap_or_default();
+        let mut membership = Membership::new(snapshot.configuration_index, snapshot.configuration);
         for e in &init.entries {
-            if e.index > last_snapshot_index && e.log_type == LogType::Configuration {
-                let conf: Configuration = crate::codec::decode(&e.data)
-                    .map_err(|err| format!("configuration entry {} is undecodable: {err}", e.index))?;
+            if e.index > snapshot.index && e.log_type == LogType::Configuration {
+                let conf: Configuration = crate::codec::decode(&e.data).map_err(|source| {
+                    InconsistentState::UndecodableConfiguration { index: e.index, source }
+                })?;
                 membership.push(e.index, conf);
             }
         }
-        let log = RaftLog::new(init.snapshot_index, init.snapshot_term, init.entries)?;
+        let log = RaftLog::new(snapshot.index, snapshot.term, init.entries)?;
         let persisted = log.last_index();
-        let applied = init.applied.max(init.snapshot_index).min(log.last_index());
+        let applied = init.applied.max(snapshot.index).min(log.last_index());
         let mut core = Self {
             id,
             cfg,
             rng: Rng::new(seed),
             hard: init.hard_state,
             log,
-            commit: init.snapshot_index.max(applied),
+            commit: snapshot.index.max(applied),
             applied_sent: applied,
             persisted,
             membership,
@@ -393,6 +217,7 @@ impl Core {
     }
 
     /// This node's id.
+    #[cfg(any(test, feature = "testing"))]
     pub fn id(&self) -> &ServerId {
         &self.id
     }
@@ -403,6 +228,7 @@ impl Core {
     }
 
     /// Who this node voted for in the current term.
+    #[cfg(any(test, feature = "testing"))]
     pub fn vote(&self) -> Option<&ServerId> {
         self.hard.vote.as_ref()
     }
@@ -448,17 +274,21 @@ impl Core {
         self.log.last_term()
     }
 
-    /// Highest index locally durable.
+    /// Highest index locally durable (for the simulation's checks and the
+    /// scenario tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn persisted_index(&self) -> u64 {
         self.persisted
     }
 
     /// Highest index handed out for applying.
+    #[cfg(any(test, feature = "testing"))]
     pub fn applied_index(&self) -> u64 {
         self.applied_sent
     }
 
     /// The entry at `index`, if held in memory.
+    #[cfg(any(test, feature = "testing"))]
     pub fn entry(&self, index: u64) -> Option<&Log> {
         self.log.entry(index)
     }
@@ -562,7 +392,7 @@ impl Core {
         let mut entries = Vec::new();
         for (index, (log_type, data)) in (first..).zip(commands) {
             if log_type == LogType::Configuration {
-                return Err(Refusal::Invalid("use propose_configuration for configuration changes".into()));
+                return Err(InvalidRequest::ConfigurationViaPropose.into());
             }
             entries.push(Log { index, term, log_type, data });
         }
@@ -588,8 +418,9 @@ impl Core {
                 return Err(Refusal::ConfigurationChangeInProgress);
             }
         }
-        configuration.validate().map_err(Refusal::Invalid)?;
-        let data = crate::codec::encode(&configuration).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        configuration.validate().map_err(InvalidRequest::Configuration)?;
+        let data =
+            crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
         self.forget_moved_peers(&configuration);
         let index = self.log.last_index() + 1;
         self.append_local(vec![Log {
@@ -608,10 +439,11 @@ impl Core {
             return Err(Refusal::Removed);
         }
         if self.hard.term != 0 || self.log.last_index() != 0 || self.log.snapshot_index() != 0 {
-            return Err(Refusal::Invalid("node already has state".into()));
+            return Err(InvalidRequest::AlreadyHasState.into());
         }
-        configuration.validate().map_err(Refusal::Invalid)?;
-        let data = crate::codec::encode(&configuration).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        configuration.validate().map_err(InvalidRequest::Configuration)?;
+        let data =
+            crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
         self.hard.term = 1;
         self.ready.hard_state = Some(self.hard.clone());
         self.append_local(vec![Log {
@@ -656,11 +488,11 @@ impl Core {
 
     /// Forgets log entries up to `index` after a snapshot covers them.
     /// Only committed, applied entries can be compacted.
-    pub fn compact(&mut self, index: u64) -> Result<(), String> {
+    pub fn compact(&mut self, index: u64) -> Result<(), CompactError> {
         if index > self.applied_sent || index > self.commit {
-            return Err(format!("cannot compact to {index}: only {} is applied", self.applied_sent));
+            return Err(CompactError::NotApplied { index, applied: self.applied_sent });
         }
-        let term = self.log.term(index).ok_or_else(|| format!("entry {index} is not in the log"))?;
+        let term = self.log.term(index).ok_or(CompactError::NotInLog { index })?;
         self.log.compact_to(index, term);
         self.membership.compact(self.commit);
         Ok(())
@@ -687,6 +519,12 @@ impl Core {
         } else {
             self.ready.messages.push(msg);
         }
+    }
+
+    /// Whether the pending work holds an answer to inbound request `rpc_id`.
+    fn answered(&self, rpc_id: u64) -> bool {
+        let ready = &self.ready;
+        ready.messages.iter().chain(&ready.persisted_messages).any(|m| m.rpc_id == rpc_id)
     }
 
     pub(crate) fn persist_hard_state(&mut self) {

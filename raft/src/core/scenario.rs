@@ -33,7 +33,7 @@ use super::{
     Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal,
 };
 use crate::message::{AppendEntriesRequest, RequestPreVoteRequest, RequestVoteRequest};
-use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId};
+use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, SnapshotPosition};
 
 /// The ids `n1..=nN`.
 pub(super) fn ids(n: usize) -> Vec<ServerId> {
@@ -120,9 +120,9 @@ pub(super) fn append_request(
 pub(super) struct Disk {
     /// Term, vote and log.
     pub(super) mem: MemLog,
-    /// The configuration (and its index) of the snapshot the log was last
-    /// replaced with, if any: a restart needs it.
-    snapshot_configuration: Option<(u64, Configuration)>,
+    /// The snapshot the log was last replaced with, if any: a restart
+    /// needs its configuration.
+    snapshot: Option<SnapshotPosition>,
 }
 
 impl Disk {
@@ -130,11 +130,11 @@ impl Disk {
     fn from_initial(init: &InitialState) -> Self {
         let mem = MemLog {
             hard: init.hard_state.clone(),
-            log_start: init.snapshot_index,
-            log_start_term: init.snapshot_term,
+            log_start: init.snapshot_index(),
+            log_start_term: init.snapshot_term(),
             log: init.entries.clone(),
         };
-        Self { mem, snapshot_configuration: init.snapshot_configuration.clone() }
+        Self { mem, snapshot: init.snapshot.clone() }
     }
 
     /// What a core restarting from this disk starts with: the state machine
@@ -142,9 +142,7 @@ impl Disk {
     pub(super) fn initial_state(&self) -> InitialState {
         InitialState {
             hard_state: self.mem.hard.clone(),
-            snapshot_index: self.mem.log_start,
-            snapshot_term: self.mem.log_start_term,
-            snapshot_configuration: self.snapshot_configuration.clone(),
+            snapshot: self.snapshot.clone(),
             entries: self.mem.log.clone(),
             applied: self.mem.log_start,
             removed: false,
@@ -170,8 +168,12 @@ pub(super) struct Node {
     pub(super) snapshots_to_send: Vec<ServerId>,
     /// Reported log resets.
     pub(super) log_resets: Vec<LogReset>,
-    /// A leadership transfer was reported aborted.
-    pub(super) transfer_aborted: bool,
+    /// Leadership transfers reported aborted.
+    pub(super) transfers_aborted: usize,
+    /// Leadership transfers reported completed.
+    pub(super) transfers_completed: usize,
+    /// Inbound requests (by `rpc_id`) the core declined to answer.
+    pub(super) declined: Vec<u64>,
 }
 
 impl Node {
@@ -185,7 +187,9 @@ impl Node {
             failed_reads: Vec::new(),
             snapshots_to_send: Vec::new(),
             log_resets: Vec::new(),
-            transfer_aborted: false,
+            transfers_aborted: 0,
+            transfers_completed: 0,
+            declined: Vec::new(),
         }
     }
 
@@ -228,11 +232,10 @@ impl ReadyHost for Executing<'_> {
         Ok(())
     }
 
-    fn install(&mut self, _snapshot: InstalledSnapshot) -> Result<(), Self::Error> {
-        // The core restored its configuration from the snapshot: keep it for
-        // restarts (the state machine here is the list of applied entries).
-        let (conf, index) = self.node.core().committed_configuration();
-        self.node.disk.snapshot_configuration = Some((index, conf.clone()));
+    fn install(&mut self, snapshot: InstalledSnapshot) -> Result<(), Self::Error> {
+        // Keep the snapshot's position (its configuration) for restarts;
+        // the state machine here is the list of applied entries.
+        self.node.disk.snapshot = Some(snapshot.position);
         Ok(())
     }
 
@@ -265,14 +268,31 @@ impl ReadyHost for Executing<'_> {
     }
 
     fn transfer_aborted(&mut self) -> Result<(), Self::Error> {
-        self.node.transfer_aborted = true;
+        self.node.transfers_aborted += 1;
+        Ok(())
+    }
+
+    fn transfer_completed(&mut self) -> Result<(), Self::Error> {
+        self.node.transfers_completed += 1;
+        Ok(())
+    }
+
+    fn declined(&mut self, rpc_id: u64) -> Result<(), Self::Error> {
+        self.node.declined.push(rpc_id);
         Ok(())
     }
 }
 
-/// Executes `ready` for `node` in the documented order.
-fn execute(node: &mut Node, ready: Ready, sync: bool, out: &mut VecDeque<Message>) {
-    let Ok(()) = harness::execute(ready, &mut Executing { node, out, sync });
+/// Executes `ready` for `node` in the documented order, after the snapshot
+/// install `installed` (if any).
+fn execute(
+    node: &mut Node,
+    ready: Ready,
+    installed: Option<InstalledSnapshot>,
+    sync: bool,
+    out: &mut VecDeque<Message>,
+) {
+    let Ok(()) = harness::execute(ready, installed, &mut Executing { node, out, sync });
 }
 
 /// A synchronous cluster of cores driven by [`Node::execute`].
@@ -389,7 +409,7 @@ impl Cluster {
                 continue;
             }
             let ready = core.take_ready();
-            execute(node, ready, sync, &mut self.queue);
+            execute(node, ready, None, sync, &mut self.queue);
         }
     }
 
@@ -403,7 +423,28 @@ impl Cluster {
     pub(super) fn execute(&mut self, id: &str, ready: Ready) {
         let sync = self.auto_persist;
         let node = self.nodes.get_mut(&ServerId::from(id)).expect("node exists");
-        execute(node, ready, sync, &mut self.queue);
+        execute(node, ready, None, sync, &mut self.queue);
+    }
+
+    /// Node `id` installs `snapshot`, streamed by the leader `from` of
+    /// `term` (see [`Core::install_snapshot`]); an accepted install is
+    /// executed at once, with the `Ready` it leaves. Returns what the core
+    /// returned.
+    pub(super) fn install_snapshot(
+        &mut self,
+        id: &str,
+        from: &str,
+        term: u64,
+        snapshot: SnapshotPosition,
+    ) -> Result<Option<InstalledSnapshot>, u64> {
+        let outcome = self.node(id).install_snapshot(&from.into(), term, snapshot);
+        if let Ok(Some(installed)) = &outcome {
+            let sync = self.auto_persist;
+            let node = self.nodes.get_mut(&ServerId::from(id)).expect("node exists");
+            let ready = node.core().take_ready();
+            execute(node, ready, Some(installed.clone()), sync, &mut self.queue);
+        }
+        outcome
     }
 
     /// Completes node `id`'s oldest pending fsync. Returns whether there

@@ -6,8 +6,8 @@
 
 use super::membership::Membership;
 use super::progress::SendMode;
-use super::{Core, InstalledSnapshot, Refusal, Role};
-use crate::types::{Configuration, Log, LogType, ServerId};
+use super::{Core, InstalledSnapshot, InvalidRequest, Refusal, Role};
+use crate::types::{Configuration, Log, LogType, ServerId, SnapshotPosition};
 
 impl Core {
     /// Reports the outcome of streaming a snapshot covering `index` to
@@ -58,24 +58,21 @@ impl Core {
         Ok(())
     }
 
-    /// Installs a received snapshot that covers the log up to `index` (of
-    /// `snapshot_term`) and whose latest configuration is `configuration`
-    /// from `configuration_index`. Returns `Err(current_term)` if it came
-    /// from a stale term, `Ok(false)` if it was already covered (nothing to
-    /// do), `Ok(true)` if installed: the driver then finds the work in
-    /// `Ready::installed_snapshot`.
+    /// Installs a snapshot received from the leader of `term`, covering
+    /// `snapshot`. Returns `Err(current_term)` if it came from a stale term,
+    /// `Ok(None)` if it was already covered (nothing to do), and otherwise
+    /// the work to execute before the next [`Ready`](super::Ready): replace
+    /// the stored log and restore the state machine from the snapshot.
     pub fn install_snapshot(
         &mut self,
         from: &ServerId,
         term: u64,
-        index: u64,
-        snapshot_term: u64,
-        configuration: Configuration,
-        configuration_index: u64,
-    ) -> Result<bool, u64> {
+        snapshot: SnapshotPosition,
+    ) -> Result<Option<InstalledSnapshot>, u64> {
         self.snapshot_offered(from, term)?;
+        let (index, snapshot_term) = (snapshot.index, snapshot.term);
         if index <= self.commit {
-            return Ok(false);
+            return Ok(None);
         }
         let keep_suffix = self.log.term(index) == Some(snapshot_term);
         let kept: Vec<(u64, Configuration)> = if keep_suffix {
@@ -96,7 +93,7 @@ impl Core {
             self.ready.truncate_from = None;
         }
         self.ready.entries.retain(|e| e.index > index);
-        let mut membership = Membership::new(configuration_index, configuration);
+        let mut membership = Membership::new(snapshot.configuration_index, snapshot.configuration.clone());
         for (i, c) in kept {
             membership.push(i, c);
         }
@@ -105,10 +102,8 @@ impl Core {
         self.applied_sent = index;
         self.persisted = if keep_suffix { self.persisted.max(index) } else { index };
         self.ready.committed.clear();
-        self.ready.installed_snapshot =
-            Some(InstalledSnapshot { index, term: snapshot_term, discard_log: !keep_suffix });
         tracing::info!(id = %self.id, index, term = snapshot_term, keep_suffix, "installed snapshot");
-        Ok(true)
+        Ok(Some(InstalledSnapshot { position: snapshot, discard_log: !keep_suffix }))
     }
 }
 
@@ -118,19 +113,18 @@ impl Core {
     /// the last log entry (HashiCorp's `Restore`: the jump leaves a hole no
     /// follower can fill from the log, so each one installs the snapshot).
     /// The current configuration is kept. Appends a no-op after the
-    /// snapshot and returns its index: once it commits, a quorum holds the
-    /// restored state. Uncommitted entries are discarded.
-    pub fn restore_snapshot(&mut self, index: u64) -> Result<u64, Refusal> {
+    /// snapshot and returns its index (once it commits, a quorum holds the
+    /// restored state) with the install to execute before the next
+    /// [`Ready`](super::Ready), as for
+    /// [`Core::install_snapshot`]. Uncommitted entries are discarded.
+    pub fn restore_snapshot(&mut self, index: u64) -> Result<(u64, InstalledSnapshot), Refusal> {
         match &self.role {
             Role::Leader(l) if l.transfer.is_some() => return Err(Refusal::TransferInProgress),
             Role::Leader(_) => {}
             _ => return Err(Refusal::NotLeader(self.leader.clone())),
         }
         if index <= self.log.last_index() {
-            return Err(Refusal::Invalid(format!(
-                "restore index {index} must be past the last log index {}",
-                self.log.last_index()
-            )));
+            return Err(InvalidRequest::RestoreNotPastLog { index, last_index: self.log.last_index() }.into());
         }
         let term = self.hard.term;
         let configuration = self.membership.latest().0.clone();
@@ -138,11 +132,12 @@ impl Core {
         self.log.compact_to(index, term);
         self.ready.entries.clear();
         self.ready.truncate_from = None;
-        self.membership = Membership::new(index, configuration);
+        self.membership = Membership::new(index, configuration.clone());
         self.commit = index;
         self.applied_sent = index;
         self.persisted = index;
-        self.ready.installed_snapshot = Some(InstalledSnapshot { index, term, discard_log: true });
+        let position = SnapshotPosition { index, term, configuration, configuration_index: index };
+        let installed = InstalledSnapshot { position, discard_log: true };
         if let Role::Leader(leader) = &mut self.role {
             leader.term_start = index + 1;
             for p in leader.peers.values_mut() {
@@ -153,7 +148,7 @@ impl Core {
         let noop = Log { index: index + 1, term, log_type: LogType::Noop, data: bytes::Bytes::new() };
         self.append_local(vec![noop]);
         self.broadcast_append();
-        Ok(index + 1)
+        Ok((index + 1, installed))
     }
 
     /// (Leader) steps down without changing term, e.g. because the local

@@ -3,7 +3,7 @@
 //! starts an election at once; the transfer is abandoned if the target has
 //! not taken over within an election timeout.
 
-use super::{Body, Core, Refusal, Role};
+use super::{Body, Core, InvalidRequest, Refusal, Role};
 use crate::message::{TimeoutNowRequest, TimeoutNowResponse};
 use crate::types::ServerId;
 
@@ -29,7 +29,7 @@ impl Core {
         let target = match target {
             Some(t) => {
                 if t == self.id {
-                    return Err(Refusal::Invalid("cannot transfer leadership to self".into()));
+                    return Err(InvalidRequest::TransferToSelf.into());
                 }
                 if config.server(&t).is_none() {
                     return Err(Refusal::UnknownServer(t));
@@ -45,7 +45,7 @@ impl Core {
                 .filter(|(id, _)| config.is_voter(id))
                 .max_by_key(|(_, p)| p.matched)
                 .map(|(id, _)| id.clone())
-                .ok_or_else(|| Refusal::Invalid("no other voter to transfer to".into()))?,
+                .ok_or(InvalidRequest::NoVoterToTransferTo)?,
         };
         tracing::info!(id = %self.id, target = %target, "starting leadership transfer");
         self.fail_pending_reads(Refusal::TransferInProgress);

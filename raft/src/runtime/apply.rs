@@ -13,7 +13,7 @@ use super::{Applied, Waiter};
 use crate::error::{Error, FsmOperation, StorageError};
 use crate::fsm::{Fsm, FsmSnapshot};
 use crate::snapshot::SnapshotStore;
-use crate::types::{Configuration, Log, LogType};
+use crate::types::{Configuration, Log, LogType, SnapshotPosition};
 
 /// Committed entries plus whoever waits on some of them (by index).
 pub(crate) struct ApplyBatch<R> {
@@ -24,10 +24,7 @@ pub(crate) struct ApplyBatch<R> {
 /// A point-in-time FSM snapshot and the log position it reflects.
 pub(crate) struct Capture {
     pub(crate) snapshot: Box<dyn FsmSnapshot>,
-    pub(crate) index: u64,
-    pub(crate) term: u64,
-    pub(crate) configuration: Configuration,
-    pub(crate) configuration_index: u64,
+    pub(crate) position: SnapshotPosition,
 }
 
 /// Work for the FSM task.
@@ -35,17 +32,9 @@ pub(crate) enum ApplyMsg<R> {
     /// Apply these committed entries.
     Batch(ApplyBatch<R>),
     /// Replace the FSM state with a stored snapshot.
-    Restore { id: String, index: u64, term: u64, configuration: Configuration, configuration_index: u64 },
+    Restore { id: String, position: SnapshotPosition },
     /// Capture a snapshot of the current state.
     Capture(oneshot::Sender<Result<Capture, Error>>),
-}
-
-/// The log position the FSM state reflects.
-pub(crate) struct Position {
-    pub(crate) index: u64,
-    pub(crate) term: u64,
-    pub(crate) configuration: Configuration,
-    pub(crate) configuration_index: u64,
 }
 
 /// Most entries handed to one `apply_batch` call.
@@ -55,7 +44,8 @@ pub(crate) struct ApplyTask<F: Fsm> {
     pub(crate) fsm: F,
     pub(crate) batch_apply: bool,
     pub(crate) snaps: Arc<dyn SnapshotStore>,
-    pub(crate) position: Position,
+    /// The log position the FSM state reflects.
+    pub(crate) position: SnapshotPosition,
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) applied_tx: watch::Sender<u64>,
     /// Tells the main task that the FSM can no longer be trusted (a failed
@@ -95,8 +85,8 @@ pub(crate) async fn run<F: Fsm>(
                 }
                 task.apply(entries, waiters).await;
             }
-            ApplyMsg::Restore { id, index, term, configuration, configuration_index } => {
-                if !task.restore(&id, index, term, configuration, configuration_index).await {
+            ApplyMsg::Restore { id, position } => {
+                if !task.restore(&id, position).await {
                     // The FSM may hold part of a snapshot: applying more
                     // entries on top would publish wrong state.
                     return;
@@ -173,14 +163,8 @@ impl<F: Fsm> ApplyTask<F> {
     /// Restores the FSM from stored snapshot `id`, verified (see
     /// [`super::verify::restore_verified`]). Returns `false` if it failed:
     /// the FSM state can no longer be trusted and nothing more is applied.
-    async fn restore(
-        &mut self,
-        id: &str,
-        index: u64,
-        term: u64,
-        configuration: Configuration,
-        conf_index: u64,
-    ) -> bool {
+    async fn restore(&mut self, id: &str, position: SnapshotPosition) -> bool {
+        let index = position.index;
         let result = match self.snaps.open(id).await {
             Ok((meta, reader)) => {
                 super::verify::restore_verified(&mut self.fsm, id, reader, Some(meta.size)).await
@@ -190,7 +174,7 @@ impl<F: Fsm> ApplyTask<F> {
         match result {
             Ok(()) => {
                 tracing::info!(snapshot = id, index, "state machine restored from snapshot");
-                self.position = Position { index, term, configuration, configuration_index: conf_index };
+                self.position = position;
                 self.set_applied(index);
                 true
             }
@@ -212,13 +196,7 @@ impl<F: Fsm> ApplyTask<F> {
 
     async fn capture(&mut self) -> Result<Capture, Error> {
         let snapshot = self.fsm.snapshot().await.map_err(|e| Error::fsm(FsmOperation::Snapshot, e))?;
-        Ok(Capture {
-            snapshot,
-            index: self.position.index,
-            term: self.position.term,
-            configuration: self.position.configuration.clone(),
-            configuration_index: self.position.configuration_index,
-        })
+        Ok(Capture { snapshot, position: self.position.clone() })
     }
 }
 

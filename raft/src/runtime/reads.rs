@@ -58,7 +58,7 @@ pub(crate) fn refusal_error(refusal: Refusal, leader: Option<(ServerId, ServerAd
         Refusal::ConfigurationChangeInProgress => Error::ConfigurationChangeInProgress {
             pending: "a configuration entry is not committed yet".into(),
         },
-        Refusal::Invalid(msg) => Error::InvalidConfig(msg),
+        Refusal::Invalid(invalid) => Error::InvalidConfig(invalid.to_string()),
         Refusal::UnknownServer(id) => Error::UnknownServer(id),
         Refusal::NotAVoter(id) => Error::NotAVoter(id),
         Refusal::Removed => Error::Removed,

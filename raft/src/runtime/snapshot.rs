@@ -17,7 +17,7 @@ use super::apply::ApplyMsg;
 use crate::error::{Error, FsmOperation, StorageError};
 use crate::fsm::FsmSnapshot;
 use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
-use crate::types::{Configuration, SnapshotMeta};
+use crate::types::{SnapshotMeta, SnapshotPosition};
 
 /// A stored snapshot, as returned by [`Raft::snapshot`](crate::Raft::snapshot).
 #[derive(Clone)]
@@ -202,23 +202,16 @@ impl<R: Send + 'static> SnapshotTask<R> {
         let (tx, rx) = oneshot::channel();
         self.apply_tx.send(ApplyMsg::Capture(tx)).map_err(|_| Error::Shutdown)?;
         let capture = rx.await.map_err(|_| Error::Shutdown)??;
-        if capture.index == 0 {
+        if capture.position.index == 0 {
             return Err(Error::NothingToSnapshot);
         }
-        if capture.index <= self.last_snapshot {
-            if let Some(meta) = self.snaps.list().await?.into_iter().find(|m| m.index == capture.index) {
+        if capture.position.index <= self.last_snapshot {
+            let index = capture.position.index;
+            if let Some(meta) = self.snaps.list().await?.into_iter().find(|m| m.index == index) {
                 return Ok((SnapshotHandle { meta, store: self.snaps.clone() }, false));
             }
         }
-        let meta = write_snapshot(
-            &*self.snaps,
-            capture.snapshot,
-            capture.index,
-            capture.term,
-            &capture.configuration,
-            capture.configuration_index,
-        )
-        .await?;
+        let meta = write_snapshot(&*self.snaps, capture.snapshot, &capture.position).await?;
         tracing::info!(index = meta.index, size = meta.size, id = %meta.id, "snapshot taken");
         self.last_snapshot = meta.index;
         Ok((SnapshotHandle { meta, store: self.snaps.clone() }, true))
@@ -230,12 +223,10 @@ impl<R: Send + 'static> SnapshotTask<R> {
 pub(crate) async fn write_snapshot(
     snaps: &dyn SnapshotStore,
     snapshot: Box<dyn FsmSnapshot>,
-    index: u64,
-    term: u64,
-    configuration: &Configuration,
-    configuration_index: u64,
+    position: &SnapshotPosition,
 ) -> Result<SnapshotMeta, Error> {
-    let sink = snaps.create(index, term, configuration, configuration_index).await?;
+    let SnapshotPosition { index, term, configuration, configuration_index } = position;
+    let sink = snaps.create(*index, *term, configuration, *configuration_index).await?;
     let mut writer = SnapshotWriter::new(sink);
     let persisted = match snapshot.persist(&mut writer).await {
         Ok(()) => writer

@@ -9,7 +9,7 @@ use crate::fsm::Fsm;
 use crate::snapshot::SnapshotStore;
 use crate::storage::{LogStore, StableStore};
 use crate::transport::Transport;
-use crate::types::{Configuration, HardState, Log, LogType, SnapshotMeta};
+use crate::types::{Configuration, HardState, Log, LogType, SnapshotMeta, SnapshotPosition};
 
 use super::{HARD_STATE_KEY, REMOVED_KEY};
 
@@ -150,8 +150,13 @@ pub async fn recover_cluster<F: Fsm>(
         }
     }
     let snapshot = fsm.snapshot().await.map_err(|e| Error::fsm(crate::error::FsmOperation::Snapshot, e))?;
-    super::snapshot::write_snapshot(snaps, snapshot, last_index, last_term, &configuration, last_index)
-        .await?;
+    let position = SnapshotPosition {
+        index: last_index,
+        term: last_term,
+        configuration: configuration.clone(),
+        configuration_index: last_index,
+    };
+    super::snapshot::write_snapshot(snaps, snapshot, &position).await?;
     if last >= 1 {
         logs.delete_range(logs.first_index().await?.max(1), last).await?;
     }
@@ -264,9 +269,11 @@ fn refuse_start(bad: &SnapshotMeta, why: &str, older: Option<&SnapshotMeta>) -> 
 /// whose entry at the snapshot's index has another term, cannot continue it.
 async fn discard_log_superseded_by_snapshot(
     logs: &dyn LogStore,
-    snapshot_index: u64,
-    snapshot_term: u64,
+    snapshot: Option<&SnapshotPosition>,
 ) -> Result<(), Error> {
+    let Some(&SnapshotPosition { index: snapshot_index, term: snapshot_term, .. }) = snapshot else {
+        return Ok(());
+    };
     if snapshot_index == 0 {
         return Ok(());
     }
@@ -300,35 +307,32 @@ pub(crate) async fn load_initial_state<F: Fsm>(
     let mut init = InitialState { hard_state, removed, ..InitialState::default() };
     if !config.no_snapshot_restore_on_start {
         if let Some(meta) = restore_newest_snapshot(fsm, snaps, logs).await? {
-            init.snapshot_index = meta.index;
-            init.snapshot_term = meta.term;
-            init.snapshot_configuration = Some((meta.configuration_index, meta.configuration.clone()));
+            init.snapshot = Some(meta.position());
             init.applied = meta.index;
         }
     } else if let Some(meta) = snaps.list().await?.into_iter().next() {
         // The FSM keeps its own state: only the log position is taken.
-        init.snapshot_index = meta.index;
-        init.snapshot_term = meta.term;
-        init.snapshot_configuration = Some((meta.configuration_index, meta.configuration.clone()));
+        init.snapshot = Some(meta.position());
     }
     if let Some(applied) = fsm.last_applied() {
         init.applied = init.applied.max(applied);
     }
-    discard_log_superseded_by_snapshot(logs, init.snapshot_index, init.snapshot_term).await?;
+    discard_log_superseded_by_snapshot(logs, init.snapshot.as_ref()).await?;
+    let snapshot_index = init.snapshot_index();
     let first = logs.first_index().await?;
     let last = logs.last_index().await?;
     if last > 0 {
-        if first > init.snapshot_index + 1 {
+        if first > snapshot_index + 1 {
             return Err(Error::Storage(StorageError::Corrupt {
                 path: "log store".into(),
                 offset: first,
                 reason: format!(
                     "log starts at {first} but the newest usable snapshot ends at {}: entries are missing",
-                    init.snapshot_index
+                    snapshot_index
                 ),
             }));
         }
-        let from = first.max(init.snapshot_index + 1);
+        let from = first.max(snapshot_index + 1);
         if from <= last {
             init.entries = logs.get_logs(from..last + 1).await?;
         }

@@ -37,7 +37,10 @@ fn s4_2_2_a_follower_whose_committed_configuration_excludes_it_is_removed() {
     let n3 = c.node("n3");
     n3.step(msg("n1", "n3", 5, Body::AppendEntries(heartbeat)));
     assert_eq!(n3.state(), RaftState::Removed, "a message does not bring it back");
-    assert!(!n3.has_ready(), "and gets no answer");
+    let ready = n3.take_ready();
+    assert!(ready.messages.is_empty() && ready.persisted_messages.is_empty(), "and gets no answer");
+    assert_eq!(ready.declined, vec![5], "the driver learns it was declined");
+    assert!(!n3.has_ready());
 }
 
 #[test]
@@ -250,4 +253,16 @@ fn s4_2_2_a_server_catching_up_past_its_removal_to_its_re_addition_is_not_remove
     let n3 = c.node("n3");
     assert_eq!(n3.state(), RaftState::Follower, "an old removal followed by a re-addition is not a removal");
     assert!(n3.commit_index() >= added_at, "n3 caught up");
+}
+
+#[test]
+fn s4_2_2_a_server_restarted_as_removed_declines_every_request() {
+    let init = InitialState { removed: true, ..bootstrapped(&config_of(&ids(3))) };
+    let mut core = Core::new("n1".into(), CoreConfig::for_tests(), 1, init).expect("core");
+    assert!(core.is_removed());
+    core.step(msg("n2", "n1", 3, Body::RequestVote(vote_request(5, "n2", (9, 4)))));
+    core.step(msg("n3", "n1", 4, Body::AppendEntries(append_request(5, "n3", (0, 0), Vec::new(), 0))));
+    let ready = core.take_ready();
+    assert_eq!(ready.declined, vec![3, 4]);
+    assert!(ready.messages.is_empty() && ready.persisted_messages.is_empty());
 }

@@ -78,14 +78,6 @@ fn verdict(granted: bool, removed: bool) -> &'static str {
 /// A `Ready` as lines, in the order the driver executes them.
 pub(in crate::core) fn render_ready(r: &Ready) -> Vec<String> {
     let mut out: Vec<String> = r.messages.iter().map(|m| format!("send {}", render(m))).collect();
-    if let Some(i) = &r.installed_snapshot {
-        out.push(format!(
-            "install snapshot {}/{}{}",
-            i.index,
-            i.term,
-            if i.discard_log { " discard log" } else { "" }
-        ));
-    }
     if let Some(h) = &r.hard_state {
         let vote = h.vote.as_ref().map_or("none".to_owned(), |v| v.to_string());
         out.push(format!("persist term {} vote {vote}", h.term));
@@ -105,6 +97,10 @@ pub(in crate::core) fn render_ready(r: &Ready) -> Vec<String> {
     if r.transfer_aborted {
         out.push("transfer aborted".to_owned());
     }
+    if r.transfer_completed {
+        out.push("transfer completed".to_owned());
+    }
+    out.extend(r.declined.iter().map(|id| format!("decline #{id}")));
     out.extend(r.snapshots_to_send.iter().map(|p| format!("send snapshot to {p}")));
     out.extend(
         r.log_resets

@@ -4,6 +4,13 @@
 
 use crate::core::scenario::*;
 use crate::core::*;
+use crate::types::{Configuration, SnapshotPosition};
+
+/// The position of a snapshot covering the log up to `index` (of `term`),
+/// with `conf` from `conf_index`.
+fn position(index: u64, term: u64, conf: &Configuration, conf_index: u64) -> SnapshotPosition {
+    SnapshotPosition { index, term, configuration: conf.clone(), configuration_index: conf_index }
+}
 
 #[test]
 fn s7_leader_asks_for_a_snapshot_when_a_follower_needs_compacted_entries() {
@@ -41,14 +48,16 @@ fn s7_follower_installs_a_snapshot_discarding_a_conflicting_log() {
     n1.append_local((2..=6).map(|i| Log::new(i, 2, LogType::Command, "stale")).collect());
     let _ = n1.take_ready();
     let conf = n1.configuration().0.clone();
-    assert_eq!(n1.install_snapshot(&"n2".into(), 1, 10, 3, conf.clone(), 1), Err(2), "stale term refused");
-    assert_eq!(n1.install_snapshot(&"n2".into(), 3, 10, 3, conf.clone(), 1), Ok(true));
+    assert_eq!(n1.install_snapshot(&"n2".into(), 1, position(10, 3, &conf, 1)), Err(2), "stale term refused");
+    let installed = n1.install_snapshot(&"n2".into(), 3, position(10, 3, &conf, 1));
+    let expected = InstalledSnapshot { position: position(10, 3, &conf, 1), discard_log: true };
+    assert_eq!(installed, Ok(Some(expected)));
     assert_eq!((n1.last_index(), n1.last_term(), n1.commit_index()), (10, 3, 10));
     assert_eq!(n1.leader(), Some(&ServerId::from("n2")));
     let ready = n1.take_ready();
-    assert_eq!(ready.installed_snapshot, Some(InstalledSnapshot { index: 10, term: 3, discard_log: true }));
     assert!(ready.committed.is_empty(), "nothing up to the snapshot is re-applied");
-    assert_eq!(n1.install_snapshot(&"n2".into(), 3, 8, 3, conf, 1), Ok(false), "older snapshot ignored");
+    let older = n1.install_snapshot(&"n2".into(), 3, position(8, 3, &conf, 1));
+    assert_eq!(older, Ok(None), "older snapshot ignored");
 }
 
 #[test]
@@ -59,11 +68,11 @@ fn s7_follower_keeps_the_log_suffix_that_follows_a_matching_snapshot() {
     n1.append_local((2..=8).map(|i| Log::new(i, 2, LogType::Command, "x")).collect());
     let _ = n1.take_ready();
     let conf = n1.configuration().0.clone();
-    assert_eq!(n1.install_snapshot(&"n2".into(), 2, 5, 2, conf, 1), Ok(true));
+    let installed = n1.install_snapshot(&"n2".into(), 2, position(5, 2, &conf, 1));
+    let expected = InstalledSnapshot { position: position(5, 2, &conf, 1), discard_log: false };
+    assert_eq!(installed, Ok(Some(expected)));
     assert_eq!(n1.last_index(), 8, "entries after the snapshot are kept");
     assert!(n1.entry(5).is_none() && n1.entry(6).is_some());
-    let ready = n1.take_ready();
-    assert_eq!(ready.installed_snapshot, Some(InstalledSnapshot { index: 5, term: 2, discard_log: false }));
 }
 
 #[test]
@@ -89,10 +98,25 @@ fn s7_a_follower_caught_up_by_a_snapshot_is_not_probed_in_a_loop() {
     }
     assert!(sent);
     let snapshot_term = c.node("n1").term_at(applied).expect("term");
-    assert_eq!(c.node("n3").install_snapshot(&"n1".into(), term, applied, snapshot_term, conf, 1), Ok(true));
+    let installed = c.install_snapshot("n3", "n1", term, position(applied, snapshot_term, &conf, 1));
+    assert!(matches!(installed, Ok(Some(_))));
+    assert_eq!(c.host("n3").disk.mem.log_start, applied, "the install's log deletion was written");
     c.node("n1").snapshot_sent(&"n3".into(), applied, term, true);
     // Deliver everything; the exchange must come to rest (settle panics
     // after 10,000 messages without quiescence).
     c.settle();
     assert!(c.at_rest());
+}
+
+#[test]
+fn s7_restoring_a_snapshot_returns_the_position_it_covers() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    let latest = c.node("n1").configuration().0.clone();
+    let term = c.node("n1").term();
+    let (noop, installed) = c.node("n1").restore_snapshot(50).expect("leader restores");
+    assert_eq!(noop, 51);
+    let expected = InstalledSnapshot { position: position(50, term, &latest, 50), discard_log: true };
+    assert_eq!(installed, expected);
+    assert_eq!(c.node("n1").configuration().1, 50, "the configuration now dates from the snapshot");
 }

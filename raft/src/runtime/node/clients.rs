@@ -207,6 +207,14 @@ impl<R: Send + 'static> Node<R> {
         Flow::Continue
     }
 
+    /// The target of a leadership transfer took over: its caller learns it
+    /// succeeded.
+    pub(super) fn transfer_completed(&mut self) {
+        if let Some(tx) = self.clients.transfer.take() {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
     /// The core gave up a leadership transfer: its caller learns it failed.
     pub(super) fn transfer_aborted(&mut self) {
         if let Some(tx) = self.clients.transfer.take() {

@@ -354,11 +354,7 @@ impl<R: Send + 'static> Node<R> {
         for m in std::mem::take(&mut ready.messages) {
             self.route(m);
         }
-        // A snapshot install (or restore) replaces the stored log: that must
-        // happen before entries appended after it are written.
-        if let Some(installed) = ready.installed_snapshot.take() {
-            self.snapshot_installed(installed);
-        }
+        self.declined(std::mem::take(&mut ready.declined));
         if ready.needs_persist() {
             let job = PersistJob {
                 seq: 0,
@@ -379,6 +375,7 @@ impl<R: Send + 'static> Node<R> {
             self.dispatch_apply(ready.committed);
         }
         self.reads_done(ready.reads, ready.failed_reads);
+        let transfer_completed = ready.transfer_completed;
         if ready.transfer_aborted {
             self.transfer_aborted();
         }
@@ -386,6 +383,11 @@ impl<R: Send + 'static> Node<R> {
         self.observe_configuration();
         self.schedule_commit_flush();
         self.after_state_change();
+        // After the new role is published: a transfer's caller that resumes
+        // must already see that this node no longer leads.
+        if transfer_completed {
+            self.transfer_completed();
+        }
     }
 
     /// Shuts everything down; stores are no longer touched once this returns.

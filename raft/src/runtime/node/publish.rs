@@ -55,13 +55,6 @@ impl<R: Send + 'static> Node<R> {
         let was_leader = self.publisher.last.state == RaftState::Leader;
         if was_leader && state != RaftState::Leader {
             self.clients.fail_after(self.core.commit_index());
-            // Publish the new role first: a transfer's caller that
-            // resumes must already see that this node no longer leads.
-            self.publish(false);
-            if let Some(tx) = self.clients.transfer.take() {
-                let _ = tx.send(Ok(()));
-            }
-            return;
         }
         self.publish(false);
     }

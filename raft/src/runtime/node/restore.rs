@@ -55,13 +55,13 @@ impl<R: Send + 'static> Node<R> {
             }
         };
         match self.core.restore_snapshot(meta.index) {
-            Ok(noop) => {
+            Ok((noop, installed)) => {
                 // Entries up to the snapshot are gone: their outcome
                 // is unknown to whoever proposed them.
                 self.clients.fail_through(meta.index);
                 let term = self.core.term();
                 self.clients.waiters.insert(noop, Pending::new(term, Waiter::Index(tx)));
-                self.snapshots.installing = Some(meta);
+                self.execute_install(meta.id, installed);
             }
             Err(r) => {
                 let _ = tx.send(Err(self.refusal(r)));

@@ -53,11 +53,13 @@ impl<R: Send + 'static> Node<R> {
         self.rpcs.next_id += 1;
         self.rpcs.pending.insert(rpc_id, reply);
         let to = self.id().clone();
+        // The core answers it, or lists it in `Ready::declined`.
         self.core.step(Message { from, to, rpc_id, body });
-        let ready = &self.core.ready;
-        let answered =
-            ready.messages.iter().chain(ready.persisted_messages.iter()).any(|m| m.rpc_id == rpc_id);
-        if !answered {
+    }
+
+    /// Refuses the requests the core declined to answer.
+    pub(super) fn declined(&mut self, rpc_ids: Vec<u64>) {
+        for rpc_id in rpc_ids {
             if let Some(reply) = self.rpcs.pending.remove(&rpc_id) {
                 reply.send(Err(TransportError::Rejected("request ignored by the receiver".into())));
             }

@@ -15,8 +15,6 @@ pub(super) struct Snapshots {
     pub(super) task: Worker<SnapshotCmd>,
     /// Snapshots it took.
     pub(super) taken: mpsc::UnboundedReceiver<SnapshotTaken>,
-    /// A received (or restored) snapshot being installed: its local copy.
-    pub(super) installing: Option<SnapshotMeta>,
     /// Background snapshot receptions and restores, aborted on shutdown
     /// (transfers to followers run in their peer tasks).
     pub(super) transfers: Vec<JoinHandle<()>>,
@@ -39,7 +37,7 @@ impl Snapshots {
         task: Worker<SnapshotCmd>,
         taken: mpsc::UnboundedReceiver<SnapshotTaken>,
     ) -> Self {
-        Self { store, task, taken, installing: None, transfers: Vec::new(), replies: Vec::new() }
+        Self { store, task, taken, transfers: Vec::new(), replies: Vec::new() }
     }
 }
 
@@ -108,19 +106,11 @@ impl<R: Send + 'static> Node<R> {
                 return;
             }
         };
-        let outcome = self.core.install_snapshot(
-            &leader,
-            term,
-            meta.index,
-            meta.term,
-            meta.configuration.clone(),
-            meta.configuration_index,
-        );
-        let (term, success) = match outcome {
+        let (term, success) = match self.core.install_snapshot(&leader, term, meta.position()) {
             Err(current) => (current, false),
             Ok(installed) => {
-                if installed {
-                    self.snapshots.installing = Some(meta);
+                if let Some(installed) = installed {
+                    self.execute_install(meta.id, installed);
                 }
                 (self.core.term(), true)
             }
@@ -128,21 +118,17 @@ impl<R: Send + 'static> Node<R> {
         reply.send(Ok(RpcResponse::InstallSnapshot(InstallSnapshotResponse { term, success })));
     }
 
-    /// The core installed a snapshot (received or restored): the stored
-    /// log behind it goes, and the FSM restores it.
-    pub(super) fn snapshot_installed(&mut self, installed: InstalledSnapshot) {
-        let through = if installed.discard_log { u64::MAX } else { installed.index };
-        self.queue_compaction(through, installed.index);
-        self.note_snapshot(installed.index, installed.term);
-        if let Some(meta) = self.snapshots.installing.take() {
-            let _ = self.apply.tx.send(ApplyMsg::Restore {
-                id: meta.id,
-                index: installed.index,
-                term: installed.term,
-                configuration: meta.configuration,
-                configuration_index: meta.configuration_index,
-            });
-        }
+    /// Executes a snapshot install (or restore) the core accepted, ahead of
+    /// the work of its next `Ready`: the stored log is deleted as instructed
+    /// before entries appended after the snapshot are written, and the state
+    /// machine is restored from stored snapshot `id` before anything after
+    /// it is applied.
+    pub(super) fn execute_install(&mut self, id: String, installed: InstalledSnapshot) {
+        let InstalledSnapshot { position, discard_log } = installed;
+        let through = if discard_log { u64::MAX } else { position.index };
+        self.queue_compaction(through, position.index);
+        self.note_snapshot(position.index, position.term);
+        let _ = self.apply.tx.send(ApplyMsg::Restore { id, position });
     }
 
     /// Has each follower that needs one sent the newest stored snapshot, by

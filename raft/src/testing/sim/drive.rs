@@ -5,11 +5,15 @@
 //! durable part is queued on the simulated disk (its persisted messages wait
 //! for the simulated fsync, see `Sim::synced`), committed entries are applied
 //! to the node's state machine, and confirmed or failed reads go to the
-//! clients waiting for them.
+//! clients waiting for them. A snapshot install the core returned is
+//! executed with the `Ready` that follows it; requests the core declined go
+//! unanswered (their senders time out, as for a lost answer).
+
+use std::rc::Rc;
 
 use super::checks::{violation, Violation};
 use super::client::Stage;
-use super::storage::PendingWrite;
+use super::storage::{PendingWrite, Snapshot};
 use super::trace::TraceKind;
 use super::Sim;
 use crate::core::harness::{DurableWrite, ReadyHost};
@@ -20,6 +24,9 @@ use crate::types::{Log, ServerId};
 pub(super) struct Driving<'s, 'a> {
     pub(super) sim: &'s mut Sim<'a>,
     pub(super) n: usize,
+    /// The snapshot whose install is executed with this `Ready` (the one
+    /// given to `install_snapshot`), if any.
+    pub(super) snapshot: Option<Rc<Snapshot>>,
 }
 
 impl ReadyHost for Driving<'_, '_> {
@@ -42,8 +49,18 @@ impl ReadyHost for Driving<'_, '_> {
         self.sim.send(self.n, msg)
     }
 
-    fn install(&mut self, snapshot: InstalledSnapshot) -> Result<(), Violation> {
-        self.sim.execute_install(self.n, snapshot)
+    fn install(&mut self, installed: InstalledSnapshot) -> Result<(), Violation> {
+        let Some(s) = self.snapshot.take() else {
+            return Err(violation(
+                "snapshot installs",
+                format!(
+                    "n{} executes an install at {} without the snapshot it was given",
+                    self.n + 1,
+                    installed.position.index
+                ),
+            ));
+        };
+        self.sim.execute_install(self.n, &s, installed)
     }
 
     fn write(&mut self, write: DurableWrite) -> Result<(), Violation> {
@@ -102,6 +119,16 @@ impl ReadyHost for Driving<'_, '_> {
     }
 
     fn transfer_aborted(&mut self) -> Result<(), Violation> {
+        Ok(())
+    }
+
+    fn transfer_completed(&mut self) -> Result<(), Violation> {
+        Ok(())
+    }
+
+    fn declined(&mut self, _rpc_id: u64) -> Result<(), Violation> {
+        // The simulated network has no per-request answer channel: the
+        // sender learns nothing, as when an answer is lost.
         Ok(())
     }
 }

@@ -95,9 +95,9 @@ use self::snapshot::{SnapshotPolicy, Transfer};
 use self::storage::{PendingWrite, Snapshot, Storage};
 use self::trace::{MsgSummary, Trace, TraceKind};
 use crate::core::harness::{self, MemLog};
-use crate::core::{Body, Core, CoreConfig, InitialState, Message, Refusal};
+use crate::core::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, Message, Refusal};
 use crate::testing::linearizability::{check_kv, CheckResult, KvInput, KvOutput};
-use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, Suffrage};
+use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, SnapshotPosition, Suffrage};
 
 /// Simulated time units per tick: message and fsync delays are measured in
 /// these, so they can be shorter than a tick.
@@ -443,8 +443,6 @@ struct Node {
     snapshotting: bool,
     /// Per peer: a snapshot transfer to it is in flight.
     sending: Vec<bool>,
-    /// The received snapshot `install_snapshot` is being called with.
-    installing: Option<Rc<Snapshot>>,
     restart_at: Option<u64>,
     /// (role, term, commit) last written to the trace.
     traced: (&'static str, u64, u64),
@@ -562,8 +560,8 @@ impl<'a> Sim<'a> {
             } else {
                 (InitialState::default(), Storage::default())
             };
-            let core =
-                Core::new(id.clone(), core_cfg.clone(), rng.next_u64(), init).map_err(|e| ("setup", e))?;
+            let core = Core::new(id.clone(), core_cfg.clone(), rng.next_u64(), init)
+                .map_err(|e| ("setup", e.to_string()))?;
             nodes.push(Node {
                 id,
                 core: Some(core),
@@ -575,7 +573,6 @@ impl<'a> Sim<'a> {
                 last_snapshot: 0,
                 snapshotting: false,
                 sending: vec![false; n],
-                installing: None,
                 restart_at: None,
                 traced: ("", 0, 0),
                 removed: false,
@@ -1100,7 +1097,6 @@ impl<'a> Sim<'a> {
         let queued = std::mem::take(&mut node.held);
         node.life += 1;
         node.snapshotting = false;
-        node.installing = None;
         node.sending.iter_mut().for_each(|s| *s = false);
         let lost = node.storage.crash();
         let down = self.rng.between(1, self.cfg.max_down_ticks.max(1));
@@ -1135,9 +1131,9 @@ impl<'a> Sim<'a> {
         };
         node.fsm = KvFsm::default();
         if let Some(s) = &recovered.snapshot {
-            init.snapshot_index = s.index;
-            init.snapshot_term = s.term;
-            init.snapshot_configuration = Some(s.state.conf.clone());
+            let (configuration_index, configuration) = s.state.conf.clone();
+            init.snapshot =
+                Some(SnapshotPosition { index: s.index, term: s.term, configuration, configuration_index });
             init.applied = s.index;
             node.fsm = KvFsm::restored(s.index, s.term, s.state.clone());
             self.report.snapshot_restarts += 1;
@@ -1165,8 +1161,14 @@ impl<'a> Sim<'a> {
     /// settles its clients, and checks again (a truncation reported in the
     /// `Ready` makes the second check re-verify the rewritten log suffix).
     fn after_step(&mut self, n: usize) -> Check {
+        self.after_install(n, None)
+    }
+
+    /// [`Sim::after_step`] after node `n` installed snapshot `installed`
+    /// (if any), which is executed ahead of its next `Ready`.
+    fn after_install(&mut self, n: usize, installed: Option<(Rc<Snapshot>, InstalledSnapshot)>) -> Check {
         self.check(n)?;
-        self.drive(n)?;
+        self.drive(n, installed)?;
         self.settle_clients(n)?;
         self.check(n)?;
         self.figure8_step(n);
@@ -1174,15 +1176,17 @@ impl<'a> Sim<'a> {
     }
 
     /// Executes every `Ready` of node `n` in the documented order, with the
-    /// core harness's executor (see [`drive`](self::drive)).
-    fn drive(&mut self, n: usize) -> Check {
+    /// core harness's executor (see [`drive`](self::drive)); the first one
+    /// after the snapshot install `installed` (if any).
+    fn drive(&mut self, n: usize, mut installed: Option<(Rc<Snapshot>, InstalledSnapshot)>) -> Check {
         loop {
             let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
-            if !core.has_ready() {
+            if !core.has_ready() && installed.is_none() {
                 return Ok(());
             }
             let ready = core.take_ready();
-            harness::execute(ready, &mut Driving { sim: self, n })?;
+            let (snapshot, install) = installed.take().unzip();
+            harness::execute(ready, install, &mut Driving { sim: self, n, snapshot })?;
         }
     }
 

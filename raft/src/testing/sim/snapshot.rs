@@ -14,11 +14,11 @@
 //!   answer is.
 //! - **Receiving**: the follower accepts the offer (`snapshot_offered`),
 //!   stores the snapshot durably (a simulated write during which it can
-//!   crash), then calls `install_snapshot`; the resulting
-//!   `Ready::installed_snapshot` is executed by
-//!   [`Sim::execute_install`](super::Sim): the durable log is deleted as
-//!   instructed (a queued write, after the writes ahead of it) and the state
-//!   machine is replaced by the snapshot's state.
+//!   crash), then calls `install_snapshot`; the `InstalledSnapshot` it
+//!   returns is executed by [`Sim::execute_install`](super::Sim) ahead of
+//!   the node's next `Ready`: the durable log is deleted as instructed (a
+//!   queued write, after the writes ahead of it) and the state machine is
+//!   replaced by the snapshot's state.
 //!
 //! Every snapshot is checked against the run-wide record of committed
 //! entries and of the state after each index.
@@ -33,7 +33,7 @@ use super::trace::TraceKind;
 use super::{Event, Sim, TICK_UNITS};
 use crate::core::harness::DurableWrite;
 use crate::core::InstalledSnapshot;
-use crate::types::ServerId;
+use crate::types::{ServerId, SnapshotPosition};
 
 /// A seed's snapshot settings.
 #[derive(Clone, Copy, Debug)]
@@ -223,51 +223,47 @@ impl Sim<'_> {
     fn install(&mut self, n: usize, t: Transfer) -> Check {
         let leader_id = self.nodes[t.leader].id.clone();
         let s = t.snapshot.clone();
-        self.nodes[n].installing = Some(s.clone());
         let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
-        let (conf_index, conf) = s.state.conf.clone();
-        let outcome = core.install_snapshot(&leader_id, t.term, s.index, s.term, conf, conf_index);
+        let (configuration_index, configuration) = s.state.conf.clone();
+        let position = SnapshotPosition { index: s.index, term: s.term, configuration, configuration_index };
+        let outcome = core.install_snapshot(&leader_id, t.term, position);
         let term = core.term();
         self.trace.push(
             self.now,
             TraceKind::Snapshot(format!(
-                "n{} install_snapshot({}/t{}) = {outcome:?}",
+                "n{} install_snapshot({}/t{}) = {:?}",
                 n + 1,
                 s.index,
-                s.term
+                s.term,
+                outcome.as_ref().map(Option::is_some)
             )),
         );
-        match outcome {
-            Err(current) => self.answer(&t, current, false),
-            Ok(_) => self.answer(&t, term, true),
-        }
-        self.after_step(n)?;
-        self.nodes[n].installing = None;
-        Ok(())
+        let installed = match outcome {
+            Err(current) => {
+                self.answer(&t, current, false);
+                None
+            }
+            Ok(installed) => {
+                self.answer(&t, term, true);
+                installed.map(|inst| (s, inst))
+            }
+        };
+        self.after_install(n, installed)
     }
 
-    /// Executes a `Ready::installed_snapshot` of node `n`: restores the
-    /// state machine from the snapshot being installed (the harness puts the
-    /// log deletion ahead of the `Ready`'s own writes).
-    pub(super) fn execute_install(&mut self, n: usize, inst: InstalledSnapshot) -> Check {
-        let Some(s) = self.nodes[n].installing.take() else {
-            return Err(violation(
-                "snapshot installs",
-                format!(
-                    "n{} reports an installed snapshot at {} but none was being installed",
-                    n + 1,
-                    inst.index
-                ),
-            ));
-        };
-        if (s.index, s.term) != (inst.index, inst.term) {
+    /// Executes the install of snapshot `s` on node `n` (what
+    /// `install_snapshot` returned, passed to the harness with the next
+    /// `Ready`): restores the state machine from the snapshot (the harness
+    /// puts the log deletion ahead of the `Ready`'s own writes).
+    pub(super) fn execute_install(&mut self, n: usize, s: &Snapshot, inst: InstalledSnapshot) -> Check {
+        if (s.index, s.term) != (inst.position.index, inst.position.term) {
             return Err(violation(
                 "snapshot installs",
                 format!(
                     "n{} installed {}/t{} but was given the snapshot at {}/t{}",
                     n + 1,
-                    inst.index,
-                    inst.term,
+                    inst.position.index,
+                    inst.position.term,
                     s.index,
                     s.term
                 ),
