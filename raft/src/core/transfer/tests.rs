@@ -116,3 +116,43 @@ fn s3_10_a_leader_that_loses_leadership_during_a_transfer_reports_it_completed()
     assert!(!c.node("n1").is_leader());
     assert_eq!(transfers(&mut c, "n1"), (1, 0));
 }
+
+// Thesis §3.10: the leader sends TimeoutNow only once the target's log
+// matches its own, so the target can win the election it starts at once
+// (a target behind the leader would be refused every vote, and the
+// cluster would be left without a leader until an election timeout).
+#[test]
+fn s3_10_timeout_now_waits_until_the_target_has_caught_up() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n3");
+    c.propose_many("n1", 20);
+    c.settle();
+    c.heal();
+    assert!(c.node("n3").last_index() < c.node("n1").last_index(), "n3 is behind");
+    c.node("n1").transfer_leadership(Some("n3".into())).expect("transfer");
+    let mut timeout_now_sent = false;
+    for _ in 0..10_000 {
+        if c.node("n3").is_leader() {
+            break;
+        }
+        c.collect();
+        let Some(m) = c.queue.pop_front() else {
+            // Heartbeats carry the replication to the target.
+            c.node("n1").tick();
+            continue;
+        };
+        if matches!(m.body, Body::TimeoutNow(_)) {
+            let (target, leader) = (c.node("n3").last_index(), c.node("n1").last_index());
+            assert_eq!(
+                target, leader,
+                "TimeoutNow went out while the target's log ended at {target} of {leader}"
+            );
+            timeout_now_sent = true;
+        }
+        c.deliver(m);
+    }
+    assert!(timeout_now_sent, "the transfer went ahead once the target caught up");
+    assert!(c.node("n3").is_leader(), "the caught-up target took over");
+}
