@@ -267,7 +267,7 @@ impl InmemNetwork {
     ///
     /// This is the network half of a paused process (SIGSTOP, a VM pause):
     /// combined with stalling the node's store calls (see
-    /// [`FaultInjector`](crate::testing::faulty::FaultInjector)), the node can
+    /// `FaultInjector` in `raft::testing::faulty`), the node can
     /// neither hear nor be heard nor persist anything, and everything queued
     /// arrives at once on resume. What it does not model: the node's own
     /// timers and tasks keep running on the shared clock, so a paused node

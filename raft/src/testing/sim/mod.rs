@@ -40,7 +40,7 @@
 //!   recorded, with unknown outcomes recorded as such.
 //!
 //! After **every** step (one delivered message, tick, completed fsync, client
-//! request, crash or restart) the properties in [`checks`] are verified:
+//! request, crash or restart) the properties in the `checks` module are verified:
 //! Raft's safety properties, and what each node believes: the configuration
 //! it acts on is the latest one its log holds, its commit index is durable
 //! on a quorum of that configuration, a leader was elected by a quorum of
@@ -48,7 +48,7 @@
 //! was acknowledged durably and is still held there, and a read index
 //! covers every entry committed before the read was requested. At
 //! the end the client history must be linearizable
-//! ([`check_kv`](crate::testing::linearizability::check_kv)) and no read may
+//! ([`check_kv`]) and no read may
 //! observe state older than a write acknowledged before it began. Finally the
 //! faults stop: within [`SimConfig::liveness_ticks`] a leader must be elected,
 //! a fresh write must commit and be applied on every node, and every member
