@@ -24,8 +24,9 @@ use super::{render_ready, Cluster};
 use crate::core::CoreConfig;
 
 /// Runs `script` (named `name` in failures). With `SCENARIO_PRINT` set in
-/// the environment, prints the script with the outputs it produced instead
-/// of failing (to write or update a script's expectations).
+/// the environment, it checks nothing and instead fails with the script's
+/// transcript (each step and the output it produced) as the failure
+/// message, for writing or updating a script's expectations.
 pub(in crate::core) fn run(name: &str, script: &str) {
     let print = std::env::var_os("SCENARIO_PRINT").is_some();
     let mut transcript = Vec::new();
@@ -72,9 +73,7 @@ pub(in crate::core) fn run(name: &str, script: &str) {
             );
         }
     }
-    if print {
-        eprintln!("==== {name}\n{}", transcript.join("\n"));
-    }
+    assert!(!print, "SCENARIO_PRINT is set: the transcript of {name} follows\n{}", transcript.join("\n"));
 }
 
 fn new_cluster(args: &[&str]) -> Cluster {
