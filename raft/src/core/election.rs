@@ -353,6 +353,7 @@ impl Core {
             round: 0,
             reads: ReadQueue::default(),
             transfer: None,
+            departing: BTreeMap::new(),
         });
         self.leader = Some(self.id.clone());
         // A no-op opens the term so earlier entries can commit (Figure 8).
@@ -420,6 +421,7 @@ impl Core {
         self.tick_transfer();
         if heartbeat_due {
             self.retire_departed_peers();
+            self.remind_departing_peers();
         }
         if heartbeat_due && self.is_leader() {
             self.broadcast_heartbeat();

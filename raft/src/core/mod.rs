@@ -146,6 +146,9 @@ pub(crate) struct LeaderState {
     pub(crate) round: u64,
     pub(crate) reads: read::ReadQueue,
     pub(crate) transfer: Option<transfer::Transfer>,
+    /// Servers whose removal committed and that have not yet confirmed
+    /// they learned it (see `removal`).
+    pub(crate) departing: BTreeMap<ServerId, removal::Departing>,
 }
 
 /// The Raft protocol state machine for one node.

@@ -12,7 +12,9 @@
 //!    up from far behind could otherwise see an old removal before the entry
 //!    that re-added it). To make this the usual path, a leader keeps
 //!    replicating to a server it removes until the removal commits, then
-//!    sends it one last heartbeat carrying that commit index.
+//!    sends it a final heartbeat carrying that commit index, repeated every
+//!    heartbeat interval until the server accepts it (or for at most two
+//!    election timeouts).
 //! 2. **As the leader that committed its own removal**: it first sends every
 //!    follower a heartbeat with the new commit index (so the remaining
 //!    servers learn the removal committed and can elect a new leader at
@@ -40,7 +42,9 @@
 //! fire for it.
 
 use super::{Body, Core, Refusal, Role};
-use crate::message::{AppendEntriesRequest, RequestPreVoteResponse, RequestVoteResponse};
+use crate::message::{
+    AppendEntriesRequest, AppendEntriesResponse, RequestPreVoteResponse, RequestVoteResponse,
+};
 use crate::types::ServerId;
 
 impl Core {
@@ -141,18 +145,17 @@ impl Core {
     }
 
     /// (Leader) drops followers that neither the latest nor the committed
-    /// configuration includes, once they hold the removal entry: each gets
-    /// one last heartbeat carrying the commit index (so it learns its
-    /// removal committed). Runs when the configuration or the commit index
-    /// changes, and on heartbeats.
+    /// configuration includes, once they hold the removal entry, and moves
+    /// them to the departing set, which tells each one its removal
+    /// committed (see [`Core::remind_departing_peers`]). Runs when the
+    /// configuration or the commit index changes, and on heartbeats.
     pub(crate) fn retire_departed_peers(&mut self) {
         let commit = self.commit;
         let snapshot_index = self.log.snapshot_index();
         let (latest, _) = self.membership.latest();
-        let (committed, _) = self.membership.committed(commit);
-        let (_, removal_index) = self.membership.committed(commit);
+        let (committed, removal_index) = self.membership.committed(commit);
         let give_up = 2 * self.cfg.follower_timeout_ticks;
-        let Role::Leader(leader) = &self.role else { return };
+        let Role::Leader(leader) = &mut self.role else { return };
         // Keep replicating until the follower holds the removal entry (so
         // the final heartbeat can tell it the entry committed), unless it
         // has not answered for two election timeouts: then it is down, and
@@ -164,26 +167,89 @@ impl Core {
             .filter(|(_, p)| p.matched >= removal_index || p.ticks_since_contact >= give_up)
             .map(|(id, p)| (id.clone(), p.matched.max(snapshot_index)))
             .collect();
-        let round = leader.round;
-        for (peer, matched) in departed {
-            let prev_log_term = self.log.term(matched).unwrap_or(0);
-            let req = AppendEntriesRequest {
-                cluster_id: None,
-                term: self.hard.term,
-                leader_id: self.id.clone(),
-                prev_log_index: matched,
-                prev_log_term,
-                entries: Vec::new(),
-                leader_commit: commit.min(matched),
-                round,
-            };
+        for (peer, matched) in &departed {
             tracing::info!(id = %self.id, peer = %peer, "removal committed; stopping replication to the removed server");
-            self.send(peer.clone(), Body::AppendEntries(req));
-            if let Role::Leader(leader) = &mut self.role {
-                leader.peers.remove(&peer);
-            }
+            leader.peers.remove(peer);
+            leader.departing.insert(peer.clone(), Departing { matched: *matched, ticks: 0 });
+        }
+        for (peer, matched) in departed {
+            self.tell_departing(&peer, matched);
         }
     }
+
+    /// (Leader, on every heartbeat interval) repeats the final heartbeat to
+    /// each departing server that has not answered it, for at most two
+    /// election timeouts. One heartbeat is not enough: if it is lost, a
+    /// removed non-voter (which never campaigns, so never hears a vote
+    /// refusal) would wait for a leader forever.
+    pub(crate) fn remind_departing_peers(&mut self) {
+        let give_up = 2 * self.cfg.follower_timeout_ticks;
+        let step = self.cfg.heartbeat_ticks.max(1);
+        let Role::Leader(leader) = &mut self.role else { return };
+        let mut due = Vec::new();
+        leader.departing.retain(|id, d| {
+            d.ticks += step;
+            if d.ticks >= give_up {
+                tracing::warn!(
+                    peer = %id,
+                    "removed server {id} never confirmed it learned of its removal; giving up on it (if it \
+                     still runs, stop it: it is no longer part of the cluster)"
+                );
+                return false;
+            }
+            due.push((id.clone(), d.matched));
+            true
+        });
+        for (peer, matched) in due {
+            self.tell_departing(&peer, matched);
+        }
+    }
+
+    /// (Leader) the heartbeat that tells a departing server its removal
+    /// committed: an empty AppendEntries at its match index carrying the
+    /// commit index (capped at what it holds).
+    fn tell_departing(&mut self, peer: &ServerId, matched: u64) {
+        let Role::Leader(leader) = &self.role else { return };
+        let req = AppendEntriesRequest {
+            cluster_id: None,
+            term: self.hard.term,
+            leader_id: self.id.clone(),
+            prev_log_index: matched,
+            prev_log_term: self.log.term(matched).unwrap_or(0),
+            entries: Vec::new(),
+            leader_commit: self.commit.min(matched),
+            round: leader.round,
+        };
+        self.send(peer.clone(), Body::AppendEntries(req));
+    }
+
+    /// (Leader) an answer from a server that is no longer a follower: a
+    /// departing server that accepted its final heartbeat has learned its
+    /// removal committed, and is forgotten.
+    pub(crate) fn departing_answered(&mut self, from: &ServerId, resp: &AppendEntriesResponse) {
+        let Role::Leader(leader) = &mut self.role else { return };
+        if resp.success && leader.departing.remove(from).is_some() {
+            tracing::debug!(peer = %from, "removed server confirmed its final heartbeat");
+        }
+    }
+
+    /// (Leader) the servers being told that their removal committed: the
+    /// driver keeps its connections to them open until they leave this set.
+    pub fn departing_peers(&self) -> Vec<ServerId> {
+        match &self.role {
+            Role::Leader(l) => l.departing.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// (Leader) a server whose removal committed, still being told so.
+#[derive(Debug)]
+pub(crate) struct Departing {
+    /// Its match index: the final heartbeat's previous entry.
+    matched: u64,
+    /// Ticks since it left the follower set.
+    ticks: u64,
 }
 
 #[cfg(test)]

@@ -199,7 +199,10 @@ impl Core {
     pub(crate) fn handle_append_response(&mut self, from: ServerId, resp: AppendEntriesResponse) {
         let last = self.log.last_index();
         let Role::Leader(leader) = &mut self.role else { return };
-        let Some(p) = leader.peers.get_mut(&from) else { return };
+        let Some(p) = leader.peers.get_mut(&from) else {
+            self.departing_answered(&from, &resp);
+            return;
+        };
         p.recent_active = true;
         p.ticks_since_contact = 0;
         p.acked_round = p.acked_round.max(resp.round);
@@ -328,6 +331,9 @@ impl Core {
         let config = self.membership.latest().0;
         let Role::Leader(leader) = &mut self.role else { return };
         for s in &config.servers {
+            // A server added back while still being told of its removal
+            // is a follower again.
+            leader.departing.remove(&s.id);
             if s.id != self.id && !leader.peers.contains_key(&s.id) {
                 let mut p = Progress::new(next);
                 p.recent_active = true;

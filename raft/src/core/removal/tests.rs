@@ -266,3 +266,63 @@ fn s4_2_2_a_server_restarted_as_removed_declines_every_request() {
     assert_eq!(ready.declined, vec![3, 4]);
     assert!(ready.messages.is_empty() && ready.persisted_messages.is_empty());
 }
+
+/// Proposes the removal of n3 on the leader n1 and ticks until n1 has
+/// committed it and sent n3 the final heartbeat, losing every message that
+/// would tell n3 the removal committed. Returns how many were lost.
+fn remove_n3_losing_its_final_heartbeat(c: &mut Cluster) -> usize {
+    let idx = c.node("n1").propose_configuration(config_of(&ids(2))).expect("leader accepts the change");
+    let mut lost = 0;
+    for _ in 0..20 {
+        for core in c.cores() {
+            core.tick();
+        }
+        c.settle_with(|m| match &m.body {
+            Body::AppendEntries(a) if m.to.as_str() == "n3" && a.leader_commit >= idx => {
+                lost += 1;
+                None
+            }
+            _ => Some(m),
+        });
+        if !c.node("n1").departing_peers().is_empty() {
+            break;
+        }
+    }
+    assert!(c.node("n1").commit_index() >= idx, "the removal committed");
+    lost
+}
+
+#[test]
+fn s4_2_2_a_removed_server_that_missed_the_final_heartbeat_is_told_again() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let lost = remove_n3_losing_its_final_heartbeat(&mut c);
+    assert!(lost >= 1, "the final heartbeat was sent (and lost)");
+    assert_eq!(c.node("n3").state(), RaftState::Follower, "n3 has not heard yet");
+    assert!(c.progress("n1", "n3").is_none(), "n3 is no longer a follower of n1");
+    assert_eq!(c.node("n1").departing_peers(), vec![ServerId::from("n3")], "but is still being told");
+    // n3 is not a voter of its own latest configuration, so it never
+    // campaigns and never hears a vote refusal: only the leader's reminder
+    // can tell it.
+    c.tick_all(CoreConfig::for_tests().heartbeat_ticks as usize + 1);
+    assert_eq!(c.node("n3").state(), RaftState::Removed, "the reminder reached it");
+    assert!(c.node("n1").departing_peers().is_empty(), "and the leader forgot it once it answered");
+    assert_eq!(c.leaders(), vec![ServerId::from("n1")]);
+}
+
+#[test]
+fn s4_2_2_the_leader_stops_reminding_a_removed_server_that_never_answers() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    remove_n3_losing_its_final_heartbeat(&mut c);
+    c.isolate("n3");
+    assert_eq!(c.node("n1").departing_peers(), vec![ServerId::from("n3")]);
+    let cfg = CoreConfig::for_tests();
+    c.tick_all(2 * cfg.follower_timeout_ticks as usize + cfg.heartbeat_ticks as usize);
+    assert!(
+        c.node("n1").departing_peers().is_empty(),
+        "bounded: the leader gives up after two election timeouts"
+    );
+}

@@ -99,7 +99,9 @@ impl<R: Send + 'static> Node<R> {
         let config = self.core.configuration().0;
         // A leader keeps replicating to a server it removes until the
         // removal commits: keep that peer task too.
-        let tracked: HashSet<ServerId> = self.core.peer_progress().into_iter().map(|p| p.id).collect();
+        // So does a server being told its removal committed.
+        let tracked: HashSet<ServerId> =
+            self.core.peer_progress().into_iter().map(|p| p.id).chain(self.core.departing_peers()).collect();
         let stale: Vec<ServerId> = self
             .peers
             .handles
