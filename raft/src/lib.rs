@@ -174,6 +174,6 @@ pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotS
 pub use storage::{LogStore, StableStore};
 pub use transport::Transport;
 pub use types::{
-    ClusterId, Configuration, HardState, Log, LogType, RaftState, Server, ServerAddress, ServerId,
-    SnapshotMeta, SnapshotPosition, Suffrage,
+    ClusterId, Configuration, HardState, Log, LogEntryMeta, LogType, RaftState, Server, ServerAddress,
+    ServerId, SnapshotMeta, SnapshotPosition, Suffrage,
 };

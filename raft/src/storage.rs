@@ -5,7 +5,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 
 use crate::error::StorageError;
-use crate::types::Log;
+use crate::types::{Log, LogEntryMeta};
 
 /// Durable storage for the replicated log.
 ///
@@ -39,6 +39,27 @@ pub trait LogStore: Send + Sync + 'static {
     /// [`StorageError::LogNotFound`] naming the first missing index if any
     /// index in the range is not stored.
     async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError>;
+
+    /// The index, term, type and payload size of the entries with indexes
+    /// in `range`, in order, without their payloads: what a node reads at
+    /// start to learn its log's shape without loading the log into memory.
+    /// Same errors as [`get_logs`](Self::get_logs).
+    ///
+    /// The default reads the entries with `get_logs`, a bounded batch at a
+    /// time, and keeps only their metadata: correct for any store, but it
+    /// reads every payload. A store that keeps an index of its entries
+    /// should answer from that index instead.
+    async fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
+        const BATCH: u64 = 1024;
+        let mut out = Vec::with_capacity(range.end.saturating_sub(range.start).min(1 << 20) as usize);
+        let mut lo = range.start;
+        while lo < range.end {
+            let hi = range.end.min(lo.saturating_add(BATCH));
+            out.extend(self.get_logs(lo..hi).await?.iter().map(LogEntryMeta::of));
+            lo = hi;
+        }
+        Ok(out)
+    }
 
     /// Appends entries (contiguous, ascending) durably.
     async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError>;

@@ -323,6 +323,29 @@ impl Log {
     }
 }
 
+/// What a log entry is, without its payload: enough for the protocol core
+/// to know the log's shape (terms, configuration entries, sizes) while the
+/// payload stays in the [`LogStore`](crate::LogStore). Returned by
+/// [`LogStore::entry_meta`](crate::LogStore::entry_meta).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogEntryMeta {
+    /// Position in the log.
+    pub index: u64,
+    /// Term of the leader that created the entry.
+    pub term: u64,
+    /// What the entry carries.
+    pub log_type: LogType,
+    /// Length of the entry's payload (`data`) in bytes.
+    pub size: u64,
+}
+
+impl LogEntryMeta {
+    /// The metadata of `entry`.
+    pub fn of(entry: &Log) -> Self {
+        Self { index: entry.index, term: entry.term, log_type: entry.log_type, size: entry.data.len() as u64 }
+    }
+}
+
 /// The role a node currently plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RaftState {

@@ -6,7 +6,7 @@ use crate::message::{
     AppendEntriesRequest, AppendEntriesResponse, RequestPreVoteRequest, RequestPreVoteResponse,
     RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
-use crate::types::{HardState, Log, ServerId, SnapshotPosition};
+use crate::types::{HardState, Log, LogEntryMeta, ServerId, SnapshotPosition};
 
 #[cfg(doc)]
 use super::Core;
@@ -121,10 +121,29 @@ pub struct Ready {
     /// Followers that need a snapshot: stream the newest one to each and
     /// report with [`Core::snapshot_sent`].
     pub snapshots_to_send: Vec<ServerId>,
+    /// (Leader) entries a follower needs that the core no longer holds in
+    /// memory: read each range from the log store (off the main task) and
+    /// hand the entries back with `Core::entries_fetched`.
+    pub fetches: Vec<LogFetch>,
+    /// Committed entries to apply that the core no longer holds in memory:
+    /// read `lo..=hi` from the log store and apply them, in order, before
+    /// `committed` (which then starts at `hi + 1`).
+    pub apply_from_store: Option<(u64, u64)>,
     /// (Leader) followers whose logs turned out not to hold entries they had
     /// acknowledged: their progress was reset and they are being
     /// re-replicated. For observers and metrics; nothing to execute.
     pub log_resets: Vec<LogReset>,
+}
+
+/// A read of stored entries for a follower (see [`Ready::fetches`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFetch {
+    /// The follower the entries are for.
+    pub peer: ServerId,
+    /// First index to read.
+    pub lo: u64,
+    /// Last index to read (inclusive).
+    pub hi: u64,
 }
 
 /// A follower whose log lost entries it had acknowledged (see
@@ -168,6 +187,8 @@ impl Ready {
             && !self.transfer_completed
             && self.declined.is_empty()
             && self.snapshots_to_send.is_empty()
+            && self.fetches.is_empty()
+            && self.apply_from_store.is_none()
             && self.log_resets.is_empty()
     }
 
@@ -189,8 +210,20 @@ pub struct InitialState {
     /// The last compacted entry and the configuration as of it (`None`:
     /// nothing compacted).
     pub snapshot: Option<SnapshotPosition>,
-    /// Log entries after the snapshot, contiguous.
+    /// Log entries after the snapshot, contiguous, with their payloads:
+    /// the whole log, or (with `entry_meta`) its newest part.
     pub entries: Vec<Log>,
+    /// The shape of the entries between the snapshot and `entries`, whose
+    /// payloads stay in the log store (contiguous, ending just before
+    /// `entries[0]`, or at the log's end if `entries` is empty). Empty when
+    /// `entries` holds the whole log. Configuration entries among them are
+    /// also passed, with payloads, in `configurations`.
+    pub entry_meta: Vec<LogEntryMeta>,
+    /// The configuration entries among `entry_meta`, with their payloads.
+    pub configurations: Vec<Log>,
+    /// The highest index this node had recorded as committed (0: none).
+    /// Never above the last log index it names.
+    pub commit: u64,
     /// Index up to which the state machine has already applied entries.
     pub applied: u64,
     /// The node recorded earlier that it was removed from the cluster: it

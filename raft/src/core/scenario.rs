@@ -146,6 +146,7 @@ impl Disk {
             entries: self.mem.log.clone(),
             applied: self.mem.log_start,
             removed: false,
+            ..InitialState::default()
         }
     }
 }

@@ -43,6 +43,10 @@ pub(crate) const HARD_STATE_KEY: &[u8] = b"raft/hard_state";
 /// the cluster (a non-empty value): it restarts in the terminal removed
 /// state. `recover_cluster` clears it.
 pub(crate) const REMOVED_KEY: &[u8] = b"raft/removed";
+/// Stable-store key of the highest index this node knows is committed (a
+/// big-endian u64), written now and then, never ahead of the truth: a
+/// restarted node applies its log up to it without waiting for a leader.
+pub(crate) const COMMIT_KEY: &[u8] = b"raft/commit";
 
 /// The outcome of a successful [`Raft::apply`](crate::Raft::apply).
 #[derive(Debug, Clone, PartialEq, Eq)]
