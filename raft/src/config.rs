@@ -93,6 +93,24 @@ pub struct Config {
     /// limit. Reloadable. Not in HashiCorp's raft. Default 1 MiB (the gRPC
     /// transport's messages default to 64 MiB).
     pub max_append_entries_bytes: usize,
+    /// How many bytes of entry payloads the protocol core keeps in memory
+    /// (the log window): unpersisted entries always, then the newest
+    /// persisted ones up to this budget. Older entries are read back from
+    /// the [`LogStore`](crate::LogStore) when a lagging follower or the
+    /// state machine needs them, so a node's memory does not grow with the
+    /// log between snapshots. Not in HashiCorp's raft (its `LogCache` is
+    /// counted in entries). Default 64 MiB.
+    pub max_log_window_bytes: usize,
+    /// Flow control: the most entry bytes a leader has in flight (sent, not
+    /// yet acknowledged) to one follower (etcd's `MaxInflightBytes`). A
+    /// request always carries at least one entry, so progress never stops.
+    /// Default 32 MiB.
+    pub max_inflight_bytes: usize,
+    /// Flow control: the most bytes of uncommitted entries a leader accepts;
+    /// further [`Raft::apply`](crate::Raft::apply) calls wait (within their
+    /// timeout) until commits make room, instead of growing memory. One
+    /// entry is always accepted when nothing is uncommitted. Default 64 MiB.
+    pub max_uncommitted_bytes: usize,
 }
 
 impl Default for Config {
@@ -116,6 +134,9 @@ impl Default for Config {
             max_queued_requests: 8192,
             cluster_id: None,
             max_append_entries_bytes: 1024 * 1024,
+            max_log_window_bytes: 64 << 20,
+            max_inflight_bytes: 32 << 20,
+            max_uncommitted_bytes: 64 << 20,
         }
     }
 }
@@ -184,6 +205,15 @@ impl Config {
         if self.max_append_entries_bytes == 0 {
             return bad("max_append_entries_bytes must be at least 1".into());
         }
+        if self.max_log_window_bytes == 0 {
+            return bad("max_log_window_bytes must be at least 1".into());
+        }
+        if self.max_inflight_bytes == 0 {
+            return bad("max_inflight_bytes must be at least 1".into());
+        }
+        if self.max_uncommitted_bytes == 0 {
+            return bad("max_uncommitted_bytes must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -206,6 +236,9 @@ impl Config {
             max_append_entries: self.max_append_entries,
             max_inflight: self.max_inflight_append_entries,
             max_append_bytes: self.max_append_entries_bytes,
+            max_window_bytes: self.max_log_window_bytes,
+            max_inflight_bytes: self.max_inflight_bytes,
+            max_uncommitted_bytes: self.max_uncommitted_bytes,
         }
     }
 
@@ -302,6 +335,9 @@ mod tests {
             ),
             (Config { max_inflight_append_entries: 0, ..Config::new("a") }, "max_inflight"),
             (Config { max_append_entries_bytes: 0, ..Config::new("a") }, "max_append_entries_bytes"),
+            (Config { max_log_window_bytes: 0, ..Config::new("a") }, "max_log_window_bytes"),
+            (Config { max_inflight_bytes: 0, ..Config::new("a") }, "max_inflight_bytes"),
+            (Config { max_uncommitted_bytes: 0, ..Config::new("a") }, "max_uncommitted_bytes"),
         ];
         for (config, needle) in cases {
             match config.validate() {

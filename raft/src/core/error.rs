@@ -33,6 +33,15 @@ pub enum Refusal {
     /// This node was removed from the configuration (terminal).
     #[error("this server was removed from the cluster")]
     Removed,
+    /// (Leader) accepting the proposal would exceed
+    /// `CoreConfig::max_uncommitted_bytes`: retry once commits make room.
+    #[error("{uncommitted} bytes are uncommitted (limit {limit}): wait for commits")]
+    UncommittedLimit {
+        /// Bytes of uncommitted entries now.
+        uncommitted: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A request that does not fit the current state ([`Refusal::Invalid`]).

@@ -100,6 +100,15 @@ pub struct CoreConfig {
     /// data plus [`ENTRY_OVERHEAD`](crate::transport::ENTRY_OVERHEAD); a
     /// request always carries at least one entry, even one over the budget.
     pub max_append_bytes: usize,
+    /// Bytes of entry payloads kept in memory beyond the unpersisted ones
+    /// (the log window); older entries are fetched from the store through
+    /// [`Ready::fetches`] and [`Ready::apply_from_store`].
+    pub max_window_bytes: usize,
+    /// Entry bytes in flight (unacknowledged) per follower.
+    pub max_inflight_bytes: usize,
+    /// Bytes of uncommitted entries a leader accepts before refusing
+    /// proposals with [`Refusal::UncommittedLimit`].
+    pub max_uncommitted_bytes: usize,
 }
 
 impl CoreConfig {
@@ -117,6 +126,9 @@ impl CoreConfig {
             max_append_entries: 64,
             max_inflight: 4,
             max_append_bytes: 1024 * 1024,
+            max_window_bytes: 64 << 20,
+            max_inflight_bytes: 32 << 20,
+            max_uncommitted_bytes: 64 << 20,
         }
     }
 }

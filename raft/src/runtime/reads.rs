@@ -62,6 +62,9 @@ pub(crate) fn refusal_error(refusal: Refusal, leader: Option<(ServerId, ServerAd
         Refusal::UnknownServer(id) => Error::UnknownServer(id),
         Refusal::NotAVoter(id) => Error::NotAVoter(id),
         Refusal::Removed => Error::Removed,
+        // The runtime holds such requests until commits make room; one
+        // still refused when its time is up could not be queued in time.
+        Refusal::UncommittedLimit { .. } => Error::EnqueueTimeout,
     }
 }
 
