@@ -32,6 +32,9 @@ pub(crate) fn suffrage_to_pb(s: Suffrage) -> pb::Suffrage {
     match s {
         Suffrage::Voter => pb::Suffrage::Voter,
         Suffrage::Nonvoter => pb::Suffrage::Nonvoter,
+        Suffrage::IncomingVoter => pb::Suffrage::IncomingVoter,
+        Suffrage::DemotingVoter => pb::Suffrage::DemotingVoter,
+        Suffrage::LeavingVoter => pb::Suffrage::LeavingVoter,
     }
 }
 

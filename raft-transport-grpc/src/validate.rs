@@ -49,6 +49,9 @@ fn suffrage_from_pb(value: i32) -> Result<Suffrage, Invalid> {
     match pb::Suffrage::try_from(value) {
         Ok(pb::Suffrage::Voter) => Ok(Suffrage::Voter),
         Ok(pb::Suffrage::Nonvoter) => Ok(Suffrage::Nonvoter),
+        Ok(pb::Suffrage::IncomingVoter) => Ok(Suffrage::IncomingVoter),
+        Ok(pb::Suffrage::DemotingVoter) => Ok(Suffrage::DemotingVoter),
+        Ok(pb::Suffrage::LeavingVoter) => Ok(Suffrage::LeavingVoter),
         Ok(pb::Suffrage::Unspecified) | Err(_) => invalid(format!("invalid suffrage {value}")),
     }
 }

@@ -156,6 +156,9 @@ impl ClusterId {
             feed(match s.suffrage {
                 Suffrage::Voter => b"voter",
                 Suffrage::Nonvoter => b"nonvoter",
+                Suffrage::IncomingVoter => b"incoming-voter",
+                Suffrage::DemotingVoter => b"demoting-voter",
+                Suffrage::LeavingVoter => b"leaving-voter",
             });
         }
         Self::new(format!("{:016x}{:016x}", h[0], h[1]))
@@ -205,12 +208,71 @@ impl fmt::Display for ClusterId {
 }
 
 /// Whether a server's vote counts towards elections and commitment.
+///
+/// The last three variants appear only in a *joint* configuration
+/// (C_old,new, Raft thesis §4.3 and the Raft paper §6), the step between
+/// two configurations whose voter sets differ in more than one server.
+/// They say how the server votes in each half: while a joint configuration
+/// is the latest one, every decision (commit, election, pre-vote, ReadIndex,
+/// check-quorum) needs a majority of the old voters ([`Voter`],
+/// [`DemotingVoter`], [`LeavingVoter`]) *and* a majority of the new voters
+/// ([`Voter`], [`IncomingVoter`]). See [`Configuration::is_joint`].
+///
+/// Encoding: the variants are appended after the original two, so
+/// configurations written before joint consensus existed (log entries and
+/// snapshot metadata encoded with [`crate::codec`]) decode unchanged.
+///
+/// [`Voter`]: Suffrage::Voter
+/// [`DemotingVoter`]: Suffrage::DemotingVoter
+/// [`LeavingVoter`]: Suffrage::LeavingVoter
+/// [`IncomingVoter`]: Suffrage::IncomingVoter
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Suffrage {
-    /// Receives log entries and is counted in every quorum.
+    /// Receives log entries and is counted in every quorum (in a joint
+    /// configuration: a voter of both the old and the new configuration).
     Voter,
     /// Receives log entries but never votes or counts towards commitment.
     Nonvoter,
+    /// Joint configurations only: a voter of the new configuration that
+    /// does not vote in the old one (being added or promoted).
+    IncomingVoter,
+    /// Joint configurations only: a voter of the old configuration that
+    /// stays as a non-voter in the new one (being demoted).
+    DemotingVoter,
+    /// Joint configurations only: a voter of the old configuration that
+    /// the new one no longer includes (being removed).
+    LeavingVoter,
+}
+
+impl Suffrage {
+    /// Whether the server votes in the old half (for a configuration that
+    /// is not joint: whether it votes at all).
+    pub fn votes_in_old(self) -> bool {
+        matches!(self, Suffrage::Voter | Suffrage::DemotingVoter | Suffrage::LeavingVoter)
+    }
+
+    /// Whether the server votes in the new half (for a configuration that
+    /// is not joint: whether it votes at all).
+    pub fn votes_in_new(self) -> bool {
+        matches!(self, Suffrage::Voter | Suffrage::IncomingVoter)
+    }
+
+    /// Whether the variant only exists in joint configurations.
+    pub fn is_joint(self) -> bool {
+        matches!(self, Suffrage::IncomingVoter | Suffrage::DemotingVoter | Suffrage::LeavingVoter)
+    }
+}
+
+impl fmt::Display for Suffrage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Suffrage::Voter => "voter",
+            Suffrage::Nonvoter => "nonvoter",
+            Suffrage::IncomingVoter => "incoming-voter",
+            Suffrage::DemotingVoter => "demoting-voter",
+            Suffrage::LeavingVoter => "leaving-voter",
+        })
+    }
 }
 
 /// One member of a cluster configuration.
@@ -239,7 +301,15 @@ impl Server {
 /// The set of servers in a cluster.
 ///
 /// Invariant (checked by [`Configuration::validate`]): ids and addresses are
-/// unique and there is at least one voter.
+/// unique and there is at least one voter (in a joint configuration, at
+/// least one in each half).
+///
+/// A configuration is *joint* (C_old,new) when a member has one of the
+/// joint suffrages ([`Suffrage::IncomingVoter`], [`Suffrage::DemotingVoter`],
+/// [`Suffrage::LeavingVoter`]): it then stands for two voter sets at once,
+/// [`Configuration::old_voters`] and [`Configuration::new_voters`]. A
+/// leader leaves it automatically by appending the configuration
+/// [`Configuration::leave_joint`] returns once the joint entry commits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Configuration {
     /// Every member, voters and non-voters.
@@ -267,10 +337,56 @@ impl Configuration {
                 return Err(format!("duplicate server address {}", s.address));
             }
         }
-        if !self.servers.iter().any(|s| s.suffrage == Suffrage::Voter) {
+        if !self.servers.iter().any(|s| s.suffrage.votes_in_old()) {
             return Err("configuration has no voter".into());
         }
+        if self.is_joint() && !self.servers.iter().any(|s| s.suffrage.votes_in_new()) {
+            return Err("joint configuration has no voter in its new half".into());
+        }
         Ok(())
+    }
+
+    /// Whether this is a joint configuration (C_old,new): a member votes
+    /// in only one of its halves.
+    pub fn is_joint(&self) -> bool {
+        self.servers.iter().any(|s| s.suffrage.is_joint())
+    }
+
+    /// Ids of the voters of the old half, in configuration order (for a
+    /// configuration that is not joint: all voters).
+    pub fn old_voters(&self) -> impl Iterator<Item = &ServerId> {
+        self.servers.iter().filter(|s| s.suffrage.votes_in_old()).map(|s| &s.id)
+    }
+
+    /// Ids of the voters of the new half, in configuration order (for a
+    /// configuration that is not joint: all voters).
+    pub fn new_voters(&self) -> impl Iterator<Item = &ServerId> {
+        self.servers.iter().filter(|s| s.suffrage.votes_in_new()).map(|s| &s.id)
+    }
+
+    /// Whether `id` votes in the new half (for a configuration that is not
+    /// joint: whether it is a voter).
+    pub fn is_new_voter(&self, id: &ServerId) -> bool {
+        self.server(id).is_some_and(|s| s.suffrage.votes_in_new())
+    }
+
+    /// The configuration a joint one leads to (C_new): incoming voters
+    /// become voters, demoting voters non-voters, leaving voters are
+    /// dropped. A configuration that is not joint is returned unchanged.
+    pub fn leave_joint(&self) -> Configuration {
+        let servers = self
+            .servers
+            .iter()
+            .filter_map(|s| {
+                let suffrage = match s.suffrage {
+                    Suffrage::Voter | Suffrage::IncomingVoter => Suffrage::Voter,
+                    Suffrage::Nonvoter | Suffrage::DemotingVoter => Suffrage::Nonvoter,
+                    Suffrage::LeavingVoter => return None,
+                };
+                Some(Server { suffrage, ..s.clone() })
+            })
+            .collect();
+        Configuration { servers }
     }
 
     /// The member with this id, if any.
@@ -278,14 +394,17 @@ impl Configuration {
         self.servers.iter().find(|s| &s.id == id)
     }
 
-    /// Whether `id` is a voter in this configuration.
+    /// Whether `id` is a voter in this configuration (in a joint
+    /// configuration: in either half).
     pub fn is_voter(&self, id: &ServerId) -> bool {
-        self.server(id).is_some_and(|s| s.suffrage == Suffrage::Voter)
+        self.server(id).is_some_and(|s| s.suffrage.votes_in_old() || s.suffrage.votes_in_new())
     }
 
-    /// Ids of the voters, in configuration order.
+    /// Ids of the voters, in configuration order (in a joint configuration:
+    /// of either half; quorums are counted per half, see
+    /// [`Configuration::old_voters`] and [`Configuration::new_voters`]).
     pub fn voters(&self) -> impl Iterator<Item = &ServerId> {
-        self.servers.iter().filter(|s| s.suffrage == Suffrage::Voter).map(|s| &s.id)
+        self.servers.iter().filter(|s| s.suffrage.votes_in_old() || s.suffrage.votes_in_new()).map(|s| &s.id)
     }
 }
 

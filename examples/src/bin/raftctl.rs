@@ -444,6 +444,9 @@ fn suffrage(value: i32) -> &'static str {
     match pb::MemberSuffrage::try_from(value) {
         Ok(pb::MemberSuffrage::Voter) => "voter",
         Ok(pb::MemberSuffrage::Nonvoter) => "nonvoter",
+        Ok(pb::MemberSuffrage::IncomingVoter) => "incoming-voter",
+        Ok(pb::MemberSuffrage::DemotingVoter) => "demoting-voter",
+        Ok(pb::MemberSuffrage::LeavingVoter) => "leaving-voter",
         _ => "unknown",
     }
 }

@@ -666,7 +666,7 @@ async fn status(State(state): State<ApiState>) -> Response {
                 "id": s.id.as_str(),
                 "raft_addr": s.address.as_str(),
                 "api_addr": state.api_addr_of(s.id.as_str()),
-                "suffrage": match s.suffrage { Suffrage::Voter => "voter", Suffrage::Nonvoter => "nonvoter" },
+                "suffrage": s.suffrage.to_string(),
             })
         })
         .collect();

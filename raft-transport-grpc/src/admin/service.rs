@@ -109,6 +109,9 @@ fn members(configuration: &Configuration) -> Vec<pb::Member> {
             suffrage: match s.suffrage {
                 Suffrage::Voter => pb::MemberSuffrage::Voter as i32,
                 Suffrage::Nonvoter => pb::MemberSuffrage::Nonvoter as i32,
+                Suffrage::IncomingVoter => pb::MemberSuffrage::IncomingVoter as i32,
+                Suffrage::DemotingVoter => pb::MemberSuffrage::DemotingVoter as i32,
+                Suffrage::LeavingVoter => pb::MemberSuffrage::LeavingVoter as i32,
             },
         })
         .collect()

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::progress::Progress;
+use super::quorum::VoteResult;
 use super::read::ReadQueue;
 use super::{Body, Core, LeaderState, Message, Refusal, Role};
 use crate::message::{
@@ -287,7 +288,7 @@ impl Core {
 
     fn check_pre_vote_quorum(&mut self) {
         if let Role::PreCandidate { granted } = &self.role {
-            if granted.len() >= self.quorum() {
+            if self.membership.quorum().vote_result(|id| granted.contains(id).then_some(true)) == VoteResult::Won {
                 self.start_election(false);
             }
         }
@@ -327,7 +328,7 @@ impl Core {
 
     fn check_vote_quorum(&mut self) {
         if let Role::Candidate { granted } = &self.role {
-            if granted.len() >= self.quorum() {
+            if self.membership.quorum().vote_result(|id| granted.contains(id).then_some(true)) == VoteResult::Won {
                 self.become_leader();
             }
         }
@@ -363,12 +364,10 @@ impl Core {
     }
 
     fn tick_leader(&mut self) {
-        let quorum = self.quorum();
         let check_quorum = self.cfg.check_quorum;
         let lease_ticks = self.cfg.lease_ticks;
         let heartbeat_ticks = self.cfg.heartbeat_ticks;
         let stall_limit = 3 * self.cfg.heartbeat_ticks;
-        let self_voter = self.is_voter();
         let Role::Leader(leader) = &mut self.role else { return };
         leader.heartbeat_elapsed += 1;
         leader.lease_elapsed += 1;
@@ -385,20 +384,14 @@ impl Core {
         let mut step_down = false;
         if leader.lease_elapsed >= lease_ticks {
             leader.lease_elapsed = 0;
-            let voters: Vec<ServerId> = self.membership.latest().0.voters().cloned().collect();
-            let active = voters
-                .iter()
-                .filter(|id| {
-                    if **id == self.id {
-                        return self_voter;
-                    }
-                    leader.peers.get(*id).is_some_and(|p| p.recent_active)
-                })
-                .count();
+            // Joint configurations: recently active majorities of both halves.
+            let active = self.membership.quorum().is_reached(|id| {
+                *id == self.id || leader.peers.get(id).is_some_and(|p| p.recent_active)
+            });
             for p in leader.peers.values_mut() {
                 p.recent_active = false;
             }
-            if check_quorum && active < quorum {
+            if check_quorum && !active {
                 step_down = true;
             }
         }

@@ -33,6 +33,10 @@ pub enum Refusal {
     /// This node was removed from the configuration (terminal).
     #[error("this server was removed from the cluster")]
     Removed,
+    /// A membership change was refused by the configuration-change rules
+    /// (see [`ConfChangeError`](super::ConfChangeError)).
+    #[error(transparent)]
+    Membership(#[from] super::ConfChangeError),
     /// (Leader) accepting the proposal would exceed
     /// `CoreConfig::max_uncommitted_bytes`: retry once commits make room.
     #[error("{uncommitted} bytes are uncommitted (limit {limit}): wait for commits")]

@@ -3,23 +3,33 @@
 //! remembers every configuration entry that is not yet committed, to fall
 //! back to an older one when a conflicting suffix is truncated.
 
+use super::quorum::Quorum;
 use super::{Core, Role};
 use crate::types::Configuration;
 
 /// Configurations known to the core.
 ///
 /// Invariant: `history` is ascending by index and never empty; the last
-/// element is the latest configuration.
+/// element is the latest configuration; `quorum` is the latest
+/// configuration's quorum (kept here so the hot paths that count
+/// acknowledgements do not rebuild it).
 #[derive(Clone, Debug)]
 pub(crate) struct Membership {
     history: Vec<(u64, Configuration)>,
+    quorum: Quorum,
 }
 
 impl Membership {
     /// Starts from a configuration at `index` (0 and an empty configuration
     /// for a brand-new node).
     pub(crate) fn new(index: u64, configuration: Configuration) -> Self {
-        Self { history: vec![(index, configuration)] }
+        let quorum = Quorum::of(&configuration);
+        Self { history: vec![(index, configuration)], quorum }
+    }
+
+    /// The quorum of the latest configuration (joint: of both halves).
+    pub(crate) fn quorum(&self) -> &Quorum {
+        &self.quorum
     }
 
     /// The configuration in force and its index.
@@ -51,6 +61,7 @@ impl Membership {
 
     /// Records a configuration appended at `index`.
     pub(crate) fn push(&mut self, index: u64, configuration: Configuration) {
+        self.quorum = Quorum::of(&configuration);
         self.history.push((index, configuration));
     }
 
@@ -59,6 +70,7 @@ impl Membership {
         while self.history.len() > 1 && self.history.last().is_some_and(|(i, _)| *i >= index) {
             self.history.pop();
         }
+        self.quorum = Quorum::of(self.latest().0);
     }
 
     /// Forgets history older than the newest configuration at or below

@@ -18,6 +18,12 @@
 //! - `log`: the in-memory log view.
 //! - `progress`: per-follower replication state.
 //! - `membership`: configurations in force.
+//! - `quorum`: majority and joint quorums, the one place that counts them
+//!   (commit index, votes, ReadIndex acknowledgements, check-quorum).
+//! - `confchange`: the rules for the next configuration (single-server and
+//!   joint changes) as pure functions with typed refusals.
+//! - `joint`: joint consensus in the core: entering C_old,new, leaving it
+//!   automatically, handing leadership to a voter of C_new.
 //! - `election`: timeouts, pre-vote, votes, role changes.
 //! - `replication`: AppendEntries on both sides, commitment.
 //! - `read`: ReadIndex linearizable reads.
@@ -43,14 +49,17 @@
 //! `std::time`, `std::fs`, `std::net` or the runtime.
 
 mod boundary;
+pub mod confchange;
 mod election;
 mod error;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod harness;
+mod joint;
 mod log;
 mod membership;
 mod progress;
 mod promotion;
+mod quorum;
 mod read;
 mod removal;
 mod replication;
@@ -67,6 +76,7 @@ use bytes::Bytes;
 
 use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
+pub use self::confchange::{ConfChange, ConfChangeError, JointPlan};
 pub use self::boundary::{
     Body, InitialState, InstalledSnapshot, LogFetch, LogReset, Message, PeerProgress, ReadState, Ready,
 };
@@ -473,35 +483,19 @@ impl Core {
     }
 
     /// Proposes a new configuration (one change at a time). Returns its index.
+    ///
+    /// A joint configuration is refused here (joint changes go through
+    /// [`Core::propose_joint`], which checks that incoming voters caught
+    /// up), and so is any change while the latest configuration is joint.
     pub fn propose_configuration(&mut self, configuration: Configuration) -> Result<u64, Refusal> {
-        match &self.role {
-            Role::Leader(l) if l.transfer.is_some() => return Err(Refusal::TransferInProgress),
-            Role::Leader(_) => {}
-            Role::Removed => return Err(Refusal::Removed),
-            _ => return Err(Refusal::NotLeader(self.leader.clone())),
+        self.check_configuration_change()?;
+        if configuration.is_joint() {
+            return Err(InvalidRequest::Configuration(
+                "a joint configuration is entered with propose_joint".into(),
+            )
+            .into());
         }
-        let (_, latest_index) = self.membership.latest();
-        if latest_index > self.commit {
-            return Err(Refusal::ConfigurationChangeInProgress);
-        }
-        if let Role::Leader(l) = &self.role {
-            if self.commit < l.term_start {
-                return Err(Refusal::ConfigurationChangeInProgress);
-            }
-        }
-        configuration.validate().map_err(InvalidRequest::Configuration)?;
-        let data =
-            crate::codec::encode(&configuration).map_err(|e| InvalidRequest::Unencodable(e.to_string()))?;
-        self.forget_moved_peers(&configuration);
-        let index = self.log.last_index() + 1;
-        self.append_local(vec![Log {
-            index,
-            term: self.hard.term,
-            log_type: LogType::Configuration,
-            data: data.into(),
-        }]);
-        self.broadcast_append();
-        Ok(index)
+        self.append_configuration(configuration)
     }
 
     /// Writes the first configuration of a brand-new cluster: term 1, entry 1.
@@ -567,11 +561,6 @@ impl Core {
         self.log.compact_to(index, term);
         self.membership.compact(self.commit);
         Ok(())
-    }
-
-    /// Number of voters needed for a quorum in the latest configuration.
-    pub(crate) fn quorum(&self) -> usize {
-        self.membership.latest().0.voters().count() / 2 + 1
     }
 
     /// Whether this node may vote and campaign.

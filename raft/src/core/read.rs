@@ -77,7 +77,7 @@ impl Core {
             r.round = round;
             r.index = commit;
         }
-        if leader.peers.is_empty() || self.quorum() <= 1 {
+        if leader.peers.is_empty() || self.membership.quorum().is_sole_voter(&self.id) {
             self.advance_reads();
         } else {
             self.broadcast_heartbeat();
@@ -93,26 +93,18 @@ impl Core {
         if leader.reads.pending.front().is_none_or(|r| r.round == 0) {
             return;
         }
-        let quorum = self.quorum();
-        let self_voter = self.is_voter();
         // Borrowed from `membership` while `role` is borrowed mutably.
-        let voters = &self.membership.latest().0;
+        let quorum = self.membership.quorum();
         let Role::Leader(leader) = &mut self.role else { return };
         while let Some(front) = leader.reads.pending.front().copied() {
             if front.round == 0 {
                 break;
             }
-            let acks = voters
-                .voters()
-                .filter(|id| {
-                    if *id == &self.id {
-                        self_voter
-                    } else {
-                        leader.peers.get(*id).is_some_and(|p| p.acked_round >= front.round)
-                    }
-                })
-                .count();
-            if acks < quorum {
+            // The leader acknowledges its own round (if it counts at all).
+            let confirmed = quorum.is_reached(|id| {
+                *id == self.id || leader.peers.get(id).is_some_and(|p| p.acked_round >= front.round)
+            });
+            if !confirmed {
                 break;
             }
             leader.reads.pending.pop_front();

@@ -401,23 +401,14 @@ impl Core {
     /// voters, but only if that entry is from the current term (Figure 8).
     pub(crate) fn maybe_commit(&mut self) {
         let Role::Leader(leader) = &self.role else { return };
-        let config = self.membership.latest().0;
-        let mut matched: Vec<u64> =
-            config
-                .voters()
-                .map(|id| {
-                    if *id == self.id {
-                        self.persisted
-                    } else {
-                        leader.peers.get(id).map_or(0, |p| p.matched)
-                    }
-                })
-                .collect();
-        if matched.is_empty() {
-            return;
-        }
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_index = matched[matched.len() / 2];
+        // Joint configurations: a majority of the old and of the new voters.
+        let quorum_index = self.membership.quorum().committed_index(|id| {
+            if *id == self.id {
+                Some(self.persisted)
+            } else {
+                leader.peers.get(id).map(|p| p.matched)
+            }
+        });
         if quorum_index > self.commit && self.log.term(quorum_index) == Some(self.hard.term) {
             self.commit = quorum_index;
             self.on_commit_advanced();
@@ -427,6 +418,17 @@ impl Core {
     /// Called whenever the commit index moves on the leader.
     fn on_commit_advanced(&mut self) {
         self.advance_reads();
+        if self.maybe_leave_joint() {
+            return;
+        }
+        if self.hand_off_if_not_voter() && self.membership.latest().0.server(&self.id).is_some() {
+            // Demoted: a voter of the committed configuration takes over.
+            tracing::info!(id = %self.id, "demoted to non-voter; stepping down");
+            self.broadcast_heartbeat();
+            let term = self.hard.term;
+            self.become_follower(term, None);
+            return;
+        }
         let (latest, _) = self.membership.latest();
         let (committed, committed_index) = self.membership.committed(self.commit);
         let removed = !latest.servers.iter().any(|s| s.id == self.id);

@@ -65,6 +65,20 @@ pub(crate) fn refusal_error(refusal: Refusal, leader: Option<(ServerId, ServerAd
         // The runtime holds such requests until commits make room; one
         // still refused when its time is up could not be queued in time.
         Refusal::UncommittedLimit { .. } => Error::EnqueueTimeout,
+        Refusal::Membership(e) => membership_error(e),
+    }
+}
+
+/// The public error for a refused configuration change.
+pub(crate) fn membership_error(e: crate::core::ConfChangeError) -> Error {
+    use crate::core::ConfChangeError as E;
+    match e {
+        E::UnknownServer(id) => Error::UnknownServer(id),
+        E::ServerExists { id, address } => Error::ServerExists { id, address },
+        E::JointInProgress => Error::ConfigurationChangeInProgress {
+            pending: "a joint configuration change is not finished yet".into(),
+        },
+        other => Error::InvalidConfig(other.to_string()),
     }
 }
 

@@ -16,6 +16,7 @@
 //!   address is a no-op that returns the configuration's index.
 
 use super::*;
+use crate::core::confchange::{self, ConfChange, ConfChangeError};
 use crate::core::CatchUp;
 
 /// The main task's membership changes under way.
@@ -295,39 +296,26 @@ impl<R: Send + 'static> Node<R> {
     /// Proposes the configuration `change` makes (the caller checked
     /// leadership and `prev_index`). Returns the new entry's index.
     pub(super) fn membership_change(&mut self, change: MembershipChange) -> Result<u64, Error> {
-        let mut next: Configuration = self.core.configuration().0.clone();
-        match change {
-            MembershipChange::AddVoter(id, address) => match next.servers.iter_mut().find(|s| s.id == id) {
-                Some(s) => {
-                    s.suffrage = Suffrage::Voter;
-                    s.address = address;
-                }
-                None => next.servers.push(Server { suffrage: Suffrage::Voter, id, address }),
-            },
-            MembershipChange::AddNonvoter(id, address) => {
-                match next.servers.iter_mut().find(|s| s.id == id) {
-                    Some(s) => s.address = address,
-                    None => next.servers.push(Server { suffrage: Suffrage::Nonvoter, id, address }),
-                }
-            }
-            MembershipChange::DemoteVoter(id) => match next.servers.iter_mut().find(|s| s.id == id) {
-                Some(s) => s.suffrage = Suffrage::Nonvoter,
-                None => return Err(Error::UnknownServer(id)),
-            },
-            MembershipChange::RemoveServer(id) => {
-                if next.server(&id).is_none() {
-                    return Err(Error::UnknownServer(id));
-                }
-                next.servers.retain(|s| s.id != id);
-            }
+        let current: &Configuration = self.core.configuration().0;
+        let change = match change {
+            MembershipChange::AddVoter(id, address) => ConfChange::AddVoter(id, address),
+            MembershipChange::AddNonvoter(id, address) => ConfChange::AddNonvoter(id, address),
+            MembershipChange::DemoteVoter(id) => ConfChange::Demote(id),
+            MembershipChange::RemoveServer(id) => ConfChange::Remove(id),
             MembershipChange::UpdateAddress(id, address) => {
-                let Some(s) = next.servers.iter_mut().find(|s| s.id == id) else {
-                    return Err(Error::UnknownServer(id));
-                };
-                tracing::warn!(server = %id, from = %s.address, to = %address, "moving a member to a new address");
-                s.address = address;
+                if let Some(s) = current.server(&id) {
+                    tracing::warn!(server = %id, from = %s.address, to = %address, "moving a member to a new address");
+                }
+                ConfChange::UpdateAddress(id, address)
             }
-        }
+        };
+        // The rules live in the core; a change that alters nothing is
+        // still proposed (and answered once committed), as before.
+        let next = match confchange::apply_single(current, &change) {
+            Ok(next) => next.unwrap_or_else(|| current.clone()),
+            Err(ConfChangeError::JointInProgress) => return Err(self.uncommitted_change()),
+            Err(e) => return Err(crate::runtime::reads::membership_error(e)),
+        };
         self.core.propose_configuration(next).map_err(|r| match r {
             Refusal::ConfigurationChangeInProgress => self.uncommitted_change(),
             r => self.refusal(r),

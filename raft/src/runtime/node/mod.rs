@@ -44,7 +44,7 @@ use crate::raft::Shared;
 use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
 use crate::types::{
-    Configuration, LogType, RaftState, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage,
+    Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta, Suffrage,
 };
 
 mod clients;

@@ -741,7 +741,7 @@ impl<'a> Sim<'a> {
                     .iter()
                     .map(|s| match s.suffrage {
                         Suffrage::Voter => s.id.to_string(),
-                        Suffrage::Nonvoter => format!("{}(nonvoter)", s.id),
+                        other => format!("{}({other})", s.id),
                     })
                     .collect();
                 format!(

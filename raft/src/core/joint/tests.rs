@@ -1,0 +1,240 @@
+//! Scenario tests of `joint.rs` (joint consensus, Raft paper §6, thesis
+//! §4.3): entering C_old,new only with caught-up new voters, deciding with
+//! majorities of both halves, leaving automatically, handing leadership to
+//! a voter of C_new, and resuming a change after a restart. Each test is
+//! named after the section whose rule it checks and runs on the shared
+//! driver in [`scenario`](crate::core::scenario).
+
+use crate::core::confchange::{ConfChange, ConfChangeError};
+use crate::core::scenario::*;
+use crate::core::*;
+use crate::types::{Configuration, ServerId};
+
+fn add_voter(id: &str) -> ConfChange {
+    ConfChange::AddVoter(id.into(), id.into())
+}
+
+fn remove(id: &str) -> ConfChange {
+    ConfChange::Remove(id.into())
+}
+
+/// A 3-voter cluster led by n1, with empty nodes `extra` started (not yet
+/// members).
+fn cluster_with(extra: &[&str]) -> Cluster {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    for (i, id) in extra.iter().enumerate() {
+        c.start(id, CoreConfig::for_tests(), 10 + i as u64, InitialState::default());
+    }
+    c.elect_node("n1");
+    c.settle();
+    c
+}
+
+/// Commits the staging configuration for `changes` on `leader` and lets
+/// the new voters catch up.
+fn stage(c: &mut Cluster, leader: &str, changes: &[ConfChange]) {
+    let plan = c.node(leader).plan_membership_change(changes).expect("plan");
+    if let Some(staging) = plan.staging {
+        c.reconfigure(leader, staging);
+    }
+    c.tick_all(2);
+}
+
+fn voters(conf: &Configuration) -> Vec<String> {
+    conf.voters().map(|id| id.to_string()).collect()
+}
+
+// §6: replacing two of three voters in one step goes through C_old,new
+// and the leader leaves it for C_new by itself once the joint entry
+// commits.
+#[test]
+fn s6_joint_change_replaces_two_voters_and_leaves_joint_automatically() {
+    let mut c = cluster_with(&["n4", "n5"]);
+    let changes = [remove("n2"), remove("n3"), add_voter("n4"), add_voter("n5")];
+    stage(&mut c, "n1", &changes);
+    let joint = c.node("n1").propose_joint(&changes).expect("caught up: joint accepted");
+    assert!(c.node("n1").configuration().0.is_joint());
+    assert_eq!(c.node("n1").joint_index(), Some(joint));
+    c.settle();
+    c.tick_all(3);
+    let (conf, index) = c.node("n1").committed_configuration();
+    assert!(index > joint, "C_new appended after the joint entry");
+    assert!(!conf.is_joint());
+    assert_eq!(voters(conf), ["n1", "n4", "n5"]);
+    assert_eq!(c.node("n1").joint_index(), None);
+    for id in ["n4", "n5"] {
+        assert_eq!(c.node(id).configuration().1, index, "{id} holds C_new");
+    }
+    c.tick_all(30);
+    assert!(c.node("n2").is_removed() && c.node("n3").is_removed(), "the removed voters learn it");
+    c.node("n1").propose([cmd("after")]).expect("still leader");
+    c.settle();
+    c.tick_all(2);
+    assert_eq!(c.node("n4").commit_index(), c.node("n1").last_index());
+}
+
+// §6 with thesis §4.2.1: new voters catch up as non-voters first; the
+// joint entry is refused until each is a member that caught up.
+#[test]
+fn s6_joint_entry_waits_for_incoming_voters_to_catch_up() {
+    let mut c = cluster_with(&["n4"]);
+    let changes = [remove("n3"), add_voter("n4")];
+    assert_eq!(
+        c.node("n1").propose_joint(&changes),
+        Err(Refusal::Membership(ConfChangeError::NotStaged("n4".into()))),
+    );
+    c.isolate("n4");
+    stage(&mut c, "n1", &changes);
+    let refused = c.node("n1").propose_joint(&changes);
+    assert!(
+        matches!(refused, Err(Refusal::Membership(ConfChangeError::NotCaughtUp { ref id, .. })) if id.as_str() == "n4"),
+        "{refused:?}"
+    );
+    c.heal();
+    c.tick_all(3);
+    c.node("n1").propose_joint(&changes).expect("caught up now");
+}
+
+// §6: while joint, an entry commits only with a majority of the old AND
+// of the new voters: the old majority alone is not enough.
+#[test]
+fn s6_while_joint_commit_needs_both_majorities() {
+    let mut c = cluster_with(&["n4", "n5"]);
+    let changes = [remove("n2"), remove("n3"), add_voter("n4"), add_voter("n5")];
+    stage(&mut c, "n1", &changes);
+    // The new half is n1, n4, n5: without n4 and n5 only the old half
+    // (n1, n2, n3) can acknowledge.
+    c.isolate("n4");
+    c.isolate("n5");
+    c.connect("n1", "n2");
+    c.connect("n1", "n3");
+    c.connect("n2", "n3");
+    let joint = c.node("n1").propose_joint(&changes).expect("joint");
+    c.settle();
+    c.tick_all(2);
+    assert!(c.node("n2").last_index() >= joint && c.node("n3").last_index() >= joint);
+    assert!(c.node("n1").commit_index() < joint, "old majority alone does not commit the joint entry");
+    c.heal();
+    c.tick_all(3);
+    assert!(c.node("n1").commit_index() > joint, "committed once the new half acknowledges");
+}
+
+// §6: while joint, a candidate needs votes from a majority of each half;
+// the old voters alone cannot elect a leader.
+#[test]
+fn s6_while_joint_an_election_needs_both_majorities() {
+    let mut c = cluster_with(&["n4", "n5"]);
+    let changes = [remove("n3"), add_voter("n4"), add_voter("n5")];
+    stage(&mut c, "n1", &changes);
+    // Deliver the joint entry everywhere but keep n1 from learning it was
+    // acknowledged, so the configuration stays joint.
+    c.node("n1").propose_joint(&changes).expect("joint");
+    c.settle_with(|m| (!matches!(m.body, Body::AppendEntriesResponse(_)) || m.to.as_str() != "n1").then_some(m));
+    for id in ["n2", "n3", "n4", "n5"] {
+        assert!(c.node(id).configuration().0.is_joint(), "{id} holds the joint entry");
+    }
+    // Old half n1 n2 n3, new half n1 n2 n4 n5. n1 is gone; n4 and n5 are
+    // cut off: n2 and n3 are an old majority but not a new one.
+    c.crash("n1");
+    c.isolate("n4");
+    c.isolate("n5");
+    c.connect("n2", "n3");
+    c.tick_all(60);
+    assert!(c.leaders().is_empty(), "no leader without a majority of the new voters: {:?}", c.leaders());
+    c.heal();
+    let leader = c.elect();
+    assert!(["n2", "n4", "n5"].contains(&leader.as_str()), "a new-half voter leads: {leader}");
+    c.tick_all(5);
+    // The new leader leaves the joint configuration by itself.
+    let (conf, _) = c.node(leader.as_str()).committed_configuration();
+    assert!(!conf.is_joint(), "{conf:?}");
+    assert_eq!(voters(conf), ["n1", "n2", "n4", "n5"]);
+}
+
+// §6 (and thesis §4.2.2): a leader that is not part of C_new keeps leading
+// until C_new commits, then hands leadership to a voter of C_new with
+// TimeoutNow instead of leaving the cluster to wait for an election
+// timeout.
+#[test]
+fn s6_leader_outside_c_new_hands_off_after_c_new_commits() {
+    let mut c = cluster_with(&["n4"]);
+    let changes = [remove("n1"), add_voter("n4")];
+    stage(&mut c, "n1", &changes);
+    let joint = c.node("n1").propose_joint(&changes).expect("joint");
+    c.record = true;
+    c.settle();
+    assert!(c.node("n1").is_removed(), "left once C_new committed");
+    let handed = c.delivered.iter().any(|m| m.starts_with("n1->") && m.contains(" TimeoutNow "));
+    assert!(handed, "TimeoutNow sent to a voter of C_new");
+    // The new leader exists without waiting for any election timeout.
+    let leaders = c.leaders();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    assert_ne!(leaders[0].as_str(), "n1");
+    let (conf, index) = c.node(leaders[0].as_str()).configuration();
+    assert!(index > joint && !conf.is_joint());
+    assert_eq!(voters(conf), ["n2", "n3", "n4"]);
+}
+
+// §6: a demoted leader keeps leading through the joint phase, then hands
+// over and steps down as a non-voter.
+#[test]
+fn s6_demoted_leader_steps_down_after_c_new_commits() {
+    let mut c = cluster_with(&[]);
+    c.node("n1").propose_joint(&[ConfChange::Demote("n1".into())]).expect("joint");
+    c.settle();
+    assert!(!c.node("n1").is_leader(), "a non-voter of C_new does not lead");
+    assert!(!c.node("n1").is_removed());
+    let leaders = c.leaders();
+    assert_eq!(leaders.len(), 1, "a voter took over at once: {leaders:?}");
+    assert!(!c.node("n1").configuration().0.is_voter(&ServerId::from("n1")));
+}
+
+// §6: no other change starts while a configuration is joint.
+#[test]
+fn s6_no_other_change_while_joint() {
+    let mut c = cluster_with(&["n4"]);
+    let changes = [remove("n3"), add_voter("n4")];
+    stage(&mut c, "n1", &changes);
+    c.isolate("n2");
+    c.isolate("n3");
+    c.isolate("n4");
+    let plan = c.node("n1").plan_membership_change(&changes).expect("plan");
+    assert!(
+        matches!(c.node("n1").propose_configuration(plan.joint), Err(Refusal::Invalid(_))),
+        "a joint configuration only via propose_joint"
+    );
+    c.node("n1").propose_joint(&changes).expect("joint");
+    let conf = c.node("n1").configuration().0.clone();
+    assert_eq!(c.node("n1").propose_configuration(conf.leave_joint()), Err(Refusal::ConfigurationChangeInProgress));
+    assert_eq!(c.node("n1").propose_joint(&[remove("n2")]), Err(Refusal::ConfigurationChangeInProgress));
+    c.heal();
+    c.tick_all(3);
+    // Committed and left: the joint configuration no longer blocks changes,
+    // but a change planned against it is refused by the rules.
+    assert_eq!(c.node("n1").joint_index(), None);
+    assert_eq!(
+        crate::core::confchange::apply_single(&conf, &remove("n2")),
+        Err(ConfChangeError::JointInProgress)
+    );
+    c.node("n1").propose_joint(&[remove("n2")]).expect("a new change once C_new committed");
+}
+
+// §6: the joint state lives in the configuration entry, so a node
+// restarted mid-change resumes it, and the next leader finishes it.
+#[test]
+fn s6_a_change_interrupted_by_a_leader_crash_completes_after_restart() {
+    let mut c = cluster_with(&["n4", "n5"]);
+    let changes = [remove("n2"), remove("n3"), add_voter("n4"), add_voter("n5")];
+    stage(&mut c, "n1", &changes);
+    c.node("n1").propose_joint(&changes).expect("joint");
+    // Followers store the joint entry; the leader never hears back.
+    c.settle_with(|m| (!matches!(m.body, Body::AppendEntriesResponse(_)) || m.to.as_str() != "n1").then_some(m));
+    c.crash("n1");
+    c.restart("n1", CoreConfig::for_tests(), 7);
+    assert!(c.node("n1").configuration().0.is_joint(), "restarted in the joint configuration");
+    let leader = c.elect();
+    c.tick_all(5);
+    let (conf, _) = c.node(leader.as_str()).committed_configuration();
+    assert!(!conf.is_joint(), "the change completed: {conf:?}");
+    assert_eq!(voters(conf), ["n1", "n4", "n5"]);
+}
