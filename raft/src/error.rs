@@ -198,6 +198,19 @@ pub enum Error {
     /// entry (a new cluster's leader applies one as soon as it is elected).
     #[error("nothing has been applied yet: nothing to snapshot")]
     NothingToSnapshot,
+    /// A joint membership change ([`Raft::change_membership`]) broke a
+    /// rule of configuration changes; the [`ConfChangeError`] says which
+    /// (no change given, a server named twice, no voter left in the new
+    /// configuration, ...). Nothing was changed. The refusals with an
+    /// error of their own keep it: a server that is not a member is
+    /// [`Error::UnknownServer`], an id that is a member at another address
+    /// [`Error::ServerExists`], a change while another is under way
+    /// [`Error::ConfigurationChangeInProgress`].
+    ///
+    /// [`Raft::change_membership`]: crate::Raft::change_membership
+    /// [`ConfChangeError`]: crate::ConfChangeError
+    #[error("membership change refused: {0}")]
+    MembershipChangeRefused(#[source] crate::core::ConfChangeError),
 }
 
 /// The [`Fsm`](crate::Fsm) call that failed, in [`Error::FsmFailed`].

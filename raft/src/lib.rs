@@ -161,6 +161,7 @@ pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
 pub use core::rng::Rng;
+pub use core::{CatchUp, ConfChange, ConfChangeError};
 pub use error::{BoxError, Error, FsmOperation, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
 pub use log_cache::LogCache;

@@ -565,6 +565,89 @@ impl<F: Fsm> Raft<F> {
         Self::await_with_timeout(rx, bound).await
     }
 
+    /// Applies a set of membership changes atomically through a joint
+    /// configuration (Raft paper §6, thesis §4.3): adds (voters or
+    /// non-voters), removals, promotions and demotions, in one call.
+    /// Returns the index of the resulting configuration (C_new) once it is
+    /// committed. Unlike the single-server methods ([`Raft::add_voter`],
+    /// [`Raft::remove_server`], ...), any number of voters may change at
+    /// once, for example replacing two servers of three.
+    ///
+    /// How it proceeds on the leader:
+    /// 1. Servers that become voters and are not members yet are first
+    ///    added as **non-voters** (one configuration entry), and the leader
+    ///    waits until each has caught up, by the same rule as
+    ///    [`Raft::add_voter`]. If they have not within `timeout`, the call
+    ///    fails with [`Error::CatchUpTimeout`]: they **stay non-voters** and
+    ///    nothing else changed (remove them, or retry).
+    /// 2. The leader appends the joint configuration C_old,new. While it is
+    ///    the latest configuration every decision (commit, election,
+    ///    pre-vote, ReadIndex, leader lease) needs a majority of the old
+    ///    voters **and** a majority of the new ones; servers show the joint
+    ///    suffrages ([`Suffrage::IncomingVoter`](crate::Suffrage::IncomingVoter),
+    ///    [`Suffrage::DemotingVoter`](crate::Suffrage::DemotingVoter),
+    ///    [`Suffrage::LeavingVoter`](crate::Suffrage::LeavingVoter)).
+    /// 3. Once the joint entry commits, the leader appends C_new by itself.
+    ///    A leader that is not a voter of C_new hands leadership to one that
+    ///    is (TimeoutNow) once C_new commits, then steps down (or is
+    ///    removed).
+    ///
+    /// When only non-voters or addresses change, C_new is appended
+    /// directly. A set that changes nothing returns the current
+    /// configuration's index.
+    ///
+    /// `prev_index` works as in [`Raft::add_voter`] (0: any, else it must
+    /// be the latest configuration's index, [`Error::StalePrevIndex`]
+    /// otherwise). `timeout` (zero: no limit) bounds the whole call.
+    ///
+    /// Errors: [`Error::NotLeader`] naming the leader; [`Error::UnknownServer`]
+    /// for a removal, promotion or demotion of a server that is not a
+    /// member; [`Error::ServerExists`] for an add of an id that is a member
+    /// at another address; [`Error::ConfigurationChangeInProgress`] while
+    /// another change (joint or single-server) is under way;
+    /// [`Error::MembershipChangeRefused`] for the other rules
+    /// ([`ConfChangeError`](crate::ConfChangeError): no change given, one
+    /// server named twice, no voter left). [`Error::LeadershipLost`]
+    /// and [`Error::Timeout`] leave the outcome unknown: a leader that
+    /// holds the joint entry completes the change (also after a restart),
+    /// so read the configuration again ([`Raft::get_configuration`]).
+    ///
+    /// ```no_run
+    /// # use raft::*;
+    /// # async fn demo<F: Fsm>(raft: Raft<F>) -> Result<()> {
+    /// // Replace n2 and n3 by n4 and n5 in one step.
+    /// let index = raft
+    ///     .change_membership(
+    ///         [
+    ///             ConfChange::AddVoter("n4".into(), "10.0.0.4:7000".into()),
+    ///             ConfChange::AddVoter("n5".into(), "10.0.0.5:7000".into()),
+    ///             ConfChange::Remove("n2".into()),
+    ///             ConfChange::Remove("n3".into()),
+    ///         ],
+    ///         0,
+    ///         std::time::Duration::from_secs(30),
+    ///     )
+    ///     .await?;
+    /// tracing::info!(index, "n4 and n5 replaced n2 and n3");
+    /// # Ok(()) }
+    /// ```
+    pub async fn change_membership(
+        &self,
+        changes: impl IntoIterator<Item = crate::ConfChange>,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> Result<u64> {
+        let changes: Vec<crate::ConfChange> = changes.into_iter().collect();
+        let (tx, rx) = oneshot::channel();
+        let start = tokio::time::Instant::now();
+        let deadline = Self::deadline(timeout);
+        self.enqueue(Request::ChangeMembershipJoint { changes, prev_index, deadline, tx }, timeout).await?;
+        // As in `change`: the main task answers at the deadline itself.
+        let left = Self::remaining(timeout, start);
+        let bound = if timeout.is_zero() { timeout } else { left + CHANGE_ANSWER_GRACE };
+        Self::await_with_timeout(rx, bound).await
+    }
+
     /// The latest configuration and the index of the entry that carried it.
     pub async fn get_configuration(&self) -> Result<(Configuration, u64)> {
         self.request(|tx| Request::GetConfiguration { tx }).await

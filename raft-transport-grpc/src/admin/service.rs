@@ -76,6 +76,7 @@ fn to_status(err: raft::Error) -> Status {
         // Nothing applied yet: a state the caller can wait out, not a
         // malformed request.
         raft::Error::NothingToSnapshot => Status::failed_precondition(msg),
+        raft::Error::MembershipChangeRefused(_) => Status::invalid_argument(msg),
         other => {
             tracing::warn!(error = %other, "admin operation failed");
             Status::internal(other.to_string())

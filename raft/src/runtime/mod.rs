@@ -124,6 +124,15 @@ pub(crate) enum Request<R> {
         deadline: Option<tokio::time::Instant>,
         tx: oneshot::Sender<Result<u64, Error>>,
     },
+    /// A joint change ([`Raft::change_membership`](crate::Raft::change_membership)):
+    /// answered with the index of C_new once it is committed.
+    ChangeMembershipJoint {
+        changes: Vec<crate::core::ConfChange>,
+        prev_index: u64,
+        /// When the caller stops waiting (`None`: no limit).
+        deadline: Option<tokio::time::Instant>,
+        tx: oneshot::Sender<Result<u64, Error>>,
+    },
     TransferLeadership {
         target: Option<ServerId>,
         tx: oneshot::Sender<Result<(), Error>>,

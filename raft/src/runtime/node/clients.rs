@@ -172,6 +172,9 @@ impl<R: Send + 'static> Node<R> {
             Request::ChangeMembership { change, prev_index, deadline, tx } => {
                 self.on_change_membership(change, prev_index, deadline, tx)
             }
+            Request::ChangeMembershipJoint { changes, prev_index, deadline, tx } => {
+                self.on_change_membership_joint(changes, prev_index, deadline, tx)
+            }
             Request::Restore(restore) => self.on_restore(*restore),
             Request::Reload { config } => {
                 let config = *config;

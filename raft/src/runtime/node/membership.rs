@@ -23,6 +23,8 @@ use crate::core::CatchUp;
 pub(super) struct Membership {
     /// Servers being added as voters, waiting to catch up as non-voters.
     pub(super) promotions: Vec<Promotion>,
+    /// The joint change under way, if any (see the `joint` module).
+    pub(super) joint: Option<super::joint::JointChange>,
     /// The configuration observers last heard about.
     seen: SeenConfig,
 }
@@ -31,7 +33,7 @@ impl Default for Membership {
     fn default() -> Self {
         // No index matches the first configuration: observers hear of it.
         let seen = SeenConfig { configuration: Configuration::default(), index: u64::MAX };
-        Self { promotions: Vec::new(), seen }
+        Self { promotions: Vec::new(), joint: None, seen }
     }
 }
 
@@ -70,6 +72,11 @@ impl<R: Send + 'static> Node<R> {
         deadline: Option<tokio::time::Instant>,
         tx: oneshot::Sender<Result<u64, Error>>,
     ) {
+        if let Some(pending) = self.describe_joint() {
+            tracing::info!(change = ?change, pending = %pending, "membership change refused: a joint change is in progress");
+            let _ = tx.send(Err(Error::ConfigurationChangeInProgress { pending }));
+            return;
+        }
         if let Some(p) = self.membership.promotions.first() {
             let pending = self.describe_promotion(p);
             tracing::info!(change = ?change, pending = %pending, "membership change refused: another is in progress");
@@ -159,7 +166,7 @@ impl<R: Send + 'static> Node<R> {
 
     /// The answer to a change that would not change the configuration at
     /// `index`: its index once committed, else "in progress".
-    fn unchanged(&self, index: u64) -> Result<u64, Error> {
+    pub(super) fn unchanged(&self, index: u64) -> Result<u64, Error> {
         let committed = self.core.committed_configuration().1;
         if committed == index {
             Ok(index)
@@ -169,7 +176,7 @@ impl<R: Send + 'static> Node<R> {
     }
 
     /// The in-progress error for an uncommitted configuration entry.
-    fn uncommitted_change(&self) -> Error {
+    pub(super) fn uncommitted_change(&self) -> Error {
         let index = self.core.configuration().1;
         let commit = self.core.commit_index();
         Error::ConfigurationChangeInProgress {
@@ -180,7 +187,7 @@ impl<R: Send + 'static> Node<R> {
     }
 
     /// Describes a promotion under way, for the in-progress error.
-    fn describe_promotion(&self, p: &Promotion) -> String {
+    pub(super) fn describe_promotion(&self, p: &Promotion) -> String {
         let status = self.core.catch_up(&p.id, p.after_index);
         let until = match p.deadline {
             Some(at) => format!(
@@ -217,6 +224,7 @@ impl<R: Send + 'static> Node<R> {
     /// stalls commits while it copies the log), and ends the promotions
     /// whose caller's deadline passed: those servers stay non-voters.
     pub(super) fn advance_promotions(&mut self) {
+        self.advance_joint();
         if self.membership.promotions.is_empty() {
             return;
         }
@@ -290,7 +298,8 @@ impl<R: Send + 'static> Node<R> {
     /// The earliest deadline still ahead of a promotion under way, if any.
     pub(super) fn next_promotion_deadline(&self) -> Option<tokio::time::Instant> {
         let now = tokio::time::Instant::now();
-        self.membership.promotions.iter().filter_map(|p| p.deadline).filter(|at| *at > now).min()
+        let joint = self.membership.joint.as_ref().and_then(|j| j.deadline);
+        self.membership.promotions.iter().filter_map(|p| p.deadline).chain(joint).filter(|at| *at > now).min()
     }
 
     /// Proposes the configuration `change` makes (the caller checked

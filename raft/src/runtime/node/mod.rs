@@ -16,6 +16,7 @@
 //! - `snapshots` ([`Snapshots`]): the snapshot task and snapshot transfer;
 //!   `restore`: a user's restore;
 //! - `membership` ([`Membership`]): configuration changes and promotions;
+//!   `joint`: joint changes (several servers in one step);
 //! - `commit` ([`CommitFlush`]): telling followers a new commit index;
 //! - `publish` ([`Publisher`]): state, metrics and observers;
 //! - `cluster` ([`ClusterGuard`]): the cluster identity of requests;
@@ -51,6 +52,7 @@ mod clients;
 mod cluster;
 mod commit;
 mod deadlines;
+mod joint;
 mod membership;
 mod peers;
 mod persist;
@@ -416,6 +418,7 @@ impl<R: Send + 'static> Node<R> {
         for p in self.membership.promotions.drain(..) {
             let _ = p.tx.send(Err(err()));
         }
+        self.fail_joint(err());
         for (_, p) in self.peers.handles.drain() {
             p.task.abort();
         }

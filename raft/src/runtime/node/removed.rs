@@ -23,6 +23,10 @@ impl<R: Send + 'static> Node<R> {
         for p in self.membership.promotions.drain(..) {
             let _ = p.tx.send(Err(Error::Removed));
         }
+        // A joint change that removed this leader is answered with C_new's
+        // index if C_new is committed, else it fails.
+        self.answer_joint_if_done();
+        self.fail_joint(Error::Removed);
         if let Some(tx) = self.clients.transfer.take() {
             let _ = tx.send(Err(Error::Removed));
         }
@@ -47,6 +51,9 @@ impl<R: Send + 'static> Node<R> {
                 let _ = tx.send(Err(Error::Removed));
             }
             Request::ChangeMembership { tx, .. } => {
+                let _ = tx.send(Err(Error::Removed));
+            }
+            Request::ChangeMembershipJoint { tx, .. } => {
                 let _ = tx.send(Err(Error::Removed));
             }
             Request::TransferLeadership { tx, .. } => {
