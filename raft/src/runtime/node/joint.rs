@@ -163,7 +163,10 @@ impl<R: Send + 'static> Node<R> {
         match j.phase {
             Phase::Entered { index } => {
                 if let Some(done) = self.joint_done(index) {
-                    tracing::info!(index = done, "joint membership change done: the new configuration is committed");
+                    tracing::info!(
+                        index = done,
+                        "joint membership change done: the new configuration is committed"
+                    );
                     let _ = j.tx.send(Ok(done));
                     return;
                 }
@@ -198,7 +201,11 @@ impl<R: Send + 'static> Node<R> {
                 }
                 match self.core.propose_joint(&j.changes) {
                     Ok(at) => {
-                        tracing::info!(index = at, staged_at = index, "joint membership change: entered the joint configuration");
+                        tracing::info!(
+                            index = at,
+                            staged_at = index,
+                            "joint membership change: entered the joint configuration"
+                        );
                         j.phase = Phase::Entered { index: at };
                     }
                     // Waiting for the staging entry to commit or for the
