@@ -78,6 +78,9 @@ fn applied(c: &TestCluster<RecordingFsm>, node: &str) -> Vec<String> {
 async fn s6_replace_two_of_three_voters_in_one_call_while_clients_write() {
     let mut c = TestCluster::new(3).await;
     let leader = c.wait_for_leader().await;
+    // Round trips longer than a tick: the joint entry and C_new commit at
+    // visibly different times.
+    c.net.set_delay(Duration::from_millis(4), Duration::from_millis(8));
     let old: Vec<String> = c.running().into_iter().filter(|n| *n != leader).collect();
     let (stop, acked, writer) = spawn_writer(c.raft(&leader).clone(), "w");
     c.add_node("n4").await;
@@ -100,6 +103,8 @@ async fn s6_replace_two_of_three_voters_in_one_call_while_clients_write() {
     let (conf, at) = c.raft(&leader).get_configuration().await.expect("configuration");
     assert_eq!(at, index, "the call answers with the index of the new configuration");
     assert!(!conf.is_joint());
+    let commit = c.raft(&leader).metrics().borrow().commit_index;
+    assert!(commit >= index, "answered once C_new is committed (commit index {commit}, C_new at {index})");
     assert_eq!(voters(&conf), set(&[leader.as_str(), "n4", "n5"]));
     assert_eq!(members(&conf), voters(&conf), "the old servers are gone");
     // Writes kept committing through the change.
@@ -165,8 +170,13 @@ async fn s6_a_leader_outside_the_new_configuration_hands_off_leadership() {
         ConfChange::Remove(id(&leaves)),
     ];
     let index = c.raft(&leader).change_membership(changes, 0, T).await.expect("change without the leader");
+    let answered = tokio::time::Instant::now();
     let new = vec![stays.clone(), "n4".to_string(), "n5".to_string()];
     let next = c.wait_for_leader_among(&new, T).await;
+    // Handed over (TimeoutNow), not left to an election timeout (50 ms
+    // in the test config, randomized up to twice that).
+    let took = answered.elapsed();
+    assert!(took < Duration::from_millis(50), "a voter of C_new took over after {took:?}");
     assert!(new.contains(&next));
     assert_ne!(c.raft(&leader).state(), RaftState::Leader, "the old leader stopped leading");
     let (conf, at) = c.raft(&next).get_configuration().await.expect("configuration");
