@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use raft::{Configuration, Fsm, Raft, RaftState, ServerAddress, ServerId, SnapshotMeta};
+use raft::{ConfChange, Configuration, Fsm, Raft, RaftState, ServerAddress, ServerId, SnapshotMeta};
 
 /// A node's role, leader and log indexes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +52,25 @@ pub trait AdminBackend: Send + Sync + 'static {
     async fn demote_voter(&self, id: ServerId, prev_index: u64, timeout: Duration) -> raft::Result<u64>;
     /// See [`Raft::remove_server`].
     async fn remove_server(&self, id: ServerId, prev_index: u64, timeout: Duration) -> raft::Result<u64>;
+    /// See [`Raft::change_membership`]: applies `changes` atomically
+    /// through a joint configuration and answers C_new's index.
+    ///
+    /// The default refuses with [`raft::Error::InvalidConfig`] saying the
+    /// backend does not support joint changes, so backends written before
+    /// this method existed still compile; [`Raft`] implements it.
+    async fn change_membership(
+        &self,
+        changes: Vec<ConfChange>,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> raft::Result<u64> {
+        let _ = (prev_index, timeout);
+        tracing::warn!(
+            count = changes.len(),
+            "joint membership change refused: this admin backend does not support it"
+        );
+        Err(raft::Error::InvalidConfig("this admin backend does not support joint membership changes".into()))
+    }
     /// Hands leadership to `target`, or to the best follower when `None`.
     async fn leadership_transfer(&self, target: Option<(ServerId, ServerAddress)>) -> raft::Result<()>;
     /// Takes a snapshot now and compacts the log behind it; returns what
@@ -105,6 +124,15 @@ where
 
     async fn remove_server(&self, id: ServerId, prev_index: u64, timeout: Duration) -> raft::Result<u64> {
         Raft::remove_server(self, id, prev_index, timeout).await
+    }
+
+    async fn change_membership(
+        &self,
+        changes: Vec<ConfChange>,
+        prev_index: u64,
+        timeout: Duration,
+    ) -> raft::Result<u64> {
+        Raft::change_membership(self, changes, prev_index, timeout).await
     }
 
     async fn leadership_transfer(&self, target: Option<(ServerId, ServerAddress)>) -> raft::Result<()> {

@@ -26,7 +26,9 @@
 //! ```
 //!
 //! Exposed: `GetConfiguration`, `AddVoter`, `AddNonvoter`, `DemoteVoter`,
-//! `RemoveServer`, `LeadershipTransfer` (to any or a named server), `Stats`,
+//! `RemoveServer`, `ChangeMembership` (several changes at once through a
+//! joint configuration, see [`raft::Raft::change_membership`]),
+//! `LeadershipTransfer` (to any or a named server), `Stats`,
 //! `Status` (role, leader, applied and last index), `Snapshot` (takes a
 //! snapshot now through [`raft::Raft::snapshot`] and answers its id, index,
 //! term, size and configuration index; any node, leader or not), `Barrier`

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use raft::{Configuration, RaftState, ServerAddress, ServerId, Suffrage};
+use raft::{ConfChange, Configuration, RaftState, ServerAddress, ServerId, Suffrage};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
@@ -82,6 +82,49 @@ fn to_status(err: raft::Error) -> Status {
             Status::internal(other.to_string())
         }
     }
+}
+
+/// Converts and checks the changes of a `ChangeMembership` request: at
+/// least one, each with a known kind and an id, an address for adds and
+/// none for the other kinds. The configuration rules themselves (unknown
+/// server, a server named twice, no voter left, ...) are the node's.
+pub(crate) fn changes_from_pb(changes: Vec<pb::MemberChange>) -> Result<Vec<ConfChange>, Status> {
+    if changes.is_empty() {
+        tracing::warn!("refusing a membership change request with no changes");
+        return Err(Status::invalid_argument("changes: at least one change is required"));
+    }
+    changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let bad = |what: String| {
+                tracing::warn!(change = i, reason = %what, "refusing a malformed membership change request");
+                Status::invalid_argument(format!("changes[{i}]: {what}"))
+            };
+            if c.id.is_empty() {
+                return Err(bad("id is required".into()));
+            }
+            let kind = pb::MemberChangeKind::try_from(c.kind)
+                .map_err(|_| bad(format!("unknown change kind {}", c.kind)))?;
+            let id = ServerId::new(c.id);
+            let is_add = matches!(kind, pb::MemberChangeKind::AddVoter | pb::MemberChangeKind::AddNonvoter);
+            if is_add && c.address.is_empty() {
+                return Err(bad(format!("an address is required to add {id}")));
+            }
+            if !is_add && !c.address.is_empty() {
+                return Err(bad(format!("an address is only given to add a server, not for {id}")));
+            }
+            let address = ServerAddress::new(c.address);
+            Ok(match kind {
+                pb::MemberChangeKind::AddVoter => ConfChange::AddVoter(id, address),
+                pb::MemberChangeKind::AddNonvoter => ConfChange::AddNonvoter(id, address),
+                pb::MemberChangeKind::Remove => ConfChange::Remove(id),
+                pb::MemberChangeKind::Promote => ConfChange::Promote(id),
+                pb::MemberChangeKind::Demote => ConfChange::Demote(id),
+                pb::MemberChangeKind::Unspecified => return Err(bad("the change kind is required".into())),
+            })
+        })
+        .collect()
 }
 
 fn require(field: &str, value: String) -> Result<String, Status> {
@@ -187,6 +230,25 @@ impl RaftAdmin for AdminService {
         Ok(Response::new(pb::ConfigurationChangeResponse { index }))
     }
 
+    async fn change_membership(
+        &self,
+        request: Request<pb::ChangeMembershipRequest>,
+    ) -> Result<Response<pb::ConfigurationChangeResponse>, Status> {
+        let r = request.into_inner();
+        let changes = changes_from_pb(r.changes)?;
+        tracing::info!(
+            ?changes,
+            prev_index = r.prev_index,
+            "joint membership change through the admin service"
+        );
+        let index = self
+            .backend()?
+            .change_membership(changes, r.prev_index, timeout(r.timeout_ms))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ConfigurationChangeResponse { index }))
+    }
+
     async fn leadership_transfer(
         &self,
         request: Request<pb::LeadershipTransferRequest>,
@@ -266,5 +328,68 @@ impl RaftAdmin for AdminService {
             last_index: status.last_index,
             first_index: status.first_index,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kind: pb::MemberChangeKind, id: &str, address: &str) -> pb::MemberChange {
+        pb::MemberChange { kind: kind as i32, id: id.into(), address: address.into() }
+    }
+
+    #[test]
+    fn every_kind_converts() {
+        use pb::MemberChangeKind as K;
+        let got = changes_from_pb(vec![
+            change(K::AddVoter, "n4", "10.0.0.4:7000"),
+            change(K::AddNonvoter, "n5", "10.0.0.5:7000"),
+            change(K::Remove, "n1", ""),
+            change(K::Promote, "n6", ""),
+            change(K::Demote, "n2", ""),
+        ])
+        .expect("valid");
+        assert_eq!(
+            got,
+            vec![
+                ConfChange::AddVoter("n4".into(), "10.0.0.4:7000".into()),
+                ConfChange::AddNonvoter("n5".into(), "10.0.0.5:7000".into()),
+                ConfChange::Remove("n1".into()),
+                ConfChange::Promote("n6".into()),
+                ConfChange::Demote("n2".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_changes_are_invalid_arguments_naming_the_change() {
+        use pb::MemberChangeKind as K;
+        let cases: Vec<(Vec<pb::MemberChange>, &str)> = vec![
+            (vec![], "at least one change"),
+            (vec![change(K::Remove, "", "")], "changes[0]: id is required"),
+            (
+                vec![change(K::Remove, "n1", ""), change(K::AddVoter, "n4", "")],
+                "changes[1]: an address is required",
+            ),
+            (vec![change(K::Demote, "n1", "somewhere")], "only given to add"),
+            (vec![change(K::Unspecified, "n1", "")], "kind is required"),
+            (
+                vec![pb::MemberChange { kind: 42, id: "n1".into(), address: String::new() }],
+                "unknown change kind 42",
+            ),
+        ];
+        for (changes, expected) in cases {
+            let status = changes_from_pb(changes.clone()).expect_err("malformed");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{changes:?}");
+            assert!(status.message().contains(expected), "{changes:?}: {}", status.message());
+        }
+    }
+
+    #[test]
+    fn refused_joint_changes_map_to_statuses() {
+        let refused = raft::Error::MembershipChangeRefused(raft::ConfChangeError::NoChanges);
+        assert_eq!(to_status(refused).code(), tonic::Code::InvalidArgument);
+        assert_eq!(to_status(raft::Error::UnknownServer("n9".into())).code(), tonic::Code::NotFound);
     }
 }
