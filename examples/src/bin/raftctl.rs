@@ -5,8 +5,15 @@
 //! raftctl --addr 127.0.0.1:7001 status
 //! raftctl --addr 127.0.0.1:7001 members --json
 //! raftctl --addr 127.0.0.1:7001 add-voter node-4 127.0.0.1:7004
+//! raftctl --addr 127.0.0.1:7001 members change \
+//!     --add node-4=127.0.0.1:7004 --add node-5=127.0.0.1:7005 --remove node-2 --remove node-3
 //! raftctl --addr 127.0.0.1:7001 transfer-leadership --to node-2
 //! ```
+//!
+//! `members change` applies any set of changes in one step through a joint
+//! configuration (`raft::Raft::change_membership`): new voters catch up as
+//! non-voters first, and it returns once the new configuration is
+//! committed. The other membership commands change one server at a time.
 //!
 //! Membership changes and leadership transfers must run on the leader:
 //! raftctl asks the node at `--addr` who leads and sends them there.
@@ -50,8 +57,11 @@ struct Cli {
 enum Command {
     /// The node's role, term, leader and indexes.
     Status,
-    /// The cluster's members.
-    Members,
+    /// The cluster's members (`members change ...` changes several at once).
+    Members {
+        #[command(subcommand)]
+        action: Option<MembersCommand>,
+    },
     /// Add (or promote) a voting member.
     AddVoter {
         /// Server id.
@@ -98,6 +108,139 @@ enum Command {
     Snapshot,
     /// The index of the last entry the node applied.
     AppliedIndex,
+}
+
+/// What `members` can do besides listing.
+#[derive(Subcommand)]
+enum MembersCommand {
+    /// Apply several changes atomically through a joint configuration: new
+    /// voters catch up as non-voters first; returns once the new
+    /// configuration is committed. Each option may be repeated.
+    Change {
+        /// Add a voter: ID=HOST:PORT.
+        #[arg(long, value_name = "ID=ADDR", value_parser = parse_member)]
+        add: Vec<(String, String)>,
+        /// Add a non-voter: ID=HOST:PORT.
+        #[arg(long, value_name = "ID=ADDR", value_parser = parse_member)]
+        nonvoter: Vec<(String, String)>,
+        /// Remove a member.
+        #[arg(long, value_name = "ID", value_parser = parse_id)]
+        remove: Vec<String>,
+        /// Make a member a voter.
+        #[arg(long, value_name = "ID", value_parser = parse_id)]
+        promote: Vec<String>,
+        /// Make a voter a non-voter.
+        #[arg(long, value_name = "ID", value_parser = parse_id)]
+        demote: Vec<String>,
+        /// Only apply if the configuration is still at this index (0: any).
+        #[arg(long, default_value_t = 0)]
+        prev_index: u64,
+    },
+}
+
+/// Parses `ID=HOST:PORT`.
+fn parse_member(value: &str) -> Result<(String, String), String> {
+    let (id, addr) =
+        value.split_once('=').ok_or_else(|| format!("expected ID=HOST:PORT, got {value:?} (no '=')"))?;
+    let (id, addr) = (id.trim(), addr.trim());
+    if id.is_empty() {
+        return Err(format!("expected ID=HOST:PORT, got {value:?} (empty id)"));
+    }
+    if addr.is_empty() {
+        return Err(format!("expected ID=HOST:PORT, got {value:?} (empty address)"));
+    }
+    if addr.contains('=') {
+        return Err(format!("expected ID=HOST:PORT, got {value:?} (more than one '=')"));
+    }
+    Ok((id.to_owned(), addr.to_owned()))
+}
+
+/// Parses a server id (not empty, no '=': an id is not an ID=ADDR pair).
+fn parse_id(value: &str) -> Result<String, String> {
+    let id = value.trim();
+    if id.is_empty() {
+        return Err("a server id is required".to_owned());
+    }
+    if id.contains('=') {
+        return Err(format!(
+            "expected a server id, got {value:?} (addresses are only given to --add/--nonvoter)"
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+/// The admin request's changes for `members change`, in a fixed order
+/// (adds, non-voter adds, removals, promotions, demotions). Refuses an
+/// empty set and a server named twice, before anything is sent.
+fn member_changes(
+    add: &[(String, String)],
+    nonvoter: &[(String, String)],
+    remove: &[String],
+    promote: &[String],
+    demote: &[String],
+) -> Result<Vec<pb::MemberChange>, String> {
+    use pb::MemberChangeKind as K;
+    let change = |kind: K, id: &str, address: &str| pb::MemberChange {
+        kind: kind as i32,
+        id: id.to_owned(),
+        address: address.to_owned(),
+    };
+    let mut changes = Vec::new();
+    changes.extend(add.iter().map(|(id, a)| change(K::AddVoter, id, a)));
+    changes.extend(nonvoter.iter().map(|(id, a)| change(K::AddNonvoter, id, a)));
+    changes.extend(remove.iter().map(|id| change(K::Remove, id, "")));
+    changes.extend(promote.iter().map(|id| change(K::Promote, id, "")));
+    changes.extend(demote.iter().map(|id| change(K::Demote, id, "")));
+    if changes.is_empty() {
+        return Err(
+            "members change needs at least one --add, --nonvoter, --remove, --promote or --demote".into()
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &changes {
+        if !seen.insert(c.id.as_str()) {
+            return Err(format!("server {} is named in more than one change", c.id));
+        }
+    }
+    Ok(changes)
+}
+
+/// A one-line summary of `changes` for the human output.
+fn describe_changes(changes: &[pb::MemberChange]) -> String {
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|c| match pb::MemberChangeKind::try_from(c.kind) {
+            Ok(pb::MemberChangeKind::AddVoter) => format!("added {} ({}) as a voter", c.id, c.address),
+            Ok(pb::MemberChangeKind::AddNonvoter) => format!("added {} ({}) as a non-voter", c.id, c.address),
+            Ok(pb::MemberChangeKind::Remove) => format!("removed {}", c.id),
+            Ok(pb::MemberChangeKind::Promote) => format!("promoted {}", c.id),
+            Ok(pb::MemberChangeKind::Demote) => format!("demoted {}", c.id),
+            _ => format!("changed {}", c.id),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// The JSON form of `changes`.
+fn changes_json(changes: &[pb::MemberChange]) -> Value {
+    let kind = |k: i32| match pb::MemberChangeKind::try_from(k) {
+        Ok(pb::MemberChangeKind::AddVoter) => "add-voter",
+        Ok(pb::MemberChangeKind::AddNonvoter) => "add-nonvoter",
+        Ok(pb::MemberChangeKind::Remove) => "remove",
+        Ok(pb::MemberChangeKind::Promote) => "promote",
+        Ok(pb::MemberChangeKind::Demote) => "demote",
+        _ => "unknown",
+    };
+    changes
+        .iter()
+        .map(|c| {
+            let mut v = json!({ "change": kind(c.kind), "id": c.id });
+            if !c.address.is_empty() {
+                v["address"] = json!(c.address);
+            }
+            v
+        })
+        .collect()
 }
 
 /// Why a command failed; printed on stderr.
@@ -258,7 +401,26 @@ impl Ctl {
                     rows.iter().map(|(k, v)| format!("{k:<15} {v}")).collect::<Vec<_>>().join("\n")
                 });
             }
-            Command::Members => {
+            Command::Members {
+                action: Some(MembersCommand::Change { add, nonvoter, remove, promote, demote, prev_index }),
+            } => {
+                let changes =
+                    member_changes(&add, &nonvoter, &remove, &promote, &demote).map_err(CtlError::Other)?;
+                let mut conn = self.leader(addr).await?;
+                let req = pb::ChangeMembershipRequest { changes: changes.clone(), prev_index, timeout_ms };
+                let index = conn
+                    .client
+                    .change_membership(req)
+                    .await
+                    .map_err(|s| Self::rpc_error("members change", &conn, s))?
+                    .into_inner()
+                    .index;
+                self.print(
+                    json!({ "changes": changes_json(&changes), "configuration_index": index }),
+                    || format!("{}; configuration index {index}", describe_changes(&changes)),
+                );
+            }
+            Command::Members { action: None } => {
                 let mut conn = self.connect(addr).await?;
                 let configuration = conn
                     .client
@@ -492,5 +654,97 @@ async fn main() -> ExitCode {
             eprintln!("raftctl: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("raftctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn members_change_parses_every_kind_of_change() {
+        let cli = parse(&[
+            "members",
+            "change",
+            "--add",
+            "n4=10.0.0.4:7000",
+            "--add",
+            "n5=10.0.0.5:7000",
+            "--remove",
+            "n2",
+            "--remove",
+            "n3",
+            "--promote",
+            "n6",
+            "--demote",
+            "n1",
+            "--nonvoter",
+            "n7=10.0.0.7:7000",
+            "--prev-index",
+            "12",
+        ])
+        .expect("valid");
+        let Command::Members {
+            action: Some(MembersCommand::Change { add, nonvoter, remove, promote, demote, prev_index }),
+        } = cli.command
+        else {
+            panic!("members change");
+        };
+        assert_eq!(prev_index, 12);
+        let changes = member_changes(&add, &nonvoter, &remove, &promote, &demote).expect("changes");
+        let got: Vec<(i32, &str, &str)> =
+            changes.iter().map(|c| (c.kind, c.id.as_str(), c.address.as_str())).collect();
+        use pb::MemberChangeKind as K;
+        assert_eq!(
+            got,
+            vec![
+                (K::AddVoter as i32, "n4", "10.0.0.4:7000"),
+                (K::AddVoter as i32, "n5", "10.0.0.5:7000"),
+                (K::AddNonvoter as i32, "n7", "10.0.0.7:7000"),
+                (K::Remove as i32, "n2", ""),
+                (K::Remove as i32, "n3", ""),
+                (K::Promote as i32, "n6", ""),
+                (K::Demote as i32, "n1", ""),
+            ]
+        );
+        assert_eq!(
+            changes_json(&changes)[0],
+            json!({ "change": "add-voter", "id": "n4", "address": "10.0.0.4:7000" })
+        );
+        assert!(describe_changes(&changes).contains("removed n2"));
+    }
+
+    #[test]
+    fn plain_members_still_lists() {
+        let cli = parse(&["members", "--json"]).expect("valid");
+        assert!(matches!(cli.command, Command::Members { action: None }));
+    }
+
+    #[test]
+    fn malformed_member_changes_are_refused_with_a_reason() {
+        for (args, reason) in [
+            (vec!["--add", "n4"], "no '='"),
+            (vec!["--add", "=10.0.0.4:7000"], "empty id"),
+            (vec!["--add", "n4="], "empty address"),
+            (vec!["--nonvoter", "n4=a=b"], "more than one '='"),
+            (vec!["--remove", "n2=10.0.0.2:7000"], "addresses are only given"),
+            (vec!["--promote", ""], "server id is required"),
+            (vec!["--prev-index", "x", "--remove", "n2"], "invalid"),
+        ] {
+            let mut full = vec!["members", "change"];
+            full.extend(&args);
+            let err = match parse(&full) {
+                Ok(_) => panic!("{args:?} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(reason), "{args:?}: {err}");
+        }
+        assert!(member_changes(&[], &[], &[], &[], &[]).expect_err("empty").contains("at least one"));
+        let twice = member_changes(&[("n2".into(), "a:1".into())], &[], &["n2".into()], &[], &[]);
+        assert!(twice.expect_err("twice").contains("n2 is named in more than one change"));
     }
 }
