@@ -109,14 +109,42 @@ fn s6_while_joint_commit_needs_both_majorities() {
     c.connect("n1", "n2");
     c.connect("n1", "n3");
     c.connect("n2", "n3");
+    // An earlier entry commits while the joint one cannot: that must not
+    // make the leader leave the joint configuration.
+    let x = c.node("n1").propose([cmd("x")]).expect("leader");
     let joint = c.node("n1").propose_joint(&changes).expect("joint");
     c.settle();
     c.tick_all(2);
     assert!(c.node("n2").last_index() >= joint && c.node("n3").last_index() >= joint);
+    assert!(c.node("n1").commit_index() >= x, "the entry before the joint one commits");
     assert!(c.node("n1").commit_index() < joint, "old majority alone does not commit the joint entry");
+    assert_eq!(c.node("n1").joint_index(), Some(joint), "still joint: C_new waits for the joint entry to commit");
     c.heal();
     c.tick_all(3);
     assert!(c.node("n1").commit_index() > joint, "committed once the new half acknowledges");
+}
+
+// §6: while joint, the new majority alone is not enough either: with the
+// voters leaving cut off, the joint entry waits.
+#[test]
+fn s6_while_joint_the_new_majority_alone_does_not_commit() {
+    let mut c = cluster_with(&["n4", "n5"]);
+    let changes = [remove("n2"), remove("n3"), add_voter("n4"), add_voter("n5")];
+    stage(&mut c, "n1", &changes);
+    // Old half n1 n2 n3, new half n1 n4 n5: cut n2 and n3 off.
+    c.isolate("n2");
+    c.isolate("n3");
+    c.connect("n1", "n4");
+    c.connect("n1", "n5");
+    c.connect("n4", "n5");
+    let joint = c.node("n1").propose_joint(&changes).expect("joint");
+    c.settle();
+    c.tick_all(2);
+    assert!(c.node("n4").last_index() >= joint && c.node("n5").last_index() >= joint);
+    assert!(c.node("n1").commit_index() < joint, "new majority alone does not commit the joint entry");
+    c.heal();
+    c.tick_all(3);
+    assert!(c.node("n1").commit_index() > joint, "committed once the old half acknowledges");
 }
 
 // §6: while joint, a candidate needs votes from a majority of each half;

@@ -445,6 +445,19 @@ impl Safety {
                 let conf = crate::codec::decode::<Configuration>(&e.data).map_err(|err| {
                     violation("configurations survive replication", format!("{}: entry {i}: {err}", name()))
                 })?;
+                // §6: a leader appends C_new only once C_old,new committed.
+                if let Some((j, prev)) = m.confs.last() {
+                    if prev.is_joint() && core.is_leader() && e.term == term && *j > commit {
+                        return Err(violation(
+                            "a joint configuration is left only once committed",
+                            format!(
+                                "leader {} appended the configuration at {i} after the joint one at {j}, \
+                                 which is not committed (commit index {commit})",
+                                name()
+                            ),
+                        ));
+                    }
+                }
                 m.confs.push((i, conf));
             }
         }
@@ -482,6 +495,21 @@ impl Safety {
             ));
         }
 
+        // §6 / thesis §4.2.2: once the latest configuration (plain, not
+        // joint) is committed, a leader that is not one of its voters has
+        // handed off and stepped down (or become removed) in that step.
+        if core.is_leader() && *expected_index <= commit && !expected.is_joint() && !expected.servers.is_empty() {
+            if !expected.is_voter(core.id()) {
+                return Err(violation(
+                    "a leader outside the committed configuration steps down",
+                    format!(
+                        "{} still leads t{term} though the configuration at {expected_index} (committed, commit \
+                         index {commit}) does not count it as a voter: {expected:?}",
+                        name()
+                    ),
+                ));
+            }
+        }
         if commit > m.commit {
             let conf = expected.clone();
             self.on_commit(n, core, commit, &conf, durable_count)?;
