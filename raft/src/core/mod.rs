@@ -76,7 +76,7 @@ use bytes::Bytes;
 
 use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
-pub use self::confchange::{ConfChange, ConfChangeError, JointPlan};
+pub use self::confchange::{ConfChange, ConfChangeError};
 pub use self::boundary::{
     Body, InitialState, InstalledSnapshot, LogFetch, LogReset, Message, PeerProgress, ReadState, Ready,
 };
