@@ -78,7 +78,12 @@ fn simulation_seeds() {
         sum(|r| r.messages_duplicated),
         reports.iter().map(|r| (r.liveness_ticks, r.seed)).max(),
     );
-    println!("removals: {} nodes learned they were removed", sum(|r| r.removed));
+    println!(
+        "removals: {} nodes learned they were removed; joint changes: {} ({} removed or demoted their leader)",
+        sum(|r| r.removed),
+        sum(|r| r.joint_changes),
+        sum(|r| r.joint_leader_out)
+    );
     assert!(
         seeds < 100 || sum(|r| r.removed) > 0,
         "membership changes ran, yet no removed server ever learned it was removed"
@@ -243,7 +248,11 @@ fn small_log_window_seeds() {
     let config = SimConfig { window_rate: 1.0, ..SimConfig::default() };
     let (reports, failures) = run_seeds(seeds, &config);
     if let Some(first) = failures.first() {
-        panic!("{} of {seeds} small-window seeds failed; first:\n{first}\n{}", failures.len(), replay_hint(first.seed));
+        panic!(
+            "{} of {seeds} small-window seeds failed; first:\n{first}\n{}",
+            failures.len(),
+            replay_hint(first.seed)
+        );
     }
     let mostly = reports.iter().filter(|r| replicated_mostly_from_store(r)).count();
     let failed_reads = reports.iter().filter(|r| r.fetch_failures > 0).count();
@@ -258,12 +267,48 @@ fn small_log_window_seeds() {
     assert!(applied * 4 >= seeds as usize, "only {applied} of {seeds} seeds applied entries from the store");
 }
 
+/// Five nodes, frequent membership changes, all of them joint.
+fn joint_config() -> SimConfig {
+    SimConfig { nodes: 5, membership_rate: 0.05, joint_rate: 1.0, ..SimConfig::default() }
+}
+
+/// Issue 18 in the simulation (Raft paper §6, joint consensus): membership
+/// changes are frequent and all joint — two or three servers in and out at
+/// once through C_old,new, the leader included — under partitions,
+/// crashes, message loss and the other faults. The checks include "at most
+/// one leader per term", "a leader is elected by a majority of each half
+/// of a joint configuration" and "every committed entry is durable on a
+/// majority of each half of the configuration in force". Joint changes
+/// must actually run, some of them removing or demoting their leader.
+#[test]
+fn s6_joint_consensus_seeds() {
+    let seeds = env_u64("SIM_SEEDS").map_or(150, |s| (s / 7).max(1));
+    let (reports, failures) = run_seeds(seeds, &joint_config());
+    if let Some(first) = failures.first() {
+        let failed: Vec<u64> = failures.iter().map(|f| f.seed).collect();
+        panic!("{} of {seeds} joint seeds failed ({failed:?}); first:\n{first}\n{}", failures.len(), replay_hint(first.seed) + " (with SIM_JOINT=1)");
+    }
+    let joint: u64 = reports.iter().map(|r| r.joint_changes).sum();
+    let leader_out: u64 = reports.iter().map(|r| r.joint_leader_out).sum();
+    let with_joint = reports.iter().filter(|r| r.joint_changes > 0).count();
+    println!("{joint} joint changes in {with_joint} of {seeds} seeds, {leader_out} removed or demoted their leader");
+    if seeds >= 50 {
+        assert!(with_joint * 2 >= seeds as usize, "only {with_joint} of {seeds} seeds ran a joint change");
+        assert!(leader_out > 0, "no joint change ever removed or demoted its leader");
+    }
+}
+
 /// Runs `SIM_SEED` (or a fixed seed) alone, printing its report.
 #[test]
 fn replay() {
     let seed = env_u64("SIM_SEED").unwrap_or(2024);
     let started = Instant::now();
-    match run(seed, &SimConfig::default()) {
+    // SIM_JOINT=1 replays a seed of `s6_joint_consensus_seeds`.
+    let config = match env_u64("SIM_JOINT") {
+        Some(1) => joint_config(),
+        _ => SimConfig::default(),
+    };
+    match run(seed, &config) {
         Ok(report) => println!("seed {seed} passed in {:.1?}: {report:#?}", started.elapsed()),
         Err(failure) => panic!("{failure}\n{}", replay_hint(seed)),
     }
@@ -283,6 +328,7 @@ fn before_lifecycle_faults() -> SimConfig {
         pause_rate: 0.0,
         stall_rate: 0.0,
         window_rate: 0.0,
+        joint_rate: 0.0,
         ..SimConfig::default()
     }
 }

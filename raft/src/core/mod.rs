@@ -12,10 +12,26 @@
 //!    append `entries`;
 //! 3. only then send `persisted_messages` (votes and acknowledgements that
 //!    promise durable state) and report [`Core::persisted`];
-//! 4. apply `committed` to the state machine in order.
+//! 4. apply `committed` to the state machine in order, after the entries
+//!    `apply_from_store` names (read from the log store: they left the
+//!    core's log window);
+//! 5. (leader) read each of `fetches` from the log store, off the main
+//!    task, and hand the entries back with [`Core::entries_fetched`].
+//!
+//! # Memory
+//! The core keeps metadata for the whole log after the last compaction
+//! (terms as runs, sizes as running totals: 8 bytes per entry), but entry
+//! payloads only for a window at the log's end: every entry not yet
+//! durable plus the newest durable ones up to
+//! [`CoreConfig::max_window_bytes`] ([`Core::held_bytes`] reports what it
+//! holds). Followers further behind are served from the store through
+//! `fetches`, at most one read at a time per follower. Byte flow control
+//! caps what is in flight to each follower
+//! ([`CoreConfig::max_inflight_bytes`]) and the leader's uncommitted bytes
+//! ([`CoreConfig::max_uncommitted_bytes`], [`Refusal::UncommittedLimit`]).
 //!
 //! # Layout
-//! - `log`: the in-memory log view.
+//! - `log`: the log's metadata and the window of payloads held in memory.
 //! - `progress`: per-follower replication state.
 //! - `membership`: configurations in force.
 //! - `quorum`: majority and joint quorums, the one place that counts them
@@ -76,7 +92,7 @@ use bytes::Bytes;
 
 use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
-pub use self::confchange::{ConfChange, ConfChangeError, JointPlan};
+pub use self::confchange::{ConfChange, ConfChangeError};
 pub use self::boundary::{
     Body, InitialState, InstalledSnapshot, LogFetch, LogReset, Message, PeerProgress, ReadState, Ready,
 };
@@ -197,7 +213,16 @@ pub struct Core {
 
 impl Core {
     /// Builds a core from durable state. Fails if the state is
-    /// inconsistent (a gap in the log, an undecodable configuration entry).
+    /// inconsistent (a gap in the log or between `entry_meta` and
+    /// `entries`, a decreasing term, an undecodable configuration entry, a
+    /// configuration entry the log does not hold).
+    ///
+    /// The commit index starts at the highest of the snapshot index, the
+    /// applied index and the recorded `commit` (bounded by the last log
+    /// index); committed entries not yet applied are handed out by the
+    /// first [`Core::take_ready`] (through `apply_from_store` for those
+    /// outside the window), so a single-node cluster restarts with its
+    /// state without waiting for an election.
     pub fn new(
         id: ServerId,
         cfg: CoreConfig,
@@ -393,9 +418,11 @@ impl Core {
     }
 
     /// Replaces the tick counts and switches (reloadable settings). The
-    /// current election timer is re-randomized with the new bounds.
+    /// current election timer is re-randomized with the new bounds; a
+    /// smaller log window takes effect at once.
     pub fn reconfigure(&mut self, cfg: CoreConfig) {
         self.cfg = cfg;
+        self.log.evict(self.persisted, self.cfg.max_window_bytes);
         if !self.is_leader() {
             let elapsed = self.election_elapsed;
             self.reset_election_timer();

@@ -138,6 +138,7 @@ impl Quorum {
     }
 
     /// Whether `id` counts in any half.
+    #[cfg(test)]
     pub(crate) fn contains(&self, id: &ServerId) -> bool {
         self.old.contains(id) || self.new.as_ref().is_some_and(|n| n.contains(id))
     }

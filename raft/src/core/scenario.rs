@@ -237,8 +237,11 @@ impl Node {
     fn serve_fetches(&mut self, mut ok: impl FnMut(&LogFetch) -> bool) -> usize {
         let mut served = 0;
         while let Some(f) = self.fetches.pop_front() {
-            let result =
-                if ok(&f) { self.disk.mem.read(f.lo, f.hi) } else { Err("simulated read failure".to_owned()) };
+            let result = if ok(&f) {
+                self.disk.mem.read(f.lo, f.hi)
+            } else {
+                Err("simulated read failure".to_owned())
+            };
             served += 1;
             self.fetches_done += 1;
             if let Some(core) = self.core.as_mut() {
@@ -475,11 +478,12 @@ impl Cluster {
         let sync = self.auto_persist;
         let fetch = self.auto_fetch;
         for node in self.nodes.values_mut() {
-            loop {
+            for round in 0.. {
                 let Some(core) = node.core.as_mut() else { break };
                 if !core.has_ready() {
                     break;
                 }
+                assert!(round < 10_000, "{}: the core reports work that taking it does not clear", core.id());
                 let ready = core.take_ready();
                 execute(node, ready, None, sync, &mut self.queue);
                 if fetch {

@@ -96,14 +96,24 @@ fn s6_joint_entry_waits_for_incoming_voters_to_catch_up() {
 }
 
 // §6: while joint, an entry commits only with a majority of the old AND
-// of the new voters: the old majority alone is not enough.
+// of the new voters: the old majority alone is not enough. And the leader
+// leaves the joint configuration only once the joint entry itself commits,
+// not when an earlier entry does.
 #[test]
 fn s6_while_joint_commit_needs_both_majorities() {
     let mut c = cluster_with(&["n4", "n5"]);
     let changes = [remove("n2"), remove("n3"), add_voter("n4"), add_voter("n5")];
     stage(&mut c, "n1", &changes);
-    // The new half is n1, n4, n5: without n4 and n5 only the old half
-    // (n1, n2, n3) can acknowledge.
+    // Entry x reaches everyone, but n1 hears back only from n4 and n5
+    // (non-voters still): x is not committed yet.
+    let x = c.node("n1").propose([cmd("x")]).expect("leader");
+    c.settle_with(|m| {
+        let from_old = ["n2", "n3"].contains(&m.from.as_str()) && m.to.as_str() == "n1";
+        (!(from_old && matches!(m.body, Body::AppendEntriesResponse(_)))).then_some(m)
+    });
+    assert!(c.node("n1").commit_index() < x);
+    // The new half is n1, n4, n5: cut n4 and n5 off, so that only the old
+    // half (n1, n2, n3) acknowledges the joint entry.
     c.isolate("n4");
     c.isolate("n5");
     c.connect("n1", "n2");
@@ -111,12 +121,39 @@ fn s6_while_joint_commit_needs_both_majorities() {
     c.connect("n2", "n3");
     let joint = c.node("n1").propose_joint(&changes).expect("joint");
     c.settle();
-    c.tick_all(2);
-    assert!(c.node("n2").last_index() >= joint && c.node("n3").last_index() >= joint);
+    c.tick_all(4);
+    assert!(c.progress("n1", "n2").is_some_and(|p| p.matched >= joint), "n2 acknowledged the joint entry");
+    assert!(c.progress("n1", "n3").is_some_and(|p| p.matched >= joint), "n3 acknowledged the joint entry");
+    assert!(c.node("n1").commit_index() >= x, "x is on a majority of both halves");
     assert!(c.node("n1").commit_index() < joint, "old majority alone does not commit the joint entry");
+    assert_eq!(c.node("n1").joint_index(), Some(joint), "still joint: C_new waits for the joint entry to commit");
     c.heal();
     c.tick_all(3);
     assert!(c.node("n1").commit_index() > joint, "committed once the new half acknowledges");
+    assert_eq!(c.node("n1").joint_index(), None);
+}
+
+// §6: while joint, the new majority alone is not enough either: with the
+// voters leaving cut off, the joint entry waits.
+#[test]
+fn s6_while_joint_the_new_majority_alone_does_not_commit() {
+    let mut c = cluster_with(&["n4", "n5"]);
+    let changes = [remove("n2"), remove("n3"), add_voter("n4"), add_voter("n5")];
+    stage(&mut c, "n1", &changes);
+    // Old half n1 n2 n3, new half n1 n4 n5: cut n2 and n3 off.
+    c.isolate("n2");
+    c.isolate("n3");
+    c.connect("n1", "n4");
+    c.connect("n1", "n5");
+    c.connect("n4", "n5");
+    let joint = c.node("n1").propose_joint(&changes).expect("joint");
+    c.settle();
+    c.tick_all(2);
+    assert!(c.node("n4").last_index() >= joint && c.node("n5").last_index() >= joint);
+    assert!(c.node("n1").commit_index() < joint, "new majority alone does not commit the joint entry");
+    c.heal();
+    c.tick_all(3);
+    assert!(c.node("n1").commit_index() > joint, "committed once the old half acknowledges");
 }
 
 // §6: while joint, a candidate needs votes from a majority of each half;
@@ -237,4 +274,42 @@ fn s6_a_change_interrupted_by_a_leader_crash_completes_after_restart() {
     let (conf, _) = c.node(leader.as_str()).committed_configuration();
     assert!(!conf.is_joint(), "the change completed: {conf:?}");
     assert_eq!(voters(conf), ["n1", "n4", "n5"]);
+}
+
+// §6 with §7: the joint state travels in snapshot metadata. Nodes whose
+// log was compacted past the joint entry (restarting from that snapshot,
+// or installing it from a leader) act on the joint configuration, and the
+// next leader completes the change.
+#[test]
+fn s6_a_change_carried_by_a_snapshot_resumes_and_completes() {
+    use crate::types::{HardState, Server, SnapshotPosition, Suffrage};
+    let joint = Configuration::new(vec![
+        Server::voter("n1", "n1"),
+        Server::voter("n2", "n2"),
+        Server { suffrage: Suffrage::LeavingVoter, ..Server::voter("n3", "n3") },
+        Server { suffrage: Suffrage::IncomingVoter, ..Server::voter("n4", "n4") },
+    ]);
+    let position = SnapshotPosition { index: 5, term: 1, configuration: joint.clone(), configuration_index: 4 };
+    let init = InitialState {
+        hard_state: HardState { term: 1, vote: None },
+        snapshot: Some(position.clone()),
+        ..InitialState::default()
+    };
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    for (i, id) in ["n1", "n2", "n3"].iter().enumerate() {
+        c.start(id, CoreConfig::for_tests(), i as u64 + 1, init.clone());
+    }
+    // n4 starts empty and installs the snapshot from a leader.
+    c.start("n4", CoreConfig::for_tests(), 4, InitialState::default());
+    let installed = c.install_snapshot("n4", "n1", 1, position.clone());
+    assert!(matches!(installed, Ok(Some(ref s)) if s.position == position), "{installed:?}");
+    for id in ["n1", "n2", "n3", "n4"] {
+        assert_eq!(c.node(id).configuration(), (&joint, 4), "{id} resumes the joint configuration");
+        assert_eq!(c.node(id).joint_index(), Some(4));
+    }
+    let leader = c.elect();
+    c.tick_all(5);
+    let (conf, index) = c.node(leader.as_str()).committed_configuration();
+    assert!(index > 5 && !conf.is_joint(), "the next leader left the joint configuration: {conf:?}");
+    assert_eq!(voters(conf), ["n1", "n2", "n4"]);
 }

@@ -71,6 +71,9 @@ fn s6_joint_committed_index_is_the_smaller_half_table() {
         ("a b c", "c d e", "a=9 b=9 c=5 d=5 e=1", 5),
         ("a b c", "d e f", "a=9 b=9 c=9", 0),
         ("a b c", "d e f", "a=9 b=9 d=7 e=6", 6),
+        // The old half lags: it decides.
+        ("a b c", "c d e", "a=1 b=1 c=5 d=5 e=5", 1),
+        ("a b c", "d e f", "a=2 b=3 d=8 e=8 f=8", 2),
         // Shared voter counts in both halves.
         ("a b", "b c", "b=4", 0),
         ("a b", "b c", "a=4 b=4 c=2", 2),

@@ -179,6 +179,14 @@ impl<R: Send + 'static> Node<R> {
     pub(super) fn uncommitted_change(&self) -> Error {
         let index = self.core.configuration().1;
         let commit = self.core.commit_index();
+        if let Some(joint) = self.core.joint_index() {
+            return Error::ConfigurationChangeInProgress {
+                pending: format!(
+                    "a joint configuration change is under way (its joint configuration at index {joint} is left \
+                     once committed; commit index {commit})"
+                ),
+            };
+        }
         Error::ConfigurationChangeInProgress {
             pending: format!(
                 "the configuration at index {index} is not committed yet (commit index {commit})"

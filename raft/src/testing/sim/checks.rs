@@ -81,7 +81,7 @@ use bytes::Bytes;
 use super::kv::KvState;
 use crate::core::harness::MemLog;
 use crate::core::Core;
-use crate::types::{Configuration, LogType, ServerId};
+use crate::types::{Configuration, LogType, Server, ServerId, Suffrage};
 
 /// A violated property.
 #[derive(Debug)]
@@ -108,6 +108,26 @@ pub(crate) struct FollowerDisk {
     /// it has not moved past that term and lost no durable data since it
     /// began.
     pub(crate) kept: bool,
+}
+
+/// The voter sets whose majorities a configuration's decisions need, each
+/// as a plain configuration of voters: the configuration itself, or for a
+/// joint configuration (Raft paper §6) its old and its new half. Counted
+/// independently of the core's quorum module, from the configuration the
+/// node's log holds.
+pub(crate) fn quorum_halves(conf: &Configuration) -> Vec<(&'static str, Configuration)> {
+    if !conf.is_joint() {
+        return vec![("", conf.clone())];
+    }
+    let half = |votes: fn(Suffrage) -> bool| Configuration {
+        servers: conf
+            .servers
+            .iter()
+            .filter(|s| votes(s.suffrage))
+            .map(|s| Server { suffrage: Suffrage::Voter, ..s.clone() })
+            .collect(),
+    };
+    vec![("old voters", half(Suffrage::votes_in_old)), ("new voters", half(Suffrage::votes_in_new))]
 }
 
 pub(crate) fn violation(property: &'static str, details: String) -> Violation {
@@ -425,6 +445,19 @@ impl Safety {
                 let conf = crate::codec::decode::<Configuration>(&e.data).map_err(|err| {
                     violation("configurations survive replication", format!("{}: entry {i}: {err}", name()))
                 })?;
+                // §6: a leader appends C_new only once C_old,new committed.
+                if let Some((j, prev)) = m.confs.last() {
+                    if prev.is_joint() && core.is_leader() && e.term == term && *j > commit {
+                        return Err(violation(
+                            "a joint configuration is left only once committed",
+                            format!(
+                                "leader {} appended the configuration at {i} after the joint one at {j}, \
+                                 which is not committed (commit index {commit})",
+                                name()
+                            ),
+                        ));
+                    }
+                }
                 m.confs.push((i, conf));
             }
         }
@@ -462,6 +495,21 @@ impl Safety {
             ));
         }
 
+        // §6 / thesis §4.2.2: once the latest configuration (plain, not
+        // joint) is committed, a leader that is not one of its voters has
+        // handed off and stepped down (or become removed) in that step.
+        if core.is_leader() && *expected_index <= commit && !expected.is_joint() && !expected.servers.is_empty() {
+            if !expected.is_voter(core.id()) {
+                return Err(violation(
+                    "a leader outside the committed configuration steps down",
+                    format!(
+                        "{} still leads t{term} though the configuration at {expected_index} (committed, commit \
+                         index {commit}) does not count it as a voter: {expected:?}",
+                        name()
+                    ),
+                ));
+            }
+        }
         if commit > m.commit {
             let conf = expected.clone();
             self.on_commit(n, core, commit, &conf, durable_count)?;
@@ -496,17 +544,20 @@ impl Safety {
         // that stepped down in the step that advanced its commit, after
         // committing its own removal, is checked like a leader.)
         if core.is_leader() || commit > known {
-            let (durable, quorum) = durable_count(conf, commit, t, &self.committed);
-            if durable < quorum {
-                return Err(violation(
-                    "committed entries are durable on a quorum",
-                    format!(
-                        "n{} ({:?}) counts {commit}/t{t} as committed but only {durable} voters of the \
-                         configuration its log holds hold it durably (quorum {quorum})",
-                        n + 1,
-                        core.state()
-                    ),
-                ));
+            // Joint configurations: a majority of each half.
+            for (half, voters) in quorum_halves(conf) {
+                let (durable, quorum) = durable_count(&voters, commit, t, &self.committed);
+                if durable < quorum {
+                    return Err(violation(
+                        "committed entries are durable on a quorum",
+                        format!(
+                            "n{} ({:?}) counts {commit}/t{t} as committed but only {durable} voters of the \
+                             configuration its log holds {half} hold it durably (quorum {quorum}; {conf:?})",
+                            n + 1,
+                            core.state()
+                        ),
+                    ));
+                }
             }
         }
         // Below the compaction point the log is covered (checked above).
@@ -544,27 +595,30 @@ impl Safety {
     fn check_elected(&self, n: usize, core: &Core) -> Check {
         let term = core.term();
         let conf = core.configuration().0;
-        let voters = conf.voters().count();
-        let granted: Vec<&ServerId> = conf
-            .voters()
-            .filter(|v| {
-                let own = *v == core.id() && core.vote() == Some(core.id());
-                own || self
-                    .ids
-                    .iter()
-                    .position(|id| id == *v)
-                    .is_some_and(|i| self.votes.get(&(i, term)) == Some(&n))
-            })
-            .collect();
-        if granted.len() < voters / 2 + 1 {
-            return Err(violation(
-                "a leader is elected by a quorum",
-                format!(
-                    "n{} leads term {term} but only {granted:?} of the {voters} voters of its configuration granted \
-                     it their vote in that term",
-                    n + 1
-                ),
-            ));
+        // Joint configurations: a majority of each half granted.
+        for (half, voters) in quorum_halves(conf) {
+            let count = voters.voters().count();
+            let granted: Vec<&ServerId> = voters
+                .voters()
+                .filter(|v| {
+                    let own = *v == core.id() && core.vote() == Some(core.id());
+                    own || self
+                        .ids
+                        .iter()
+                        .position(|id| id == *v)
+                        .is_some_and(|i| self.votes.get(&(i, term)) == Some(&n))
+                })
+                .collect();
+            if granted.len() < count / 2 + 1 {
+                return Err(violation(
+                    "a leader is elected by a quorum",
+                    format!(
+                        "n{} leads term {term} but only {granted:?} of the {count} voters of its configuration \
+                         {half} granted it their vote in that term ({conf:?})",
+                        n + 1
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -99,10 +99,11 @@ impl Sim<'_> {
     }
 
     /// Whether `index`/`term` is durable on a quorum of the voters other
-    /// than node `n`, in each of `confs`.
+    /// than node `n`, in each of `confs` (each half of a joint one).
     fn held_without(&self, n: usize, index: u64, term: u64, confs: &[Configuration]) -> bool {
         let committed = self.safety.committed_terms();
-        confs.iter().all(|conf| {
+        // Joint configurations: a quorum of each half.
+        confs.iter().flat_map(|c| super::checks::quorum_halves(c).into_iter().map(|(_, h)| h)).all(|conf| {
             let quorum = conf.voters().count() / 2 + 1;
             let holders = self
                 .nodes

@@ -70,6 +70,7 @@ mod checks;
 mod client;
 mod drive;
 mod figure8;
+mod joint;
 mod kv;
 mod lifecycle;
 mod network;
@@ -198,6 +199,10 @@ pub struct SimConfig {
     /// Probability that a read of the durable log for a follower fails.
     /// Default 0.05.
     pub fetch_fail_rate: f64,
+    /// Share of membership changes that are joint changes (two or three
+    /// servers in and out at once through C_old,new, possibly the leader;
+    /// see the `joint` module). Default 0.5; own random source.
+    pub joint_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -230,6 +235,7 @@ impl Default for SimConfig {
             stall_rate: 0.01,
             window_rate: 0.6,
             fetch_fail_rate: 0.05,
+            joint_rate: 0.5,
         }
     }
 }
@@ -269,6 +275,10 @@ pub struct SimReport {
     pub transfers: u64,
     /// Membership changes proposed (and accepted by a leader).
     pub config_changes: u64,
+    /// Joint changes whose C_old,new a leader appended.
+    pub joint_changes: u64,
+    /// Joint changes that removed or demoted the leader appending them.
+    pub joint_leader_out: u64,
     /// Messages handed to the network.
     pub messages_sent: u64,
     /// Messages lost (dropped, partitioned, or addressed to a crashed node).
@@ -515,6 +525,10 @@ struct Sim<'a> {
     pause_rng: SimRng,
     /// Randomness for disk stalls only.
     stall_rng: SimRng,
+    /// Randomness for joint membership changes only.
+    joint_rng: SimRng,
+    /// The joint change under way, if any.
+    joint_job: Option<joint::JointJob>,
     snapshots: SnapshotPolicy,
     /// The log window the seed picked, with its own random source.
     window: WindowPolicy,
@@ -660,6 +674,8 @@ impl<'a> Sim<'a> {
             hold_rng: SimRng::new(seed ^ 0x401D_0000_0000_0001),
             pause_rng: SimRng::new(seed ^ 0x9A05_E000_0000_0002),
             stall_rng: SimRng::new(seed ^ 0x57A1_1000_0000_0003),
+            joint_rng: SimRng::new(seed ^ 0x7017_7000_0000_0004),
+            joint_job: None,
             snapshots,
             window,
             figure8,
@@ -674,7 +690,14 @@ impl<'a> Sim<'a> {
             history: History::default(),
             safety,
             trace: Trace::default(),
-            report: SimReport { seed, setup, nodes: n, one_server_bootstrap, small_window, ..Default::default() },
+            report: SimReport {
+                seed,
+                setup,
+                nodes: n,
+                one_server_bootstrap,
+                small_window,
+                ..Default::default()
+            },
             next_read_id: 0,
             faults: true,
             heal_at: None,
@@ -829,8 +852,15 @@ impl<'a> Sim<'a> {
             let description = self.net.describe();
             self.trace.push(self.now, TraceKind::Network(description));
         }
+        if self.cfg.joint_rate > 0.0 {
+            self.advance_joint_change()?;
+        }
         if self.rng.chance(self.cfg.membership_rate) {
-            self.change_membership()?;
+            if self.cfg.joint_rate > 0.0 && self.joint_rng.chance(self.cfg.joint_rate) {
+                self.start_joint_change()?;
+            } else {
+                self.change_membership()?;
+            }
         }
         if self.rng.chance(self.cfg.transfer_rate) {
             if let Some(n) = self.leader().filter(|&n| !self.is_paused(n)) {
