@@ -69,6 +69,51 @@
 //!   bit-exact: `tokio::select!` picks among ready events at random. The
 //!   protocol core's simulation (feature `testing`) is fully deterministic.
 //!
+//! # Membership changes: single-server and joint
+//! Two ways to change the cluster, behind one handle:
+//! - **Single-server changes** ([`Raft::add_voter`], [`Raft::add_nonvoter`],
+//!   [`Raft::demote_voter`], [`Raft::remove_server`],
+//!   [`Raft::update_address`]) keep HashiCorp's semantics: one server at a
+//!   time (Raft thesis §4.1), each change taking effect as soon as it is
+//!   appended, the next one refused until it commits. A new voter catches
+//!   up as a non-voter first.
+//! - **Joint changes** ([`Raft::change_membership`] with a set of
+//!   [`ConfChange`]s) apply any number of adds, removals, promotions and
+//!   demotions atomically (Raft paper §6, thesis §4.3), for example
+//!   replacing a rack or a zone in one step. New voters are added as
+//!   non-voters and caught up first; then the leader appends the joint
+//!   configuration C_old,new, in which every decision (commit, election,
+//!   pre-vote, ReadIndex, leader lease, check-quorum) needs a majority of
+//!   the old voters *and* of the new ones, and leaves it for C_new by
+//!   itself once the joint entry commits. A leader that is not a voter of
+//!   C_new hands leadership to one that is. The joint state is the
+//!   configuration itself ([`Suffrage::IncomingVoter`],
+//!   [`Suffrage::DemotingVoter`], [`Suffrage::LeavingVoter`]), carried by
+//!   log entries and snapshots, so a node restarted mid-change, or caught
+//!   up by a snapshot, resumes it.
+//!
+//! Both kinds share one set of rules (the core's configuration-change
+//! functions) and one change at a time: a change of either kind is
+//! refused with [`Error::ConfigurationChangeInProgress`] while another is
+//! under way. A refused joint change is a typed error:
+//! [`Error::UnknownServer`], [`Error::ServerExists`],
+//! [`Error::StalePrevIndex`], [`Error::NotLeader`] (naming the leader) or
+//! [`Error::MembershipChangeRefused`] with the [`ConfChangeError`]. With
+//! the gRPC transport, the admin method `ChangeMembership` and
+//! `raftctl members change --add ID=ADDR --remove ID ...` make joint
+//! changes over the network.
+//!
+//! # API changes: joint consensus
+//! - [`Raft::change_membership`], [`ConfChange`], [`ConfChangeError`] and
+//!   [`CatchUp`] are new; [`Error::MembershipChangeRefused`] is a new
+//!   variant (exhaustive matches on [`Error`] need an arm), and so are the
+//!   three joint [`Suffrage`] variants (matches on [`Suffrage`] need arms;
+//!   [`Suffrage::Voter`] and [`Suffrage::Nonvoter`] encode as before).
+//! - `raft_transport_grpc::admin::AdminBackend` gained
+//!   `change_membership`, with a default that refuses, so other backends
+//!   still compile. `raftctl members` lists members as before;
+//!   `raftctl members change` is new.
+//!
 //! # API changes: membership and the errors callers tell apart
 //! - [`Raft::leader`] returns `(ServerId, ServerAddress)`, the order used
 //!   everywhere else (it returned `(address, id)`).
