@@ -187,6 +187,48 @@ async fn s6_a_leader_outside_the_new_configuration_hands_off_leadership() {
     c.shutdown().await;
 }
 
+/// Key-value clients write, compare-and-swap and read linearizably
+/// (following redirects) while the leader and a follower are replaced in
+/// one call; the recorded history must be linearizable.
+#[tokio::test(start_paused = true)]
+async fn s6_replacing_the_leader_and_a_follower_keeps_client_history_linearizable() {
+    use raft::testing::linearizability::check_kv;
+    use raft::transport::inmem::InmemNetwork;
+    use raft_tests::sim_client::SimClients;
+    use raft_tests::KvTestFsm;
+
+    let net = InmemNetwork::new();
+    net.set_delay(Duration::from_millis(1), Duration::from_millis(4));
+    let mut c: TestCluster<KvTestFsm> = TestCluster::with_network(3, net).await;
+    let leader = c.wait_for_leader().await;
+    c.add_node("n4").await;
+    c.add_node("n5").await;
+    let mut clients = SimClients::spawn(4, 18, Duration::from_millis(5));
+    clients.publish(&c, &c.running());
+    // Load before, during and after the change.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stays = c.running().into_iter().find(|n| *n != leader && n.as_str() < "n4").expect("a follower");
+    let leaves =
+        c.running().into_iter().find(|n| *n != leader && *n != stays && n.as_str() < "n4").expect("another");
+    let changes = [
+        ConfChange::AddVoter(id("n4"), "n4".into()),
+        ConfChange::AddVoter(id("n5"), "n5".into()),
+        ConfChange::Remove(id(&leader)),
+        ConfChange::Remove(id(&leaves)),
+    ];
+    c.raft(&leader).change_membership(changes, 0, T).await.expect("replace the leader and a follower");
+    let new = vec![stays, "n4".to_string(), "n5".to_string()];
+    c.wait_for_leader_among(&new, T).await;
+    clients.publish(&c, &new);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let history = clients.finish().await.expect("clients");
+    let completed = history.iter().filter(|op| op.output.is_some()).count();
+    assert!(completed > 50, "the clients got work done: {completed} operations completed");
+    let result = check_kv(&history);
+    assert!(result.is_ok(), "history is not linearizable: {result}");
+    c.shutdown().await;
+}
+
 /// The leader enters the joint configuration, but its messages to the new
 /// servers are lost, so the joint entry reaches only the old voters and
 /// cannot commit; then the leader crashes. The change completes once the
