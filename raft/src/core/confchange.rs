@@ -92,7 +92,7 @@ pub enum ConfChangeError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
     /// A server the joint change makes a voter is not a member yet: add it
-    /// as a non-voter first ([`JointPlan::staging`]).
+    /// as a non-voter first (the staging step of its `JointPlan`).
     #[error("server {0} must first be added as a non-voter and catch up")]
     NotStaged(ServerId),
     /// A server the joint change makes a voter has not caught up yet.
