@@ -231,9 +231,10 @@ async fn s6_replacing_the_leader_and_a_follower_keeps_client_history_linearizabl
 
 /// The leader enters the joint configuration, but its messages to the new
 /// servers are lost, so the joint entry reaches only the old voters and
-/// cannot commit; then the leader crashes. The change completes once the
-/// cluster is whole again: whoever leads (the restarted node included)
-/// finds the joint configuration in its log and leaves it for C_new.
+/// cannot commit; then the leader crashes, and the other old voters
+/// restart too. The change completes once the cluster is whole again:
+/// whoever leads (a restarted node: only they hold the joint entry) finds
+/// the joint configuration in its stored log and leaves it for C_new.
 #[tokio::test(start_paused = true)]
 async fn s6_a_joint_change_interrupted_by_a_leader_crash_completes_after_the_restart() {
     let mut c = TestCluster::new(3).await;
@@ -290,8 +291,16 @@ async fn s6_a_joint_change_interrupted_by_a_leader_crash_completes_after_the_res
         matches!(answer, Err(Error::Shutdown | Error::LeadershipLost)),
         "the interrupted call's outcome is unknown: {answer:?}"
     );
+    // The whole old half restarts too: every server holding the joint
+    // entry resumes the change from its stored log.
+    for n in &old {
+        c.stop(n).await;
+    }
     c.net.heal();
     c.start(&leader).await;
+    for n in &old {
+        c.start(n).await;
+    }
     let new = vec![leader.clone(), "n4".to_string(), "n5".to_string()];
     let deadline = tokio::time::Instant::now() + T;
     let done = loop {
