@@ -227,6 +227,38 @@ async fn three_nodes_over_grpc_replicate_and_survive_the_leader_stopping() {
         err.metadata().get(LEADER_ID_METADATA_KEY).and_then(|v| v.to_str().ok()),
         Some(nodes[leader].id.as_str())
     );
+    // Joint changes: a follower names the leader; malformed requests and
+    // refused changes are explained, and change nothing.
+    let remove = |id: &str| admin_pb::MemberChange {
+        kind: admin_pb::MemberChangeKind::Remove as i32,
+        id: id.into(),
+        address: String::new(),
+    };
+    let joint = |changes: Vec<admin_pb::MemberChange>| admin_pb::ChangeMembershipRequest {
+        changes,
+        prev_index: 0,
+        timeout_ms: 1000,
+    };
+    let err = follower_client.change_membership(joint(vec![remove("n9")])).await.expect_err("follower");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        err.metadata().get(LEADER_ID_METADATA_KEY).and_then(|v| v.to_str().ok()),
+        Some(nodes[leader].id.as_str())
+    );
+    let err = client.change_membership(joint(vec![])).await.expect_err("no change");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let bad = admin_pb::MemberChange { kind: 99, id: "n2".into(), address: String::new() };
+    let err = client.change_membership(joint(vec![bad])).await.expect_err("unknown kind");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("changes[0]"), "{err:?}");
+    let err = client.change_membership(joint(vec![remove("n9")])).await.expect_err("unknown server");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    let all = vec![remove("n1"), remove("n2"), remove("n3")];
+    let err = client.change_membership(joint(all)).await.expect_err("no voter left");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let conf =
+        client.get_configuration(admin_pb::GetConfigurationRequest {}).await.expect("config").into_inner();
+    assert_eq!(conf.members.len(), 3, "nothing changed");
     // Another cluster's admin client is refused.
     let stranger = GrpcConfig { cluster_id: Some("other".into()), ..grpc_config() };
     let mut stranger = admin::connect(&nodes[leader].addr, &stranger).await.expect("connect");
