@@ -155,6 +155,28 @@ async fn s6_promote_and_demote_several_in_one_call() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn s6_a_demoted_leader_hands_off_and_stays_as_a_nonvoter() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    c.add_node("n4").await;
+    let follower = c.running().into_iter().find(|n| *n != leader && n.as_str() < "n4").expect("follower");
+    let changes = [ConfChange::AddVoter(id("n4"), "n4".into()), ConfChange::Demote(id(&leader))];
+    let index = c.raft(&leader).change_membership(changes, 0, T).await.expect("demote the leader");
+    let others: Vec<String> = c.running().into_iter().filter(|n| *n != leader).collect();
+    let next = c.wait_for_leader_among(&others, T).await;
+    assert_ne!(next, leader);
+    let (conf, at) = c.raft(&next).get_configuration().await.expect("configuration");
+    assert!(at >= index);
+    let third = others.iter().find(|n| **n != follower && n.as_str() < "n4").expect("third").clone();
+    assert_eq!(voters(&conf), set(&[follower.as_str(), third.as_str(), "n4"]));
+    assert_eq!(conf.server(&id(&leader)).map(|s| s.suffrage), Some(Suffrage::Nonvoter));
+    assert_eq!(c.raft(&leader).state(), RaftState::Follower, "the old leader follows as a non-voter");
+    let applied = c.raft(&next).apply("after", T).await.expect("commits").index;
+    c.wait_applied(&leader, applied, T).await;
+    c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn s6_a_leader_outside_the_new_configuration_hands_off_leadership() {
     let mut c = TestCluster::new(3).await;
     let leader = c.wait_for_leader().await;
