@@ -104,8 +104,8 @@
 //! changes over the network.
 //!
 //! # API changes: joint consensus
-//! - [`Raft::change_membership`], [`ConfChange`], [`ConfChangeError`] and
-//!   [`CatchUp`] are new; [`Error::MembershipChangeRefused`] is a new
+//! - [`Raft::change_membership`], [`ConfChange`] (also named
+//!   [`MembershipChange`]), [`ConfChangeError`] and [`CatchUp`] are new; [`Error::MembershipChangeRefused`] is a new
 //!   variant (exhaustive matches on [`Error`] need an arm), and so are the
 //!   three joint [`Suffrage`] variants (matches on [`Suffrage`] need arms;
 //!   [`Suffrage::Voter`] and [`Suffrage::Nonvoter`] encode as before).
@@ -207,6 +207,9 @@ pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
 pub use core::rng::Rng;
 pub use core::{CatchUp, ConfChange, ConfChangeError};
+/// The change type of [`Raft::change_membership`] under the name the design
+/// gives it: the same type as [`ConfChange`].
+pub use core::ConfChange as MembershipChange;
 pub use error::{BoxError, Error, FsmOperation, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
 pub use log_cache::LogCache;

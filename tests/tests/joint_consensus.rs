@@ -401,8 +401,9 @@ async fn s6_refusals_are_typed_errors() {
     let (after, at) = raft.get_configuration().await.expect("configuration");
     assert_eq!((after, at), (before.clone(), prev));
 
-    // A set that changes nothing answers the current index.
-    let same = raft.change_membership([ConfChange::AddVoter(id("n2"), "n2".into())], 0, T).await;
+    // A set that changes nothing answers the current index (the design's
+    // name for the change type is the same type).
+    let same = raft.change_membership([raft::MembershipChange::AddVoter(id("n2"), "n2".into())], 0, T).await;
     assert_eq!(same.expect("no-op"), prev);
     c.shutdown().await;
 }
