@@ -325,3 +325,53 @@ fn s6_a_change_carried_by_a_snapshot_resumes_and_completes() {
     assert!(index > 5 && !conf.is_joint(), "the next leader left the joint configuration: {conf:?}");
     assert_eq!(voters(conf), ["n1", "n2", "n4"]);
 }
+
+/// A cluster in C_old,new (old voters n1 n2 n3, new voters n1 n4 n5)
+/// whose joint entry cannot commit because n4 and n5 are cut off; n1 leads
+/// and still hears from n2 and n3.
+fn joint_without_the_new_half() -> Cluster {
+    let mut c = cluster_with(&["n4", "n5"]);
+    let changes = [remove("n2"), remove("n3"), add_voter("n4"), add_voter("n5")];
+    stage(&mut c, "n1", &changes);
+    c.isolate("n4");
+    c.isolate("n5");
+    c.connect("n1", "n2");
+    c.connect("n1", "n3");
+    c.connect("n2", "n3");
+    let joint = c.node("n1").propose_joint(&changes).expect("joint");
+    c.settle();
+    assert_eq!(c.node("n1").joint_index(), Some(joint));
+    c
+}
+
+// Thesis §6.4 with §6: while joint, a ReadIndex round is confirmed only by
+// a majority of each half; the old voters' acknowledgements are not enough.
+#[test]
+fn s6_4_while_joint_a_read_needs_both_majorities() {
+    let mut c = joint_without_the_new_half();
+    c.node("n1").read_index(7).expect("leader accepts the read");
+    for _ in 0..3 {
+        c.node("n1").tick();
+        c.settle();
+    }
+    assert!(c.reads("n1").is_empty(), "confirmed by the old half only: {:?}", c.reads("n1"));
+    c.heal();
+    for _ in 0..3 {
+        c.node("n1").tick();
+        c.settle();
+    }
+    assert_eq!(c.reads("n1").iter().map(|r| r.id).collect::<Vec<_>>(), [7], "confirmed by both halves");
+}
+
+// §6 with check-quorum (thesis §6.2): while joint, a leader stays only if
+// it recently heard from a majority of each half; hearing from the old
+// voters alone, it steps down.
+#[test]
+fn s6_while_joint_check_quorum_needs_both_majorities() {
+    let mut c = joint_without_the_new_half();
+    for _ in 0..CoreConfig::for_tests().lease_ticks * 2 {
+        c.node("n1").tick();
+        c.settle();
+    }
+    assert!(!c.node("n1").is_leader(), "no recently active majority of the new voters: step down");
+}
