@@ -286,7 +286,11 @@ fn s6_joint_consensus_seeds() {
     let (reports, failures) = run_seeds(seeds, &joint_config());
     if let Some(first) = failures.first() {
         let failed: Vec<u64> = failures.iter().map(|f| f.seed).collect();
-        panic!("{} of {seeds} joint seeds failed ({failed:?}); first:\n{first}\n{}", failures.len(), replay_hint(first.seed) + " (with SIM_JOINT=1)");
+        panic!(
+            "{} of {seeds} joint seeds failed ({failed:?}); first:\n{first}\n{}",
+            failures.len(),
+            replay_hint(first.seed) + " (with SIM_JOINT=1)"
+        );
     }
     let joint: u64 = reports.iter().map(|r| r.joint_changes).sum();
     let leader_out: u64 = reports.iter().map(|r| r.joint_leader_out).sum();

@@ -112,7 +112,10 @@ pub enum ConfChangeError {
 /// joint, [`ConfChangeError::UnknownServer`],
 /// [`ConfChangeError::ServerExists`], [`ConfChangeError::Invalid`] (the
 /// result fails [`Configuration::validate`], e.g. no voter left).
-pub fn apply_single(current: &Configuration, change: &ConfChange) -> Result<Option<Configuration>, ConfChangeError> {
+pub fn apply_single(
+    current: &Configuration,
+    change: &ConfChange,
+) -> Result<Option<Configuration>, ConfChangeError> {
     if current.is_joint() {
         return Err(ConfChangeError::JointInProgress);
     }
@@ -137,7 +140,10 @@ fn apply_to(conf: &mut Configuration, change: &ConfChange) -> Result<bool, ConfC
                 Some(i) => {
                     let s = &mut conf.servers[i];
                     if &s.address != address {
-                        return Err(ConfChangeError::ServerExists { id: id.clone(), address: s.address.clone() });
+                        return Err(ConfChangeError::ServerExists {
+                            id: id.clone(),
+                            address: s.address.clone(),
+                        });
                     }
                     if voter && s.suffrage != Suffrage::Voter {
                         s.suffrage = Suffrage::Voter;
@@ -159,7 +165,8 @@ fn apply_to(conf: &mut Configuration, change: &ConfChange) -> Result<bool, ConfC
         }
         ConfChange::Promote(id) | ConfChange::Demote(id) => {
             let i = member(conf, id)?;
-            let want = if matches!(change, ConfChange::Promote(_)) { Suffrage::Voter } else { Suffrage::Nonvoter };
+            let want =
+                if matches!(change, ConfChange::Promote(_)) { Suffrage::Voter } else { Suffrage::Nonvoter };
             let s = &mut conf.servers[i];
             let changed = s.suffrage != want;
             s.suffrage = want;
@@ -271,7 +278,8 @@ fn joint_of(old: &Configuration, new: &Configuration) -> Configuration {
         servers.push(Server { suffrage, id: o.id.clone(), address });
     }
     for n in new.servers.iter().filter(|n| old.server(&n.id).is_none()) {
-        let suffrage = if n.suffrage == Suffrage::Voter { Suffrage::IncomingVoter } else { Suffrage::Nonvoter };
+        let suffrage =
+            if n.suffrage == Suffrage::Voter { Suffrage::IncomingVoter } else { Suffrage::Nonvoter };
         servers.push(Server { suffrage, ..n.clone() });
     }
     Configuration { servers }

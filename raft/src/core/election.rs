@@ -288,7 +288,9 @@ impl Core {
 
     fn check_pre_vote_quorum(&mut self) {
         if let Role::PreCandidate { granted } = &self.role {
-            if self.membership.quorum().vote_result(|id| granted.contains(id).then_some(true)) == VoteResult::Won {
+            if self.membership.quorum().vote_result(|id| granted.contains(id).then_some(true))
+                == VoteResult::Won
+            {
                 self.start_election(false);
             }
         }
@@ -328,7 +330,9 @@ impl Core {
 
     fn check_vote_quorum(&mut self) {
         if let Role::Candidate { granted } = &self.role {
-            if self.membership.quorum().vote_result(|id| granted.contains(id).then_some(true)) == VoteResult::Won {
+            if self.membership.quorum().vote_result(|id| granted.contains(id).then_some(true))
+                == VoteResult::Won
+            {
                 self.become_leader();
             }
         }
@@ -385,9 +389,10 @@ impl Core {
         if leader.lease_elapsed >= lease_ticks {
             leader.lease_elapsed = 0;
             // Joint configurations: recently active majorities of both halves.
-            let active = self.membership.quorum().is_reached(|id| {
-                *id == self.id || leader.peers.get(id).is_some_and(|p| p.recent_active)
-            });
+            let active = self
+                .membership
+                .quorum()
+                .is_reached(|id| *id == self.id || leader.peers.get(id).is_some_and(|p| p.recent_active));
             for p in leader.peers.values_mut() {
                 p.recent_active = false;
             }

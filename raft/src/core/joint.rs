@@ -124,7 +124,8 @@ impl Core {
     pub(crate) fn hand_off_if_not_voter(&mut self) -> bool {
         let Role::Leader(leader) = &self.role else { return false };
         let (latest, index) = self.membership.latest();
-        if latest.is_joint() || index > self.commit || latest.is_voter(&self.id) || latest.servers.is_empty() {
+        if latest.is_joint() || index > self.commit || latest.is_voter(&self.id) || latest.servers.is_empty()
+        {
             return false;
         }
         let target: Option<ServerId> = leader
@@ -136,7 +137,8 @@ impl Core {
         match target {
             Some(t) => {
                 tracing::info!(id = %self.id, target = %t, "not a voter of the committed configuration; handing leadership over");
-                let req = TimeoutNowRequest { term: self.hard.term, leader_id: self.id.clone(), cluster_id: None };
+                let req =
+                    TimeoutNowRequest { term: self.hard.term, leader_id: self.id.clone(), cluster_id: None };
                 self.send(t, Body::TimeoutNow(req));
             }
             None => tracing::info!(

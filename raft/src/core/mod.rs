@@ -92,10 +92,10 @@ use bytes::Bytes;
 
 use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
-pub use self::confchange::{ConfChange, ConfChangeError};
 pub use self::boundary::{
     Body, InitialState, InstalledSnapshot, LogFetch, LogReset, Message, PeerProgress, ReadState, Ready,
 };
+pub use self::confchange::{ConfChange, ConfChangeError};
 pub use self::error::{CompactError, InconsistentState, InvalidRequest, Refusal};
 pub(crate) use self::log::RaftLog;
 use self::membership::Membership;

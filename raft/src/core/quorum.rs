@@ -120,10 +120,7 @@ impl Quorum {
     #[cfg(test)]
     pub(crate) fn from_sets(old: &[&str], new: Option<&[&str]>) -> Self {
         let ids = |s: &[&str]| s.iter().map(|id| ServerId::from(*id)).collect::<Vec<_>>();
-        Self {
-            old: Majority::new(&ids(old)),
-            new: new.map(|n| Majority::new(&ids(n))),
-        }
+        Self { old: Majority::new(&ids(old)), new: new.map(|n| Majority::new(&ids(n))) }
     }
 
     /// Whether no voter at all is known (an unconfigured node).

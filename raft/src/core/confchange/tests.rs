@@ -11,9 +11,15 @@ fn conf(spec: &str) -> Configuration {
         spec.split_whitespace()
             .map(|s| match s.split_once(':') {
                 Some((id, "n")) => Server::nonvoter(id, format!("{id}:1")),
-                Some((id, "I")) => Server { suffrage: Suffrage::IncomingVoter, ..Server::voter(id, format!("{id}:1")) },
-                Some((id, "D")) => Server { suffrage: Suffrage::DemotingVoter, ..Server::voter(id, format!("{id}:1")) },
-                Some((id, "L")) => Server { suffrage: Suffrage::LeavingVoter, ..Server::voter(id, format!("{id}:1")) },
+                Some((id, "I")) => {
+                    Server { suffrage: Suffrage::IncomingVoter, ..Server::voter(id, format!("{id}:1")) }
+                }
+                Some((id, "D")) => {
+                    Server { suffrage: Suffrage::DemotingVoter, ..Server::voter(id, format!("{id}:1")) }
+                }
+                Some((id, "L")) => {
+                    Server { suffrage: Suffrage::LeavingVoter, ..Server::voter(id, format!("{id}:1")) }
+                }
                 _ => Server::voter(s, format!("{s}:1")),
             })
             .collect(),
@@ -28,10 +34,14 @@ fn add_nonvoter(id: &str) -> ConfChange {
     ConfChange::AddNonvoter(id.into(), format!("{id}:1").into())
 }
 
+/// The expected outcome of a single-server change: the next configuration
+/// (as a spec; `None`: unchanged) or the refusal.
+type Expected = Result<Option<&'static str>, ConfChangeError>;
+
 #[test]
 fn s4_1_single_server_changes_table() {
     use ConfChange::*;
-    let cases: Vec<(&str, ConfChange, Result<Option<&str>, ConfChangeError>)> = vec![
+    let cases: Vec<(&str, ConfChange, Expected)> = vec![
         ("a b", add_voter("c"), Ok(Some("a b c"))),
         ("a b c:n", add_voter("c"), Ok(Some("a b c"))),
         ("a b c", add_voter("c"), Ok(None)),
@@ -120,7 +130,8 @@ fn s6_joint_plan_promotions_demotions_and_nonvoters() {
 
 #[test]
 fn a_plan_that_changes_no_voter_set_is_not_joint() {
-    let plan = plan_joint(&conf("a b c:n"), &[ConfChange::Remove("c".into()), add_nonvoter("d")]).expect("plan");
+    let plan =
+        plan_joint(&conf("a b c:n"), &[ConfChange::Remove("c".into()), add_nonvoter("d")]).expect("plan");
     assert!(!plan.joint.is_joint());
     assert_eq!(plan.joint, plan.target);
     assert_eq!(plan.target, conf("a b d:n"));
@@ -175,13 +186,18 @@ fn configurations_encoded_by_the_previous_format_still_decode() {
     let decoded: Configuration = crate::codec::decode(old_bytes).expect("old bytes decode");
     assert_eq!(decoded, expected);
     assert!(!decoded.is_joint());
-    assert_eq!(crate::codec::encode(&expected).expect("encode"), old_bytes, "plain configurations encode as before");
+    assert_eq!(
+        crate::codec::encode(&expected).expect("encode"),
+        old_bytes,
+        "plain configurations encode as before"
+    );
 
     // SnapshotMeta { id "s", index 7, term 2, configuration, configuration_index 5, size 9 }.
     let mut meta_bytes = vec![1, b's', 7, 2];
     meta_bytes.extend_from_slice(old_bytes);
     meta_bytes.extend_from_slice(&[5, 9]);
-    let meta: crate::types::SnapshotMeta = crate::codec::decode(&meta_bytes).expect("old snapshot meta decodes");
+    let meta: crate::types::SnapshotMeta =
+        crate::codec::decode(&meta_bytes).expect("old snapshot meta decodes");
     assert_eq!((meta.configuration, meta.configuration_index, meta.size), (expected, 5, 9));
 
     // A joint configuration round-trips, with its new variant numbers.

@@ -126,7 +126,11 @@ fn s6_while_joint_commit_needs_both_majorities() {
     assert!(c.progress("n1", "n3").is_some_and(|p| p.matched >= joint), "n3 acknowledged the joint entry");
     assert!(c.node("n1").commit_index() >= x, "x is on a majority of both halves");
     assert!(c.node("n1").commit_index() < joint, "old majority alone does not commit the joint entry");
-    assert_eq!(c.node("n1").joint_index(), Some(joint), "still joint: C_new waits for the joint entry to commit");
+    assert_eq!(
+        c.node("n1").joint_index(),
+        Some(joint),
+        "still joint: C_new waits for the joint entry to commit"
+    );
     c.heal();
     c.tick_all(3);
     assert!(c.node("n1").commit_index() > joint, "committed once the new half acknowledges");
@@ -166,7 +170,9 @@ fn s6_while_joint_an_election_needs_both_majorities() {
     // Deliver the joint entry everywhere but keep n1 from learning it was
     // acknowledged, so the configuration stays joint.
     c.node("n1").propose_joint(&changes).expect("joint");
-    c.settle_with(|m| (!matches!(m.body, Body::AppendEntriesResponse(_)) || m.to.as_str() != "n1").then_some(m));
+    c.settle_with(|m| {
+        (!matches!(m.body, Body::AppendEntriesResponse(_)) || m.to.as_str() != "n1").then_some(m)
+    });
     for id in ["n2", "n3", "n4", "n5"] {
         assert!(c.node(id).configuration().0.is_joint(), "{id} holds the joint entry");
     }
@@ -242,7 +248,10 @@ fn s6_no_other_change_while_joint() {
     );
     c.node("n1").propose_joint(&changes).expect("joint");
     let conf = c.node("n1").configuration().0.clone();
-    assert_eq!(c.node("n1").propose_configuration(conf.leave_joint()), Err(Refusal::ConfigurationChangeInProgress));
+    assert_eq!(
+        c.node("n1").propose_configuration(conf.leave_joint()),
+        Err(Refusal::ConfigurationChangeInProgress)
+    );
     assert_eq!(c.node("n1").propose_joint(&[remove("n2")]), Err(Refusal::ConfigurationChangeInProgress));
     c.heal();
     c.tick_all(3);
@@ -265,7 +274,9 @@ fn s6_a_change_interrupted_by_a_leader_crash_completes_after_restart() {
     stage(&mut c, "n1", &changes);
     c.node("n1").propose_joint(&changes).expect("joint");
     // Followers store the joint entry; the leader never hears back.
-    c.settle_with(|m| (!matches!(m.body, Body::AppendEntriesResponse(_)) || m.to.as_str() != "n1").then_some(m));
+    c.settle_with(|m| {
+        (!matches!(m.body, Body::AppendEntriesResponse(_)) || m.to.as_str() != "n1").then_some(m)
+    });
     c.crash("n1");
     c.restart("n1", CoreConfig::for_tests(), 7);
     assert!(c.node("n1").configuration().0.is_joint(), "restarted in the joint configuration");
@@ -289,7 +300,8 @@ fn s6_a_change_carried_by_a_snapshot_resumes_and_completes() {
         Server { suffrage: Suffrage::LeavingVoter, ..Server::voter("n3", "n3") },
         Server { suffrage: Suffrage::IncomingVoter, ..Server::voter("n4", "n4") },
     ]);
-    let position = SnapshotPosition { index: 5, term: 1, configuration: joint.clone(), configuration_index: 4 };
+    let position =
+        SnapshotPosition { index: 5, term: 1, configuration: joint.clone(), configuration_index: 4 };
     let init = InitialState {
         hard_state: HardState { term: 1, vote: None },
         snapshot: Some(position.clone()),
@@ -312,4 +324,54 @@ fn s6_a_change_carried_by_a_snapshot_resumes_and_completes() {
     let (conf, index) = c.node(leader.as_str()).committed_configuration();
     assert!(index > 5 && !conf.is_joint(), "the next leader left the joint configuration: {conf:?}");
     assert_eq!(voters(conf), ["n1", "n2", "n4"]);
+}
+
+/// A cluster in C_old,new (old voters n1 n2 n3, new voters n1 n4 n5)
+/// whose joint entry cannot commit because n4 and n5 are cut off; n1 leads
+/// and still hears from n2 and n3.
+fn joint_without_the_new_half() -> Cluster {
+    let mut c = cluster_with(&["n4", "n5"]);
+    let changes = [remove("n2"), remove("n3"), add_voter("n4"), add_voter("n5")];
+    stage(&mut c, "n1", &changes);
+    c.isolate("n4");
+    c.isolate("n5");
+    c.connect("n1", "n2");
+    c.connect("n1", "n3");
+    c.connect("n2", "n3");
+    let joint = c.node("n1").propose_joint(&changes).expect("joint");
+    c.settle();
+    assert_eq!(c.node("n1").joint_index(), Some(joint));
+    c
+}
+
+// Thesis §6.4 with §6: while joint, a ReadIndex round is confirmed only by
+// a majority of each half; the old voters' acknowledgements are not enough.
+#[test]
+fn s6_4_while_joint_a_read_needs_both_majorities() {
+    let mut c = joint_without_the_new_half();
+    c.node("n1").read_index(7).expect("leader accepts the read");
+    for _ in 0..3 {
+        c.node("n1").tick();
+        c.settle();
+    }
+    assert!(c.reads("n1").is_empty(), "confirmed by the old half only: {:?}", c.reads("n1"));
+    c.heal();
+    for _ in 0..3 {
+        c.node("n1").tick();
+        c.settle();
+    }
+    assert_eq!(c.reads("n1").iter().map(|r| r.id).collect::<Vec<_>>(), [7], "confirmed by both halves");
+}
+
+// §6 with check-quorum (thesis §6.2): while joint, a leader stays only if
+// it recently heard from a majority of each half; hearing from the old
+// voters alone, it steps down.
+#[test]
+fn s6_while_joint_check_quorum_needs_both_majorities() {
+    let mut c = joint_without_the_new_half();
+    for _ in 0..CoreConfig::for_tests().lease_ticks * 2 {
+        c.node("n1").tick();
+        c.settle();
+    }
+    assert!(!c.node("n1").is_leader(), "no recently active majority of the new voters: step down");
 }

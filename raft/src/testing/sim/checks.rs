@@ -498,17 +498,20 @@ impl Safety {
         // §6 / thesis §4.2.2: once the latest configuration (plain, not
         // joint) is committed, a leader that is not one of its voters has
         // handed off and stepped down (or become removed) in that step.
-        if core.is_leader() && *expected_index <= commit && !expected.is_joint() && !expected.servers.is_empty() {
-            if !expected.is_voter(core.id()) {
-                return Err(violation(
-                    "a leader outside the committed configuration steps down",
-                    format!(
-                        "{} still leads t{term} though the configuration at {expected_index} (committed, commit \
-                         index {commit}) does not count it as a voter: {expected:?}",
-                        name()
-                    ),
-                ));
-            }
+        if core.is_leader()
+            && *expected_index <= commit
+            && !expected.is_joint()
+            && !expected.servers.is_empty()
+            && !expected.is_voter(core.id())
+        {
+            return Err(violation(
+                "a leader outside the committed configuration steps down",
+                format!(
+                    "{} still leads t{term} though the configuration at {expected_index} (committed, commit \
+                     index {commit}) does not count it as a voter: {expected:?}",
+                    name()
+                ),
+            ));
         }
         if commit > m.commit {
             let conf = expected.clone();

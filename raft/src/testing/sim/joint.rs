@@ -114,9 +114,10 @@ impl Sim<'_> {
         let Some(n) = self.leader().filter(|&n| !self.is_paused(n)) else { return Ok(()) };
         let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
         let leader_out = !core.configuration().0.leave_joint().servers.is_empty()
-            && job.changes.iter().any(|c| {
-                c.id() == core.id() && matches!(c, ConfChange::Remove(_) | ConfChange::Demote(_))
-            });
+            && job
+                .changes
+                .iter()
+                .any(|c| c.id() == core.id() && matches!(c, ConfChange::Remove(_) | ConfChange::Demote(_)));
         match core.propose_joint(&job.changes) {
             Ok(index) => {
                 self.joint_job = None;
