@@ -48,6 +48,32 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A joint change (here: n4 and n5 replace n2 and n3 in one step), sent to
+//! the leader; it answers once the new configuration is committed:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use raft_transport_grpc::admin::pb::{ChangeMembershipRequest, MemberChange, MemberChangeKind};
+//! use raft_transport_grpc::{admin, GrpcConfig};
+//!
+//! let change = |kind: MemberChangeKind, id: &str, address: &str| MemberChange {
+//!     kind: kind as i32,
+//!     id: id.into(),
+//!     address: address.into(),
+//! };
+//! let changes = vec![
+//!     change(MemberChangeKind::AddVoter, "n4", "10.0.0.4:7000"),
+//!     change(MemberChangeKind::AddVoter, "n5", "10.0.0.5:7000"),
+//!     change(MemberChangeKind::Remove, "n2", ""),
+//!     change(MemberChangeKind::Remove, "n3", ""),
+//! ];
+//! let mut client = admin::connect("127.0.0.1:7000", &GrpcConfig::default()).await?;
+//! let request = ChangeMembershipRequest { changes, prev_index: 0, timeout_ms: 30_000 };
+//! let index = client.change_membership(request).await?.into_inner().index;
+//! tracing::info!(index, "n4 and n5 replaced n2 and n3");
+//! # Ok(()) }
+//! ```
+//!
 //! - [`backend`]: [`AdminBackend`], what the service needs from a node, and
 //!   [`AdminSlot`], where a transport finds it.
 //! - `service` (private): the gRPC handlers and the error mapping.
