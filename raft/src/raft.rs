@@ -209,7 +209,7 @@ impl<F: Fsm> Raft<F> {
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
         let (writer_events_tx, writer_events) = mpsc::unbounded_channel();
         let apply_failures = writer_events_tx.clone();
-        let writer_task = tokio::spawn(writer::run(logs, stable, writer_rx, writer_events_tx));
+        let writer_task = tokio::spawn(writer::run(logs.clone(), stable, writer_rx, writer_events_tx));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (position_conf, position_conf_index) = core.committed_configuration();
         let position = SnapshotPosition {
@@ -227,6 +227,7 @@ impl<F: Fsm> Raft<F> {
                 applied: applied.clone(),
                 applied_tx,
                 failures: apply_failures,
+                logs: logs.clone(),
             },
             apply_rx,
         ));
@@ -269,6 +270,7 @@ impl<F: Fsm> Raft<F> {
             cluster_id,
             compacted_through,
             last_snapshot,
+            logs,
         };
         let span = tracing::info_span!("raft", id = %task.config.local_id);
         let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));

@@ -13,6 +13,7 @@ use super::{Applied, Waiter};
 use crate::error::{Error, FsmOperation, StorageError};
 use crate::fsm::{Fsm, FsmSnapshot};
 use crate::snapshot::SnapshotStore;
+use crate::storage::LogStore;
 use crate::types::{Configuration, Log, LogType, SnapshotPosition};
 
 /// Committed entries plus whoever waits on some of them (by index).
@@ -31,6 +32,9 @@ pub(crate) struct Capture {
 pub(crate) enum ApplyMsg<R> {
     /// Apply these committed entries.
     Batch(ApplyBatch<R>),
+    /// Read committed entries `lo..=hi` from the log store, in batches
+    /// bounded by bytes, and apply them (with the waiters among them).
+    FromStore { lo: u64, hi: u64, waiters: Vec<(u64, Waiter<R>)> },
     /// Replace the FSM state with a stored snapshot.
     Restore { id: String, position: SnapshotPosition },
     /// Capture a snapshot of the current state.
@@ -39,6 +43,14 @@ pub(crate) enum ApplyMsg<R> {
 
 /// Most entries handed to one `apply_batch` call.
 const MAX_BATCH: usize = 4096;
+
+/// Most payload bytes read from the log store at once when applying
+/// entries the core no longer holds (the batch's entry count adapts to
+/// the entries' sizes).
+const MAX_READ_BYTES: u64 = 4 << 20;
+
+/// Entries in the first read from the log store (then adapted).
+const FIRST_READ: u64 = 64;
 
 pub(crate) struct ApplyTask<F: Fsm> {
     pub(crate) fsm: F,
@@ -51,6 +63,9 @@ pub(crate) struct ApplyTask<F: Fsm> {
     /// Tells the main task that the FSM can no longer be trusted (a failed
     /// restore), so the node stops instead of serving frozen state.
     pub(crate) failures: mpsc::UnboundedSender<super::writer::WriterEvent>,
+    /// The log store, read for committed entries the core no longer holds
+    /// in memory.
+    pub(crate) logs: Arc<dyn LogStore>,
 }
 
 pub(crate) async fn run<F: Fsm>(
@@ -84,6 +99,12 @@ pub(crate) async fn run<F: Fsm>(
                     }
                 }
                 task.apply(entries, waiters).await;
+            }
+            ApplyMsg::FromStore { lo, hi, waiters } => {
+                if !task.apply_from_store(lo, hi, waiters).await {
+                    // Entries after the missing ones must not be applied.
+                    return;
+                }
             }
             ApplyMsg::Restore { id, position } => {
                 if !task.restore(&id, position).await {
@@ -160,6 +181,58 @@ impl<F: Fsm> ApplyTask<F> {
         }
     }
 
+    /// Reads committed entries `lo..=hi` from the log store, a batch
+    /// bounded by [`MAX_READ_BYTES`] at a time, and applies them in order.
+    /// Returns `false` if a read failed: the node stops (a committed entry
+    /// it cannot read can never be applied), the failure is reported to the
+    /// main task like any storage failure, and the waiters learn why.
+    async fn apply_from_store(&mut self, lo: u64, hi: u64, waiters: Vec<(u64, Waiter<F::Response>)>) -> bool {
+        let mut waiters = waiters.into_iter().peekable();
+        let mut next = lo.max(self.position.index.saturating_add(1));
+        let mut count = FIRST_READ;
+        while next <= hi {
+            let first = next;
+            let last = hi.min(next.saturating_add(count - 1));
+            let read = match self.logs.get_logs(next..last.saturating_add(1)).await {
+                Ok(entries) => check_range(&entries, next, last).map(|()| entries),
+                Err(e) => Err(e.to_string()),
+            };
+            let entries = match read {
+                Ok(entries) => entries,
+                Err(err) => {
+                    tracing::error!(lo = next, hi = last, error = %err,
+                        "reading committed entries from the log store failed; the node stops. \
+                         Check the log store, then restart the node");
+                    let reason = format!("reading committed entries {next}..={last} from the log store: {err}");
+                    for (_, w) in waiters {
+                        w.fail(Error::Storage(StorageError::Failed(reason.clone())));
+                    }
+                    let _ = self.failures.send(super::writer::WriterEvent::Failed(StorageError::Failed(reason)));
+                    return false;
+                }
+            };
+            let bytes: u64 = entries.iter().map(|e| e.data.len() as u64).sum();
+            let mut mine = Vec::new();
+            while let Some((i, _)) = waiters.peek() {
+                if *i > last {
+                    break;
+                }
+                if let Some(w) = waiters.next() {
+                    mine.push(w);
+                }
+            }
+            self.apply(entries, mine).await;
+            next = last + 1;
+            // Aim the next read at the byte budget from this one's sizes.
+            let per_entry = (bytes / (last - first + 1)).max(1);
+            count = (MAX_READ_BYTES / per_entry).clamp(1, MAX_BATCH as u64);
+        }
+        for (i, w) in waiters {
+            resolve_index(i, w);
+        }
+        true
+    }
+
     /// Restores the FSM from stored snapshot `id`, verified (see
     /// [`super::verify::restore_verified`]). Returns `false` if it failed:
     /// the FSM state can no longer be trusted and nothing more is applied.
@@ -210,4 +283,22 @@ fn resolve_index<R>(index: u64, waiter: Waiter<R>) {
             let _ = tx.send(Err(crate::Error::Fsm(format!("entry {index} was not a command"))));
         }
     }
+}
+
+/// `Ok` if `entries` are exactly the entries `lo..=hi`, in order (a store
+/// that returns fewer, or others, is reported, never trusted).
+pub(crate) fn check_range(entries: &[Log], lo: u64, hi: u64) -> Result<(), String> {
+    let expected = hi.saturating_sub(lo).saturating_add(1);
+    if entries.len() as u64 != expected {
+        return Err(format!(
+            "the log store returned {} entries for {lo}..={hi} ({expected} expected)",
+            entries.len()
+        ));
+    }
+    for (want, e) in (lo..).zip(entries) {
+        if e.index != want {
+            return Err(format!("the log store returned entry {} where {want} was expected", e.index));
+        }
+    }
+    Ok(())
 }

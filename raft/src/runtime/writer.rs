@@ -29,6 +29,10 @@ pub(crate) struct PersistJob {
     /// A cluster id to record (bootstrap, or adoption from a leader),
     /// written before anything else in the job.
     pub(crate) cluster_id: Option<crate::types::ClusterId>,
+    /// A commit index to record under [`COMMIT_KEY`](super::COMMIT_KEY),
+    /// written after everything else in the job: every entry up to it was
+    /// in the core's log when the job was made, so it is durable by then.
+    pub(crate) commit: Option<u64>,
 }
 
 impl PersistJob {
@@ -50,6 +54,7 @@ impl PersistJob {
         if next.cluster_id.is_some() {
             self.cluster_id = next.cluster_id;
         }
+        self.commit = self.commit.max(next.commit);
         Ok(())
     }
 }
@@ -144,6 +149,9 @@ async fn persist(
     }
     if !job.entries.is_empty() {
         logs.store_logs(&job.entries).await?;
+    }
+    if let Some(commit) = job.commit {
+        stable.set_u64(super::COMMIT_KEY, commit).await?;
     }
     Ok(first_index)
 }
