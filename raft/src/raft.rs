@@ -370,6 +370,14 @@ impl<F: Fsm> Raft<F> {
     /// [`Error::Timeout`] or [`Error::LeadershipLost`] the command may
     /// still be applied later.
     ///
+    /// Flow control: when the leader already holds
+    /// [`Config::max_uncommitted_bytes`] of uncommitted entries (followers
+    /// are slow or unreachable), the command waits, in submission order
+    /// behind earlier waiting writes, until commits make room; if none is
+    /// made before `timeout` it fails with [`Error::EnqueueTimeout`] and is
+    /// certainly not in the log. [`Metrics::writes_waiting_for_room`]
+    /// counts the writes waiting so.
+    ///
     /// A command larger than one message of the transport can carry
     /// ([`Raft::max_command_size`]) is refused at once with
     /// [`Error::CommandTooLarge`]: it could never be replicated.
@@ -607,7 +615,8 @@ impl<F: Fsm> Raft<F> {
     }
 
     /// Changes the reloadable settings of a running node (timeouts, snapshot
-    /// policy). The whole resulting configuration is validated first.
+    /// policy, memory and flow-control budgets). The whole resulting
+    /// configuration is validated first.
     pub fn reload_config(&self, rc: ReloadableConfig) -> Result<()> {
         let mut current = self.inner.shared.config.lock().unwrap_or_else(|e| e.into_inner());
         let next = rc.apply_to(&current);

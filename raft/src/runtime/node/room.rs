@@ -15,7 +15,6 @@ use super::clients::Proposed;
 use super::*;
 
 /// The writes waiting for room.
-#[derive(Default)]
 pub(super) struct Room<R> {
     /// Writes refused for lack of room, oldest first.
     pub(super) held: VecDeque<Proposed<R>>,
@@ -24,16 +23,19 @@ pub(super) struct Room<R> {
     /// Commit index, term and role when the core last refused: nothing is
     /// retried until one of them changes.
     refused_at: Option<(u64, u64, RaftState)>,
-    /// How many writes were held since start.
-    pub(super) held_total: u64,
     /// How many held writes timed out before room was made.
     pub(super) timed_out: u64,
+}
+
+impl<R> Default for Room<R> {
+    fn default() -> Self {
+        Self { held: VecDeque::new(), held_bytes: 0, refused_at: None, timed_out: 0 }
+    }
 }
 
 impl<R> Room<R> {
     fn push(&mut self, p: Proposed<R>) {
         self.held_bytes += p.data.len() as u64;
-        self.held_total += 1;
         self.held.push_back(p);
     }
 
