@@ -68,7 +68,7 @@ use bytes::Bytes;
 use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
 pub use self::boundary::{
-    Body, InitialState, InstalledSnapshot, LogFetch, LogReset, Message, PeerProgress, ReadState, Ready,
+    Body, InitialState, InstalledSnapshot, LogReset, Message, PeerProgress, ReadState, Ready,
 };
 pub use self::error::{CompactError, InconsistentState, InvalidRequest, Refusal};
 pub(crate) use self::log::RaftLog;
@@ -354,14 +354,6 @@ impl Core {
             self.reset_election_timer();
             self.election_elapsed = elapsed;
         }
-    }
-
-    /// TEMP stub (m1 implements).
-    pub fn entries_fetched(&mut self, _fetch: LogFetch, _result: Result<Vec<Log>, String>) {}
-
-    /// TEMP stub (m1 implements).
-    pub fn held_bytes(&self) -> usize {
-        0
     }
 
     /// Whether a leadership transfer is running.
