@@ -96,6 +96,10 @@ pub struct Metrics {
     /// The commit index last queued to be recorded in the stable store
     /// (what a restart applies without a leader).
     pub recorded_commit_index: u64,
+    /// (Leader) bytes of entries after the commit index, counted like
+    /// [`log_window_bytes`](Self::log_window_bytes); proposals wait while it
+    /// is at [`Config::max_uncommitted_bytes`](crate::Config::max_uncommitted_bytes).
+    pub uncommitted_bytes: u64,
 }
 
 impl Metrics {
@@ -127,6 +131,7 @@ impl Metrics {
             log_fetch_failures: 0,
             log_fetched_bytes: 0,
             recorded_commit_index: 0,
+            uncommitted_bytes: 0,
         }
     }
 
@@ -161,6 +166,7 @@ impl Metrics {
         m.insert("log_fetch_failures".into(), self.log_fetch_failures.to_string());
         m.insert("log_fetched_bytes".into(), self.log_fetched_bytes.to_string());
         m.insert("recorded_commit_index".into(), self.recorded_commit_index.to_string());
+        m.insert("uncommitted_bytes".into(), self.uncommitted_bytes.to_string());
         if let Some(err) = &self.fatal_error {
             m.insert("fatal_error".into(), err.clone());
         }
