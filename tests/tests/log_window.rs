@@ -186,9 +186,10 @@ async fn writes_beyond_the_uncommitted_limit_wait_for_commits() {
     assert_eq!(c.raft(&leader).last_index(), last_before, "the timed-out write is not in the log");
     assert!(metrics(&c, &leader).writes_timed_out_waiting_for_room >= 1);
 
-    for f in &followers {
-        c.start(f).await;
-    }
+    // One follower back makes a quorum with the leader (both back at once
+    // could elect one of them, whose shorter log would replace the waiting
+    // writes' entries: correct, but not what this test looks at).
+    c.start(&followers[0]).await;
     for (i, call) in calls.into_iter().enumerate() {
         let applied = tokio::time::timeout(T, call).await.expect("in time").expect("task");
         assert!(applied.is_ok(), "write {i}: {applied:?}");
