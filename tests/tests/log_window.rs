@@ -184,7 +184,7 @@ async fn writes_beyond_the_uncommitted_limit_wait_for_commits() {
     let late = raft.apply(payload("late", 0), Duration::from_millis(300)).await;
     assert!(matches!(late, Err(Error::EnqueueTimeout)), "got {late:?}");
     assert_eq!(c.raft(&leader).last_index(), last_before, "the timed-out write is not in the log");
-    assert!(metrics(&c, &leader).writes_timed_out_waiting_for_room >= 1);
+    wait_metrics(&c, &leader, "the timeout counted", |m| m.writes_timed_out_waiting_for_room >= 1).await;
 
     // One follower back makes a quorum with the leader (both back at once
     // could elect one of them, whose shorter log would replace the waiting
