@@ -181,7 +181,9 @@ async fn writes_beyond_the_uncommitted_limit_wait_for_commits() {
     // A write that cannot get room before its deadline fails with
     // EnqueueTimeout: it never entered the log.
     let last_before = c.raft(&leader).last_index();
-    let late = raft.apply(payload("late", 0), Duration::from_millis(300)).await;
+    let late = tokio::time::timeout(T, raft.apply(payload("late", 0), Duration::from_millis(300)))
+        .await
+        .expect("answered at its deadline");
     assert!(matches!(late, Err(Error::EnqueueTimeout)), "got {late:?}");
     assert_eq!(c.raft(&leader).last_index(), last_before, "the timed-out write is not in the log");
     wait_metrics(&c, &leader, "the timeout counted", |m| m.writes_timed_out_waiting_for_room >= 1).await;
@@ -256,15 +258,16 @@ async fn a_failed_read_of_committed_entries_stops_the_node_and_says_why() {
     let mut c = TestCluster::with_config(1, InmemNetwork::new(), small_window).await;
     write(&c, 20, "w").await;
     c.stop("n1").await;
+    // Startup reads only the window; the entries before it are read by the
+    // state machine's task once the node runs, and that read fails.
+    c.start("n1").await;
     c.nodes["n1"].faults.inject(StoreOp::GetLogs, Fault::NoSpace);
-    match c.try_start("n1").await {
-        // Startup itself may need the read and refuse to start, saying why.
-        Err(e) => assert!(matches!(e, Error::Storage(_)), "{e:?}"),
-        Ok(()) => {
-            wait_metrics(&c, "n1", "the node reports the failure", |m| m.fatal_error.is_some()).await;
-            let m = metrics(&c, "n1");
-            assert_eq!(m.state, RaftState::Shutdown);
-            assert!(m.fatal_error.as_deref().is_some_and(|e| e.contains("committed entries")), "{m:?}");
-        }
-    }
+    wait_metrics(&c, "n1", "the node reports the failure", |m| m.fatal_error.is_some()).await;
+    let m = metrics(&c, "n1");
+    assert_eq!(m.state, RaftState::Shutdown);
+    let why = m.fatal_error.unwrap_or_default();
+    assert!(why.contains("committed entries"), "{why}");
+    assert!(c.applied("n1").is_empty(), "nothing applied past the unreadable entries");
+    let err = c.raft("n1").apply(payload("after", 0), T).await;
+    assert!(err.is_err(), "a stopped node takes no writes: {err:?}");
 }
