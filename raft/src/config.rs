@@ -386,4 +386,19 @@ mod tests {
         assert_eq!(c.candidate_timeout_ticks, 10);
         assert_eq!(c.lease_ticks, 5);
     }
+
+    #[test]
+    fn memory_budgets_are_reloadable_and_reach_the_core() {
+        let base = Config::new("a");
+        let rc = ReloadableConfig {
+            max_log_window_bytes: 1000,
+            max_inflight_bytes: 2000,
+            max_uncommitted_bytes: 3000,
+            ..ReloadableConfig::from_config(&base)
+        };
+        let next = rc.apply_to(&base);
+        assert_eq!(ReloadableConfig::from_config(&next), rc);
+        let core = next.core_config();
+        assert_eq!((core.max_window_bytes, core.max_inflight_bytes, core.max_uncommitted_bytes), (1000, 2000, 3000));
+    }
 }

@@ -271,3 +271,36 @@ async fn a_failed_read_of_committed_entries_stops_the_node_and_says_why() {
     let err = c.raft("n1").apply(payload("after", 0), T).await;
     assert!(err.is_err(), "a stopped node takes no writes: {err:?}");
 }
+
+/// The budgets are reloadable: raising `max_uncommitted_bytes` on a
+/// running leader lets the writes waiting for room into the log at once.
+#[tokio::test(start_paused = true)]
+async fn raising_the_uncommitted_limit_by_reload_lets_waiting_writes_in() {
+    let mut c = TestCluster::with_config(3, InmemNetwork::new(), uncommitted_limit).await;
+    let leader = c.wait_for_leader().await;
+    write(&c, 2, "warm").await;
+    let followers: Vec<String> = c.running().into_iter().filter(|id| *id != leader).collect();
+    for f in &followers {
+        c.stop(f).await;
+    }
+    let raft = c.raft(&leader).clone();
+    let mut calls = Vec::new();
+    for i in 0..8 {
+        let raft = raft.clone();
+        calls.push(tokio::spawn(async move { raft.apply(payload("held", i), T).await }));
+        tokio::task::yield_now().await;
+    }
+    wait_metrics(&c, &leader, "writes waiting for room", |m| m.writes_waiting_for_room > 0).await;
+    let before = raft.last_index();
+    let rc = raft::ReloadableConfig { max_uncommitted_bytes: 64 * 1024, ..raft.reloadable_config() };
+    raft.reload_config(rc).expect("reload");
+    assert_eq!(raft.reloadable_config().max_uncommitted_bytes, 64 * 1024);
+    wait_metrics(&c, &leader, "no write left waiting", |m| m.writes_waiting_for_room == 0).await;
+    assert!(raft.last_index() > before, "the waiting writes entered the log");
+    c.start(&followers[0]).await;
+    for call in calls {
+        let applied = tokio::time::timeout(T, call).await.expect("in time").expect("task");
+        assert!(applied.is_ok(), "{applied:?}");
+    }
+    c.shutdown().await;
+}
