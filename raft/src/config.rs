@@ -399,6 +399,9 @@ mod tests {
         let next = rc.apply_to(&base);
         assert_eq!(ReloadableConfig::from_config(&next), rc);
         let core = next.core_config();
-        assert_eq!((core.max_window_bytes, core.max_inflight_bytes, core.max_uncommitted_bytes), (1000, 2000, 3000));
+        assert_eq!(
+            (core.max_window_bytes, core.max_inflight_bytes, core.max_uncommitted_bytes),
+            (1000, 2000, 3000)
+        );
     }
 }

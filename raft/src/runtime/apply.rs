@@ -203,11 +203,13 @@ impl<F: Fsm> ApplyTask<F> {
                     tracing::error!(lo = next, hi = last, error = %err,
                         "reading committed entries from the log store failed; the node stops. \
                          Check the log store, then restart the node");
-                    let reason = format!("reading committed entries {next}..={last} from the log store: {err}");
+                    let reason =
+                        format!("reading committed entries {next}..={last} from the log store: {err}");
                     for (_, w) in waiters {
                         w.fail(Error::Storage(StorageError::Failed(reason.clone())));
                     }
-                    let _ = self.failures.send(super::writer::WriterEvent::Failed(StorageError::Failed(reason)));
+                    let _ =
+                        self.failures.send(super::writer::WriterEvent::Failed(StorageError::Failed(reason)));
                     return false;
                 }
             };

@@ -147,7 +147,8 @@ impl<R: Send + 'static> Node<R> {
     ) -> Result<(), (Vec<Proposed<R>>, usize, usize)> {
         // The payloads are shared with the log (a reference count, no
         // copy): a batch refused for lack of room is held as it is.
-        let commands: Vec<(LogType, bytes::Bytes)> = batch.iter().map(|p| (p.log_type, p.data.clone())).collect();
+        let commands: Vec<(LogType, bytes::Bytes)> =
+            batch.iter().map(|p| (p.log_type, p.data.clone())).collect();
         match self.core.propose(commands) {
             Ok(first) => {
                 let term = self.core.term();
@@ -155,7 +156,9 @@ impl<R: Send + 'static> Node<R> {
                     if let Some(at) = p.deadline {
                         self.track_deadline(at);
                     }
-                    self.clients.waiters.insert(index, Pending { term, waiter: p.waiter, deadline: p.deadline });
+                    self.clients
+                        .waiters
+                        .insert(index, Pending { term, waiter: p.waiter, deadline: p.deadline });
                 }
                 Ok(())
             }

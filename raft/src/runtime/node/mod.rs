@@ -17,6 +17,12 @@
 //!   `restore`: a user's restore;
 //! - `membership` ([`Membership`]): configuration changes and promotions;
 //! - `commit` ([`CommitFlush`]): telling followers a new commit index;
+//!   `commit_record` ([`CommitRecord`]): recording it in the stable store
+//!   for restarts;
+//! - `fetch` ([`Fetches`]): reading entries outside the core's log window
+//!   from the log store for lagging followers, off this task;
+//! - `room` ([`Room`]): writes waiting for room under the
+//!   uncommitted-bytes limit;
 //! - `publish` ([`Publisher`]): state, metrics and observers;
 //! - `cluster` ([`ClusterGuard`]): the cluster identity of requests;
 //! - `removed`: the terminal state after this server was removed.

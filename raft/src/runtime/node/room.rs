@@ -56,8 +56,12 @@ impl<R: Send + 'static> Node<R> {
     /// when, so it is retried only after the commit index or role moved.
     pub(super) fn hold(&mut self, batch: Vec<Proposed<R>>, uncommitted: usize, limit: usize) {
         if self.room.held.is_empty() {
-            tracing::debug!(uncommitted, limit, writes = batch.len(),
-                "uncommitted-bytes limit reached; writes wait for commits to make room");
+            tracing::debug!(
+                uncommitted,
+                limit,
+                writes = batch.len(),
+                "uncommitted-bytes limit reached; writes wait for commits to make room"
+            );
         }
         for p in batch {
             if let Some(at) = p.deadline {
@@ -178,9 +182,11 @@ impl<R: Send + 'static> Node<R> {
         self.room.held = live;
         if expired > 0 {
             self.room.timed_out += expired;
-            tracing::warn!(count = expired,
+            tracing::warn!(
+                count = expired,
                 "writes timed out waiting for room under max_uncommitted_bytes (EnqueueTimeout): \
-                 followers are not acknowledging; check their health or raise the limit");
+                 followers are not acknowledging; check their health or raise the limit"
+            );
         }
         next
     }
