@@ -130,11 +130,43 @@ async fn the_bytes_held_in_memory_stay_within_the_window() {
         }
     }
     assert!(peak > 0, "the metric reports the window's bytes");
-    // 200 KB written in all, yet every node applied everything.
+    // Under load too: 64 writes in flight at a time, with every published
+    // figure checked. Unpersisted entries are uncommitted, so the window
+    // plus the uncommitted bytes bounds what the leader holds.
+    let mut rx = c.raft(&leader).metrics();
+    let worst = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let watcher = tokio::spawn({
+        let worst = worst.clone();
+        async move {
+            while rx.changed().await.is_ok() {
+                let m = rx.borrow_and_update().clone();
+                let beyond = m.log_window_bytes as i64 - m.uncommitted_bytes as i64;
+                worst.fetch_max(beyond, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let raft = c.raft(&leader).clone();
+    let mut writes: tokio::task::JoinSet<raft::Result<raft::Applied<u64>>> = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        if writes.len() >= 64 {
+            writes.join_next().await.expect("a write").expect("task").expect("apply");
+        }
+        let raft = raft.clone();
+        writes.spawn(async move { raft.apply(payload("load", i), T).await });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.expect("task").expect("apply");
+    }
+    let last = raft.barrier(T).await.expect("barrier");
+    // 600 KB written in all, yet every node applied everything.
     for id in c.running() {
+        c.wait_applied(&id, last, T).await;
         assert_eq!(c.applied(&id), c.applied(&leader));
     }
+    watcher.abort();
     c.shutdown().await;
+    let worst = worst.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(worst <= WINDOW as i64, "the leader held {worst} bytes beyond its uncommitted ones (window {WINDOW})");
 }
 
 /// Limit on uncommitted bytes of these tests.
