@@ -50,7 +50,7 @@ const MAX_BATCH: usize = 4096;
 const MAX_READ_BYTES: u64 = 4 << 20;
 
 /// Entries in the first read from the log store (then adapted).
-const FIRST_READ: u64 = 64;
+const FIRST_READ: u64 = 8;
 
 pub(crate) struct ApplyTask<F: Fsm> {
     pub(crate) fsm: F,
