@@ -110,7 +110,7 @@ pub struct Config {
     /// Flow control: the most bytes of uncommitted entries a leader accepts;
     /// further [`Raft::apply`](crate::Raft::apply) calls wait (within their
     /// timeout) until commits make room, instead of growing memory, and
-    /// fail with [`Error::EnqueueTimeout`](crate::Error::EnqueueTimeout) if
+    /// fail with [`Error::EnqueueTimeout`] if
     /// none is made in time. One entry is always accepted when nothing is
     /// uncommitted. Reloadable (a larger limit lets waiting writes in at
     /// once). Default 64 MiB.

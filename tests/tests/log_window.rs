@@ -33,6 +33,12 @@ fn payload(tag: &str, i: usize) -> Vec<u8> {
     data
 }
 
+/// The tag of a [`payload`] ("held-3-"), for readable comparisons.
+fn tag(data: &[u8]) -> String {
+    let end = data.iter().position(|b| *b == b'x').unwrap_or(data.len());
+    String::from_utf8_lossy(&data[..end]).into_owned()
+}
+
 /// Writes `n` commands on the leader, one after the other; returns the
 /// index of a barrier after them.
 async fn write(c: &TestCluster<RecordingFsm>, n: usize, tag: &str) -> u64 {
@@ -166,7 +172,10 @@ async fn the_bytes_held_in_memory_stay_within_the_window() {
     watcher.abort();
     c.shutdown().await;
     let worst = worst.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(worst <= WINDOW as i64, "the leader held {worst} bytes beyond its uncommitted ones (window {WINDOW})");
+    assert!(
+        worst <= WINDOW as i64,
+        "the leader held {worst} bytes beyond its uncommitted ones (window {WINDOW})"
+    );
 }
 
 /// Limit on uncommitted bytes of these tests.
@@ -229,13 +238,13 @@ async fn writes_beyond_the_uncommitted_limit_wait_for_commits() {
         assert!(applied.is_ok(), "write {i}: {applied:?}");
     }
     // Submission order is log order.
-    let held: Vec<Vec<u8>> = c
+    let held: Vec<String> = c
         .applied(&leader)
         .into_iter()
-        .map(|(_, d)| d.to_vec())
-        .filter(|d| d.starts_with(b"held-") || d.starts_with(b"late-"))
+        .map(|(_, d)| tag(&d))
+        .filter(|d| d.starts_with("held-") || d.starts_with("late-"))
         .collect();
-    let expected: Vec<Vec<u8>> = (0..12).map(|i| payload("held", i)).collect();
+    let expected: Vec<String> = (0..12).map(|i| tag(&payload("held", i))).collect();
     assert_eq!(held, expected, "held writes entered the log in submission order, the late one never");
     wait_metrics(&c, &leader, "nothing left waiting", |m| m.writes_waiting_for_room == 0).await;
     c.shutdown().await;
@@ -326,6 +335,16 @@ async fn raising_the_uncommitted_limit_by_reload_lets_waiting_writes_in() {
     let before = raft.last_index();
     let rc = raft::ReloadableConfig { max_uncommitted_bytes: 64 * 1024, ..raft.reloadable_config() };
     raft.reload_config(rc).expect("reload");
+    // Queued right behind the reload, before the node handles either (the
+    // write is polled once, which queues it, without yielding): it still
+    // goes after the waiting ones.
+    let after = raft.apply(payload("after", 0), T);
+    tokio::pin!(after);
+    tokio::select! {
+        biased;
+        early = &mut after => panic!("answered before the node ran: {early:?}"),
+        () = std::future::ready(()) => {}
+    }
     assert_eq!(raft.reloadable_config().max_uncommitted_bytes, 64 * 1024);
     wait_metrics(&c, &leader, "no write left waiting", |m| m.writes_waiting_for_room == 0).await;
     assert!(raft.last_index() > before, "the waiting writes entered the log");
@@ -334,5 +353,16 @@ async fn raising_the_uncommitted_limit_by_reload_lets_waiting_writes_in() {
         let applied = tokio::time::timeout(T, call).await.expect("in time").expect("task");
         assert!(applied.is_ok(), "{applied:?}");
     }
+    let applied = tokio::time::timeout(T, after).await.expect("in time");
+    assert!(applied.is_ok(), "{applied:?}");
+    let order: Vec<String> = c
+        .applied(&leader)
+        .into_iter()
+        .map(|(_, d)| tag(&d))
+        .filter(|d| d.starts_with("held-") || d.starts_with("after-"))
+        .collect();
+    let expected: Vec<String> =
+        (0..8).map(|i| tag(&payload("held", i))).chain([tag(&payload("after", 0))]).collect();
+    assert_eq!(order, expected, "a later write never overtakes the waiting ones");
     c.shutdown().await;
 }
