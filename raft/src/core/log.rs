@@ -483,7 +483,10 @@ mod tests {
         assert_eq!((l.window_start(), l.last_index(), l.last_term()), (7, 8, 5));
         assert!(l.entry(6).is_none(), "payload not held");
         assert_eq!(l.entry(7).map(|e| e.index), Some(7));
-        assert_eq!((l.term(1), l.term(3), l.term(5), l.term(6), l.term(9)), (Some(1), Some(2), Some(2), Some(3), None));
+        assert_eq!(
+            (l.term(1), l.term(3), l.term(5), l.term(6), l.term(9)),
+            (Some(1), Some(2), Some(2), Some(3), None)
+        );
         assert_eq!(l.last_index_of_term(2), Some(5));
         assert_eq!(l.last_index_of_term(1), Some(2));
         assert_eq!(l.last_index_of_term(4), None);
@@ -538,7 +541,7 @@ mod tests {
     #[test]
     fn read_end_fits_count_and_byte_limits() {
         let l = sized(&[100, 100, 5000, 100, 100, 100]);
-        let each = (100 + ENTRY_OVERHEAD) as usize;
+        let each = 100 + ENTRY_OVERHEAD;
         assert_eq!(l.read_end(1, 6, 64, 2 * each), 2);
         assert_eq!(l.read_end(1, 6, 64, 2 * each - 1), 1);
         assert_eq!(l.read_end(3, 6, 64, 10), 3, "one entry over the budget still goes");
