@@ -366,3 +366,28 @@ async fn raising_the_uncommitted_limit_by_reload_lets_waiting_writes_in() {
     assert_eq!(order, expected, "a later write never overtakes the waiting ones");
     c.shutdown().await;
 }
+
+/// Shrinking `max_log_window_bytes` on a running node by reload frees the
+/// payloads beyond the new budget (the metrics show it).
+#[tokio::test(start_paused = true)]
+async fn shrinking_the_window_by_reload_frees_memory() {
+    let mut c = TestCluster::with_config(1, InmemNetwork::new(), |config| {
+        config.snapshot_interval = Duration::from_secs(3600);
+        config.snapshot_threshold = 1_000_000;
+        config.snapshot_log_limit = 0;
+    })
+    .await;
+    let last = write(&c, 20, "w").await;
+    wait_metrics(&c, "n1", "the default window holds the writes", |m| {
+        m.applied_index >= last && m.log_window_bytes >= (20 * PAYLOAD) as u64
+    })
+    .await;
+    let raft = c.raft("n1");
+    let rc = raft::ReloadableConfig { max_log_window_bytes: WINDOW, ..raft.reloadable_config() };
+    raft.reload_config(rc).expect("reload");
+    wait_metrics(&c, "n1", "the window shrunk", |m| m.log_window_bytes <= WINDOW as u64).await;
+    // Writes go on as before.
+    let last = write(&c, 3, "after").await;
+    c.wait_applied("n1", last, T).await;
+    c.shutdown().await;
+}
