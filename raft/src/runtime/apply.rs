@@ -49,8 +49,9 @@ const MAX_BATCH: usize = 4096;
 /// the entries' sizes).
 const MAX_READ_BYTES: u64 = 4 << 20;
 
-/// Entries in the first read from the log store (then adapted).
-const FIRST_READ: u64 = 8;
+/// Entries in the first read from the log store (then sized from the
+/// entries read so far).
+const FIRST_READ: u64 = 1;
 
 pub(crate) struct ApplyTask<F: Fsm> {
     pub(crate) fsm: F,
@@ -303,4 +304,121 @@ pub(crate) fn check_range(entries: &[Log], lo: u64, hi: u64) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::error::BoxError;
+    use crate::snapshot::{DiscardSnapshotStore, SnapshotReader};
+
+    /// A log store that remembers the ranges read from it.
+    struct Reads {
+        logs: Vec<Log>,
+        ranges: Mutex<Vec<Range<u64>>>,
+        fail_from: Option<u64>,
+    }
+
+    #[async_trait]
+    impl LogStore for Reads {
+        async fn first_index(&self) -> Result<u64, StorageError> {
+            Ok(self.logs.first().map_or(0, |l| l.index))
+        }
+        async fn last_index(&self) -> Result<u64, StorageError> {
+            Ok(self.logs.last().map_or(0, |l| l.index))
+        }
+        async fn get_log(&self, index: u64) -> Result<Option<Log>, StorageError> {
+            Ok(self.logs.iter().find(|l| l.index == index).cloned())
+        }
+        async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
+            if self.fail_from.is_some_and(|f| range.end > f) {
+                return Err(StorageError::Failed("unreadable".into()));
+            }
+            self.ranges.lock().unwrap_or_else(|e| e.into_inner()).push(range.clone());
+            Ok(self.logs.iter().filter(|l| range.contains(&l.index)).cloned().collect())
+        }
+        async fn store_logs(&self, _: &[Log]) -> Result<(), StorageError> {
+            Err(StorageError::Failed("read only".into()))
+        }
+        async fn delete_range(&self, _: u64, _: u64) -> Result<(), StorageError> {
+            Err(StorageError::Failed("read only".into()))
+        }
+    }
+
+    /// Records the indexes it applied.
+    #[derive(Default)]
+    struct Indexes(Vec<u64>);
+
+    #[async_trait]
+    impl Fsm for Indexes {
+        type Response = u64;
+        async fn apply(&mut self, log: &Log) -> u64 {
+            self.0.push(log.index);
+            log.index
+        }
+        async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
+            Err("not in this test".into())
+        }
+        async fn restore(&mut self, _: SnapshotReader) -> Result<(), BoxError> {
+            Err("not in this test".into())
+        }
+    }
+
+    const ENTRY: usize = 512 * 1024;
+
+    fn task(
+        fail_from: Option<u64>,
+    ) -> (ApplyTask<Indexes>, Arc<Reads>, mpsc::UnboundedReceiver<super::super::writer::WriterEvent>) {
+        let logs: Vec<Log> = (1..=40).map(|i| Log::new(i, 1, LogType::Command, vec![0u8; ENTRY])).collect();
+        let store = Arc::new(Reads { logs, ranges: Mutex::new(Vec::new()), fail_from });
+        let (failures, failed) = mpsc::unbounded_channel();
+        let (applied_tx, _) = watch::channel(0);
+        let task = ApplyTask {
+            fsm: Indexes::default(),
+            batch_apply: true,
+            snaps: Arc::new(DiscardSnapshotStore),
+            position: SnapshotPosition::default(),
+            applied: Arc::new(AtomicU64::new(0)),
+            applied_tx,
+            failures,
+            logs: store.clone(),
+        };
+        (task, store, failed)
+    }
+
+    /// Committed entries outside the window are read back in batches
+    /// bounded by bytes (20 MiB here, never more than about 4 MiB a read)
+    /// and applied in order, the waiters among them answered.
+    #[tokio::test]
+    async fn entries_from_the_store_are_read_in_byte_bounded_batches_and_applied_in_order() {
+        let (mut task, store, _failed) = task(None);
+        let (tx, rx) = oneshot::channel();
+        assert!(task.apply_from_store(1, 40, vec![(17, Waiter::Apply(tx))]).await);
+        assert_eq!(task.fsm.0, (1..=40).collect::<Vec<_>>());
+        assert_eq!(rx.await.expect("answered").expect("applied").response, 17);
+        assert_eq!(task.position.index, 40);
+        let ranges = store.ranges.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert!(ranges.len() > 1, "several reads: {ranges:?}");
+        for r in &ranges {
+            let bytes = (r.end - r.start) as usize * ENTRY;
+            assert!(bytes <= MAX_READ_BYTES as usize, "a read of {bytes} bytes: {ranges:?}");
+        }
+    }
+
+    /// A committed entry that cannot be read stops the applying (nothing
+    /// after it is applied), fails its waiters and reports the failure.
+    #[tokio::test]
+    async fn an_unreadable_committed_entry_stops_applying_and_is_reported() {
+        let (mut task, _store, mut failed) = task(Some(30));
+        let (tx, rx) = oneshot::channel();
+        assert!(!task.apply_from_store(1, 40, vec![(35, Waiter::Apply(tx))]).await);
+        assert!(task.fsm.0.iter().all(|i| *i < 30), "applied past the gap: {:?}", task.fsm.0);
+        assert!(matches!(rx.await.expect("answered"), Err(Error::Storage(_))));
+        assert!(matches!(failed.try_recv(), Ok(super::super::writer::WriterEvent::Failed(_))));
+    }
 }
