@@ -206,10 +206,10 @@ pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
 pub use core::rng::Rng;
-pub use core::{CatchUp, ConfChange, ConfChangeError};
 /// The change type of [`Raft::change_membership`] under the name the design
 /// gives it: the same type as [`ConfChange`].
 pub use core::ConfChange as MembershipChange;
+pub use core::{CatchUp, ConfChange, ConfChangeError};
 pub use error::{BoxError, Error, FsmOperation, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
 pub use log_cache::LogCache;
