@@ -187,6 +187,16 @@ impl<R: Send + 'static> Node<R> {
                 ),
             };
         }
+        if index <= commit {
+            // The core's other reason: a new leader changes the
+            // configuration only once an entry of its term is committed.
+            return Error::ConfigurationChangeInProgress {
+                pending: format!(
+                    "this leader was just elected and has not committed an entry of its term yet \
+                     (commit index {commit}); retry shortly"
+                ),
+            };
+        }
         Error::ConfigurationChangeInProgress {
             pending: format!(
                 "the configuration at index {index} is not committed yet (commit index {commit})"
