@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use raft::StorageError;
 
+use crate::entries::EntryIndex;
 use crate::fsutil;
 use crate::record::{self, FRAME_HEADER};
 
@@ -129,8 +130,9 @@ pub(crate) fn install(
 pub(crate) struct Scan {
     /// First index from the header.
     pub first_index: u64,
-    /// Byte offset of each valid record; entry `first_index + i` is at `offsets[i]`.
-    pub offsets: Vec<u64>,
+    /// The valid records (offset, term, type); entry `first_index + i` is
+    /// at position `i`.
+    pub entries: EntryIndex,
     /// Byte offset just past the last valid record.
     pub end: u64,
     /// Where a torn tail starts, if the valid records stop before the end
@@ -158,7 +160,7 @@ pub(crate) fn scan(path: &Path, buf: &[u8], expected_first: u64) -> Result<Scan,
             format!("header says first index {first_index} but the file name says {expected_first}"),
         ));
     }
-    let mut offsets = Vec::new();
+    let mut entries = EntryIndex::new();
     let mut pos = HEADER_LEN;
     let mut group: Option<u64> = None;
     let mut expect = first_index;
@@ -179,13 +181,13 @@ pub(crate) fn scan(path: &Path, buf: &[u8], expected_first: u64) -> Result<Scan,
                         ),
                     ));
                 }
-                offsets.push(pos as u64);
+                entries.push(pos as u64, info.term, info.log_type).map_err(|e| corrupt(path, pos as u64, e.to_string()))?;
                 group = Some(info.group);
                 expect += 1;
                 pos += info.len;
             }
             Err(_) if buf[pos..].iter().all(|&b| b == 0) => {
-                return Ok(Scan { first_index, offsets, end: pos as u64, torn: None });
+                return Ok(Scan { first_index, entries, end: pos as u64, torn: None });
             }
             Err(err) => {
                 if let Some(later) = later_group_after(buf, pos + 1, expect) {
@@ -200,14 +202,14 @@ pub(crate) fn scan(path: &Path, buf: &[u8], expected_first: u64) -> Result<Scan,
                 }
                 return Ok(Scan {
                     first_index,
-                    offsets,
+                    entries,
                     end: pos as u64,
                     torn: Some((pos as u64, err.to_string())),
                 });
             }
         }
     }
-    Ok(Scan { first_index, offsets, end: pos as u64, torn: None })
+    Ok(Scan { first_index, entries, end: pos as u64, torn: None })
 }
 
 /// Offset of the first valid record at or after `from` that belongs to a
@@ -256,7 +258,7 @@ mod tests {
         assert_eq!(buf.len(), 8192, "the preallocated size is kept");
         let scan = scan(&path, &buf, 77).expect("scan");
         assert_eq!((scan.first_index, scan.end, scan.torn), (77, HEADER_LEN as u64, None));
-        assert!(scan.offsets.is_empty());
+        assert!(scan.entries.is_empty());
     }
 
     #[test]
