@@ -174,7 +174,8 @@ mod tests {
     #[test]
     fn meta_gives_term_type_and_payload_size() {
         use LogType::*;
-        let spec = [(1, Configuration, 40), (1, Command, 0), (2, Noop, 0), (2, Barrier, 5), (5, Command, 1 << 20)];
+        let spec =
+            [(1, Configuration, 40), (1, Command, 0), (2, Noop, 0), (2, Barrier, 5), (5, Command, 1 << 20)];
         let (idx, end) = build(&spec);
         let got = all(&idx, 10, end);
         let want: Vec<LogEntryMeta> = spec

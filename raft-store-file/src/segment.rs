@@ -181,7 +181,9 @@ pub(crate) fn scan(path: &Path, buf: &[u8], expected_first: u64) -> Result<Scan,
                         ),
                     ));
                 }
-                entries.push(pos as u64, info.term, info.log_type).map_err(|e| corrupt(path, pos as u64, e.to_string()))?;
+                entries
+                    .push(pos as u64, info.term, info.log_type)
+                    .map_err(|e| corrupt(path, pos as u64, e.to_string()))?;
                 group = Some(info.group);
                 expect += 1;
                 pos += info.len;

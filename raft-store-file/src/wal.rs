@@ -185,7 +185,8 @@ impl Wal {
             None => false,
         };
         tracing::info!(dir = %dir.display(), first, last, segments = segments.len(), "opened log");
-        let shared = Arc::new(Shared::new(LogView::new(segments, first, last, opts.cache_entries, opts.cache_bytes)));
+        let shared =
+            Arc::new(Shared::new(LogView::new(segments, first, last, opts.cache_entries, opts.cache_bytes)));
         let preparer = Preparer::new(dir, opts.segment_size);
         let wal = Self {
             dir: dir.to_owned(),

@@ -328,8 +328,11 @@ async fn discard_log_superseded_by_snapshot(
     if last == 0 || first > snapshot_index {
         return Ok(());
     }
-    let superseded =
-        if last < snapshot_index { true } else { term_at(logs, snapshot_index).await? != Some(snapshot_term) };
+    let superseded = if last < snapshot_index {
+        true
+    } else {
+        term_at(logs, snapshot_index).await? != Some(snapshot_term)
+    };
     if superseded {
         tracing::warn!(first, last, snapshot_index, "discarding a log superseded by the newest snapshot");
         logs.delete_range(first, last).await?;
@@ -489,7 +492,11 @@ async fn load_commit(stable: &dyn StableStore, snapshot_index: u64, last: u64) -
         return Ok(last);
     }
     if recorded < snapshot_index {
-        tracing::debug!(recorded, snapshot_index, "the recorded commit index is older than the snapshot; ignored");
+        tracing::debug!(
+            recorded,
+            snapshot_index,
+            "the recorded commit index is older than the snapshot; ignored"
+        );
         return Ok(0);
     }
     Ok(recorded)

@@ -178,7 +178,11 @@ fn config_with_window(window: usize) -> Config {
     Config { max_log_window_bytes: window, ..Config::new("n1") }
 }
 
-async fn load(config: &Config, store: &CountingStore, snaps: &dyn SnapshotStore) -> Result<InitialState, Error> {
+async fn load(
+    config: &Config,
+    store: &CountingStore,
+    snaps: &dyn SnapshotStore,
+) -> Result<InitialState, Error> {
     load_initial_state(config, &mut NullFsm, store, store, snaps).await
 }
 
@@ -193,7 +197,11 @@ async fn startup_reads_payloads_only_for_the_window_and_the_configuration_entrie
     assert_eq!(init.entry_meta, metas);
     assert_eq!(init.configurations, vec![all[0].clone(), all[399].clone()]);
     let config_bytes = (all[0].data.len() + all[399].data.len()) as u64;
-    assert_eq!(store.payload_bytes(), 10 * 1000 + config_bytes, "payloads read: the window and the configurations");
+    assert_eq!(
+        store.payload_bytes(),
+        10 * 1000 + config_bytes,
+        "payloads read: the window and the configurations"
+    );
 }
 
 #[tokio::test]
@@ -226,7 +234,11 @@ async fn the_log_after_a_snapshot_starts_after_it() {
     assert_eq!(init.entries, all[95..].to_vec());
     assert_eq!(init.entry_meta.first().map(|m| m.index), Some(51));
     assert_eq!(init.entry_meta.last().map(|m| m.index), Some(95));
-    assert_eq!(init.configurations, vec![all[59].clone()], "the configuration before the snapshot is not needed");
+    assert_eq!(
+        init.configurations,
+        vec![all[59].clone()],
+        "the configuration before the snapshot is not needed"
+    );
 }
 
 #[tokio::test]

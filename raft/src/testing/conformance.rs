@@ -122,7 +122,13 @@ async fn expect_meta<S: LogStore>(case: &str, store: &S, want: &[Log]) {
     if want.len() <= 64 {
         for meta in &metas {
             let got = must(case, "entry_meta", store.entry_meta(meta.index..meta.index + 1)).await;
-            assert_eq!(got, vec![*meta], "conformance [{case}]: entry_meta({}..{})", meta.index, meta.index + 1);
+            assert_eq!(
+                got,
+                vec![*meta],
+                "conformance [{case}]: entry_meta({}..{})",
+                meta.index,
+                meta.index + 1
+            );
         }
     }
     if want.len() >= 3 {

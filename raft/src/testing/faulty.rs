@@ -480,7 +480,14 @@ mod tests {
         }
         async fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
             self.meta_calls.fetch_add(1, Ordering::AcqRel);
-            Ok(self.logs.lock().unwrap().iter().filter(|l| range.contains(&l.index)).map(LogEntryMeta::of).collect())
+            Ok(self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| range.contains(&l.index))
+                .map(LogEntryMeta::of)
+                .collect())
         }
         async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
             self.logs.lock().unwrap().extend_from_slice(logs);
