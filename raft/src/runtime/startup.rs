@@ -10,7 +10,7 @@ use crate::error::{Error, StorageError};
 use crate::fsm::Fsm;
 use crate::snapshot::SnapshotStore;
 use crate::storage::{LogStore, StableStore};
-use crate::transport::Transport;
+use crate::transport::{Transport, ENTRY_OVERHEAD};
 use crate::types::{Configuration, HardState, Log, LogEntryMeta, LogType, SnapshotMeta, SnapshotPosition};
 
 use super::{COMMIT_KEY, HARD_STATE_KEY, REMOVED_KEY};
@@ -395,7 +395,8 @@ fn inconsistent(reason: String) -> Error {
 
 /// Loads the log `range` (after the snapshot, non-empty) into `init`
 /// without reading it all: the metadata of every entry, the payloads of the
-/// newest entries up to `window` bytes (`init.entries`), and the
+/// newest entries up to `window` bytes (`init.entries`: what the core keeps
+/// in its window), and the
 /// configuration entries before those (`init.configurations`); the rest
 /// stays in the store (`init.entry_meta`).
 async fn load_log(
@@ -415,11 +416,12 @@ async fn load_log(
             metas.len()
         )));
     }
-    // The newest entries whose payloads fit in the window.
+    // The newest entries that fit in the window, each counted like the
+    // core counts its window: its data plus `ENTRY_OVERHEAD`.
     let mut split = metas.len();
     let mut bytes = 0u64;
     while split > 0 {
-        let size = metas[split - 1].size;
+        let size = metas[split - 1].size.saturating_add(ENTRY_OVERHEAD as u64);
         if bytes.saturating_add(size) > window {
             break;
         }
