@@ -100,6 +100,29 @@ async fn entry_meta_across_segments_truncation_compaction_and_reopen() {
 }
 
 #[tokio::test]
+async fn truncating_before_a_change_of_term_inside_a_segment_forgets_the_later_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).await.unwrap();
+    let mut want = entries(1..=10, 1);
+    want.extend(entries(11..=20, 2));
+    want.extend(entries(21..=30, 3));
+    store.store_logs(&want).await.unwrap();
+    assert_eq!(segments(dir.path()).len(), 1, "one segment holds every term");
+    store.delete_range(15, 30).await.unwrap();
+    want.truncate(14);
+    assert_meta(&store, &want, "after truncating terms 2 and 3").await;
+    let replacement = entries(15..=25, 4);
+    store.store_logs(&replacement).await.unwrap();
+    want.extend(replacement);
+    assert_meta(&store, &want, "after appending term 4 where term 3 was").await;
+    let overwrite = entries(12..=22, 5);
+    store.store_logs(&overwrite).await.unwrap();
+    want.truncate(11);
+    want.extend(overwrite);
+    assert_meta(&store, &want, "after overwriting across terms 2 and 4").await;
+}
+
+#[tokio::test]
 async fn entry_meta_of_a_long_log_matches() {
     // Long enough for the store to answer off the async workers.
     let dir = tempfile::tempdir().unwrap();
