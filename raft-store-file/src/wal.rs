@@ -80,6 +80,18 @@ fn io_err(op: &str, path: &Path, e: std::io::Error) -> StorageError {
     StorageError::io(format!("{op} {}", path.display()), e)
 }
 
+/// Reads the whole file at `path` into `buf` (replacing its contents,
+/// keeping its allocation).
+fn read_segment(path: &Path, buf: &mut Vec<u8>) -> Result<(), StorageError> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).map_err(|e| io_err("open", path, e))?;
+    let len = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
+    buf.clear();
+    buf.reserve(usize::try_from(len).unwrap_or(usize::MAX));
+    file.read_to_end(buf).map_err(|e| io_err("read", path, e))?;
+    Ok(())
+}
+
 impl Wal {
     /// Opens (creating if needed) the log in `dir`, recovering from a crash:
     /// removes temporary files, truncates a torn tail of the last segment,
@@ -103,11 +115,14 @@ impl Wal {
 
         let mut segments: Vec<SegmentRef> = Vec::with_capacity(names.len());
         let count = names.len();
+        // One buffer for every segment, read one at a time: its pages stay
+        // mapped from one segment to the next (faulting in fresh pages for
+        // each file cost more than the reading and checking).
+        let mut buf = Vec::new();
         for (i, (first, path)) in names.into_iter().enumerate() {
             let is_last = i + 1 == count;
-            let buf = fs::read(&path).map_err(|e| io_err("read", &path, e))?;
+            read_segment(&path, &mut buf)?;
             let scan = segment::scan(&path, &buf, first)?;
-            drop(buf);
             if let Some(prev) = segments.last() {
                 if prev.end_index() != first {
                     return Err(StorageError::Corrupt {
@@ -154,6 +169,7 @@ impl Wal {
             });
         }
 
+        drop(buf);
         // Drop segments wholly below the watermark (a compaction that crashed
         // after recording the watermark), and everything if nothing is visible.
         let mut removed = false;
