@@ -66,12 +66,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut next = have + 1;
             while next <= args.entries {
                 let hi = args.entries.min(next + 4095);
-                let batch: Vec<Log> =
-                    (next..=hi).map(|i| Log::new(i, 1 + i / 100_000, LogType::Command, data.clone())).collect();
+                let batch: Vec<Log> = (next..=hi)
+                    .map(|i| Log::new(i, 1 + i / 100_000, LogType::Command, data.clone()))
+                    .collect();
                 store.store_logs(&batch).await?;
                 next = hi + 1;
             }
-            println!("wrote {} entries of {} bytes in {:.1?}", args.entries - have, args.payload, start.elapsed());
+            println!(
+                "wrote {} entries of {} bytes in {:.1?}",
+                args.entries - have,
+                args.payload,
+                start.elapsed()
+            );
         }
     }
     let before = rss_mib();
@@ -97,10 +103,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("entries {first}..={last}, payload {} bytes", args.payload);
     println!("open (scan and check every segment): {opened:.1?}");
     println!("entry_meta of {} entries: {meta_time:.1?}", metas.len());
-    println!("get_logs of the newest {} entries ({} MiB window): {window_time:.1?}", window.len(), args.window >> 20);
+    println!(
+        "get_logs of the newest {} entries ({} MiB window): {window_time:.1?}",
+        window.len(),
+        args.window >> 20
+    );
     println!("total: {total:.1?}");
-    println!("store index: {:.1} MiB; store cache: {} bytes", store.index_bytes()? as f64 / 1048576.0, store.cached_bytes()?);
-    println!("entry_meta vector: {:.1} MiB", (metas.capacity() * std::mem::size_of::<raft::LogEntryMeta>()) as f64 / 1048576.0);
+    println!(
+        "store index: {:.1} MiB; store cache: {} bytes",
+        store.index_bytes()? as f64 / 1048576.0,
+        store.cached_bytes()?
+    );
+    println!(
+        "entry_meta vector: {:.1} MiB",
+        (metas.capacity() * std::mem::size_of::<raft::LogEntryMeta>()) as f64 / 1048576.0
+    );
     if let (Some((rss0, _)), Some((rss, hwm))) = (before, rss_mib()) {
         println!("RSS before reopen {rss0:.0} MiB, after {rss:.0} MiB (peak {hwm:.0} MiB, includes the write phase)");
     }

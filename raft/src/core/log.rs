@@ -483,7 +483,10 @@ mod tests {
         assert_eq!((l.window_start(), l.last_index(), l.last_term()), (7, 8, 5));
         assert!(l.entry(6).is_none(), "payload not held");
         assert_eq!(l.entry(7).map(|e| e.index), Some(7));
-        assert_eq!((l.term(1), l.term(3), l.term(5), l.term(6), l.term(9)), (Some(1), Some(2), Some(2), Some(3), None));
+        assert_eq!(
+            (l.term(1), l.term(3), l.term(5), l.term(6), l.term(9)),
+            (Some(1), Some(2), Some(2), Some(3), None)
+        );
         assert_eq!(l.last_index_of_term(2), Some(5));
         assert_eq!(l.last_index_of_term(1), Some(2));
         assert_eq!(l.last_index_of_term(4), None);

@@ -151,7 +151,9 @@ impl Core {
         }
         let matches = !entries.is_empty()
             && entries.iter().enumerate().all(|(i, e)| {
-                e.index == fetch.lo + i as u64 && e.index <= fetch.hi && self.log.term(e.index) == Some(e.term)
+                e.index == fetch.lo + i as u64
+                    && e.index <= fetch.hi
+                    && self.log.term(e.index) == Some(e.term)
             });
         let prev_log_index = fetch.lo - 1;
         let prev_log_term = self.log.term(prev_log_index);
@@ -177,7 +179,8 @@ impl Core {
             }
             return;
         };
-        if self.send_entries(&fetch.peer, prev_log_index, prev_log_term, entries) == Some(SendMode::Replicate) {
+        if self.send_entries(&fetch.peer, prev_log_index, prev_log_term, entries) == Some(SendMode::Replicate)
+        {
             self.send_append(&fetch.peer);
         }
     }

@@ -218,8 +218,11 @@ impl Node {
     fn serve_fetches(&mut self, mut ok: impl FnMut(&LogFetch) -> bool) -> usize {
         let mut served = 0;
         while let Some(f) = self.fetches.pop_front() {
-            let result =
-                if ok(&f) { self.disk.mem.read(f.lo, f.hi) } else { Err("simulated read failure".to_owned()) };
+            let result = if ok(&f) {
+                self.disk.mem.read(f.lo, f.hi)
+            } else {
+                Err("simulated read failure".to_owned())
+            };
             served += 1;
             self.fetches_done += 1;
             if let Some(core) = self.core.as_mut() {

@@ -78,11 +78,8 @@ impl Core {
         // The configurations of the kept suffix (entries after the last
         // committed configuration are all in the membership history, even
         // those whose payloads left the log window).
-        let kept: Vec<(u64, Configuration)> = if keep_suffix {
-            self.membership.after(index)
-        } else {
-            Vec::new()
-        };
+        let kept: Vec<(u64, Configuration)> =
+            if keep_suffix { self.membership.after(index) } else { Vec::new() };
         if keep_suffix {
             self.log.compact_to(index, snapshot_term);
         } else {

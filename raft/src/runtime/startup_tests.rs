@@ -219,7 +219,8 @@ async fn a_log_that_fits_the_window_is_loaded_whole() {
 async fn an_entry_larger_than_the_window_stays_in_the_store() {
     let all = log(1..=5, &[1]);
     let store = CountingStore::with_log(all.clone());
-    let init = load(&config_with_window(1000 + ENTRY_OVERHEAD - 1), &store, &DiscardSnapshotStore).await.unwrap();
+    let init =
+        load(&config_with_window(1000 + ENTRY_OVERHEAD - 1), &store, &DiscardSnapshotStore).await.unwrap();
     assert!(init.entries.is_empty());
     assert_eq!(init.entry_meta.len(), 5);
     assert_eq!(init.configurations, vec![all[0].clone()]);
@@ -231,7 +232,8 @@ async fn the_log_after_a_snapshot_starts_after_it() {
     // Entries 1..=50 are compacted into the snapshot but still stored.
     let all = log(1..=100, &[1, 60]);
     let store = CountingStore::with_log(all.clone());
-    let config = Config { no_snapshot_restore_on_start: true, ..config_with_window(5 * (1000 + ENTRY_OVERHEAD)) };
+    let config =
+        Config { no_snapshot_restore_on_start: true, ..config_with_window(5 * (1000 + ENTRY_OVERHEAD)) };
     let init = load(&config, &store, &snapshot_at(50, 1)).await.unwrap();
     assert_eq!(init.entries, all[95..].to_vec());
     assert_eq!(init.entry_meta.first().map(|m| m.index), Some(51));

@@ -672,7 +672,14 @@ impl<'a> Sim<'a> {
             history: History::default(),
             safety,
             trace: Trace::default(),
-            report: SimReport { seed, setup, nodes: n, one_server_bootstrap, small_window, ..Default::default() },
+            report: SimReport {
+                seed,
+                setup,
+                nodes: n,
+                one_server_bootstrap,
+                small_window,
+                ..Default::default()
+            },
             next_read_id: 0,
             faults: true,
             heal_at: None,

@@ -86,7 +86,8 @@ impl Sim<'_> {
         self.report.fetches += 1;
         let before = core.ready.messages.len();
         let (peer, prev) = (fetch.peer.clone(), fetch.lo - 1);
-        let what = format!("n{} read {}..={} for {peer} from its disk (fail: {fail})", n + 1, fetch.lo, fetch.hi);
+        let what =
+            format!("n{} read {}..={} for {peer} from its disk (fail: {fail})", n + 1, fetch.lo, fetch.hi);
         core.entries_fetched(fetch, result);
         let sent: usize = core.ready.messages[before..]
             .iter()
@@ -112,7 +113,12 @@ impl Sim<'_> {
             if term.is_some_and(|t| t != e.term) {
                 return Err(violation(
                     "committed entries outside the window are on disk",
-                    format!("n{}'s disk holds entry {} of term {} but its log says {term:?}", n + 1, e.index, e.term),
+                    format!(
+                        "n{}'s disk holds entry {} of term {} but its log says {term:?}",
+                        n + 1,
+                        e.index,
+                        e.term
+                    ),
                 ));
             }
         }
