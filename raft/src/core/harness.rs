@@ -343,6 +343,22 @@ mod tests {
     }
 
     #[test]
+    fn reads_return_durable_entries_or_say_what_is_missing() {
+        let mut m = MemLog::default();
+        m.write(&entries(vec![e(1, 1), e(2, 1), e(3, 2)])).expect("contiguous");
+        assert_eq!(m.read(2, 3).expect("held"), vec![e(2, 1), e(3, 2)]);
+        assert_eq!(m.entry(3), Some(&e(3, 2)));
+        assert!(m.read(3, 4).is_err(), "past the end");
+        assert!(m.read(0, 1).is_err(), "index 0 is never an entry");
+        let compact = DurableWrite {
+            compact: Some(Compaction { through: 1, term: 1, discard_all: false }),
+            ..DurableWrite::default()
+        };
+        m.write(&compact).expect("compacts");
+        assert!(m.read(1, 2).is_err() && m.entry(1).is_none(), "compacted");
+    }
+
+    #[test]
     fn a_compaction_keeps_the_log_contiguous() {
         let mut m = MemLog::default();
         m.write(&entries(vec![e(1, 1), e(2, 1), e(3, 2)])).expect("contiguous");

@@ -199,16 +199,18 @@ impl Core {
         let log = RaftLog::with_meta(snapshot.index, snapshot.term, &init.entry_meta, init.entries)?;
         // Configuration entries known by their metadata come with their
         // payloads in `configurations`; the held ones are in the window.
-        let held: Vec<&Log> = (log.window_start()..=log.last_index()).filter_map(|i| log.entry(i)).collect();
         let mut last_conf = snapshot.index;
-        for e in init.configurations.iter().filter(|e| e.index < log.window_start()).chain(held) {
-            if e.index <= snapshot.index || e.log_type != LogType::Configuration {
-                continue;
-            }
+        for e in init.configurations.iter().filter(|e| e.index > snapshot.index) {
             if e.index <= last_conf || log.term(e.index) != Some(e.term) {
                 return Err(InconsistentState::ConfigurationNotInLog { index: e.index });
             }
             last_conf = e.index;
+        }
+        let held: Vec<&Log> = (log.window_start()..=log.last_index()).filter_map(|i| log.entry(i)).collect();
+        for e in init.configurations.iter().filter(|e| e.index < log.window_start()).chain(held) {
+            if e.index <= snapshot.index || e.log_type != LogType::Configuration {
+                continue;
+            }
             let conf: Configuration = crate::codec::decode(&e.data)
                 .map_err(|source| InconsistentState::UndecodableConfiguration { index: e.index, source })?;
             membership.push(e.index, conf);

@@ -156,6 +156,25 @@ impl Disk {
     }
 }
 
+impl Disk {
+    /// What a core restarting from this disk starts with when its store
+    /// keeps payloads on disk: only the newest `held` entries come with
+    /// payloads, the older ones as metadata (their configuration entries
+    /// with payloads), with the recorded commit index `commit`. The state
+    /// machine restarts from the snapshot.
+    pub(super) fn windowed_initial_state(&self, held: usize, commit: u64) -> InitialState {
+        let split = self.mem.log.len().saturating_sub(held);
+        let (meta, entries) = self.mem.log.split_at(split);
+        InitialState {
+            entry_meta: meta.iter().map(crate::types::LogEntryMeta::of).collect(),
+            configurations: meta.iter().filter(|e| e.log_type == LogType::Configuration).cloned().collect(),
+            entries: entries.to_vec(),
+            commit,
+            ..self.initial_state()
+        }
+    }
+}
+
 /// One core with its disk and everything its `Ready`s reported.
 pub(super) struct Node {
     /// The protocol core; `None` while crashed.
@@ -533,6 +552,15 @@ impl Cluster {
     pub(super) fn restart(&mut self, id: &str, cfg: CoreConfig, seed: u64) {
         let node = self.host(id);
         let init = node.disk.initial_state();
+        node.core = Some(Core::new(id.into(), cfg, seed, init).expect("restart from the disk"));
+    }
+
+    /// Restarts node `id` from `init` (built from its disk), keeping the
+    /// disk; its state machine replays from scratch.
+    pub(super) fn restart_from(&mut self, id: &str, cfg: CoreConfig, seed: u64, init: InitialState) {
+        let node = self.host(id);
+        node.pending.clear();
+        node.applied.clear();
         node.core = Some(Core::new(id.into(), cfg, seed, init).expect("restart from the disk"));
     }
 

@@ -189,7 +189,7 @@ pub struct SimConfig {
     /// one to five maximum election timeouts (the node's later writes wait
     /// behind it: syncs complete in order). Default 0.01. Own random source.
     pub stall_rate: f64,
-    /// Share of seeds whose cores hold a tiny log window (0 to 800 bytes of
+    /// Share of seeds whose cores hold a tiny log window (0 to 300 bytes of
     /// durable entries), so leaders replicate mostly from the node's
     /// durable log and restarts apply from it; such seeds also pick small
     /// byte budgets for flow control. See the `window` module; own random
@@ -329,6 +329,8 @@ pub struct SimReport {
     /// Committed entries applied from the durable log
     /// (`Ready::apply_from_store`).
     pub applied_from_store: u64,
+    /// The most entry bytes any core held in memory (`Core::held_bytes`).
+    pub max_held_bytes: u64,
 }
 
 /// Why a run failed: the seed to replay, the violated property, and the
@@ -1292,8 +1294,26 @@ impl<'a> Sim<'a> {
     }
 
     fn check(&mut self, n: usize) -> Check {
-        let Self { nodes, monitors, safety, trace, now, report, .. } = self;
+        let Self { nodes, monitors, safety, trace, now, report, core_cfg, .. } = self;
         let Some(core) = nodes[n].core.as_ref() else { return Ok(()) };
+        // The log window is bounded: beyond the entries not yet durable,
+        // the core holds at most `max_window_bytes` of payloads.
+        let unpersisted: usize = (core.persisted_index() + 1..=core.last_index())
+            .filter_map(|i| core.entry(i))
+            .map(|e| e.data.len() + crate::transport::ENTRY_OVERHEAD)
+            .sum();
+        let held = core.held_bytes();
+        if held > core_cfg.max_window_bytes + unpersisted {
+            return Err(violation(
+                "the log window is bounded",
+                format!(
+                    "n{} holds {held} bytes of entries, {unpersisted} of them not yet durable, with a window of {} bytes",
+                    n + 1,
+                    core_cfg.max_window_bytes
+                ),
+            ));
+        }
+        report.max_held_bytes = report.max_held_bytes.max(held as u64);
         // Removal is terminal, and a removed server stays quiet.
         let (is_removed, noisy) =
             (core.is_removed(), !core.ready.messages.is_empty() || !core.ready.persisted_messages.is_empty());

@@ -40,8 +40,8 @@ impl WindowPolicy {
         let mut rng = SimRng::new(seed ^ 0x3A1D_0F00_0000_0004);
         let small = rng.chance(rate);
         if small {
-            core_cfg.max_window_bytes = [0, 100, 300, 800][rng.index(4)];
-            core_cfg.max_inflight_bytes = [1 << 20, 200, 600][rng.index(3)];
+            core_cfg.max_window_bytes = [0, 0, 100, 300][rng.index(4)];
+            core_cfg.max_inflight_bytes = [100, 200, 400, 1 << 20][rng.index(4)];
             core_cfg.max_uncommitted_bytes = [64 << 20, 64 << 20, 400][rng.index(3)];
         }
         Self { small, rng }
