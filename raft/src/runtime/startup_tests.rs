@@ -24,6 +24,8 @@ struct CountingStore {
     payload_bytes: Arc<AtomicU64>,
     /// Entries returned by `entry_meta` (to tell whether startup used it).
     metas_returned: Arc<AtomicU64>,
+    /// The most payload bytes one `get_logs` call returned.
+    largest_read: Arc<AtomicU64>,
 }
 
 impl CountingStore {
@@ -40,6 +42,7 @@ impl CountingStore {
     fn count(&self, logs: &[Log]) {
         let n: usize = logs.iter().map(|l| l.data.len()).sum();
         self.payload_bytes.fetch_add(n as u64, Ordering::SeqCst);
+        self.largest_read.fetch_max(n as u64, Ordering::SeqCst);
     }
 
     fn slice(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
@@ -213,6 +216,17 @@ async fn a_log_that_fits_the_window_is_loaded_whole() {
     let init = load(&config_with_window(64 << 20), &store, &DiscardSnapshotStore).await.unwrap();
     assert_eq!(init.entries, all);
     assert!(init.entry_meta.is_empty() && init.configurations.is_empty());
+}
+
+#[tokio::test]
+async fn the_window_is_read_in_batches_of_bounded_size() {
+    let all: Vec<Log> = (1..=100).map(|i| Log::new(i, 1, LogType::Command, vec![i as u8; 100 << 10])).collect();
+    let store = CountingStore::with_log(all.clone());
+    let init = load(&config_with_window(64 << 20), &store, &DiscardSnapshotStore).await.unwrap();
+    assert_eq!(init.entries, all, "10 MiB fit in the window");
+    let largest = store.largest_read.load(Ordering::SeqCst);
+    assert!(largest <= READ_BATCH_BYTES, "one read returned {largest} bytes");
+    assert_eq!(store.payload_bytes(), 100 * (100 << 10));
 }
 
 #[tokio::test]
