@@ -143,10 +143,10 @@ pub async fn recover_cluster<F: Fsm>(
     let first = logs.first_index().await?.max(last_index + 1);
     let last = logs.last_index().await?;
     if last >= first {
-        // A batch of entries at a time, bounded in bytes like the log window:
-        // never the whole log in memory.
+        // A batch of entries at a time, bounded in bytes: never the whole
+        // log in memory.
         let metas = logs.entry_meta(first..last + 1).await?;
-        for range in byte_batches(&metas, config.max_log_window_bytes as u64) {
+        for range in byte_batches(&metas, READ_BATCH_BYTES) {
             for log in logs.get_logs(range).await? {
                 if log.log_type == LogType::Command {
                     fsm.apply(&log).await;
@@ -387,6 +387,9 @@ pub(crate) async fn load_initial_state<F: Fsm>(
     Ok(init)
 }
 
+/// The most payload bytes startup asks the log store for in one read.
+const READ_BATCH_BYTES: u64 = 4 << 20;
+
 /// The error for a log store whose answers contradict each other.
 fn inconsistent(reason: String) -> Error {
     tracing::error!(%reason, "the log store is inconsistent");
@@ -430,7 +433,13 @@ async fn load_log(
     }
     let split_index = range.start + split as u64;
     if split_index < range.end {
-        let entries = logs.get_logs(split_index..range.end).await?;
+        // Read in batches of at most `READ_BATCH_BYTES`: a store may hand
+        // out entries that share one buffer per read, which then lives until
+        // the core has dropped every entry of it from its window.
+        let mut entries = Vec::with_capacity(metas.len() - split);
+        for batch in byte_batches(&metas[split..], READ_BATCH_BYTES) {
+            entries.extend(logs.get_logs(batch).await?);
+        }
         let matches = entries.len() == metas.len() - split
             && entries.iter().zip(&metas[split..]).all(|(e, m)| LogEntryMeta::of(e) == *m);
         if !matches {

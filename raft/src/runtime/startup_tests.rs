@@ -26,6 +26,8 @@ struct CountingStore {
     metas_returned: Arc<AtomicU64>,
     /// The most payload bytes one `get_logs` call returned.
     largest_read: Arc<AtomicU64>,
+    /// Makes `entry_meta` leave out its answer's second entry (a broken store).
+    drop_a_meta: bool,
 }
 
 impl CountingStore {
@@ -81,7 +83,10 @@ impl LogStore for CountingStore {
         Ok(logs)
     }
     async fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
-        let metas: Vec<LogEntryMeta> = self.slice(range)?.iter().map(LogEntryMeta::of).collect();
+        let mut metas: Vec<LogEntryMeta> = self.slice(range)?.iter().map(LogEntryMeta::of).collect();
+        if self.drop_a_meta && metas.len() > 1 {
+            metas.remove(1);
+        }
         self.metas_returned.fetch_add(metas.len() as u64, Ordering::SeqCst);
         Ok(metas)
     }
@@ -319,6 +324,16 @@ async fn a_log_starting_after_the_snapshot_leaves_a_gap_and_is_refused() {
     let err = load(&config, &store, &snapshot_at(50, 1)).await.unwrap_err();
     assert!(
         matches!(&err, Error::Storage(StorageError::Corrupt { reason, .. }) if reason.contains("entries are missing")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_whose_metadata_leaves_a_gap_is_refused() {
+    let store = CountingStore { drop_a_meta: true, ..CountingStore::with_log(log(1..=10, &[1])) };
+    let err = load(&config_with_window(64 << 20), &store, &DiscardSnapshotStore).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Storage(StorageError::Corrupt { reason, .. }) if reason.contains("entry_meta(1..11)")),
         "{err}"
     );
 }
