@@ -12,10 +12,26 @@
 //!    append `entries`;
 //! 3. only then send `persisted_messages` (votes and acknowledgements that
 //!    promise durable state) and report [`Core::persisted`];
-//! 4. apply `committed` to the state machine in order.
+//! 4. apply `committed` to the state machine in order, after the entries
+//!    `apply_from_store` names (read from the log store: they left the
+//!    core's log window);
+//! 5. (leader) read each of `fetches` from the log store, off the main
+//!    task, and hand the entries back with [`Core::entries_fetched`].
+//!
+//! # Memory
+//! The core keeps metadata for the whole log after the last compaction
+//! (terms as runs, sizes as running totals: 8 bytes per entry), but entry
+//! payloads only for a window at the log's end: every entry not yet
+//! durable plus the newest durable ones up to
+//! [`CoreConfig::max_window_bytes`] ([`Core::held_bytes`] reports what it
+//! holds). Followers further behind are served from the store through
+//! `fetches`, at most one read at a time per follower. Byte flow control
+//! caps what is in flight to each follower
+//! ([`CoreConfig::max_inflight_bytes`]) and the leader's uncommitted bytes
+//! ([`CoreConfig::max_uncommitted_bytes`], [`Refusal::UncommittedLimit`]).
 //!
 //! # Layout
-//! - `log`: the in-memory log view.
+//! - `log`: the log's metadata and the window of payloads held in memory.
 //! - `progress`: per-follower replication state.
 //! - `membership`: configurations in force.
 //! - `election`: timeouts, pre-vote, votes, role changes.
@@ -187,7 +203,16 @@ pub struct Core {
 
 impl Core {
     /// Builds a core from durable state. Fails if the state is
-    /// inconsistent (a gap in the log, an undecodable configuration entry).
+    /// inconsistent (a gap in the log or between `entry_meta` and
+    /// `entries`, a decreasing term, an undecodable configuration entry, a
+    /// configuration entry the log does not hold).
+    ///
+    /// The commit index starts at the highest of the snapshot index, the
+    /// applied index and the recorded `commit` (bounded by the last log
+    /// index); committed entries not yet applied are handed out by the
+    /// first [`Core::take_ready`] (through `apply_from_store` for those
+    /// outside the window), so a single-node cluster restarts with its
+    /// state without waiting for an election.
     pub fn new(
         id: ServerId,
         cfg: CoreConfig,

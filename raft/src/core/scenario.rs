@@ -478,11 +478,12 @@ impl Cluster {
         let sync = self.auto_persist;
         let fetch = self.auto_fetch;
         for node in self.nodes.values_mut() {
-            loop {
+            for round in 0.. {
                 let Some(core) = node.core.as_mut() else { break };
                 if !core.has_ready() {
                     break;
                 }
+                assert!(round < 10_000, "{}: the core reports work that taking it does not clear", core.id());
                 let ready = core.take_ready();
                 execute(node, ready, None, sync, &mut self.queue);
                 if fetch {

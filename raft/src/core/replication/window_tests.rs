@@ -213,6 +213,9 @@ fn a_failed_read_of_the_store_is_retried_at_the_next_heartbeat() {
     let mut c = leader_with_a_lagging_follower();
     assert_eq!(c.complete_fetches("n1", |_| false), 1);
     c.settle();
+    // n3's answers to heartbeats do not start a new read either.
+    c.node("n1").send_heartbeats();
+    c.settle();
     assert!(c.host("n1").fetches.is_empty(), "no new read before the next heartbeat");
     assert_eq!(appends_with_entries(&c, "n1", "n3"), 0);
     for _ in 0..3 {
