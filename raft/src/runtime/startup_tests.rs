@@ -225,7 +225,8 @@ async fn a_log_that_fits_the_window_is_loaded_whole() {
 
 #[tokio::test]
 async fn the_window_is_read_in_batches_of_bounded_size() {
-    let all: Vec<Log> = (1..=100).map(|i| Log::new(i, 1, LogType::Command, vec![i as u8; 100 << 10])).collect();
+    let all: Vec<Log> =
+        (1..=100).map(|i| Log::new(i, 1, LogType::Command, vec![i as u8; 100 << 10])).collect();
     let store = CountingStore::with_log(all.clone());
     let init = load(&config_with_window(64 << 20), &store, &DiscardSnapshotStore).await.unwrap();
     assert_eq!(init.entries, all, "10 MiB fit in the window");
