@@ -85,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let store = FileStore::open(&dir).await?;
     let opened = start.elapsed();
+    let after_open = rss_mib();
     let (first, last) = (store.first_index().await?, store.last_index().await?);
     let t = Instant::now();
     let metas = store.entry_meta(first..last + 1).await?;
@@ -118,6 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "entry_meta vector: {:.1} MiB",
         (metas.capacity() * std::mem::size_of::<raft::LogEntryMeta>()) as f64 / 1048576.0
     );
+    if let (Some((rss0, hwm0)), Some((rss1, hwm1))) = (before, after_open) {
+        println!("RSS before reopen {rss0:.0} MiB, after open {rss1:.0} MiB (peak before {hwm0:.0}, after {hwm1:.0} MiB)");
+    }
     if let (Some((rss0, _)), Some((rss, hwm))) = (before, rss_mib()) {
         println!("RSS before reopen {rss0:.0} MiB, after {rss:.0} MiB (peak {hwm:.0} MiB, includes the write phase)");
     }

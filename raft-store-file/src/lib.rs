@@ -92,8 +92,9 @@
 //! starts empty on open. [`FileStore::cached_bytes`] reports it. The
 //! stable store keeps its (small) map in memory.
 //!
-//! Opening the store reads each segment file once, one at a time, to check
-//! every record (so a segment's size of memory is used while opening).
+//! Opening the store reads each segment file once, a megabyte at a time
+//! (more only for a larger record, or to judge a damaged tail), to check
+//! every record and build the index.
 
 mod entries;
 mod error;
