@@ -243,7 +243,11 @@ fn small_log_window_seeds() {
     let config = SimConfig { window_rate: 1.0, ..SimConfig::default() };
     let (reports, failures) = run_seeds(seeds, &config);
     if let Some(first) = failures.first() {
-        panic!("{} of {seeds} small-window seeds failed; first:\n{first}\n{}", failures.len(), replay_hint(first.seed));
+        panic!(
+            "{} of {seeds} small-window seeds failed; first:\n{first}\n{}",
+            failures.len(),
+            replay_hint(first.seed)
+        );
     }
     let mostly = reports.iter().filter(|r| replicated_mostly_from_store(r)).count();
     let failed_reads = reports.iter().filter(|r| r.fetch_failures > 0).count();

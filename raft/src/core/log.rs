@@ -541,7 +541,7 @@ mod tests {
     #[test]
     fn read_end_fits_count_and_byte_limits() {
         let l = sized(&[100, 100, 5000, 100, 100, 100]);
-        let each = (100 + ENTRY_OVERHEAD) as usize;
+        let each = 100 + ENTRY_OVERHEAD;
         assert_eq!(l.read_end(1, 6, 64, 2 * each), 2);
         assert_eq!(l.read_end(1, 6, 64, 2 * each - 1), 1);
         assert_eq!(l.read_end(3, 6, 64, 10), 3, "one entry over the budget still goes");

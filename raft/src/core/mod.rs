@@ -408,9 +408,11 @@ impl Core {
     }
 
     /// Replaces the tick counts and switches (reloadable settings). The
-    /// current election timer is re-randomized with the new bounds.
+    /// current election timer is re-randomized with the new bounds; a
+    /// smaller log window takes effect at once.
     pub fn reconfigure(&mut self, cfg: CoreConfig) {
         self.cfg = cfg;
+        self.log.evict(self.persisted, self.cfg.max_window_bytes);
         if !self.is_leader() {
             let elapsed = self.election_elapsed;
             self.reset_election_timer();

@@ -103,6 +103,19 @@ fn held_bytes_stay_bounded_while_many_mib_are_written() {
 }
 
 #[test]
+fn a_smaller_window_takes_effect_at_once() {
+    let mut c = Cluster::new(3, windowed(64 << 20));
+    c.elect_node("n1");
+    for i in 0..50 {
+        c.node("n1").propose([sized(1000, i)]).expect("leader");
+    }
+    c.settle();
+    assert!(c.node("n1").held_bytes() > 50_000);
+    c.node("n1").reconfigure(windowed(4000));
+    assert!(c.node("n1").held_bytes() <= 4000, "{} bytes held", c.node("n1").held_bytes());
+}
+
+#[test]
 fn s5_3_bytes_in_flight_to_a_follower_are_capped() {
     let each = 100 + ENTRY_OVERHEAD;
     let cfg = CoreConfig {

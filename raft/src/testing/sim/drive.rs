@@ -79,8 +79,7 @@ impl ReadyHost for Driving<'_, '_> {
     }
 
     fn fetch(&mut self, fetch: LogFetch) -> Result<(), Violation> {
-        self.sim.start_fetch(self.n, fetch);
-        Ok(())
+        self.sim.start_fetch(self.n, fetch)
     }
 
     fn apply_from_store(&mut self, lo: u64, hi: u64) -> Result<(), Violation> {

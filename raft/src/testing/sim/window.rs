@@ -62,12 +62,33 @@ impl WindowPolicy {
 
 impl Sim<'_> {
     /// Node `n` (a leader) asks for `fetch` to be read from its disk: the
-    /// read completes after a random delay.
-    pub(super) fn start_fetch(&mut self, n: usize, fetch: LogFetch) {
+    /// read completes after a random delay. What it asks for must be
+    /// durable now, with the terms its log names (everything before the
+    /// window is).
+    pub(super) fn start_fetch(&mut self, n: usize, fetch: LogFetch) -> Check {
+        let node = &self.nodes[n];
+        for i in fetch.lo..=fetch.hi {
+            let durable = node.storage.entry(i).map(|e| e.term);
+            let named = node.core.as_ref().and_then(|c| c.term_at(i));
+            if durable.is_none() || durable != named {
+                return Err(violation(
+                    "reads of the store ask for durable entries",
+                    format!(
+                        "n{} asks to read {}..={} for {}, but its disk holds {durable:?} at {i} where its log \
+                         names {named:?}",
+                        n + 1,
+                        fetch.lo,
+                        fetch.hi,
+                        fetch.peer
+                    ),
+                ));
+            }
+        }
         let delay = self.window.rng.between(1, self.cfg.max_sync_delay.max(1));
         let fail = self.window.rng.chance(self.cfg.fetch_fail_rate);
         let life = self.nodes[n].life;
         self.schedule(self.now + delay, Event::Fetched { node: n, life, fetch, fail });
+        Ok(())
     }
 
     /// A read of node `n`'s disk completes: hands the entries (or the
