@@ -399,9 +399,9 @@ fn inconsistent(reason: String) -> Error {
 /// Loads the log `range` (after the snapshot, non-empty) into `init`
 /// without reading it all: the metadata of every entry, the payloads of the
 /// newest entries up to `window` bytes (`init.entries`: what the core keeps
-/// in its window), and the
-/// configuration entries before those (`init.configurations`); the rest
-/// stays in the store (`init.entry_meta`).
+/// in its window), and the configuration entries before those
+/// (`init.configurations`); the metadata of those before the window goes
+/// to `init.entry_meta`, their payloads stay in the store.
 async fn load_log(
     logs: &dyn LogStore,
     range: Range<u64>,
