@@ -285,7 +285,9 @@ impl<'a> Scanner<'a> {
                 ),
             ));
         }
-        self.entries.push(pos, info.term, info.log_type).map_err(|e| corrupt(self.path, pos, e.to_string()))?;
+        self.entries
+            .push(pos, info.term, info.log_type)
+            .map_err(|e| corrupt(self.path, pos, e.to_string()))?;
         self.group = Some(info.group);
         self.expect += 1;
         Ok(())
@@ -318,7 +320,12 @@ impl<'a> Scanner<'a> {
                 ),
             ));
         }
-        Ok(Scan { first_index: self.first_index, entries: self.entries, end: pos, torn: Some((pos, err.to_string())) })
+        Ok(Scan {
+            first_index: self.first_index,
+            entries: self.entries,
+            end: pos,
+            torn: Some((pos, err.to_string())),
+        })
     }
 }
 
@@ -396,7 +403,8 @@ mod tests {
         let n = sizes.len() as u64;
         for (i, &size) in (5u64..).zip(sizes) {
             let group = if i + 2 < 5 + n { 5 } else { 5 + n - 2 };
-            let log = Log::new(i, 2, if i == 7 { LogType::Noop } else { LogType::Command }, vec![i as u8; size]);
+            let log =
+                Log::new(i, 2, if i == 7 { LogType::Noop } else { LogType::Command }, vec![i as u8; size]);
             record::encode(&log, group, &mut seg).expect("encode");
         }
         seg
