@@ -2,7 +2,8 @@
 //! ([`Raft::change_membership`], Raft paper §6): on a lossy, delayed
 //! in-memory network, with key-value clients writing, swapping and reading
 //! linearizably all along, a cluster replaces one or two voters at a time
-//! (the leader included, by chance), and in about half the rounds the
+//! (the leader included, by chance; a leaving voter is removed, or now and
+//! then demoted), and in about half the rounds the
 //! leader crashes mid-change and restarts. Checked: after every round the
 //! cluster settles in a plain (not joint) committed configuration, servers
 //! removed learn it, the final configuration is the same on every member,
@@ -140,10 +141,19 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<String, String> {
         }
         let mut changes: Vec<ConfChange> =
             arriving.iter().map(|id| ConfChange::AddVoter(id.as_str().into(), id.as_str().into())).collect();
-        changes.extend(leaving.iter().map(|id| ConfChange::Remove(id.as_str().into())));
+        // A leaving voter is removed, or (one time in three) demoted to a
+        // non-voter that stays a member.
+        let demoted: Vec<String> = leaving.iter().filter(|_| rng.below(3) == 0).cloned().collect();
+        changes.extend(leaving.iter().map(|id| {
+            if demoted.contains(id) {
+                ConfChange::Demote(id.as_str().into())
+            } else {
+                ConfChange::Remove(id.as_str().into())
+            }
+        }));
         let crash = rng.below(2) == 0;
         trace.push(format!(
-            "round {round}: leader {leader}, {current:?} -> +{arriving:?} -{leaving:?}, crash {crash}"
+            "round {round}: leader {leader}, {current:?} -> +{arriving:?} -{leaving:?} (demoted {demoted:?}), crash {crash}"
         ));
         let call = tokio::spawn({
             let raft = c.raft(&leader).clone();
@@ -179,7 +189,8 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<String, String> {
         for id in pool.iter().map(String::as_str) {
             let gone = !members(&conf).contains(id);
             let started = c.nodes.get(id).is_some_and(|n| n.raft.is_some());
-            if told && gone && started && leaving.iter().any(|l| l == id) {
+            if told && gone && started && leaving.iter().any(|l| l == id) && !demoted.iter().any(|d| d == id)
+            {
                 let deadline = tokio::time::Instant::now() + SETTLE;
                 while c.raft(id).state() != RaftState::Removed {
                     if tokio::time::Instant::now() >= deadline {
