@@ -38,6 +38,9 @@ use raft::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "bench/restart.rs"]
+mod restart;
+
 /// The bench links mimalloc as its global allocator, as allocation-heavy
 /// production services commonly do: a write's payload is allocated by the
 /// client task and freed by another thread once the entry is compacted,
@@ -131,6 +134,26 @@ struct Args {
     /// Print only the JSON line.
     #[arg(long)]
     json: bool,
+    /// Instead of running a cluster, measure the restart of one node whose
+    /// file store holds `--restart-entries` uncompacted entries of
+    /// `--payload` bytes (see the `restart` module): time to reopen its
+    /// stores and be ready as a follower, FSM replay, and its RSS in a
+    /// fresh child process. Always uses the file store (`--store` is
+    /// ignored).
+    #[arg(long)]
+    restart: bool,
+    /// Entries in the restarted node's log (`--restart`).
+    #[arg(long = "restart-entries", default_value_t = 1_000_000)]
+    restart_entries: u64,
+    /// Directory holding the restarted node's stores (`--restart`): built
+    /// there if it holds none, reused as is if it does, kept afterwards.
+    /// Default: a temporary directory, removed at the end.
+    #[arg(long = "restart-dir")]
+    restart_dir: Option<PathBuf>,
+    /// Internal: the child process of `--restart` (`--restart-dir` is then
+    /// the node's directory).
+    #[arg(long = "restart-child", hide = true)]
+    restart_child: bool,
 }
 
 /// A trivial state machine: counts commands and bytes.
@@ -485,6 +508,13 @@ fn main() -> Result<(), BoxError> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.restart_child {
+        let dir = args.restart_dir.clone().ok_or("--restart-child needs --restart-dir")?;
+        return runtime.block_on(restart::child(&dir));
+    }
+    if args.restart {
+        return runtime.block_on(restart::run(&args));
+    }
     runtime.block_on(run(args))
 }
 
