@@ -129,7 +129,8 @@ async fn build(node_dir: &Path, entries: u64, payload: usize) -> Result<u64, Box
     let (logs, snaps) = open_stores(node_dir).await?;
     let configuration = Configuration::new(MEMBERS.iter().map(|id| Server::voter(*id, *id)).collect());
     let net = InmemNetwork::new();
-    raft::bootstrap_cluster(&restart_config(), &logs, &logs, &snaps, &net.transport(NODE), configuration).await?;
+    raft::bootstrap_cluster(&restart_config(), &logs, &logs, &snaps, &net.transport(NODE), configuration)
+        .await?;
     let first = logs.last_index().await? + 1;
     let term = match logs.get_log(first - 1).await? {
         Some(entry) => entry.term,
@@ -198,7 +199,8 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
         return Err(format!("the restart child process failed: {}", output.status).into());
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or("the restart child printed no report")?;
+    let line =
+        stdout.lines().rev().find(|l| l.starts_with('{')).ok_or("the restart child printed no report")?;
     let r: ChildReport = serde_json::from_str(line)?;
     let entries = r.last_index.saturating_sub(1);
     let opt = |v: Option<f64>, digits: usize| v.map_or("null".to_string(), |v| format!("{v:.digits$}"));
@@ -222,7 +224,9 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
         println!("Raft::new        {:>10.1} ms", r.new_ms);
         println!("ready (follower) {:>10.1} ms", r.ready_ms);
         match r.replay_ms {
-            Some(ms) => println!("fsm replay       {ms:>10.1} ms ({} entries, after ready)", r.replayed_entries),
+            Some(ms) => {
+                println!("fsm replay       {ms:>10.1} ms ({} entries, after ready)", r.replayed_entries)
+            }
             None => println!("fsm replay       none at start (nothing known committed beyond the snapshot)"),
         }
         println!("rss before open  {:>10.1} MiB", r.rss_base_mb);
@@ -268,7 +272,9 @@ pub(crate) async fn child(node_dir: &Path) -> Result<(), BoxError> {
     let open_ms = ms(start);
     let last_index = logs.last_index().await?;
     let net = InmemNetwork::new();
-    let node = Raft::new(restart_config(), BenchFsm::default(), logs.clone(), logs, snaps, net.transport(NODE)).await?;
+    let node =
+        Raft::new(restart_config(), BenchFsm::default(), logs.clone(), logs, snaps, net.transport(NODE))
+            .await?;
     let new_ms = ms(start);
     node.get_configuration().await?;
     let metrics = node.metrics().borrow().clone();

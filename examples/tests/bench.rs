@@ -1,0 +1,60 @@
+//! The `bench` program: a short cluster run reports its figures (peak RSS
+//! among them), and `--restart` builds a node's log, restarts the node in a
+//! child process and reports the restart's timings and memory, reusing a
+//! store kept in `--restart-dir`.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs `bench` with `args` and returns its JSON line.
+fn bench_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench")).args(args).output().expect("run bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench {args:?} failed ({}):\n{stdout}\n{stderr}", out.status);
+    let line =
+        stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in:\n{stdout}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {line}"))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number in {v}"))
+}
+
+#[test]
+fn a_short_run_reports_throughput_and_the_peak_rss_of_the_process() {
+    let v = bench_json(&["--clients", "4", "--seconds", "0.3", "--warmup", "0", "--json"]);
+    assert!(num(&v, "ops") > 0.0, "no operation completed: {v}");
+    assert!(num(&v, "peak_rss_mb") > 1.0, "peak RSS not reported: {v}");
+    assert_eq!(v["store"], "mem");
+}
+
+#[test]
+fn restart_builds_the_log_then_reuses_it_and_reports_timings_and_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_arg = dir.path().to_str().expect("utf-8 temp path");
+    let args =
+        ["--restart", "--restart-entries", "3000", "--payload", "200", "--restart-dir", dir_arg, "--json"];
+
+    let built = bench_json(&args);
+    assert_eq!(built["mode"], "restart");
+    assert_eq!(built["reused"], false, "{built}");
+    assert!(num(&built, "build_s") >= 0.0);
+    // The bootstrap entry, then the 3000 entries.
+    assert_eq!(num(&built, "restart_entries"), 3000.0, "{built}");
+    assert_eq!(num(&built, "last_index"), 3001.0, "{built}");
+    // 3000 entries of 200 B are on disk.
+    assert!(num(&built, "disk_mb") * 1048576.0 >= 600_000.0, "{built}");
+    let (open, new, ready) = (num(&built, "open_ms"), num(&built, "new_ms"), num(&built, "ready_ms"));
+    assert!(0.0 < open && open <= new && new <= ready, "timings out of order: {built}");
+    for key in ["rss_base_mb", "rss_ready_mb", "rss_anon_ready_mb", "rss_after_replay_mb"] {
+        assert!(num(&built, key) > 0.0, "{key} not measured: {built}");
+    }
+    assert!(num(&built, "peak_rss_mb") >= num(&built, "rss_ready_mb"), "{built}");
+
+    let reused = bench_json(&args);
+    assert_eq!(reused["reused"], true, "{reused}");
+    assert!(reused["build_s"].is_null(), "{reused}");
+    assert_eq!(num(&reused, "last_index"), 3001.0, "{reused}");
+}
