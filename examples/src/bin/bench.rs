@@ -8,6 +8,8 @@
 //!     [--store mem|file] [--transport inmem|grpc] [--dir PATH] \
 //!     [--read-ratio 0.0] [--read-mode read_index|barrier] [--snapshot-interval 0.2] \
 //!     [--warmup 1] [--json]
+//! cargo run --release -p raft-examples --bin bench -- --restart \
+//!     [--restart-entries 1000000] [--payload 64] [--restart-dir PATH] [--json]
 //! ```
 //!
 //! A write is `raft.apply(payload)` with a fresh `payload`-byte command; a
@@ -19,9 +21,14 @@
 //! Output: a readable table, then one JSON line with `ops_per_sec`,
 //! `p50_us`, `p99_us`, `p999_us`, `cpu_s` (user + system CPU of the whole
 //! process during the measured window, from `/proc/self/stat`),
-//! `peak_rss_mb` (`VmHWM`) and every setting. With `--json` only the JSON
+//! `peak_rss_mb` (`VmHWM`: the whole process's peak), `rss_end_mb` (`VmRSS`
+//! when the measured window ends) and every setting. With `--json` only the JSON
 //! line is printed. No flag weakens durability or safety: the file store
 //! fsyncs every append and followers acknowledge only durable entries.
+//!
+//! `--restart` runs no cluster: it measures how one node with a long
+//! uncompacted log restarts (time to be ready as a follower, FSM replay,
+//! RSS in a fresh child process); see the `restart` module.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -571,6 +578,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let ops = all.len();
     let ops_per_sec = ops as f64 / elapsed;
     let rss = peak_rss_mb();
+    let rss_end = restart::proc_status_mb("VmRSS");
     let errors = shared.errors.load(Ordering::Relaxed);
     for n in &shared.nodes {
         n.shutdown().await?;
@@ -632,7 +640,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             if ops > 0 { cpu * 1e6 / ops as f64 } else { 0.0 },
             cpu / elapsed
         );
-        println!("peak rss     {rss:.1} MiB");
+        println!("peak rss     {rss:.1} MiB (rss at the end {rss_end:.1} MiB)");
         println!("errors       {errors}");
         println!();
     }
@@ -641,7 +649,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
          \"cpu_s\":{cpu:.3},\"peak_rss_mb\":{rss:.1},\"ops\":{ops},\"writes\":{},\"reads\":{},\"errors\":{errors},\
          \"elapsed_s\":{elapsed:.3},\"nodes\":{},\"clients\":{},\"payload\":{},\"ops_target\":{},\"seconds\":{},\
          \"warmup_s\":{},\"store\":{},\"transport\":{},\"read_ratio\":{},\"read_mode\":{},\"dir\":{},\
-         \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\"}}",
+         \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\",\"rss_end_mb\":{rss_end:.1}}}",
         us(&all, 0.5),
         us(&all, 0.99),
         us(&all, 0.999),
