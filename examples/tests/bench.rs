@@ -58,3 +58,30 @@ fn restart_builds_the_log_then_reuses_it_and_reports_timings_and_memory() {
     assert!(reused["build_s"].is_null(), "{reused}");
     assert_eq!(num(&reused, "last_index"), 3001.0, "{reused}");
 }
+
+#[test]
+fn a_log_window_of_zero_is_refused_with_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--log-window-mb", "0", "--seconds", "0.1"])
+        .output()
+        .expect("run bench");
+    assert!(!out.status.success(), "a zero log window was accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--log-window-mb must be more than 0"), "unclear error: {stderr}");
+}
+
+#[test]
+fn restart_passes_the_log_window_to_the_restarted_node_and_reports_it() {
+    let v = bench_json(&[
+        "--restart",
+        "--restart-entries",
+        "500",
+        "--payload",
+        "64",
+        "--log-window-mb",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(num(&v, "log_window_mb"), 1.0, "{v}");
+    assert_eq!(num(&v, "last_index"), 501.0, "{v}");
+}

@@ -157,6 +157,11 @@ struct Args {
     /// Default: a temporary directory, removed at the end.
     #[arg(long = "restart-dir")]
     restart_dir: Option<PathBuf>,
+    /// `Config::max_log_window_bytes` of every node, in MiB: the entry
+    /// payloads a node's protocol core keeps in memory (default: the
+    /// library's default).
+    #[arg(long = "log-window-mb")]
+    log_window_mb: Option<f64>,
     /// Internal: the child process of `--restart` (`--restart-dir` is then
     /// the node's directory).
     #[arg(long = "restart-child", hide = true)]
@@ -236,6 +241,21 @@ fn node_config(id: &str, snapshot_interval: Duration) -> Config {
     }
 }
 
+/// `config` with `Config::max_log_window_bytes` set to `bytes` if given.
+fn with_log_window(config: Config, bytes: Option<usize>) -> Config {
+    match bytes {
+        Some(max_log_window_bytes) => Config { max_log_window_bytes, ..config },
+        None => config,
+    }
+}
+
+impl Args {
+    /// `--log-window-mb` in bytes.
+    fn log_window(&self) -> Option<usize> {
+        self.log_window_mb.map(|mb| (mb * (1 << 20) as f64) as usize)
+    }
+}
+
 /// Where the file stores live, removed at the end.
 enum DataDir {
     Temp(tempfile::TempDir),
@@ -258,8 +278,9 @@ async fn start_node<T: Transport>(
     store: StoreKind,
     dir: Option<&Path>,
     snapshot_interval: Duration,
+    log_window: Option<usize>,
 ) -> Result<Node, BoxError> {
-    let config = node_config(id, snapshot_interval);
+    let config = with_log_window(node_config(id, snapshot_interval), log_window);
     let node = match (store, dir) {
         (StoreKind::File, Some(dir)) => {
             let base = dir.join(id);
@@ -287,8 +308,15 @@ async fn start_cluster(args: &Args, dir: Option<&Path>) -> Result<Vec<Node>, Box
             let configuration =
                 Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
             for id in &ids {
-                let node =
-                    start_node(net.transport(id.as_str()), id, args.store, dir, snapshot_interval).await?;
+                let node = start_node(
+                    net.transport(id.as_str()),
+                    id,
+                    args.store,
+                    dir,
+                    snapshot_interval,
+                    args.log_window(),
+                )
+                .await?;
                 node.bootstrap_cluster(configuration.clone()).await?;
                 nodes.push(node);
             }
@@ -306,7 +334,8 @@ async fn start_cluster(args: &Args, dir: Option<&Path>) -> Result<Vec<Node>, Box
                     .collect(),
             );
             for (id, transport) in ids.iter().zip(transports) {
-                let node = start_node(transport, id, args.store, dir, snapshot_interval).await?;
+                let node =
+                    start_node(transport, id, args.store, dir, snapshot_interval, args.log_window()).await?;
                 node.bootstrap_cluster(configuration.clone()).await?;
                 nodes.push(node);
             }
@@ -504,6 +533,9 @@ fn main() -> Result<(), BoxError> {
     if !(0.0..=1.0).contains(&args.read_ratio) {
         return Err("--read-ratio must be within 0.0-1.0".into());
     }
+    if args.log_window_mb.is_some_and(|mb| !(mb > 0.0 && mb <= 1_048_576.0)) {
+        return Err("--log-window-mb must be more than 0 and at most 1048576".into());
+    }
     if !(0.005..=86_400.0).contains(&args.snapshot_interval) {
         return Err("--snapshot-interval must be within 0.005-86400 seconds".into());
     }
@@ -517,7 +549,7 @@ fn main() -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if args.restart_child {
         let dir = args.restart_dir.clone().ok_or("--restart-child needs --restart-dir")?;
-        return runtime.block_on(restart::child(&dir));
+        return runtime.block_on(restart::child(&dir, args.log_window()));
     }
     if args.restart {
         return runtime.block_on(restart::run(&args));
@@ -611,6 +643,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             println!("  dir {dir_label}");
         }
         println!("  snapshot check every {} s", args.snapshot_interval);
+        if let Some(mb) = args.log_window_mb {
+            println!("  log window {mb} MiB per node (Config::max_log_window_bytes)");
+        }
         println!("  durability: full (no safety or durability shortcut is enabled)");
         println!("  allocator: {ALLOCATOR_NAME}");
         println!();
@@ -649,7 +684,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
          \"cpu_s\":{cpu:.3},\"peak_rss_mb\":{rss:.1},\"ops\":{ops},\"writes\":{},\"reads\":{},\"errors\":{errors},\
          \"elapsed_s\":{elapsed:.3},\"nodes\":{},\"clients\":{},\"payload\":{},\"ops_target\":{},\"seconds\":{},\
          \"warmup_s\":{},\"store\":{},\"transport\":{},\"read_ratio\":{},\"read_mode\":{},\"dir\":{},\
-         \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\",\"rss_end_mb\":{rss_end:.1}}}",
+         \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\",\"rss_end_mb\":{rss_end:.1},\
+         \"log_window_mb\":{}}}",
         us(&all, 0.5),
         us(&all, 0.99),
         us(&all, 0.999),
@@ -668,6 +704,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         json_str(read_mode),
         if dir_label.is_empty() { "null".to_string() } else { json_str(&dir_label) },
         args.snapshot_interval,
+        args.log_window_mb.map_or("null".to_string(), |mb| mb.to_string()),
     );
     Ok(())
 }

@@ -13,8 +13,9 @@
 //! 2. **Restart**, in a fresh child process (the bench runs itself with a
 //!    hidden flag), so nothing the build allocated counts in the memory
 //!    figures: the child opens the stores and starts the node with the
-//!    bench's node settings, except that no snapshot is taken (interval one
-//!    day, no log limit) so the log stays as built.
+//!    bench's node settings (and `--log-window-mb`, if given), except that
+//!    no snapshot is taken (interval one day, no log limit) so the log
+//!    stays as built.
 //!
 //! The child reports, all from the moment it starts opening the stores:
 //! - `open_ms`: `FileStore::open` and `FileSnapshotStore::new` returned;
@@ -25,8 +26,10 @@
 //!   equal to the store's last index), and its main task answered a request
 //!   (`Raft::get_configuration`), so it is running its loop and would
 //!   answer a leader;
-//! - `replay_ms`: the FSM caught up with the commit index the node knew at
-//!   start (`applied_index >= commit_index`), measured from `ready_ms`;
+//! - `replay_ms`: the **FSM replay**, from `Raft::new` returning until the
+//!   FSM has applied the commit index the node knew at start (its metrics'
+//!   `commit_index` then), timed on its own task so that it runs alongside
+//!   the readiness check (the replay may end before or after ready);
 //!   `null` when the node knew of no committed entry beyond what its
 //!   snapshot covers (it then waits for a leader to apply anything);
 //! - memory of the child process from `/proc/self/status`: `VmRSS` before
@@ -45,7 +48,7 @@ use bytes::Bytes;
 use raft::transport::inmem::InmemNetwork;
 use raft::{BoxError, Configuration, Log, LogStore, LogType, Raft, RaftState, Server, StableStore};
 
-use super::{json_str, node_config, Args, BenchFsm, ALLOCATOR_NAME};
+use super::{json_str, node_config, with_log_window, Args, BenchFsm, ALLOCATOR_NAME};
 
 /// The node whose restart is measured; its two peers never run.
 const NODE: &str = "node-1";
@@ -103,16 +106,17 @@ fn disk_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// The node's configuration: the bench's, without snapshots, and with
-/// 5 s heartbeat and election timeouts so that the node, alone, is still a
+/// The node's configuration: the bench's (with `--log-window-mb` if
+/// given), without snapshots, and with 5 s heartbeat and election timeouts so that the node, alone, is still a
 /// follower (not yet campaigning) when the measurement checks it is ready.
-fn restart_config() -> raft::Config {
-    raft::Config {
+fn restart_config(log_window: Option<usize>) -> raft::Config {
+    let config = raft::Config {
         snapshot_log_limit: u64::MAX,
         heartbeat_timeout: Duration::from_secs(5),
         election_timeout: Duration::from_secs(5),
         ..node_config(NODE, Duration::from_secs(86_400))
-    }
+    };
+    with_log_window(config, log_window)
 }
 
 async fn open_stores(
@@ -129,7 +133,7 @@ async fn build(node_dir: &Path, entries: u64, payload: usize) -> Result<u64, Box
     let (logs, snaps) = open_stores(node_dir).await?;
     let configuration = Configuration::new(MEMBERS.iter().map(|id| Server::voter(*id, *id)).collect());
     let net = InmemNetwork::new();
-    raft::bootstrap_cluster(&restart_config(), &logs, &logs, &snaps, &net.transport(NODE), configuration)
+    raft::bootstrap_cluster(&restart_config(None), &logs, &logs, &snaps, &net.transport(NODE), configuration)
         .await?;
     let first = logs.last_index().await? + 1;
     let term = match logs.get_log(first - 1).await? {
@@ -184,11 +188,14 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
 
     let exe = std::env::current_exe()?;
     let child_dir = node_dir.clone();
+    let window_args: Vec<String> =
+        args.log_window_mb.map(|mb| vec!["--log-window-mb".to_string(), mb.to_string()]).unwrap_or_default();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(exe)
             .arg("--restart-child")
             .arg("--restart-dir")
             .arg(&child_dir)
+            .args(&window_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -218,6 +225,9 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
             println!("  dir {dir_label} (kept)");
         }
         println!("  commit index known at start {}  applied at ready {}", r.commit_index, r.applied_at_ready);
+        if let Some(mb) = args.log_window_mb {
+            println!("  log window {mb} MiB (Config::max_log_window_bytes)");
+        }
         println!("  allocator: {ALLOCATOR_NAME}");
         println!();
         println!("stores open      {:>10.1} ms", r.open_ms);
@@ -225,7 +235,10 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
         println!("ready (follower) {:>10.1} ms", r.ready_ms);
         match r.replay_ms {
             Some(ms) => {
-                println!("fsm replay       {ms:>10.1} ms ({} entries, after ready)", r.replayed_entries)
+                println!(
+                    "fsm replay       {ms:>10.1} ms ({} entries, from Raft::new returning)",
+                    r.replayed_entries
+                )
             }
             None => println!("fsm replay       none at start (nothing known committed beyond the snapshot)"),
         }
@@ -240,7 +253,7 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
          \"build_s\":{},\"disk_mb\":{:.1},\"last_index\":{},\"commit_index\":{},\"applied_at_ready\":{},\
          \"open_ms\":{:.1},\"new_ms\":{:.1},\"ready_ms\":{:.1},\"replay_ms\":{},\"replayed_entries\":{},\
          \"rss_base_mb\":{:.1},\"rss_ready_mb\":{:.1},\"rss_anon_ready_mb\":{:.1},\"rss_after_replay_mb\":{:.1},\
-         \"peak_rss_mb\":{:.1},\"dir\":{},\"allocator\":\"{ALLOCATOR_NAME}\"}}",
+         \"peak_rss_mb\":{:.1},\"dir\":{},\"allocator\":\"{ALLOCATOR_NAME}\",\"log_window_mb\":{}}}",
         args.payload,
         opt(build_s, 3),
         on_disk as f64 / (1 << 20) as f64,
@@ -258,13 +271,14 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
         r.rss_after_replay_mb,
         r.peak_rss_mb,
         if args.restart_dir.is_some() { json_str(&dir_label) } else { "null".to_string() },
+        args.log_window_mb.map_or("null".to_string(), |mb| mb.to_string()),
     );
     Ok(())
 }
 
 /// Child side (`--restart-child --restart-dir NODE_DIR`): restarts the node
 /// and prints one JSON line with the measurements.
-pub(crate) async fn child(node_dir: &Path) -> Result<(), BoxError> {
+pub(crate) async fn child(node_dir: &Path, log_window: Option<usize>) -> Result<(), BoxError> {
     let rss_base_mb = proc_status_mb("VmRSS");
     let start = Instant::now();
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
@@ -272,10 +286,34 @@ pub(crate) async fn child(node_dir: &Path) -> Result<(), BoxError> {
     let open_ms = ms(start);
     let last_index = logs.last_index().await?;
     let net = InmemNetwork::new();
-    let node =
-        Raft::new(restart_config(), BenchFsm::default(), logs.clone(), logs, snaps, net.transport(NODE))
-            .await?;
+    let node = Raft::new(
+        restart_config(log_window),
+        BenchFsm::default(),
+        logs.clone(),
+        logs,
+        snaps,
+        net.transport(NODE),
+    )
+    .await?;
     let new_ms = ms(start);
+    let metrics = node.metrics().borrow().clone();
+    let commit_index = metrics.commit_index;
+    // The FSM replay runs after `Raft::new` returns, possibly while the
+    // readiness check below waits: time it on its own task.
+    let replay = (commit_index > metrics.last_snapshot_index).then(|| {
+        let node = node.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(REPLAY_WAIT, node.wait_applied(commit_index)).await {
+                Ok(Ok(())) => Ok(Instant::now()),
+                Ok(Err(e)) => Err(format!("waiting for the FSM replay failed: {e}")),
+                Err(_) => Err(format!(
+                    "the FSM applied {} of {commit_index} known-committed entries in {} s",
+                    node.applied_index(),
+                    REPLAY_WAIT.as_secs()
+                )),
+            }
+        })
+    });
     node.get_configuration().await?;
     let metrics = node.metrics().borrow().clone();
     if metrics.last_log_index != last_index {
@@ -289,26 +327,15 @@ pub(crate) async fn child(node_dir: &Path) -> Result<(), BoxError> {
         return Err(format!("the restarted node is {:?}, not a follower, when ready", metrics.state).into());
     }
     let ready_ms = ms(start);
-    let ready = Instant::now();
     let rss_ready_mb = proc_status_mb("VmRSS");
     let rss_anon_ready_mb = proc_status_mb("RssAnon");
     let applied_at_ready = node.applied_index();
-    let commit_index = metrics.commit_index;
-    let replay_ms = if commit_index > metrics.last_snapshot_index && commit_index > 0 {
-        while node.applied_index() < commit_index {
-            if ready.elapsed() > REPLAY_WAIT {
-                return Err(format!(
-                    "the FSM applied {} of {commit_index} known-committed entries in {} s",
-                    node.applied_index(),
-                    REPLAY_WAIT.as_secs()
-                )
-                .into());
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    let replay_ms = match replay {
+        Some(task) => {
+            let done = task.await?.map_err(BoxError::from)?;
+            Some(done.duration_since(start).as_secs_f64() * 1e3 - new_ms)
         }
-        Some(ms(ready))
-    } else {
-        None
+        None => None,
     };
     // Everything applied since the start, whether before or after ready.
     let replayed_entries = node.applied_index().saturating_sub(metrics.last_snapshot_index);
