@@ -83,5 +83,7 @@ fn restart_passes_the_log_window_to_the_restarted_node_and_reports_it() {
         "--json",
     ]);
     assert_eq!(num(&v, "log_window_mb"), 1.0, "{v}");
+    // As the restarted node (the child process) was configured.
+    assert_eq!(num(&v, "log_window_bytes"), 1048576.0, "{v}");
     assert_eq!(num(&v, "last_index"), 501.0, "{v}");
 }

@@ -35,7 +35,8 @@
 //! - memory of the child process from `/proc/self/status`: `VmRSS` before
 //!   opening the stores (the runtime alone), at ready and after the replay,
 //!   `RssAnon` at ready (heap, without file pages), and `VmHWM` (the peak)
-//!   at the end.
+//!   at the end;
+//! - `log_window_bytes`: the node's `Config::max_log_window_bytes`.
 //!
 //! The page cache is warm (the files were just written or read); dropping
 //! it needs root and would disturb everything else on the machine.
@@ -80,6 +81,7 @@ struct ChildReport {
     rss_anon_ready_mb: f64,
     rss_after_replay_mb: f64,
     peak_rss_mb: f64,
+    log_window_bytes: u64,
 }
 
 /// A `/proc/self/status` field in MiB (`VmRSS`, `VmHWM`, `RssAnon`, ...).
@@ -253,7 +255,7 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
          \"build_s\":{},\"disk_mb\":{:.1},\"last_index\":{},\"commit_index\":{},\"applied_at_ready\":{},\
          \"open_ms\":{:.1},\"new_ms\":{:.1},\"ready_ms\":{:.1},\"replay_ms\":{},\"replayed_entries\":{},\
          \"rss_base_mb\":{:.1},\"rss_ready_mb\":{:.1},\"rss_anon_ready_mb\":{:.1},\"rss_after_replay_mb\":{:.1},\
-         \"peak_rss_mb\":{:.1},\"dir\":{},\"allocator\":\"{ALLOCATOR_NAME}\",\"log_window_mb\":{}}}",
+         \"peak_rss_mb\":{:.1},\"dir\":{},\"allocator\":\"{ALLOCATOR_NAME}\",\"log_window_mb\":{},\"log_window_bytes\":{}}}",
         args.payload,
         opt(build_s, 3),
         on_disk as f64 / (1 << 20) as f64,
@@ -272,6 +274,7 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
         r.peak_rss_mb,
         if args.restart_dir.is_some() { json_str(&dir_label) } else { "null".to_string() },
         args.log_window_mb.map_or("null".to_string(), |mb| mb.to_string()),
+        r.log_window_bytes,
     );
     Ok(())
 }
@@ -286,15 +289,9 @@ pub(crate) async fn child(node_dir: &Path, log_window: Option<usize>) -> Result<
     let open_ms = ms(start);
     let last_index = logs.last_index().await?;
     let net = InmemNetwork::new();
-    let node = Raft::new(
-        restart_config(log_window),
-        BenchFsm::default(),
-        logs.clone(),
-        logs,
-        snaps,
-        net.transport(NODE),
-    )
-    .await?;
+    let config = restart_config(log_window);
+    let log_window_bytes = config.max_log_window_bytes;
+    let node = Raft::new(config, BenchFsm::default(), logs.clone(), logs, snaps, net.transport(NODE)).await?;
     let new_ms = ms(start);
     let metrics = node.metrics().borrow().clone();
     let commit_index = metrics.commit_index;
@@ -347,7 +344,7 @@ pub(crate) async fn child(node_dir: &Path, log_window: Option<usize>) -> Result<
          \"open_ms\":{open_ms:.3},\"new_ms\":{new_ms:.3},\"ready_ms\":{ready_ms:.3},\"replay_ms\":{},\
          \"replayed_entries\":{replayed_entries},\"rss_base_mb\":{rss_base_mb:.2},\"rss_ready_mb\":{rss_ready_mb:.2},\
          \"rss_anon_ready_mb\":{rss_anon_ready_mb:.2},\"rss_after_replay_mb\":{rss_after_replay_mb:.2},\
-         \"peak_rss_mb\":{peak_rss_mb:.2}}}",
+         \"peak_rss_mb\":{peak_rss_mb:.2},\"log_window_bytes\":{log_window_bytes}}}",
         replay_ms.map_or("null".to_string(), |v: f64| format!("{v:.3}")),
     );
     Ok(())
