@@ -48,7 +48,7 @@ fn restart_builds_the_log_then_reuses_it_and_reports_timings_and_memory() {
     assert!(num(&built, "disk_mb") * 1048576.0 >= 600_000.0, "{built}");
     let (open, new, ready) = (num(&built, "open_ms"), num(&built, "new_ms"), num(&built, "ready_ms"));
     assert!(0.0 < open && open <= new && new <= ready, "timings out of order: {built}");
-    for key in ["rss_base_mb", "rss_ready_mb", "rss_anon_ready_mb", "rss_after_replay_mb"] {
+    for key in ["rss_base_mb", "rss_open_mb", "rss_ready_mb", "rss_anon_ready_mb", "rss_after_replay_mb"] {
         assert!(num(&built, key) > 0.0, "{key} not measured: {built}");
     }
     assert!(num(&built, "peak_rss_mb") >= num(&built, "rss_ready_mb"), "{built}");

@@ -33,7 +33,8 @@
 //!   `null` when the node knew of no committed entry beyond what its
 //!   snapshot covers (it then waits for a leader to apply anything);
 //! - memory of the child process from `/proc/self/status`: `VmRSS` before
-//!   opening the stores (the runtime alone), at ready and after the replay,
+//!   opening the stores (the runtime alone), once they are open (what the
+//!   stores hold), at ready and after the replay,
 //!   `RssAnon` at ready (heap, without file pages), and `VmHWM` (the peak)
 //!   at the end;
 //! - `log_window_bytes`: the node's `Config::max_log_window_bytes`.
@@ -77,6 +78,7 @@ struct ChildReport {
     replay_ms: Option<f64>,
     replayed_entries: u64,
     rss_base_mb: f64,
+    rss_open_mb: f64,
     rss_ready_mb: f64,
     rss_anon_ready_mb: f64,
     rss_after_replay_mb: f64,
@@ -245,6 +247,7 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
             None => println!("fsm replay       none at start (nothing known committed beyond the snapshot)"),
         }
         println!("rss before open  {:>10.1} MiB", r.rss_base_mb);
+        println!("rss stores open  {:>10.1} MiB", r.rss_open_mb);
         println!("rss at ready     {:>10.1} MiB ({:.1} MiB anonymous)", r.rss_ready_mb, r.rss_anon_ready_mb);
         println!("rss after replay {:>10.1} MiB", r.rss_after_replay_mb);
         println!("peak rss (child) {:>10.1} MiB", r.peak_rss_mb);
@@ -254,7 +257,7 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
         "{{\"mode\":\"restart\",\"restart_entries\":{entries},\"payload\":{},\"store\":\"file\",\"reused\":{reused},\
          \"build_s\":{},\"disk_mb\":{:.1},\"last_index\":{},\"commit_index\":{},\"applied_at_ready\":{},\
          \"open_ms\":{:.1},\"new_ms\":{:.1},\"ready_ms\":{:.1},\"replay_ms\":{},\"replayed_entries\":{},\
-         \"rss_base_mb\":{:.1},\"rss_ready_mb\":{:.1},\"rss_anon_ready_mb\":{:.1},\"rss_after_replay_mb\":{:.1},\
+         \"rss_base_mb\":{:.1},\"rss_open_mb\":{:.1},\"rss_ready_mb\":{:.1},\"rss_anon_ready_mb\":{:.1},\"rss_after_replay_mb\":{:.1},\
          \"peak_rss_mb\":{:.1},\"dir\":{},\"allocator\":\"{ALLOCATOR_NAME}\",\"log_window_mb\":{},\"log_window_bytes\":{}}}",
         args.payload,
         opt(build_s, 3),
@@ -268,6 +271,7 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
         opt(r.replay_ms, 1),
         r.replayed_entries,
         r.rss_base_mb,
+        r.rss_open_mb,
         r.rss_ready_mb,
         r.rss_anon_ready_mb,
         r.rss_after_replay_mb,
@@ -287,6 +291,7 @@ pub(crate) async fn child(node_dir: &Path, log_window: Option<usize>) -> Result<
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
     let (logs, snaps) = open_stores(node_dir).await?;
     let open_ms = ms(start);
+    let rss_open_mb = proc_status_mb("VmRSS");
     let last_index = logs.last_index().await?;
     let net = InmemNetwork::new();
     let config = restart_config(log_window);
@@ -342,7 +347,7 @@ pub(crate) async fn child(node_dir: &Path, log_window: Option<usize>) -> Result<
     println!(
         "{{\"last_index\":{last_index},\"commit_index\":{commit_index},\"applied_at_ready\":{applied_at_ready},\
          \"open_ms\":{open_ms:.3},\"new_ms\":{new_ms:.3},\"ready_ms\":{ready_ms:.3},\"replay_ms\":{},\
-         \"replayed_entries\":{replayed_entries},\"rss_base_mb\":{rss_base_mb:.2},\"rss_ready_mb\":{rss_ready_mb:.2},\
+         \"replayed_entries\":{replayed_entries},\"rss_base_mb\":{rss_base_mb:.2},\"rss_open_mb\":{rss_open_mb:.2},\"rss_ready_mb\":{rss_ready_mb:.2},\
          \"rss_anon_ready_mb\":{rss_anon_ready_mb:.2},\"rss_after_replay_mb\":{rss_after_replay_mb:.2},\
          \"peak_rss_mb\":{peak_rss_mb:.2},\"log_window_bytes\":{log_window_bytes}}}",
         replay_ms.map_or("null".to_string(), |v: f64| format!("{v:.3}")),
