@@ -7,9 +7,9 @@
 //!     [--nodes 3] [--clients 256] [--payload 64] [--ops N | --seconds S] \
 //!     [--store mem|file] [--transport inmem|grpc] [--dir PATH] \
 //!     [--read-ratio 0.0] [--read-mode read_index|barrier] [--snapshot-interval 0.2] \
-//!     [--warmup 1] [--json]
+//!     [--log-window-mb M] [--warmup 1] [--json]
 //! cargo run --release -p raft-examples --bin bench -- --restart \
-//!     [--restart-entries 1000000] [--payload 64] [--restart-dir PATH] [--json]
+//!     [--restart-entries 1000000] [--payload 64] [--restart-dir PATH] [--log-window-mb M] [--json]
 //! ```
 //!
 //! A write is `raft.apply(payload)` with a fresh `payload`-byte command; a
