@@ -98,18 +98,22 @@ pub struct Config {
     /// persisted ones up to this budget. Older entries are read back from
     /// the [`LogStore`](crate::LogStore) when a lagging follower or the
     /// state machine needs them, so a node's memory does not grow with the
-    /// log between snapshots. Not in HashiCorp's raft (its `LogCache` is
-    /// counted in entries). Default 64 MiB.
+    /// log between snapshots. Reloadable (a smaller budget takes effect as
+    /// entries are next persisted). Not in HashiCorp's raft (its `LogCache`
+    /// is counted in entries). Default 64 MiB.
     pub max_log_window_bytes: usize,
     /// Flow control: the most entry bytes a leader has in flight (sent, not
     /// yet acknowledged) to one follower (etcd's `MaxInflightBytes`). A
     /// request always carries at least one entry, so progress never stops.
-    /// Default 32 MiB.
+    /// Reloadable (applies to the next requests sent). Default 32 MiB.
     pub max_inflight_bytes: usize,
     /// Flow control: the most bytes of uncommitted entries a leader accepts;
     /// further [`Raft::apply`](crate::Raft::apply) calls wait (within their
-    /// timeout) until commits make room, instead of growing memory. One
-    /// entry is always accepted when nothing is uncommitted. Default 64 MiB.
+    /// timeout) until commits make room, instead of growing memory, and
+    /// fail with [`Error::EnqueueTimeout`] if
+    /// none is made in time. One entry is always accepted when nothing is
+    /// uncommitted. Reloadable (a larger limit lets waiting writes in at
+    /// once). Default 64 MiB.
     pub max_uncommitted_bytes: usize,
 }
 
@@ -281,6 +285,12 @@ pub struct ReloadableConfig {
     pub election_timeout: Duration,
     /// See [`Config::max_append_entries_bytes`].
     pub max_append_entries_bytes: usize,
+    /// See [`Config::max_log_window_bytes`].
+    pub max_log_window_bytes: usize,
+    /// See [`Config::max_inflight_bytes`].
+    pub max_inflight_bytes: usize,
+    /// See [`Config::max_uncommitted_bytes`].
+    pub max_uncommitted_bytes: usize,
 }
 
 impl ReloadableConfig {
@@ -294,6 +304,9 @@ impl ReloadableConfig {
             heartbeat_timeout: config.heartbeat_timeout,
             election_timeout: config.election_timeout,
             max_append_entries_bytes: config.max_append_entries_bytes,
+            max_log_window_bytes: config.max_log_window_bytes,
+            max_inflight_bytes: config.max_inflight_bytes,
+            max_uncommitted_bytes: config.max_uncommitted_bytes,
         }
     }
 
@@ -307,6 +320,9 @@ impl ReloadableConfig {
             heartbeat_timeout: self.heartbeat_timeout,
             election_timeout: self.election_timeout,
             max_append_entries_bytes: self.max_append_entries_bytes,
+            max_log_window_bytes: self.max_log_window_bytes,
+            max_inflight_bytes: self.max_inflight_bytes,
+            max_uncommitted_bytes: self.max_uncommitted_bytes,
             ..config.clone()
         }
     }
@@ -369,5 +385,23 @@ mod tests {
         assert_eq!(c.follower_timeout_ticks, 10);
         assert_eq!(c.candidate_timeout_ticks, 10);
         assert_eq!(c.lease_ticks, 5);
+    }
+
+    #[test]
+    fn memory_budgets_are_reloadable_and_reach_the_core() {
+        let base = Config::new("a");
+        let rc = ReloadableConfig {
+            max_log_window_bytes: 1000,
+            max_inflight_bytes: 2000,
+            max_uncommitted_bytes: 3000,
+            ..ReloadableConfig::from_config(&base)
+        };
+        let next = rc.apply_to(&base);
+        assert_eq!(ReloadableConfig::from_config(&next), rc);
+        let core = next.core_config();
+        assert_eq!(
+            (core.max_window_bytes, core.max_inflight_bytes, core.max_uncommitted_bytes),
+            (1000, 2000, 3000)
+        );
     }
 }

@@ -71,6 +71,35 @@ pub struct Metrics {
     /// Why the node stopped, if a storage failure stopped it (the node is
     /// then in state [`RaftState::Shutdown`]).
     pub fatal_error: Option<String>,
+    /// Payload bytes of log entries the protocol core holds in memory (its
+    /// log window): the unpersisted entries plus the newest persisted ones
+    /// up to [`Config::max_log_window_bytes`](crate::Config::max_log_window_bytes).
+    pub log_window_bytes: u64,
+    /// (Leader) client writes waiting for room under
+    /// [`Config::max_uncommitted_bytes`](crate::Config::max_uncommitted_bytes):
+    /// they enter the log as commits free room, or fail with
+    /// [`Error::EnqueueTimeout`](crate::Error::EnqueueTimeout) at their
+    /// deadline. Non-zero for long: followers are not acknowledging.
+    pub writes_waiting_for_room: u64,
+    /// Payload bytes of those writes.
+    pub bytes_waiting_for_room: u64,
+    /// Writes that timed out waiting for room since this node started.
+    pub writes_timed_out_waiting_for_room: u64,
+    /// (Leader) reads of entries from the log store for followers that
+    /// needed entries outside the log window, since this node started.
+    pub log_fetches: u64,
+    /// Such reads that failed (each logged; the follower waits for a
+    /// later read).
+    pub log_fetch_failures: u64,
+    /// Payload bytes those reads returned.
+    pub log_fetched_bytes: u64,
+    /// The commit index last queued to be recorded in the stable store
+    /// (what a restart applies without a leader).
+    pub recorded_commit_index: u64,
+    /// (Leader) bytes of entries after the commit index, counted like
+    /// [`log_window_bytes`](Self::log_window_bytes); proposals wait while it
+    /// is at [`Config::max_uncommitted_bytes`](crate::Config::max_uncommitted_bytes).
+    pub uncommitted_bytes: u64,
 }
 
 impl Metrics {
@@ -94,6 +123,15 @@ impl Metrics {
             first_index: 1,
             log_compacted_through: 0,
             fatal_error: None,
+            log_window_bytes: 0,
+            writes_waiting_for_room: 0,
+            bytes_waiting_for_room: 0,
+            writes_timed_out_waiting_for_room: 0,
+            log_fetches: 0,
+            log_fetch_failures: 0,
+            log_fetched_bytes: 0,
+            recorded_commit_index: 0,
+            uncommitted_bytes: 0,
         }
     }
 
@@ -117,6 +155,18 @@ impl Metrics {
             self.current_leader.as_ref().map(|(id, addr)| format!("{id}@{addr}")).unwrap_or_default();
         m.insert("leader".into(), leader);
         m.insert("cluster_id".into(), self.cluster_id.as_ref().map(|c| c.to_string()).unwrap_or_default());
+        m.insert("log_window_bytes".into(), self.log_window_bytes.to_string());
+        m.insert("writes_waiting_for_room".into(), self.writes_waiting_for_room.to_string());
+        m.insert("bytes_waiting_for_room".into(), self.bytes_waiting_for_room.to_string());
+        m.insert(
+            "writes_timed_out_waiting_for_room".into(),
+            self.writes_timed_out_waiting_for_room.to_string(),
+        );
+        m.insert("log_fetches".into(), self.log_fetches.to_string());
+        m.insert("log_fetch_failures".into(), self.log_fetch_failures.to_string());
+        m.insert("log_fetched_bytes".into(), self.log_fetched_bytes.to_string());
+        m.insert("recorded_commit_index".into(), self.recorded_commit_index.to_string());
+        m.insert("uncommitted_bytes".into(), self.uncommitted_bytes.to_string());
         if let Some(err) = &self.fatal_error {
             m.insert("fatal_error".into(), err.clone());
         }

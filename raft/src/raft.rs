@@ -209,7 +209,7 @@ impl<F: Fsm> Raft<F> {
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
         let (writer_events_tx, writer_events) = mpsc::unbounded_channel();
         let apply_failures = writer_events_tx.clone();
-        let writer_task = tokio::spawn(writer::run(logs, stable, writer_rx, writer_events_tx));
+        let writer_task = tokio::spawn(writer::run(logs.clone(), stable, writer_rx, writer_events_tx));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (position_conf, position_conf_index) = core.committed_configuration();
         let position = SnapshotPosition {
@@ -227,6 +227,7 @@ impl<F: Fsm> Raft<F> {
                 applied: applied.clone(),
                 applied_tx,
                 failures: apply_failures,
+                logs: logs.clone(),
             },
             apply_rx,
         ));
@@ -269,6 +270,7 @@ impl<F: Fsm> Raft<F> {
             cluster_id,
             compacted_through,
             last_snapshot,
+            logs,
         };
         let span = tracing::info_span!("raft", id = %task.config.local_id);
         let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));
@@ -367,6 +369,14 @@ impl<F: Fsm> Raft<F> {
     /// the FSM has applied it, however long the FSM takes. On
     /// [`Error::Timeout`] or [`Error::LeadershipLost`] the command may
     /// still be applied later.
+    ///
+    /// Flow control: when the leader already holds
+    /// [`Config::max_uncommitted_bytes`] of uncommitted entries (followers
+    /// are slow or unreachable), the command waits, in submission order
+    /// behind earlier waiting writes, until commits make room; if none is
+    /// made before `timeout` it fails with [`Error::EnqueueTimeout`] and is
+    /// certainly not in the log. [`Metrics::writes_waiting_for_room`]
+    /// counts the writes waiting so.
     ///
     /// A command larger than one message of the transport can carry
     /// ([`Raft::max_command_size`]) is refused at once with
@@ -605,7 +615,8 @@ impl<F: Fsm> Raft<F> {
     }
 
     /// Changes the reloadable settings of a running node (timeouts, snapshot
-    /// policy). The whole resulting configuration is validated first.
+    /// policy, memory and flow-control budgets). The whole resulting
+    /// configuration is validated first.
     pub fn reload_config(&self, rc: ReloadableConfig) -> Result<()> {
         let mut current = self.inner.shared.config.lock().unwrap_or_else(|e| e.into_inner());
         let next = rc.apply_to(&current);

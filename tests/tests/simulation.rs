@@ -7,7 +7,8 @@
 //! client history for linearizability.
 //!
 //! - `SIM_SEEDS=N` runs seeds `0..N` (default 1000) in `simulation_seeds`
-//!   (and `N / 5` one-server-bootstrap seeds, `N / 3` lost-disk seeds);
+//!   (and `N / 5` one-server-bootstrap seeds, `N / 3` lost-disk seeds,
+//!   `N / 10` small-log-window seeds);
 //! - `SIM_SEED=S cargo test -p raft-tests --test simulation replay` runs one
 //!   seed alone and prints its report (or its failure with a trace).
 
@@ -128,6 +129,19 @@ fn simulation_seeds() {
         paused * 100.0,
         stalled * 100.0,
     );
+    let windowed: Vec<&SimReport> = reports.iter().filter(|r| r.small_window).collect();
+    let from_store = windowed.iter().filter(|r| replicated_mostly_from_store(r)).count();
+    println!(
+        "log window: {} of {seeds} seeds ran with a small window, {from_store} of them replicated mostly from \
+         the store; {} reads of the store ({} failed), {} of {} replicated entries read from the store, {} \
+         entries applied from the store",
+        windowed.len(),
+        sum(|r| r.fetches),
+        sum(|r| r.fetch_failures),
+        sum(|r| r.entries_from_store),
+        sum(|r| r.entries_replicated),
+        sum(|r| r.applied_from_store),
+    );
     if let Some(first) = failures.first() {
         let mut by_property: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         for f in &failures {
@@ -157,6 +171,17 @@ fn simulation_seeds() {
         assert!(wiped >= 0.1, "only {:.0}% of the seeds lost a disk", wiped * 100.0);
         assert!(torn >= 0.1, "only {:.0}% of the seeds tore a log tail", torn * 100.0);
         assert!(one >= 0.03, "only {:.0}% of the seeds were bootstrapped on one server", one * 100.0);
+    }
+    // And the log window: most small-window seeds replicate mostly from
+    // the store.
+    if seeds >= 100 && config.window_rate > 0.0 {
+        let share = windowed.len() as f64 / seeds as f64;
+        assert!(share >= 0.4, "only {:.0}% of the seeds ran with a small log window", share * 100.0);
+        assert!(
+            from_store * 2 >= windowed.len(),
+            "only {from_store} of {} small-window seeds replicated mostly from the store",
+            windowed.len()
+        );
     }
     // And the long-tail faults.
     if seeds >= 100 {
@@ -200,6 +225,43 @@ fn lost_disk_seeds() {
     assert!(torn * 5 >= seeds as usize, "only {torn} of {seeds} seeds tore a log tail");
 }
 
+/// Whether most entries a run replicated were read from the durable log
+/// (the core's window did not hold them).
+fn replicated_mostly_from_store(r: &SimReport) -> bool {
+    r.entries_replicated > 0 && r.entries_from_store * 2 > r.entries_replicated
+}
+
+/// Issue 17 in the simulation: every seed runs with a log window of at
+/// most a few hundred bytes, so leaders read most of what they replicate
+/// from their durable logs (reads that are delayed, race with everything
+/// else and sometimes fail), restarted nodes apply committed entries from
+/// them, and every safety and liveness check still holds. Most seeds must
+/// replicate mostly from the store.
+#[test]
+fn small_log_window_seeds() {
+    let seeds = env_u64("SIM_SEEDS").map_or(100, |s| s / 10);
+    let config = SimConfig { window_rate: 1.0, ..SimConfig::default() };
+    let (reports, failures) = run_seeds(seeds, &config);
+    if let Some(first) = failures.first() {
+        panic!(
+            "{} of {seeds} small-window seeds failed; first:\n{first}\n{}",
+            failures.len(),
+            replay_hint(first.seed)
+        );
+    }
+    let mostly = reports.iter().filter(|r| replicated_mostly_from_store(r)).count();
+    let failed_reads = reports.iter().filter(|r| r.fetch_failures > 0).count();
+    let applied = reports.iter().filter(|r| r.applied_from_store > 0).count();
+    println!(
+        "{mostly} of {seeds} seeds replicated mostly from the store, {failed_reads} saw a failed read, {applied} \
+         applied entries from the store"
+    );
+    assert!(reports.iter().all(|r| r.small_window));
+    assert!(mostly * 2 >= seeds as usize, "only {mostly} of {seeds} seeds replicated mostly from the store");
+    assert!(failed_reads * 4 >= seeds as usize, "only {failed_reads} of {seeds} seeds saw a failed read");
+    assert!(applied * 4 >= seeds as usize, "only {applied} of {seeds} seeds applied entries from the store");
+}
+
 /// Runs `SIM_SEED` (or a fixed seed) alone, printing its report.
 #[test]
 fn replay() {
@@ -224,6 +286,7 @@ fn before_lifecycle_faults() -> SimConfig {
         hold_rate: 0.0,
         pause_rate: 0.0,
         stall_rate: 0.0,
+        window_rate: 0.0,
         ..SimConfig::default()
     }
 }

@@ -416,6 +416,8 @@ impl Core {
                 if p.mode != super::progress::SendMode::Snapshot {
                     p.probe_sent = false;
                 }
+                // Retry a failed read from the log store.
+                p.fetch_paused = false;
             }
         }
         self.tick_transfer();

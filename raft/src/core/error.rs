@@ -103,6 +103,15 @@ pub enum InconsistentState {
         #[source]
         source: StorageError,
     },
+    /// A configuration entry passed in
+    /// [`InitialState::configurations`](super::InitialState) is not in the
+    /// log it describes (no entry of that index and term), or the list is
+    /// not ascending.
+    #[error("configuration entry {index} does not match the log (wrong index or term, or out of order)")]
+    ConfigurationNotInLog {
+        /// The entry's index.
+        index: u64,
+    },
 }
 
 /// Why [`Core::compact`](super::Core::compact) refused to forget entries.

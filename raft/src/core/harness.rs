@@ -7,8 +7,10 @@
 //!   calling a [`ReadyHost`] for each output: reports, messages, the
 //!   snapshot install that `install_snapshot` or `restore_snapshot` returned
 //!   just before (its log deletion becomes part of the write), the durable
-//!   [`DurableWrite`], snapshots to stream, committed entries, reads, then
-//!   declined requests and the end of a leadership transfer.
+//!   [`DurableWrite`], snapshots to stream, reads of the log store for
+//!   followers ([`Ready::fetches`]), committed entries (those read from the
+//!   store first, [`Ready::apply_from_store`]), reads, then declined
+//!   requests and the end of a leadership transfer.
 //! - [`MemLog`] is a durable log in memory (term, vote, entries after a
 //!   compaction point) that applies a `DurableWrite` the way a log store
 //!   must, refusing writes that would corrupt it.
@@ -19,7 +21,7 @@
 //! The async runtime executes `Ready` against real stores with its own
 //! batching and tasks and does not use this module.
 
-use super::{Core, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal};
+use super::{Core, InstalledSnapshot, LogFetch, LogReset, Message, ReadState, Ready, Refusal};
 use crate::types::{HardState, Log, ServerId};
 
 /// Deletes stored entries a snapshot covers.
@@ -116,6 +118,28 @@ impl MemLog {
         self.log.get((index - self.log_start - 1) as usize).map(|e| e.term)
     }
 
+    /// The durable entry at `index`, if the log holds it.
+    pub(crate) fn entry(&self, index: u64) -> Option<&Log> {
+        if index <= self.log_start {
+            return None;
+        }
+        self.log.get((index - self.log_start - 1) as usize)
+    }
+
+    /// Reads the durable entries `lo..=hi`, as a log store does for
+    /// [`Ready::fetches`] and [`Ready::apply_from_store`]: every one of them
+    /// must be there.
+    pub(crate) fn read(&self, lo: u64, hi: u64) -> Result<Vec<Log>, String> {
+        if lo <= self.log_start || hi > self.last_index() || lo > hi {
+            return Err(format!(
+                "entries {lo}..={hi} are not in the log (it holds {}..={})",
+                self.log_start + 1,
+                self.last_index()
+            ));
+        }
+        Ok(self.log[(lo - self.log_start - 1) as usize..(hi - self.log_start) as usize].to_vec())
+    }
+
     /// Makes `write` durable. Errors describe writes that would corrupt the
     /// log: a term going back, a vote changing within a term, a hole, a
     /// decreasing term along the log.
@@ -188,6 +212,15 @@ pub(crate) trait ReadyHost {
     /// Followers that need a snapshot streamed to them.
     fn send_snapshots(&mut self, to: Vec<ServerId>) -> Result<(), Self::Error>;
 
+    /// (Leader) reads `fetch.lo..=fetch.hi` from the durable log for a
+    /// follower, then (at once or later) hands the outcome to
+    /// [`Core::entries_fetched`].
+    fn fetch(&mut self, fetch: LogFetch) -> Result<(), Self::Error>;
+
+    /// Step 4, first: reads the committed entries `lo..=hi` from the
+    /// durable log and applies them in order (they left the core's window).
+    fn apply_from_store(&mut self, lo: u64, hi: u64) -> Result<(), Self::Error>;
+
     /// Step 4: applies one committed entry to the state machine.
     fn apply(&mut self, entry: Log) -> Result<(), Self::Error>;
 
@@ -243,6 +276,12 @@ pub(crate) fn execute<H: ReadyHost>(
     }
     if !ready.snapshots_to_send.is_empty() {
         host.send_snapshots(ready.snapshots_to_send)?;
+    }
+    for fetch in ready.fetches {
+        host.fetch(fetch)?;
+    }
+    if let Some((lo, hi)) = ready.apply_from_store {
+        host.apply_from_store(lo, hi)?;
     }
     for e in ready.committed {
         host.apply(e)?;
@@ -301,6 +340,22 @@ mod tests {
         m.write(&vote(3, "n1")).expect("a vote");
         assert!(m.write(&vote(3, "n2")).is_err(), "a second vote in a term");
         assert!(m.write(&vote(2, "n2")).is_err(), "a term going back");
+    }
+
+    #[test]
+    fn reads_return_durable_entries_or_say_what_is_missing() {
+        let mut m = MemLog::default();
+        m.write(&entries(vec![e(1, 1), e(2, 1), e(3, 2)])).expect("contiguous");
+        assert_eq!(m.read(2, 3).expect("held"), vec![e(2, 1), e(3, 2)]);
+        assert_eq!(m.entry(3), Some(&e(3, 2)));
+        assert!(m.read(3, 4).is_err(), "past the end");
+        assert!(m.read(0, 1).is_err(), "index 0 is never an entry");
+        let compact = DurableWrite {
+            compact: Some(Compaction { through: 1, term: 1, discard_all: false }),
+            ..DurableWrite::default()
+        };
+        m.write(&compact).expect("compacts");
+        assert!(m.read(1, 2).is_err() && m.entry(1).is_none(), "compacted");
     }
 
     #[test]

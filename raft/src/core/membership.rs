@@ -44,6 +44,11 @@ impl Membership {
         self.history.iter().any(|(i, c)| *i < index && c.server(id).is_some())
     }
 
+    /// The configurations from entries with index > `index`, ascending.
+    pub(crate) fn after(&self, index: u64) -> Vec<(u64, Configuration)> {
+        self.history.iter().filter(|(i, _)| *i > index).cloned().collect()
+    }
+
     /// Records a configuration appended at `index`.
     pub(crate) fn push(&mut self, index: u64, configuration: Configuration) {
         self.history.push((index, configuration));

@@ -12,10 +12,26 @@
 //!    append `entries`;
 //! 3. only then send `persisted_messages` (votes and acknowledgements that
 //!    promise durable state) and report [`Core::persisted`];
-//! 4. apply `committed` to the state machine in order.
+//! 4. apply `committed` to the state machine in order, after the entries
+//!    `apply_from_store` names (read from the log store: they left the
+//!    core's log window);
+//! 5. (leader) read each of `fetches` from the log store, off the main
+//!    task, and hand the entries back with [`Core::entries_fetched`].
+//!
+//! # Memory
+//! The core keeps metadata for the whole log after the last compaction
+//! (terms as runs, sizes as running totals: 8 bytes per entry), but entry
+//! payloads only for a window at the log's end: every entry not yet
+//! durable plus the newest durable ones up to
+//! [`CoreConfig::max_window_bytes`] ([`Core::held_bytes`] reports what it
+//! holds). Followers further behind are served from the store through
+//! `fetches`, at most one read at a time per follower. Byte flow control
+//! caps what is in flight to each follower
+//! ([`CoreConfig::max_inflight_bytes`]) and the leader's uncommitted bytes
+//! ([`CoreConfig::max_uncommitted_bytes`], [`Refusal::UncommittedLimit`]).
 //!
 //! # Layout
-//! - `log`: the in-memory log view.
+//! - `log`: the log's metadata and the window of payloads held in memory.
 //! - `progress`: per-follower replication state.
 //! - `membership`: configurations in force.
 //! - `election`: timeouts, pre-vote, votes, role changes.
@@ -68,7 +84,7 @@ use bytes::Bytes;
 use crate::types::{Configuration, HardState, Log, LogType, RaftState, ServerId};
 
 pub use self::boundary::{
-    Body, InitialState, InstalledSnapshot, LogReset, Message, PeerProgress, ReadState, Ready,
+    Body, InitialState, InstalledSnapshot, LogFetch, LogReset, Message, PeerProgress, ReadState, Ready,
 };
 pub use self::error::{CompactError, InconsistentState, InvalidRequest, Refusal};
 pub(crate) use self::log::RaftLog;
@@ -187,7 +203,16 @@ pub struct Core {
 
 impl Core {
     /// Builds a core from durable state. Fails if the state is
-    /// inconsistent (a gap in the log, an undecodable configuration entry).
+    /// inconsistent (a gap in the log or between `entry_meta` and
+    /// `entries`, a decreasing term, an undecodable configuration entry, a
+    /// configuration entry the log does not hold).
+    ///
+    /// The commit index starts at the highest of the snapshot index, the
+    /// applied index and the recorded `commit` (bounded by the last log
+    /// index); committed entries not yet applied are handed out by the
+    /// first [`Core::take_ready`] (through `apply_from_store` for those
+    /// outside the window), so a single-node cluster restarts with its
+    /// state without waiting for an election.
     pub fn new(
         id: ServerId,
         cfg: CoreConfig,
@@ -196,24 +221,35 @@ impl Core {
     ) -> Result<Self, InconsistentState> {
         let snapshot = init.snapshot.unwrap_or_default();
         let mut membership = Membership::new(snapshot.configuration_index, snapshot.configuration);
-        for e in &init.entries {
-            if e.index > snapshot.index && e.log_type == LogType::Configuration {
-                let conf: Configuration = crate::codec::decode(&e.data).map_err(|source| {
-                    InconsistentState::UndecodableConfiguration { index: e.index, source }
-                })?;
-                membership.push(e.index, conf);
+        let log = RaftLog::with_meta(snapshot.index, snapshot.term, &init.entry_meta, init.entries)?;
+        // Configuration entries known by their metadata come with their
+        // payloads in `configurations`; the held ones are in the window.
+        let mut last_conf = snapshot.index;
+        for e in init.configurations.iter().filter(|e| e.index > snapshot.index) {
+            if e.index <= last_conf || log.term(e.index) != Some(e.term) {
+                return Err(InconsistentState::ConfigurationNotInLog { index: e.index });
             }
+            last_conf = e.index;
         }
-        let log = RaftLog::new(snapshot.index, snapshot.term, init.entries)?;
+        let held: Vec<&Log> = (log.window_start()..=log.last_index()).filter_map(|i| log.entry(i)).collect();
+        for e in init.configurations.iter().filter(|e| e.index < log.window_start()).chain(held) {
+            if e.index <= snapshot.index || e.log_type != LogType::Configuration {
+                continue;
+            }
+            let conf: Configuration = crate::codec::decode(&e.data)
+                .map_err(|source| InconsistentState::UndecodableConfiguration { index: e.index, source })?;
+            membership.push(e.index, conf);
+        }
         let persisted = log.last_index();
         let applied = init.applied.max(snapshot.index).min(log.last_index());
+        let commit = applied.max(init.commit.min(log.last_index()));
         let mut core = Self {
             id,
             cfg,
             rng: Rng::new(seed),
             hard: init.hard_state,
             log,
-            commit: snapshot.index.max(applied),
+            commit,
             applied_sent: applied,
             persisted,
             membership,
@@ -223,6 +259,7 @@ impl Core {
             election_timeout: 0,
             ready: Ready::default(),
         };
+        core.log.evict(core.persisted, core.cfg.max_window_bytes);
         core.reset_election_timer();
         if init.removed || core.removal_committed() {
             tracing::warn!(id = %core.id, "this server was removed from the cluster configuration; starting as removed");
@@ -308,6 +345,31 @@ impl Core {
         self.log.entry(index)
     }
 
+    /// First index whose payload the core holds in memory (its log
+    /// window); entries before it are read from the store.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn window_start(&self) -> u64 {
+        self.log.window_start()
+    }
+
+    /// Bytes of entry payloads the core holds in memory (its log window),
+    /// each entry counted as its data plus
+    /// [`ENTRY_OVERHEAD`](crate::transport::ENTRY_OVERHEAD). Bounded by
+    /// [`CoreConfig::max_window_bytes`] plus the entries not yet durable
+    /// (on a leader, those are bounded by
+    /// [`CoreConfig::max_uncommitted_bytes`] unless durability lags behind
+    /// commitment). Entries only queued in a [`Ready`] share these
+    /// payloads (reference counted) and are not counted again.
+    pub fn held_bytes(&self) -> usize {
+        usize::try_from(self.log.held_bytes()).unwrap_or(usize::MAX)
+    }
+
+    /// (Leader) bytes of entries after the commit index, counted like
+    /// [`Core::held_bytes`].
+    pub fn uncommitted_bytes(&self) -> usize {
+        usize::try_from(self.log.bytes(self.commit + 1, self.log.last_index())).unwrap_or(usize::MAX)
+    }
+
     /// Term of the entry at `index`, if known.
     pub fn term_at(&self, index: u64) -> Option<u64> {
         self.log.term(index)
@@ -346,9 +408,11 @@ impl Core {
     }
 
     /// Replaces the tick counts and switches (reloadable settings). The
-    /// current election timer is re-randomized with the new bounds.
+    /// current election timer is re-randomized with the new bounds; a
+    /// smaller log window takes effect at once.
     pub fn reconfigure(&mut self, cfg: CoreConfig) {
         self.cfg = cfg;
+        self.log.evict(self.persisted, self.cfg.max_window_bytes);
         if !self.is_leader() {
             let elapsed = self.election_elapsed;
             self.reset_election_timer();
@@ -365,6 +429,15 @@ impl Core {
     pub fn take_ready(&mut self) -> Ready {
         self.flush_reads();
         let applicable = self.commit.min(self.persisted);
+        let window_start = self.log.window_start();
+        if applicable > self.applied_sent && self.applied_sent + 1 < window_start {
+            // Committed entries whose payloads left the window: the driver
+            // reads them from the store, ahead of `committed`.
+            let hi = applicable.min(window_start - 1);
+            let lo = self.ready.apply_from_store.map_or(self.applied_sent + 1, |(lo, _)| lo);
+            self.ready.apply_from_store = Some((lo, hi));
+            self.applied_sent = hi;
+        }
         if applicable > self.applied_sent {
             let entries = self.log.slice(self.applied_sent + 1, applicable, usize::MAX);
             if let Some(last) = entries.last() {
@@ -389,6 +462,7 @@ impl Core {
             return;
         }
         self.persisted = index.min(self.log.last_index());
+        self.log.evict(self.persisted, self.cfg.max_window_bytes);
         if self.is_leader() {
             self.maybe_commit();
         }
@@ -405,11 +479,20 @@ impl Core {
         let first = self.log.last_index() + 1;
         let term = self.hard.term;
         let mut entries = Vec::new();
+        let mut bytes = 0usize;
         for (index, (log_type, data)) in (first..).zip(commands) {
             if log_type == LogType::Configuration {
                 return Err(InvalidRequest::ConfigurationViaPropose.into());
             }
-            entries.push(Log { index, term, log_type, data });
+            let entry = Log { index, term, log_type, data };
+            bytes = bytes.saturating_add(log::entry_bytes(&entry));
+            entries.push(entry);
+        }
+        let uncommitted = self.uncommitted_bytes();
+        let limit = self.cfg.max_uncommitted_bytes;
+        if uncommitted > 0 && uncommitted.saturating_add(bytes) > limit {
+            tracing::debug!(uncommitted, limit, "proposal refused: too many uncommitted bytes");
+            return Err(Refusal::UncommittedLimit { uncommitted, limit });
         }
         self.append_local(entries);
         self.broadcast_append();

@@ -38,6 +38,12 @@ pub(crate) struct Progress {
     pub(crate) stalled_ticks: u64,
     /// Ticks since the leader last heard from this follower at all.
     pub(crate) ticks_since_contact: u64,
+    /// The range of a read from the log store under way for this follower
+    /// (at most one): nothing more is sent to it until the entries arrive.
+    pub(crate) fetching: Option<(u64, u64)>,
+    /// A read from the log store failed (or returned unusable entries):
+    /// wait for the next heartbeat interval before reading again.
+    pub(crate) fetch_paused: bool,
 }
 
 impl Progress {
@@ -52,6 +58,8 @@ impl Progress {
             acked_round: 0,
             stalled_ticks: 0,
             ticks_since_contact: 0,
+            fetching: None,
+            fetch_paused: false,
         }
     }
 

@@ -4,9 +4,9 @@
 //! current-term entries only (§5.4.2, Figure 8).
 
 use super::progress::{Progress, SendMode};
-use super::{Body, Core, Role};
+use super::{Body, Core, LogFetch, Role};
 use crate::message::{AppendEntriesRequest, AppendEntriesResponse};
-use crate::types::ServerId;
+use crate::types::{Log, ServerId};
 
 impl Core {
     /// Sends whatever each follower can take now.
@@ -18,19 +18,37 @@ impl Core {
         }
     }
 
-    /// Sends AppendEntries to one follower while its window allows.
+    /// Sends AppendEntries to one follower while its window allows: from
+    /// the log window, or, for entries whose payloads left it, by asking
+    /// the driver to read them from the store first ([`Ready::fetches`],
+    /// one read at a time per follower; see [`Core::entries_fetched`]).
+    /// Besides the request count, the bytes in flight to the follower are
+    /// capped by `max_inflight_bytes`; a request always carries at least
+    /// one entry, so a follower always makes progress.
+    ///
+    /// [`Ready::fetches`]: super::Ready::fetches
     pub(crate) fn send_append(&mut self, peer: &ServerId) {
         loop {
             let last = self.log.last_index();
+            let window_start = self.log.window_start();
             let Role::Leader(leader) = &mut self.role else { return };
             let Some(p) = leader.peers.get_mut(peer) else { return };
-            if !p.can_send(self.cfg.max_inflight) {
+            if !p.can_send(self.cfg.max_inflight) || p.fetching.is_some() || p.fetch_paused {
                 return;
             }
             // In replicate mode only send when there is something new.
             if p.mode == SendMode::Replicate && p.next > last {
                 return;
             }
+            let in_flight = if p.mode == SendMode::Replicate && !p.inflight.is_empty() {
+                usize::try_from(self.log.bytes(p.matched + 1, p.next - 1)).unwrap_or(usize::MAX)
+            } else {
+                0
+            };
+            if in_flight > 0 && in_flight >= self.cfg.max_inflight_bytes {
+                return;
+            }
+            let budget = self.cfg.max_append_bytes.min(self.cfg.max_inflight_bytes.saturating_sub(in_flight));
             let prev_log_index = p.next - 1;
             let Some(prev_log_term) = self.log.term(prev_log_index) else {
                 // The entries this follower needs were compacted away; it
@@ -41,26 +59,129 @@ impl Core {
                 self.ready.snapshots_to_send.push(peer.clone());
                 return;
             };
-            let entries =
-                self.log.slice_bytes(p.next, last, self.cfg.max_append_entries, self.cfg.max_append_bytes);
-            let sent_last = prev_log_index + entries.len() as u64;
-            p.sent(sent_last);
-            let round = leader.round;
-            let req = AppendEntriesRequest {
-                term: self.hard.term,
-                leader_id: self.id.clone(),
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit: self.commit,
-                round,
-                cluster_id: None,
-            };
-            let mode = p.mode;
-            self.send(peer.clone(), Body::AppendEntries(req));
-            if mode == SendMode::Probe {
+            if p.next <= last && p.next < window_start {
+                // The payloads left the window: read them from the store.
+                // Everything before the window is durable, so the store has it.
+                let lo = p.next;
+                let hi = self.log.read_end(lo, window_start - 1, self.cfg.max_append_entries, budget);
+                p.fetching = Some((lo, hi));
+                tracing::debug!(peer = %peer, lo, hi, "reading entries for a follower from the log store");
+                self.ready.fetches.push(LogFetch { peer: peer.clone(), lo, hi });
                 return;
             }
+            let entries = self.log.slice_bytes(p.next, last, self.cfg.max_append_entries, budget);
+            if self.send_entries(peer, prev_log_index, prev_log_term, entries) != Some(SendMode::Replicate) {
+                return;
+            }
+        }
+    }
+
+    /// Sends one AppendEntries carrying `entries` (following
+    /// `prev_log_index`) to `peer` and records it in the follower's
+    /// progress. Returns the follower's send mode, `None` if it is gone.
+    fn send_entries(
+        &mut self,
+        peer: &ServerId,
+        prev_log_index: u64,
+        prev_log_term: u64,
+        entries: Vec<Log>,
+    ) -> Option<SendMode> {
+        let Role::Leader(leader) = &mut self.role else { return None };
+        let p = leader.peers.get_mut(peer)?;
+        let sent_last = prev_log_index + entries.len() as u64;
+        p.sent(sent_last);
+        let mode = p.mode;
+        let req = AppendEntriesRequest {
+            term: self.hard.term,
+            leader_id: self.id.clone(),
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.commit,
+            round: leader.round,
+            cluster_id: None,
+        };
+        self.send(peer.clone(), Body::AppendEntries(req));
+        Some(mode)
+    }
+
+    /// (Leader) hands back the entries read from the log store for `fetch`
+    /// (requested through [`Ready::fetches`](super::Ready::fetches)), or why
+    /// the read failed. If this node still leads, the follower still needs
+    /// exactly these entries and every entry's term matches the log, they
+    /// go out in an AppendEntries (and replication to the follower goes
+    /// on); otherwise they are dropped. A failed read is logged and retried
+    /// at the next heartbeat interval; if the range was compacted
+    /// meanwhile, the follower gets a snapshot instead.
+    pub fn entries_fetched(&mut self, fetch: LogFetch, result: Result<Vec<Log>, String>) {
+        let max_inflight = self.cfg.max_inflight;
+        let Role::Leader(leader) = &mut self.role else {
+            tracing::debug!(peer = %fetch.peer, lo = fetch.lo, hi = fetch.hi, "entries read for a follower arrived after this node stopped leading; dropped");
+            return;
+        };
+        let Some(p) = leader.peers.get_mut(&fetch.peer) else {
+            tracing::debug!(peer = %fetch.peer, "entries read for a server that is no longer a follower; dropped");
+            return;
+        };
+        if p.fetching != Some((fetch.lo, fetch.hi)) {
+            tracing::debug!(peer = %fetch.peer, lo = fetch.lo, hi = fetch.hi, "entries read for a follower that asked for another range; dropped");
+            return;
+        }
+        p.fetching = None;
+        let entries = match result {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(
+                    peer = %fetch.peer,
+                    lo = fetch.lo,
+                    hi = fetch.hi,
+                    %error,
+                    "reading log entries {}..={} for follower {} from the log store failed: {error}; retrying at the next heartbeat (the follower gets a snapshot if they were compacted)",
+                    fetch.lo, fetch.hi, fetch.peer
+                );
+                p.fetch_paused = true;
+                return;
+            }
+        };
+        let wanted = p.next == fetch.lo && p.can_send(max_inflight);
+        if !wanted {
+            tracing::debug!(peer = %fetch.peer, lo = fetch.lo, next = p.next, "entries read for a follower that moved on meanwhile; dropped");
+            self.send_append(&fetch.peer);
+            return;
+        }
+        let matches = !entries.is_empty()
+            && entries.iter().enumerate().all(|(i, e)| {
+                e.index == fetch.lo + i as u64
+                    && e.index <= fetch.hi
+                    && self.log.term(e.index) == Some(e.term)
+            });
+        let prev_log_index = fetch.lo - 1;
+        let prev_log_term = self.log.term(prev_log_index);
+        let (true, Some(prev_log_term)) = (matches, prev_log_term) else {
+            if prev_log_term.is_some() {
+                tracing::warn!(
+                    peer = %fetch.peer,
+                    lo = fetch.lo,
+                    hi = fetch.hi,
+                    returned = entries.len(),
+                    "the log store returned entries that do not match the log for {}..={} (missing, out of order or of another term); retrying at the next heartbeat",
+                    fetch.lo, fetch.hi
+                );
+                if let Role::Leader(leader) = &mut self.role {
+                    if let Some(p) = leader.peers.get_mut(&fetch.peer) {
+                        p.fetch_paused = true;
+                    }
+                }
+            } else {
+                // Compacted meanwhile: the next attempt sends a snapshot.
+                tracing::debug!(peer = %fetch.peer, lo = fetch.lo, "entries read for a follower were compacted meanwhile");
+                self.send_append(&fetch.peer);
+            }
+            return;
+        };
+        if self.send_entries(&fetch.peer, prev_log_index, prev_log_term, entries) == Some(SendMode::Replicate)
+        {
+            self.send_append(&fetch.peer);
         }
     }
 
@@ -348,3 +469,6 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod window_tests;

@@ -18,7 +18,11 @@
 //! (the default) every fsync completes at once; off, writes wait for
 //! [`Cluster::sync`], and [`Cluster::crash`] loses the ones still waiting, so
 //! [`Cluster::restart`] rebuilds a core from what really reached the disk.
-//! Messages travel FIFO over links that can be cut.
+//! Messages travel FIFO over links that can be cut. Reads of the log store
+//! a leader asks for ([`Ready::fetches`]) are served from the node's disk
+//! right after its `Ready` ran, or, with [`Cluster::auto_fetch`] off, only
+//! when [`Cluster::complete_fetches`] is called; committed entries to apply
+//! from the store ([`Ready::apply_from_store`]) are read from the disk.
 
 mod render;
 pub(super) mod script;
@@ -30,7 +34,8 @@ use bytes::Bytes;
 pub(super) use self::render::{render, render_ready};
 use super::harness::{self, DurableWrite, MemLog, ReadyHost};
 use super::{
-    Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogReset, Message, ReadState, Ready, Refusal,
+    Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogFetch, LogReset, Message, ReadState, Ready,
+    Refusal,
 };
 use crate::message::{AppendEntriesRequest, RequestPreVoteRequest, RequestVoteRequest};
 use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, SnapshotPosition};
@@ -151,6 +156,25 @@ impl Disk {
     }
 }
 
+impl Disk {
+    /// What a core restarting from this disk starts with when its store
+    /// keeps payloads on disk: only the newest `held` entries come with
+    /// payloads, the older ones as metadata (their configuration entries
+    /// with payloads), with the recorded commit index `commit`. The state
+    /// machine restarts from the snapshot.
+    pub(super) fn windowed_initial_state(&self, held: usize, commit: u64) -> InitialState {
+        let split = self.mem.log.len().saturating_sub(held);
+        let (meta, entries) = self.mem.log.split_at(split);
+        InitialState {
+            entry_meta: meta.iter().map(crate::types::LogEntryMeta::of).collect(),
+            configurations: meta.iter().filter(|e| e.log_type == LogType::Configuration).cloned().collect(),
+            entries: entries.to_vec(),
+            commit,
+            ..self.initial_state()
+        }
+    }
+}
+
 /// One core with its disk and everything its `Ready`s reported.
 pub(super) struct Node {
     /// The protocol core; `None` while crashed.
@@ -175,6 +199,12 @@ pub(super) struct Node {
     pub(super) transfers_completed: usize,
     /// Inbound requests (by `rpc_id`) the core declined to answer.
     pub(super) declined: Vec<u64>,
+    /// Reads of the log store asked for and not yet served.
+    pub(super) fetches: VecDeque<LogFetch>,
+    /// Reads of the log store served so far.
+    pub(super) fetches_done: usize,
+    /// Ranges of committed entries applied from the disk.
+    pub(super) applied_from_store: Vec<(u64, u64)>,
 }
 
 impl Node {
@@ -191,12 +221,34 @@ impl Node {
             transfers_aborted: 0,
             transfers_completed: 0,
             declined: Vec::new(),
+            fetches: VecDeque::new(),
+            fetches_done: 0,
+            applied_from_store: Vec::new(),
         }
     }
 
     /// The running core.
     pub(super) fn core(&mut self) -> &mut Core {
         self.core.as_mut().expect("node is running")
+    }
+
+    /// Serves the pending reads of the log store from the disk (failing
+    /// those `ok` rejects) and hands the outcomes to the core.
+    fn serve_fetches(&mut self, mut ok: impl FnMut(&LogFetch) -> bool) -> usize {
+        let mut served = 0;
+        while let Some(f) = self.fetches.pop_front() {
+            let result = if ok(&f) {
+                self.disk.mem.read(f.lo, f.hi)
+            } else {
+                Err("simulated read failure".to_owned())
+            };
+            served += 1;
+            self.fetches_done += 1;
+            if let Some(core) = self.core.as_mut() {
+                core.entries_fetched(f, result);
+            }
+        }
+        served
     }
 
     /// Completes the oldest pending fsync: the write reaches the disk, then
@@ -250,6 +302,21 @@ impl ReadyHost for Executing<'_> {
 
     fn send_snapshots(&mut self, to: Vec<ServerId>) -> Result<(), Self::Error> {
         self.node.snapshots_to_send.extend(to);
+        Ok(())
+    }
+
+    fn fetch(&mut self, fetch: LogFetch) -> Result<(), Self::Error> {
+        self.node.fetches.push_back(fetch);
+        Ok(())
+    }
+
+    fn apply_from_store(&mut self, lo: u64, hi: u64) -> Result<(), Self::Error> {
+        let entries = match self.node.disk.mem.read(lo, hi) {
+            Ok(entries) => entries,
+            Err(e) => panic!("{}: applying committed entries from the disk: {e}", self.node.core().id()),
+        };
+        self.node.applied_from_store.push((lo, hi));
+        self.node.applied.extend(entries);
         Ok(())
     }
 
@@ -311,6 +378,9 @@ pub(super) struct Cluster {
     pub(super) delivered: Vec<String>,
     /// Record delivered messages in `delivered`.
     pub(super) record: bool,
+    /// Whether reads of the log store are served as soon as they are asked
+    /// for (see [`Cluster::complete_fetches`]).
+    pub(super) auto_fetch: bool,
 }
 
 impl Cluster {
@@ -325,6 +395,7 @@ impl Cluster {
             auto_persist: true,
             delivered: Vec::new(),
             record: false,
+            auto_fetch: true,
         };
         for (i, id) in all.iter().enumerate() {
             c.start(id.as_str(), cfg.clone(), i as u64 + 1, init.clone());
@@ -401,17 +472,32 @@ impl Cluster {
         self.cut.clear();
     }
 
-    /// Executes every running core's `Ready`.
+    /// Executes every running core's `Ready` (serving its reads of the
+    /// log store at once with [`Cluster::auto_fetch`]).
     pub(super) fn collect(&mut self) {
         let sync = self.auto_persist;
+        let fetch = self.auto_fetch;
         for node in self.nodes.values_mut() {
-            let Some(core) = node.core.as_mut() else { continue };
-            if !core.has_ready() {
-                continue;
+            for round in 0.. {
+                let Some(core) = node.core.as_mut() else { break };
+                if !core.has_ready() {
+                    break;
+                }
+                assert!(round < 10_000, "{}: the core reports work that taking it does not clear", core.id());
+                let ready = core.take_ready();
+                execute(node, ready, None, sync, &mut self.queue);
+                if fetch {
+                    node.serve_fetches(|_| true);
+                }
             }
-            let ready = core.take_ready();
-            execute(node, ready, None, sync, &mut self.queue);
         }
+    }
+
+    /// Serves node `id`'s pending reads of the log store from its disk;
+    /// those `ok` rejects fail with an error instead. Returns how many were
+    /// served.
+    pub(super) fn complete_fetches(&mut self, id: &str, ok: impl FnMut(&LogFetch) -> bool) -> usize {
+        self.host(id).serve_fetches(ok)
     }
 
     /// Takes node `id`'s `Ready` without executing it.
@@ -467,6 +553,15 @@ impl Cluster {
     pub(super) fn restart(&mut self, id: &str, cfg: CoreConfig, seed: u64) {
         let node = self.host(id);
         let init = node.disk.initial_state();
+        node.core = Some(Core::new(id.into(), cfg, seed, init).expect("restart from the disk"));
+    }
+
+    /// Restarts node `id` from `init` (built from its disk), keeping the
+    /// disk; its state machine replays from scratch.
+    pub(super) fn restart_from(&mut self, id: &str, cfg: CoreConfig, seed: u64, init: InitialState) {
+        let node = self.host(id);
+        node.pending.clear();
+        node.applied.clear();
         node.core = Some(Core::new(id.into(), cfg, seed, init).expect("restart from the disk"));
     }
 

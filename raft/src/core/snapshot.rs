@@ -75,15 +75,11 @@ impl Core {
             return Ok(None);
         }
         let keep_suffix = self.log.term(index) == Some(snapshot_term);
-        let kept: Vec<(u64, Configuration)> = if keep_suffix {
-            (index + 1..=self.log.last_index())
-                .filter_map(|i| self.log.entry(i))
-                .filter(|e| e.log_type == LogType::Configuration)
-                .filter_map(|e| crate::codec::decode::<Configuration>(&e.data).ok().map(|c| (e.index, c)))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // The configurations of the kept suffix (entries after the last
+        // committed configuration are all in the membership history, even
+        // those whose payloads left the log window).
+        let kept: Vec<(u64, Configuration)> =
+            if keep_suffix { self.membership.after(index) } else { Vec::new() };
         if keep_suffix {
             self.log.compact_to(index, snapshot_term);
         } else {
@@ -102,6 +98,7 @@ impl Core {
         self.applied_sent = index;
         self.persisted = if keep_suffix { self.persisted.max(index) } else { index };
         self.ready.committed.clear();
+        self.ready.apply_from_store = None;
         tracing::info!(id = %self.id, index, term = snapshot_term, keep_suffix, "installed snapshot");
         Ok(Some(InstalledSnapshot { position: snapshot, discard_log: !keep_suffix }))
     }

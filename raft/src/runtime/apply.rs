@@ -13,6 +13,7 @@ use super::{Applied, Waiter};
 use crate::error::{Error, FsmOperation, StorageError};
 use crate::fsm::{Fsm, FsmSnapshot};
 use crate::snapshot::SnapshotStore;
+use crate::storage::LogStore;
 use crate::types::{Configuration, Log, LogType, SnapshotPosition};
 
 /// Committed entries plus whoever waits on some of them (by index).
@@ -31,6 +32,9 @@ pub(crate) struct Capture {
 pub(crate) enum ApplyMsg<R> {
     /// Apply these committed entries.
     Batch(ApplyBatch<R>),
+    /// Read committed entries `lo..=hi` from the log store, in batches
+    /// bounded by bytes, and apply them (with the waiters among them).
+    FromStore { lo: u64, hi: u64, waiters: Vec<(u64, Waiter<R>)> },
     /// Replace the FSM state with a stored snapshot.
     Restore { id: String, position: SnapshotPosition },
     /// Capture a snapshot of the current state.
@@ -39,6 +43,15 @@ pub(crate) enum ApplyMsg<R> {
 
 /// Most entries handed to one `apply_batch` call.
 const MAX_BATCH: usize = 4096;
+
+/// Most payload bytes read from the log store at once when applying
+/// entries the core no longer holds (the batch's entry count adapts to
+/// the entries' sizes).
+const MAX_READ_BYTES: u64 = 4 << 20;
+
+/// Entries in the first read from the log store (then sized from the
+/// entries read so far).
+const FIRST_READ: u64 = 1;
 
 pub(crate) struct ApplyTask<F: Fsm> {
     pub(crate) fsm: F,
@@ -51,6 +64,9 @@ pub(crate) struct ApplyTask<F: Fsm> {
     /// Tells the main task that the FSM can no longer be trusted (a failed
     /// restore), so the node stops instead of serving frozen state.
     pub(crate) failures: mpsc::UnboundedSender<super::writer::WriterEvent>,
+    /// The log store, read for committed entries the core no longer holds
+    /// in memory.
+    pub(crate) logs: Arc<dyn LogStore>,
 }
 
 pub(crate) async fn run<F: Fsm>(
@@ -84,6 +100,12 @@ pub(crate) async fn run<F: Fsm>(
                     }
                 }
                 task.apply(entries, waiters).await;
+            }
+            ApplyMsg::FromStore { lo, hi, waiters } => {
+                if !task.apply_from_store(lo, hi, waiters).await {
+                    // Entries after the missing ones must not be applied.
+                    return;
+                }
             }
             ApplyMsg::Restore { id, position } => {
                 if !task.restore(&id, position).await {
@@ -160,6 +182,60 @@ impl<F: Fsm> ApplyTask<F> {
         }
     }
 
+    /// Reads committed entries `lo..=hi` from the log store, a batch
+    /// bounded by [`MAX_READ_BYTES`] at a time, and applies them in order.
+    /// Returns `false` if a read failed: the node stops (a committed entry
+    /// it cannot read can never be applied), the failure is reported to the
+    /// main task like any storage failure, and the waiters learn why.
+    async fn apply_from_store(&mut self, lo: u64, hi: u64, waiters: Vec<(u64, Waiter<F::Response>)>) -> bool {
+        let mut waiters = waiters.into_iter().peekable();
+        let mut next = lo.max(self.position.index.saturating_add(1));
+        let mut count = FIRST_READ;
+        while next <= hi {
+            let first = next;
+            let last = hi.min(next.saturating_add(count - 1));
+            let read = match self.logs.get_logs(next..last.saturating_add(1)).await {
+                Ok(entries) => check_range(&entries, next, last).map(|()| entries),
+                Err(e) => Err(e.to_string()),
+            };
+            let entries = match read {
+                Ok(entries) => entries,
+                Err(err) => {
+                    tracing::error!(lo = next, hi = last, error = %err,
+                        "reading committed entries from the log store failed; the node stops. \
+                         Check the log store, then restart the node");
+                    let reason =
+                        format!("reading committed entries {next}..={last} from the log store: {err}");
+                    for (_, w) in waiters {
+                        w.fail(Error::Storage(StorageError::Failed(reason.clone())));
+                    }
+                    let _ =
+                        self.failures.send(super::writer::WriterEvent::Failed(StorageError::Failed(reason)));
+                    return false;
+                }
+            };
+            let bytes: u64 = entries.iter().map(|e| e.data.len() as u64).sum();
+            let mut mine = Vec::new();
+            while let Some((i, _)) = waiters.peek() {
+                if *i > last {
+                    break;
+                }
+                if let Some(w) = waiters.next() {
+                    mine.push(w);
+                }
+            }
+            self.apply(entries, mine).await;
+            next = last + 1;
+            // Aim the next read at the byte budget from this one's sizes.
+            let per_entry = (bytes / (last - first + 1)).max(1);
+            count = (MAX_READ_BYTES / per_entry).clamp(1, MAX_BATCH as u64);
+        }
+        for (i, w) in waiters {
+            resolve_index(i, w);
+        }
+        true
+    }
+
     /// Restores the FSM from stored snapshot `id`, verified (see
     /// [`super::verify::restore_verified`]). Returns `false` if it failed:
     /// the FSM state can no longer be trusted and nothing more is applied.
@@ -209,5 +285,140 @@ fn resolve_index<R>(index: u64, waiter: Waiter<R>) {
         Waiter::Apply(tx) => {
             let _ = tx.send(Err(crate::Error::Fsm(format!("entry {index} was not a command"))));
         }
+    }
+}
+
+/// `Ok` if `entries` are exactly the entries `lo..=hi`, in order (a store
+/// that returns fewer, or others, is reported, never trusted).
+pub(crate) fn check_range(entries: &[Log], lo: u64, hi: u64) -> Result<(), String> {
+    let expected = hi.saturating_sub(lo).saturating_add(1);
+    if entries.len() as u64 != expected {
+        return Err(format!(
+            "the log store returned {} entries for {lo}..={hi} ({expected} expected)",
+            entries.len()
+        ));
+    }
+    for (want, e) in (lo..).zip(entries) {
+        if e.index != want {
+            return Err(format!("the log store returned entry {} where {want} was expected", e.index));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::error::BoxError;
+    use crate::snapshot::{DiscardSnapshotStore, SnapshotReader};
+
+    /// A log store that remembers the ranges read from it.
+    struct Reads {
+        logs: Vec<Log>,
+        ranges: Mutex<Vec<Range<u64>>>,
+        fail_from: Option<u64>,
+    }
+
+    #[async_trait]
+    impl LogStore for Reads {
+        async fn first_index(&self) -> Result<u64, StorageError> {
+            Ok(self.logs.first().map_or(0, |l| l.index))
+        }
+        async fn last_index(&self) -> Result<u64, StorageError> {
+            Ok(self.logs.last().map_or(0, |l| l.index))
+        }
+        async fn get_log(&self, index: u64) -> Result<Option<Log>, StorageError> {
+            Ok(self.logs.iter().find(|l| l.index == index).cloned())
+        }
+        async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
+            if self.fail_from.is_some_and(|f| range.end > f) {
+                return Err(StorageError::Failed("unreadable".into()));
+            }
+            self.ranges.lock().unwrap_or_else(|e| e.into_inner()).push(range.clone());
+            Ok(self.logs.iter().filter(|l| range.contains(&l.index)).cloned().collect())
+        }
+        async fn store_logs(&self, _: &[Log]) -> Result<(), StorageError> {
+            Err(StorageError::Failed("read only".into()))
+        }
+        async fn delete_range(&self, _: u64, _: u64) -> Result<(), StorageError> {
+            Err(StorageError::Failed("read only".into()))
+        }
+    }
+
+    /// Records the indexes it applied.
+    #[derive(Default)]
+    struct Indexes(Vec<u64>);
+
+    #[async_trait]
+    impl Fsm for Indexes {
+        type Response = u64;
+        async fn apply(&mut self, log: &Log) -> u64 {
+            self.0.push(log.index);
+            log.index
+        }
+        async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
+            Err("not in this test".into())
+        }
+        async fn restore(&mut self, _: SnapshotReader) -> Result<(), BoxError> {
+            Err("not in this test".into())
+        }
+    }
+
+    const ENTRY: usize = 512 * 1024;
+
+    fn task(
+        fail_from: Option<u64>,
+    ) -> (ApplyTask<Indexes>, Arc<Reads>, mpsc::UnboundedReceiver<super::super::writer::WriterEvent>) {
+        let logs: Vec<Log> = (1..=40).map(|i| Log::new(i, 1, LogType::Command, vec![0u8; ENTRY])).collect();
+        let store = Arc::new(Reads { logs, ranges: Mutex::new(Vec::new()), fail_from });
+        let (failures, failed) = mpsc::unbounded_channel();
+        let (applied_tx, _) = watch::channel(0);
+        let task = ApplyTask {
+            fsm: Indexes::default(),
+            batch_apply: true,
+            snaps: Arc::new(DiscardSnapshotStore),
+            position: SnapshotPosition::default(),
+            applied: Arc::new(AtomicU64::new(0)),
+            applied_tx,
+            failures,
+            logs: store.clone(),
+        };
+        (task, store, failed)
+    }
+
+    /// Committed entries outside the window are read back in batches
+    /// bounded by bytes (20 MiB here, never more than about 4 MiB a read)
+    /// and applied in order, the waiters among them answered.
+    #[tokio::test]
+    async fn entries_from_the_store_are_read_in_byte_bounded_batches_and_applied_in_order() {
+        let (mut task, store, _failed) = task(None);
+        let (tx, rx) = oneshot::channel();
+        assert!(task.apply_from_store(1, 40, vec![(17, Waiter::Apply(tx))]).await);
+        assert_eq!(task.fsm.0, (1..=40).collect::<Vec<_>>());
+        assert_eq!(rx.await.expect("answered").expect("applied").response, 17);
+        assert_eq!(task.position.index, 40);
+        let ranges = store.ranges.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert!(ranges.len() > 1, "several reads: {ranges:?}");
+        for r in &ranges {
+            let bytes = (r.end - r.start) as usize * ENTRY;
+            assert!(bytes <= MAX_READ_BYTES as usize, "a read of {bytes} bytes: {ranges:?}");
+        }
+    }
+
+    /// A committed entry that cannot be read stops the applying (nothing
+    /// after it is applied), fails its waiters and reports the failure.
+    #[tokio::test]
+    async fn an_unreadable_committed_entry_stops_applying_and_is_reported() {
+        let (mut task, _store, mut failed) = task(Some(30));
+        let (tx, rx) = oneshot::channel();
+        assert!(!task.apply_from_store(1, 40, vec![(35, Waiter::Apply(tx))]).await);
+        assert!(task.fsm.0.iter().all(|i| *i < 30), "applied past the gap: {:?}", task.fsm.0);
+        assert!(matches!(rx.await.expect("answered"), Err(Error::Storage(_))));
+        assert!(matches!(failed.try_recv(), Ok(super::super::writer::WriterEvent::Failed(_))));
     }
 }

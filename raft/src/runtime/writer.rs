@@ -29,6 +29,10 @@ pub(crate) struct PersistJob {
     /// A cluster id to record (bootstrap, or adoption from a leader),
     /// written before anything else in the job.
     pub(crate) cluster_id: Option<crate::types::ClusterId>,
+    /// A commit index to record under [`COMMIT_KEY`](super::COMMIT_KEY),
+    /// written after everything else in the job: every entry up to it was
+    /// in the core's log when the job was made, so it is durable by then.
+    pub(crate) commit: Option<u64>,
 }
 
 impl PersistJob {
@@ -50,6 +54,7 @@ impl PersistJob {
         if next.cluster_id.is_some() {
             self.cluster_id = next.cluster_id;
         }
+        self.commit = self.commit.max(next.commit);
         Ok(())
     }
 }
@@ -145,5 +150,104 @@ async fn persist(
     if !job.entries.is_empty() {
         logs.store_logs(&job.entries).await?;
     }
+    if let Some(commit) = job.commit {
+        stable.set_u64(super::COMMIT_KEY, commit).await?;
+    }
     Ok(first_index)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::types::LogType;
+
+    /// A log and stable store in memory whose `store_logs` can be made to
+    /// fail.
+    #[derive(Default)]
+    struct Mem {
+        logs: Mutex<Vec<Log>>,
+        kv: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+        fail_writes: AtomicBool,
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[async_trait]
+    impl LogStore for Mem {
+        async fn first_index(&self) -> Result<u64, StorageError> {
+            Ok(lock(&self.logs).first().map_or(0, |l| l.index))
+        }
+        async fn last_index(&self) -> Result<u64, StorageError> {
+            Ok(lock(&self.logs).last().map_or(0, |l| l.index))
+        }
+        async fn get_log(&self, index: u64) -> Result<Option<Log>, StorageError> {
+            Ok(lock(&self.logs).iter().find(|l| l.index == index).cloned())
+        }
+        async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
+            Ok(lock(&self.logs).iter().filter(|l| range.contains(&l.index)).cloned().collect())
+        }
+        async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
+            if self.fail_writes.load(Ordering::Acquire) {
+                return Err(StorageError::Failed("disk full".into()));
+            }
+            lock(&self.logs).extend_from_slice(logs);
+            Ok(())
+        }
+        async fn delete_range(&self, min: u64, max: u64) -> Result<(), StorageError> {
+            lock(&self.logs).retain(|l| l.index < min || l.index > max);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl StableStore for Mem {
+        async fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+            lock(&self.kv).insert(key.to_vec(), value.to_vec());
+            Ok(())
+        }
+        async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+            Ok(lock(&self.kv).get(key).cloned())
+        }
+    }
+
+    fn job(entries: std::ops::RangeInclusive<u64>, commit: u64) -> PersistJob {
+        let entries = entries.map(|i| Log::new(i, 1, LogType::Command, "x")).collect();
+        PersistJob { entries, commit: Some(commit), ..PersistJob::default() }
+    }
+
+    /// The recorded commit index is never ahead of the durable log: it is
+    /// written after the job's entries, so a failed log write leaves the
+    /// old record in place.
+    #[tokio::test]
+    async fn the_commit_index_is_recorded_only_after_the_entries_it_covers() {
+        let mem = Mem::default();
+        persist(&mem, &mem, &job(1..=3, 3)).await.expect("persist");
+        assert_eq!(mem.get_u64(crate::runtime::COMMIT_KEY).await.expect("get"), Some(3));
+        mem.fail_writes.store(true, Ordering::Release);
+        assert!(persist(&mem, &mem, &job(4..=6, 6)).await.is_err());
+        assert_eq!(
+            mem.get_u64(crate::runtime::COMMIT_KEY).await.expect("get"),
+            Some(3),
+            "a commit index past the durable log was recorded"
+        );
+    }
+
+    /// Merged jobs record the highest commit index among them.
+    #[test]
+    fn merged_jobs_keep_the_highest_commit_index() {
+        let mut first = job(1..=2, 2);
+        assert!(first.merge(job(3..=4, 4)).is_ok());
+        assert!(first.merge(PersistJob::default()).is_ok());
+        assert_eq!(first.commit, Some(4));
+        assert_eq!(first.entries.len(), 4);
+    }
 }

@@ -89,6 +89,9 @@ pub(in crate::core) fn render_ready(r: &Ready) -> Vec<String> {
         out.push(format!("append {}", entries(&r.entries)));
     }
     out.extend(r.persisted_messages.iter().map(|m| format!("after persist send {}", render(m))));
+    if let Some((lo, hi)) = r.apply_from_store {
+        out.push(format!("apply from store {lo}..={hi}"));
+    }
     if !r.committed.is_empty() {
         out.push(format!("apply {}", entries(&r.committed)));
     }
@@ -102,6 +105,7 @@ pub(in crate::core) fn render_ready(r: &Ready) -> Vec<String> {
     }
     out.extend(r.declined.iter().map(|id| format!("decline #{id}")));
     out.extend(r.snapshots_to_send.iter().map(|p| format!("send snapshot to {p}")));
+    out.extend(r.fetches.iter().map(|f| format!("fetch {}..={} for {}", f.lo, f.hi, f.peer)));
     out.extend(
         r.log_resets
             .iter()

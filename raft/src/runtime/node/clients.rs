@@ -6,7 +6,7 @@
 use super::*;
 
 /// Most client requests folded into one proposal.
-const MAX_PROPOSAL_BATCH: usize = 4096;
+pub(super) const MAX_PROPOSAL_BATCH: usize = 4096;
 
 /// The main task's client requests and the writes waiting on them.
 pub(super) struct Clients<R> {
@@ -118,29 +118,56 @@ impl<R: Send + 'static> Node<R> {
     }
 
     /// Proposes a batch of writes as one proposal; their callers wait by
-    /// index.
+    /// index. Writes the core refuses for lack of room under the
+    /// uncommitted-bytes limit are held (see [`room`](super::room)), and
+    /// while any are held new writes queue behind them.
     fn propose(&mut self, mut batch: Vec<Proposed<R>>) {
         self.drop_expired(&mut batch);
         if batch.is_empty() {
             return;
         }
-        // The payloads move into the log: no copy, no reference count.
-        let (commands, waiters): (Vec<(LogType, bytes::Bytes)>, Vec<_>) =
-            batch.into_iter().map(|p| ((p.log_type, p.data), (p.waiter, p.deadline))).unzip();
+        if self.writes_held() {
+            self.hold_behind(batch);
+            return;
+        }
+        if let Err((batch, uncommitted, limit)) = self.propose_now(batch) {
+            self.hold(batch, uncommitted, limit);
+            // Part of the batch may fit at once.
+            self.retry_held_now();
+        }
+    }
+
+    /// Proposes `batch` now. Hands it back if the core refused it for lack
+    /// of room ([`Refusal::UncommittedLimit`]); any other refusal fails
+    /// its writes.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn propose_now(
+        &mut self,
+        batch: Vec<Proposed<R>>,
+    ) -> Result<(), (Vec<Proposed<R>>, usize, usize)> {
+        // The payloads are shared with the log (a reference count, no
+        // copy): a batch refused for lack of room is held as it is.
+        let commands: Vec<(LogType, bytes::Bytes)> =
+            batch.iter().map(|p| (p.log_type, p.data.clone())).collect();
         match self.core.propose(commands) {
             Ok(first) => {
                 let term = self.core.term();
-                for (index, (waiter, deadline)) in (first..).zip(waiters) {
-                    if let Some(at) = deadline {
+                for (index, p) in (first..).zip(batch) {
+                    if let Some(at) = p.deadline {
                         self.track_deadline(at);
                     }
-                    self.clients.waiters.insert(index, Pending { term, waiter, deadline });
+                    self.clients
+                        .waiters
+                        .insert(index, Pending { term, waiter: p.waiter, deadline: p.deadline });
                 }
+                Ok(())
             }
+            Err(Refusal::UncommittedLimit { uncommitted, limit }) => Err((batch, uncommitted, limit)),
             Err(r) => {
-                for (waiter, _) in waiters {
-                    waiter.fail(self.refusal(r.clone()));
+                for p in batch {
+                    p.waiter.fail(self.refusal(r.clone()));
                 }
+                Ok(())
             }
         }
     }
@@ -175,6 +202,12 @@ impl<R: Send + 'static> Node<R> {
             Request::Restore(restore) => self.on_restore(*restore),
             Request::Reload { config } => {
                 let config = *config;
+                tracing::info!(
+                    max_log_window_bytes = config.max_log_window_bytes,
+                    max_inflight_bytes = config.max_inflight_bytes,
+                    max_uncommitted_bytes = config.max_uncommitted_bytes,
+                    "configuration reloaded"
+                );
                 self.core.reconfigure(config.core_config_for_transport(self.transport.max_message_size()));
                 let _ = self.snapshots.task.tx.send(SnapshotCmd::Reload {
                     interval: config.snapshot_interval,
@@ -183,6 +216,7 @@ impl<R: Send + 'static> Node<R> {
                 });
                 self.config = config;
                 self.reload_ticker = true;
+                self.room_may_have_grown();
             }
             Request::TransferLeadership { target, tx } => {
                 // An unknown target is `UnknownServer`, a non-voter
@@ -248,5 +282,27 @@ impl<R: Send + 'static> Node<R> {
             }
         }
         let _ = self.apply.tx.send(ApplyMsg::Batch(ApplyBatch { entries, waiters }));
+    }
+
+    /// Asks the FSM task to read committed entries `lo..=hi` from the log
+    /// store and apply them (the core no longer holds them in memory), with
+    /// the waiters of the writes among them. Sent before the entries that
+    /// follow, so the FSM applies in log order.
+    pub(super) fn dispatch_apply_from_store(&mut self, lo: u64, hi: u64) {
+        let mut waiters = Vec::new();
+        while let Some(entry) = self.clients.waiters.first_entry() {
+            let k = *entry.key();
+            if k > hi {
+                break;
+            }
+            let Pending { term, waiter, .. } = entry.remove();
+            // The core keeps every entry's term, payload or not.
+            if k >= lo && self.core.term_at(k) == Some(term) {
+                waiters.push((k, waiter));
+            } else {
+                waiter.fail(Error::LeadershipLost);
+            }
+        }
+        let _ = self.apply.tx.send(ApplyMsg::FromStore { lo, hi, waiters });
     }
 }

@@ -56,6 +56,9 @@ impl<R: Send + 'static> Node<R> {
         if let Some(at) = self.next_promotion_deadline() {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
+        if let Some(at) = self.expire_held(now) {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         self.clients.next_deadline = next;
         if !expired.is_empty() {
             tracing::debug!(count = expired.len(), "writes timed out before commit");

@@ -17,6 +17,12 @@
 //!   `restore`: a user's restore;
 //! - `membership` ([`Membership`]): configuration changes and promotions;
 //! - `commit` ([`CommitFlush`]): telling followers a new commit index;
+//!   `commit_record` ([`CommitRecord`]): recording it in the stable store
+//!   for restarts;
+//! - `fetch` ([`Fetches`]): reading entries outside the core's log window
+//!   from the log store for lagging followers, off this task;
+//! - `room` ([`Room`]): writes waiting for room under the
+//!   uncommitted-bytes limit;
 //! - `publish` ([`Publisher`]): state, metrics and observers;
 //! - `cluster` ([`ClusterGuard`]): the cluster identity of requests;
 //! - `removed`: the terminal state after this server was removed.
@@ -50,7 +56,9 @@ use crate::types::{
 mod clients;
 mod cluster;
 mod commit;
+mod commit_record;
 mod deadlines;
+mod fetch;
 mod membership;
 mod peers;
 mod persist;
@@ -58,17 +66,21 @@ mod publish;
 mod reads;
 mod removed;
 mod restore;
+mod room;
 mod rpc;
 mod snapshots;
 
 use self::clients::{Clients, Pending};
 use self::cluster::ClusterGuard;
 use self::commit::CommitFlush;
+use self::commit_record::CommitRecord;
+use self::fetch::Fetches;
 use self::membership::Membership;
 use self::peers::Peers;
 use self::persist::{NewestSnapshot, Persistence};
 use self::publish::Publisher;
 use self::reads::Reads;
+use self::room::Room;
 use self::rpc::Rpcs;
 use self::snapshots::{store_snapshot, Snapshots};
 
@@ -118,6 +130,9 @@ pub(crate) struct NodeTask<R> {
     pub(crate) compacted_through: u64,
     /// Index and term of the newest snapshot taken, installed or restored.
     pub(crate) last_snapshot: (u64, u64),
+    /// The log store, read (off the main task) for entries the core no
+    /// longer holds in memory.
+    pub(crate) logs: Arc<dyn crate::storage::LogStore>,
 }
 
 /// Another task of this node: the channel feeding it, and its handle.
@@ -167,6 +182,12 @@ struct Node<R> {
     commit: CommitFlush,
     /// What was last published to the handle, watches and observers.
     publisher: Publisher,
+    /// Reads of stored entries for lagging followers.
+    fetches: Fetches,
+    /// Writes waiting for room under the uncommitted-bytes limit.
+    room: Room<R>,
+    /// The commit index recorded in the stable store.
+    commit_record: CommitRecord,
     /// Cluster-identity checks on inbound requests and adoption state.
     cluster: ClusterGuard,
     /// Why the node stops, if a store failed (reported to every waiter and
@@ -211,6 +232,9 @@ impl<R> Node<R> {
             membership: Membership::default(),
             commit: CommitFlush::default(),
             publisher: Publisher::default(),
+            fetches: Fetches::new(task.logs),
+            room: Room::default(),
+            commit_record: CommitRecord::default(),
             cluster: ClusterGuard::new(task.cluster_id),
             fatal: None,
             shutdown_ack: Vec::new(),
@@ -292,11 +316,17 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 node.prune_peers();
                 node.advance_promotions();
                 node.assign_legacy_cluster_id();
+                node.record_commit(false);
                 node.publish(true);
                 Flow::Continue
             }
         };
         node.process_ready();
+        if node.writes_held() {
+            // Commits (or a new role) may have made room: propose what fits.
+            node.retry_held();
+            node.process_ready();
+        }
         if let Flow::Stop = flow {
             break;
         }
@@ -365,11 +395,21 @@ impl<R: Send + 'static> Node<R> {
                 messages: ready.persisted_messages,
                 mark_removed: false,
                 cluster_id: None,
+                // Piggybacked on the log write when a record is due.
+                commit: self.commit_to_record(false),
             };
             self.persist(job);
         }
         if !ready.snapshots_to_send.is_empty() {
             self.send_snapshots(std::mem::take(&mut ready.snapshots_to_send));
+        }
+        if !ready.fetches.is_empty() {
+            self.start_fetches(std::mem::take(&mut ready.fetches));
+        }
+        // Entries the core no longer holds go first: the FSM applies in
+        // log order.
+        if let Some((lo, hi)) = ready.apply_from_store.take() {
+            self.dispatch_apply_from_store(lo, hi);
         }
         if !ready.committed.is_empty() {
             self.dispatch_apply(ready.committed);
@@ -392,7 +432,8 @@ impl<R: Send + 'static> Node<R> {
 
     /// Shuts everything down; stores are no longer touched once this returns.
     async fn stop(mut self) {
-        let err = || match &self.fatal {
+        let fatal_msg = self.fatal.clone();
+        let err = || match &fatal_msg {
             Some(msg) => Error::Storage(StorageError::Failed(msg.clone())),
             None => Error::Shutdown,
         };
@@ -402,6 +443,12 @@ impl<R: Send + 'static> Node<R> {
         for (_, p) in std::mem::take(&mut self.clients.waiters) {
             p.waiter.fail(err());
         }
+        self.fail_held(err);
+        // Reads of stored entries stop before the stores are released.
+        self.fetches.tasks.shutdown().await;
+        // A clean stop records the final commit index (queued behind every
+        // log write, so it is durable after them).
+        self.record_commit(true);
         let read_failure = match &self.fatal {
             Some(msg) => ReadFailure::StorageFailed(msg.clone()),
             None => ReadFailure::Shutdown,

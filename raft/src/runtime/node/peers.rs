@@ -56,6 +56,7 @@ impl<R: Send + 'static> Node<R> {
             PeerEvent::SnapshotReceived { leader, term, result, reply } => {
                 self.snapshot_received(leader, term, result, reply)
             }
+            PeerEvent::Fetched { fetch, result } => self.on_fetched(fetch, result),
         }
     }
 

@@ -123,6 +123,15 @@ impl<R: Send + 'static> Node<R> {
             first_index: self.store.compacted_through + 1,
             log_compacted_through: self.store.compacted_through,
             fatal_error: self.fatal.clone(),
+            log_window_bytes: core.held_bytes() as u64,
+            writes_waiting_for_room: self.room.held.len() as u64,
+            bytes_waiting_for_room: self.room.held_bytes,
+            writes_timed_out_waiting_for_room: self.room.timed_out,
+            log_fetches: self.fetches.done,
+            log_fetch_failures: self.fetches.failed,
+            log_fetched_bytes: self.fetches.bytes,
+            recorded_commit_index: self.commit_record.recorded,
+            uncommitted_bytes: if state == RaftState::Leader { core.uncommitted_bytes() as u64 } else { 0 },
         };
         self.shared.last_index.store(core.last_index(), Ordering::Release);
         self.shared.metrics_tx.send_if_modified(|old| {

@@ -66,6 +66,9 @@ pub(crate) enum PeerEvent {
         result: Result<crate::types::SnapshotMeta, String>,
         reply: crate::transport::RpcReply,
     },
+    /// Entries read from the log store for a follower (see
+    /// `Ready::fetches`), or why the read failed.
+    Fetched { fetch: crate::core::LogFetch, result: Result<Vec<crate::types::Log>, String> },
 }
 
 /// Orders from the main task to a peer task.

@@ -279,6 +279,7 @@ fn describe(ev: &PeerEvent) -> String {
         PeerEvent::ClusterMismatch { .. } => "cluster mismatch".into(),
         PeerEvent::RestoreStored { .. } => "restore stored".into(),
         PeerEvent::SnapshotReceived { .. } => "snapshot received".into(),
+        PeerEvent::Fetched { .. } => "fetched".into(),
     }
 }
 

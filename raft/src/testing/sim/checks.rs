@@ -79,6 +79,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use super::kv::KvState;
+use crate::core::harness::MemLog;
 use crate::core::Core;
 use crate::types::{Configuration, LogType, ServerId};
 
@@ -314,6 +315,7 @@ impl Safety {
         &mut self,
         n: usize,
         core: &Core,
+        disk: &MemLog,
         m: &mut Monitor,
         durable_count: &DurableCount<'_>,
     ) -> Check {
@@ -391,11 +393,30 @@ impl Safety {
         let verified = m.mem_verified;
         m.confs.retain(|(i, _)| *i > snapshot && *i <= verified);
         for i in m.mem_verified + 1..=last {
-            let Some(e) = core.entry(i) else {
-                return Err(violation(
-                    "log matching",
-                    format!("{}'s in-memory log has no entry {i}", name()),
-                ));
+            // Entries outside the core's window are durable: the disk
+            // holds them, with the terms the core's log names.
+            let e = match core.entry(i) {
+                Some(e) => e,
+                None if i < core.window_start() => match disk.entry(i) {
+                    Some(e) if core.term_at(i) == Some(e.term) => e,
+                    other => {
+                        return Err(violation(
+                            "entries outside the window are durable",
+                            format!(
+                                "{}'s log names entry {i} of term {:?} outside its window, but its disk holds {:?}",
+                                name(),
+                                core.term_at(i),
+                                other.map(|e| e.term)
+                            ),
+                        ))
+                    }
+                },
+                None => {
+                    return Err(violation(
+                        "log matching",
+                        format!("{}'s in-memory log has no entry {i}", name()),
+                    ))
+                }
             };
             let prev = core.term_at(i - 1).unwrap_or(0);
             let where_ = || format!("in-memory log of n{}", n + 1);

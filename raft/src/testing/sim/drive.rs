@@ -3,8 +3,10 @@
 //! scenario tests use too) calls [`Driving`] for each output, in the order
 //! the core documents. Messages go out over the simulated network, the
 //! durable part is queued on the simulated disk (its persisted messages wait
-//! for the simulated fsync, see `Sim::synced`), committed entries are applied
-//! to the node's state machine, and confirmed or failed reads go to the
+//! for the simulated fsync, see `Sim::synced`), reads of the durable log for
+//! followers are queued (see the `window` module), committed entries are
+//! applied to the node's state machine (those outside the core's window read
+//! from its disk first), and confirmed or failed reads go to the
 //! clients waiting for them. A snapshot install the core returned is
 //! executed with the `Ready` that follows it; requests the core declined go
 //! unanswered (their senders time out, as for a lost answer).
@@ -17,7 +19,7 @@ use super::storage::{PendingWrite, Snapshot};
 use super::trace::TraceKind;
 use super::Sim;
 use crate::core::harness::{DurableWrite, ReadyHost};
-use crate::core::{InstalledSnapshot, LogReset, Message, ReadState, Refusal};
+use crate::core::{InstalledSnapshot, LogFetch, LogReset, Message, ReadState, Refusal};
 use crate::types::{Log, ServerId};
 
 /// Node `n` of `sim` executing one `Ready`.
@@ -74,6 +76,14 @@ impl ReadyHost for Driving<'_, '_> {
 
     fn send_snapshots(&mut self, to: Vec<ServerId>) -> Result<(), Violation> {
         self.sim.send_snapshots(self.n, to)
+    }
+
+    fn fetch(&mut self, fetch: LogFetch) -> Result<(), Violation> {
+        self.sim.start_fetch(self.n, fetch)
+    }
+
+    fn apply_from_store(&mut self, lo: u64, hi: u64) -> Result<(), Violation> {
+        self.sim.apply_from_store(self.n, lo, hi)
     }
 
     fn apply(&mut self, entry: Log) -> Result<(), Violation> {

@@ -78,6 +78,7 @@ mod snapshot;
 mod storage;
 mod tails;
 mod trace;
+mod window;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -94,8 +95,9 @@ use self::rng::SimRng;
 use self::snapshot::{SnapshotPolicy, Transfer};
 use self::storage::{PendingWrite, Snapshot, Storage};
 use self::trace::{MsgSummary, Trace, TraceKind};
+use self::window::WindowPolicy;
 use crate::core::harness::{self, MemLog};
-use crate::core::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, Message, Refusal};
+use crate::core::{Body, Core, CoreConfig, InitialState, InstalledSnapshot, LogFetch, Message, Refusal};
 use crate::testing::linearizability::{check_kv, CheckResult, KvInput, KvOutput};
 use crate::types::{Configuration, HardState, Log, LogType, Server, ServerId, SnapshotPosition, Suffrage};
 
@@ -187,6 +189,15 @@ pub struct SimConfig {
     /// one to five maximum election timeouts (the node's later writes wait
     /// behind it: syncs complete in order). Default 0.01. Own random source.
     pub stall_rate: f64,
+    /// Share of seeds whose cores hold a tiny log window (0 to 300 bytes of
+    /// durable entries), so leaders replicate mostly from the node's
+    /// durable log and restarts apply from it; such seeds also pick small
+    /// byte budgets for flow control. See the `window` module; own random
+    /// source. Default 0.6.
+    pub window_rate: f64,
+    /// Probability that a read of the durable log for a follower fails.
+    /// Default 0.05.
+    pub fetch_fail_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -217,6 +228,8 @@ impl Default for SimConfig {
             hold_rate: 0.01,
             pause_rate: 0.01,
             stall_rate: 0.01,
+            window_rate: 0.6,
+            fetch_fail_rate: 0.05,
         }
     }
 }
@@ -300,6 +313,24 @@ pub struct SimReport {
     pub pauses: u64,
     /// Writes whose fsync stalled for several election timeouts.
     pub disk_stalls: u64,
+    /// Whether the cores ran with a small log window (see
+    /// [`SimConfig::window_rate`]).
+    pub small_window: bool,
+    /// Reads of the durable log for followers that completed
+    /// (`Ready::fetches`), failed ones included.
+    pub fetches: u64,
+    /// Reads of the durable log that failed on purpose.
+    pub fetch_failures: u64,
+    /// Entries sent in AppendEntries requests.
+    pub entries_replicated: u64,
+    /// Entries sent in AppendEntries requests built from reads of the
+    /// durable log.
+    pub entries_from_store: u64,
+    /// Committed entries applied from the durable log
+    /// (`Ready::apply_from_store`).
+    pub applied_from_store: u64,
+    /// The most entry bytes any core held in memory (`Core::held_bytes`).
+    pub max_held_bytes: u64,
 }
 
 /// Why a run failed: the seed to replay, the violated property, and the
@@ -393,6 +424,14 @@ enum Event {
         term: u64,
         success: bool,
     },
+    /// A read of `node`'s durable log for a follower completes (or fails,
+    /// with `fail`).
+    Fetched {
+        node: usize,
+        life: u64,
+        fetch: LogFetch,
+        fail: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -477,6 +516,8 @@ struct Sim<'a> {
     /// Randomness for disk stalls only.
     stall_rng: SimRng,
     snapshots: SnapshotPolicy,
+    /// The log window the seed picked, with its own random source.
+    window: WindowPolicy,
     figure8: Figure8,
     now: u64,
     tick: u64,
@@ -535,6 +576,7 @@ impl<'a> Sim<'a> {
             // generator, so every other choice of a seed stays as it was.
             core_cfg.max_append_bytes = [1 << 20, 150, 400][(seed % 3) as usize];
         }
+        let window = WindowPolicy::pick(seed, cfg.window_rate, &mut core_cfg);
         let ids: Vec<ServerId> = (1..=n).map(|i| ServerId::from(format!("n{i}"))).collect();
         // Members at bootstrap; the rest are empty spares that may join later.
         let members = if n == 5 && cfg.membership_rate > 0.0 && rng.chance(0.5) { 3 } else { n };
@@ -599,13 +641,15 @@ impl<'a> Sim<'a> {
         };
         let setup = format!(
             "{n} nodes, {members} members at start, pre_vote={}, check_quorum={}, max_append_entries={}, \
-             max_append_bytes={}, max_inflight={}, {snapshot_setup}",
+             max_append_bytes={}, max_inflight={}, {snapshot_setup}{}",
             core_cfg.pre_vote,
             core_cfg.check_quorum,
             core_cfg.max_append_entries,
             core_cfg.max_append_bytes,
-            core_cfg.max_inflight
+            core_cfg.max_inflight,
+            window.describe(&core_cfg)
         );
+        let small_window = window.small;
         let safety = Safety::new(nodes.iter().map(|node| node.id.clone()).collect());
         Ok(Self {
             cfg,
@@ -617,6 +661,7 @@ impl<'a> Sim<'a> {
             pause_rng: SimRng::new(seed ^ 0x9A05_E000_0000_0002),
             stall_rng: SimRng::new(seed ^ 0x57A1_1000_0000_0003),
             snapshots,
+            window,
             figure8,
             now: 0,
             tick: 0,
@@ -629,7 +674,14 @@ impl<'a> Sim<'a> {
             history: History::default(),
             safety,
             trace: Trace::default(),
-            report: SimReport { seed, setup, nodes: n, one_server_bootstrap, ..Default::default() },
+            report: SimReport {
+                seed,
+                setup,
+                nodes: n,
+                one_server_bootstrap,
+                small_window,
+                ..Default::default()
+            },
             next_read_id: 0,
             faults: true,
             heal_at: None,
@@ -1018,6 +1070,7 @@ impl<'a> Sim<'a> {
             Event::SnapshotResult { transfer, index, term, success } => {
                 self.snapshot_result(transfer, index, term, success)
             }
+            Event::Fetched { node, life, fetch, fail } => self.fetched(node, life, fetch, fail),
         }
     }
 
@@ -1031,6 +1084,7 @@ impl<'a> Sim<'a> {
         match &msg.body {
             Body::RequestVoteResponse(r) if r.granted => self.safety.on_vote_granted(from, r.term, to)?,
             Body::AppendEntriesResponse(r) if r.success => self.ack_sent(from, r.term, r.last_log_index),
+            Body::AppendEntries(a) => self.report.entries_replicated += a.entries.len() as u64,
             _ => {}
         }
         let delays = self.net.route(from, to, &mut self.rng);
@@ -1240,8 +1294,26 @@ impl<'a> Sim<'a> {
     }
 
     fn check(&mut self, n: usize) -> Check {
-        let Self { nodes, monitors, safety, trace, now, report, .. } = self;
+        let Self { nodes, monitors, safety, trace, now, report, core_cfg, .. } = self;
         let Some(core) = nodes[n].core.as_ref() else { return Ok(()) };
+        // The log window is bounded: beyond the entries not yet durable,
+        // the core holds at most `max_window_bytes` of payloads.
+        let unpersisted: usize = (core.persisted_index() + 1..=core.last_index())
+            .filter_map(|i| core.entry(i))
+            .map(|e| e.data.len() + crate::transport::ENTRY_OVERHEAD)
+            .sum();
+        let held = core.held_bytes();
+        if held > core_cfg.max_window_bytes + unpersisted {
+            return Err(violation(
+                "the log window is bounded",
+                format!(
+                    "n{} holds {held} bytes of entries, {unpersisted} of them not yet durable, with a window of {} bytes",
+                    n + 1,
+                    core_cfg.max_window_bytes
+                ),
+            ));
+        }
+        report.max_held_bytes = report.max_held_bytes.max(held as u64);
         // Removal is terminal, and a removed server stays quiet.
         let (is_removed, noisy) =
             (core.is_removed(), !core.ready.messages.is_empty() || !core.ready.persisted_messages.is_empty());
@@ -1272,7 +1344,7 @@ impl<'a> Sim<'a> {
                 .count();
             (durable, voters / 2 + 1)
         };
-        safety.check_node(n, core, &mut monitors[n], &durable_count)?;
+        safety.check_node(n, core, &nodes[n].storage, &mut monitors[n], &durable_count)?;
         if core.is_leader() {
             let term = core.term();
             let committed = safety.committed_terms();

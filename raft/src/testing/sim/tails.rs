@@ -124,7 +124,9 @@ impl Sim<'_> {
     pub(super) fn paused_target(&self, event: &Event) -> Option<usize> {
         let n = match event {
             Event::Deliver { to, .. } => *to,
-            Event::Synced { node, .. } | Event::SnapshotStored { node, .. } => *node,
+            Event::Synced { node, .. } | Event::SnapshotStored { node, .. } | Event::Fetched { node, .. } => {
+                *node
+            }
             Event::SnapshotArrive { transfer } => transfer.to,
             Event::SnapshotResult { transfer, .. } => transfer.leader,
             Event::Crash { .. } => return None,
