@@ -28,6 +28,10 @@ fn a_short_run_reports_throughput_and_the_peak_rss_of_the_process() {
     assert!(num(&v, "ops") > 0.0, "no operation completed: {v}");
     assert!(num(&v, "peak_rss_mb") > 1.0, "peak RSS not reported: {v}");
     assert_eq!(v["store"], "mem");
+    // Each node's log window was sampled and held the entries just written.
+    let windows = v["log_window_peak_mb"].as_array().unwrap_or_else(|| panic!("no log_window_peak_mb: {v}"));
+    assert_eq!(windows.len(), 3, "{v}");
+    assert!(windows.iter().all(|w| w.as_f64().is_some_and(|w| w > 0.0)), "{v}");
 }
 
 #[test]

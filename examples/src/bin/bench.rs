@@ -22,7 +22,11 @@
 //! `p50_us`, `p99_us`, `p999_us`, `cpu_s` (user + system CPU of the whole
 //! process during the measured window, from `/proc/self/stat`),
 //! `peak_rss_mb` (`VmHWM`: the whole process's peak), `rss_end_mb` (`VmRSS`
-//! when the measured window ends) and every setting. With `--json` only the JSON
+//! when the measured window ends), `log_window_peak_mb` / `log_window_end_mb`
+//! (per node, the payload bytes its protocol core held in memory:
+//! `Metrics::log_window_bytes`, sampled every 50 ms), `log_fetches` /
+//! `log_fetched_mb` (entries leaders read back from their log stores for
+//! followers) and every setting. With `--json` only the JSON
 //! line is printed. No flag weakens durability or safety: the file store
 //! fsyncs every append and followers acknowledge only durable entries.
 //!
@@ -47,6 +51,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "bench/restart.rs"]
 mod restart;
+#[path = "bench/window.rs"]
+mod window;
 
 /// The bench links mimalloc as its global allocator, as allocation-heavy
 /// production services commonly do: a write's payload is allocated by the
@@ -585,6 +591,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         stop_issuing: AtomicBool::new(false),
         recorder: Recorder::new(),
     });
+    let sampler = window::Sampler::start(shared.nodes.clone());
     let ticks = clock_ticks();
     let clients: Vec<_> =
         (0..args.clients).map(|i| tokio::spawn(client(shared.clone(), args.clone(), i as u64 + 1))).collect();
@@ -611,6 +618,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let ops_per_sec = ops as f64 / elapsed;
     let rss = peak_rss_mb();
     let rss_end = restart::proc_status_mb("VmRSS");
+    let windows = sampler.finish().await;
     let errors = shared.errors.load(Ordering::Relaxed);
     for n in &shared.nodes {
         n.shutdown().await?;
@@ -676,6 +684,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
             cpu / elapsed
         );
         println!("peak rss     {rss:.1} MiB (rss at the end {rss_end:.1} MiB)");
+        println!(
+            "log window   peak per node {} MiB, at the end {} MiB; {} store reads for followers ({:.1} MiB)",
+            window::mib_list(&windows.peak),
+            window::mib_list(&windows.end),
+            windows.fetches,
+            windows.fetched_bytes as f64 / (1 << 20) as f64
+        );
         println!("errors       {errors}");
         println!();
     }
@@ -685,7 +700,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
          \"elapsed_s\":{elapsed:.3},\"nodes\":{},\"clients\":{},\"payload\":{},\"ops_target\":{},\"seconds\":{},\
          \"warmup_s\":{},\"store\":{},\"transport\":{},\"read_ratio\":{},\"read_mode\":{},\"dir\":{},\
          \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\",\"rss_end_mb\":{rss_end:.1},\
-         \"log_window_mb\":{}}}",
+         \"log_window_peak_mb\":{},\"log_window_end_mb\":{},\"log_fetches\":{},\"log_fetched_mb\":{:.1},\"log_window_mb\":{}}}",
         us(&all, 0.5),
         us(&all, 0.99),
         us(&all, 0.999),
@@ -704,6 +719,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
         json_str(read_mode),
         if dir_label.is_empty() { "null".to_string() } else { json_str(&dir_label) },
         args.snapshot_interval,
+        window::mib_list(&windows.peak),
+        window::mib_list(&windows.end),
+        windows.fetches,
+        windows.fetched_bytes as f64 / (1 << 20) as f64,
         args.log_window_mb.map_or("null".to_string(), |mb| mb.to_string()),
     );
     Ok(())
