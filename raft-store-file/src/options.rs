@@ -15,16 +15,22 @@ pub struct FileStoreOptions {
     pub segment_size: u64,
     /// How many of the most recently appended entries are kept in memory, so
     /// reads of the log's tail (replication) rarely touch the disk
-    /// (default 1024; 0 disables the cache).
+    /// (default 1024; 0 disables the cache). The cache also never holds more
+    /// than [`cache_bytes`](Self::cache_bytes) of payload.
     pub cache_entries: usize,
     /// The most `store_logs` calls the writer groups into one fdatasync
     /// (group commit; default 256; at least 1).
     pub max_group_requests: usize,
+    /// The most payload bytes the cache of recent entries holds (default
+    /// 4 MiB; 0 disables the cache): its memory stays bounded whatever the
+    /// entries' size. The protocol core keeps its own window of recent
+    /// entries, so this cache mostly serves other readers of the log tail.
+    pub cache_bytes: usize,
 }
 
 impl Default for FileStoreOptions {
     fn default() -> Self {
-        Self { segment_size: 64 << 20, cache_entries: 1024, max_group_requests: 256 }
+        Self { segment_size: 64 << 20, cache_entries: 1024, max_group_requests: 256, cache_bytes: 4 << 20 }
     }
 }
 

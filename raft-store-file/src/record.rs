@@ -27,8 +27,12 @@ pub(crate) const MAX_PAYLOAD: usize = 1 << 30;
 pub(crate) struct RecordInfo {
     /// Log index of the entry.
     pub index: u64,
+    /// Term of the entry.
+    pub term: u64,
     /// First index of the sync group the entry was written in.
     pub group: u64,
+    /// Type of the entry.
+    pub log_type: LogType,
     /// Total length of the record including its frame header.
     pub len: usize,
 }
@@ -140,8 +144,14 @@ pub(crate) fn check(buf: &[u8]) -> Result<RecordInfo, DecodeError> {
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
-    byte_to_type(buf[FRAME_HEADER + 24])?;
-    Ok(RecordInfo { index: u64_at(buf, FRAME_HEADER), group: u64_at(buf, FRAME_HEADER + 16), len: total })
+    let log_type = byte_to_type(buf[FRAME_HEADER + 24])?;
+    Ok(RecordInfo {
+        index: u64_at(buf, FRAME_HEADER),
+        term: u64_at(buf, FRAME_HEADER + 8),
+        group: u64_at(buf, FRAME_HEADER + 16),
+        log_type,
+        len: total,
+    })
 }
 
 /// Decodes the record at the start of `buf`, whose bytes are shared with the
@@ -151,8 +161,8 @@ pub(crate) fn decode(buf: &Bytes) -> Result<(Log, usize), DecodeError> {
     let p = FRAME_HEADER;
     let log = Log {
         index: info.index,
-        term: u64_at(buf, p + 8),
-        log_type: byte_to_type(buf[p + 24])?,
+        term: info.term,
+        log_type: info.log_type,
         data: buf.slice(p + PAYLOAD_FIXED..info.len),
     };
     Ok((log, info.len))
@@ -172,7 +182,8 @@ mod tests {
         let (back, len) = decode(&bytes).unwrap();
         assert_eq!(back, log);
         assert_eq!(len, buf.len());
-        assert_eq!(check(&buf).unwrap().group, 5);
+        let info = check(&buf).unwrap();
+        assert_eq!((info.index, info.term, info.group, info.log_type), (7, 3, 5, LogType::Configuration));
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x10;

@@ -8,7 +8,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use raft::{async_trait, Log, LogStore, StableStore, StorageError};
+use raft::{async_trait, Log, LogEntryMeta, LogStore, StableStore, StorageError};
 use tokio::sync::oneshot;
 
 use crate::options::FileStoreOptions;
@@ -78,6 +78,22 @@ impl std::fmt::Debug for FileStore {
     }
 }
 
+/// `Ok` if the non-empty `range` lies inside the log `first..=last`, else
+/// `LogNotFound` naming the first missing index.
+fn check_range(first: u64, last: u64, range: &Range<u64>) -> Result<(), StorageError> {
+    if first == 0 || range.start < first || range.start > last {
+        return Err(StorageError::LogNotFound(range.start));
+    }
+    if range.end > last + 1 {
+        return Err(StorageError::LogNotFound(last + 1));
+    }
+    Ok(())
+}
+
+/// Ranges of `entry_meta` longer than this are answered on the blocking
+/// pool rather than on an async worker.
+const META_INLINE_MAX: u64 = 4096;
+
 fn join_error(e: tokio::task::JoinError) -> StorageError {
     StorageError::Failed(format!("blocking file task failed: {e}"))
 }
@@ -139,6 +155,20 @@ impl FileStore {
         self.inner.prealloc.failing()
     }
 
+    /// Bytes of memory the store's index of entries holds: 8 per entry plus
+    /// 16 per change of term within a segment, plus a fixed amount per
+    /// segment file (see the crate docs). It does not depend on the
+    /// entries' payload sizes.
+    pub fn index_bytes(&self) -> Result<usize, StorageError> {
+        Ok(self.inner.shared.read()?.index_bytes())
+    }
+
+    /// Payload bytes held by the cache of the newest entries (at most
+    /// [`FileStoreOptions::cache_bytes`]).
+    pub fn cached_bytes(&self) -> Result<usize, StorageError> {
+        Ok(self.inner.shared.read()?.cache_bytes())
+    }
+
     async fn request(&self, make: impl FnOnce(writer::Reply) -> Request) -> Result<(), StorageError> {
         self.inner.shared.check()?;
         let (reply, rx) = oneshot::channel();
@@ -197,22 +227,13 @@ impl LogStore for FileStore {
     }
 
     async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
-        fn check(first: u64, last: u64, range: &Range<u64>) -> Result<(), StorageError> {
-            if first == 0 || range.start < first || range.start > last {
-                return Err(StorageError::LogNotFound(range.start));
-            }
-            if range.end > last + 1 {
-                return Err(StorageError::LogNotFound(last + 1));
-            }
-            Ok(())
-        }
         if range.start >= range.end {
             self.inner.shared.check()?;
             return Ok(Vec::new());
         }
         {
             let v = self.inner.shared.read()?;
-            check(v.first, v.last, &range)?;
+            check_range(v.first, v.last, &range)?;
             if let Some(logs) = v.cached_range(&range) {
                 return Ok(logs);
             }
@@ -220,8 +241,29 @@ impl LogStore for FileStore {
         let shared = self.inner.shared.clone();
         tokio::task::spawn_blocking(move || {
             let v = shared.read()?;
-            check(v.first, v.last, &range)?;
+            check_range(v.first, v.last, &range)?;
             v.read_range(range)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Answered from the in-memory index (no payload is read, no I/O).
+    async fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
+        if range.start >= range.end {
+            self.inner.shared.check()?;
+            return Ok(Vec::new());
+        }
+        if range.end - range.start <= META_INLINE_MAX {
+            let v = self.inner.shared.read()?;
+            check_range(v.first, v.last, &range)?;
+            return v.entry_meta(range);
+        }
+        let shared = self.inner.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let v = shared.read()?;
+            check_range(v.first, v.last, &range)?;
+            v.entry_meta(range)
         })
         .await
         .map_err(join_error)?

@@ -1,6 +1,8 @@
 //! The in-memory index of the log shared by the writer thread and readers:
-//! which segment and offset holds each entry, the visible index range, a
-//! cache of the newest entries, and the store's fail-stop flag.
+//! which segment and offset holds each entry with its term and type (see
+//! the `entries` module: no payloads), the visible index range, a cache of
+//! the newest entries bounded in count and bytes, and the store's fail-stop
+//! flag.
 //!
 //! Locking: the writer appends bytes past a segment's published `end`
 //! without holding the lock and publishes them (write lock) only after they
@@ -16,8 +18,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use raft::{Log, StorageError};
+use raft::{Log, LogEntryMeta, StorageError};
 
+use crate::entries::EntryIndex;
 use crate::record;
 
 /// One segment as the index sees it.
@@ -29,8 +32,9 @@ pub(crate) struct SegmentRef {
     pub path: PathBuf,
     /// Read-write handle, used with positional I/O only.
     pub file: Arc<File>,
-    /// Invariant: entry `first_index + i` starts at `offsets[i]`; ascending.
-    pub offsets: Vec<u64>,
+    /// Invariant: entry `first_index + i` is at position `i`; offsets
+    /// ascending.
+    pub entries: EntryIndex,
     /// Byte offset past the last published record; the file is never
     /// shorter than this.
     pub end: u64,
@@ -39,13 +43,14 @@ pub(crate) struct SegmentRef {
 impl SegmentRef {
     /// One past the index of the last record in the segment.
     pub fn end_index(&self) -> u64 {
-        self.first_index + self.offsets.len() as u64
+        self.first_index + self.entries.len() as u64
     }
 
     /// Byte range of the records for indexes `from..to` (both inside the segment).
     fn byte_range(&self, from: u64, to: u64) -> Range<u64> {
-        let start = self.offsets[(from - self.first_index) as usize];
-        let end = self.offsets.get((to - self.first_index) as usize).copied().unwrap_or(self.end);
+        let start = self.entries.offset((from - self.first_index) as usize);
+        let to = (to - self.first_index) as usize;
+        let end = if to < self.entries.len() { self.entries.offset(to) } else { self.end };
         start..end
     }
 }
@@ -61,15 +66,51 @@ pub(crate) struct LogView {
     pub first: u64,
     /// Last index; 0 when empty.
     pub last: u64,
-    /// Invariant: the newest entries, contiguous, ending at `last`.
+    /// Invariant: the newest entries, contiguous, ending at `last`; at most
+    /// `cache_cap` of them and `cache_max_bytes` of payload.
     cache: VecDeque<Log>,
     cache_cap: usize,
+    cache_max_bytes: usize,
+    /// Payload bytes in `cache`.
+    cache_bytes: usize,
 }
 
 impl LogView {
     /// An index over `segments` showing `first..=last`.
-    pub fn new(segments: Vec<SegmentRef>, first: u64, last: u64, cache_cap: usize) -> Self {
-        Self { segments, first, last, cache: VecDeque::new(), cache_cap }
+    /// The cache keeps up to `cache_cap` of the newest entries and
+    /// `cache_max_bytes` of their payloads.
+    pub fn new(
+        segments: Vec<SegmentRef>,
+        first: u64,
+        last: u64,
+        cache_cap: usize,
+        cache_max_bytes: usize,
+    ) -> Self {
+        Self { segments, first, last, cache: VecDeque::new(), cache_cap, cache_max_bytes, cache_bytes: 0 }
+    }
+
+    /// Payload bytes held by the cache of newest entries.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache_bytes
+    }
+
+    /// Heap bytes held by the index of entries (every segment's
+    /// [`EntryIndex`]), not counting the cache.
+    pub fn index_bytes(&self) -> usize {
+        self.segments.iter().map(|s| s.entries.heap_bytes()).sum::<usize>()
+            + self.segments.capacity() * std::mem::size_of::<SegmentRef>()
+    }
+
+    fn cache_pop_front(&mut self) {
+        if let Some(log) = self.cache.pop_front() {
+            self.cache_bytes -= log.data.len();
+        }
+    }
+
+    fn cache_pop_back(&mut self) {
+        if let Some(log) = self.cache.pop_back() {
+            self.cache_bytes -= log.data.len();
+        }
     }
 
     /// Whether the log holds no entry.
@@ -113,13 +154,30 @@ impl LogView {
             self.first = head.index;
         }
         self.last = tail.index;
-        if self.cache_cap == 0 {
+        if self.cache_cap == 0 || self.cache_max_bytes == 0 {
             return;
         }
-        let skip = logs.len().saturating_sub(self.cache_cap);
-        self.cache.extend(logs[skip..].iter().cloned());
-        while self.cache.len() > self.cache_cap {
-            self.cache.pop_front();
+        // Only the newest entries that fit both bounds can stay: skip the rest.
+        let mut skip = logs.len().saturating_sub(self.cache_cap);
+        let mut bytes = 0usize;
+        for (i, log) in logs.iter().enumerate().skip(skip).rev() {
+            bytes = bytes.saturating_add(log.data.len());
+            if bytes > self.cache_max_bytes {
+                skip = i + 1;
+                break;
+            }
+        }
+        if skip > 0 {
+            // Entries before the newly cached ones would break contiguity.
+            self.cache.clear();
+            self.cache_bytes = 0;
+        }
+        for log in &logs[skip..] {
+            self.cache_bytes += log.data.len();
+            self.cache.push_back(log.clone());
+        }
+        while self.cache.len() > self.cache_cap || self.cache_bytes > self.cache_max_bytes {
+            self.cache_pop_front();
         }
     }
 
@@ -127,7 +185,7 @@ impl LogView {
     pub fn truncate_from(&mut self, from: u64) {
         self.last = from.saturating_sub(1);
         while self.cache.back().is_some_and(|l| l.index >= from) {
-            self.cache.pop_back();
+            self.cache_pop_back();
         }
         if self.segments.is_empty() {
             self.first = 0;
@@ -139,7 +197,7 @@ impl LogView {
     pub fn compact_to(&mut self, first: u64) {
         self.first = first;
         while self.cache.front().is_some_and(|l| l.index < first) {
-            self.cache.pop_front();
+            self.cache_pop_front();
         }
     }
 
@@ -147,6 +205,7 @@ impl LogView {
     pub fn clear(&mut self) {
         self.segments.clear();
         self.cache.clear();
+        self.cache_bytes = 0;
         self.first = 0;
         self.last = 0;
     }
@@ -155,6 +214,24 @@ impl LogView {
     /// first segment's first index).
     pub fn segment_of(&self, index: u64) -> usize {
         self.segments.partition_point(|s| s.first_index <= index).saturating_sub(1)
+    }
+
+    /// The metadata of the entries in `range` (inside `first..=last`), from
+    /// the index alone: no I/O.
+    pub fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        let mut next = range.start;
+        while next < range.end {
+            let seg = &self.segments[self.segment_of(next)];
+            let to = range.end.min(seg.end_index());
+            if to <= next || next < seg.first_index {
+                return Err(StorageError::LogNotFound(next));
+            }
+            let base = seg.first_index;
+            seg.entries.meta(base, seg.end, (next - base) as usize..(to - base) as usize, &mut out);
+            next = to;
+        }
+        Ok(out)
     }
 
     /// Reads `range` (inside `first..=last`) from disk: one positional read

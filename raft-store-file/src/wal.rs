@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use raft::{Log, StorageError};
 
+use crate::entries::EntryIndex;
 use crate::fsutil::{self, DirLock};
 use crate::options::FileStoreOptions;
 use crate::prealloc::Preparer;
@@ -55,7 +56,8 @@ struct Pending {
     /// File offset where `buf` goes.
     base: u64,
     buf: Vec<u8>,
-    offsets: Vec<u64>,
+    /// The records in `buf`, offsets relative to the file.
+    entries: EntryIndex,
     /// Whether the segment already holds records (it is then never left
     /// for a new one before at least one record of this group is in it,
     /// unless full).
@@ -101,11 +103,17 @@ impl Wal {
 
         let mut segments: Vec<SegmentRef> = Vec::with_capacity(names.len());
         let count = names.len();
+        // One buffer for every segment, which is read a piece at a time:
+        // opening uses about a megabyte whatever the segments' size.
+        let mut buf = Vec::new();
         for (i, (first, path)) in names.into_iter().enumerate() {
             let is_last = i + 1 == count;
-            let buf = fs::read(&path).map_err(|e| io_err("read", &path, e))?;
-            let scan = segment::scan(&path, &buf, first)?;
-            drop(buf);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err("open", &path, e))?;
+            let scan = segment::scan_file(&path, &file, first, &mut buf)?;
             if let Some(prev) = segments.last() {
                 if prev.end_index() != first {
                     return Err(StorageError::Corrupt {
@@ -119,11 +127,6 @@ impl Wal {
                     });
                 }
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| io_err("open", &path, e))?;
             if let Some((offset, reason)) = &scan.torn {
                 if !is_last {
                     return Err(StorageError::Corrupt {
@@ -139,15 +142,20 @@ impl Wal {
                 file.set_len(*offset).map_err(|e| io_err("truncate", &path, e))?;
                 file.sync_all().map_err(|e| io_err("fsync", &path, e))?;
             }
+            let mut entries = scan.entries;
+            if !is_last {
+                entries.shrink_to_fit();
+            }
             segments.push(SegmentRef {
                 first_index: scan.first_index,
                 path,
                 file: Arc::new(file),
-                offsets: scan.offsets,
+                entries,
                 end: scan.end,
             });
         }
 
+        drop(buf);
         // Drop segments wholly below the watermark (a compaction that crashed
         // after recording the watermark), and everything if nothing is visible.
         let mut removed = false;
@@ -179,7 +187,8 @@ impl Wal {
             None => false,
         };
         tracing::info!(dir = %dir.display(), first, last, segments = segments.len(), "opened log");
-        let shared = Arc::new(Shared::new(LogView::new(segments, first, last, opts.cache_entries)));
+        let shared =
+            Arc::new(Shared::new(LogView::new(segments, first, last, opts.cache_entries, opts.cache_bytes)));
         let preparer = Preparer::new(dir, opts.segment_size);
         let wal = Self {
             dir: dir.to_owned(),
@@ -230,14 +239,14 @@ impl Wal {
                 first_index,
                 path: path.clone(),
                 file: file.clone(),
-                offsets: Vec::new(),
+                entries: EntryIndex::new(),
                 end: base,
             }),
             file,
             path,
             base,
             buf: Vec::new(),
-            offsets: Vec::new(),
+            entries: EntryIndex::new(),
             has_records: false,
         })
     }
@@ -256,8 +265,8 @@ impl Wal {
                 path: s.path.clone(),
                 base: s.end,
                 buf: Vec::new(),
-                offsets: Vec::new(),
-                has_records: !s.offsets.is_empty(),
+                entries: EntryIndex::new(),
+                has_records: !s.entries.is_empty(),
             })
         };
         let mut cur = match active {
@@ -288,12 +297,12 @@ impl Wal {
         for log in entries {
             let len = record::encoded_len(log) as u64;
             let full = cur.base + cur.buf.len() as u64 + len > limit;
-            if full && (cur.has_records || !cur.offsets.is_empty()) {
+            if full && (cur.has_records || !cur.entries.is_empty()) {
                 cur.write_and_sync()?;
                 done.push(cur);
                 cur = self.new_segment(log.index)?;
             }
-            cur.offsets.push(cur.base + cur.buf.len() as u64);
+            cur.entries.push(cur.base + cur.buf.len() as u64, log.term, log.log_type)?;
             record::encode(log, group, &mut cur.buf)?;
         }
         cur.write_and_sync()?;
@@ -302,10 +311,14 @@ impl Wal {
         let mut v = self.shared.write()?;
         for p in done {
             if let Some(seg) = p.created {
+                // The segment before a new one is sealed: it no longer grows.
+                if let Some(prev) = v.segments.last_mut() {
+                    prev.entries.shrink_to_fit();
+                }
                 v.segments.push(seg);
             }
             if let Some(seg) = v.segments.last_mut() {
-                seg.offsets.extend_from_slice(&p.offsets);
+                seg.entries.append(&p.entries);
                 seg.end = p.base + p.buf.len() as u64;
             }
         }
@@ -347,10 +360,10 @@ impl Wal {
         if let Some(seg) = v.segments.last_mut() {
             if seg.end_index() > from {
                 let keep = (from - seg.first_index) as usize;
-                let offset = seg.offsets[keep];
+                let offset = seg.entries.offset(keep);
                 seg.file.set_len(offset).map_err(|e| io_err("truncate", &seg.path, e))?;
                 seg.file.sync_all().map_err(|e| io_err("fsync", &seg.path, e))?;
-                seg.offsets.truncate(keep);
+                seg.entries.truncate(keep);
                 seg.end = offset;
             }
         }

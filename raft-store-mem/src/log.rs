@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use raft::{async_trait, Log, LogStore, StableStore, StorageError};
+use raft::{async_trait, Log, LogEntryMeta, LogStore, StableStore, StorageError};
 
 #[derive(Default)]
 struct Inner {
@@ -33,6 +33,21 @@ impl Inner {
         } else {
             self.first + self.logs.len() as u64 - 1
         }
+    }
+
+    /// Positions in `logs` of the non-empty `range`, or `LogNotFound`
+    /// naming its first index that is not stored.
+    fn positions(&self, range: &Range<u64>) -> Result<(usize, usize), StorageError> {
+        // Check the bounds first: the range may be far larger than the log
+        // (allocating or iterating it would exhaust memory or time).
+        if self.logs.is_empty() || range.start < self.first || range.start > self.last_index() {
+            return Err(StorageError::LogNotFound(range.start));
+        }
+        let last = self.last_index();
+        if range.end > last + 1 {
+            return Err(StorageError::LogNotFound(last + 1));
+        }
+        Ok(((range.start - self.first) as usize, (range.end - self.first) as usize))
     }
 
     fn get(&self, index: u64) -> Option<&Log> {
@@ -100,18 +115,18 @@ impl LogStore for InmemStore {
             return Ok(Vec::new());
         }
         let inner = self.lock();
-        // Check the bounds first: the range may be far larger than the log
-        // (allocating or iterating it would exhaust memory or time).
-        if inner.logs.is_empty() || range.start < inner.first || range.start > inner.last_index() {
-            return Err(StorageError::LogNotFound(range.start));
-        }
-        let last = inner.last_index();
-        if range.end > last + 1 {
-            return Err(StorageError::LogNotFound(last + 1));
-        }
-        let lo = (range.start - inner.first) as usize;
-        let hi = (range.end - inner.first) as usize;
+        let (lo, hi) = inner.positions(&range)?;
         Ok(inner.logs.range(lo..hi).cloned().collect())
+    }
+
+    /// Answered from the stored entries without copying their payloads.
+    async fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
+        if range.start >= range.end {
+            return Ok(Vec::new());
+        }
+        let inner = self.lock();
+        let (lo, hi) = inner.positions(&range)?;
+        Ok(inner.logs.range(lo..hi).map(LogEntryMeta::of).collect())
     }
 
     async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {

@@ -1,6 +1,23 @@
 //! [`LogCache`]: wraps any [`LogStore`] with a ring buffer of the most
 //! recently stored entries, so reads of the log tail (a follower catching up,
 //! a restart) are served from memory.
+//!
+//! # Role since the core keeps a log window
+//! The protocol core keeps the payloads of recent entries itself, in a
+//! window bounded in bytes ([`Config::max_log_window_bytes`]), and reads
+//! older entries back from the log store off its main task. That window
+//! *is* the cache of recent entries a node uses by default; `LogCache` is
+//! not part of it and no node wraps its store in one unless asked.
+//!
+//! `LogCache` is kept as an optional wrapper for a slow log store (one
+//! whose reads go over the network, say), so the reads the node makes
+//! outside its window (a lagging follower's catch-up, applying after a
+//! restart) hit memory when they fall on the newest `capacity` entries.
+//! It is bounded in entries, not bytes: size `capacity` with the entries'
+//! size in mind. [`LogStore::entry_meta`] is passed through (answered from
+//! the cache when it holds the whole range).
+//!
+//! [`Config::max_log_window_bytes`]: crate::Config::max_log_window_bytes
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -10,7 +27,7 @@ use async_trait::async_trait;
 
 use crate::error::StorageError;
 use crate::storage::LogStore;
-use crate::types::Log;
+use crate::types::{Log, LogEntryMeta};
 
 /// A write-through cache of the newest `capacity` entries of a log store.
 ///
@@ -104,6 +121,20 @@ impl<S: LogStore> LogStore for LogCache<S> {
             }
         }
         self.inner.get_logs(range).await
+    }
+
+    async fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
+        {
+            let cache = self.cache();
+            if let (Some(first), Some(last)) = (cache.front(), cache.back()) {
+                if range.start >= first.index && range.end <= last.index + 1 {
+                    let lo = (range.start - first.index) as usize;
+                    let hi = (range.end.max(range.start) - first.index) as usize;
+                    return Ok(cache.range(lo..hi).map(LogEntryMeta::of).collect());
+                }
+            }
+        }
+        self.inner.entry_meta(range).await
     }
 
     async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {

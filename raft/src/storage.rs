@@ -22,6 +22,10 @@ use crate::types::{Log, LogEntryMeta};
 ///   truncation), never the middle.
 /// - Never return corrupt data: detect it (checksums) and return
 ///   [`StorageError::Corrupt`].
+/// - `entry_meta` agrees with `get_logs` (same entries, same errors); a
+///   node reads it for its whole log at every start, so a store holding
+///   many entries should answer it from an index, without reading payloads
+///   (the conformance suite checks the agreement).
 /// - After an error from a write, refuse further writes (fail-stop) rather
 ///   than pretend the write happened.
 #[async_trait]

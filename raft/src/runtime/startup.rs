@@ -2,16 +2,18 @@
 //! work on stores directly: [`has_existing_state`], [`bootstrap_cluster`]
 //! and [`recover_cluster`].
 
+use std::ops::Range;
+
 use crate::config::Config;
 use crate::core::InitialState;
 use crate::error::{Error, StorageError};
 use crate::fsm::Fsm;
 use crate::snapshot::SnapshotStore;
 use crate::storage::{LogStore, StableStore};
-use crate::transport::Transport;
-use crate::types::{Configuration, HardState, Log, LogType, SnapshotMeta, SnapshotPosition};
+use crate::transport::{Transport, ENTRY_OVERHEAD};
+use crate::types::{Configuration, HardState, Log, LogEntryMeta, LogType, SnapshotMeta, SnapshotPosition};
 
-use super::{HARD_STATE_KEY, REMOVED_KEY};
+use super::{COMMIT_KEY, HARD_STATE_KEY, REMOVED_KEY};
 
 /// Reads the hard state, or the default for a new node.
 pub(crate) async fn load_hard_state(stable: &dyn StableStore) -> Result<HardState, StorageError> {
@@ -141,12 +143,17 @@ pub async fn recover_cluster<F: Fsm>(
     let first = logs.first_index().await?.max(last_index + 1);
     let last = logs.last_index().await?;
     if last >= first {
-        for log in logs.get_logs(first..last + 1).await? {
-            if log.log_type == LogType::Command {
-                fsm.apply(&log).await;
+        // A batch of entries at a time, bounded in bytes: never the whole
+        // log in memory.
+        let metas = logs.entry_meta(first..last + 1).await?;
+        for range in byte_batches(&metas, READ_BATCH_BYTES) {
+            for log in logs.get_logs(range).await? {
+                if log.log_type == LogType::Command {
+                    fsm.apply(&log).await;
+                }
+                last_index = log.index;
+                last_term = log.term;
             }
-            last_index = log.index;
-            last_term = log.term;
         }
     }
     let snapshot = fsm.snapshot().await.map_err(|e| Error::fsm(crate::error::FsmOperation::Snapshot, e))?;
@@ -243,7 +250,46 @@ async fn log_bridges(logs: &dyn LogStore, from: u64, bad: &SnapshotMeta) -> Resu
     if last < bad.index || last == 0 || first > from + 1 {
         return Ok(false);
     }
-    Ok(logs.get_log(bad.index).await?.is_some_and(|e| e.term == bad.term))
+    Ok(term_at(logs, bad.index).await? == Some(bad.term))
+}
+
+/// The term of the entry at `index`, from its metadata (no payload is
+/// read), or `None` if the log does not hold it.
+async fn term_at(logs: &dyn LogStore, index: u64) -> Result<Option<u64>, StorageError> {
+    if index == 0 {
+        return Ok(None);
+    }
+    match logs.entry_meta(index..index + 1).await {
+        Ok(metas) => Ok(metas.first().filter(|m| m.index == index).map(|m| m.term)),
+        Err(StorageError::LogNotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Splits the entries `metas` (contiguous) into ranges of indexes whose
+/// payloads add up to at most `max_bytes` each (a single larger entry gets
+/// a range of its own).
+fn byte_batches(metas: &[LogEntryMeta], max_bytes: u64) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    let mut start: Option<u64> = None;
+    let mut bytes = 0u64;
+    for m in metas {
+        if let Some(lo) = start {
+            if bytes.saturating_add(m.size) > max_bytes {
+                out.push(lo..m.index);
+                start = None;
+            }
+        }
+        if start.is_none() {
+            start = Some(m.index);
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(m.size);
+    }
+    if let (Some(lo), Some(last)) = (start, metas.last()) {
+        out.push(lo..last.index + 1);
+    }
+    out
 }
 
 /// The error refusing a start whose newest snapshot `bad` is damaged and
@@ -285,7 +331,7 @@ async fn discard_log_superseded_by_snapshot(
     let superseded = if last < snapshot_index {
         true
     } else {
-        logs.get_log(snapshot_index).await?.is_none_or(|e| e.term != snapshot_term)
+        term_at(logs, snapshot_index).await? != Some(snapshot_term)
     };
     if superseded {
         tracing::warn!(first, last, snapshot_index, "discarding a log superseded by the newest snapshot");
@@ -334,8 +380,139 @@ pub(crate) async fn load_initial_state<F: Fsm>(
         }
         let from = first.max(snapshot_index + 1);
         if from <= last {
-            init.entries = logs.get_logs(from..last + 1).await?;
+            load_log(logs, from..last + 1, config.max_log_window_bytes as u64, &mut init).await?;
         }
     }
+    init.commit = load_commit(stable, snapshot_index, last.max(snapshot_index)).await?;
     Ok(init)
 }
+
+/// The most payload bytes startup asks the log store for in one read.
+const READ_BATCH_BYTES: u64 = 4 << 20;
+
+/// The error for a log store whose answers contradict each other.
+fn inconsistent(reason: String) -> Error {
+    tracing::error!(%reason, "the log store is inconsistent");
+    Error::Storage(StorageError::Corrupt { path: "log store".into(), offset: 0, reason })
+}
+
+/// Loads the log `range` (after the snapshot, non-empty) into `init`
+/// without reading it all: the metadata of every entry, the payloads of the
+/// newest entries up to `window` bytes (`init.entries`: what the core keeps
+/// in its window), and the configuration entries before those
+/// (`init.configurations`); the metadata of those before the window goes
+/// to `init.entry_meta`, their payloads stay in the store.
+async fn load_log(
+    logs: &dyn LogStore,
+    range: Range<u64>,
+    window: u64,
+    init: &mut InitialState,
+) -> Result<(), Error> {
+    let mut metas = logs.entry_meta(range.clone()).await?;
+    let contiguous = metas.len() as u64 == range.end - range.start
+        && metas.iter().zip(range.clone()).all(|(m, index)| m.index == index);
+    if !contiguous {
+        return Err(inconsistent(format!(
+            "entry_meta({}..{}) returned {} entries, not the contiguous log the store's bounds promise",
+            range.start,
+            range.end,
+            metas.len()
+        )));
+    }
+    // The newest entries that fit in the window, each counted like the
+    // core counts its window: its data plus `ENTRY_OVERHEAD`.
+    let mut split = metas.len();
+    let mut bytes = 0u64;
+    while split > 0 {
+        let size = metas[split - 1].size.saturating_add(ENTRY_OVERHEAD as u64);
+        if bytes.saturating_add(size) > window {
+            break;
+        }
+        bytes += size;
+        split -= 1;
+    }
+    let split_index = range.start + split as u64;
+    if split_index < range.end {
+        // Read in batches of at most `READ_BATCH_BYTES`: a store may hand
+        // out entries that share one buffer per read, which then lives until
+        // the core has dropped every entry of it from its window.
+        let mut entries = Vec::with_capacity(metas.len() - split);
+        for batch in byte_batches(&metas[split..], READ_BATCH_BYTES) {
+            entries.extend(logs.get_logs(batch).await?);
+        }
+        let matches = entries.len() == metas.len() - split
+            && entries.iter().zip(&metas[split..]).all(|(e, m)| LogEntryMeta::of(e) == *m);
+        if !matches {
+            return Err(inconsistent(format!(
+                "the entries {split_index}..{} read back do not match their metadata",
+                range.end
+            )));
+        }
+        init.entries = entries;
+    }
+    for meta in metas[..split].iter().filter(|m| m.log_type == LogType::Configuration) {
+        match logs.get_log(meta.index).await? {
+            Some(entry) if LogEntryMeta::of(&entry) == *meta => init.configurations.push(entry),
+            Some(entry) => {
+                return Err(inconsistent(format!(
+                    "configuration entry {} read back as {:?}, its metadata says {meta:?}",
+                    meta.index,
+                    LogEntryMeta::of(&entry)
+                )))
+            }
+            None => return Err(Error::Storage(StorageError::LogNotFound(meta.index))),
+        }
+    }
+    metas.truncate(split);
+    if metas.capacity() > 2 * metas.len() {
+        metas.shrink_to_fit();
+    }
+    tracing::info!(
+        first = range.start,
+        last = range.end - 1,
+        in_memory_from = split_index,
+        in_memory_bytes = bytes,
+        configurations = init.configurations.len(),
+        "loaded the log's metadata; payloads outside the window stay in the log store"
+    );
+    init.entry_meta = metas;
+    Ok(())
+}
+
+/// The commit index the node recorded ([`COMMIT_KEY`]), clamped to `last`
+/// (the last index of the log, or the snapshot's if later). A recorded
+/// value below the snapshot is superseded by it and ignored (0); a
+/// malformed value is ignored with a warning (the node then learns its
+/// commit index from a leader, as without the record).
+async fn load_commit(stable: &dyn StableStore, snapshot_index: u64, last: u64) -> Result<u64, Error> {
+    let recorded = match stable.get_u64(COMMIT_KEY).await {
+        Ok(Some(commit)) => commit,
+        Ok(None) => return Ok(0),
+        Err(StorageError::Codec(why)) => {
+            tracing::warn!(%why, "ignoring the recorded commit index: malformed; waiting for a leader's instead");
+            return Ok(0);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if recorded > last {
+        tracing::warn!(
+            recorded,
+            last,
+            "the recorded commit index is past the end of the log; using the log's end"
+        );
+        return Ok(last);
+    }
+    if recorded < snapshot_index {
+        tracing::debug!(
+            recorded,
+            snapshot_index,
+            "the recorded commit index is older than the snapshot; ignored"
+        );
+        return Ok(0);
+    }
+    Ok(recorded)
+}
+
+#[cfg(test)]
+#[path = "startup_tests.rs"]
+mod tests;

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::StorageError;
 use crate::snapshot::SnapshotStore;
 use crate::storage::{LogStore, StableStore};
-use crate::types::{Configuration, Log, LogType, Server, SnapshotMeta};
+use crate::types::{Configuration, Log, LogEntryMeta, LogType, Server, SnapshotMeta};
 
 /// Runs [`log_store_conformance`] and [`stable_store_conformance`] on a
 /// store implementing both traits.
@@ -105,10 +105,39 @@ async fn expect_log<S: LogStore>(case: &str, store: &S, want: &[Log]) {
     }
     let got = must(case, "get_logs", store.get_logs(head.index..tail.index + 1)).await;
     assert_eq!(got, want, "conformance [{case}]: get_logs({}..{})", head.index, tail.index + 1);
+    expect_meta(case, store, want).await;
     for index in [head.index - 1, tail.index + 1] {
         let got = must(case, "get_log", store.get_log(index)).await;
         assert!(got.is_none(), "conformance [{case}]: get_log({index}) outside the log returned {got:?}");
     }
+}
+
+/// Checks `entry_meta` against the entries `want` (contiguous, stored):
+/// over the whole range, over each entry alone, and over a middle part.
+async fn expect_meta<S: LogStore>(case: &str, store: &S, want: &[Log]) {
+    let (Some(head), Some(tail)) = (want.first(), want.last()) else { return };
+    let metas: Vec<LogEntryMeta> = want.iter().map(LogEntryMeta::of).collect();
+    let got = must(case, "entry_meta", store.entry_meta(head.index..tail.index + 1)).await;
+    assert_eq!(got, metas, "conformance [{case}]: entry_meta({}..{})", head.index, tail.index + 1);
+    if want.len() <= 64 {
+        for meta in &metas {
+            let got = must(case, "entry_meta", store.entry_meta(meta.index..meta.index + 1)).await;
+            assert_eq!(
+                got,
+                vec![*meta],
+                "conformance [{case}]: entry_meta({}..{})",
+                meta.index,
+                meta.index + 1
+            );
+        }
+    }
+    if want.len() >= 3 {
+        let (lo, hi) = (head.index + 1, tail.index);
+        let got = must(case, "entry_meta", store.entry_meta(lo..hi)).await;
+        assert_eq!(got, metas[1..want.len() - 1], "conformance [{case}]: entry_meta({lo}..{hi})");
+    }
+    let got = must(case, "entry_meta of an empty range", store.entry_meta(tail.index..tail.index)).await;
+    assert!(got.is_empty(), "conformance [{case}]: entry_meta of an empty range returned {got:?}");
 }
 
 async fn expect_not_found<S: LogStore>(case: &str, store: &S, range: std::ops::Range<u64>, missing: u64) {
@@ -116,6 +145,12 @@ async fn expect_not_found<S: LogStore>(case: &str, store: &S, range: std::ops::R
     assert!(
         matches!(r, Err(StorageError::LogNotFound(i)) if i == missing),
         "conformance [{case}]: get_logs({range:?}) should be Err(LogNotFound({missing})), got {}",
+        describe(&r)
+    );
+    let r = store.entry_meta(range.clone()).await;
+    assert!(
+        matches!(r, Err(StorageError::LogNotFound(i)) if i == missing),
+        "conformance [{case}]: entry_meta({range:?}) should be Err(LogNotFound({missing})), got {}",
         describe(&r)
     );
 }
@@ -140,6 +175,8 @@ where
         expect_not_found(case, &s, 1..2, 1).await;
         let got = must(case, "get_logs of an empty range", s.get_logs(5..5)).await;
         assert!(got.is_empty(), "conformance [{case}]: get_logs(5..5) returned {got:?}");
+        let got = must(case, "entry_meta of an empty range", s.entry_meta(5..5)).await;
+        assert!(got.is_empty(), "conformance [{case}]: entry_meta(5..5) returned {got:?}");
         must(case, "store_logs(&[])", s.store_logs(&[])).await;
         expect_bounds(case, &s, 0, 0).await;
         must(case, "delete_range on an empty store", s.delete_range(1, 10)).await;

@@ -53,7 +53,7 @@ use tokio::sync::Notify;
 
 use crate::error::StorageError;
 use crate::storage::{LogStore, StableStore};
-use crate::types::Log;
+use crate::types::{Log, LogEntryMeta};
 
 /// A store operation a fault can be attached to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,7 +64,7 @@ pub enum StoreOp {
     LastIndex,
     /// [`LogStore::get_log`].
     GetLog,
-    /// [`LogStore::get_logs`].
+    /// [`LogStore::get_logs`] and [`LogStore::entry_meta`].
     GetLogs,
     /// [`LogStore::store_logs`].
     StoreLogs,
@@ -419,6 +419,12 @@ impl<S: LogStore> LogStore for FaultyStore<S> {
         self.faults.run(StoreOp::GetLogs, self.inner.get_logs(range)).await
     }
 
+    /// A read of the log like `get_logs`: meets the faults set on
+    /// [`StoreOp::GetLogs`].
+    async fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
+        self.faults.run(StoreOp::GetLogs, self.inner.entry_meta(range)).await
+    }
+
     async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
         self.faults.run(StoreOp::StoreLogs, self.inner.store_logs(logs)).await
     }
@@ -454,6 +460,8 @@ mod tests {
     struct Mem {
         logs: Arc<Mutex<Vec<Log>>>,
         kv: Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>,
+        /// Calls to its own `entry_meta`.
+        meta_calls: Arc<AtomicU64>,
     }
 
     #[async_trait]
@@ -469,6 +477,17 @@ mod tests {
         }
         async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
             Ok(self.logs.lock().unwrap().iter().filter(|l| range.contains(&l.index)).cloned().collect())
+        }
+        async fn entry_meta(&self, range: Range<u64>) -> Result<Vec<LogEntryMeta>, StorageError> {
+            self.meta_calls.fetch_add(1, Ordering::AcqRel);
+            Ok(self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| range.contains(&l.index))
+                .map(LogEntryMeta::of)
+                .collect())
         }
         async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
             self.logs.lock().unwrap().extend_from_slice(logs);
@@ -574,6 +593,23 @@ mod tests {
         assert_eq!(faults.fault(StoreOp::StoreLogs), Some(Fault::Stall));
         faults.clear_all();
         store.store_logs(&[entry(1)]).await.expect("store");
+    }
+
+    #[tokio::test]
+    async fn entry_meta_reaches_the_inner_store_through_the_get_logs_faults() {
+        let store = FaultyStore::new(Mem::default());
+        store.store_logs(&(1..=5).map(entry).collect::<Vec<_>>()).await.expect("store");
+        let got = store.entry_meta(2..4).await.expect("entry_meta");
+        assert_eq!(got, vec![LogEntryMeta::of(&entry(2)), LogEntryMeta::of(&entry(3))]);
+        assert_eq!(store.inner().meta_calls.load(Ordering::Acquire), 1, "the inner store's own entry_meta");
+        store.injector().inject(StoreOp::GetLogs, Fault::NoSpace);
+        let err = store.entry_meta(1..6).await.expect_err("injected");
+        assert!(is_no_space(&err), "{err}");
+        assert_eq!(store.inner().meta_calls.load(Ordering::Acquire), 1, "failed before reaching the store");
+        store.injector().inject(StoreOp::GetLogs, Fault::FsyncFailure);
+        assert!(store.entry_meta(1..6).await.is_err());
+        store.injector().clear_all();
+        assert_eq!(store.entry_meta(1..6).await.expect("cleared").len(), 5);
     }
 
     #[tokio::test]
