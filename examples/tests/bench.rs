@@ -56,6 +56,13 @@ fn restart_builds_the_log_then_reuses_it_and_reports_timings_and_memory() {
         assert!(num(&built, key) > 0.0, "{key} not measured: {built}");
     }
     assert!(num(&built, "peak_rss_mb") >= num(&built, "rss_ready_mb"), "{built}");
+    // The file store's index: at least an offset per entry.
+    assert!(num(&built, "store_index_bytes") >= 3000.0 * 8.0, "{built}");
+    // The node knew every entry committed (the persisted commit index) and
+    // applied them all from its store without a leader.
+    assert_eq!(num(&built, "commit_index"), 3001.0, "{built}");
+    assert_eq!(num(&built, "replayed_entries"), 3001.0, "{built}");
+    assert!(num(&built, "replay_ms") >= 0.0, "{built}");
 
     let reused = bench_json(&args);
     assert_eq!(reused["reused"], true, "{reused}");

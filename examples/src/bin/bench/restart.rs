@@ -37,7 +37,10 @@
 //!   stores hold), at ready and after the replay,
 //!   `RssAnon` at ready (heap, without file pages), and `VmHWM` (the peak)
 //!   at the end;
-//! - `log_window_bytes`: the node's `Config::max_log_window_bytes`.
+//! - `log_window_bytes`: the node's `Config::max_log_window_bytes`;
+//! - `store_index_bytes`: what the file store's index of entries holds
+//!   once open (`FileStore::index_bytes`), and `store_cached_bytes`: its
+//!   cache of the newest entries after the replay (`FileStore::cached_bytes`).
 //!
 //! The page cache is warm (the files were just written or read); dropping
 //! it needs root and would disturb everything else on the machine.
@@ -79,6 +82,8 @@ struct ChildReport {
     replayed_entries: u64,
     rss_base_mb: f64,
     rss_open_mb: f64,
+    store_index_bytes: u64,
+    store_cached_bytes: u64,
     rss_ready_mb: f64,
     rss_anon_ready_mb: f64,
     rss_after_replay_mb: f64,
@@ -247,17 +252,25 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
             None => println!("fsm replay       none at start (nothing known committed beyond the snapshot)"),
         }
         println!("rss before open  {:>10.1} MiB", r.rss_base_mb);
-        println!("rss stores open  {:>10.1} MiB", r.rss_open_mb);
+        println!(
+            "rss stores open  {:>10.1} MiB (the file store's index of entries: {:.1} MiB)",
+            r.rss_open_mb,
+            r.store_index_bytes as f64 / (1 << 20) as f64
+        );
         println!("rss at ready     {:>10.1} MiB ({:.1} MiB anonymous)", r.rss_ready_mb, r.rss_anon_ready_mb);
         println!("rss after replay {:>10.1} MiB", r.rss_after_replay_mb);
         println!("peak rss (child) {:>10.1} MiB", r.peak_rss_mb);
+        println!(
+            "file store cache {:>10.1} MiB (its newest entries, at the end)",
+            r.store_cached_bytes as f64 / (1 << 20) as f64
+        );
         println!();
     }
     println!(
         "{{\"mode\":\"restart\",\"restart_entries\":{entries},\"payload\":{},\"store\":\"file\",\"reused\":{reused},\
          \"build_s\":{},\"disk_mb\":{:.1},\"last_index\":{},\"commit_index\":{},\"applied_at_ready\":{},\
          \"open_ms\":{:.1},\"new_ms\":{:.1},\"ready_ms\":{:.1},\"replay_ms\":{},\"replayed_entries\":{},\
-         \"rss_base_mb\":{:.1},\"rss_open_mb\":{:.1},\"rss_ready_mb\":{:.1},\"rss_anon_ready_mb\":{:.1},\"rss_after_replay_mb\":{:.1},\
+         \"rss_base_mb\":{:.1},\"rss_open_mb\":{:.1},\"store_index_bytes\":{},\"store_cached_bytes\":{},\"rss_ready_mb\":{:.1},\"rss_anon_ready_mb\":{:.1},\"rss_after_replay_mb\":{:.1},\
          \"peak_rss_mb\":{:.1},\"dir\":{},\"allocator\":\"{ALLOCATOR_NAME}\",\"log_window_mb\":{},\"log_window_bytes\":{}}}",
         args.payload,
         opt(build_s, 3),
@@ -272,6 +285,8 @@ pub(crate) async fn run(args: &Args) -> Result<(), BoxError> {
         r.replayed_entries,
         r.rss_base_mb,
         r.rss_open_mb,
+        r.store_index_bytes,
+        r.store_cached_bytes,
         r.rss_ready_mb,
         r.rss_anon_ready_mb,
         r.rss_after_replay_mb,
@@ -292,10 +307,12 @@ pub(crate) async fn child(node_dir: &Path, log_window: Option<usize>) -> Result<
     let (logs, snaps) = open_stores(node_dir).await?;
     let open_ms = ms(start);
     let rss_open_mb = proc_status_mb("VmRSS");
+    let store_index_bytes = logs.index_bytes()?;
     let last_index = logs.last_index().await?;
     let net = InmemNetwork::new();
     let config = restart_config(log_window);
     let log_window_bytes = config.max_log_window_bytes;
+    let store = logs.clone();
     let node = Raft::new(config, BenchFsm::default(), logs.clone(), logs, snaps, net.transport(NODE)).await?;
     let new_ms = ms(start);
     let metrics = node.metrics().borrow().clone();
@@ -342,12 +359,13 @@ pub(crate) async fn child(node_dir: &Path, log_window: Option<usize>) -> Result<
     // Everything applied since the start, whether before or after ready.
     let replayed_entries = node.applied_index().saturating_sub(metrics.last_snapshot_index);
     let rss_after_replay_mb = proc_status_mb("VmRSS");
+    let store_cached_bytes = store.cached_bytes()?;
     node.shutdown().await?;
     let peak_rss_mb = proc_status_mb("VmHWM");
     println!(
         "{{\"last_index\":{last_index},\"commit_index\":{commit_index},\"applied_at_ready\":{applied_at_ready},\
          \"open_ms\":{open_ms:.3},\"new_ms\":{new_ms:.3},\"ready_ms\":{ready_ms:.3},\"replay_ms\":{},\
-         \"replayed_entries\":{replayed_entries},\"rss_base_mb\":{rss_base_mb:.2},\"rss_open_mb\":{rss_open_mb:.2},\"rss_ready_mb\":{rss_ready_mb:.2},\
+         \"replayed_entries\":{replayed_entries},\"rss_base_mb\":{rss_base_mb:.2},\"rss_open_mb\":{rss_open_mb:.2},\"store_index_bytes\":{store_index_bytes},\"store_cached_bytes\":{store_cached_bytes},\"rss_ready_mb\":{rss_ready_mb:.2},\
          \"rss_anon_ready_mb\":{rss_anon_ready_mb:.2},\"rss_after_replay_mb\":{rss_after_replay_mb:.2},\
          \"peak_rss_mb\":{peak_rss_mb:.2},\"log_window_bytes\":{log_window_bytes}}}",
         replay_ms.map_or("null".to_string(), |v: f64| format!("{v:.3}")),
