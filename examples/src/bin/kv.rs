@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node of the service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a three-node cluster in this process and show a failover.
     Demo,
 }
@@ -121,7 +121,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing("info");
-            match serve(args).await {
+            match serve(*args).await {
                 Ok(None) => Ok(()),
                 Ok(Some(code)) => return ExitCode::from(code),
                 Err(e) => Err(e.to_string()),
