@@ -228,8 +228,8 @@ impl From<raft::Error> for ApiError {
     }
 }
 
-/// Limits and timeouts of the API.
-#[derive(Clone, Debug)]
+/// Limits and timeouts of the API. Its `Debug` output hides the join token.
+#[derive(Clone)]
 pub struct ApiSettings {
     /// Largest value accepted by `PUT` and `cas`, in bytes.
     pub max_value_bytes: usize,
@@ -245,6 +245,18 @@ pub struct ApiSettings {
     /// How long a client may take to send a request's body; then it gets
     /// `408 request_timeout` and the connection is closed.
     pub body_read_timeout: Duration,
+}
+
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("join_token", &self.join_token.as_ref().map(|_| "<redacted>"))
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .finish()
+    }
 }
 
 impl Default for ApiSettings {
@@ -941,6 +953,13 @@ mod tests {
         let err = ApiError::from(raft::Error::CommandTooLarge { size: 70 << 20, max: 64 << 20 });
         assert_eq!(err.status_and_code(), (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"));
         assert!(err.to_string().contains(&(64usize << 20).to_string()), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_join_token() {
+        let settings = ApiSettings { join_token: Some("s3cret-value".into()), ..ApiSettings::default() };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret-value") && shown.contains("redacted"), "{shown}");
     }
 
     #[test]
