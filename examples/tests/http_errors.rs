@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{get, http, poll, put, start_cluster, status};
+use common::{get, http, http_auth, poll, put, start_cluster, status, JOIN_TOKEN};
 
 fn code(r: &common::Resp) -> String {
     r.json()["code"].as_str().unwrap_or_default().to_owned()
@@ -54,10 +54,16 @@ fn bad_input_gets_clear_errors() {
     assert_eq!((r.status, code(&r).as_str()), (404, "not_found"), "{}", r.body);
     let r = http("POST", &api, "/status", b"").expect("POST");
     assert_eq!(r.status, 405, "{}", r.body);
-    let r = http("POST", &api, "/cluster/join", br#"{"id": "", "raft_addr": "x", "api_addr": "y"}"#)
-        .expect("join");
+    let r = http_auth(
+        "POST",
+        &api,
+        "/cluster/join",
+        br#"{"id": "", "raft_addr": "x", "api_addr": "y"}"#,
+        JOIN_TOKEN,
+    )
+    .expect("join");
     assert_eq!((r.status, code(&r).as_str()), (400, "bad_request"), "{}", r.body);
-    let r = http("POST", &api, "/cluster/join", b"garbage").expect("join");
+    let r = http_auth("POST", &api, "/cluster/join", b"garbage", JOIN_TOKEN).expect("join");
     assert_eq!((r.status, code(&r).as_str()), (400, "invalid_json"), "{}", r.body);
 
     // Not HTTP at all, and a declared body far over the limit.

@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{agreed_leader, free_addr, get, http, poll, put, start_cluster, status, KvProc};
+use common::{
+    agreed_leader, free_addr, get, http_auth, poll, put, start_cluster, status, KvProc, JOIN_TOKEN,
+};
 
 fn code(r: &common::Resp) -> String {
     r.json()["code"].as_str().unwrap_or_default().to_owned()
@@ -32,7 +34,7 @@ fn a_duplicate_id_is_refused_and_replace_address_moves_the_member() {
     // Another process claiming n3's id from a new address: refused, and
     // n3's registered API address is left alone.
     let body = format!(r#"{{"id": "n3", "raft_addr": "{}", "api_addr": "{}"}}"#, free_addr(), free_addr());
-    let r = http("POST", &api, "/cluster/join", body.as_bytes()).expect("join");
+    let r = http_auth("POST", &api, "/cluster/join", body.as_bytes(), JOIN_TOKEN).expect("join");
     assert_eq!((r.status, code(&r).as_str()), (409, "server_exists"), "{}", r.body);
     let error = r.json()["error"].as_str().unwrap_or_default().to_owned();
     assert!(error.contains(&original.0) && error.contains("replace_address"), "{error}");

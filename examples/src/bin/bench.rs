@@ -7,7 +7,9 @@
 //!     [--nodes 3] [--clients 256] [--payload 64] [--ops N | --seconds S] \
 //!     [--store mem|file] [--transport inmem|grpc] [--dir PATH] \
 //!     [--read-ratio 0.0] [--read-mode read_index|barrier] [--snapshot-interval 0.2] \
-//!     [--warmup 1] [--json]
+//!     [--log-window-mb M] [--warmup 1] [--json]
+//! cargo run --release -p raft-examples --bin bench -- --restart \
+//!     [--restart-entries 1000000] [--payload 64] [--restart-dir PATH] [--log-window-mb M] [--json]
 //! ```
 //!
 //! A write is `raft.apply(payload)` with a fresh `payload`-byte command; a
@@ -19,9 +21,18 @@
 //! Output: a readable table, then one JSON line with `ops_per_sec`,
 //! `p50_us`, `p99_us`, `p999_us`, `cpu_s` (user + system CPU of the whole
 //! process during the measured window, from `/proc/self/stat`),
-//! `peak_rss_mb` (`VmHWM`) and every setting. With `--json` only the JSON
+//! `peak_rss_mb` (`VmHWM`: the whole process's peak), `rss_end_mb` (`VmRSS`
+//! when the measured window ends), `log_window_peak_mb` / `log_window_end_mb`
+//! (per node, the payload bytes its protocol core held in memory:
+//! `Metrics::log_window_bytes`, sampled every 50 ms), `log_fetches` /
+//! `log_fetched_mb` (entries leaders read back from their log stores for
+//! followers) and every setting. With `--json` only the JSON
 //! line is printed. No flag weakens durability or safety: the file store
 //! fsyncs every append and followers acknowledge only durable entries.
+//!
+//! `--restart` runs no cluster: it measures how one node with a long
+//! uncompacted log restarts (time to be ready as a follower, FSM replay,
+//! RSS in a fresh child process); see the `restart` module.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -37,6 +48,11 @@ use raft::{
     SnapshotReader, SnapshotWriter, Transport,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "bench/restart.rs"]
+mod restart;
+#[path = "bench/window.rs"]
+mod window;
 
 /// The bench links mimalloc as its global allocator, as allocation-heavy
 /// production services commonly do: a write's payload is allocated by the
@@ -131,6 +147,31 @@ struct Args {
     /// Print only the JSON line.
     #[arg(long)]
     json: bool,
+    /// Instead of running a cluster, measure the restart of one node whose
+    /// file store holds `--restart-entries` uncompacted entries of
+    /// `--payload` bytes (see the `restart` module): time to reopen its
+    /// stores and be ready as a follower, FSM replay, and its RSS in a
+    /// fresh child process. Always uses the file store (`--store` is
+    /// ignored).
+    #[arg(long)]
+    restart: bool,
+    /// Entries in the restarted node's log (`--restart`).
+    #[arg(long = "restart-entries", default_value_t = 1_000_000)]
+    restart_entries: u64,
+    /// Directory holding the restarted node's stores (`--restart`): built
+    /// there if it holds none, reused as is if it does, kept afterwards.
+    /// Default: a temporary directory, removed at the end.
+    #[arg(long = "restart-dir")]
+    restart_dir: Option<PathBuf>,
+    /// `Config::max_log_window_bytes` of every node, in MiB: the entry
+    /// payloads a node's protocol core keeps in memory (default: the
+    /// library's default).
+    #[arg(long = "log-window-mb")]
+    log_window_mb: Option<f64>,
+    /// Internal: the child process of `--restart` (`--restart-dir` is then
+    /// the node's directory).
+    #[arg(long = "restart-child", hide = true)]
+    restart_child: bool,
 }
 
 /// A trivial state machine: counts commands and bytes.
@@ -206,6 +247,21 @@ fn node_config(id: &str, snapshot_interval: Duration) -> Config {
     }
 }
 
+/// `config` with `Config::max_log_window_bytes` set to `bytes` if given.
+fn with_log_window(config: Config, bytes: Option<usize>) -> Config {
+    match bytes {
+        Some(max_log_window_bytes) => Config { max_log_window_bytes, ..config },
+        None => config,
+    }
+}
+
+impl Args {
+    /// `--log-window-mb` in bytes.
+    fn log_window(&self) -> Option<usize> {
+        self.log_window_mb.map(|mb| (mb * (1 << 20) as f64) as usize)
+    }
+}
+
 /// Where the file stores live, removed at the end.
 enum DataDir {
     Temp(tempfile::TempDir),
@@ -228,8 +284,9 @@ async fn start_node<T: Transport>(
     store: StoreKind,
     dir: Option<&Path>,
     snapshot_interval: Duration,
+    log_window: Option<usize>,
 ) -> Result<Node, BoxError> {
-    let config = node_config(id, snapshot_interval);
+    let config = with_log_window(node_config(id, snapshot_interval), log_window);
     let node = match (store, dir) {
         (StoreKind::File, Some(dir)) => {
             let base = dir.join(id);
@@ -257,8 +314,15 @@ async fn start_cluster(args: &Args, dir: Option<&Path>) -> Result<Vec<Node>, Box
             let configuration =
                 Configuration::new(ids.iter().map(|id| Server::voter(id.as_str(), id.as_str())).collect());
             for id in &ids {
-                let node =
-                    start_node(net.transport(id.as_str()), id, args.store, dir, snapshot_interval).await?;
+                let node = start_node(
+                    net.transport(id.as_str()),
+                    id,
+                    args.store,
+                    dir,
+                    snapshot_interval,
+                    args.log_window(),
+                )
+                .await?;
                 node.bootstrap_cluster(configuration.clone()).await?;
                 nodes.push(node);
             }
@@ -276,7 +340,8 @@ async fn start_cluster(args: &Args, dir: Option<&Path>) -> Result<Vec<Node>, Box
                     .collect(),
             );
             for (id, transport) in ids.iter().zip(transports) {
-                let node = start_node(transport, id, args.store, dir, snapshot_interval).await?;
+                let node =
+                    start_node(transport, id, args.store, dir, snapshot_interval, args.log_window()).await?;
                 node.bootstrap_cluster(configuration.clone()).await?;
                 nodes.push(node);
             }
@@ -474,6 +539,9 @@ fn main() -> Result<(), BoxError> {
     if !(0.0..=1.0).contains(&args.read_ratio) {
         return Err("--read-ratio must be within 0.0-1.0".into());
     }
+    if args.log_window_mb.is_some_and(|mb| !(mb > 0.0 && mb <= 1_048_576.0)) {
+        return Err("--log-window-mb must be more than 0 and at most 1048576".into());
+    }
     if !(0.005..=86_400.0).contains(&args.snapshot_interval) {
         return Err("--snapshot-interval must be within 0.005-86400 seconds".into());
     }
@@ -485,6 +553,13 @@ fn main() -> Result<(), BoxError> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.restart_child {
+        let dir = args.restart_dir.clone().ok_or("--restart-child needs --restart-dir")?;
+        return runtime.block_on(restart::child(&dir, args.log_window()));
+    }
+    if args.restart {
+        return runtime.block_on(restart::run(&args));
+    }
     runtime.block_on(run(args))
 }
 
@@ -516,6 +591,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         stop_issuing: AtomicBool::new(false),
         recorder: Recorder::new(),
     });
+    let sampler = window::Sampler::start(shared.nodes.clone());
     let ticks = clock_ticks();
     let clients: Vec<_> =
         (0..args.clients).map(|i| tokio::spawn(client(shared.clone(), args.clone(), i as u64 + 1))).collect();
@@ -541,6 +617,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let ops = all.len();
     let ops_per_sec = ops as f64 / elapsed;
     let rss = peak_rss_mb();
+    let rss_end = restart::proc_status_mb("VmRSS");
+    let windows = sampler.finish().await;
     let errors = shared.errors.load(Ordering::Relaxed);
     for n in &shared.nodes {
         n.shutdown().await?;
@@ -573,6 +651,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             println!("  dir {dir_label}");
         }
         println!("  snapshot check every {} s", args.snapshot_interval);
+        if let Some(mb) = args.log_window_mb {
+            println!("  log window {mb} MiB per node (Config::max_log_window_bytes)");
+        }
         println!("  durability: full (no safety or durability shortcut is enabled)");
         println!("  allocator: {ALLOCATOR_NAME}");
         println!();
@@ -602,7 +683,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
             if ops > 0 { cpu * 1e6 / ops as f64 } else { 0.0 },
             cpu / elapsed
         );
-        println!("peak rss     {rss:.1} MiB");
+        println!("peak rss     {rss:.1} MiB (rss at the end {rss_end:.1} MiB)");
+        println!(
+            "log window   peak per node {} MiB, at the end {} MiB; {} store reads for followers ({:.1} MiB)",
+            window::mib_list(&windows.peak),
+            window::mib_list(&windows.end),
+            windows.fetches,
+            windows.fetched_bytes as f64 / (1 << 20) as f64
+        );
         println!("errors       {errors}");
         println!();
     }
@@ -611,7 +699,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
          \"cpu_s\":{cpu:.3},\"peak_rss_mb\":{rss:.1},\"ops\":{ops},\"writes\":{},\"reads\":{},\"errors\":{errors},\
          \"elapsed_s\":{elapsed:.3},\"nodes\":{},\"clients\":{},\"payload\":{},\"ops_target\":{},\"seconds\":{},\
          \"warmup_s\":{},\"store\":{},\"transport\":{},\"read_ratio\":{},\"read_mode\":{},\"dir\":{},\
-         \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\"}}",
+         \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\",\"rss_end_mb\":{rss_end:.1},\
+         \"log_window_peak_mb\":{},\"log_window_end_mb\":{},\"log_fetches\":{},\"log_fetched_mb\":{:.1},\"log_window_mb\":{}}}",
         us(&all, 0.5),
         us(&all, 0.99),
         us(&all, 0.999),
@@ -630,6 +719,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
         json_str(read_mode),
         if dir_label.is_empty() { "null".to_string() } else { json_str(&dir_label) },
         args.snapshot_interval,
+        window::mib_list(&windows.peak),
+        window::mib_list(&windows.end),
+        windows.fetches,
+        windows.fetched_bytes as f64 / (1 << 20) as f64,
+        args.log_window_mb.map_or("null".to_string(), |mb| mb.to_string()),
     );
     Ok(())
 }

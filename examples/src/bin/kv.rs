@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node of the service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a three-node cluster in this process and show a failover.
     Demo,
 }
@@ -83,6 +83,25 @@ struct ServeArgs {
     /// How long an API request may take, including waiting for a leader, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
+    /// The cluster's shared secret: required of /cluster/join and
+    /// /cluster/nodes requests (`Authorization: Bearer TOKEN`) and sent on
+    /// this node's own (joining, registering, forwarding). Give every node
+    /// the same one. Without it the node refuses those routes and cannot join.
+    #[arg(long, env = "KV_JOIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    join_token: Option<String>,
+    /// How long a client may take to send a request's headers (and how
+    /// long an idle connection stays open), in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// How long a client may take to send a request's body, in milliseconds (then 408).
+    #[arg(long, default_value_t = 10_000)]
+    body_timeout_ms: u64,
+    /// How often raft checks whether to take a snapshot, in seconds.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_interval: u64,
+    /// Log entries since the last snapshot that make raft take one.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_threshold: u64,
 }
 
 fn init_tracing(default: &str) {
@@ -102,7 +121,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing("info");
-            match serve(args).await {
+            match serve(*args).await {
                 Ok(None) => Ok(()),
                 Ok(Some(code)) => return ExitCode::from(code),
                 Err(e) => Err(e.to_string()),
@@ -135,7 +154,12 @@ async fn serve(args: ServeArgs) -> Result<Option<u8>, NodeError> {
     opts.api = ApiSettings {
         max_value_bytes: args.max_value_bytes,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        join_token: args.join_token,
+        header_read_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        body_read_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
     };
+    opts.snapshot_interval = Duration::from_secs(args.snapshot_interval);
+    opts.snapshot_threshold = args.snapshot_threshold;
     opts.election_timeout = Duration::from_millis(args.election_timeout_ms);
     let node = KvNode::start(opts).await?;
     tracing::info!(
@@ -215,10 +239,33 @@ impl Clock {
     }
 }
 
-fn demo_options(i: usize, dir: &std::path::Path, raft_addr: &str, api_addr: &str) -> NodeOptions {
+fn demo_options(
+    i: usize,
+    dir: &std::path::Path,
+    raft_addr: &str,
+    api_addr: &str,
+    token: &str,
+) -> NodeOptions {
     let mut opts = NodeOptions::new(IDS[i], raft_addr, api_addr, dir.join(IDS[i]));
     opts.election_timeout = Duration::from_millis(300);
+    opts.api.join_token = Some(token.to_owned());
     opts
+}
+
+/// A fresh random join token for the demo's nodes (128 bits from the
+/// standard library's randomly keyed hasher, in hex).
+fn demo_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut token = String::new();
+    for part in 0..2u8 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(part);
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        );
+        token.push_str(&format!("{:016x}", h.finish()));
+    }
+    token
 }
 
 /// Polls `check` until it returns `Some` or `STEP` passes.
@@ -304,12 +351,13 @@ async fn demo() -> Result<(), String> {
     let dir = tempfile::Builder::new().prefix("kv-demo-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let client = ApiClient::new();
     say(format!(
-        "kv demo: three nodes in one process, gRPC on loopback, file stores in {}",
+        "kv demo: three nodes in one process, gRPC on loopback, file stores in {}, sharing a fresh join token",
         dir.path().display()
     ));
 
     let mut nodes: Vec<Option<KvNode>> = vec![None, None, None];
-    let mut first = demo_options(0, dir.path(), "127.0.0.1:0", "127.0.0.1:0");
+    let token = demo_token();
+    let mut first = demo_options(0, dir.path(), "127.0.0.1:0", "127.0.0.1:0", &token);
     first.bootstrap = true;
     let n1 = KvNode::start(first).await.map_err(|e| format!("starting {}: {e}", IDS[0]))?;
     let seed_api = n1.api_addr().to_string();
@@ -317,7 +365,7 @@ async fn demo() -> Result<(), String> {
     wait_for("node-1 to lead", || agreed_leader(&nodes)).await?;
     clock.say(format!("{} bootstrapped a one-node cluster and leads", IDS[0]));
     for i in 1..3 {
-        let mut opts = demo_options(i, dir.path(), "127.0.0.1:0", "127.0.0.1:0");
+        let mut opts = demo_options(i, dir.path(), "127.0.0.1:0", "127.0.0.1:0", &token);
         opts.join = Some(seed_api.clone());
         nodes[i] = Some(KvNode::start(opts).await.map_err(|e| format!("starting {}: {e}", IDS[i]))?);
     }
@@ -378,7 +426,7 @@ async fn demo() -> Result<(), String> {
     ));
 
     let t = Instant::now();
-    let restarted = restart(dir.path(), old_leader, &old_raft_addr, &old_api_addr).await?;
+    let restarted = restart(dir.path(), old_leader, &old_raft_addr, &old_api_addr, &token).await?;
     let api = restarted.api_addr();
     nodes[old_leader] = Some(restarted);
     let leader_raft = running(&nodes, new_leader)?.raft().clone();
@@ -405,10 +453,16 @@ async fn demo() -> Result<(), String> {
 
 /// Starts node `i` again on its old addresses; retries while the old
 /// incarnation's sockets and directory lock are being released.
-async fn restart(dir: &std::path::Path, i: usize, raft_addr: &str, api_addr: &str) -> Result<KvNode, String> {
+async fn restart(
+    dir: &std::path::Path,
+    i: usize,
+    raft_addr: &str,
+    api_addr: &str,
+    token: &str,
+) -> Result<KvNode, String> {
     let deadline = Instant::now() + STEP;
     loop {
-        match KvNode::start(demo_options(i, dir, raft_addr, api_addr)).await {
+        match KvNode::start(demo_options(i, dir, raft_addr, api_addr, token)).await {
             Ok(node) => return Ok(node),
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "restart not possible yet; retrying");

@@ -10,6 +10,16 @@
 //! | `POST /cluster/join[?replace_address=true]` `{"id","raft_addr","api_addr"}` | registers the node's API address and adds it as a voter; `409 server_exists` if the id is a member at another raft address, unless `replace_address=true` moves it there |
 //! | `PUT /cluster/nodes/{id}` `{"api_addr"}` | registers (or updates) a node's API address |
 //!
+//! # Authentication of cluster changes
+//! `/cluster/join` and `/cluster/nodes/*` change who is a member and where
+//! clients are sent, so they require the cluster's shared secret (`kv serve
+//! --join-token TOKEN`, [`ApiSettings::join_token`]) as `Authorization:
+//! Bearer TOKEN`: without it they answer `401 unauthorized`, with another
+//! token `403 forbidden` (compared in constant time). A node started
+//! without a token refuses them with `403 join_token_not_set`: secure by
+//! default. Nodes send their token on their own calls (joining,
+//! registering their API address, forwarding to the leader).
+//!
 //! Reads: `stale` answers from this node's state (may lag); `leader`
 //! answers from the leader's state without a quorum round (may be stale
 //! for a moment after a leader change); `linearizable` (the default) runs
@@ -27,7 +37,9 @@
 //! Errors are JSON `{"error": message, "code": code}`: `400
 //! bad_request`/`invalid_json`, `404 not_found`, `409 cas_mismatch`, `409
 //! server_exists` (a join with an id that is a member at another address),
-//! `409 stale_prev_index`, `413 value_too_large` (over `max_value_bytes`, or a
+//! `409 stale_prev_index`, `401 unauthorized`, `403 forbidden`, `403
+//! join_token_not_set` (see above), `408 request_timeout` (the body did not
+//! arrive within [`ApiSettings::body_read_timeout`]), `413 value_too_large` (over `max_value_bytes`, or a
 //! command larger than one raft message can carry), `504 catch_up_timeout`
 //! (a joining node did not catch up in time: it stays a non-voter), `503 no_leader` (election in progress or no quorum),
 //! `503 outcome_unknown` (leadership lost with a write in flight: it may
@@ -124,6 +136,18 @@ pub enum ApiError {
     /// ([`raft::Error::CatchUpTimeout`]).
     #[error("{0}")]
     CatchUpTimeout(String),
+    /// A cluster request without credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A cluster request with wrong credentials.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A cluster request to a node started without a join token.
+    #[error("{0}")]
+    JoinTokenNotSet(String),
+    /// The request body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
 }
 
 impl ApiError {
@@ -144,6 +168,10 @@ impl ApiError {
             ApiError::ServerExists(_) => (StatusCode::CONFLICT, "server_exists"),
             ApiError::StalePrevIndex(_) => (StatusCode::CONFLICT, "stale_prev_index"),
             ApiError::CatchUpTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "catch_up_timeout"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::JoinTokenNotSet(_) => (StatusCode::FORBIDDEN, "join_token_not_set"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
         }
     }
 }
@@ -154,7 +182,12 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::debug!(%status, code, error = %self, "request failed");
         }
-        (status, Json(json!({ "error": self.to_string(), "code": code }))).into_response()
+        let mut response = (status, Json(json!({ "error": self.to_string(), "code": code }))).into_response();
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may never come: do not wait for it.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -195,18 +228,101 @@ impl From<raft::Error> for ApiError {
     }
 }
 
-/// Limits and timeouts of the API.
-#[derive(Clone, Debug)]
+/// Limits and timeouts of the API. Its `Debug` output hides the join token.
+#[derive(Clone)]
 pub struct ApiSettings {
     /// Largest value accepted by `PUT` and `cas`, in bytes.
     pub max_value_bytes: usize,
     /// How long a request may take, including waiting for a leader.
     pub request_timeout: Duration,
+    /// The cluster's shared secret, required of `/cluster/*` requests (see
+    /// the [module docs](self)). `None`: those routes are refused.
+    pub join_token: Option<String>,
+    /// How long a client may take to send a request's headers (also how
+    /// long an idle keep-alive connection stays open); then the connection
+    /// is closed.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body; then it gets
+    /// `408 request_timeout` and the connection is closed.
+    pub body_read_timeout: Duration,
+}
+
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("join_token", &self.join_token.as_ref().map(|_| "<redacted>"))
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .finish()
+    }
 }
 
 impl Default for ApiSettings {
+    /// 1 MiB values, 5 s requests, no join token, 10 s to send headers or
+    /// a body.
     fn default() -> Self {
-        Self { max_value_bytes: 1024 * 1024, request_timeout: Duration::from_secs(5) }
+        Self {
+            max_value_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(5),
+            join_token: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The header a cluster request carries its credentials in:
+/// `Authorization: Bearer TOKEN`, or `None` if `token` cannot be a header
+/// value (see [`check_join_token`]).
+pub fn auth_header(token: &str) -> Option<(header::HeaderName, HeaderValue)> {
+    let value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    Some((header::AUTHORIZATION, value))
+}
+
+/// Checks that `token` can serve as a join token: not empty, printable
+/// ASCII without spaces (it travels in an HTTP header).
+pub fn check_join_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("the join token must not be empty".into());
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the join token must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+/// Compares two byte strings in time that depends only on their lengths
+/// (never on where they differ).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Checks a `/cluster/*` request's credentials against `expected`.
+fn authorize(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Err(ApiError::JoinTokenNotSet(
+            "this node has no join token, so it refuses cluster changes: start every node with \
+             --join-token TOKEN (or KV_JOIN_TOKEN=TOKEN), the same secret on all of them"
+                .into(),
+        ));
+    };
+    let Some(given) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized(
+            "cluster requests need the join token: send `Authorization: Bearer TOKEN`".into(),
+        ));
+    };
+    let token = given.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"");
+    if constant_time_eq(token, expected.as_bytes()) {
+        Ok(())
+    } else {
+        tracing::warn!("refused a cluster request with a wrong join token");
+        Err(ApiError::Forbidden("the join token is wrong".into()))
     }
 }
 
@@ -328,6 +444,10 @@ impl ApiState {
                     if let Ok(v) = HeaderValue::from_str(&self.0.id) {
                         headers.insert(FORWARDED_HEADER, v);
                     }
+                    // The leader checks cluster requests against the same secret.
+                    if let Some((name, value)) = self.0.settings.join_token.as_deref().and_then(auth_header) {
+                        headers.insert(name, value);
+                    }
                     // Let the leader answer (or time out) first.
                     let timeout = remaining + Duration::from_secs(1);
                     let sent = self
@@ -447,6 +567,22 @@ async fn add_node_header(State(state): State<ApiState>, mut response: Response) 
 
 /// Reads a whole body, refusing it with 413 past `limit` bytes.
 async fn read_body(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &'static str,
+) -> Result<Bytes, ApiError> {
+    let timeout = state.0.settings.body_read_timeout;
+    match tokio::time::timeout(timeout, read_body_untimed(headers, body, limit, what)).await {
+        Ok(read) => read,
+        Err(_) => {
+            Err(ApiError::RequestTimeout(format!("the request body did not arrive within {timeout:?}")))
+        }
+    }
+}
+
+async fn read_body_untimed(
     headers: &HeaderMap,
     mut body: Body,
     limit: usize,
@@ -509,7 +645,7 @@ async fn put_key(
 ) -> Result<Response, ApiError> {
     let key = check_key(key)?;
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, state.0.settings.max_value_bytes, "the value").await?;
+    let body = read_body(&state, &parts.headers, body, state.0.settings.max_value_bytes, "the value").await?;
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the value must be UTF-8 text".into()))?;
     let fwd = Forward::from_parts(&parts, body);
@@ -563,7 +699,8 @@ async fn cas_key(
     let (parts, body) = request.into_parts();
     // JSON escaping can make a value up to six times longer.
     let body =
-        read_body(&parts.headers, body, limit.saturating_mul(12).saturating_add(4096), "the body").await?;
+        read_body(&state, &parts.headers, body, limit.saturating_mul(12).saturating_add(4096), "the body")
+            .await?;
     let cas: CasRequest = parse_json(&body)?;
     if cas.new.len() > limit || cas.expected.as_ref().is_some_and(|e| e.len() > limit) {
         return Err(ApiError::TooLarge { what: "the value", limit });
@@ -725,7 +862,8 @@ async fn join(
     let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
     let replace = params.replace_address;
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
+    authorize(&parts.headers, state.0.settings.join_token.as_deref())?;
+    let body = read_body(&state, &parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
     let req: JoinRequest = parse_json(&body)?;
     if req.id.is_empty() {
         return Err(ApiError::BadRequest("id must not be empty".into()));
@@ -790,7 +928,8 @@ async fn register_node(
 ) -> Result<Response, ApiError> {
     let id = check_key(id)?;
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
+    authorize(&parts.headers, state.0.settings.join_token.as_deref())?;
+    let body = read_body(&state, &parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
     let req: RegisterRequest = parse_json(&body)?;
     check_addr("api_addr", &req.api_addr)?;
     let fwd = Forward::from_parts(&parts, body);
@@ -814,5 +953,40 @@ mod tests {
         let err = ApiError::from(raft::Error::CommandTooLarge { size: 70 << 20, max: 64 << 20 });
         assert_eq!(err.status_and_code(), (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"));
         assert!(err.to_string().contains(&(64usize << 20).to_string()), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_join_token() {
+        let settings = ApiSettings { join_token: Some("s3cret-value".into()), ..ApiSettings::default() };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret-value") && shown.contains("redacted"), "{shown}");
+    }
+
+    #[test]
+    fn cluster_requests_need_the_right_bearer_token() {
+        let mut headers = HeaderMap::new();
+        let code = |r: Result<(), ApiError>| r.err().map(|e| e.status_and_code());
+        assert_eq!(code(authorize(&headers, None)), Some((StatusCode::FORBIDDEN, "join_token_not_set")));
+        assert_eq!(
+            code(authorize(&headers, Some("s3cret"))),
+            Some((StatusCode::UNAUTHORIZED, "unauthorized"))
+        );
+        for wrong in ["Bearer s3cre", "Bearer s3cret2", "Bearer S3cret", "s3cret", "Basic s3cret"] {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(wrong));
+            assert_eq!(
+                code(authorize(&headers, Some("s3cret"))),
+                Some((StatusCode::FORBIDDEN, "forbidden")),
+                "{wrong}"
+            );
+        }
+        let (name, value) = auth_header("s3cret").expect("a valid token");
+        headers.insert(name, value);
+        assert!(authorize(&headers, Some("s3cret")).is_ok());
+        assert!(authorize(&headers, None).is_err(), "no token configured: refused even with a header");
+        assert!(
+            check_join_token("").is_err()
+                && check_join_token("a b").is_err()
+                && check_join_token("ok-1").is_ok()
+        );
     }
 }

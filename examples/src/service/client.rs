@@ -9,7 +9,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use bytes::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// How long a pooled connection may stay idle before it is closed.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle connections kept per server; more are closed once their request ends.
+pub const POOL_MAX_IDLE_PER_HOST: usize = 32;
 
 /// Largest response body the client reads.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -86,13 +91,25 @@ impl Default for ApiClient {
 }
 
 impl ApiClient {
-    /// A client with a 2 s connect timeout.
+    /// A client with a 2 s connect timeout whose idle pooled connections
+    /// close after [`POOL_IDLE_TIMEOUT`] (at most
+    /// [`POOL_MAX_IDLE_PER_HOST`] kept per server).
     pub fn new() -> Self {
+        Self::with_idle_timeout(POOL_IDLE_TIMEOUT)
+    }
+
+    /// A client whose idle pooled connections close after `idle`.
+    pub fn with_idle_timeout(idle: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         connector.set_nodelay(true);
-        let inner =
-            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        // Without a timer the pool only drops expired connections when it
+        // is next used for the same server: idle sockets would stay open.
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(idle)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(connector);
         Self { inner }
     }
 

@@ -8,6 +8,7 @@
 //! - [`api`]: the HTTP routes, forwarding to the leader, error mapping.
 //! - [`client`]: a small HTTP client, used to forward requests to the
 //!   leader, to join a cluster and by the demo.
+//! - [`server`]: the HTTP server loop (connection timeouts, graceful stop).
 //! - [`tls`]: loading a `--tls-dir` (ca.pem, node.pem, node-key.pem).
 //! - [`error`]: [`NodeError`], why a node could not start, join or stop.
 //!
@@ -27,6 +28,7 @@ pub mod api;
 pub mod client;
 pub mod error;
 pub mod node;
+pub mod server;
 pub mod tls;
 
 pub use error::NodeError;

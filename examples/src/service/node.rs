@@ -64,11 +64,19 @@ pub struct NodeOptions {
     /// member to this node's address instead of being refused. Without it
     /// such a join fails with `409 server_exists`.
     pub replace_address: bool,
+    /// How often raft checks whether to take a snapshot
+    /// ([`raft::Config::snapshot_interval`]).
+    pub snapshot_interval: Duration,
+    /// Log entries since the last snapshot that make raft take one
+    /// ([`raft::Config::snapshot_threshold`]).
+    pub snapshot_threshold: u64,
 }
 
 impl NodeOptions {
-    /// Options with defaults: no bootstrap, no join, no TLS, 1 MiB values,
-    /// 5 s requests, 1 s election timeout.
+    /// Options with defaults: no bootstrap, no join, no TLS, no join token
+    /// (cluster changes through the API are refused), 1 MiB values, 5 s
+    /// requests, 1 s election timeout, raft's default snapshot interval
+    /// and threshold.
     pub fn new(
         id: impl Into<String>,
         raft_addr: impl Into<String>,
@@ -88,6 +96,8 @@ impl NodeOptions {
             election_timeout: Duration::from_secs(1),
             join_timeout: Duration::from_secs(30),
             replace_address: false,
+            snapshot_interval: Config::default().snapshot_interval,
+            snapshot_threshold: Config::default().snapshot_threshold,
         }
     }
 }
@@ -116,6 +126,14 @@ impl KvNode {
         }
         if opts.bootstrap && opts.join.is_some() {
             return Err(NodeError::Options("use either bootstrap (first node) or join, not both".into()));
+        }
+        if let Some(token) = &opts.api.join_token {
+            api::check_join_token(token).map_err(|e| NodeError::Options(format!("--join-token: {e}")))?;
+        } else if opts.join.is_some() {
+            return Err(NodeError::Options(
+                "joining needs the cluster's join token: pass --join-token TOKEN (or set KV_JOIN_TOKEN)"
+                    .into(),
+            ));
         }
         let log_dir = opts.data_dir.join("raft");
         let snap_dir = opts.data_dir.join("snapshots");
@@ -152,6 +170,8 @@ impl KvNode {
             election_timeout: opts.election_timeout,
             leader_lease_timeout: opts.election_timeout / 2,
             commit_timeout: Duration::from_millis(20),
+            snapshot_interval: opts.snapshot_interval,
+            snapshot_threshold: opts.snapshot_threshold,
             // The same id names the raft cluster: stored in the data
             // directory and required of every raft RPC by the node itself.
             cluster_id: opts
@@ -185,17 +205,17 @@ impl KvNode {
             tracing::info!("bootstrapped a one-node cluster");
         }
 
+        if opts.api.join_token.is_none() {
+            tracing::warn!(
+                "no --join-token: this node refuses /cluster/join and /cluster/nodes (no node can join \
+                 through it); start every node with --join-token TOKEN (or KV_JOIN_TOKEN) to allow them"
+            );
+        }
         let state = ApiState::new(opts.id.clone(), raft.clone(), &fsm, opts.api.clone());
         let (http_stop, stopped) = oneshot::channel::<()>();
         let app = api::router(state.clone());
-        let http_task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the HTTP API stopped");
-            }
-        });
+        let http_task =
+            tokio::spawn(super::server::serve(listener, app, opts.api.header_read_timeout, stopped));
         let register_task = tokio::spawn(register_loop(state, raft.clone(), opts.id.clone(), api_addr));
 
         let node = KvNode {
@@ -211,7 +231,8 @@ impl KvNode {
         };
         if !restarted {
             if let Some(member) = &opts.join {
-                if let Err(e) = node.join(member, opts.join_timeout, opts.replace_address).await {
+                let token = opts.api.join_token.as_deref().unwrap_or_default();
+                if let Err(e) = node.join(member, token, opts.join_timeout, opts.replace_address).await {
                     let _ = node.shutdown(false).await;
                     return Err(e);
                 }
@@ -220,9 +241,15 @@ impl KvNode {
         Ok(node)
     }
 
-    /// Asks the member whose API is at `member` to add this node, retrying
-    /// until `timeout`.
-    async fn join(&self, member: &str, timeout: Duration, replace_address: bool) -> Result<(), NodeError> {
+    /// Asks the member whose API is at `member` to add this node (sending
+    /// the join `token`), retrying until `timeout`.
+    async fn join(
+        &self,
+        member: &str,
+        token: &str,
+        timeout: Duration,
+        replace_address: bool,
+    ) -> Result<(), NodeError> {
         let client = ApiClient::new();
         let path = if replace_address { "/cluster/join?replace_address=true" } else { "/cluster/join" };
         let request = JoinRequest {
@@ -230,30 +257,42 @@ impl KvNode {
             raft_addr: self.raft_addr.clone(),
             api_addr: self.api_addr.to_string(),
         };
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| NodeError::Join(format!("encoding the request: {e}")))?;
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        if let Some((name, value)) = api::auth_header(token) {
+            headers.insert(name, value);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let last =
-                match client.send_json(axum::http::Method::POST, member, path, &request, remaining).await {
-                    Ok(resp) if resp.status.is_success() => {
-                        tracing::info!(%member, "joined the cluster");
-                        return Ok(());
-                    }
-                    Ok(resp) if resp.status.is_client_error() => {
-                        let hint = if resp.json()["code"] == "server_exists" {
-                            "; if this node replaces that member, start it with --replace-address"
-                        } else {
-                            ""
-                        };
-                        return Err(NodeError::Join(format!(
-                            "{member} refused: {} {}{hint}",
-                            resp.status,
-                            resp.text()
-                        )));
-                    }
-                    Ok(resp) => format!("{} {}", resp.status, resp.text()),
-                    Err(e) => e.to_string(),
-                };
+            let sent = client
+                .send(axum::http::Method::POST, member, path, headers.clone(), body.clone().into(), remaining)
+                .await;
+            let last = match sent {
+                Ok(resp) if resp.status.is_success() => {
+                    tracing::info!(%member, "joined the cluster");
+                    return Ok(());
+                }
+                Ok(resp) if resp.status.is_client_error() => {
+                    let hint = if resp.json()["code"] == "server_exists" {
+                        "; if this node replaces that member, start it with --replace-address"
+                    } else {
+                        ""
+                    };
+                    return Err(NodeError::Join(format!(
+                        "{member} refused: {} {}{hint}",
+                        resp.status,
+                        resp.text()
+                    )));
+                }
+                Ok(resp) => format!("{} {}", resp.status, resp.text()),
+                Err(e) => e.to_string(),
+            };
             if Instant::now() + Duration::from_millis(250) >= deadline {
                 return Err(NodeError::Join(format!("gave up after {timeout:?}: {last}")));
             }
@@ -344,12 +383,28 @@ impl KvNode {
     }
 }
 
+/// First pause between failed registrations of the API address.
+const REGISTER_BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// Longest pause between failed registrations of the API address.
+const REGISTER_BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Failed registrations logged at debug before they are logged at warn.
+const REGISTER_QUIET_FAILURES: u32 = 4;
+
+/// The pause after `failures` failed registrations in a row: doubling from
+/// [`REGISTER_BACKOFF_MIN`] up to [`REGISTER_BACKOFF_MAX`].
+fn register_backoff(failures: u32) -> Duration {
+    REGISTER_BACKOFF_MIN.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(REGISTER_BACKOFF_MAX)
+}
+
 /// Keeps this node's API address registered in the replicated node
 /// directory: once the node is a member and a leader is known, registers
-/// it (through the leader) unless it is already current.
+/// it (through the leader) unless it is already current, retrying with a
+/// growing pause until it succeeds (failures are logged, at warn once
+/// they persist).
 async fn register_loop(state: ApiState, raft: Raft<KvFsm>, id: String, api_addr: SocketAddr) {
     let api_addr = api_addr.to_string();
     let mut metrics = raft.metrics();
+    let mut failures = 0u32;
     loop {
         let member = {
             let m = metrics.borrow();
@@ -358,15 +413,45 @@ async fn register_loop(state: ApiState, raft: Raft<KvFsm>, id: String, api_addr:
         if member {
             match state.register(&id, &api_addr).await {
                 Ok(()) => {
-                    tracing::debug!(%api_addr, "API address registered");
+                    tracing::debug!(%api_addr, failures, "API address registered");
                     return;
                 }
-                Err(e) => tracing::debug!(error = %e, "registering the API address failed; retrying"),
+                Err(e) => {
+                    failures += 1;
+                    let pause = register_backoff(failures);
+                    if failures > REGISTER_QUIET_FAILURES {
+                        tracing::warn!(
+                            %api_addr, failures, error = %e, retry_in = ?pause,
+                            "registering this node's API address keeps failing: followers cannot forward \
+                             requests to it while it leads; check that every node has the same --join-token"
+                        );
+                    } else {
+                        tracing::debug!(%api_addr, failures, error = %e, retry_in = ?pause, "registering the API address failed; retrying");
+                    }
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
             }
         }
         // Look again on the next change, and at least every half second.
         if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(500), metrics.changed()).await {
             return; // the node shut down
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_backs_off_doubling_up_to_a_cap() {
+        let pauses: Vec<Duration> = (1..=8).map(register_backoff).collect();
+        assert_eq!(pauses[0], REGISTER_BACKOFF_MIN);
+        assert_eq!(pauses[1], REGISTER_BACKOFF_MIN * 2);
+        assert_eq!(pauses[2], REGISTER_BACKOFF_MIN * 4);
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]), "{pauses:?}");
+        assert_eq!(pauses[7], REGISTER_BACKOFF_MAX);
+        assert_eq!(register_backoff(u32::MAX), REGISTER_BACKOFF_MAX);
     }
 }

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 /// Election timeout the test nodes run with, in milliseconds.
 pub const ELECTION_MS: &str = "300";
+/// The join token test nodes share (given through `KV_JOIN_TOKEN`).
+pub const JOIN_TOKEN: &str = "test-join-token";
 
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> String {
@@ -95,6 +97,24 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Sends one HTTP/1.1 request with `Authorization: Bearer {token}` (the
+/// cluster routes' credentials).
+pub fn http_auth(method: &str, addr: &str, path: &str, body: &[u8], token: &str) -> std::io::Result<Resp> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(15)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {:?}", String::from_utf8_lossy(&raw))))
+}
+
 /// `PUT /kv/{key}`.
 pub fn put(addr: &str, key: &str, value: &str) -> std::io::Result<Resp> {
     http("PUT", addr, &format!("/kv/{key}"), value.as_bytes())
@@ -153,6 +173,9 @@ impl KvProc {
             .args(first_args)
             .args(&self.extra)
             .env("RUST_LOG", "info")
+            // The env form of `--join-token`; an explicit flag in the
+            // arguments wins over it.
+            .env("KV_JOIN_TOKEN", JOIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)

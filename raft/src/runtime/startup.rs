@@ -380,12 +380,22 @@ pub(crate) async fn load_initial_state<F: Fsm>(
         }
         let from = first.max(snapshot_index + 1);
         if from <= last {
-            load_log(logs, from..last + 1, config.max_log_window_bytes as u64, &mut init).await?;
+            let window = config.max_log_window_bytes.min(STARTUP_WINDOW_BYTES) as u64;
+            load_log(logs, from..last + 1, window, &mut init).await?;
         }
     }
     init.commit = load_commit(stable, snapshot_index, last.max(snapshot_index)).await?;
     Ok(init)
 }
+
+/// The most payload bytes of the log's newest entries a node loads at
+/// start (less if [`Config::max_log_window_bytes`] is smaller). Startup
+/// needs no payloads but the configuration entries: committed entries are
+/// applied from the store in bounded batches and a lagging follower is
+/// served by reads of the store, so the window starts small and grows to
+/// its full budget as the node writes. This keeps a restart's memory (and
+/// time) independent of the window's size.
+const STARTUP_WINDOW_BYTES: usize = 4 << 20;
 
 /// The most payload bytes startup asks the log store for in one read.
 const READ_BATCH_BYTES: u64 = 4 << 20;

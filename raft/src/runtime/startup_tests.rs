@@ -224,15 +224,20 @@ async fn a_log_that_fits_the_window_is_loaded_whole() {
 }
 
 #[tokio::test]
-async fn the_window_is_read_in_batches_of_bounded_size() {
+async fn the_window_loaded_at_start_is_capped_and_read_in_batches_of_bounded_size() {
     let all: Vec<Log> =
         (1..=100).map(|i| Log::new(i, 1, LogType::Command, vec![i as u8; 100 << 10])).collect();
     let store = CountingStore::with_log(all.clone());
     let init = load(&config_with_window(64 << 20), &store, &DiscardSnapshotStore).await.unwrap();
-    assert_eq!(init.entries, all, "10 MiB fit in the window");
+    // 10 MiB would fit the configured window, but a start loads at most
+    // STARTUP_WINDOW_BYTES: the newest entries that fit in it.
+    let each = (100 << 10) + ENTRY_OVERHEAD;
+    let fit = STARTUP_WINDOW_BYTES / each;
+    assert_eq!(init.entries, all[100 - fit..].to_vec(), "only the newest {fit} entries are loaded");
+    assert_eq!(init.entry_meta.len(), 100 - fit);
     let largest = store.largest_read.load(Ordering::SeqCst);
     assert!(largest <= READ_BATCH_BYTES, "one read returned {largest} bytes");
-    assert_eq!(store.payload_bytes(), 100 * (100 << 10));
+    assert_eq!(store.payload_bytes(), (fit * (100 << 10)) as u64);
 }
 
 #[tokio::test]
