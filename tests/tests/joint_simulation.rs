@@ -9,19 +9,24 @@
 //! removed learn it, the final configuration is the same on every member,
 //! and the clients' history is linearizable.
 //!
-//! Two known gaps, found by this simulation and checked only with
-//! `JOINT_SIM_STRICT=1` (they fail some seeds today; see the report of
-//! issue 18):
-//! - a server removed by a joint change whose log holds C_new but whose
-//!   acknowledgement of it was lost is never told C_new committed (the
-//!   leader stops replicating to it, and its final heartbeat carries a
-//!   commit index capped at what it acknowledged); being no voter of its
-//!   latest configuration, it never campaigns, so it never hears a
-//!   leader's "removed" answer either: it waits as a follower for ever;
-//! - now and then a server removed, wiped and added again under the same
-//!   id stops catching up (its match index stalls far behind): the change
-//!   ends with `CatchUpTimeout`, or the server never applies the final
-//!   barrier. By default removed servers are stopped and never added again.
+//! This simulation found a server removed by a joint change that never
+//! learned it (its log held C_new, every word of the commit was lost, and
+//! being no voter of its latest configuration it never campaigned): fixed
+//! by rule 4 of `raft/src/core/removal.rs`, and checked in every round
+//! without a crash whose leader kept leading.
+//!
+//! Known gaps, issue 18 stays open for them:
+//! - after a leader crash or a hand-off by a leaving leader, a removed
+//!   server whose log lacks its removal may campaign its term above the new
+//!   leader's and then ignores that leader's "removed" answer (seeds 25,
+//!   31, 87, 141, 171, 195 of `JOINT_SIM_SEEDS=200` when checked): it keeps
+//!   campaigning alone, disturbing no member (pre-vote), but does not stop;
+//! - checked only with `JOINT_SIM_STRICT=1` (seeds 151 and 161 of
+//!   `JOINT_SIM_SEEDS=200` fail): now and then a server removed, wiped and
+//!   added again under the same id stops catching up (its match index
+//!   stalls far behind): the change ends with `CatchUpTimeout`, or the
+//!   server never applies the final barrier. By default removed servers
+//!   are stopped and never added again.
 //!
 //! `JOINT_SIM_SEEDS=N` runs N seeds (default 6); `JOINT_SIM_SEED=S` runs
 //! seed S only.
@@ -132,6 +137,12 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<String, String> {
             .cloned()
             .collect();
         let k = (1 + rng.below(2) as usize).min(spare.len());
+        if k == 0 {
+            // Every server of the pool is a member (demoted ones stay):
+            // nothing to swap in this round.
+            trace.push(format!("round {round}: no spare server"));
+            continue;
+        }
         let leaving = draw(&mut rng, &current, k);
         let arriving = draw(&mut rng, &spare, k);
         for id in &arriving {
@@ -180,11 +191,17 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<String, String> {
                 return Err(format!("round {round}: voters {got:?}, expected {want:?}\n{trace:#?}"));
             }
         }
-        // Servers no longer members learn they were removed, when the
-        // leader that committed the removal kept leading (only checked with
-        // JOINT_SIM_STRICT=1: see the module docs). Then they get a new
-        // disk so a later round may add them again.
-        let told = strict() && !crash && !stalled && !leaving.contains(&leader);
+        // Servers no longer members learn they were removed, in rounds
+        // without a crash where the leader that committed the removal kept
+        // leading (a server that missed every word of its removal asks; see
+        // `raft/src/core/removal.rs`, rule 4). Then, with
+        // JOINT_SIM_STRICT=1, they get a new disk so a later round may add
+        // them again. Not checked (a known gap, see the module docs): after
+        // a crash, or a hand-off by a leaving leader, a removed server whose
+        // log lacks its removal may raise its term above the new leader's
+        // while campaigning, and then ignores the leader's "removed" answer
+        // (rule 3 trusts no older term).
+        let told = !crash && !stalled && !leaving.contains(&leader);
         used.extend(members(&conf));
         for id in pool.iter().map(String::as_str) {
             let gone = !members(&conf).contains(id);

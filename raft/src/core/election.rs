@@ -42,6 +42,9 @@ impl Core {
                 // the nodes that count us as a voter.
                 self.leader = None;
                 self.reset_election_timer();
+                if self.excluded_by_own_log() {
+                    self.probe_removal();
+                }
             }
         }
     }
@@ -197,11 +200,11 @@ impl Core {
         self.reset_election_timer();
     }
 
-    fn last_log(&self) -> (u64, u64) {
+    pub(crate) fn last_log(&self) -> (u64, u64) {
         (self.log.last_index(), self.log.last_term())
     }
 
-    fn voter_peers(&self) -> Vec<ServerId> {
+    pub(crate) fn voter_peers(&self) -> Vec<ServerId> {
         self.membership.latest().0.voters().filter(|id| **id != self.id).cloned().collect()
     }
 

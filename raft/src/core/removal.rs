@@ -24,6 +24,18 @@
 //!    (pre-)votes; a leader whose latest *and* committed configurations both
 //!    exclude it answers with `removed: true`.
 //!
+//! 4. **By asking, when its own log excludes it** (a server that holds the
+//!    configuration removing it but never learned that it committed: the
+//!    leader's final heartbeats were lost, or the leader that removed it
+//!    left the cluster too). Not a voter of its latest configuration, it
+//!    never campaigns, so rule 3 never fires. Instead, each time its
+//!    election timer fires without a leader, it sends a pre-vote request
+//!    to the voters of that configuration, as a question only: it stays a
+//!    follower, ignores grants and never starts an election; a leader for
+//!    which its removal committed answers `removed: true` as in rule 3.
+//!    Pre-vote requests change no one's term or vote, so the question
+//!    cannot disturb the cluster.
+//!
 //! Safety. Only a leader sets `removed`, and only when the removal is
 //! committed in its log (committed entries are never undone), so the answer
 //! is a fact about the cluster's history, not a guess from a lagging
@@ -43,7 +55,8 @@
 
 use super::{Body, Core, Refusal, Role};
 use crate::message::{
-    AppendEntriesRequest, AppendEntriesResponse, RequestPreVoteResponse, RequestVoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, RequestPreVoteRequest, RequestPreVoteResponse,
+    RequestVoteResponse,
 };
 use crate::types::ServerId;
 
@@ -132,10 +145,46 @@ impl Core {
         true
     }
 
-    /// (Candidate) a leader of a term at least ours says we were removed.
+    /// Rule 4: whether our latest configuration (a real one) excludes us
+    /// although an earlier one included us: we hold our removal and wait
+    /// to learn whether it committed.
+    pub(crate) fn excluded_by_own_log(&self) -> bool {
+        let (latest, index) = self.membership.latest();
+        index > 0
+            && !latest.servers.is_empty()
+            && latest.server(&self.id).is_none()
+            && self.membership.member_before(index, &self.id)
+    }
+
+    /// Rule 4: asks the voters of our latest configuration, with a pre-vote
+    /// request that starts no campaign, whether our removal committed.
+    pub(crate) fn probe_removal(&mut self) {
+        let (last_log_index, last_log_term) = self.last_log();
+        let peers = self.voter_peers();
+        tracing::info!(
+            id = %self.id,
+            term = self.hard.term,
+            "this server's log holds a configuration without it and no leader told it the change \
+             committed; asking the cluster whether it was removed"
+        );
+        self.removal_probe = true;
+        for peer in peers {
+            let req = RequestPreVoteRequest {
+                term: self.hard.term + 1,
+                candidate_id: self.id.clone(),
+                last_log_index,
+                last_log_term,
+                cluster_id: None,
+            };
+            self.send(peer, Body::RequestPreVote(req));
+        }
+    }
+
+    /// (Candidate, or a server that asked under rule 4) a leader of a term
+    /// at least ours says we were removed.
     pub(crate) fn on_removed_answer(&mut self, from: &ServerId, term: u64) {
         let campaigning = matches!(self.role, Role::PreCandidate { .. } | Role::Candidate { .. });
-        if campaigning && term >= self.hard.term {
+        if (campaigning || self.removal_probe) && term >= self.hard.term {
             let why =
                 format!("leader {from} of term {term} says this server is no longer in the configuration");
             self.become_removed(&why);

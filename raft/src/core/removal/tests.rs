@@ -326,3 +326,50 @@ fn s4_2_2_the_leader_stops_reminding_a_removed_server_that_never_answers() {
         "bounded: the leader gives up after two election timeouts"
     );
 }
+
+#[test]
+fn s4_2_2_a_removed_server_that_never_hears_its_removal_committed_asks_and_is_told() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    remove_n3_losing_its_final_heartbeat(&mut c);
+    let idx = c.node("n1").configuration().1;
+    let term = c.node("n1").term();
+    // Every message that would tell n3 its removal committed is lost, for
+    // good: the leader's reminders end, and n3 (no voter of its own latest
+    // configuration) never campaigns. Its timer fires as usual.
+    c.node("n3").election_timeout = 20;
+    for _ in 0..200 {
+        for core in c.cores() {
+            core.tick();
+        }
+        c.settle_with(|m| match &m.body {
+            Body::AppendEntries(a) if m.to.as_str() == "n3" && a.leader_commit >= idx => None,
+            _ => Some(m),
+        });
+        if c.node("n3").state() == RaftState::Removed {
+            break;
+        }
+    }
+    assert_eq!(c.node("n3").state(), RaftState::Removed, "n3 asked the cluster and the leader told it");
+    assert_eq!(c.leaders(), vec![ServerId::from("n1")], "the question disturbed no one");
+    assert_eq!(c.node("n1").term(), term);
+    assert_eq!(c.node("n2").term(), term);
+}
+
+#[test]
+fn s4_2_2_a_server_asking_whether_it_was_removed_never_campaigns() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    remove_n3_losing_its_final_heartbeat(&mut c);
+    // The leader is gone before n3 hears anything: n2 alone cannot answer
+    // "removed", and n3 must not start an election of its own.
+    c.crash("n1");
+    let term = c.node("n3").term();
+    c.node("n3").election_timeout = 20;
+    c.tick_all(200);
+    let n3 = c.node("n3");
+    assert_eq!(n3.state(), RaftState::Follower);
+    assert_eq!(n3.term(), term, "never campaigned");
+}
