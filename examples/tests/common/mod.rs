@@ -17,10 +17,20 @@ pub const ELECTION_MS: &str = "300";
 /// The join token test nodes share (given through `KV_JOIN_TOKEN`).
 pub const JOIN_TOKEN: &str = "test-join-token";
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback address with a port that was free a moment ago, and never
+/// handed out before by this process (a released ephemeral port can be
+/// given again at once, which would give two test nodes one address).
 pub fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").to_string()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("local addr");
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr.to_string();
+        }
+    }
 }
 
 /// Polls `f` until it returns `Some`, failing the test after `limit`.

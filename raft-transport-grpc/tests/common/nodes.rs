@@ -205,14 +205,20 @@ impl GrpcNode {
 
 /// Creates `n` nodes on ephemeral loopback ports (not started).
 pub async fn new_nodes(n: usize, grpc: impl Fn(&str) -> GrpcConfig) -> Vec<GrpcNode> {
-    let mut nodes = Vec::new();
-    for i in 1..=n {
-        let id = format!("n{i}");
-        // Reserve a port by binding once; `start` binds it again.
-        let probe = super::bind(super::test_config()).await;
-        let socket = probe.socket_addr();
+    // Reserve the ports by binding once (`start` binds them again). Every
+    // probe stays bound until all are chosen: a port released at once can
+    // be handed out again to the next probe, giving two nodes one address.
+    let mut probes = Vec::new();
+    for _ in 1..=n {
+        probes.push(super::bind(super::test_config()).await);
+    }
+    let sockets: Vec<_> = probes.iter().map(|p| p.socket_addr()).collect();
+    for probe in probes {
         super::bounded("release probe port", probe.shutdown()).await;
-        drop(probe);
+    }
+    let mut nodes = Vec::new();
+    for (i, socket) in (1..=n).zip(sockets) {
+        let id = format!("n{i}");
         nodes.push(GrpcNode {
             grpc: grpc(&id),
             config: raft_config(&id),
