@@ -209,9 +209,6 @@ pub struct Core {
     pub(crate) election_elapsed: u64,
     pub(crate) election_timeout: u64,
     pub(crate) ready: Ready,
-    /// This node asked the cluster whether it was removed (see `removal`,
-    /// rule 4): a leader's "removed" answer is taken while set.
-    pub(crate) removal_probe: bool,
 }
 
 impl Core {
@@ -271,7 +268,6 @@ impl Core {
             election_elapsed: 0,
             election_timeout: 0,
             ready: Ready::default(),
-            removal_probe: false,
         };
         core.log.evict(core.persisted, core.cfg.max_window_bytes);
         core.reset_election_timer();

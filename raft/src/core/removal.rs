@@ -167,7 +167,6 @@ impl Core {
             "this server's log holds a configuration without it and no leader told it the change \
              committed; asking the cluster whether it was removed"
         );
-        self.removal_probe = true;
         for peer in peers {
             let req = RequestPreVoteRequest {
                 term: self.hard.term + 1,
@@ -184,7 +183,9 @@ impl Core {
     /// at least ours says we were removed.
     pub(crate) fn on_removed_answer(&mut self, from: &ServerId, term: u64) {
         let campaigning = matches!(self.role, Role::PreCandidate { .. } | Role::Candidate { .. });
-        if (campaigning || self.removal_probe) && term >= self.hard.term {
+        // A server its own log excludes asks under rule 4.
+        let asked = self.excluded_by_own_log();
+        if (campaigning || asked) && term >= self.hard.term {
             let why =
                 format!("leader {from} of term {term} says this server is no longer in the configuration");
             self.become_removed(&why);
