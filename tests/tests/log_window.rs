@@ -116,6 +116,26 @@ async fn a_failed_read_for_a_follower_is_counted_and_retried() {
     c.shutdown().await;
 }
 
+/// A read for a follower that the store never answers counts as failed
+/// after a bound, and is retried: the follower is not left waiting for the
+/// rest of the term with nothing in the logs or metrics.
+#[tokio::test(start_paused = true)]
+async fn a_read_for_a_follower_that_never_returns_fails_after_a_bound_and_is_retried() {
+    let mut c = TestCluster::with_config(3, InmemNetwork::new(), small_window).await;
+    let leader = c.wait_for_leader().await;
+    let lagging = follower_of(&c, &leader);
+    c.stop(&lagging).await;
+    let last = write(&c, 30, "missed").await;
+    c.nodes[&leader].faults.inject(StoreOp::GetLogs, Fault::Stall);
+    c.start(&lagging).await;
+    wait_metrics(&c, &leader, "a hung read counted as failed", |m| m.log_fetch_failures > 0).await;
+    assert!(c.raft(&lagging).applied_index() < last, "the follower could not catch up yet");
+    c.nodes[&leader].faults.clear_all();
+    c.wait_applied(&lagging, last, T).await;
+    assert_eq!(c.applied(&lagging), c.applied(&leader));
+    c.shutdown().await;
+}
+
 /// Writing many times the window keeps the payload bytes each node's core
 /// holds within the window (plus what is not yet persisted, which a
 /// quiesced cluster has none of).

@@ -444,8 +444,10 @@ impl Core {
             // Committed entries whose payloads left the window: the driver
             // reads them from the store, ahead of `committed`.
             let hi = applicable.min(window_start - 1);
-            let lo = self.ready.apply_from_store.map_or(self.applied_sent + 1, |(lo, _)| lo);
-            self.ready.apply_from_store = Some((lo, hi));
+            // Only set here, and the whole Ready is taken below: nothing
+            // from an earlier call can be pending.
+            debug_assert!(self.ready.apply_from_store.is_none() && self.ready.committed.is_empty());
+            self.ready.apply_from_store = Some((self.applied_sent + 1, hi));
             self.applied_sent = hi;
         }
         if applicable > self.applied_sent {
