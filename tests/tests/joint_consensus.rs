@@ -447,3 +447,41 @@ async fn s6_a_new_voter_that_never_catches_up_stays_a_nonvoter_and_blocks_nothin
     let _ = c.running();
     c.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn s6_a_change_whose_caller_stopped_waiting_is_abandoned_and_blocks_nothing_after() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    // n9 is never started, and the caller sets no timeout, then gives up.
+    let pending = tokio::spawn({
+        let raft = raft.clone();
+        let changes = [ConfChange::AddVoter(id("n9"), "n9".into()), ConfChange::Remove(id("n3"))];
+        async move { raft.change_membership(changes, 0, Duration::ZERO).await }
+    });
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (conf, _) = raft.get_configuration().await.expect("configuration");
+        if conf.server(&id("n9")).is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "n9 staged");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pending.abort();
+    // The abandoned change no longer refuses later ones.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        match raft.remove_server(id("n9"), 0, T).await {
+            Ok(_) => break,
+            Err(Error::ConfigurationChangeInProgress { .. }) => {
+                assert!(tokio::time::Instant::now() < deadline, "the abandoned change still blocks");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let (conf, _) = raft.get_configuration().await.expect("configuration");
+    assert_eq!(voters(&conf), set(&["n1", "n2", "n3"]), "nothing else changed");
+    c.shutdown().await;
+}

@@ -423,8 +423,10 @@ impl Core {
         }
         self.tick_transfer();
         if heartbeat_due {
-            self.retire_departed_peers();
+            // Reminders first: a server retired now has just been sent its
+            // final heartbeat.
             self.remind_departing_peers();
+            self.retire_departed_peers();
         }
         if heartbeat_due && self.is_leader() {
             self.broadcast_heartbeat();

@@ -190,6 +190,17 @@ impl<R: Send + 'static> Node<R> {
                 }
             }
             Phase::Staging { index } => {
+                if j.tx.is_closed() {
+                    // Nobody waits for it (a caller without a timeout gave
+                    // up): keeping it would refuse every later change.
+                    tracing::warn!(
+                        staged_at = index,
+                        "change_membership's caller stopped waiting before the joint configuration was \
+                         entered: abandoning the change; the staged servers stay non-voters (remove them \
+                         or retry the change)"
+                    );
+                    return;
+                }
                 if !self.core.is_leader() {
                     tracing::warn!(
                         staged_at = index,
