@@ -115,6 +115,23 @@ pub struct Config {
     /// uncommitted. Reloadable (a larger limit lets waiting writes in at
     /// once). Default 64 MiB.
     pub max_uncommitted_bytes: usize,
+    /// The bound lease reads ([`ReadPolicy::Lease`](crate::ReadPolicy::Lease))
+    /// rely on: how far two nodes' monotonic clocks may disagree about the
+    /// length of one `heartbeat_timeout` (clock rate differences, and any
+    /// pause a node's clock does not see).
+    ///
+    /// A leader's lease starts when it *sends* a heartbeat round and holds
+    /// once a quorum acknowledged that round; it lasts `heartbeat_timeout`
+    /// minus this bound minus two ticks (rounding), because a follower that
+    /// heard from a leader refuses votes for `heartbeat_timeout` (with
+    /// `check_quorum`). If clocks drift by more than this, a deposed leader
+    /// may serve a stale lease read. When the lease left is not positive,
+    /// or `check_quorum` is off, lease reads take a ReadIndex round instead.
+    ///
+    /// `None` (the default): a tenth of `heartbeat_timeout`. `Some(d)` must
+    /// be below `heartbeat_timeout` minus three ticks (a tick is a tenth of
+    /// `heartbeat_timeout`). Not in HashiCorp's raft.
+    pub max_clock_drift: Option<Duration>,
 }
 
 impl Default for Config {
@@ -141,6 +158,7 @@ impl Default for Config {
             max_log_window_bytes: 64 << 20,
             max_inflight_bytes: 32 << 20,
             max_uncommitted_bytes: 64 << 20,
+            max_clock_drift: None,
         }
     }
 }
@@ -218,6 +236,15 @@ impl Config {
         if self.max_uncommitted_bytes == 0 {
             return bad("max_uncommitted_bytes must be at least 1".into());
         }
+        if let Some(drift) = self.max_clock_drift {
+            let limit = self.heartbeat_timeout.saturating_sub(self.tick_interval() * 3);
+            if drift >= limit {
+                return bad(format!(
+                    "max_clock_drift {drift:?} leaves no lease: it must be below heartbeat_timeout {:?} minus three ticks ({limit:?})",
+                    self.heartbeat_timeout
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -226,13 +253,26 @@ impl Config {
         (self.heartbeat_timeout / 10).max(Duration::from_millis(1))
     }
 
+    /// The clock-drift bound in effect: [`Config::max_clock_drift`] or a
+    /// tenth of `heartbeat_timeout`.
+    pub fn clock_drift_bound(&self) -> Duration {
+        self.max_clock_drift.unwrap_or(self.heartbeat_timeout / 10)
+    }
+
     /// Converts the durations into the protocol core's tick counts.
     pub(crate) fn core_config(&self) -> crate::core::CoreConfig {
         let tick = self.tick_interval().as_micros().max(1);
         let ticks = |d: Duration| ((d.as_micros() / tick) as u64).max(1);
+        let follower_timeout_ticks = ticks(self.heartbeat_timeout).max(2);
+        // Whole ticks the drift bound covers, rounded up, plus two ticks for
+        // the rounding of the leader's and the follower's tick counts.
+        let drift_ticks = (self.clock_drift_bound().as_micros()).div_ceil(tick) as u64;
+        let read_lease_ticks =
+            if self.check_quorum { follower_timeout_ticks.saturating_sub(drift_ticks + 2) } else { 0 };
         crate::core::CoreConfig {
             heartbeat_ticks: 1,
-            follower_timeout_ticks: ticks(self.heartbeat_timeout).max(2),
+            follower_timeout_ticks,
+            read_lease_ticks,
             candidate_timeout_ticks: ticks(self.election_timeout).max(2),
             lease_ticks: ticks(self.leader_lease_timeout).max(2),
             pre_vote: self.pre_vote,

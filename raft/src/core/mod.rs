@@ -114,6 +114,12 @@ pub struct CoreConfig {
     pub candidate_timeout_ticks: u64,
     /// Ticks within which a leader must hear from a quorum (check-quorum).
     pub lease_ticks: u64,
+    /// How long a read lease lasts, in the leader's ticks, from the moment
+    /// the heartbeat round a quorum acknowledged was sent; 0 turns lease
+    /// reads off ([`Core::lease_read`] then always takes a round). Must be
+    /// below `follower_timeout_ticks` by the clock-drift bound (the runtime
+    /// derives it from [`crate::Config::max_clock_drift`]).
+    pub read_lease_ticks: u64,
     /// Run a pre-vote round before elections.
     pub pre_vote: bool,
     /// Step down without a quorum; ignore votes while a leader is live.
@@ -147,6 +153,7 @@ impl CoreConfig {
             follower_timeout_ticks: 10,
             candidate_timeout_ticks: 10,
             lease_ticks: 10,
+            read_lease_ticks: 7,
             pre_vote: true,
             check_quorum: true,
             max_append_entries: 64,

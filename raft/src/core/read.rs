@@ -46,6 +46,14 @@ impl Core {
         Ok(())
     }
 
+    /// Requests a read point under [`ReadPolicy::Lease`](crate::ReadPolicy::Lease):
+    /// answered at once (in [`Ready::reads`](super::Ready::reads)) while
+    /// this leader's lease holds, otherwise through a quorum round as
+    /// [`Core::read_index`] does.
+    pub fn lease_read(&mut self, id: u64) -> Result<(), Refusal> {
+        self.read_index(id)
+    }
+
     /// Whether reads are waiting for a round to start.
     pub(crate) fn reads_unflushed(&self) -> bool {
         match &self.role {
