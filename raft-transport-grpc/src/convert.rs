@@ -127,12 +127,24 @@ pub(crate) fn vote_request_to_pb(r: &RequestVoteRequest) -> pb::RequestVoteReque
 
 /// Encodes a RequestVote response.
 pub(crate) fn vote_response_to_pb(r: &RequestVoteResponse) -> pb::RequestVoteResponse {
-    pb::RequestVoteResponse { term: r.term, granted: r.granted, removed: r.removed }
+    pb::RequestVoteResponse {
+        term: r.term,
+        granted: r.granted,
+        removed: r.removed,
+        removal_index: r.removal_index,
+        removal_term: r.removal_term,
+    }
 }
 
 /// Decodes a RequestVote response.
 pub(crate) fn vote_response_from_pb(r: pb::RequestVoteResponse) -> RequestVoteResponse {
-    RequestVoteResponse { term: r.term, granted: r.granted, removed: r.removed }
+    RequestVoteResponse {
+        term: r.term,
+        granted: r.granted,
+        removed: r.removed,
+        removal_index: r.removal_index,
+        removal_term: r.removal_term,
+    }
 }
 
 /// Encodes a pre-vote request.
@@ -148,12 +160,24 @@ pub(crate) fn pre_vote_request_to_pb(r: &RequestPreVoteRequest) -> pb::RequestPr
 
 /// Encodes a pre-vote response.
 pub(crate) fn pre_vote_response_to_pb(r: &RequestPreVoteResponse) -> pb::RequestPreVoteResponse {
-    pb::RequestPreVoteResponse { term: r.term, granted: r.granted, removed: r.removed }
+    pb::RequestPreVoteResponse {
+        term: r.term,
+        granted: r.granted,
+        removed: r.removed,
+        removal_index: r.removal_index,
+        removal_term: r.removal_term,
+    }
 }
 
 /// Decodes a pre-vote response.
 pub(crate) fn pre_vote_response_from_pb(r: pb::RequestPreVoteResponse) -> RequestPreVoteResponse {
-    RequestPreVoteResponse { term: r.term, granted: r.granted, removed: r.removed }
+    RequestPreVoteResponse {
+        term: r.term,
+        granted: r.granted,
+        removed: r.removed,
+        removal_index: r.removal_index,
+        removal_term: r.removal_term,
+    }
 }
 
 /// Encodes a TimeoutNow request.

@@ -80,10 +80,19 @@ pub struct RequestVoteResponse {
     pub term: u64,
     /// Whether the vote was granted (and durably recorded).
     pub granted: bool,
-    /// Set only by a leader whose latest and committed configurations both
+    /// Set by a server whose latest and committed configurations both
     /// exclude the candidate: the candidate was removed from the cluster.
     #[serde(default)]
     pub removed: bool,
+    /// With `removed`: the index of an entry committed in the answering
+    /// server's log under a configuration that excludes the candidate (its
+    /// commit index; 0 otherwise). The candidate checks it against its own
+    /// log before trusting the answer (removal rule 3).
+    #[serde(default)]
+    pub removal_index: u64,
+    /// With `removed`: the term of the entry at `removal_index`.
+    #[serde(default)]
+    pub removal_term: u64,
 }
 
 /// A pre-vote (Raft thesis §9.6): "would you vote for me in `term`?". Changes
@@ -113,10 +122,19 @@ pub struct RequestPreVoteResponse {
     pub term: u64,
     /// Whether the responder would vote for the candidate.
     pub granted: bool,
-    /// Set only by a leader whose latest and committed configurations both
+    /// Set by a server whose latest and committed configurations both
     /// exclude the candidate: the candidate was removed from the cluster.
     #[serde(default)]
     pub removed: bool,
+    /// With `removed`: the index of an entry committed in the answering
+    /// server's log under a configuration that excludes the candidate (its
+    /// commit index; 0 otherwise). The candidate checks it against its own
+    /// log before trusting the answer (removal rule 3).
+    #[serde(default)]
+    pub removal_index: u64,
+    /// With `removed`: the term of the entry at `removal_index`.
+    #[serde(default)]
+    pub removal_term: u64,
 }
 
 /// Tells the target of a leadership transfer to start an election now.

@@ -192,17 +192,14 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<String, String> {
                 return Err(format!("round {round}: voters {got:?}, expected {want:?}\n{trace:#?}"));
             }
         }
-        // Servers no longer members learn they were removed, in rounds
-        // without a crash where the leader that committed the removal kept
-        // leading (a server that missed every word of its removal asks; see
-        // `raft/src/core/removal.rs`, rule 4). Then, with
-        // JOINT_SIM_STRICT=1, they get a new disk so a later round may add
-        // them again. Not checked (a known gap, see the module docs): after
-        // a crash, or a hand-off by a leaving leader, a removed server whose
-        // log lacks its removal may raise its term above the new leader's
-        // while campaigning, and then ignores the leader's "removed" answer
-        // (rule 3 trusts no older term).
-        let told = !crash && !stalled && !leaving.contains(&leader);
+        // Servers no longer members learn they were removed, crash or not
+        // (see `raft/src/core/removal.rs`: a server that missed every word
+        // of its removal asks, rule 4; one whose log lacks its removal
+        // campaigns and is told by the leader, rule 3, even when it raised
+        // its term above the leader's after a crash or a hand-off). Then,
+        // with JOINT_SIM_STRICT=1, they get a new disk so a later round may
+        // add them again.
+        let told = !stalled;
         used.extend(members(&conf));
         for id in pool.iter().map(String::as_str) {
             let gone = !members(&conf).contains(id);

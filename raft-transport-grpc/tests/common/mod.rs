@@ -78,11 +78,15 @@ pub fn answer(req: &RpcRequest) -> RpcResponse {
             term: r.term + 2,
             granted: r.leadership_transfer,
             removed: !r.leadership_transfer,
+            removal_index: r.last_log_index + 6,
+            removal_term: r.last_log_term + 7,
         }),
         RpcRequest::RequestPreVote(r) => RpcResponse::RequestPreVote(RequestPreVoteResponse {
             term: r.term + 3,
             granted: r.last_log_index > 5,
             removed: r.last_log_index <= 5,
+            removal_index: r.last_log_index + 8,
+            removal_term: r.last_log_term + 9,
         }),
         RpcRequest::TimeoutNow(r) => RpcResponse::TimeoutNow(TimeoutNowResponse { term: r.term + 4 }),
     }

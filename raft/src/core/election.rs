@@ -67,20 +67,21 @@ impl Core {
             tracing::debug!(id = %self.id, from = %msg.from, "removed from the cluster; ignoring message");
             return;
         }
-        // A removed server asking for votes learns its fate from a leader,
-        // which does not adopt its term (it cannot win anyway).
+        // A removed server asking for votes learns its fate from any server
+        // whose committed log excludes it, which does not adopt its term
+        // (it cannot win anyway).
         if self.refuse_removed_candidate(&msg.from, msg.rpc_id, &msg.body) {
             return;
         }
         // Checked before any term handling: adopting the leader's (higher)
         // term would end the campaign the answer belongs to.
         let removed_answer = match &msg.body {
-            Body::RequestVoteResponse(r) => r.removed,
-            Body::RequestPreVoteResponse(r) => r.removed,
-            _ => false,
+            Body::RequestVoteResponse(r) if r.removed => Some((r.term, r.removal_index, r.removal_term)),
+            Body::RequestPreVoteResponse(r) if r.removed => Some((r.term, r.removal_index, r.removal_term)),
+            _ => None,
         };
-        if removed_answer {
-            self.on_removed_answer(&msg.from, msg.body.term());
+        if let Some((term, removal_index, removal_term)) = removed_answer {
+            self.on_removed_answer(&msg.from, term, removal_index, removal_term);
             return;
         }
         let term = msg.body.term();
@@ -98,6 +99,8 @@ impl Core {
                         term: self.hard.term,
                         granted: false,
                         removed: false,
+                        removal_index: 0,
+                        removal_term: 0,
                     });
                     self.reply(msg.from, msg.rpc_id, body, false);
                     return;
@@ -150,10 +153,10 @@ impl Core {
                 round: req.round,
             }),
             Body::RequestVote(_) => {
-                Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: false })
+                Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: false, removal_index: 0, removal_term: 0 })
             }
             Body::RequestPreVote(_) => {
-                Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: false })
+                Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: false, removal_index: 0, removal_term: 0 })
             }
             Body::TimeoutNow(_) => Body::TimeoutNowResponse(crate::message::TimeoutNowResponse { term }),
             // Stale responses are simply dropped.
@@ -264,7 +267,7 @@ impl Core {
         // election could ever succeed. A refusal carries our term, so a
         // candidate behind us learns it.
         let term = if granted { req.term } else { self.hard.term };
-        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted, removed: false });
+        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted, removed: false, removal_index: 0, removal_term: 0 });
         self.reply(from, rpc_id, body, false);
     }
 
@@ -314,7 +317,7 @@ impl Core {
             self.reset_election_timer();
         }
         let body =
-            Body::RequestVoteResponse(RequestVoteResponse { term: self.hard.term, granted, removed: false });
+            Body::RequestVoteResponse(RequestVoteResponse { term: self.hard.term, granted, removed: false, removal_index: 0, removal_term: 0 });
         // A granted vote promises durable state: send only once persisted.
         self.reply(from, rpc_id, body, granted);
     }

@@ -54,6 +54,13 @@ impl Membership {
         self.history.iter().any(|(i, c)| *i < index && c.server(id).is_some())
     }
 
+    /// Whether the configuration in force at `index` (if still known) or
+    /// any later one includes `id`.
+    pub(crate) fn member_since(&self, index: u64, id: &crate::types::ServerId) -> bool {
+        let start = self.history.iter().rposition(|(i, _)| *i <= index).unwrap_or(0);
+        self.history[start..].iter().any(|(_, c)| c.server(id).is_some())
+    }
+
     /// The configurations from entries with index > `index`, ascending.
     pub(crate) fn after(&self, index: u64) -> Vec<(u64, Configuration)> {
         self.history.iter().filter(|(i, _)| *i > index).cloned().collect()

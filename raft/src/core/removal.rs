@@ -3,7 +3,7 @@
 //! the configuration moves to the terminal [`Role::Removed`] state instead
 //! of campaigning forever with a configuration nobody else uses.
 //!
-//! A server learns it was removed in one of three ways:
+//! A server learns it was removed in one of four ways:
 //!
 //! 1. **From its own log** (followers and non-voters): the configuration
 //!    covered by its commit index excludes it, it was a member of an earlier
@@ -19,10 +19,24 @@
 //!    follower a heartbeat with the new commit index (so the remaining
 //!    servers learn the removal committed and can elect a new leader at
 //!    once), then becomes removed.
-//! 3. **From the leader, when it missed the removal entry** (partitioned
-//!    during the removal): once its election timer fires it asks for
-//!    (pre-)votes; a leader whose latest *and* committed configurations both
-//!    exclude it answers with `removed: true`.
+//! 3. **From the cluster, when it missed the removal entry** (partitioned
+//!    during the removal, or the leader that removed it crashed or handed
+//!    leadership off before telling it): once its election timer fires it
+//!    asks for (pre-)votes; any server (leader or not) whose latest *and*
+//!    committed configurations both exclude it answers `removed: true`
+//!    with a proof: its commit index and that entry's term
+//!    (`removal_index`, `removal_term`), an entry committed under the
+//!    configuration that excludes the candidate. The candidate trusts the
+//!    answer only if its own log confirms the proof
+//!    ([`Core::removal_proven`]), whatever the answer's term. Followers
+//!    answer too because the candidate's (old) configuration may hold no
+//!    current leader at all (a joint change replaced the leader and left
+//!    the candidate asking only servers that now follow a new one), and
+//!    the term does not matter because the answering server never adopts
+//!    the candidate's term: a server that missed its removal may have
+//!    raised its term above every member's (campaigning, or hearing a
+//!    higher term from another removed server), and would otherwise
+//!    campaign alone forever.
 //!
 //! 4. **By asking, when its own log excludes it** (a server that holds the
 //!    configuration removing it but never learned that it committed: the
@@ -31,22 +45,42 @@
 //!    never campaigns, so rule 3 never fires. Instead, each time its
 //!    election timer fires without a leader, it sends a pre-vote request
 //!    to the voters of that configuration, as a question only: it stays a
-//!    follower, ignores grants and never starts an election; a leader for
+//!    follower, ignores grants and never starts an election; a server for
 //!    which its removal committed answers `removed: true` as in rule 3.
 //!    Pre-vote requests change no one's term or vote, so the question
 //!    cannot disturb the cluster.
 //!
-//! Safety. Only a leader sets `removed`, and only when the removal is
-//! committed in its log (committed entries are never undone), so the answer
-//! is a fact about the cluster's history, not a guess from a lagging
-//! voter's old view. The candidate trusts it only from a leader whose term
-//! is at least its own: a leader of an older term may have been deposed
-//! since, and the server may have been added back under the same id by a
-//! newer leader (its term would then be at least that newer leader's, so
-//! the stale answer is ignored). Followers never set `removed`: their view
-//! of the configuration may be old. The removed state changes nothing in
-//! the log or the term, so it cannot affect election safety, log matching
-//! or leader completeness; it only stops a server that no quorum counts.
+//! Safety. A "removed" answer is a fact about the cluster's history, not a
+//! guess from a lagging view: the answering server's committed
+//! configuration excludes the candidate, and committed entries are never
+//! undone. What an answer can get wrong is only whether the removal is
+//! still the last word: the answering server may be behind (a deposed
+//! leader, a lagging follower), and a newer leader may have added the
+//! candidate back under the same id, with an entry `j` after the removal.
+//! The proof guards against that. Entry `p` (the answerer's commit index)
+//! is committed, and no configuration lies between the removal and `p` in
+//! the answerer's log, so an entry `j` adding the server back comes after
+//! `p`. A server added back becomes a voter only once it caught up (thesis
+//! §4.2.1: staged as a non-voter, promoted after acknowledging at least
+//! `j`, once `j` committed), and a committed entry it acknowledged stays
+//! in its log (a snapshot covering it counts as holding it). So:
+//!
+//! - if the candidate's log does not hold `(p, t)` (it ends before `p` or
+//!   conflicts there), it never acknowledged `j` (acknowledging `j` means
+//!   holding the committed prefix up to `j`, `p` included): it was not
+//!   promoted after `j`, and being told it was removed costs at most a
+//!   failed catch-up, which the change that re-added it reports
+//!   ([`crate::Error::CatchUpTimeout`]);
+//! - if it holds `(p, t)`, its log and the answerer's agree up to `p`, and
+//!   it trusts the answer only if neither the configuration in force at
+//!   `p` nor any later one in its log includes it: any `j` it acknowledged
+//!   would be in its log.
+//!
+//! The answering server neither adopts the candidate's term nor grants it
+//! anything, which is always safe (refusing a vote never breaks election
+//! safety). The removed state changes nothing in the log or the term, so it
+//! cannot affect election safety, log matching or leader completeness; it
+//! only stops a server that no quorum counts.
 //!
 //! Bootstrap is unaffected: an empty configuration means "not configured
 //! yet", never "removed", and a server being added (whose log does not yet
@@ -113,20 +147,24 @@ impl Core {
         }
     }
 
-    /// (Leader) whether `from` is out of the cluster for good: both our
-    /// latest and our committed configurations exclude it.
+    /// Whether `from` is out of the cluster as far as our committed log
+    /// shows: both our latest and our committed configurations (real ones,
+    /// not the empty "unconfigured" state) exclude it.
     pub(crate) fn sender_removed(&self, from: &ServerId) -> bool {
-        if !self.is_leader() {
-            return false;
-        }
         let (latest, _) = self.membership.latest();
-        let (committed, _) = self.membership.committed(self.commit);
-        latest.server(from).is_none() && committed.server(from).is_none()
+        let (committed, committed_index) = self.membership.committed(self.commit);
+        committed_index > 0
+            && !committed.servers.is_empty()
+            && !latest.servers.is_empty()
+            && latest.server(from).is_none()
+            && committed.server(from).is_none()
     }
 
-    /// (Leader) answers a (pre-)vote request from a removed server with
-    /// `removed: true`, without adopting its term. Returns whether the
-    /// message was such a request (and is now answered).
+    /// Answers a (pre-)vote request from a server our latest and committed
+    /// configurations exclude with `removed: true` and the proof of
+    /// [`Core::removal_proof`], without adopting its term or counting it.
+    /// Returns whether the message was such a request (and is now
+    /// answered).
     pub(crate) fn refuse_removed_candidate(&mut self, from: &ServerId, rpc_id: u64, body: &Body) -> bool {
         // Only (pre-)vote requests qualify: check the kind first, so the
         // hot AppendEntries traffic never scans the configurations.
@@ -134,13 +172,29 @@ impl Core {
             return false;
         }
         let term = self.hard.term;
+        let (removal_index, removal_term) = self.removal_proof();
         let reply = match body {
-            Body::RequestVote(_) => {
-                Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: true })
-            }
-            _ => Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: true }),
+            Body::RequestVote(_) => Body::RequestVoteResponse(RequestVoteResponse {
+                term,
+                granted: false,
+                removed: true,
+                removal_index,
+                removal_term,
+            }),
+            _ => Body::RequestPreVoteResponse(RequestPreVoteResponse {
+                term,
+                granted: false,
+                removed: true,
+                removal_index,
+                removal_term,
+            }),
         };
-        tracing::info!(id = %self.id, from = %from, "refusing a vote request from a removed server; telling it so");
+        tracing::info!(
+            id = %self.id,
+            from = %from,
+            removal_index,
+            "refusing a vote request from a removed server; telling it so"
+        );
         self.reply(from.clone(), rpc_id, reply, false);
         true
     }
@@ -179,19 +233,60 @@ impl Core {
         }
     }
 
-    /// (Candidate, or a server that asked under rule 4) a leader of a term
-    /// at least ours says we were removed.
-    pub(crate) fn on_removed_answer(&mut self, from: &ServerId, term: u64) {
+    /// The proof sent with a "removed" answer: our commit index and its
+    /// term. Every entry from our committed configuration's up to the
+    /// commit index is committed under that configuration, which excludes
+    /// the candidate. `(0, 0)` if we have none.
+    fn removal_proof(&self) -> (u64, u64) {
+        match self.log.term(self.commit) {
+            Some(term) if self.commit > 0 => (self.commit, term),
+            _ => (0, 0),
+        }
+    }
+
+    /// (Candidate, or a server that asked under rule 4) a server says we
+    /// were removed: trusted only if our log confirms its proof
+    /// ([`Core::removal_proven`]), whatever its term.
+    pub(crate) fn on_removed_answer(&mut self, from: &ServerId, term: u64, removal_index: u64, removal_term: u64) {
         let campaigning = matches!(self.role, Role::PreCandidate { .. } | Role::Candidate { .. });
         // A server its own log excludes asks under rule 4.
         let asked = self.excluded_by_own_log();
-        if (campaigning || asked) && term >= self.hard.term {
-            let why =
-                format!("leader {from} of term {term} says this server is no longer in the configuration");
+        if !(campaigning || asked) {
+            tracing::debug!(id = %self.id, from = %from, term, "ignoring a 'removed' answer: not asking");
+        } else if self.removal_proven(removal_index, removal_term) {
+            let why = format!(
+                "{from} (term {term}) says this server is no longer in the configuration committed at its \
+                 entry {removal_index} (term {removal_term}), and this server's log holds no configuration \
+                 from that entry on that includes it"
+            );
             self.become_removed(&why);
         } else {
-            tracing::debug!(id = %self.id, from = %from, term, "ignoring a stale 'removed' answer");
+            tracing::debug!(
+                id = %self.id,
+                from = %from,
+                term,
+                removal_index,
+                removal_term,
+                "ignoring a 'removed' answer that this server's log does not confirm"
+            );
         }
+    }
+
+    /// Rule 3: whether our log confirms the proof of a "removed" answer,
+    /// the entry `(index, term)` committed in the answering server's log
+    /// under a configuration that excludes us. Either
+    /// our log does not hold that entry (it ends before it or conflicts
+    /// with it: then none of our entries from there on is committed, and
+    /// we never acknowledged an entry adding us back after it), or it holds
+    /// it and neither the configuration in force there nor a later one in
+    /// our log includes us.
+    pub(crate) fn removal_proven(&self, index: u64, term: u64) -> bool {
+        if index == 0 {
+            return false;
+        }
+        // Entries our snapshot covers are committed, hence the answerer's.
+        let holds = index < self.log.snapshot_index() || self.log.term(index) == Some(term);
+        !holds || !self.membership.member_since(index, &self.id)
     }
 
     /// (Leader) drops followers that neither the latest nor the committed

@@ -109,33 +109,6 @@ fn s4_2_2_a_server_partitioned_during_its_removal_is_told_by_the_leader() {
 }
 
 #[test]
-fn s4_2_2_removed_answers_are_trusted_only_from_a_leader_of_a_current_term() {
-    let mut c = Cluster::new(3, CoreConfig::for_tests());
-    c.elect_node("n1");
-    c.settle();
-    let n3 = c.node("n3");
-    n3.hard.term = 9;
-    n3.start_election(false);
-    let term = n3.term();
-    let stale = RequestVoteResponse { term: term - 1, granted: false, removed: true };
-    n3.step(Message {
-        from: "n1".into(),
-        to: "n3".into(),
-        rpc_id: 0,
-        body: Body::RequestVoteResponse(stale),
-    });
-    assert_eq!(n3.state(), RaftState::Candidate, "an older term's leader may be stale");
-    let current = RequestVoteResponse { term, granted: false, removed: true };
-    n3.step(Message {
-        from: "n1".into(),
-        to: "n3".into(),
-        rpc_id: 0,
-        body: Body::RequestVoteResponse(current),
-    });
-    assert_eq!(n3.state(), RaftState::Removed);
-}
-
-#[test]
 fn s4_2_2_only_a_leader_whose_removal_committed_says_removed() {
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
@@ -157,12 +130,41 @@ fn s4_2_2_only_a_leader_whose_removal_committed_says_removed() {
         matches!(&answer.body, Body::RequestPreVoteResponse(r) if !r.removed),
         "removal not committed yet"
     );
-    // A follower never says removed, even when n3 is not in its configuration.
+    // Nor does a follower that does not hold the removal.
     let n2 = c.node("n2");
-    n2.step(Message { from: "n9".into(), to: "n2".into(), rpc_id: 8, body: Body::RequestPreVote(req) });
+    n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 8, body: Body::RequestPreVote(req) });
     let ready = n2.take_ready();
     let answer = ready.messages.iter().find(|m| m.rpc_id == 8).expect("answered");
     assert!(matches!(&answer.body, Body::RequestPreVoteResponse(r) if !r.removed));
+}
+
+#[test]
+fn s4_2_2_a_follower_whose_committed_configuration_excludes_the_candidate_says_removed_with_proof() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n3");
+    c.reconfigure("n1", config_of(&ids(2)));
+    let (commit, term) = (c.node("n2").commit_index(), c.node("n2").term());
+    let commit_term = c.node("n2").term_at(commit).expect("in the log");
+    let n2 = c.node("n2");
+    // A higher term than n2's: n2 neither adopts it nor grants anything.
+    let req = vote_request(term + 5, "n3", (1, 1));
+    n2.step(Message { from: "n3".into(), to: "n2".into(), rpc_id: 9, body: Body::RequestVote(req) });
+    let ready = n2.take_ready();
+    let answer = ready.messages.iter().find(|m| m.rpc_id == 9).expect("answered");
+    assert_eq!(
+        answer.body,
+        Body::RequestVoteResponse(RequestVoteResponse {
+            term,
+            granted: false,
+            removed: true,
+            removal_index: commit,
+            removal_term: commit_term,
+        })
+    );
+    assert_eq!(n2.term(), term, "the removed server's term is not adopted");
+    assert_eq!(c.leaders(), vec![ServerId::from("n1")]);
 }
 
 #[test]
@@ -363,13 +365,142 @@ fn s4_2_2_a_server_asking_whether_it_was_removed_never_campaigns() {
     c.elect_node("n1");
     c.settle();
     remove_n3_losing_its_final_heartbeat(&mut c);
-    // The leader is gone before n3 hears anything: n2 alone cannot answer
-    // "removed", and n3 must not start an election of its own.
+    // The leader is gone before n3 hears anything, and n2 is out of reach:
+    // nobody answers, and n3 must not start an election of its own.
     c.crash("n1");
+    c.cut_between("n2", "n3");
     let term = c.node("n3").term();
     c.node("n3").election_timeout = 20;
     c.tick_all(200);
     let n3 = c.node("n3");
     assert_eq!(n3.state(), RaftState::Follower);
     assert_eq!(n3.term(), term, "never campaigned");
+    // n2, a follower whose committed configuration excludes n3, answers
+    // once it is reachable (no leader needed).
+    c.connect("n2", "n3");
+    c.tick_all(50);
+    let n3 = c.node("n3");
+    assert_eq!(n3.state(), RaftState::Removed, "told by n2");
+    assert_eq!(n3.term(), term, "still never campaigned");
+}
+
+/// n4 misses its removal (cut off), the leader that committed it crashes,
+/// and by the time n4 hears from the cluster again its term is above the
+/// new leader's (raised while cut off, as when it heard the vote request
+/// of another server the change removed). The new leader answers its
+/// (pre-)votes `removed` with its own, lower term; n4 must still stop.
+#[test]
+fn s4_2_2_a_removed_server_whose_term_passed_the_new_leaders_is_told_by_proof() {
+    let mut c = Cluster::new(4, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n4");
+    let idx = c.reconfigure("n1", config_of(&ids(3)));
+    assert!(c.node("n1").commit_index() >= idx, "the removal committed");
+    assert!(c.node("n4").last_index() < idx, "n4 missed it");
+    // The leader that removed n4 crashes: n2 or n3 takes over.
+    c.crash("n1");
+    let leader = c.elect();
+    let leader_term = c.node(leader.as_str()).term();
+    let n4 = c.node("n4");
+    n4.hard.term = leader_term + 3;
+    let term = n4.term();
+    c.heal();
+    for _ in 0..100 {
+        c.tick_all(1);
+        if c.node("n4").is_removed() {
+            break;
+        }
+    }
+    let n4 = c.node("n4");
+    assert_eq!(n4.state(), RaftState::Removed, "n4 trusted the lower-term answer: its log confirms the proof");
+    assert_eq!(n4.term(), term, "it never learned a higher term");
+    assert_eq!(c.leaders(), vec![leader.clone()], "the new leader was not disturbed");
+    assert_eq!(c.node(leader.as_str()).term(), leader_term);
+    // Once removed it stays quiet.
+    for _ in 0..50 {
+        c.node("n4").tick();
+        assert!(!c.node("n4").has_ready());
+    }
+}
+
+/// A "removed" answer of a term below the candidate's carries an entry
+/// committed under the configuration that excludes it; the candidate
+/// trusts it only if its own log confirms it.
+#[test]
+fn s4_2_2_an_older_terms_removed_answer_is_trusted_only_if_the_log_confirms_its_proof() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let (last, last_term) = (c.node("n3").last_index(), c.node("n3").last_term());
+    let n3 = c.node("n3");
+    n3.hard.term = 9;
+    n3.start_election(false);
+    let answer = |removal_index, removal_term| Message {
+        from: "n1".into(),
+        to: "n3".into(),
+        rpc_id: 0,
+        body: Body::RequestVoteResponse(RequestVoteResponse {
+            term: 2,
+            granted: false,
+            removed: true,
+            removal_index,
+            removal_term,
+        }),
+    };
+    // No proof: not trusted, whatever the term.
+    n3.step(answer(0, 0));
+    assert_eq!(n3.state(), RaftState::Candidate);
+    // n3 holds the entry, and its configuration there includes it: a newer
+    // configuration may have added it back since.
+    n3.step(answer(last, last_term));
+    assert_eq!(n3.state(), RaftState::Candidate, "its log contradicts the proof");
+    // An entry at n3's last index but of another term: n3's entry there
+    // conflicts with a committed one, so none of its entries from there on
+    // (or after) can have added it back.
+    n3.step(answer(last, last_term + 1));
+    assert_eq!(n3.state(), RaftState::Removed);
+
+    // An entry past the end of the log: n3 never acknowledged anything
+    // after it.
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let last = c.node("n3").last_index();
+    let n3 = c.node("n3");
+    n3.hard.term = 9;
+    n3.start_election(false);
+    n3.step(answer(last + 1, 1));
+    assert_eq!(n3.state(), RaftState::Removed);
+}
+
+/// A server that holds the proof entry and a later configuration (in its
+/// log) adding it back ignores an older term's "removed" answer.
+#[test]
+fn s4_2_2_a_server_added_back_after_the_proof_ignores_an_older_terms_removed_answer() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let removed_at = c.reconfigure("n1", config_of(&ids(2)));
+    let removed_term = c.node("n1").term();
+    // n3 was removed (rule 1); start it again from a disk holding its
+    // removal followed by the entry that added it back.
+    assert!(c.node("n3").is_removed());
+    let added_at = c.reconfigure("n1", config_of(&ids(3)));
+    let mut init = bootstrapped(&config_of(&ids(3)));
+    init.entries = c.node("n1").log.slice(1, added_at, usize::MAX);
+    init.hard_state.term = 9;
+    c.start("n3", CoreConfig::for_tests(), 3, init);
+    let n3 = c.node("n3");
+    assert!(!n3.is_removed());
+    n3.start_election(false);
+    let answer = RequestVoteResponse {
+        term: removed_term,
+        granted: false,
+        removed: true,
+        removal_index: removed_at,
+        removal_term: removed_term,
+    };
+    n3.step(Message { from: "n1".into(), to: "n3".into(), rpc_id: 0, body: Body::RequestVoteResponse(answer) });
+    assert_eq!(n3.state(), RaftState::Candidate, "a configuration after the proof adds it back");
 }
