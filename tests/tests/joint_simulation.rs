@@ -268,6 +268,10 @@ fn env_u64(name: &str) -> Option<u64> {
 
 #[test]
 fn s6_joint_changes_with_leader_crashes_keep_the_cluster_consistent() {
+    if std::env::var("RUST_LOG").is_ok() {
+        let filter = tracing_subscriber::EnvFilter::from_default_env();
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
     let seeds: Vec<u64> = match env_u64("JOINT_SIM_SEED") {
         Some(s) => vec![s],
         None => (1..=env_u64("JOINT_SIM_SEEDS").unwrap_or(6)).collect(),

@@ -5,12 +5,20 @@
 //!
 //! A server learns it was removed in one of four ways:
 //!
-//! 1. **From its own log** (followers and non-voters): the configuration
-//!    covered by its commit index excludes it, it was a member of an earlier
-//!    configuration, no later entry in its log adds it back, and its log
-//!    reaches the commit index of the leader that told it (a server catching
-//!    up from far behind could otherwise see an old removal before the entry
-//!    that re-added it). To make this the usual path, a leader keeps
+//! 1. **From its own log, on the leader's word** (followers and
+//!    non-voters): on a heartbeat (an AppendEntries without entries), the
+//!    configuration covered by its commit index excludes it, it was a
+//!    member of an earlier configuration, no later entry in its log adds it
+//!    back, and its log (as matched by the heartbeat) reaches the commit
+//!    index the heartbeat carries. A server catching up from far behind, or
+//!    added back under the same id after its disk was wiped, holds its old
+//!    removal, committed, before the entry that re-added it, and that entry
+//!    may not even be committed yet: it cannot tell from its log. The
+//!    leader can: it sends a commit index covering what a follower holds
+//!    only to a follower that holds its latest configuration or that the
+//!    latest configuration excludes (heartbeats to a member still missing
+//!    the latest configuration carry none), and requests carrying entries
+//!    never trigger the rule. To make this the usual path, a leader keeps
 //!    replicating to a server it removes until the removal commits, then
 //!    sends it a final heartbeat carrying that commit index, repeated every
 //!    heartbeat interval until the server accepts it (or for at most two
@@ -22,8 +30,9 @@
 //! 3. **From the cluster, when it missed the removal entry** (partitioned
 //!    during the removal, or the leader that removed it crashed or handed
 //!    leadership off before telling it): once its election timer fires it
-//!    asks for (pre-)votes; any server (leader or not) whose latest *and*
-//!    committed configurations both exclude it answers `removed: true`
+//!    asks for (pre-)votes; a leader, or a follower that hears from a live
+//!    leader, whose latest *and* committed configurations both exclude it
+//!    answers `removed: true`
 //!    with a proof: its commit index and that entry's term
 //!    (`removal_index`, `removal_term`), an entry committed under the
 //!    configuration that excludes the candidate. The candidate trusts the
@@ -36,7 +45,11 @@
 //!    the candidate's term: a server that missed its removal may have
 //!    raised its term above every member's (campaigning, or hearing a
 //!    higher term from another removed server), and would otherwise
-//!    campaign alone forever.
+//!    campaign alone forever. A follower cut off from the leader keeps
+//!    quiet: it may lack the entry that adds the candidate back, and a
+//!    server added back that is still catching up (its log ending with its
+//!    old removal) must not be told it was removed when its leader is
+//!    merely out of reach.
 //!
 //! 4. **By asking, when its own log excludes it** (a server that holds the
 //!    configuration removing it but never learned that it committed: the
@@ -111,10 +124,11 @@ impl Core {
         self.membership.member_before(index, &self.id)
     }
 
-    /// Rule 1 (followers): after the commit index moved on an
-    /// AppendEntries whose sender's commit index our log reaches.
+    /// Rule 1 (followers): on a heartbeat (an AppendEntries without
+    /// entries) whose sender's commit index our log, as matched by it,
+    /// reaches (our commit index was just raised to at most that).
     pub(crate) fn check_removal(&mut self, leader_commit: u64) {
-        if self.log.last_index() >= leader_commit && self.removal_committed() {
+        if leader_commit > 0 && self.commit >= leader_commit && self.removal_committed() {
             self.become_removed("the committed configuration no longer includes this server");
         }
     }
@@ -160,7 +174,8 @@ impl Core {
             && committed.server(from).is_none()
     }
 
-    /// Answers a (pre-)vote request from a server our latest and committed
+    /// (Leader, or a follower hearing from a live leader) answers a
+    /// (pre-)vote request from a server our latest and committed
     /// configurations exclude with `removed: true` and the proof of
     /// [`Core::removal_proof`], without adopting its term or counting it.
     /// Returns whether the message was such a request (and is now
@@ -168,7 +183,10 @@ impl Core {
     pub(crate) fn refuse_removed_candidate(&mut self, from: &ServerId, rpc_id: u64, body: &Body) -> bool {
         // Only (pre-)vote requests qualify: check the kind first, so the
         // hot AppendEntries traffic never scans the configurations.
-        if !matches!(body, Body::RequestVote(_) | Body::RequestPreVote(_)) || !self.sender_removed(from) {
+        if !matches!(body, Body::RequestVote(_) | Body::RequestPreVote(_))
+            || !self.leader_is_live()
+            || !self.sender_removed(from)
+        {
             return false;
         }
         let term = self.hard.term;

@@ -196,12 +196,26 @@ impl Core {
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let Role::Leader(leader) = &self.role else { return };
         let round = leader.round;
-        let targets: Vec<(ServerId, u64)> = leader
+        let (latest, latest_index) = self.membership.latest();
+        let targets: Vec<(ServerId, u64, u64)> = leader
             .peers
             .iter()
-            .map(|(id, p)| (id.clone(), p.matched.max(self.log.snapshot_index())))
+            .map(|(id, p)| {
+                let matched = p.matched.max(self.log.snapshot_index());
+                // A member that does not hold our latest configuration may
+                // be one added back after a removal, whose log so far ends
+                // with that removal: a commit index covering it would read
+                // as "removed" (removal rule 1). It learns the commit index
+                // from the entries it is sent instead.
+                let commit = if matched < latest_index && latest.server(id).is_some() {
+                    0
+                } else {
+                    self.commit.min(matched)
+                };
+                (id.clone(), matched, commit)
+            })
             .collect();
-        for (peer, matched) in targets {
+        for (peer, matched, leader_commit) in targets {
             let prev_log_term = self.log.term(matched).unwrap_or(0);
             let req = AppendEntriesRequest {
                 term: self.hard.term,
@@ -209,7 +223,7 @@ impl Core {
                 prev_log_index: matched,
                 prev_log_term,
                 entries: Vec::new(),
-                leader_commit: self.commit.min(matched),
+                leader_commit,
                 round,
                 cluster_id: None,
             };
@@ -243,6 +257,8 @@ impl Core {
         // Entries at or below our compaction point are committed and
         // therefore identical to the leader's: skip them.
         let mut prev_index = req.prev_log_index;
+        // Removal rule 1 listens to heartbeats only (see `removal`).
+        let heartbeat = req.entries.is_empty();
         let mut entries = req.entries;
         let snapshot_index = self.log.snapshot_index();
         if prev_index < snapshot_index {
@@ -302,6 +318,8 @@ impl Core {
         let commit = req.leader_commit.min(new_last);
         if commit > self.commit {
             self.commit = commit;
+        }
+        if heartbeat {
             self.check_removal(req.leader_commit);
         }
         let body = Body::AppendEntriesResponse(AppendEntriesResponse {
