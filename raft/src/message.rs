@@ -80,8 +80,9 @@ pub struct RequestVoteResponse {
     pub term: u64,
     /// Whether the vote was granted (and durably recorded).
     pub granted: bool,
-    /// Set by a server whose latest and committed configurations both
-    /// exclude the candidate: the candidate was removed from the cluster.
+    /// Set by a leader, or a follower hearing from a live leader, whose
+    /// latest and committed configurations both exclude the candidate: the
+    /// candidate was removed from the cluster (removal rule 3).
     #[serde(default)]
     pub removed: bool,
     /// With `removed`: the index of an entry committed in the answering
@@ -122,8 +123,9 @@ pub struct RequestPreVoteResponse {
     pub term: u64,
     /// Whether the responder would vote for the candidate.
     pub granted: bool,
-    /// Set by a server whose latest and committed configurations both
-    /// exclude the candidate: the candidate was removed from the cluster.
+    /// Set by a leader, or a follower hearing from a live leader, whose
+    /// latest and committed configurations both exclude the candidate: the
+    /// candidate was removed from the cluster (removal rule 3).
     #[serde(default)]
     pub removed: bool,
     /// With `removed`: the index of an entry committed in the answering
