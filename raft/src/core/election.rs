@@ -152,12 +152,20 @@ impl Core {
                 conflict_index: 0,
                 round: req.round,
             }),
-            Body::RequestVote(_) => {
-                Body::RequestVoteResponse(RequestVoteResponse { term, granted: false, removed: false, removal_index: 0, removal_term: 0 })
-            }
-            Body::RequestPreVote(_) => {
-                Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted: false, removed: false, removal_index: 0, removal_term: 0 })
-            }
+            Body::RequestVote(_) => Body::RequestVoteResponse(RequestVoteResponse {
+                term,
+                granted: false,
+                removed: false,
+                removal_index: 0,
+                removal_term: 0,
+            }),
+            Body::RequestPreVote(_) => Body::RequestPreVoteResponse(RequestPreVoteResponse {
+                term,
+                granted: false,
+                removed: false,
+                removal_index: 0,
+                removal_term: 0,
+            }),
             Body::TimeoutNow(_) => Body::TimeoutNowResponse(crate::message::TimeoutNowResponse { term }),
             // Stale responses are simply dropped.
             _ => return,
@@ -267,7 +275,13 @@ impl Core {
         // election could ever succeed. A refusal carries our term, so a
         // candidate behind us learns it.
         let term = if granted { req.term } else { self.hard.term };
-        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse { term, granted, removed: false, removal_index: 0, removal_term: 0 });
+        let body = Body::RequestPreVoteResponse(RequestPreVoteResponse {
+            term,
+            granted,
+            removed: false,
+            removal_index: 0,
+            removal_term: 0,
+        });
         self.reply(from, rpc_id, body, false);
     }
 
@@ -316,8 +330,13 @@ impl Core {
             }
             self.reset_election_timer();
         }
-        let body =
-            Body::RequestVoteResponse(RequestVoteResponse { term: self.hard.term, granted, removed: false, removal_index: 0, removal_term: 0 });
+        let body = Body::RequestVoteResponse(RequestVoteResponse {
+            term: self.hard.term,
+            granted,
+            removed: false,
+            removal_index: 0,
+            removal_term: 0,
+        });
         // A granted vote promises durable state: send only once persisted.
         self.reply(from, rpc_id, body, granted);
     }

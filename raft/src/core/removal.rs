@@ -265,7 +265,13 @@ impl Core {
     /// (Candidate, or a server that asked under rule 4) a server says we
     /// were removed: trusted only if our log confirms its proof
     /// ([`Core::removal_proven`]), whatever its term.
-    pub(crate) fn on_removed_answer(&mut self, from: &ServerId, term: u64, removal_index: u64, removal_term: u64) {
+    pub(crate) fn on_removed_answer(
+        &mut self,
+        from: &ServerId,
+        term: u64,
+        removal_index: u64,
+        removal_term: u64,
+    ) {
         let campaigning = matches!(self.role, Role::PreCandidate { .. } | Role::Candidate { .. });
         // A server its own log excludes asks under rule 4.
         let asked = self.excluded_by_own_log();

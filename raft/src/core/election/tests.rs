@@ -174,7 +174,16 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
         Body::RequestPreVoteResponse(r) => Some(r.clone()),
         _ => None,
     });
-    assert_eq!(resp, Some(RequestPreVoteResponse { term: 2, granted: true, removed: false, removal_index: 0, removal_term: 0 }));
+    assert_eq!(
+        resp,
+        Some(RequestPreVoteResponse {
+            term: 2,
+            granted: true,
+            removed: false,
+            removal_index: 0,
+            removal_term: 0
+        })
+    );
     // A refusal carries the voter's own term.
     let mut c = Cluster::new(3, CoreConfig::for_tests());
     c.elect_node("n1");
@@ -186,7 +195,16 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
         Body::RequestPreVoteResponse(r) => Some(r.clone()),
         _ => None,
     });
-    assert_eq!(resp, Some(RequestPreVoteResponse { term, granted: false, removed: false, removal_index: 0, removal_term: 0 }));
+    assert_eq!(
+        resp,
+        Some(RequestPreVoteResponse {
+            term,
+            granted: false,
+            removed: false,
+            removal_index: 0,
+            removal_term: 0
+        })
+    );
 }
 
 #[test]
@@ -199,7 +217,8 @@ fn s9_6_a_pre_vote_grant_from_an_earlier_round_does_not_count() {
     }
     let _ = n1.take_ready();
     // A grant for term 3 (an earlier round, when n1 was at term 2) arrives.
-    let old = RequestPreVoteResponse { term: 3, granted: true, removed: false, removal_index: 0, removal_term: 0 };
+    let old =
+        RequestPreVoteResponse { term: 3, granted: true, removed: false, removal_index: 0, removal_term: 0 };
     n1.step(Message {
         from: "n2".into(),
         to: "n1".into(),
@@ -209,7 +228,8 @@ fn s9_6_a_pre_vote_grant_from_an_earlier_round_does_not_count() {
     assert_eq!((n1.term(), n1.state()), (3, RaftState::Candidate), "still pre-voting at term 3");
     assert!(n1.vote().is_none(), "no election started");
     // The grant for this round's term (4) wins the pre-vote.
-    let now = RequestPreVoteResponse { term: 4, granted: true, removed: false, removal_index: 0, removal_term: 0 };
+    let now =
+        RequestPreVoteResponse { term: 4, granted: true, removed: false, removal_index: 0, removal_term: 0 };
     n1.step(Message {
         from: "n2".into(),
         to: "n1".into(),
@@ -231,10 +251,12 @@ fn s5_2_a_vote_granted_in_an_earlier_term_does_not_count() {
     n1.start_election(false);
     n1.start_election(false);
     assert_eq!((n1.term(), n1.state()), (3, RaftState::Candidate));
-    let old = RequestVoteResponse { term: 2, granted: true, removed: false, removal_index: 0, removal_term: 0 };
+    let old =
+        RequestVoteResponse { term: 2, granted: true, removed: false, removal_index: 0, removal_term: 0 };
     n1.step(msg("n2", "n1", 0, Body::RequestVoteResponse(old)));
     assert_eq!(n1.state(), RaftState::Candidate, "a term-2 grant is not a term-3 vote");
-    let now = RequestVoteResponse { term: 3, granted: true, removed: false, removal_index: 0, removal_term: 0 };
+    let now =
+        RequestVoteResponse { term: 3, granted: true, removed: false, removal_index: 0, removal_term: 0 };
     n1.step(msg("n2", "n1", 0, Body::RequestVoteResponse(now)));
     assert!(n1.is_leader(), "the current term's grant wins the election");
 }

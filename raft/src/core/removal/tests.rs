@@ -406,7 +406,11 @@ fn s4_2_2_a_removed_server_whose_term_passed_the_new_leaders_is_told_by_proof() 
         }
     }
     let n4 = c.node("n4");
-    assert_eq!(n4.state(), RaftState::Removed, "n4 trusted the lower-term answer: its log confirms the proof");
+    assert_eq!(
+        n4.state(),
+        RaftState::Removed,
+        "n4 trusted the lower-term answer: its log confirms the proof"
+    );
     assert_eq!(n4.term(), term, "it never learned a higher term");
     assert_eq!(c.leaders(), vec![leader.clone()], "the new leader was not disturbed");
     assert_eq!(c.node(leader.as_str()).term(), leader_term);
@@ -494,7 +498,12 @@ fn s4_2_2_a_server_added_back_after_the_proof_ignores_an_older_terms_removed_ans
         removal_index: removed_at,
         removal_term: removed_term,
     };
-    n3.step(Message { from: "n1".into(), to: "n3".into(), rpc_id: 0, body: Body::RequestVoteResponse(answer) });
+    n3.step(Message {
+        from: "n1".into(),
+        to: "n3".into(),
+        rpc_id: 0,
+        body: Body::RequestVoteResponse(answer),
+    });
     assert_eq!(n3.state(), RaftState::Candidate, "a configuration after the proof adds it back");
 }
 
