@@ -262,9 +262,14 @@ impl Core {
         }
     }
 
-    /// (Candidate, or a server that asked under rule 4) a server says we
-    /// were removed: trusted only if our log confirms its proof
-    /// ([`Core::removal_proven`]), whatever its term.
+    /// (Candidate, a leader it just made, or a server that asked under
+    /// rule 4) a server says we were removed: trusted only if our log
+    /// confirms its proof ([`Core::removal_proven`]), whatever its term.
+    /// A leader counts: a removed server can win an election among servers
+    /// of its old configuration that were wiped since (an empty log grants
+    /// any vote) before the answer to its campaign arrives, and a real
+    /// leader never sees its log confirm a proof (it holds every committed
+    /// entry, and its latest configuration includes it).
     pub(crate) fn on_removed_answer(
         &mut self,
         from: &ServerId,
@@ -272,7 +277,8 @@ impl Core {
         removal_index: u64,
         removal_term: u64,
     ) {
-        let campaigning = matches!(self.role, Role::PreCandidate { .. } | Role::Candidate { .. });
+        let campaigning =
+            matches!(self.role, Role::PreCandidate { .. } | Role::Candidate { .. } | Role::Leader(_));
         // A server its own log excludes asks under rule 4.
         let asked = self.excluded_by_own_log();
         if !(campaigning || asked) {

@@ -568,3 +568,36 @@ fn s4_2_2_a_removed_server_wiped_and_added_back_catches_up() {
     assert_eq!(n3.commit_index(), commit);
     assert_eq!(c.progress("n1", "n3").map(|p| p.matched), Some(last));
 }
+
+/// A server that missed its removal wins an election among servers of its
+/// old configuration that were wiped since (empty logs grant any vote)
+/// before the "removed" answer to its campaign arrives: the late answer
+/// still stops it, since its log confirms the proof.
+#[test]
+fn s4_2_2_a_removed_server_that_won_an_election_before_the_answer_arrived_is_removed() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    let last = c.node("n1").last_index();
+    let n1 = c.node("n1");
+    assert!(n1.is_leader());
+    let answer = |removal_index, removal_term| Message {
+        from: "n2".into(),
+        to: "n1".into(),
+        rpc_id: 0,
+        body: Body::RequestVoteResponse(RequestVoteResponse {
+            term: 1,
+            granted: false,
+            removed: true,
+            removal_index,
+            removal_term,
+        }),
+    };
+    // Not confirmed: n1 holds the entry and its configuration includes it.
+    let term_at_last = n1.term_at(last).expect("in the log");
+    n1.step(answer(last, term_at_last));
+    assert!(n1.is_leader(), "a leader whose log contradicts the proof keeps leading");
+    // Confirmed: a committed entry past the end of its log.
+    n1.step(answer(last + 3, 7));
+    assert_eq!(n1.state(), RaftState::Removed);
+}
