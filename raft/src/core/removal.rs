@@ -37,7 +37,9 @@
 //!    (`removal_index`, `removal_term`), an entry committed under the
 //!    configuration that excludes the candidate. The candidate trusts the
 //!    answer only if its own log confirms the proof
-//!    ([`Core::removal_proven`]), whatever the answer's term. Followers
+//!    ([`Core::removal_proven`]), whatever the answer's term, also if it
+//!    has become leader meanwhile (its old configuration's other voters may
+//!    have been wiped since, and an empty log grants any vote). Followers
 //!    answer too because the candidate's (old) configuration may hold no
 //!    current leader at all (a joint change replaced the leader and left
 //!    the candidate asking only servers that now follow a new one), and
