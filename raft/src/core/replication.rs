@@ -376,8 +376,23 @@ impl Core {
     /// good: every probe was refused again.
     fn handle_rejection(&mut self, from: &ServerId, resp: &AppendEntriesResponse) {
         let next = self.next_after_rejection(resp);
+        let member = self.membership.latest().0.server(from).is_some();
         let Role::Leader(leader) = &mut self.role else { return };
         let Some(p) = leader.peers.get_mut(from) else { return };
+        if !member && (resp.last_log_index == 0 || next <= p.matched) {
+            // A server being removed whose log is gone (its disk was wiped
+            // or replaced, e.g. to add it again as a new server) holds
+            // nothing of this cluster and cannot campaign: replicating the
+            // log to it again would only tell the new server it was removed
+            // (removal rule 1) and spoil adding it back.
+            tracing::info!(
+                peer = %from,
+                "server {from}, being removed, reports an empty or shorter log (its disk was wiped or \
+                 replaced): no longer replicating to it"
+            );
+            leader.peers.remove(from);
+            return;
+        }
         if next > p.matched {
             p.probe_from(next);
             return;

@@ -601,3 +601,32 @@ fn s4_2_2_a_removed_server_that_won_an_election_before_the_answer_arrived_is_rem
     n1.step(answer(last + 3, 7));
     assert_eq!(n1.state(), RaftState::Removed);
 }
+
+/// n3 is removed while cut off (it never holds the removal), and its disk
+/// is wiped before it is reachable again, to add it back later. The leader
+/// must not replicate the log to the empty server and tell it it was
+/// removed (rule 1): it forgets it, and adding it back works.
+#[test]
+fn s4_2_2_a_removed_server_wiped_before_it_heard_of_its_removal_is_not_told_and_can_be_added_back() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n3");
+    c.reconfigure("n1", config_of(&ids(2)));
+    assert!(c.progress("n1", "n3").is_some(), "the leader still replicates to n3");
+    c.wipe("n3");
+    c.heal();
+    c.tick_all(5);
+    assert!(c.progress("n1", "n3").is_none(), "the leader forgot the empty server");
+    assert!(c.node("n1").departing_peers().is_empty());
+    assert_eq!(c.node("n3").state(), RaftState::Follower, "the empty server was not told it was removed");
+    assert_eq!(c.node("n3").last_index(), 0);
+    let mut conf = config_of(&ids(2));
+    conf.servers.push(Server { suffrage: Suffrage::Nonvoter, id: "n3".into(), address: "n3".into() });
+    c.reconfigure("n1", conf);
+    c.tick_all(10);
+    let last = c.node("n1").last_index();
+    let n3 = c.node("n3");
+    assert_eq!(n3.state(), RaftState::Follower);
+    assert_eq!(n3.last_index(), last, "added back, it caught up");
+}
