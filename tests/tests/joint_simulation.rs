@@ -30,7 +30,8 @@
 //!   `CatchUpTimeout`, or the server never applied the final barrier.
 //!   Removal rule 1 now fires only on the leader's word (heartbeats; a
 //!   member still missing the latest configuration gets no commit index in
-//!   them).
+//!   them), and a leader still replicating a removal to a server that comes
+//!   back wiped stops instead of telling the new server it was removed.
 //!
 //! `JOINT_SIM_SEEDS=N` runs N seeds (default 6); `JOINT_SIM_SEED=S` runs
 //! seed S only; `JOINT_SIM_FRESH=1` never adds a removed server again

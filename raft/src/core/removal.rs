@@ -22,7 +22,11 @@
 //!    replicating to a server it removes until the removal commits, then
 //!    sends it a final heartbeat carrying that commit index, repeated every
 //!    heartbeat interval until the server accepts it (or for at most two
-//!    election timeouts).
+//!    election timeouts). A server being removed that reports an empty or
+//!    shorter log (its disk was wiped or replaced, typically to add it
+//!    again as a new server) is dropped instead: it holds nothing of the
+//!    cluster and cannot campaign, and replicating the log to it would
+//!    only tell the new server it was removed.
 //! 2. **As the leader that committed its own removal**: it first sends every
 //!    follower a heartbeat with the new commit index (so the remaining
 //!    servers learn the removal committed and can elect a new leader at
