@@ -180,6 +180,14 @@
 //! - `raft::testing::kv` (feature `testing`) is new and holds `KvInput`,
 //!   `KvOutput` and their semantics (`KvInput::apply`, `KvChange`);
 //!   `raft::testing::linearizability::{KvInput, KvOutput}` still name them.
+//!
+//! # API changes: the operator's toolkit
+//! - The free functions [`bootstrap_cluster`] and [`recover_cluster`] no
+//!   longer take a `&dyn Transport` (they never used it): drop that
+//!   argument, e.g. `recover_cluster(&config, fsm, &logs, &stable, &snaps,
+//!   configuration)`. The same names could not keep the old signature.
+//! - [`stored_node_id`] is new: the node id a data directory records, for
+//!   offline tools.
 
 pub mod architecture;
 pub mod codec;
@@ -219,7 +227,7 @@ pub use observer::{Observation, Observer, ObserverId};
 pub use raft::Raft;
 pub use read_policy::{ReadPolicy, UnknownReadPolicy};
 pub use runtime::snapshot::SnapshotHandle;
-pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster};
+pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster, stored_node_id};
 pub use runtime::Applied;
 pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotStore, SnapshotWriter};
 pub use storage::{LogStore, StableStore};

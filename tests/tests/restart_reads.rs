@@ -95,7 +95,7 @@ async fn prepare<S: LogStore + StableStore>(
     count: u64,
 ) -> u64 {
     let conf = Configuration::new(vec![Server::voter("n1", "n1")]);
-    raft::bootstrap_cluster(&config(), store, store, snaps, &net.transport("n1"), conf)
+    raft::bootstrap_cluster(&config(), store, store, snaps, conf)
         .await
         .expect("bootstrap");
     let entries: Vec<Log> =
