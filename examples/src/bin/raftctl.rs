@@ -193,13 +193,17 @@ const TIMEOUT_CHANGE: &str = "--timeout-ms MS bounds the change on the leader, i
 const TIMEOUT_TRANSFER: &str = "--timeout-ms MS bounds the whole transfer (plus 5 s; default 10000): raise it \
      for large snapshots. For restore it also bounds the restore on the leader.";
 /// Help of `recover`.
-const RECOVER_HELP: &str = "peers.json lists every surviving server, this one included (HashiCorp's v3 format):\n\
-  [\n    {\"id\": \"n1\", \"address\": \"10.0.0.1:7001\", \"non_voter\": false},\n    \
-  {\"id\": \"n2\", \"address\": \"10.0.0.2:7001\"}\n  ]\n\
-\"non_voter\" is optional (default false); at least one server must vote.\n\
-This can lose committed writes only the lost servers had, and breaks raft's guarantees if a server not \
-listed still runs: make sure the others are gone for good.\n\
---timeout-ms does not apply (nothing is contacted). Use the same --cluster-id the node runs with, if any.";
+const RECOVER_HELP: &str = concat!(
+    "peers.json lists every surviving server, this one included (HashiCorp's v3 format):\n",
+    "  [\n",
+    "    {\"id\": \"n1\", \"address\": \"10.0.0.1:7001\", \"non_voter\": false},\n",
+    "    {\"id\": \"n2\", \"address\": \"10.0.0.2:7001\"}\n",
+    "  ]\n",
+    "\"non_voter\" is optional (default false); at least one server must vote.\n",
+    "This can lose committed writes only the lost servers had, and breaks raft's guarantees if a ",
+    "server not listed still runs: make sure the others are gone for good.\n",
+    "--timeout-ms does not apply (nothing is contacted). Give the --cluster-id the node runs with, if any."
+);
 
 /// What `snapshot` can do besides taking one.
 #[derive(Subcommand)]
@@ -361,8 +365,8 @@ enum CtlError {
     #[error("cannot reach {addr}: {reason}")]
     Connect { addr: String, reason: String },
     #[error(
-        "{addr} answered like an HTTP port, not the raft gRPC port: point --addr at the node's \
-         --raft-addr (the admin service), not its --api-addr ({detail})"
+        "{addr}: this looks like an HTTP port, not the raft gRPC port: point --addr at the node's \
+         --raft-addr (where the admin service is), not its --api-addr ({detail})"
     )]
     HttpPort { addr: String, detail: String },
     #[error("{op} is not supported by this server (its admin service is older than this raftctl)")]
@@ -382,12 +386,35 @@ fn status_chain(status: &tonic::Status) -> String {
             let cause = admin::error_chain(source);
             if status.message().contains(&cause) {
                 status.message().to_owned()
+            } else if cause.starts_with(status.message()) {
+                cause
             } else {
                 format!("{}: {cause}", status.message())
             }
         }
         None => status.message().to_owned(),
     }
+}
+
+/// Whether the server at `addr` answers a plain HTTP/1.1 request like an
+/// HTTP/1 server ("HTTP/1.1 404 ..."; a gRPC port closes the connection or
+/// answers in HTTP/2 frames): asked only once a call failed at the
+/// transport level, to tell the operator they gave the HTTP port.
+fn answers_http1(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let probe = || -> std::io::Result<bool> {
+        let target = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+        stream.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+        let mut head = [0u8; 7];
+        stream.read_exact(&mut head)?;
+        Ok(&head == b"HTTP/1.")
+    };
+    probe().unwrap_or(false)
 }
 
 /// What gives away an HTTP/1 or plain HTTP server answering a gRPC call:
@@ -405,7 +432,6 @@ fn http_port_symptom(status: &tonic::Status) -> Option<String> {
         "h2 protocol error",
         "connection error detected: frame",
         "invalid content-type",
-        "content-type",
     ];
     if symptoms.iter().any(|s| lower.contains(s)) {
         return Some(text);
@@ -435,6 +461,8 @@ fn describe(status: &tonic::Status) -> String {
 struct Conn {
     addr: String,
     client: AdminClient,
+    /// Whether it runs over TLS.
+    tls: bool,
 }
 
 struct Ctl {
@@ -450,19 +478,28 @@ impl Ctl {
         let client = admin::connect(addr, &self.config)
             .await
             .map_err(|e| CtlError::Connect { addr: addr.to_owned(), reason: e.to_string() })?;
-        Ok(Conn { addr: addr.to_owned(), client })
+        Ok(Conn { addr: addr.to_owned(), client, tls: self.config.tls.is_some() })
     }
 
     fn rpc_error(op: &'static str, conn: &Conn, status: tonic::Status) -> CtlError {
         if let Some(detail) = http_port_symptom(&status) {
             return CtlError::HttpPort { addr: conn.addr.clone(), detail };
         }
+        let transport_failure = matches!(
+            status.code(),
+            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Internal | tonic::Code::Unimplemented
+        ) && {
+            let m = status.message();
+            m.contains("transport error") || m.contains("connection error") || m.contains("tcp connect")
+                || status.code() == tonic::Code::Unimplemented
+        };
+        if transport_failure && !conn.tls && answers_http1(&conn.addr) {
+            return CtlError::HttpPort { addr: conn.addr.clone(), detail: status_chain(&status) };
+        }
         if status.code() == tonic::Code::Unimplemented {
             return CtlError::Unsupported { op };
         }
-        if status.code() == tonic::Code::Unavailable
-            && (status.message().contains("tcp connect") || status.message().contains("transport error"))
-        {
+        if transport_failure {
             return CtlError::Connect { addr: conn.addr.clone(), reason: status_chain(&status) };
         }
         CtlError::Rpc { op, addr: conn.addr.clone(), status: describe(&status) }
