@@ -50,7 +50,9 @@ pub enum BackupError {
     #[error("{0}: not a raftctl snapshot backup (wrong magic bytes)")]
     NotABackup(PathBuf),
     /// Written by a format this code does not read.
-    #[error("{path}: backup format version {version} is not supported (this raftctl reads version {VERSION})")]
+    #[error(
+        "{path}: backup format version {version} is not supported (this raftctl reads version {VERSION})"
+    )]
     Version {
         /// The file.
         path: PathBuf,

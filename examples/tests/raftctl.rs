@@ -183,10 +183,23 @@ fn members_shows_progress_and_status_watch_refreshes() {
     });
     assert!(gone["lag"].as_u64() >= Some(3) && gone["catching_up"] == true, "{gone}");
     let table = stdout(&ok(&["--addr", &leader_node.raft_addr, "members"]));
-    assert!(table.contains("LAG") && table.contains("catching up") && table.contains("up to date"), "{table}");
+    assert!(
+        table.contains("LAG") && table.contains("catching up") && table.contains("up to date"),
+        "{table}"
+    );
 
     // status --watch refreshes (bounded here by the hidden --count).
-    let out = ok(&["--addr", &leader_node.raft_addr, "--json", "status", "--watch", "--interval-ms", "20", "--count", "3"]);
+    let out = ok(&[
+        "--addr",
+        &leader_node.raft_addr,
+        "--json",
+        "status",
+        "--watch",
+        "--interval-ms",
+        "20",
+        "--count",
+        "3",
+    ]);
     let lines: Vec<Value> =
         stdout(&out).lines().map(|l| serde_json::from_str(l).expect("one JSON status per refresh")).collect();
     assert_eq!(lines.len(), 3, "{}", stdout(&out));
@@ -206,7 +219,8 @@ fn recover_rebuilds_a_cluster_that_lost_its_quorum() {
     wait_state(&nodes, &BTreeMap::from([("r4", Some("v4"))]));
     let peers = dir.path().join("peers.json");
     let survivor = &nodes[0];
-    let peers_json = format!(r#"[{{"id": "{}", "address": "{}", "non_voter": false}}]"#, survivor.id, survivor.raft_addr);
+    let peers_json =
+        format!(r#"[{{"id": "{}", "address": "{}", "non_voter": false}}]"#, survivor.id, survivor.raft_addr);
     std::fs::write(&peers, peers_json).expect("write peers.json");
     let data_dir = survivor.data_dir().to_str().expect("utf-8").to_owned();
     let (data_dir, peers_arg) = (data_dir.as_str(), peers.to_str().expect("utf-8"));

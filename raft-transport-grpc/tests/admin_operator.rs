@@ -23,7 +23,8 @@ async fn download(client: &mut AdminClient) -> (pb::SnapshotMetadata, Vec<u8>) {
         .await
         .expect("download")
         .into_inner();
-    let Some(pb::SnapshotChunk { item: Some(Down::Meta(meta)) }) = stream.message().await.expect("meta") else {
+    let Some(pb::SnapshotChunk { item: Some(Down::Meta(meta)) }) = stream.message().await.expect("meta")
+    else {
         panic!("the metadata comes first");
     };
     let mut data = Vec::new();
@@ -38,14 +39,19 @@ async fn download(client: &mut AdminClient) -> (pb::SnapshotMetadata, Vec<u8>) {
 }
 
 fn header(meta: pb::SnapshotMetadata) -> pb::RestoreSnapshotChunk {
-    pb::RestoreSnapshotChunk { item: Some(Up::Header(pb::RestoreSnapshotHeader { meta: Some(meta), timeout_ms: 20_000 })) }
+    pb::RestoreSnapshotChunk {
+        item: Some(Up::Header(pb::RestoreSnapshotHeader { meta: Some(meta), timeout_ms: 20_000 })),
+    }
 }
 
 fn data(bytes: &[u8]) -> pb::RestoreSnapshotChunk {
     pb::RestoreSnapshotChunk { item: Some(Up::Data(Bytes::copy_from_slice(bytes))) }
 }
 
-async fn upload(client: &mut AdminClient, messages: Vec<pb::RestoreSnapshotChunk>) -> Result<u64, tonic::Status> {
+async fn upload(
+    client: &mut AdminClient,
+    messages: Vec<pb::RestoreSnapshotChunk>,
+) -> Result<u64, tonic::Status> {
     bounded("upload", client.restore_snapshot(futures::stream::iter(messages)))
         .await
         .map(|r| r.into_inner().applied_index)
@@ -100,13 +106,18 @@ async fn members_download_and_restore_over_the_admin_service() {
     let no_meta = pb::RestoreSnapshotChunk {
         item: Some(Up::Header(pb::RestoreSnapshotHeader { meta: None, timeout_ms: 0 })),
     };
-    assert_eq!(code(upload(&mut leader_client, vec![no_meta, data(&bytes)]).await), tonic::Code::InvalidArgument);
+    assert_eq!(
+        code(upload(&mut leader_client, vec![no_meta, data(&bytes)]).await),
+        tonic::Code::InvalidArgument
+    );
     let short = upload(&mut leader_client, vec![header(meta.clone()), data(&bytes[..bytes.len() - 3])]).await;
     assert_eq!(code(short), tonic::Code::DataLoss);
-    let twice = upload(&mut leader_client, vec![header(meta.clone()), header(meta.clone()), data(&bytes)]).await;
+    let twice =
+        upload(&mut leader_client, vec![header(meta.clone()), header(meta.clone()), data(&bytes)]).await;
     assert!(twice.is_err(), "a second header is refused");
     // A follower refuses and names the leader.
-    let refused = upload(&mut follower_client, vec![header(meta.clone()), data(&bytes)]).await.expect_err("follower");
+    let refused =
+        upload(&mut follower_client, vec![header(meta.clone()), data(&bytes)]).await.expect_err("follower");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert_eq!(
         refused.metadata().get(LEADER_ID_METADATA_KEY).and_then(|v| v.to_str().ok()),

@@ -190,7 +190,8 @@ const TIMEOUT_EACH_CALL: &str =
 const TIMEOUT_CHANGE: &str = "--timeout-ms MS bounds the change on the leader, including a new voter's \
      catch-up (default 10000); the call itself gets 5 s more.";
 /// What `--timeout-ms` bounds for snapshot transfers.
-const TIMEOUT_TRANSFER: &str = "--timeout-ms MS bounds the whole transfer (plus 5 s; default 10000): raise it \
+const TIMEOUT_TRANSFER: &str =
+    "--timeout-ms MS bounds the whole transfer (plus 5 s; default 10000): raise it \
      for large snapshots. For restore it also bounds the restore on the leader.";
 /// Help of `recover`.
 const RECOVER_HELP: &str = concat!(
@@ -409,7 +410,8 @@ fn answers_http1(addr: &str) -> bool {
         let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
         stream.set_read_timeout(Some(Duration::from_secs(1)))?;
         stream.set_write_timeout(Some(Duration::from_secs(1)))?;
-        stream.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+        stream
+            .write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
         let mut head = [0u8; 7];
         stream.read_exact(&mut head)?;
         Ok(&head == b"HTTP/1.")
@@ -487,10 +489,15 @@ impl Ctl {
         }
         let transport_failure = matches!(
             status.code(),
-            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Internal | tonic::Code::Unimplemented
+            tonic::Code::Unknown
+                | tonic::Code::Unavailable
+                | tonic::Code::Internal
+                | tonic::Code::Unimplemented
         ) && {
             let m = status.message();
-            m.contains("transport error") || m.contains("connection error") || m.contains("tcp connect")
+            m.contains("transport error")
+                || m.contains("connection error")
+                || m.contains("tcp connect")
                 || status.code() == tonic::Code::Unimplemented
         };
         if transport_failure && !conn.tls && answers_http1(&conn.addr) {
@@ -617,44 +624,39 @@ impl Ctl {
 
     /// One `status` answer of the node at `addr`, printed.
     async fn status_once(&self, addr: &str) -> Result<(), CtlError> {
-        {
-            {
-                let mut conn = self.connect(addr).await?;
-                let (status, stats) = self.status(&mut conn).await?;
-                let leader = self.leader_of(&mut conn).await?;
-                let num = |k: &str| stats[k].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                let value = json!({
-                    "address": addr,
-                    "id": stats["id"],
-                    "state": status.state,
-                    "term": num("term"),
-                    "leader": leader.as_ref().map(|(id, a)| json!({ "id": id, "address": a })),
-                    "last_index": status.last_index,
-                    "commit_index": num("commit_index"),
-                    "applied_index": status.applied_index,
-                    "snapshot_index": num("last_snapshot_index"),
-                    "first_index": status.first_index,
-                    "stats": stats,
-                });
-                self.print(value.clone(), || {
-                    let leader =
-                        leader.map(|(id, a)| format!("{id} ({a})")).unwrap_or_else(|| "none known".into());
-                    let rows = [
-                        ("address", addr.to_owned()),
-                        ("id", value["id"].as_str().unwrap_or("?").to_owned()),
-                        ("state", value["state"].as_str().unwrap_or("?").to_owned()),
-                        ("term", value["term"].to_string()),
-                        ("leader", leader),
-                        ("last index", value["last_index"].to_string()),
-                        ("commit index", value["commit_index"].to_string()),
-                        ("applied index", value["applied_index"].to_string()),
-                        ("snapshot index", value["snapshot_index"].to_string()),
-                        ("first index", value["first_index"].to_string()),
-                    ];
-                    rows.iter().map(|(k, v)| format!("{k:<15} {v}")).collect::<Vec<_>>().join("\n")
-                });
-            }
-        }
+        let mut conn = self.connect(addr).await?;
+        let (status, stats) = self.status(&mut conn).await?;
+        let leader = self.leader_of(&mut conn).await?;
+        let num = |k: &str| stats[k].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let value = json!({
+            "address": addr,
+            "id": stats["id"],
+            "state": status.state,
+            "term": num("term"),
+            "leader": leader.as_ref().map(|(id, a)| json!({ "id": id, "address": a })),
+            "last_index": status.last_index,
+            "commit_index": num("commit_index"),
+            "applied_index": status.applied_index,
+            "snapshot_index": num("last_snapshot_index"),
+            "first_index": status.first_index,
+            "stats": stats,
+        });
+        self.print(value.clone(), || {
+            let leader = leader.map(|(id, a)| format!("{id} ({a})")).unwrap_or_else(|| "none known".into());
+            let rows = [
+                ("address", addr.to_owned()),
+                ("id", value["id"].as_str().unwrap_or("?").to_owned()),
+                ("state", value["state"].as_str().unwrap_or("?").to_owned()),
+                ("term", value["term"].to_string()),
+                ("leader", leader),
+                ("last index", value["last_index"].to_string()),
+                ("commit index", value["commit_index"].to_string()),
+                ("applied index", value["applied_index"].to_string()),
+                ("snapshot index", value["snapshot_index"].to_string()),
+                ("first index", value["first_index"].to_string()),
+            ];
+            rows.iter().map(|(k, v)| format!("{k:<15} {v}")).collect::<Vec<_>>().join("\n")
+        });
         Ok(())
     }
 
@@ -666,7 +668,9 @@ impl Ctl {
             Ok(answer) => answer.into_inner(),
             Err(status) => {
                 return match Self::rpc_error("members", &conn, status) {
-                    CtlError::Unsupported { .. } => self.run_simple(addr, Command::Members { action: None }).await,
+                    CtlError::Unsupported { .. } => {
+                        self.run_simple(addr, Command::Members { action: None }).await
+                    }
                     other => Err(other),
                 };
             }

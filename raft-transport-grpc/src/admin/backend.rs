@@ -108,7 +108,12 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Replaces the cluster's state with a snapshot (see [`Raft::restore`]),
     /// for the `RestoreSnapshot` call. The default refuses with
     /// [`raft::Error::InvalidConfig`].
-    async fn restore(&self, meta: SnapshotMeta, reader: SnapshotReader, timeout: Duration) -> raft::Result<()> {
+    async fn restore(
+        &self,
+        meta: SnapshotMeta,
+        reader: SnapshotReader,
+        timeout: Duration,
+    ) -> raft::Result<()> {
         let _ = (reader, timeout);
         tracing::warn!(size = meta.size, "snapshot restore refused: this admin backend does not support it");
         Err(raft::Error::InvalidConfig("this admin backend does not support snapshot restores".into()))
@@ -205,7 +210,12 @@ where
         handle.open().await
     }
 
-    async fn restore(&self, meta: SnapshotMeta, reader: SnapshotReader, timeout: Duration) -> raft::Result<()> {
+    async fn restore(
+        &self,
+        meta: SnapshotMeta,
+        reader: SnapshotReader,
+        timeout: Duration,
+    ) -> raft::Result<()> {
         Raft::restore(self, meta, reader, timeout).await
     }
 }

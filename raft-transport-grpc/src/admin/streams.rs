@@ -108,7 +108,9 @@ pub(crate) async fn restore_upload(
         return Err(refuse("header.meta.size is required (the number of data bytes that follow)"));
     }
     let data = upload.map(|message| match message {
-        Ok(pb::RestoreSnapshotChunk { item: Some(UploadItem::Data(data)) }) => Ok::<Bytes, std::io::Error>(data),
+        Ok(pb::RestoreSnapshotChunk { item: Some(UploadItem::Data(data)) }) => {
+            Ok::<Bytes, std::io::Error>(data)
+        }
         Ok(_) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "a restore upload may carry only one header, then data",

@@ -57,7 +57,12 @@ pub(crate) fn members_table(r: &pb::MembersResponse) -> String {
             (m.match_index.to_string(), "0".to_owned(), "-".to_owned(), "leading".to_owned())
         } else if m.has_progress {
             let state = if m.catching_up { "catching up" } else { "up to date" };
-            (m.match_index.to_string(), m.lag.to_string(), format!("{}ms ago", m.last_contact_ms), state.into())
+            (
+                m.match_index.to_string(),
+                m.lag.to_string(),
+                format!("{}ms ago", m.last_contact_ms),
+                state.into(),
+            )
         } else {
             ("-".into(), "-".into(), "-".into(), "-".into())
         };

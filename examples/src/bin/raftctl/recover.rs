@@ -99,8 +99,7 @@ pub(crate) async fn recover(
     cluster_id: Option<&str>,
     dry_run: bool,
 ) -> Result<(Value, String), String> {
-    let text =
-        std::fs::read_to_string(peers).map_err(|e| format!("cannot read {}: {e}", peers.display()))?;
+    let text = std::fs::read_to_string(peers).map_err(|e| format!("cannot read {}: {e}", peers.display()))?;
     let configuration = parse_peers(&text).map_err(|e| format!("{}: {e}", peers.display()))?;
     let (log_dir, snap_dir) = (data_dir.join("raft"), data_dir.join("snapshots"));
     for dir in [&log_dir, &snap_dir] {
@@ -113,7 +112,10 @@ pub(crate) async fn recover(
         }
     }
     let store = FileStore::open(&log_dir).await.map_err(|e| {
-        format!("cannot open the log in {}: {e} (is the node still running? stop it first)", log_dir.display())
+        format!(
+            "cannot open the log in {}: {e} (is the node still running? stop it first)",
+            log_dir.display()
+        )
     })?;
     let snaps = FileSnapshotStore::new(&snap_dir, SNAPSHOTS_RETAINED)
         .await
@@ -146,7 +148,14 @@ pub(crate) async fn recover(
     let listing = configuration
         .servers
         .iter()
-        .map(|s| format!("  {} {} ({})", s.id, s.address, if s.suffrage == raft::Suffrage::Voter { "voter" } else { "non-voter" }))
+        .map(|s| {
+            format!(
+                "  {} {} ({})",
+                s.id,
+                s.address,
+                if s.suffrage == raft::Suffrage::Voter { "voter" } else { "non-voter" }
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n");
     if dry_run {
@@ -161,7 +170,10 @@ pub(crate) async fn recover(
     }
     let config = Config {
         local_id: local_id.clone(),
-        cluster_id: cluster_id.map(str::parse::<raft::ClusterId>).transpose().map_err(|e| format!("--cluster-id: {e}"))?,
+        cluster_id: cluster_id
+            .map(str::parse::<raft::ClusterId>)
+            .transpose()
+            .map_err(|e| format!("--cluster-id: {e}"))?,
         ..Config::default()
     };
     raft::recover_cluster(&config, KvFsm::new(), &store, &store, &snaps, configuration)

@@ -99,7 +99,9 @@ pub(crate) async fn save(conn: &mut Conn, file: &Path) -> Result<(Value, String)
     let out = std::fs::File::create(&partial).map_err(io)?;
     let result = async {
         let mut writer = BackupWriter::new(std::io::BufWriter::new(out), &meta).map_err(io)?;
-        while let Some(chunk) = stream.message().await.map_err(|s| Ctl::rpc_error("snapshot save", conn, s))? {
+        while let Some(chunk) =
+            stream.message().await.map_err(|s| Ctl::rpc_error("snapshot save", conn, s))?
+        {
             match chunk.item {
                 Some(DownloadItem::Data(data)) => {
                     writer.write_data(&data).map_err(|e| CtlError::Other(e.to_string()))?
@@ -134,7 +136,11 @@ pub(crate) async fn save(conn: &mut Conn, file: &Path) -> Result<(Value, String)
 
 /// Verifies the backup at `file` and streams it into a restore on the
 /// leader at `conn`.
-pub(crate) async fn restore(conn: &mut Conn, file: &Path, timeout_ms: u64) -> Result<(Value, String), CtlError> {
+pub(crate) async fn restore(
+    conn: &mut Conn,
+    file: &Path,
+    timeout_ms: u64,
+) -> Result<(Value, String), CtlError> {
     let info = backup::verify(file).map_err(|e| CtlError::Other(format!("refusing to restore: {e}")))?;
     let mut data = backup::open_data(file, &info).map_err(|e| CtlError::Other(e.to_string()))?;
     let header = pb::RestoreSnapshotChunk {
