@@ -266,6 +266,15 @@
 //!   configuration)`. The same names could not keep the old signature.
 //! - [`stored_node_id`] is new: the node id a data directory records, for
 //!   offline tools.
+//! - With the gRPC transport, the admin service gained `Members` (per-member
+//!   match index, lag, last contact, catching up, from the leader's
+//!   [`Metrics`]), `DownloadSnapshot` and `RestoreSnapshot` (streams over
+//!   [`Raft::snapshot`] and [`Raft::restore`]);
+//!   `raft_transport_grpc::admin::AdminBackend` gained `metrics`,
+//!   `latest_snapshot` and `restore`, with defaults, so other backends still
+//!   compile. A cluster-id refusal names both ids plainly (it printed
+//!   `Some("x")`). `raftctl` gained `members` progress columns,
+//!   `status --watch`, `snapshot save|restore` and `recover`.
 
 pub mod architecture;
 pub mod codec;
