@@ -610,10 +610,10 @@ impl Ctl {
             Command::Snapshot { action: Some(SnapshotCommand::Restore { file }) } => {
                 // Verify the file before looking for the leader: a damaged
                 // backup is refused without touching the cluster.
-                raft_examples::backup::verify(&file)
+                let info = raft_examples::backup::verify(&file)
                     .map_err(|e| CtlError::Other(format!("refusing to restore: {e}")))?;
                 let mut conn = self.leader(addr).await?;
-                let (value, human) = snapshots::restore(&mut conn, &file, timeout_ms).await?;
+                let (value, human) = snapshots::restore(&mut conn, &file, &info, timeout_ms).await?;
                 self.print(value, || human);
             }
             Command::Members { action: None } => self.members(addr).await?,

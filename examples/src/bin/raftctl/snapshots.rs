@@ -134,15 +134,15 @@ pub(crate) async fn save(conn: &mut Conn, file: &Path) -> Result<(Value, String)
     Ok((value, human))
 }
 
-/// Verifies the backup at `file` and streams it into a restore on the
-/// leader at `conn`.
+/// Streams the backup at `file`, which [`backup::verify`] checked (`info`),
+/// into a restore on the leader at `conn`.
 pub(crate) async fn restore(
     conn: &mut Conn,
     file: &Path,
+    info: &backup::BackupInfo,
     timeout_ms: u64,
 ) -> Result<(Value, String), CtlError> {
-    let info = backup::verify(file).map_err(|e| CtlError::Other(format!("refusing to restore: {e}")))?;
-    let mut data = backup::open_data(file, &info).map_err(|e| CtlError::Other(e.to_string()))?;
+    let mut data = backup::open_data(file, info).map_err(|e| CtlError::Other(e.to_string()))?;
     let header = pb::RestoreSnapshotChunk {
         item: Some(UploadItem::Header(pb::RestoreSnapshotHeader {
             meta: Some(meta_to_pb(&info.meta)),
