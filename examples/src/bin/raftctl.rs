@@ -477,9 +477,16 @@ struct Ctl {
 
 impl Ctl {
     async fn connect(&self, addr: &str) -> Result<Conn, CtlError> {
-        let client = admin::connect(addr, &self.config)
-            .await
-            .map_err(|e| CtlError::Connect { addr: addr.to_owned(), reason: e.to_string() })?;
+        let client = admin::connect(addr, &self.config).await.map_err(|e| {
+            // A TLS handshake with a plain HTTP server fails here, before
+            // any call: the server's HTTP/1 answer gives it away.
+            let reason = e.to_string();
+            if self.config.tls.is_some() && answers_http1(addr) {
+                CtlError::HttpPort { addr: addr.to_owned(), detail: reason }
+            } else {
+                CtlError::Connect { addr: addr.to_owned(), reason }
+            }
+        })?;
         Ok(Conn { addr: addr.to_owned(), client, tls: self.config.tls.is_some() })
     }
 
