@@ -184,6 +184,11 @@ async fn a_live_cluster_emits_every_documented_series_with_sensible_values() {
     c.stop(&lagging).await;
     write(&c, l, 8, 50, "a").await;
     c.raft(l).snapshot().await.expect("snapshot");
+    let behind = c.raft(l).metrics().borrow().last_log_index;
+    wait_until(&mut rec, "the leader to report the stopped follower's lag", |r| {
+        r.value(names::PEER_LAG, &[("node", l), ("peer", &lagging)]) >= Some((behind - 5) as f64)
+    })
+    .await;
     c.start(&lagging).await;
     write(&c, l, 8, 25, "b").await;
     let last = c.raft(l).barrier(T).await.expect("barrier");
