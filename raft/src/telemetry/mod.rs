@@ -65,15 +65,20 @@
 //!
 //! # Traces
 //! The write path emits `tracing` spans and events at `debug` and `trace`
-//! level (free when those levels are disabled), all inside the node's
-//! `raft{id=...}` span or carrying `node`:
-//! - `propose` span (debug) per proposal batch in the main task: `term`,
-//!   `first`, `last` (the batch's index range), `writes`;
-//! - `log_write` span (debug) per group commit in the log writer: `node`,
-//!   `first`, `last`, `entries`; event `persisted` (trace) with its duration;
-//! - event `committed` (debug) in the main task with `term` and the index
-//!   range `lo..=hi` handed to the FSM;
-//! - event `applied` (debug) in the FSM task with `node`, `lo`, `hi`.
+//! level (close to free when those levels are disabled). The main task's
+//! run inside the node's `raft{id=...}` span; the log writer's and the FSM
+//! task's carry a `node` field instead:
+//! - span `client_requests` (debug, main task) around each batch of client
+//!   requests taken from the queue, with `term`; inside it, event
+//!   `proposed` (debug) per proposal with `term`, `first`, `last` (the
+//!   batch's index range) and `writes`;
+//! - span `log_write` (debug, log writer) around each group commit, with
+//!   `node`, `first`, `last`, `entries`; event `persisted` (debug) when it
+//!   is durable, with `took_us`;
+//! - event `log durable` (trace, main task) with the last durable `index`;
+//! - event `committed` (debug, main task) with `term` and the range
+//!   `lo`..=`hi` handed to the FSM;
+//! - event `applied` (debug, FSM task) with `node`, `lo`, `hi`.
 
 mod handles;
 pub mod names;

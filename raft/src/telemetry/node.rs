@@ -168,9 +168,10 @@ impl NodeTelemetry {
         }
     }
 
-    /// (Leader) client writes `first..=last` entered the log in `term`.
-    pub(crate) fn proposed(&mut self, term: u64, first: u64, last: u64) {
-        let writes = last.saturating_sub(first) + 1;
+    /// (Leader) `writes` client writes entered the log in `term`, the
+    /// first at index `first`.
+    pub(crate) fn proposed(&mut self, term: u64, first: u64, writes: usize) {
+        let Some(last) = (writes as u64).checked_sub(1).map(|n| first + n) else { return };
         self.write_batch.record(writes as f64);
         self.stages.proposed(last, Instant::now());
         tracing::debug!(term, first, last, writes, "proposed");

@@ -153,7 +153,7 @@ impl<R: Send + 'static> Node<R> {
         match self.core.propose(commands) {
             Ok(first) => {
                 let term = self.core.term();
-                self.telemetry.proposed(term, first, first + batch.len() as u64 - 1);
+                self.telemetry.proposed(term, first, batch.len());
                 for (index, p) in (first..).zip(batch) {
                     if let Some(at) = p.deadline {
                         self.track_deadline(at);
