@@ -41,7 +41,8 @@ fn the_metrics_address_serves_every_documented_series_for_prometheus() {
     poll("a snapshot on the leader", Duration::from_secs(15), || {
         (status(&leader_proc.api_addr)?["snapshot_index"].as_u64()? >= 5).then_some(())
     });
-    let commit = status(&leader_proc.api_addr).expect("status")["commit_index"].as_u64().expect("commit index");
+    let commit =
+        status(&leader_proc.api_addr).expect("status")["commit_index"].as_u64().expect("commit index");
     assert!(commit >= 20);
 
     // The gauges follow at tick resolution: scrape until they caught up.

@@ -99,7 +99,8 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let (first, last) = (job.entries.first().map_or(0, |e| e.index), job.entries.last().map_or(0, |e| e.index));
+        let (first, last) =
+            (job.entries.first().map_or(0, |e| e.index), job.entries.last().map_or(0, |e| e.index));
         let span = tracing::debug_span!("log_write", node = %telemetry.node, first, last, entries = job.entries.len());
         let started = tokio::time::Instant::now();
         match tracing::Instrument::instrument(persist(&*logs, &*stable, &job), span).await {

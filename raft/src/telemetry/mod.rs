@@ -102,22 +102,46 @@ pub fn describe() {
     describe_gauge!(APPLIED_INDEX, Unit::Count, "Index of the last entry applied to the FSM.");
     describe_gauge!(LAST_LOG_INDEX, Unit::Count, "Index of the last entry in the log.");
     describe_gauge!(LAST_SNAPSHOT_INDEX, Unit::Count, "Index of the newest snapshot.");
-    describe_gauge!(PEER_LAG, Unit::Count, "(Leader) entries the follower is behind the leader's last index.");
+    describe_gauge!(
+        PEER_LAG,
+        Unit::Count,
+        "(Leader) entries the follower is behind the leader's last index."
+    );
     describe_gauge!(PEER_LAST_CONTACT, Unit::Seconds, "(Leader) time since the follower last answered.");
     describe_counter!(LEADER_CHANGES, Unit::Count, "Times this node learned of a new leader.");
     describe_counter!(ELECTIONS, Unit::Count, "Elections this node started.");
     describe_counter!(ENTRIES_APPENDED, Unit::Count, "Entries written to the local log store.");
     describe_counter!(APPEND_ENTRIES_SENT, Unit::Count, "AppendEntries with entries sent to the peer.");
-    describe_counter!(APPEND_ENTRIES_SENT_BYTES, Unit::Bytes, "Payload bytes of the entries sent to the peer.");
+    describe_counter!(
+        APPEND_ENTRIES_SENT_BYTES,
+        Unit::Bytes,
+        "Payload bytes of the entries sent to the peer."
+    );
     describe_counter!(HEARTBEATS_SENT, Unit::Count, "AppendEntries without entries sent to the peer.");
     describe_counter!(SNAPSHOTS_TAKEN, Unit::Count, "Snapshots this node took.");
     describe_counter!(SNAPSHOTS_INSTALLED, Unit::Count, "Snapshots from a leader this node installed.");
-    describe_histogram!(WRITE_STAGE, Unit::Seconds, "(Leader) one stage of a client write (label stage), per proposal batch.");
-    describe_histogram!(WRITE, Unit::Seconds, "(Leader) a client write from entering the log to applied, per proposal batch.");
+    describe_histogram!(
+        WRITE_STAGE,
+        Unit::Seconds,
+        "(Leader) one stage of a client write (label stage), per proposal batch."
+    );
+    describe_histogram!(
+        WRITE,
+        Unit::Seconds,
+        "(Leader) a client write from entering the log to applied, per proposal batch."
+    );
     describe_histogram!(WRITE_BATCH, Unit::Count, "(Leader) client writes folded into one proposal.");
     describe_histogram!(FSYNC, Unit::Seconds, "One durable write of entries to the log store.");
     describe_histogram!(APPEND_ENTRIES_BATCH_ENTRIES, Unit::Count, "Entries in one AppendEntries.");
     describe_histogram!(APPEND_ENTRIES_BATCH_BYTES, Unit::Bytes, "Payload bytes in one AppendEntries.");
-    describe_histogram!(SNAPSHOT_DURATION, Unit::Seconds, "Duration of a snapshot take, install or restore (label kind).");
-    describe_histogram!(SNAPSHOT_SIZE, Unit::Bytes, "Size of the snapshot taken, installed or restored (label kind).");
+    describe_histogram!(
+        SNAPSHOT_DURATION,
+        Unit::Seconds,
+        "Duration of a snapshot take, install or restore (label kind)."
+    );
+    describe_histogram!(
+        SNAPSHOT_SIZE,
+        Unit::Bytes,
+        "Size of the snapshot taken, installed or restored (label kind)."
+    );
 }

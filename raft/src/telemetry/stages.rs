@@ -106,7 +106,12 @@ impl WriteStages {
 
     /// Every entry up to `index` was committed at `now`. Returns the stamp
     /// of the writes among them (`None`: none was tracked).
-    pub(crate) fn committed(&mut self, index: u64, now: Instant, sink: &mut impl StageSink) -> Option<WriteStamp> {
+    pub(crate) fn committed(
+        &mut self,
+        index: u64,
+        now: Instant,
+        sink: &mut impl StageSink,
+    ) -> Option<WriteStamp> {
         let mut earliest = None;
         while let Some(b) = self.batches.get_mut(self.committed) {
             if b.last > index {
@@ -180,10 +185,7 @@ mod tests {
         assert_eq!(sink.0, vec![(Stage::Persist, ms(10))], "only the batch ending at 3 is durable");
         stages.persisted(5, t0 + ms(12), &mut sink);
         let stamp = stages.committed(5, t0 + ms(20), &mut sink);
-        assert_eq!(
-            sink.0[1..],
-            [(Stage::Persist, ms(11)), (Stage::Commit, ms(10)), (Stage::Commit, ms(8))],
-        );
+        assert_eq!(sink.0[1..], [(Stage::Persist, ms(11)), (Stage::Commit, ms(10)), (Stage::Commit, ms(8))],);
         assert_eq!(stamp, Some(WriteStamp { proposed: t0, committed: t0 + ms(20) }));
         assert_eq!(stages.len(), 0, "done batches are forgotten");
     }
