@@ -279,5 +279,12 @@ async fn a_live_cluster_emits_every_documented_series_with_sensible_values() {
     .await;
     let leader_changes = rec.value(names::LEADER_CHANGES, &[("node", l)]).expect("leader changes");
     assert!(leader_changes >= 2.0, "the old leader saw the new one: {leader_changes}");
+
+    // A stopped node says so.
     c.shutdown().await;
+    rec.refresh();
+    for n in [l, up.as_str(), lagging.as_str()] {
+        assert_eq!(rec.value(names::STATE, &[("node", n), ("state", "shutdown")]), Some(1.0), "{n}");
+        assert_eq!(rec.value(names::STATE, &[("node", n), ("state", "leader")]), Some(0.0), "{n}");
+    }
 }

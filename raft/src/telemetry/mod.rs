@@ -28,7 +28,7 @@
 //! | `raft_applied_index` | gauge | `node` | index of the last entry applied to the FSM |
 //! | `raft_last_log_index` | gauge | `node` | index of the last entry in the log |
 //! | `raft_last_snapshot_index` | gauge | `node` | index of the newest snapshot taken, installed or restored |
-//! | `raft_peer_lag_entries` | gauge | `node`, `peer` | (leader) entries the follower's log is behind the leader's last index; `NaN` once this node stops leading or stops replicating to it |
+//! | `raft_peer_lag_entries` | gauge | `node`, `peer` | (leader) entries the follower's log is behind the leader's last index; `NaN` once this node stops leading, stops replicating to it or shuts down |
 //! | `raft_peer_last_contact_seconds` | gauge | `node`, `peer` | (leader) time since the follower last answered (tick resolution); `NaN` as above |
 //! | `raft_leader_changes_total` | counter | `node` | times this node learned of a leader other than the last one it knew (itself included) |
 //! | `raft_elections_total` | counter | `node` | elections this node started (its term went up as a candidate; a failed pre-vote round is not one) |

@@ -139,6 +139,16 @@ impl NodeTelemetry {
         }
     }
 
+    /// The node stopped: its role reads `shutdown` and its per-peer gauges
+    /// `NaN`.
+    pub(crate) fn stopped(&mut self, term: u64) {
+        self.role_changed(RaftState::Shutdown, term, None);
+        for (_, gauges) in self.peers.drain() {
+            gauges.lag.set(f64::NAN);
+            gauges.last_contact.set(f64::NAN);
+        }
+    }
+
     /// Sets the gauges from the core (called at every tick and change of
     /// role). Per-peer gauges of followers the node no longer replicates to
     /// (it stopped leading, or they left) become `NaN`.

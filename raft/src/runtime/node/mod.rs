@@ -476,6 +476,7 @@ impl<R: Send + 'static> Node<R> {
         }
         self.rpcs.pending.clear();
         self.rpcs.inbound = None;
+        self.telemetry.stopped(self.core.term());
         let Node { snapshots, store, apply, shared, fatal, shutdown_ack, .. } = self;
         snapshots.task.stop().await;
         store.writer.stop().await;
