@@ -97,6 +97,9 @@
 //! - [`transport`]: the [`Transport`] trait and the in-memory network.
 //! - [`metrics`]: [`Metrics`] published by every node.
 //! - [`observer`]: [`Observer`]s notified of leader, state and peer changes.
+//! - [`telemetry`]: the series every node emits through the `metrics`
+//!   crate facade (a table of names, types, labels and meanings) and the
+//!   `tracing` spans and events of the write path.
 //! - `raft` (private): the [`Raft`] handle.
 //! - [`codec`]: the one serializer used for anything written to disk.
 //! - `core` (private): the pure, deterministic protocol state machine;
@@ -293,6 +296,7 @@ pub mod read_policy;
 mod runtime;
 pub mod snapshot;
 pub mod storage;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;

@@ -199,6 +199,8 @@ struct Node<R> {
     /// The tick interval changed (config reload): the loop restarts its
     /// ticker.
     reload_ticker: bool,
+    /// Metric handles and the write-stage tracker ([`crate::telemetry`]).
+    telemetry: crate::telemetry::NodeTelemetry,
 }
 
 enum Flow {
@@ -212,6 +214,7 @@ impl<R> Node<R> {
         let (index, term) = task.last_snapshot;
         let writer = Worker { tx: task.writer_tx, task: task.writer_task };
         let snapshot_task = Worker { tx: task.snapshot_cmds, task: task.snapshot_task };
+        let telemetry = crate::telemetry::NodeTelemetry::new(&task.config.local_id);
         Node {
             clients: Clients::new(task.requests),
             reads: Reads::default(),
@@ -239,6 +242,7 @@ impl<R> Node<R> {
             fatal: None,
             shutdown_ack: Vec::new(),
             reload_ticker: false,
+            telemetry,
         }
     }
 }
@@ -472,6 +476,7 @@ impl<R: Send + 'static> Node<R> {
         }
         self.rpcs.pending.clear();
         self.rpcs.inbound = None;
+        self.telemetry.stopped(self.core.term());
         let Node { snapshots, store, apply, shared, fatal, shutdown_ack, .. } = self;
         snapshots.task.stop().await;
         store.writer.stop().await;

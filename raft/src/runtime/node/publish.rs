@@ -71,6 +71,7 @@ impl<R: Send + 'static> Node<R> {
         let leader_pair = leader.as_ref().and_then(|id| self.address_of(id).map(|a| (id.clone(), a)));
         if changed {
             tracing::debug!(state = %state, term = core.term(), leader = ?leader, "state changed");
+            self.telemetry.role_changed(state, core.term(), leader.as_ref());
             if state != self.publisher.last.state {
                 self.shared.observers.notify(Observation::StateChanged(state));
             }
@@ -134,6 +135,8 @@ impl<R: Send + 'static> Node<R> {
             uncommitted_bytes: if state == RaftState::Leader { core.uncommitted_bytes() as u64 } else { 0 },
         };
         self.shared.last_index.store(core.last_index(), Ordering::Release);
+        let snapshot = self.store.last_snapshot.index;
+        self.telemetry.publish(core, metrics.applied_index, snapshot, self.config.tick_interval());
         self.shared.metrics_tx.send_if_modified(|old| {
             let modified = *old != metrics;
             if modified {
