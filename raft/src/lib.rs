@@ -260,6 +260,7 @@
 //!   `raft::testing::linearizability::{KvInput, KvOutput}` still name them.
 
 pub mod architecture;
+pub mod autopilot;
 pub mod codec;
 pub mod config;
 mod core;
@@ -282,6 +283,7 @@ pub mod transport;
 pub mod types;
 
 pub use async_trait::async_trait;
+pub use autopilot::AutopilotConfig;
 pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
 pub use core::rng::Rng;
