@@ -218,3 +218,21 @@ async fn three_voters_with_min_quorum_three_never_lose_a_dead_voter_but_a_dead_n
     c.raft(&leader).apply("still", T).await.expect("two of three commit");
     c.shutdown().await;
 }
+
+fn watching_only(c: &mut Config) {
+    c.autopilot = Some(AutopilotConfig { dead_server_after: DEAD_AFTER, ..AutopilotConfig::default() });
+}
+
+#[tokio::test(start_paused = true)]
+async fn cleanup_is_opt_in_a_dead_voter_stays_without_it() {
+    let mut c = TestCluster::with_config(5, InmemNetwork::new(), watching_only).await;
+    let leader = c.wait_for_leader().await;
+    c.raft(&leader).apply("x", T).await.expect("apply");
+    let victim = c.running().into_iter().find(|id| *id != leader).expect("a follower");
+    c.stop(&victim).await;
+    tokio::time::sleep(5 * DEAD_AFTER).await;
+    let conf = configuration(&c, &leader).await;
+    assert_eq!(suffrage(&conf, &victim), Some(Suffrage::Voter), "{conf:?}");
+    assert!(!metrics(&c, &leader).peers[&ServerId::from(victim.as_str())].healthy);
+    c.shutdown().await;
+}
