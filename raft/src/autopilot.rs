@@ -136,7 +136,8 @@ impl AutopilotConfig {
                 self.last_contact_threshold
             ));
         }
-        if self.dead_server_after < heartbeat_timeout || self.dead_server_after <= self.last_contact_threshold {
+        if self.dead_server_after < heartbeat_timeout || self.dead_server_after <= self.last_contact_threshold
+        {
             return Err(format!(
                 "autopilot.dead_server_after {:?} must be at least heartbeat_timeout {heartbeat_timeout:?} and \
                  above autopilot.last_contact_threshold {:?}",
@@ -197,8 +198,14 @@ mod tests {
         let tick = Duration::from_millis(100);
         assert!(AutopilotConfig::default().check(hb, tick).is_ok());
         let cases = [
-            (AutopilotConfig { last_contact_threshold: Duration::from_millis(99), ..Default::default() }, "last_contact_threshold"),
-            (AutopilotConfig { dead_server_after: Duration::from_millis(999), ..Default::default() }, "dead_server_after"),
+            (
+                AutopilotConfig { last_contact_threshold: Duration::from_millis(99), ..Default::default() },
+                "last_contact_threshold",
+            ),
+            (
+                AutopilotConfig { dead_server_after: Duration::from_millis(999), ..Default::default() },
+                "dead_server_after",
+            ),
             (
                 AutopilotConfig {
                     last_contact_threshold: Duration::from_secs(2),

@@ -19,7 +19,8 @@ const STABILIZATION: Duration = Duration::from_secs(2);
 const DEAD_AFTER: Duration = Duration::from_secs(1);
 
 fn stabilizing(c: &mut Config) {
-    c.autopilot = Some(AutopilotConfig { server_stabilization_time: STABILIZATION, ..AutopilotConfig::default() });
+    c.autopilot =
+        Some(AutopilotConfig { server_stabilization_time: STABILIZATION, ..AutopilotConfig::default() });
 }
 
 fn cleaning(c: &mut Config) {
@@ -89,7 +90,10 @@ async fn the_leader_publishes_each_followers_health_lag_and_the_clusters_toleran
     })
     .await;
     let after = unhealthy_at - cut_at;
-    assert!(after > Duration::from_millis(190) && after <= Duration::from_millis(220), "unhealthy after {after:?}");
+    assert!(
+        after > Duration::from_millis(190) && after <= Duration::from_millis(220),
+        "unhealthy after {after:?}"
+    );
     let p = &metrics(&c, &leader).peers[&ServerId::from(followers[0].as_str())];
     assert_eq!(p.healthy_for, Duration::ZERO);
     let stats = c.raft(&leader).stats();
@@ -129,7 +133,8 @@ async fn add_voter_with_autopilot_promotes_only_after_the_stabilization_time() {
     let index = add.await.expect("task").expect("promoted");
     let promoted_after = healthy_at.elapsed();
     assert!(
-        promoted_after >= STABILIZATION - 2 * TICK && promoted_after <= STABILIZATION + Duration::from_millis(100),
+        promoted_after >= STABILIZATION - 2 * TICK
+            && promoted_after <= STABILIZATION + Duration::from_millis(100),
         "promoted {promoted_after:?} after first healthy"
     );
     let (conf, at) = c.raft(&leader).get_configuration().await.expect("configuration");
@@ -148,10 +153,8 @@ async fn a_lapse_of_health_restarts_the_stabilization_clock() {
     c.net.isolate(&"n4".into());
     wait_until("n4 is unhealthy", || !metrics(&c, &leader).peers[&ServerId::from("n4")].healthy).await;
     c.net.heal();
-    let healthy_again = wait_until("n4 is healthy again", || {
-        metrics(&c, &leader).peers[&ServerId::from("n4")].healthy
-    })
-    .await;
+    let healthy_again =
+        wait_until("n4 is healthy again", || metrics(&c, &leader).peers[&ServerId::from("n4")].healthy).await;
     // The first stretch of health no longer counts.
     tokio::time::sleep_until(healthy_at + STABILIZATION + Duration::from_millis(100)).await;
     assert_eq!(suffrage(&configuration(&c, &leader).await, "n4"), Some(Suffrage::Nonvoter));

@@ -24,8 +24,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::PeerProgress;
 pub(crate) use super::promotion::stabilized;
+use super::PeerProgress;
 use crate::types::{Configuration, ServerId, Suffrage};
 
 /// Autopilot's bounds in the leader's ticks.
@@ -165,7 +165,11 @@ pub(crate) enum Stability {
 pub(crate) fn stability(health: Option<Health>, b: &AutopilotTicks) -> Stability {
     match health {
         Some(h) if h.healthy && h.healthy_ticks >= b.stabilization_ticks => Stability::Stable,
-        Some(h) => Stability::Unstable { healthy: h.healthy, healthy_ticks: h.healthy_ticks, needed: b.stabilization_ticks },
+        Some(h) => Stability::Unstable {
+            healthy: h.healthy,
+            healthy_ticks: h.healthy_ticks,
+            needed: b.stabilization_ticks,
+        },
         None => Stability::Unstable { healthy: false, healthy_ticks: 0, needed: b.stabilization_ticks },
     }
 }
@@ -215,14 +219,12 @@ pub(crate) enum HeldReason {
 impl fmt::Display for HeldReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HeldReason::BelowMinQuorum { remaining, min_quorum } => write!(
-                f,
-                "removing it would leave {remaining} voters, below min_quorum {min_quorum}"
-            ),
-            HeldReason::NoHealthyQuorum { healthy, remaining } => write!(
-                f,
-                "only {healthy} of the {remaining} voters left would be healthy, not a majority"
-            ),
+            HeldReason::BelowMinQuorum { remaining, min_quorum } => {
+                write!(f, "removing it would leave {remaining} voters, below min_quorum {min_quorum}")
+            }
+            HeldReason::NoHealthyQuorum { healthy, remaining } => {
+                write!(f, "only {healthy} of the {remaining} voters left would be healthy, not a majority")
+            }
         }
     }
 }

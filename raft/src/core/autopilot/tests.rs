@@ -8,7 +8,13 @@ use crate::core::{Core, CoreConfig};
 use crate::types::Server;
 
 fn bounds() -> AutopilotTicks {
-    AutopilotTicks { contact_ticks: 2, max_trailing_logs: 10, stabilization_ticks: 5, dead_ticks: 20, min_quorum: 3 }
+    AutopilotTicks {
+        contact_ticks: 2,
+        max_trailing_logs: 10,
+        stabilization_ticks: 5,
+        dead_ticks: 20,
+        min_quorum: 3,
+    }
 }
 
 fn peer(id: &str, matched: u64, ticks_since_contact: u64) -> PeerProgress {
@@ -180,7 +186,10 @@ fn cleanup_leaves_joint_configurations_alone() {
     let mut config = voters(5);
     config.servers[4].suffrage = Suffrage::LeavingVoter;
     let t = tracker_with(&["n1", "n2", "n3", "n4", "n5"], &["n4"], 100);
-    assert_eq!(dead_server(&config, &"n1".into(), &t, &AutopilotTicks { min_quorum: 1, ..bounds() }, &[]), None);
+    assert_eq!(
+        dead_server(&config, &"n1".into(), &t, &AutopilotTicks { min_quorum: 1, ..bounds() }, &[]),
+        None
+    );
 }
 
 /// One tick of every node, the messages it causes, then one observation
@@ -199,7 +208,13 @@ fn tick_and_observe(c: &mut Cluster, t: &mut HealthTracker, b: &AutopilotTicks) 
 // healthy ones stay healthy throughout.
 #[test]
 fn a_crashed_voter_of_five_becomes_dead_on_the_leaders_progress() {
-    let b = AutopilotTicks { contact_ticks: 2, max_trailing_logs: 250, stabilization_ticks: 5, dead_ticks: 8, min_quorum: 3 };
+    let b = AutopilotTicks {
+        contact_ticks: 2,
+        max_trailing_logs: 250,
+        stabilization_ticks: 5,
+        dead_ticks: 8,
+        min_quorum: 3,
+    };
     let mut c = Cluster::new(5, CoreConfig::for_tests());
     c.elect_node("n1");
     c.settle();

@@ -82,7 +82,9 @@ impl<R: Send + 'static> Node<R> {
                         "autopilot removed a dead server: it has not answered the leader for longer than \
                          dead_server_after; to bring it back, wipe its data directory and add it again"
                     ),
-                    Err(e) => tracing::debug!(server = %id, error = %e, "autopilot could not remove a dead server yet"),
+                    Err(e) => {
+                        tracing::debug!(server = %id, error = %e, "autopilot could not remove a dead server yet")
+                    }
                 }
             }
             Some(Cleanup::Held { id, silent_ticks, reason }) => {
