@@ -87,18 +87,18 @@ impl<R: Send + 'static> Node<R> {
                     }
                 }
             }
-            Some(Cleanup::Held { id, silent_ticks, reason }) => {
-                if self.autopilot.warned.insert(id.clone()) {
-                    let silent_for = tick * silent_ticks.min(u32::MAX as u64) as u32;
-                    tracing::warn!(
-                        server = %id,
-                        ?silent_for,
-                        reason = %reason,
-                        "autopilot is not removing a dead voter: {reason}; bring it back, or add a \
-                         replacement and then remove it"
-                    );
-                }
+            // Warned about once per leadership.
+            Some(Cleanup::Held { id, silent_ticks, reason }) if self.autopilot.warned.insert(id.clone()) => {
+                let silent_for = tick * silent_ticks.min(u32::MAX as u64) as u32;
+                tracing::warn!(
+                    server = %id,
+                    ?silent_for,
+                    reason = %reason,
+                    "autopilot is not removing a dead voter: {reason}; bring it back, or add a \
+                     replacement and then remove it"
+                );
             }
+            Some(Cleanup::Held { .. }) => {}
         }
     }
 }
