@@ -184,6 +184,16 @@
 //! `raftctl members change --add ID=ADDR --remove ID ...` make joint
 //! changes over the network.
 //!
+//! # API changes: autopilot
+//! - [`Config::autopilot`] ([`AutopilotConfig`], module [`autopilot`]) is
+//!   new (default `None`: no change in behaviour); code that builds
+//!   [`Config`] with a struct literal needs `..Config::default()`.
+//! - [`PeerMetrics`] gained `healthy`, `healthy_for` and `lag` (struct
+//!   literals name them); [`CatchUp::Stabilizing`] is a new variant
+//!   (exhaustive matches on [`CatchUp`] need an arm); [`Raft::stats`] has
+//!   `autopilot_healthy`, `autopilot_failure_tolerance`, `peer.<id>.healthy`
+//!   and `peer.<id>.lag` on the leader.
+//!
 //! # API changes: joint consensus
 //! - [`Raft::change_membership`], [`ConfChange`] (also named
 //!   [`MembershipChange`]), [`ConfChangeError`] and [`CatchUp`] are new; [`Error::MembershipChangeRefused`] is a new
@@ -280,6 +290,7 @@
 //!   `status --watch`, `snapshot save|restore` and `recover`.
 
 pub mod architecture;
+pub mod autopilot;
 pub mod codec;
 pub mod config;
 mod core;
@@ -303,6 +314,7 @@ pub mod transport;
 pub mod types;
 
 pub use async_trait::async_trait;
+pub use autopilot::AutopilotConfig;
 pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
 pub use core::rng::Rng;

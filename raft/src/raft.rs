@@ -507,6 +507,10 @@ impl<F: Fsm> Raft<F> {
     /// within `timeout`, the leader ends the promotion: the server **stays a
     /// non-voter** and the call fails with [`Error::CatchUpTimeout`]; later
     /// changes are not blocked (remove it, or retry once it is reachable).
+    /// With [`Config::autopilot`](crate::Config::autopilot) on, it is
+    /// promoted only once it has also been healthy without a break for
+    /// [`AutopilotConfig::server_stabilization_time`](crate::AutopilotConfig::server_stabilization_time)
+    /// (see [`crate::autopilot`]), within the same `timeout`.
     /// With a zero `timeout` the promotion waits until it succeeds or
     /// leadership changes, and other changes meanwhile fail with
     /// [`Error::ConfigurationChangeInProgress`] naming it.

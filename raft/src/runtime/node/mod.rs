@@ -26,7 +26,9 @@
 //!   uncommitted-bytes limit;
 //! - `publish` ([`Publisher`]): state, metrics and observers;
 //! - `cluster` ([`ClusterGuard`]): the cluster identity of requests;
-//! - `removed`: the terminal state after this server was removed.
+//! - `removed`: the terminal state after this server was removed;
+//! - `autopilot` ([`Autopilot`]): followers' health, stabilization before
+//!   promotion and dead-server cleanup.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -52,6 +54,7 @@ use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
 use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta, Suffrage};
 
+mod autopilot;
 mod clients;
 mod cluster;
 mod commit;
@@ -70,6 +73,7 @@ mod room;
 mod rpc;
 mod snapshots;
 
+use self::autopilot::Autopilot;
 use self::clients::{Clients, Pending};
 use self::cluster::ClusterGuard;
 use self::commit::CommitFlush;
@@ -201,6 +205,8 @@ struct Node<R> {
     reload_ticker: bool,
     /// Metric handles and the write-stage tracker ([`crate::telemetry`]).
     telemetry: crate::telemetry::NodeTelemetry,
+    /// Followers' health, stabilization and dead-server cleanup.
+    autopilot: Autopilot,
 }
 
 enum Flow {
@@ -243,6 +249,7 @@ impl<R> Node<R> {
             shutdown_ack: Vec::new(),
             reload_ticker: false,
             telemetry,
+            autopilot: Autopilot::default(),
         }
     }
 }
@@ -318,6 +325,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 node.core.tick();
                 node.check_store_progress();
                 node.prune_peers();
+                node.autopilot_tick();
                 node.advance_promotions();
                 node.assign_legacy_cluster_id();
                 node.record_commit(false);
