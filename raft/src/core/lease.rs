@@ -41,8 +41,9 @@
 //!   follower timeout before it votes for anyone but itself;
 //! - no lease after a leadership transfer started in the term: TimeoutNow
 //!   lets its target's election skip the voters' stickiness, so once this
-//!   leader started a transfer (or sent TimeoutNow for a joint hand-off) it
-//!   never serves a lease read again in this term;
+//!   leader started a transfer it never serves a lease read again in this
+//!   term (the only other TimeoutNow, the hand-off of a leader that left
+//!   the configuration in `joint`, is followed at once by stepping down);
 //! - no lease before the leader committed an entry of its own term: until
 //!   then its commit index may miss entries committed by its predecessor.
 //!
@@ -88,8 +89,8 @@ pub(crate) struct Lease {
     unconfirmed: VecDeque<(u64, u64)>,
     /// The lease holds while `clock < until`.
     until: u64,
-    /// A leadership transfer was started (or TimeoutNow sent) in this term:
-    /// the lease is gone for good.
+    /// A leadership transfer was started in this term: the lease is gone
+    /// and no later round earns it back.
     given_up: bool,
 }
 
@@ -178,8 +179,8 @@ impl Core {
     }
 
     /// (Leader) gives the lease up for the rest of the term: a leadership
-    /// transfer started, or TimeoutNow is being sent (its target's election
-    /// skips the voters' stickiness).
+    /// transfer started (the TimeoutNow it ends with lets its target's
+    /// election skip the voters' stickiness).
     pub(crate) fn give_up_lease(&mut self) {
         if let Role::Leader(leader) = &mut self.role {
             if !leader.lease.given_up {
@@ -190,14 +191,13 @@ impl Core {
     }
 
     /// Whether a lease read may be answered now: this node leads, leases
-    /// are on, it committed an entry of its term, no transfer started in the
-    /// term, and a quorum confirmed a round sent less than the lease ago.
+    /// are on, it committed an entry of its term, and a quorum confirmed a
+    /// round sent less than the lease ago (and, since no transfer started
+    /// in this term, see [`Core::give_up_lease`]).
     pub(crate) fn lease_holds(&self) -> bool {
         let Role::Leader(leader) = &self.role else { return false };
         self.lease_ticks() > 0
             && self.commit >= leader.term_start
-            && leader.transfer.is_none()
-            && !leader.lease.given_up
             && leader.lease.clock < leader.lease.until
     }
 

@@ -615,10 +615,6 @@ impl Core {
     }
 
     pub(crate) fn send(&mut self, to: ServerId, body: Body) {
-        if matches!(body, Body::TimeoutNow(_)) {
-            // Its target's election skips the voters' stickiness.
-            self.give_up_lease();
-        }
         self.ready.messages.push(Message { from: self.id.clone(), to, rpc_id: 0, body });
     }
 
