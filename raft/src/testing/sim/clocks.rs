@@ -13,6 +13,10 @@
 //! lease read). A restarted node's core starts counting afresh.
 //!
 //! # The bound
+//! With [`SimConfig::adversarial_clocks`] the rates are an adversary's
+//! instead: every node that leads runs at the slowest rate the bound allows,
+//! every other node at the fastest, the worst case for a lease.
+//!
 //! A lease of `L` leader ticks is safe while, in real time, it ends before a
 //! voter that acknowledged its round can vote again, `F =
 //! follower_timeout_ticks` ticks of the voter's clock after it heard the
@@ -25,6 +29,7 @@
 //! test configuration's `F = 10`, `L = 7`).
 //!
 //! [`SimConfig::clock_drift`]: super::SimConfig::clock_drift
+//! [`SimConfig::adversarial_clocks`]: super::SimConfig::adversarial_clocks
 
 use super::rng::SimRng;
 use crate::core::CoreConfig;
@@ -68,10 +73,17 @@ impl Clocks {
         Self { drift, rates, reading, delivered }
     }
 
-    /// One real tick passes.
-    pub(super) fn advance(&mut self) {
-        for (reading, rate) in self.reading.iter_mut().zip(&self.rates) {
-            *reading += rate;
+    /// One real tick passes. With `slow_leaders` (the adversary of
+    /// [`SimConfig::adversarial_clocks`](super::SimConfig::adversarial_clocks)),
+    /// instead of their own rates, the nodes that `leads` run at the slowest
+    /// rate the bound allows and every other node at the fastest.
+    pub(super) fn advance(&mut self, slow_leaders: bool, leads: impl Fn(usize) -> bool) {
+        for (n, (reading, rate)) in self.reading.iter_mut().zip(&self.rates).enumerate() {
+            *reading += match (slow_leaders, leads(n)) {
+                (false, _) => *rate,
+                (true, true) => 1.0 - self.drift,
+                (true, false) => 1.0 + self.drift,
+            };
         }
     }
 

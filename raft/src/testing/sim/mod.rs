@@ -231,6 +231,15 @@ pub struct SimConfig {
     /// began) besides checking the whole history for linearizability at the
     /// end. Default true; off, only the history checker judges reads.
     pub direct_read_checks: bool,
+    /// Clock rates chosen by an adversary instead of at random: while a
+    /// node leads its clock runs at the slowest rate the drift bound allows
+    /// (its lease lasts longest in real time), every other node's at the
+    /// fastest (their stickiness ends soonest). Default false.
+    pub adversarial_clocks: bool,
+    /// Every partition cuts the current leader (if any) off, both ways,
+    /// instead of a random one: the network adversary to go with
+    /// [`SimConfig::adversarial_clocks`]. Default false.
+    pub isolate_leaders: bool,
 }
 
 impl Default for SimConfig {
@@ -268,6 +277,8 @@ impl Default for SimConfig {
             lease_read_rate: 0.5,
             legacy_clock_skew: false,
             direct_read_checks: true,
+            adversarial_clocks: false,
+            isolate_leaders: false,
         }
     }
 }
@@ -705,7 +716,11 @@ impl<'a> Sim<'a> {
         );
         let drift = cfg.clock_drift.unwrap_or_else(|| safe_drift(&core_cfg));
         let clocks = Clocks::new(n, drift, &mut SimRng::new(seed ^ 0xC10C_4000_0000_0005));
-        let setup = if cfg.legacy_clock_skew { setup } else { format!("{setup}, {}", clocks.describe()) };
+        let setup = match (cfg.legacy_clock_skew, cfg.adversarial_clocks) {
+            (true, _) => setup,
+            (false, false) => format!("{setup}, {}", clocks.describe()),
+            (false, true) => format!("{setup}, leaders' clocks {:.3} slow, others' as fast", clocks.drift),
+        };
         let small_window = window.small;
         let safety = Safety::new(nodes.iter().map(|node| node.id.clone()).collect());
         Ok(Self {
@@ -840,7 +855,9 @@ impl<'a> Sim<'a> {
 
     fn on_tick(&mut self) -> Check {
         self.trace.push(self.now, TraceKind::Tick);
-        self.clocks.advance();
+        let nodes = &self.nodes;
+        let leads = |n: usize| nodes[n].core.as_ref().is_some_and(|c| c.is_leader());
+        self.clocks.advance(self.cfg.adversarial_clocks, leads);
         for n in 0..self.nodes.len() {
             if self.nodes[n].restart_at.is_some_and(|t| t <= self.tick) {
                 self.restart(n)?;
@@ -1025,7 +1042,16 @@ impl<'a> Sim<'a> {
     fn partition(&mut self) {
         let n = self.nodes.len();
         let victim = self.rng.index(n);
-        match self.rng.index(5) {
+        let kind = self.rng.index(5);
+        if let Some(leader) = self.leader().filter(|_| self.cfg.isolate_leaders) {
+            // The adversary cuts the leader off, both ways.
+            (0..n).for_each(|o| {
+                self.net.set_blocked(leader, o, true);
+                self.net.set_blocked(o, leader, true);
+            });
+            return;
+        }
+        match kind {
             // One node cut off both ways.
             0 => (0..n).for_each(|o| {
                 self.net.set_blocked(victim, o, true);
