@@ -26,10 +26,12 @@
 //! send. With clock rates within `1 ± eps` of each other, a lease of `L`
 //! leader ticks ends (in real time, counting a tick of rounding on each
 //! side) before the shared voter can vote as long as
-//! `(L + 1) / (1 - eps) <= (follower_timeout_ticks - 1) / (1 + eps)`;
-//! [`crate::Config::core_config`] derives `read_lease_ticks` from
-//! [`crate::Config::max_clock_drift`] that way, and the core never uses a
-//! lease longer than `follower_timeout_ticks - 2`.
+//! `(L + 1) / (1 - eps) <= (follower_timeout_ticks - 1) / (1 + eps)`.
+//! The runtime derives `read_lease_ticks` from
+//! [`crate::Config::max_clock_drift`] (the follower timeout less the drift
+//! bound and two ticks of rounding), the simulation checks the bound with
+//! clocks drifting within it (`testing::sim`, module `clocks`), and the
+//! core never uses a lease longer than `follower_timeout_ticks - 2`.
 //!
 //! # The assumptions, all required
 //! - bounded clock drift (above) and a monotonic clock that sees every
@@ -196,9 +198,7 @@ impl Core {
     /// in this term, see [`Core::give_up_lease`]).
     pub(crate) fn lease_holds(&self) -> bool {
         let Role::Leader(leader) = &self.role else { return false };
-        self.lease_ticks() > 0
-            && self.commit >= leader.term_start
-            && leader.lease.clock < leader.lease.until
+        self.lease_ticks() > 0 && self.commit >= leader.term_start && leader.lease.clock < leader.lease.until
     }
 
     /// Ticks this leader's read lease still holds for: `None` when not

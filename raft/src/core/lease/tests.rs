@@ -117,7 +117,11 @@ fn s6_4_1_no_lease_before_the_leader_commits_an_entry_of_its_term() {
     assert_eq!(c.node("n2").commit_index(), stale_commit, "nothing of the new term committed");
     assert_eq!(c.node("n2").lease_remaining_ticks(), Some(0));
     let ready = lease_read(&mut c, "n2", 42);
-    assert!(ready.reads.is_empty(), "a read at the stale commit index {stale_commit}: {:?}", render_ready(&ready));
+    assert!(
+        ready.reads.is_empty(),
+        "a read at the stale commit index {stale_commit}: {:?}",
+        render_ready(&ready)
+    );
     // Once the no-op commits, the lease holds and reads are answered at once.
     // (The leader resends it once it finds the earlier sends stalled.)
     for _ in 0..10 {

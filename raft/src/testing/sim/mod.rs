@@ -384,7 +384,7 @@ pub struct SimReport {
     pub applied_from_store: u64,
     /// The most entry bytes any core held in memory (`Core::held_bytes`).
     pub max_held_bytes: u64,
-    /// Client reads that asked for a lease read.
+    /// Lease reads asked of a node that led.
     pub lease_reads: u64,
     /// Lease reads a leader answered at once, under its lease.
     pub lease_reads_leased: u64,
@@ -1590,7 +1590,9 @@ impl<'a> Sim<'a> {
                 let committed = self.safety.committed_len();
                 let lease = self.cfg.lease_read_rate > 0.0 && self.lease_rng.chance(self.cfg.lease_read_rate);
                 let asked = if lease {
-                    self.report.lease_reads += 1;
+                    if core.is_leader() {
+                        self.report.lease_reads += 1;
+                    }
                     if core.lease_remaining_ticks().is_some_and(|t| t > 0) {
                         self.report.lease_reads_leased += 1;
                     }
