@@ -5,6 +5,84 @@
 //! gets a replicated state machine that survives crashes, partitions and
 //! membership changes, with a future for every operation.
 //!
+//! # Getting started
+//! A one-node cluster with an in-memory log ([`raft-store-mem`]) and the
+//! in-memory transport: implement [`Fsm`], start the node with
+//! [`Raft::new`], bootstrap it, wait for it to lead, write with
+//! [`Raft::apply`] and read linearizably. A real
+//! service swaps in `raft-store-file` and `raft-transport-grpc`, and
+//! bootstraps every server with the same [`Configuration`] (see the
+//! `examples` crate's `kv` service).
+//!
+//! [`raft-store-mem`]: https://docs.rs/raft-store-mem
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use raft::transport::inmem::InmemNetwork;
+//! use raft::{async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log};
+//! use raft::{Raft, Server, SnapshotReader, SnapshotWriter};
+//! use raft_store_mem::{InmemSnapshotStore, InmemStore};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! /// The replicated state: a sum of the commands' first bytes.
+//! #[derive(Clone, Default)]
+//! struct Sum(std::sync::Arc<std::sync::atomic::AtomicU64>);
+//!
+//! #[async_trait]
+//! impl Fsm for Sum {
+//!     type Response = u64;
+//!     async fn apply(&mut self, log: &Log) -> u64 {
+//!         let add = u64::from(log.data.first().copied().unwrap_or(0));
+//!         self.0.fetch_add(add, std::sync::atomic::Ordering::SeqCst) + add
+//!     }
+//!     async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
+//!         Ok(Box::new(SumSnapshot(self.0.load(std::sync::atomic::Ordering::SeqCst))))
+//!     }
+//!     async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
+//!         self.0.store(snapshot.read_u64().await?, std::sync::atomic::Ordering::SeqCst);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! struct SumSnapshot(u64);
+//!
+//! #[async_trait]
+//! impl FsmSnapshot for SumSnapshot {
+//!     async fn persist(self: Box<Self>, sink: &mut SnapshotWriter) -> Result<(), BoxError> {
+//!         sink.write_u64(self.0).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let net = InmemNetwork::new();
+//! let (store, sum) = (InmemStore::new(), Sum::default());
+//! let raft = Raft::new(
+//!     Config::new("n1"),
+//!     sum.clone(),
+//!     store.clone(),          // the log store
+//!     store,                  // the stable store (term, vote)
+//!     InmemSnapshotStore::new(),
+//!     net.transport("n1"),
+//! )
+//! .await?;
+//! raft.bootstrap_cluster(Configuration::new(vec![Server::voter("n1", "n1")])).await?;
+//!
+//! // Wait (bounded) until the node has elected itself.
+//! let mut leading = raft.leader_watch();
+//! tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|is_leader| *is_leader)).await??;
+//!
+//! let applied = raft.apply(vec![7u8], Duration::from_secs(5)).await?;
+//! assert_eq!(applied.response, 7);
+//! raft.linearizable_read().await?; // confirms leadership; the FSM has caught up
+//! assert!(raft.applied_index() >= applied.index);
+//! raft.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - [`architecture`]: how a node works inside (its tasks and channels, and
 //!   the path of a write, a read and a snapshot through them).
@@ -19,6 +97,9 @@
 //! - [`transport`]: the [`Transport`] trait and the in-memory network.
 //! - [`metrics`]: [`Metrics`] published by every node.
 //! - [`observer`]: [`Observer`]s notified of leader, state and peer changes.
+//! - [`telemetry`]: the series every node emits through the `metrics`
+//!   crate facade (a table of names, types, labels and meanings) and the
+//!   `tracing` spans and events of the write path.
 //! - `raft` (private): the [`Raft`] handle.
 //! - [`codec`]: the one serializer used for anything written to disk.
 //! - `core` (private): the pure, deterministic protocol state machine;
@@ -103,6 +184,16 @@
 //! `raftctl members change --add ID=ADDR --remove ID ...` make joint
 //! changes over the network.
 //!
+//! # API changes: autopilot
+//! - [`Config::autopilot`] ([`AutopilotConfig`], module [`autopilot`]) is
+//!   new (default `None`: no change in behaviour); code that builds
+//!   [`Config`] with a struct literal needs `..Config::default()`.
+//! - [`PeerMetrics`] gained `healthy`, `healthy_for` and `lag` (struct
+//!   literals name them); [`CatchUp::Stabilizing`] is a new variant
+//!   (exhaustive matches on [`CatchUp`] need an arm); [`Raft::stats`] has
+//!   `autopilot_healthy`, `autopilot_failure_tolerance`, `peer.<id>.healthy`
+//!   and `peer.<id>.lag` on the leader.
+//!
 //! # API changes: joint consensus
 //! - [`Raft::change_membership`], [`ConfChange`] (also named
 //!   [`MembershipChange`]), [`ConfChangeError`] and [`CatchUp`] are new; [`Error::MembershipChangeRefused`] is a new
@@ -180,8 +271,26 @@
 //! - `raft::testing::kv` (feature `testing`) is new and holds `KvInput`,
 //!   `KvOutput` and their semantics (`KvInput::apply`, `KvChange`);
 //!   `raft::testing::linearizability::{KvInput, KvOutput}` still name them.
+//!
+//! # API changes: the operator's toolkit
+//! - The free functions [`bootstrap_cluster`] and [`recover_cluster`] no
+//!   longer take a `&dyn Transport` (they never used it): drop that
+//!   argument, e.g. `recover_cluster(&config, fsm, &logs, &stable, &snaps,
+//!   configuration)`. The same names could not keep the old signature.
+//! - [`stored_node_id`] is new: the node id a data directory records, for
+//!   offline tools.
+//! - With the gRPC transport, the admin service gained `Members` (per-member
+//!   match index, lag, last contact, catching up, from the leader's
+//!   [`Metrics`]), `DownloadSnapshot` and `RestoreSnapshot` (streams over
+//!   [`Raft::snapshot`] and [`Raft::restore`]);
+//!   `raft_transport_grpc::admin::AdminBackend` gained `metrics`,
+//!   `latest_snapshot` and `restore`, with defaults, so other backends still
+//!   compile. A cluster-id refusal names both ids plainly (it printed
+//!   `Some("x")`). `raftctl` gained `members` progress columns,
+//!   `status --watch`, `snapshot save|restore` and `recover`.
 
 pub mod architecture;
+pub mod autopilot;
 pub mod codec;
 pub mod config;
 mod core;
@@ -198,12 +307,14 @@ pub mod read_policy;
 mod runtime;
 pub mod snapshot;
 pub mod storage;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;
 pub mod types;
 
 pub use async_trait::async_trait;
+pub use autopilot::AutopilotConfig;
 pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
 pub use core::rng::Rng;
@@ -219,7 +330,7 @@ pub use observer::{Observation, Observer, ObserverId};
 pub use raft::Raft;
 pub use read_policy::{ReadPolicy, UnknownReadPolicy};
 pub use runtime::snapshot::SnapshotHandle;
-pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster};
+pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster, stored_node_id};
 pub use runtime::Applied;
 pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotStore, SnapshotWriter};
 pub use storage::{LogStore, StableStore};

@@ -26,7 +26,9 @@
 //!   uncommitted-bytes limit;
 //! - `publish` ([`Publisher`]): state, metrics and observers;
 //! - `cluster` ([`ClusterGuard`]): the cluster identity of requests;
-//! - `removed`: the terminal state after this server was removed.
+//! - `removed`: the terminal state after this server was removed;
+//! - `autopilot` ([`Autopilot`]): followers' health, stabilization before
+//!   promotion and dead-server cleanup.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -52,6 +54,7 @@ use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
 use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta, Suffrage};
 
+mod autopilot;
 mod clients;
 mod cluster;
 mod commit;
@@ -70,6 +73,7 @@ mod room;
 mod rpc;
 mod snapshots;
 
+use self::autopilot::Autopilot;
 use self::clients::{Clients, Pending};
 use self::cluster::ClusterGuard;
 use self::commit::CommitFlush;
@@ -199,6 +203,10 @@ struct Node<R> {
     /// The tick interval changed (config reload): the loop restarts its
     /// ticker.
     reload_ticker: bool,
+    /// Metric handles and the write-stage tracker ([`crate::telemetry`]).
+    telemetry: crate::telemetry::NodeTelemetry,
+    /// Followers' health, stabilization and dead-server cleanup.
+    autopilot: Autopilot,
 }
 
 enum Flow {
@@ -212,6 +220,7 @@ impl<R> Node<R> {
         let (index, term) = task.last_snapshot;
         let writer = Worker { tx: task.writer_tx, task: task.writer_task };
         let snapshot_task = Worker { tx: task.snapshot_cmds, task: task.snapshot_task };
+        let telemetry = crate::telemetry::NodeTelemetry::new(&task.config.local_id);
         Node {
             clients: Clients::new(task.requests),
             reads: Reads::default(),
@@ -239,6 +248,8 @@ impl<R> Node<R> {
             fatal: None,
             shutdown_ack: Vec::new(),
             reload_ticker: false,
+            telemetry,
+            autopilot: Autopilot::default(),
         }
     }
 }
@@ -314,6 +325,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 node.core.tick();
                 node.check_store_progress();
                 node.prune_peers();
+                node.autopilot_tick();
                 node.advance_promotions();
                 node.assign_legacy_cluster_id();
                 node.record_commit(false);
@@ -472,6 +484,7 @@ impl<R: Send + 'static> Node<R> {
         }
         self.rpcs.pending.clear();
         self.rpcs.inbound = None;
+        self.telemetry.stopped(self.core.term());
         let Node { snapshots, store, apply, shared, fatal, shutdown_ack, .. } = self;
         snapshots.task.stop().await;
         store.writer.stop().await;

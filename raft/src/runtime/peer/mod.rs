@@ -116,6 +116,7 @@ pub(crate) fn spawn(
     let (cmds_tx, cmds) = mpsc::unbounded_channel();
     let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
     let backoff = Backoff::new(crate::raft::seed_for(&local) ^ crate::raft::seed_for(&id));
+    let telemetry = crate::telemetry::PeerTelemetry::new(&local, &id);
     let task = PeerTask {
         addr: addr.clone(),
         transport,
@@ -129,6 +130,7 @@ pub(crate) fn spawn(
         snapshot_owed: false,
         pipeline: None,
         transfer: None,
+        telemetry,
     };
     PeerHandle { addr, cmds: cmds_tx, task: tokio::spawn(task.run()) }
 }
@@ -206,6 +208,8 @@ pub(crate) struct PeerTask {
     pipeline: Option<Pipeline>,
     /// The snapshot transfer under way, if any.
     transfer: Option<Transfer>,
+    /// Metric handles (AppendEntries sent, their sizes).
+    telemetry: crate::telemetry::PeerTelemetry,
 }
 
 impl PeerTask {
@@ -318,7 +322,7 @@ impl PeerTask {
         }
         if let Some(t) = self.transfer.as_mut().filter(|t| t.waiting()) {
             let local = self.responder.local.clone();
-            t.start(local, self.addr.clone(), self.transport.clone(), self.snaps.clone());
+            t.start(local, self.addr.clone(), self.transport.clone(), self.snaps.clone(), self.unreachable);
         }
     }
 
@@ -333,8 +337,16 @@ impl PeerTask {
             }
             Err(e) => {
                 report_refusal(&self.responder.events, self.peer(), &e);
-                tracing::warn!(peer = %self.peer(), error = %e, "sending a snapshot failed");
-                if matches!(e, Error::Transport(_)) {
+                let unreachable = matches!(e, Error::Transport(_));
+                // A peer already known to be down is reported once (when it
+                // became unreachable, in the status and metrics); each
+                // retry of the transfer then logs at debug only.
+                if unreachable && self.unreachable {
+                    tracing::debug!(peer = %self.peer(), error = %e, "sending a snapshot failed again (peer unreachable)");
+                } else {
+                    tracing::warn!(peer = %self.peer(), error = %e, "sending a snapshot failed; retrying with back-off");
+                }
+                if unreachable {
                     self.mark_unreachable();
                 }
                 (0, transfer.offer.term, false)
@@ -351,6 +363,7 @@ impl PeerTask {
 
     /// Sends one request from the core.
     async fn send(&mut self, msg: Message) {
+        self.telemetry.sending(&msg.body);
         let body = match msg.body {
             // A heartbeat rides an idle pipeline.
             Body::AppendEntries(req) if req.entries.is_empty() => match self.pipeline.as_ref() {
