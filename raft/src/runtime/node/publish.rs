@@ -132,6 +132,7 @@ impl<R: Send + 'static> Node<R> {
             log_fetched_bytes: self.fetches.bytes,
             recorded_commit_index: self.commit_record.recorded,
             uncommitted_bytes: if state == RaftState::Leader { core.uncommitted_bytes() as u64 } else { 0 },
+            reads: self.shared.read_counts.snapshot(),
         };
         self.shared.last_index.store(core.last_index(), Ordering::Release);
         self.shared.metrics_tx.send_if_modified(|old| {
