@@ -269,7 +269,7 @@ impl<F: Fsm> Raft<F> {
         let follower_reads = FollowerReadContext {
             local_id: config.local_id.clone(),
             shared: shared.clone(),
-            transport: transport.clone(),
+            transport: Arc::downgrade(&transport),
             reads: Arc::new(FollowerReads::default()),
             timeout: follower_read_timeout(&config),
         };

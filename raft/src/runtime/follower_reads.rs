@@ -18,7 +18,7 @@
 //! it. With no leader known the read is refused with
 //! [`Error::NotLeader`](crate::Error::NotLeader).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::message::{ReadIndexRefusal, ReadIndexRequest};
@@ -47,7 +47,9 @@ pub(crate) struct FollowerReads {
 pub(crate) struct FollowerReadContext {
     pub(crate) local_id: ServerId,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) transport: Arc<dyn Transport>,
+    /// The node's transport, held weakly: a node that shut down releases
+    /// it (its listener closes) even while handles remain.
+    pub(crate) transport: Weak<dyn Transport>,
     pub(crate) reads: Arc<FollowerReads>,
     /// Bound of one request (the transport bounds it too).
     pub(crate) timeout: Duration,
@@ -128,7 +130,10 @@ impl FollowerReadContext {
                 lease,
                 cluster_id: self.shared.get_cluster_id(),
             };
-            let failure = match self.transport.read_index(&leader.0, &leader.1, req).await {
+            let Some(transport) = self.transport.upgrade() else {
+                return Err(ReadFailure::Shutdown);
+            };
+            let failure = match transport.read_index(&leader.0, &leader.1, req).await {
                 Ok(resp) => match resp.result {
                     Ok(index) => return Ok(index),
                     Err(refusal) => {
