@@ -305,3 +305,33 @@ async fn s6_4_a_new_leader_serves_no_read_before_its_fsm_applied_its_first_entry
         n.raft.shutdown().await.expect("shutdown");
     }
 }
+
+/// A follower serves a read only once its own state machine applied the
+/// read point it got from the leader, however late that is.
+#[tokio::test(start_paused = true)]
+async fn a_follower_read_waits_until_its_own_fsm_applied_the_read_point() {
+    let nodes = gated_cluster(|_| {}).await;
+    let leader = gated_leader(&nodes).await;
+    let follower = (leader + 1) % 3;
+    nodes[follower].fsm.held.store(true, Ordering::SeqCst);
+    let written = nodes[leader].raft.apply(&b"w"[..], LIMIT).await.expect("write");
+    let mut reads = Vec::new();
+    for policy in [ReadPolicy::ReadIndex, ReadPolicy::Lease] {
+        let raft = nodes[follower].raft.clone();
+        reads.push((policy, tokio::spawn(async move { raft.read(policy).await })));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (policy, read) in &reads {
+        assert!(!read.is_finished(), "{policy}: a follower read was served before its FSM applied the write");
+    }
+    nodes[follower].fsm.held.store(false, Ordering::SeqCst);
+    nodes[follower].fsm.release.notify_waiters();
+    for (policy, read) in reads {
+        let index = read.await.expect("task").expect("follower read");
+        assert!(index >= written.index, "{policy}");
+        assert!(nodes[follower].fsm.applied.lock().expect("lock").contains(&written.index), "{policy}");
+    }
+    for n in &nodes {
+        n.raft.shutdown().await.expect("shutdown");
+    }
+}
