@@ -5,6 +5,84 @@
 //! gets a replicated state machine that survives crashes, partitions and
 //! membership changes, with a future for every operation.
 //!
+//! # Getting started
+//! A one-node cluster with an in-memory log ([`raft-store-mem`]) and the
+//! in-memory transport: implement [`Fsm`], start the node with
+//! [`Raft::new`], bootstrap it, wait for it to lead, write with
+//! [`Raft::apply`] and read linearizably. A real
+//! service swaps in `raft-store-file` and `raft-transport-grpc`, and
+//! bootstraps every server with the same [`Configuration`] (see the
+//! `examples` crate's `kv` service).
+//!
+//! [`raft-store-mem`]: https://docs.rs/raft-store-mem
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use raft::transport::inmem::InmemNetwork;
+//! use raft::{async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log};
+//! use raft::{Raft, Server, SnapshotReader, SnapshotWriter};
+//! use raft_store_mem::{InmemSnapshotStore, InmemStore};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! /// The replicated state: a sum of the commands' first bytes.
+//! #[derive(Clone, Default)]
+//! struct Sum(std::sync::Arc<std::sync::atomic::AtomicU64>);
+//!
+//! #[async_trait]
+//! impl Fsm for Sum {
+//!     type Response = u64;
+//!     async fn apply(&mut self, log: &Log) -> u64 {
+//!         let add = u64::from(log.data.first().copied().unwrap_or(0));
+//!         self.0.fetch_add(add, std::sync::atomic::Ordering::SeqCst) + add
+//!     }
+//!     async fn snapshot(&mut self) -> Result<Box<dyn FsmSnapshot>, BoxError> {
+//!         Ok(Box::new(SumSnapshot(self.0.load(std::sync::atomic::Ordering::SeqCst))))
+//!     }
+//!     async fn restore(&mut self, mut snapshot: SnapshotReader) -> Result<(), BoxError> {
+//!         self.0.store(snapshot.read_u64().await?, std::sync::atomic::Ordering::SeqCst);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! struct SumSnapshot(u64);
+//!
+//! #[async_trait]
+//! impl FsmSnapshot for SumSnapshot {
+//!     async fn persist(self: Box<Self>, sink: &mut SnapshotWriter) -> Result<(), BoxError> {
+//!         sink.write_u64(self.0).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let net = InmemNetwork::new();
+//! let (store, sum) = (InmemStore::new(), Sum::default());
+//! let raft = Raft::new(
+//!     Config::new("n1"),
+//!     sum.clone(),
+//!     store.clone(),          // the log store
+//!     store,                  // the stable store (term, vote)
+//!     InmemSnapshotStore::new(),
+//!     net.transport("n1"),
+//! )
+//! .await?;
+//! raft.bootstrap_cluster(Configuration::new(vec![Server::voter("n1", "n1")])).await?;
+//!
+//! // Wait (bounded) until the node has elected itself.
+//! let mut leading = raft.leader_watch();
+//! tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|is_leader| *is_leader)).await??;
+//!
+//! let applied = raft.apply(vec![7u8], Duration::from_secs(5)).await?;
+//! assert_eq!(applied.response, 7);
+//! raft.linearizable_read().await?; // confirms leadership; the FSM has caught up
+//! assert!(raft.applied_index() >= applied.index);
+//! raft.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - [`architecture`]: how a node works inside (its tasks and channels, and
 //!   the path of a write, a read and a snapshot through them).

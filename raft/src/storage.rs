@@ -16,8 +16,11 @@ use crate::types::{Log, LogEntryMeta};
 /// - `store_logs` must be durable when it returns `Ok` (fsync'd, or
 ///   equivalent): the node acknowledges entries to the leader right after.
 /// - The stored indexes are always one contiguous range: never leave a hole.
-///   `store_logs` receives entries contiguous with the current last index (or
-///   replacing a suffix after `delete_range` truncated it).
+///   `store_logs` receives entries that start at most one past the current
+///   last index: contiguous with it, or starting at or below it, in which
+///   case they **overwrite that suffix** (every stored entry from the first
+///   given index on is replaced, and entries past the last given one are
+///   dropped). The conformance suite checks this ("overwrite a suffix").
 /// - `delete_range` removes either a prefix (compaction) or a suffix (conflict
 ///   truncation), never the middle.
 /// - Never return corrupt data: detect it (checksums) and return
@@ -65,7 +68,9 @@ pub trait LogStore: Send + Sync + 'static {
         Ok(out)
     }
 
-    /// Appends entries (contiguous, ascending) durably.
+    /// Stores entries (contiguous, ascending) durably. Entries starting at
+    /// or below the last stored index replace the stored suffix from their
+    /// first index on (see the trait's rules).
     async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError>;
 
     /// Deletes the entries with indexes in `min..=max` durably.

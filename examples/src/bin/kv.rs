@@ -96,6 +96,10 @@ struct ServeArgs {
     /// How long a client may take to send a request's body, in milliseconds (then 408).
     #[arg(long, default_value_t = 10_000)]
     body_timeout_ms: u64,
+    /// Requests this node forwards to the leader at once; more get 503
+    /// overloaded with Retry-After at once.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    max_forwards: u64,
     /// How often raft checks whether to take a snapshot, in seconds.
     #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_interval: u64,
@@ -107,7 +111,9 @@ struct ServeArgs {
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: logs sent to a file or a collector stay plain.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
 /// `kv serve` exit code: raft stopped by itself (fatal error).
@@ -157,6 +163,7 @@ async fn serve(args: ServeArgs) -> Result<Option<u8>, NodeError> {
         join_token: args.join_token,
         header_read_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
         body_read_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+        max_forwards: usize::try_from(args.max_forwards).unwrap_or(usize::MAX),
     };
     opts.snapshot_interval = Duration::from_secs(args.snapshot_interval);
     opts.snapshot_threshold = args.snapshot_threshold;

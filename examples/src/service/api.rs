@@ -51,8 +51,17 @@
 //! command larger than one raft message can carry), `504 catch_up_timeout`
 //! (a joining node did not catch up in time: it stays a non-voter), `503 no_leader` (election in progress or no quorum),
 //! `503 outcome_unknown` (leadership lost with a write in flight: it may
-//! or may not be applied), `503 unavailable`, `504 timeout` (a write may
-//! still be applied), `500 internal`.
+//! or may not be applied), `503 unavailable`, `503 overloaded` (the node's
+//! raft queue is full, it already forwards
+//! [`ApiSettings::max_forwards`] requests, or the leader did not take a
+//! forwarded request in time: retry after the `Retry-After` seconds),
+//! `503 leader_unreachable` (the known leader refuses connections, e.g.
+//! it just died: an election follows), `504 timeout` (a write may
+//! still be applied), `500 internal`. Every `503` carries `Retry-After`.
+//!
+//! A forwarded request carries the time left to it ([`DEADLINE_HEADER`]),
+//! so the leader gives up when the forwarding node does and the caller
+//! hears within `request_timeout`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -78,6 +87,15 @@ use crate::kv::{KvCommand, KvFsm, KvMap, KvResponse};
 /// Header a node adds when it proxies a request to the leader; its value
 /// is the forwarding node's id.
 pub const FORWARDED_HEADER: &str = "x-kv-forwarded-by";
+/// Header of a forwarded request: the milliseconds left before the
+/// forwarding node answers its caller; the leader's deadline is the
+/// smaller of this and its own `request_timeout`.
+pub const DEADLINE_HEADER: &str = "x-kv-deadline-ms";
+/// Seconds a `503` answer asks the caller to wait (`Retry-After`).
+const RETRY_AFTER_SECS: &str = "1";
+/// Time a forwarding node gives the leader past the forwarded deadline to
+/// deliver its answer.
+const FORWARD_GRACE: Duration = Duration::from_millis(200);
 /// Header naming the node that produced a response.
 pub const NODE_HEADER: &str = "x-kv-node";
 /// Longest key accepted, in bytes.
@@ -129,6 +147,12 @@ pub enum ApiError {
     /// The node cannot serve the request right now.
     #[error("{0}")]
     Unavailable(String),
+    /// The node, its forwarding or the leader is saturated: retry later.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The known leader refuses connections.
+    #[error("{0}")]
+    LeaderUnreachable(String),
     /// An unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -172,6 +196,8 @@ impl ApiError {
             ApiError::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::LeaderUnreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "leader_unreachable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::ServerExists(_) => (StatusCode::CONFLICT, "server_exists"),
             ApiError::StalePrevIndex(_) => (StatusCode::CONFLICT, "stale_prev_index"),
@@ -195,6 +221,9 @@ impl IntoResponse for ApiError {
             // The rest of the body may never come: do not wait for it.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
         response
     }
 }
@@ -214,7 +243,10 @@ impl From<raft::Error> for ApiError {
             E::LeadershipTransferInProgress => {
                 ApiError::Unavailable("a leadership transfer is in progress; retry".into())
             }
-            E::EnqueueTimeout => ApiError::Unavailable("the node is overloaded; retry".into()),
+            E::EnqueueTimeout => ApiError::Overloaded(
+                "the node's request queue stayed full (raft max_queued_requests or max_uncommitted_bytes); retry later"
+                    .into(),
+            ),
             E::Shutdown => ApiError::Unavailable("the node is shutting down".into()),
             E::ConfigurationChangeInProgress { pending } => ApiError::Unavailable(format!(
                 "another membership change is in progress ({pending}); retry once it is done"
@@ -253,6 +285,10 @@ pub struct ApiSettings {
     /// How long a client may take to send a request's body; then it gets
     /// `408 request_timeout` and the connection is closed.
     pub body_read_timeout: Duration,
+    /// Requests this node forwards to the leader at once; more are
+    /// answered `503 overloaded` at once (so a saturated node sheds load
+    /// instead of piling up connections).
+    pub max_forwards: usize,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -263,13 +299,14 @@ impl std::fmt::Debug for ApiSettings {
             .field("join_token", &self.join_token.as_ref().map(|_| "<redacted>"))
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
+            .field("max_forwards", &self.max_forwards)
             .finish()
     }
 }
 
 impl Default for ApiSettings {
     /// 1 MiB values, 5 s requests, no join token, 10 s to send headers or
-    /// a body.
+    /// a body, 512 forwards at once.
     fn default() -> Self {
         Self {
             max_value_bytes: 1024 * 1024,
@@ -277,6 +314,7 @@ impl Default for ApiSettings {
             join_token: None,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            max_forwards: 512,
         }
     }
 }
@@ -345,6 +383,8 @@ struct Inner {
     nodes: KvMap,
     client: ApiClient,
     settings: ApiSettings,
+    /// One permit per request being forwarded to the leader.
+    forwards: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where a leader-only operation runs.
@@ -370,6 +410,8 @@ struct Forward {
     forwarded: bool,
     /// May be resent after an ambiguous failure (reads).
     retry_ambiguous: bool,
+    /// The forwarding node's time left ([`DEADLINE_HEADER`]), if forwarded.
+    time_left: Option<Duration>,
 }
 
 impl Forward {
@@ -381,6 +423,11 @@ impl Forward {
             body,
             forwarded: parts.headers.contains_key(FORWARDED_HEADER),
             retry_ambiguous: parts.method == Method::GET,
+            time_left: parts
+                .headers
+                .get(DEADLINE_HEADER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .map(Duration::from_millis),
         }
     }
 }
@@ -396,6 +443,7 @@ impl ApiState {
             map: fsm.handle(),
             nodes: fsm.nodes(),
             client: ApiClient::new(),
+            forwards: Arc::new(tokio::sync::Semaphore::new(settings.max_forwards.max(1))),
             settings,
         }))
     }
@@ -427,9 +475,15 @@ impl ApiState {
     where
         F: for<'a> Fn(&'a Raft<KvFsm>, Duration) -> BoxFuture<'a, T>,
     {
-        let deadline = Instant::now() + self.0.settings.request_timeout;
+        let timeout = fwd
+            .time_left
+            .map_or(self.0.settings.request_timeout, |left| left.min(self.0.settings.request_timeout));
+        let deadline = Instant::now() + timeout;
         let mut metrics = self.0.raft.metrics();
         let mut reason: String;
+        // How the last forward to a known leader failed, if it did: at the
+        // deadline this, not "no leader", is the answer.
+        let mut forward_failure: Option<ApiError>;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match self.route() {
@@ -440,12 +494,23 @@ impl ApiState {
                         if !fwd.forwarded =>
                     {
                         reason = "leadership changed".into();
+                        forward_failure = None;
                     }
                     Err(e) => return Err(e.into()),
                 },
                 _ if fwd.forwarded => return Err(ApiError::NotLeader),
                 Route::Forward { leader, api_addr } => {
+                    let Ok(_permit) = self.0.forwards.clone().try_acquire_owned() else {
+                        return Err(ApiError::Overloaded(format!(
+                            "this node is already forwarding {} requests to the leader; retry later or send \
+                             requests to the leader ({leader}) directly",
+                            self.0.settings.max_forwards
+                        )));
+                    };
                     let mut headers = HeaderMap::new();
+                    if let Ok(v) = HeaderValue::from_str(&remaining.as_millis().to_string()) {
+                        headers.insert(DEADLINE_HEADER, v);
+                    }
                     if let Some(ct) = &fwd.content_type {
                         headers.insert(header::CONTENT_TYPE, ct.clone());
                     }
@@ -457,7 +522,7 @@ impl ApiState {
                         headers.insert(name, value);
                     }
                     // Let the leader answer (or time out) first.
-                    let timeout = remaining + Duration::from_secs(1);
+                    let timeout = remaining + FORWARD_GRACE;
                     let sent = self
                         .0
                         .client
@@ -469,6 +534,7 @@ impl ApiState {
                                 && resp.json()["code"] == "not_leader" =>
                         {
                             reason = format!("{leader} is no longer the leader");
+                            forward_failure = None;
                         }
                         Ok(resp) => {
                             let mut out = (resp.status, resp.body).into_response();
@@ -482,6 +548,15 @@ impl ApiState {
                         Err(e) if e.not_sent() || fwd.retry_ambiguous => {
                             tracing::debug!(%leader, error = %e, "forwarding to the leader failed; retrying");
                             reason = format!("leader {leader} unreachable: {e}");
+                            forward_failure = Some(if e.to_string().contains("refused") {
+                                ApiError::LeaderUnreachable(format!(
+                                    "the leader {leader} refuses connections ({e}); an election should follow"
+                                ))
+                            } else {
+                                ApiError::Overloaded(format!(
+                                    "the leader {leader} did not take the request in time ({e}); retry later"
+                                ))
+                            });
                         }
                         Err(ClientError::Timeout(addr)) => {
                             return Err(ApiError::Timeout(format!(
@@ -495,11 +570,14 @@ impl ApiState {
                         }
                     }
                 }
-                Route::NoLeader(why) => reason = why,
+                Route::NoLeader(why) => {
+                    forward_failure = None;
+                    reason = why;
+                }
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(ApiError::NoLeader(reason));
+                return Err(forward_failure.unwrap_or(ApiError::NoLeader(reason)));
             }
             let pause = (deadline - now).min(POLL);
             if let Ok(Err(_)) = tokio::time::timeout(pause, metrics.changed()).await {
@@ -537,6 +615,7 @@ impl ApiState {
             body: body.into(),
             forwarded: false,
             retry_ambiguous: true,
+            time_left: None,
         };
         let cmd = KvCommand::RegisterNode { id: id.to_owned(), api_addr: api_addr.to_owned() };
         match self.write(&fwd, cmd).await? {
@@ -994,6 +1073,34 @@ mod tests {
         let err = ApiError::from(raft::Error::CommandTooLarge { size: 70 << 20, max: 64 << 20 });
         assert_eq!(err.status_and_code(), (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"));
         assert!(err.to_string().contains(&(64usize << 20).to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_full_queue_is_503_overloaded_with_retry_after_not_no_leader() {
+        let err = ApiError::from(raft::Error::EnqueueTimeout);
+        assert_eq!(err.status_and_code(), (StatusCode::SERVICE_UNAVAILABLE, "overloaded"));
+        let response = err.into_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        let bad_request = ApiError::BadRequest("x".into()).into_response();
+        assert!(bad_request.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn a_forwarded_request_carries_its_time_left_to_the_leader() {
+        let request = axum::http::Request::builder()
+            .method(Method::PUT)
+            .uri("/kv/a")
+            .header(FORWARDED_HEADER, "n2")
+            .header(DEADLINE_HEADER, "1234")
+            .body(())
+            .expect("a valid request");
+        let (parts, ()) = request.into_parts();
+        let fwd = Forward::from_parts(&parts, Bytes::new());
+        assert!(fwd.forwarded);
+        assert_eq!(fwd.time_left, Some(Duration::from_millis(1234)));
+        let (plain, ()) =
+            axum::http::Request::builder().uri("/kv/a").body(()).expect("a valid request").into_parts();
+        assert_eq!(Forward::from_parts(&plain, Bytes::new()).time_left, None);
     }
 
     #[test]

@@ -27,6 +27,12 @@ use crate::kv::KvFsm;
 const SNAPSHOTS_RETAINED: usize = 2;
 /// How long a graceful shutdown waits for in-flight HTTP requests.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
+/// First wait between join attempts; doubles up to [`JOIN_MAX_RETRY`].
+const JOIN_FIRST_RETRY: Duration = Duration::from_millis(250);
+/// Longest wait between join attempts.
+const JOIN_MAX_RETRY: Duration = Duration::from_secs(5);
+/// After this long without joining, every failed attempt logs at WARN.
+const JOIN_WARN_AFTER: Duration = Duration::from_secs(10);
 
 /// How to start a [`KvNode`].
 #[derive(Clone, Debug)]
@@ -267,7 +273,9 @@ impl KvNode {
         if let Some((name, value)) = api::auth_header(token) {
             headers.insert(name, value);
         }
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut backoff = JOIN_FIRST_RETRY;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let sent = client
@@ -293,11 +301,22 @@ impl KvNode {
                 Ok(resp) => format!("{} {}", resp.status, resp.text()),
                 Err(e) => e.to_string(),
             };
-            if Instant::now() + Duration::from_millis(250) >= deadline {
+            if Instant::now() + backoff >= deadline {
                 return Err(NodeError::Join(format!("gave up after {timeout:?}: {last}")));
             }
-            tracing::info!(%member, error = %last, "join not accepted yet; retrying");
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            if started.elapsed() >= JOIN_WARN_AFTER {
+                tracing::warn!(
+                    %member,
+                    error = %last,
+                    waited = ?started.elapsed(),
+                    retry_in = ?backoff,
+                    "still not joined: check that the member is up, reachable at this address and a member of the cluster"
+                );
+            } else {
+                tracing::info!(%member, error = %last, retry_in = ?backoff, "join not accepted yet; retrying");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(JOIN_MAX_RETRY);
         }
     }
 

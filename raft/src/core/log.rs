@@ -260,19 +260,9 @@ impl RaftLog {
         if lo > hi || max == 0 {
             return Vec::new();
         }
-        let start = (lo - start_index) as usize;
-        let count = ((hi - lo + 1) as usize).min(max);
-        let mut out = Vec::with_capacity(count.min(64));
-        let mut used = 0usize;
-        for e in self.window.range(start..start + count) {
-            let size = entry_bytes(e);
-            if !out.is_empty() && used.saturating_add(size) > max_bytes {
-                break;
-            }
-            used = used.saturating_add(size);
-            out.push(e.clone());
-        }
-        out
+        // The same cut as a read of the store would make (one rule for both).
+        let end = self.read_end(lo, hi, max, max_bytes);
+        self.window.range((lo - start_index) as usize..=(end - start_index) as usize).cloned().collect()
     }
 
     /// Appends entries that continue the log (their payloads join the

@@ -318,7 +318,7 @@ impl PeerTask {
         }
         if let Some(t) = self.transfer.as_mut().filter(|t| t.waiting()) {
             let local = self.responder.local.clone();
-            t.start(local, self.addr.clone(), self.transport.clone(), self.snaps.clone());
+            t.start(local, self.addr.clone(), self.transport.clone(), self.snaps.clone(), self.unreachable);
         }
     }
 
@@ -333,8 +333,16 @@ impl PeerTask {
             }
             Err(e) => {
                 report_refusal(&self.responder.events, self.peer(), &e);
-                tracing::warn!(peer = %self.peer(), error = %e, "sending a snapshot failed");
-                if matches!(e, Error::Transport(_)) {
+                let unreachable = matches!(e, Error::Transport(_));
+                // A peer already known to be down is reported once (when it
+                // became unreachable, in the status and metrics); each
+                // retry of the transfer then logs at debug only.
+                if unreachable && self.unreachable {
+                    tracing::debug!(peer = %self.peer(), error = %e, "sending a snapshot failed again (peer unreachable)");
+                } else {
+                    tracing::warn!(peer = %self.peer(), error = %e, "sending a snapshot failed; retrying with back-off");
+                }
+                if unreachable {
                     self.mark_unreachable();
                 }
                 (0, transfer.offer.term, false)

@@ -68,18 +68,21 @@ impl Transfer {
         matches!(self.stage, Stage::Waiting)
     }
 
-    /// Starts streaming the newest stored snapshot.
+    /// Starts streaming the newest stored snapshot. `quiet`: the peer is
+    /// known to be unreachable (its earlier attempts failed and were
+    /// reported), so this retry logs at debug instead of info.
     pub(super) fn start(
         &mut self,
         local: ServerId,
         addr: ServerAddress,
         transport: Arc<dyn Transport>,
         snaps: Arc<dyn SnapshotStore>,
+        quiet: bool,
     ) {
         let offer = self.offer.clone();
         let peer = self.peer.clone();
         self.stage = Stage::Streaming(tokio::spawn(async move {
-            stream(&*snaps, &*transport, &peer, &addr, offer, local).await
+            stream(&*snaps, &*transport, &peer, &addr, offer, local, quiet).await
         }));
     }
 
@@ -146,6 +149,7 @@ async fn stream(
     addr: &ServerAddress,
     offer: SnapshotOffer,
     leader_id: ServerId,
+    quiet: bool,
 ) -> StreamResult {
     let newest = snaps
         .list()
@@ -155,7 +159,11 @@ async fn stream(
         .ok_or_else(|| Error::Storage(StorageError::SnapshotNotFound("no snapshot to send".into())))?;
     let (meta, reader) = snaps.open(&newest.id).await?;
     let index = meta.index;
-    tracing::info!(peer = %peer, index, size = meta.size, "streaming snapshot");
+    if quiet {
+        tracing::debug!(peer = %peer, index, size = meta.size, "streaming snapshot (retry to an unreachable peer)");
+    } else {
+        tracing::info!(peer = %peer, index, size = meta.size, "streaming snapshot");
+    }
     let SnapshotOffer { term, cluster_id } = offer;
     let req = InstallSnapshotRequest { term, leader_id, meta, cluster_id };
     let resp = transport.install_snapshot(peer, addr, req, reader).await?;

@@ -436,3 +436,43 @@ async fn s7_once_entries_flow_again_after_failed_transfers_an_answer_clears_the_
         "backed off {waited:?} after one failure: the earlier ones still counted"
     );
 }
+
+/// Counts the WARN and ERROR events of the tasks on this thread.
+#[derive(Clone, Default)]
+struct WarnCounter(Arc<std::sync::atomic::AtomicUsize>);
+
+impl tracing::Subscriber for WarnCounter {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() <= tracing::Level::WARN {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_peer_is_warned_about_once_not_at_every_snapshot_retry() {
+    let warnings = WarnCounter::default();
+    let _guard = tracing::subscriber::set_default(warnings.clone());
+    let script = Script { snapshots: (0..4).map(|_| Err(unreachable_peer())).collect(), ..Script::default() };
+    let (_transport, peer, mut events) = start(script);
+    peer.send_snapshot(offer());
+    expect_event(&mut events, "unreachable n2").await;
+    expect_event(&mut events, SENT_FAILED).await;
+    for _ in 0..3 {
+        // The core asks again after each failure; the peer stays down.
+        peer.send_snapshot(offer());
+        expect_event(&mut events, SENT_FAILED).await;
+    }
+    let count = warnings.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(count, 1, "four failed transfers to a peer known to be down logged {count} warnings");
+}
