@@ -335,3 +335,29 @@ async fn a_follower_read_waits_until_its_own_fsm_applied_the_read_point() {
         n.raft.shutdown().await.expect("shutdown");
     }
 }
+
+/// The lease is counted in ticks derived from the monotonic clock: when the
+/// node's loop wakes long after the lease ran out (a stall, here one jump
+/// of the clock with the leader cut off), a lease read first delivers every
+/// tick due, finds the lease expired and does not answer from it.
+#[tokio::test(start_paused = true)]
+async fn a_lease_read_after_a_stall_longer_than_the_lease_is_not_served_from_it() {
+    let net = InmemNetwork::new();
+    let mut c: TestCluster = TestCluster::with_config(3, net.clone(), |_| {}).await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    raft.apply(&b"x"[..], LIMIT).await.expect("write");
+    raft.read(ReadPolicy::Lease).await.expect("lease read");
+    raft.read(ReadPolicy::Lease).await.expect("lease read");
+    let before = wait_reads(&raft, |r| r.lease_served >= 1).await;
+    // Cut the leader off and jump the clock past the lease in one step: the
+    // loop's tick timer fires once, but many ticks are due.
+    c.net.isolate(&leader.as_str().into());
+    tokio::time::advance(Duration::from_millis(45)).await;
+    let read = tokio::time::timeout(Duration::from_millis(30), raft.read(ReadPolicy::Lease)).await;
+    assert!(!matches!(read, Ok(Ok(_))), "a lease read was answered after the lease ran out: {read:?}");
+    let after = raft.metrics().borrow().reads.clone();
+    assert_eq!(after.lease_served, before.lease_served, "served from an expired lease: {after:?}");
+    c.net.heal();
+    c.shutdown().await;
+}
