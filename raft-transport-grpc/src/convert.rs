@@ -5,8 +5,8 @@
 
 use raft::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
-    ReadIndexRefusal, ReadIndexRequest, ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
+    ReadIndexRefusal, ReadIndexRequest, ReadIndexResponse, RequestPreVoteRequest, RequestPreVoteResponse,
+    RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use raft::{Configuration, Log, LogType, SnapshotMeta, Suffrage};
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use raft::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
-    ReadIndexRequest, ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
+    ReadIndexRequest, ReadIndexResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
+    RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use raft::transport::{AppendPipeline, InboundRpc};
 use raft::{ServerAddress, ServerId, SnapshotReader, Transport, TransportError};

@@ -291,9 +291,10 @@ async fn followers_serve_linearizable_reads_over_grpc() {
     let follower = &nodes[(leader + 1) % 3];
     let mut expected = 0;
     for v in 1..=20u64 {
-        let written = bounded("write", nodes[leader].raft.apply(v.to_le_bytes().to_vec(), Duration::from_secs(30)))
-            .await
-            .expect("write committed");
+        let written =
+            bounded("write", nodes[leader].raft.apply(v.to_le_bytes().to_vec(), Duration::from_secs(30)))
+                .await
+                .expect("write committed");
         expected += v;
         let policy = if v % 2 == 0 { raft::ReadPolicy::Lease } else { raft::ReadPolicy::ReadIndex };
         let index = bounded("follower read", follower.raft.read(policy)).await.expect("follower read");

@@ -17,9 +17,9 @@ use crate::error::{Error, Result, StorageError};
 use crate::fsm::Fsm;
 use crate::metrics::Metrics;
 use crate::observer::{Observer, ObserverId, Observers};
-use crate::runtime::node::NodeTask;
 use crate::read_policy::ReadPolicy;
 use crate::runtime::follower_reads::{FollowerReadContext, FollowerReads};
+use crate::runtime::node::NodeTask;
 use crate::runtime::reads::{bump, ReadCounts, ReadGate};
 use crate::runtime::snapshot::SnapshotHandle;
 use crate::runtime::{

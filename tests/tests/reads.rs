@@ -70,13 +70,17 @@ async fn a_follower_read_sees_a_write_acknowledged_just_before_on_the_leader() {
     let mut c = TestCluster::new(3).await;
     let leader = c.wait_for_leader().await;
     let follower = followers(&c, &leader)[0].clone();
-    for (i, policy) in [ReadPolicy::ReadIndex, ReadPolicy::Lease, ReadPolicy::ReadIndex].into_iter().enumerate() {
+    for (i, policy) in
+        [ReadPolicy::ReadIndex, ReadPolicy::Lease, ReadPolicy::ReadIndex].into_iter().enumerate()
+    {
         let cmd = Bytes::from(format!("w{i}"));
         let written = c.raft(&leader).apply(cmd.clone(), LIMIT).await.expect("write");
         // Right after the leader acknowledged it: the follower has not
         // necessarily heard of the commit yet, its read must wait for it.
-        let index =
-            tokio::time::timeout(LIMIT, c.raft(&follower).read(policy)).await.expect("bounded").expect("read");
+        let index = tokio::time::timeout(LIMIT, c.raft(&follower).read(policy))
+            .await
+            .expect("bounded")
+            .expect("read");
         assert!(index >= written.index, "{policy}: read point {index} before the acknowledged write");
         assert!(
             c.applied(&follower).iter().any(|(at, data)| *at == written.index && *data == cmd),
@@ -153,7 +157,8 @@ async fn lease_reads_are_served_without_a_quorum_round_while_the_lease_holds() {
 
 #[tokio::test(start_paused = true)]
 async fn without_check_quorum_no_lease_is_used() {
-    let mut c: TestCluster = TestCluster::with_config(3, InmemNetwork::new(), |c| c.check_quorum = false).await;
+    let mut c: TestCluster =
+        TestCluster::with_config(3, InmemNetwork::new(), |c| c.check_quorum = false).await;
     let leader = c.wait_for_leader().await;
     let raft = c.raft(&leader).clone();
     let written = raft.apply(&b"x"[..], LIMIT).await.expect("write");
@@ -240,7 +245,8 @@ async fn gated_cluster(configure: fn(&mut Config)) -> Vec<GatedNode> {
 async fn gated_leader(nodes: &[GatedNode]) -> usize {
     tokio::time::timeout(LIMIT, async {
         loop {
-            let leaders: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].raft.state() == RaftState::Leader).collect();
+            let leaders: Vec<usize> =
+                (0..nodes.len()).filter(|&i| nodes[i].raft.state() == RaftState::Leader).collect();
             if let [l] = leaders[..] {
                 if nodes.iter().all(|n| n.raft.leader().is_some_and(|(id, _)| id.as_str() == nodes[l].id)) {
                     return l;
@@ -292,13 +298,19 @@ async fn s6_4_a_new_leader_serves_no_read_before_its_fsm_applied_its_first_entry
     // A follower read through the new leader is served at the follower once
     // the follower's FSM applied the new term's first entry.
     let index = nodes[other].raft.read(ReadPolicy::ReadIndex).await.expect("follower read");
-    assert!(index >= term_start, "follower read point {index} before the new term's first entry {term_start}");
+    assert!(
+        index >= term_start,
+        "follower read point {index} before the new term's first entry {term_start}"
+    );
     assert!(nodes[other].raft.applied_index() >= term_start);
     nodes[next].fsm.held.store(false, Ordering::SeqCst);
     nodes[next].fsm.release.notify_waiters();
     for (policy, read) in reads {
         let index = read.await.expect("task").expect("read");
-        assert!(index >= term_start, "{policy}: read point {index} before the term's first entry {term_start}");
+        assert!(
+            index >= term_start,
+            "{policy}: read point {index} before the term's first entry {term_start}"
+        );
         assert!(nodes[next].raft.applied_index() >= index, "{policy}: returned before the FSM applied it");
     }
     for n in &nodes {

@@ -94,7 +94,10 @@ pub fn answer(req: &RpcRequest) -> RpcResponse {
                 Ok(1000 + r.requester.as_str().len() as u64)
             } else {
                 Err(ReadIndexRefusal::NotLeader {
-                    leader: Some((format!("{}-leader", r.requester).into(), format!("addr-{}", r.requester).into())),
+                    leader: Some((
+                        format!("{}-leader", r.requester).into(),
+                        format!("addr-{}", r.requester).into(),
+                    )),
                 })
             },
         }),

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::TransportError;
 use crate::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    ReadIndexRequest, ReadIndexResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse, RpcRequest,
-    RpcResponse, TimeoutNowRequest, TimeoutNowResponse,
+    ReadIndexRequest, ReadIndexResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
+    RequestVoteResponse, RpcRequest, RpcResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use crate::snapshot::SnapshotReader;
 use crate::types::{ServerAddress, ServerId};

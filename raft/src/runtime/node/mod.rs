@@ -397,7 +397,10 @@ impl<R: Send + 'static> Node<R> {
         let due = self.clock.take_due(tokio::time::Instant::now());
         if due > 1 {
             if due == self.clock.max_catch_up() {
-                tracing::warn!(ticks = due, "the main loop stalled for longer than every timeout: catching up");
+                tracing::warn!(
+                    ticks = due,
+                    "the main loop stalled for longer than every timeout: catching up"
+                );
             } else {
                 tracing::debug!(ticks = due, "the main loop fell behind the clock: catching up ticks");
             }
