@@ -120,43 +120,55 @@ impl FollowerReadContext {
     /// Asks the leader for a read index, retrying once against a new
     /// leader if the one asked no longer leads.
     async fn ask_leader(&self, lease: bool) -> Result<u64, ReadFailure> {
-        let Some(mut leader) = self.known_leader() else {
-            return Err(no_leader());
+        let Some(transport) = self.transport.upgrade() else {
+            return Err(ReadFailure::Shutdown);
         };
-        let mut retried = false;
-        loop {
-            let req = ReadIndexRequest {
-                requester: self.local_id.clone(),
-                lease,
-                cluster_id: self.shared.get_cluster_id(),
-            };
-            let Some(transport) = self.transport.upgrade() else {
-                return Err(ReadFailure::Shutdown);
-            };
-            let failure = match transport.read_index(&leader.0, &leader.1, req).await {
-                Ok(resp) => match resp.result {
-                    Ok(index) => return Ok(index),
-                    Err(refusal) => {
-                        let hint = match &refusal {
-                            ReadIndexRefusal::NotLeader { leader: Some(l) } => Some(l.clone()),
-                            _ => None,
-                        };
-                        (ReadFailure::Remote { refusal, asked: leader.clone() }, hint)
-                    }
-                },
-                Err(e) => (ReadFailure::Transport(e), None),
-            };
-            // Another leader, named by the server asked or learned here
-            // meanwhile: ask it, once.
-            let next = failure.1.or_else(|| self.known_leader()).filter(|l| l.0 != leader.0);
-            match next {
-                Some(next) if !retried && next.0 != self.local_id => {
-                    tracing::debug!(asked = %leader.0, next = %next.0, "the leader changed during a follower read: asking the new one");
-                    retried = true;
-                    leader = next;
+        let req = ReadIndexRequest {
+            requester: self.local_id.clone(),
+            lease,
+            cluster_id: self.shared.get_cluster_id(),
+        };
+        ask(&*transport, req, || self.known_leader()).await
+    }
+}
+
+/// Sends `req` to the leader `known` names; if that server answers that it
+/// no longer leads and names another leader (or `known` names another one
+/// by then), asks that one, once. With no leader known, refuses with
+/// `NotLeader`.
+async fn ask(
+    transport: &dyn Transport,
+    req: ReadIndexRequest,
+    known: impl Fn() -> Option<(ServerId, ServerAddress)>,
+) -> Result<u64, ReadFailure> {
+    let Some(mut leader) = known() else {
+        return Err(no_leader());
+    };
+    let mut retried = false;
+    loop {
+        let (failure, hint) = match transport.read_index(&leader.0, &leader.1, req.clone()).await {
+            Ok(resp) => match resp.result {
+                Ok(index) => return Ok(index),
+                Err(refusal) => {
+                    let hint = match &refusal {
+                        ReadIndexRefusal::NotLeader { leader: Some(l) } => Some(l.clone()),
+                        _ => None,
+                    };
+                    (ReadFailure::Remote { refusal, asked: leader.clone() }, hint)
                 }
-                _ => return Err(failure.0),
+            },
+            Err(e) => (ReadFailure::Transport(e), None),
+        };
+        // Another leader, named by the server asked or learned here
+        // meanwhile: ask it, once.
+        let next = hint.or_else(&known).filter(|l| l.0 != leader.0 && l.0 != req.requester);
+        match next {
+            Some(next) if !retried => {
+                tracing::debug!(asked = %leader.0, next = %next.0, "the leader changed during a follower read: asking the new one");
+                retried = true;
+                leader = next;
             }
+            _ => return Err(failure),
         }
     }
 }
@@ -164,4 +176,182 @@ impl FollowerReadContext {
 /// The refusal when no leader is known.
 fn no_leader() -> ReadFailure {
     ReadFailure::Refused { refusal: crate::core::Refusal::NotLeader(None), leader: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use async_trait::async_trait;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::error::TransportError;
+    use crate::message::*;
+    use crate::snapshot::SnapshotReader;
+    use crate::transport::{AppendPipeline, InboundRpc};
+
+    /// Implements [`Transport`] for `$ty` with `$extra` methods, every
+    /// other RPC failing (follower reads never use them).
+    macro_rules! fake_transport {
+        ($ty:ty, { $($extra:tt)* }) => {
+            #[async_trait]
+            impl Transport for $ty {
+            $($extra)*
+            fn local_addr(&self) -> ServerAddress {
+                ServerAddress::new("n1")
+            }
+            fn take_consumer(&self) -> Result<mpsc::Receiver<InboundRpc>, TransportError> {
+                Err(TransportError::Closed)
+            }
+            async fn append_entries(
+                &self,
+                _: &ServerId,
+                _: &ServerAddress,
+                _: AppendEntriesRequest,
+            ) -> Result<AppendEntriesResponse, TransportError> {
+                Err(TransportError::Closed)
+            }
+            async fn append_entries_pipeline(
+                &self,
+                _: &ServerId,
+                _: &ServerAddress,
+            ) -> Result<AppendPipeline, TransportError> {
+                Err(TransportError::Closed)
+            }
+            async fn request_vote(
+                &self,
+                _: &ServerId,
+                _: &ServerAddress,
+                _: RequestVoteRequest,
+            ) -> Result<RequestVoteResponse, TransportError> {
+                Err(TransportError::Closed)
+            }
+            async fn request_pre_vote(
+                &self,
+                _: &ServerId,
+                _: &ServerAddress,
+                _: RequestPreVoteRequest,
+            ) -> Result<RequestPreVoteResponse, TransportError> {
+                Err(TransportError::Closed)
+            }
+            async fn timeout_now(
+                &self,
+                _: &ServerId,
+                _: &ServerAddress,
+                _: TimeoutNowRequest,
+            ) -> Result<TimeoutNowResponse, TransportError> {
+                Err(TransportError::Closed)
+            }
+            async fn install_snapshot(
+                &self,
+                _: &ServerId,
+                _: &ServerAddress,
+                _: InstallSnapshotRequest,
+                _: SnapshotReader,
+            ) -> Result<InstallSnapshotResponse, TransportError> {
+                Err(TransportError::Closed)
+            }
+            }
+        };
+    }
+
+    /// Answers read-index requests from a script, by target; records who
+    /// was asked.
+    #[derive(Default)]
+    struct Scripted {
+        answers: HashMap<&'static str, Result<Result<u64, ReadIndexRefusal>, TransportError>>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    fake_transport!(Scripted, {
+        async fn read_index(
+            &self,
+            target: &ServerId,
+            _: &ServerAddress,
+            _: ReadIndexRequest,
+        ) -> Result<ReadIndexResponse, TransportError> {
+            self.asked.lock().expect("lock").push(target.to_string());
+            match self.answers.get(target.as_str()) {
+                Some(Ok(result)) => Ok(ReadIndexResponse { term: 2, result: result.clone() }),
+                Some(Err(e)) => Err(e.clone()),
+                None => {
+                    Err(TransportError::Unreachable(ServerAddress::new(target.as_str()), "no route".into()))
+                }
+            }
+        }
+    });
+
+    /// A transport written before follower reads existed.
+    struct Legacy;
+
+    fake_transport!(Legacy, {});
+
+    fn server(id: &str) -> (ServerId, ServerAddress) {
+        (ServerId::new(id), ServerAddress::new(id))
+    }
+
+    fn request() -> ReadIndexRequest {
+        ReadIndexRequest { requester: ServerId::new("n1"), lease: false, cluster_id: None }
+    }
+
+    fn not_leader(hint: &str) -> Result<Result<u64, ReadIndexRefusal>, TransportError> {
+        Ok(Err(ReadIndexRefusal::NotLeader { leader: Some(server(hint)) }))
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_stepped_down_is_followed_to_the_new_one_once() {
+        let mut t = Scripted::default();
+        t.answers.insert("n2", not_leader("n3"));
+        t.answers.insert("n3", Ok(Ok(7)));
+        assert_eq!(ask(&t, request(), || Some(server("n2"))).await.ok(), Some(7));
+        assert_eq!(*t.asked.lock().expect("lock"), ["n2", "n3"]);
+
+        // Only once: a second redirect fails the read, naming the leader.
+        let mut t = Scripted::default();
+        t.answers.insert("n2", not_leader("n3"));
+        t.answers.insert("n3", not_leader("n4"));
+        match ask(&t, request(), || Some(server("n2"))).await.map_err(crate::Error::from) {
+            Err(crate::Error::NotLeader { leader: Some((id, _)) }) => assert_eq!(id.as_str(), "n4"),
+            other => panic!("expected NotLeader naming n4, got {other:?}"),
+        }
+        assert_eq!(*t.asked.lock().expect("lock"), ["n2", "n3"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_leader_is_replaced_by_the_one_learned_meanwhile() {
+        let mut t = Scripted::default();
+        t.answers.insert("n3", Ok(Ok(9)));
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        // n2 first; by the time it failed this node heard of n3.
+        let known = || {
+            let first = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            Some(server(if first { "n2" } else { "n3" }))
+        };
+        assert_eq!(ask(&t, request(), known).await.ok(), Some(9));
+        // The same leader again is not retried: the transport error stands.
+        let t = Scripted::default();
+        let failure = ask(&t, request(), || Some(server("n2"))).await;
+        assert!(matches!(failure, Err(ReadFailure::Transport(_))), "{failure:?}");
+        assert_eq!(*t.asked.lock().expect("lock"), ["n2"]);
+    }
+
+    #[tokio::test]
+    async fn no_known_leader_is_not_leader_and_nobody_is_asked() {
+        let t = Scripted::default();
+        let failure = ask(&t, request(), || None).await.map_err(crate::Error::from);
+        assert!(matches!(failure, Err(crate::Error::NotLeader { leader: None })), "{failure:?}");
+        assert!(t.asked.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_transport_without_read_index_says_it_does_not_support_follower_reads() {
+        let failure = ask(&Legacy, request(), || Some(server("n2"))).await.map_err(crate::Error::from);
+        match failure {
+            Err(crate::Error::Transport(TransportError::Other(msg))) => {
+                assert!(msg.contains("does not support follower reads"), "{msg}")
+            }
+            other => panic!("expected the unsupported error, got {other:?}"),
+        }
+    }
 }
