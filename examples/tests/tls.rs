@@ -63,4 +63,11 @@ fn nodes_replicate_over_mutual_tls_and_raftctl_needs_the_certificates() {
     assert!(!out.status.success(), "a wrong cluster id must be refused");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("permission denied"), "clear error for a wrong cluster id: {stderr}");
+
+    // The (plain) HTTP port given with --tls-dir: the handshake fails, and
+    // raftctl says which port it was given.
+    let out =
+        raftctl(&["--addr", &nodes[0].api_addr, "--tls-dir", &tls_arg, "--cluster-id", "kv-tls", "status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("this looks like an HTTP port"), "{stderr}");
 }

@@ -70,11 +70,11 @@ impl ClusterIdCheck {
         if got == self.expected.as_deref() {
             return Ok(());
         }
-        tracing::warn!(expected = ?self.expected, got = ?got, "refusing rpc from another cluster");
+        let name = |id: Option<&str>| id.map_or_else(|| "none".to_owned(), str::to_owned);
+        let (ours, theirs) = (name(self.expected.as_deref()), name(got));
+        tracing::warn!(expected = %ours, got = %theirs, "refusing rpc from another cluster");
         Err(Status::permission_denied(format!(
-            "cluster id mismatch: this node is in {:?}, the caller in {:?}",
-            self.expected.as_deref(),
-            got
+            "cluster id mismatch: this node's cluster id is {ours}, the caller sent {theirs}"
         )))
     }
 }
@@ -83,5 +83,30 @@ impl Interceptor for ClusterIdCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         self.check(request.metadata())?;
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(expected: Option<&str>, sent: Option<&str>) -> String {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if let Some(sent) = sent {
+            metadata.insert(CLUSTER_ID_METADATA_KEY, sent.parse().expect("ascii"));
+        }
+        let status = ClusterIdCheck::new(expected).check(&metadata).expect_err("mismatch");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        status.message().to_owned()
+    }
+
+    #[test]
+    fn mismatches_name_the_ids_plainly() {
+        let msg = refusal(Some("kv-a"), Some("kv-b"));
+        assert_eq!(msg, "cluster id mismatch: this node's cluster id is kv-a, the caller sent kv-b");
+        let msg = refusal(Some("kv-a"), None);
+        assert!(msg.ends_with("the caller sent none"), "{msg}");
+        let msg = refusal(None, Some("kv-b"));
+        assert!(msg.contains("cluster id is none, the caller sent kv-b") && !msg.contains("Some("), "{msg}");
     }
 }

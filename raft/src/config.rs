@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::autopilot::AutopilotConfig;
 use crate::error::Error;
 use crate::types::{ClusterId, ServerId};
 
@@ -132,6 +133,17 @@ pub struct Config {
     /// be below `heartbeat_timeout` minus three ticks (a tick is a tenth of
     /// `heartbeat_timeout`). Not in HashiCorp's raft.
     pub max_clock_drift: Option<Duration>,
+    /// Autopilot (Consul's name): server health judged by the leader,
+    /// promotion of a server added with
+    /// [`Raft::add_voter`](crate::Raft::add_voter) only after it has been
+    /// healthy for a stabilization time, and opt-in removal of dead servers
+    /// that never drops the voters below a minimum. See
+    /// [`crate::autopilot`] for the rules. `None` (the default): promotion
+    /// and membership behave as without it (health is still shown in
+    /// [`PeerMetrics`](crate::PeerMetrics), computed with
+    /// [`AutopilotConfig::default`]'s bounds, for display only). Set it on
+    /// every server: whichever is leader uses its own. Not reloadable.
+    pub autopilot: Option<AutopilotConfig>,
 }
 
 impl Default for Config {
@@ -159,6 +171,7 @@ impl Default for Config {
             max_inflight_bytes: 32 << 20,
             max_uncommitted_bytes: 64 << 20,
             max_clock_drift: None,
+            autopilot: None,
         }
     }
 }
@@ -245,7 +258,20 @@ impl Config {
                 ));
             }
         }
+        if let Some(autopilot) = &self.autopilot {
+            autopilot.check(self.heartbeat_timeout, self.tick_interval()).map_err(Error::InvalidConfig)?;
+        }
         Ok(())
+    }
+
+    /// Autopilot's bounds in ticks: the configured ones, or (autopilot off)
+    /// [`AutopilotConfig::default`]'s, used for the health shown in the
+    /// metrics only.
+    pub(crate) fn autopilot_ticks(&self) -> crate::core::autopilot::AutopilotTicks {
+        match &self.autopilot {
+            Some(a) => a.ticks(self.tick_interval()),
+            None => AutopilotConfig::default().ticks(self.tick_interval()),
+        }
     }
 
     /// The runtime's clock tick: a tenth of the heartbeat timeout, at least 1ms.
@@ -394,6 +420,22 @@ mod tests {
             (Config { max_log_window_bytes: 0, ..Config::new("a") }, "max_log_window_bytes"),
             (Config { max_inflight_bytes: 0, ..Config::new("a") }, "max_inflight_bytes"),
             (Config { max_uncommitted_bytes: 0, ..Config::new("a") }, "max_uncommitted_bytes"),
+            (
+                Config {
+                    autopilot: Some(AutopilotConfig { min_quorum: 0, ..AutopilotConfig::default() }),
+                    ..Config::new("a")
+                },
+                "autopilot.min_quorum",
+            ),
+            (
+                Config {
+                    heartbeat_timeout: Duration::from_secs(5),
+                    election_timeout: Duration::from_secs(5),
+                    autopilot: Some(AutopilotConfig::default()),
+                    ..Config::new("a")
+                },
+                "autopilot.last_contact_threshold",
+            ),
         ];
         for (config, needle) in cases {
             match config.validate() {

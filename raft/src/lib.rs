@@ -97,6 +97,9 @@
 //! - [`transport`]: the [`Transport`] trait and the in-memory network.
 //! - [`metrics`]: [`Metrics`] published by every node.
 //! - [`observer`]: [`Observer`]s notified of leader, state and peer changes.
+//! - [`telemetry`]: the series every node emits through the `metrics`
+//!   crate facade (a table of names, types, labels and meanings) and the
+//!   `tracing` spans and events of the write path.
 //! - `raft` (private): the [`Raft`] handle.
 //! - [`codec`]: the one serializer used for anything written to disk.
 //! - `core` (private): the pure, deterministic protocol state machine;
@@ -181,6 +184,16 @@
 //! `raftctl members change --add ID=ADDR --remove ID ...` make joint
 //! changes over the network.
 //!
+//! # API changes: autopilot
+//! - [`Config::autopilot`] ([`AutopilotConfig`], module [`autopilot`]) is
+//!   new (default `None`: no change in behaviour); code that builds
+//!   [`Config`] with a struct literal needs `..Config::default()`.
+//! - [`PeerMetrics`] gained `healthy`, `healthy_for` and `lag` (struct
+//!   literals name them); [`CatchUp::Stabilizing`] is a new variant
+//!   (exhaustive matches on [`CatchUp`] need an arm); [`Raft::stats`] has
+//!   `autopilot_healthy`, `autopilot_failure_tolerance`, `peer.<id>.healthy`
+//!   and `peer.<id>.lag` on the leader.
+//!
 //! # API changes: joint consensus
 //! - [`Raft::change_membership`], [`ConfChange`] (also named
 //!   [`MembershipChange`]), [`ConfChangeError`] and [`CatchUp`] are new; [`Error::MembershipChangeRefused`] is a new
@@ -258,8 +271,26 @@
 //! - `raft::testing::kv` (feature `testing`) is new and holds `KvInput`,
 //!   `KvOutput` and their semantics (`KvInput::apply`, `KvChange`);
 //!   `raft::testing::linearizability::{KvInput, KvOutput}` still name them.
+//!
+//! # API changes: the operator's toolkit
+//! - The free functions [`bootstrap_cluster`] and [`recover_cluster`] no
+//!   longer take a `&dyn Transport` (they never used it): drop that
+//!   argument, e.g. `recover_cluster(&config, fsm, &logs, &stable, &snaps,
+//!   configuration)`. The same names could not keep the old signature.
+//! - [`stored_node_id`] is new: the node id a data directory records, for
+//!   offline tools.
+//! - With the gRPC transport, the admin service gained `Members` (per-member
+//!   match index, lag, last contact, catching up, from the leader's
+//!   [`Metrics`]), `DownloadSnapshot` and `RestoreSnapshot` (streams over
+//!   [`Raft::snapshot`] and [`Raft::restore`]);
+//!   `raft_transport_grpc::admin::AdminBackend` gained `metrics`,
+//!   `latest_snapshot` and `restore`, with defaults, so other backends still
+//!   compile. A cluster-id refusal names both ids plainly (it printed
+//!   `Some("x")`). `raftctl` gained `members` progress columns,
+//!   `status --watch`, `snapshot save|restore` and `recover`.
 
 pub mod architecture;
+pub mod autopilot;
 pub mod codec;
 pub mod config;
 mod core;
@@ -276,12 +307,14 @@ pub mod read_policy;
 mod runtime;
 pub mod snapshot;
 pub mod storage;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;
 pub mod types;
 
 pub use async_trait::async_trait;
+pub use autopilot::AutopilotConfig;
 pub use bytes::Bytes;
 pub use config::{Config, ReloadableConfig};
 pub use core::rng::Rng;
@@ -297,7 +330,7 @@ pub use observer::{Observation, Observer, ObserverId};
 pub use raft::Raft;
 pub use read_policy::{ReadPolicy, UnknownReadPolicy};
 pub use runtime::snapshot::SnapshotHandle;
-pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster};
+pub use runtime::startup::{bootstrap_cluster, has_existing_state, recover_cluster, stored_node_id};
 pub use runtime::Applied;
 pub use snapshot::{DiscardSnapshotStore, SnapshotReader, SnapshotSink, SnapshotStore, SnapshotWriter};
 pub use storage::{LogStore, StableStore};

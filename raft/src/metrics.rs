@@ -19,6 +19,26 @@ pub struct PeerMetrics {
     /// cut-off tail) and its replication started over (see
     /// [`Observation::FollowerLogReset`](crate::observer::Observation::FollowerLogReset)).
     pub log_resets: u64,
+    /// Autopilot's verdict ([`crate::autopilot`]): the follower answered
+    /// within [`AutopilotConfig::last_contact_threshold`] and is at most
+    /// [`AutopilotConfig::max_trailing_logs`] entries behind the leader's
+    /// last index (and has acknowledged an entry). Computed with
+    /// [`AutopilotConfig::default`]'s bounds when
+    /// [`Config::autopilot`](crate::Config::autopilot) is `None`.
+    ///
+    /// [`AutopilotConfig::last_contact_threshold`]: crate::AutopilotConfig::last_contact_threshold
+    /// [`AutopilotConfig::max_trailing_logs`]: crate::AutopilotConfig::max_trailing_logs
+    /// [`AutopilotConfig::default`]: crate::AutopilotConfig::default
+    pub healthy: bool,
+    /// How long the follower has been healthy without a break, as seen by
+    /// this leader (tick resolution; zero when unhealthy). A server added
+    /// with `add_voter` is promoted once this reaches
+    /// [`AutopilotConfig::server_stabilization_time`](crate::AutopilotConfig::server_stabilization_time)
+    /// (with autopilot on).
+    pub healthy_for: std::time::Duration,
+    /// Entries the follower is behind: the leader's last index minus
+    /// [`match_index`](Self::match_index).
+    pub lag: u64,
 }
 
 /// A point-in-time view of a node.
@@ -213,9 +233,32 @@ impl Metrics {
         ] {
             m.insert(name.into(), value.to_string());
         }
+        self.autopilot_stats(&mut m);
         if let Some(err) = &self.fatal_error {
             m.insert("fatal_error".into(), err.clone());
         }
         m
+    }
+
+    /// (Leader) autopilot's figures: `autopilot_healthy` (every server of
+    /// the configuration healthy, the leader counted healthy),
+    /// `autopilot_failure_tolerance` (healthy voters beyond a majority of
+    /// the voters), and per follower `peer.<id>.healthy` and
+    /// `peer.<id>.lag`.
+    fn autopilot_stats(&self, m: &mut BTreeMap<String, String>) {
+        if self.state != RaftState::Leader {
+            return;
+        }
+        let healthy = |id: &ServerId| *id == self.id || self.peers.get(id).is_some_and(|p| p.healthy);
+        let all = self.configuration.servers.iter().all(|s| healthy(&s.id));
+        let voters: Vec<&ServerId> = self.configuration.voters().collect();
+        let healthy_voters = voters.iter().filter(|v| healthy(v)).count();
+        let tolerance = healthy_voters.saturating_sub(voters.len() / 2 + 1);
+        m.insert("autopilot_healthy".into(), all.to_string());
+        m.insert("autopilot_failure_tolerance".into(), tolerance.to_string());
+        for (id, p) in &self.peers {
+            m.insert(format!("peer.{id}.healthy"), p.healthy.to_string());
+            m.insert(format!("peer.{id}.lag"), p.lag.to_string());
+        }
     }
 }

@@ -226,7 +226,13 @@ impl<F: Fsm> Raft<F> {
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
         let (writer_events_tx, writer_events) = mpsc::unbounded_channel();
         let apply_failures = writer_events_tx.clone();
-        let writer_task = tokio::spawn(writer::run(logs.clone(), stable, writer_rx, writer_events_tx));
+        let writer_task = tokio::spawn(writer::run(
+            logs.clone(),
+            stable,
+            writer_rx,
+            writer_events_tx,
+            crate::telemetry::WriterTelemetry::new(&config.local_id),
+        ));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (position_conf, position_conf_index) = core.committed_configuration();
         let position = SnapshotPosition {
@@ -245,6 +251,7 @@ impl<F: Fsm> Raft<F> {
                 applied_tx,
                 failures: apply_failures,
                 logs: logs.clone(),
+                telemetry: crate::telemetry::ApplyTelemetry::new(&config.local_id),
             },
             apply_rx,
         ));
@@ -261,6 +268,7 @@ impl<F: Fsm> Raft<F> {
                 log_limit: config.snapshot_log_limit,
                 rng: crate::Rng::new(seed_for(&config.local_id)),
                 events: snapshot_events_tx,
+                telemetry: crate::telemetry::SnapshotTelemetry::new(&config.local_id),
             },
             snapshot_cmds_rx,
         ));
@@ -636,6 +644,10 @@ impl<F: Fsm> Raft<F> {
     /// within `timeout`, the leader ends the promotion: the server **stays a
     /// non-voter** and the call fails with [`Error::CatchUpTimeout`]; later
     /// changes are not blocked (remove it, or retry once it is reachable).
+    /// With [`Config::autopilot`](crate::Config::autopilot) on, it is
+    /// promoted only once it has also been healthy without a break for
+    /// [`AutopilotConfig::server_stabilization_time`](crate::AutopilotConfig::server_stabilization_time)
+    /// (see [`crate::autopilot`]), within the same `timeout`.
     /// With a zero `timeout` the promotion waits until it succeeds or
     /// leadership changes, and other changes meanwhile fail with
     /// [`Error::ConfigurationChangeInProgress`] naming it.

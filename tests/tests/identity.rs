@@ -320,7 +320,7 @@ async fn identity_checks_on_memory_stores_and_offline_bootstrap() {
     let stable = InmemStore::new();
     let snaps = InmemSnapshotStore::new();
     let conf = Configuration::new(vec![Server::voter("n1", "n1"), Server::voter("n2", "n2")]);
-    raft::bootstrap_cluster(&test_config("n1"), &logs, &stable, &snaps, &net.transport("n1"), conf.clone())
+    raft::bootstrap_cluster(&test_config("n1"), &logs, &stable, &snaps, conf.clone())
         .await
         .expect("bootstrap");
     assert!(stable.get(b"raft/node_id").await.expect("get").is_some(), "bootstrap records the node id");
@@ -479,18 +479,10 @@ async fn recover_cluster_checks_and_records_identity() {
         raft::Log::new(1, 1, raft::LogType::Configuration, raft::codec::encode(&conf).expect("encode"));
     store.store_logs(&[entry]).await.expect("store");
     let recover = |id: &'static str| {
-        let (store, snaps, conf, net) = (store.clone(), snaps.clone(), conf.clone(), net.clone());
+        let (store, snaps, conf) = (store.clone(), snaps.clone(), conf.clone());
         async move {
-            raft::recover_cluster(
-                &test_config(id),
-                RecordingFsm::default(),
-                &store,
-                &store,
-                &snaps,
-                &net.transport(id),
-                conf,
-            )
-            .await
+            raft::recover_cluster(&test_config(id), RecordingFsm::default(), &store, &store, &snaps, conf)
+                .await
         }
     };
     recover("n1").await.expect("recover n1");

@@ -227,19 +227,16 @@ async fn recover_cluster_brings_back_a_cluster_that_lost_two_of_three_nodes() {
     let survivor = c.nodes.remove("n1").expect("n1");
     let config = raft_tests::test_config("n1");
     let only_n1 = Configuration::new(vec![Server::voter("n1", "n1")]);
-    let transport = c.net.transport("n1");
     raft::recover_cluster(
         &config,
         RecordingFsm::default(),
         &survivor.store,
         &survivor.store,
         &survivor.snaps,
-        &transport,
         only_n1,
     )
     .await
     .expect("recover");
-    drop(transport);
     c.nodes.insert("n1".into(), survivor);
     c.start("n1").await;
     assert_eq!(c.wait_for_leader().await, "n1");

@@ -88,16 +88,9 @@ fn config() -> Config {
 /// Bootstraps a one-node cluster in `store` and writes `count` commands of
 /// `ENTRY` bytes after the configuration entry, as an earlier run would
 /// have. Returns the configuration entry's payload size.
-async fn prepare<S: LogStore + StableStore>(
-    store: &S,
-    snaps: &InmemSnapshotStore,
-    net: &InmemNetwork,
-    count: u64,
-) -> u64 {
+async fn prepare<S: LogStore + StableStore>(store: &S, snaps: &InmemSnapshotStore, count: u64) -> u64 {
     let conf = Configuration::new(vec![Server::voter("n1", "n1")]);
-    raft::bootstrap_cluster(&config(), store, store, snaps, &net.transport("n1"), conf)
-        .await
-        .expect("bootstrap");
+    raft::bootstrap_cluster(&config(), store, store, snaps, conf).await.expect("bootstrap");
     let entries: Vec<Log> =
         (2..=count + 1).map(|i| Log::new(i, 1, LogType::Command, vec![(i % 251) as u8; ENTRY])).collect();
     for chunk in entries.chunks(500) {
@@ -135,7 +128,7 @@ async fn start_and_count<S: LogStore + StableStore + Clone>(
 #[tokio::test]
 async fn a_restart_reads_payloads_only_for_its_window_from_an_inmem_store() {
     let (store, snaps, net) = (InmemStore::new(), InmemSnapshotStore::new(), InmemNetwork::new());
-    let conf_bytes = prepare(&store, &snaps, &net, 2000).await;
+    let conf_bytes = prepare(&store, &snaps, 2000).await;
     let counting = Counting::new(store);
     let (read, metas) = start_and_count(&counting, &snaps, &net, 2001).await;
     assert!(metas >= 2001, "the whole log's shape is read through entry_meta ({metas} entries)");
@@ -152,7 +145,7 @@ async fn a_restart_reads_payloads_only_for_its_window_from_a_file_store() {
     let (snaps, net) = (InmemSnapshotStore::new(), InmemNetwork::new());
     let conf_bytes = {
         let store = FileStore::open(dir.path()).await.expect("open");
-        prepare(&store, &snaps, &net, 3000).await
+        prepare(&store, &snaps, 3000).await
     };
     let counting = Counting::new(FileStore::open(dir.path()).await.expect("reopen"));
     let (read, _) = start_and_count(&counting, &snaps, &net, 3001).await;

@@ -227,9 +227,7 @@ async fn a_restart_discards_a_log_that_an_installed_snapshot_superseded() {
         // A bootstrapped node (hard state, ids, the configuration entry at
         // index 1) whose log then grew.
         let config = raft_tests::test_config("a");
-        raft::bootstrap_cluster(&config, &store, &store, &snaps, &net.transport("a"), conf.clone())
-            .await
-            .expect("bootstrap");
+        raft::bootstrap_cluster(&config, &store, &store, &snaps, conf.clone()).await.expect("bootstrap");
         assert_eq!(store.get_log(1).await.expect("get").map(|e| e.data), Some(conf_data.clone().into()));
         store.store_logs(&entries[1..]).await.expect("store");
         let sink = snaps.create(10, 3, &conf, 1).await.expect("create");

@@ -24,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use raft::RaftState;
 use raft_examples::service::api::ApiSettings;
 use raft_examples::service::client::{encode_key, ApiClient};
-use raft_examples::service::{KvNode, NodeError, NodeExit, NodeOptions};
+use raft_examples::service::{KvNode, MetricsServer, NodeError, NodeExit, NodeOptions};
 use tokio::time::Instant;
 
 #[derive(Parser)]
@@ -106,6 +106,10 @@ struct ServeArgs {
     /// Log entries since the last snapshot that make raft take one.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_threshold: u64,
+    /// Serve the raft metrics for Prometheus at http://HOST:PORT/metrics
+    /// (series listed in the `raft::telemetry` docs). Off by default.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 fn init_tracing(default: &str) {
@@ -151,6 +155,15 @@ async fn main() -> ExitCode {
 /// own (`Ok(Some(exit code))`).
 async fn serve(args: ServeArgs) -> Result<Option<u8>, NodeError> {
     let data_dir = args.data_dir.clone();
+    // Before the node starts: it registers its series when it starts.
+    let _metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let server = MetricsServer::start(addr).await?;
+            tracing::info!(metrics_addr = %server.local_addr(), "serving Prometheus metrics at /metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let mut opts = NodeOptions::new(args.id, args.raft_addr, args.api_addr, args.data_dir);
     opts.bootstrap = args.bootstrap;
     opts.join = args.join;

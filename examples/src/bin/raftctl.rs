@@ -8,7 +8,29 @@
 //! raftctl --addr 127.0.0.1:7001 members change \
 //!     --add node-4=127.0.0.1:7004 --add node-5=127.0.0.1:7005 --remove node-2 --remove node-3
 //! raftctl --addr 127.0.0.1:7001 transfer-leadership --to node-2
+//! raftctl --addr 127.0.0.1:7001 status --watch --interval-ms 500
+//! raftctl --addr 127.0.0.1:7001 snapshot save backup.snap
+//! raftctl --addr 127.0.0.1:7001 snapshot restore backup.snap
+//! raftctl recover --data-dir /var/lib/kv/n1 --peers peers.json --dry-run
 //! ```
+//!
+//! `members` shows, per server, its suffrage and address and, from the
+//! leader's view, its match index, lag behind the leader's last index,
+//! last contact and whether it is catching up (asked of the leader: a
+//! follower at `--addr` names it and raftctl asks it).
+//!
+//! `snapshot save FILE` streams the leader's latest snapshot (taken first
+//! if anything was applied since the last) into a backup file: metadata,
+//! data and a CRC-32C checksum (format: [`raft_examples::backup`]).
+//! `snapshot restore FILE` verifies the whole file first and refuses a
+//! damaged one, then streams it into `Raft::restore` on the leader, which
+//! replaces the cluster's state with it (disaster recovery: see
+//! `raft::Raft::restore`). Plain `snapshot` takes a snapshot on the node at
+//! `--addr` and says what it compacted.
+//!
+//! `recover` is HashiCorp's `peers.json` recovery, run offline on each
+//! surviving node's data directory (the node stopped) when the cluster
+//! lost its quorum for good; see `recover --help` for the file format.
 //!
 //! `members change` applies any set of changes in one step through a joint
 //! configuration (`raft::Raft::change_membership`): new voters catch up as
@@ -26,6 +48,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+#[path = "raftctl/members.rs"]
+mod members;
+#[path = "raftctl/recover.rs"]
+mod recover;
+#[path = "raftctl/snapshots.rs"]
+mod snapshots;
 use raft_examples::service::tls::load_tls_dir;
 use raft_transport_grpc::admin::{self, pb, AdminClient};
 use raft_transport_grpc::GrpcConfig;
@@ -46,8 +75,9 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
-    /// Timeout of membership changes, in milliseconds.
-    #[arg(long, global = true, default_value_t = 10_000)]
+    /// How long to wait, in milliseconds; what it bounds depends on the
+    /// command (each command's help says).
+    #[arg(long, global = true, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u64,
     #[command(subcommand)]
     command: Command,
@@ -56,13 +86,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The node's role, term, leader and indexes.
-    Status,
-    /// The cluster's members (`members change ...` changes several at once).
+    #[command(after_help = TIMEOUT_EACH_CALL)]
+    Status {
+        /// Refresh until interrupted (Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+        /// Time between refreshes with --watch, in milliseconds.
+        #[arg(long, default_value_t = 1_000, value_name = "MS", requires = "watch")]
+        interval_ms: u64,
+        /// Stop after this many refreshes (for tests and scripts).
+        #[arg(long, hide = true, requires = "watch")]
+        count: Option<u64>,
+    },
+    /// The cluster's members with the leader's view of their replication:
+    /// match index, lag, last contact, catching up (`members change ...`
+    /// changes several at once).
+    #[command(after_help = TIMEOUT_EACH_CALL)]
     Members {
         #[command(subcommand)]
         action: Option<MembersCommand>,
     },
     /// Add (or promote) a voting member.
+    #[command(after_help = TIMEOUT_CHANGE)]
     AddVoter {
         /// Server id.
         id: String,
@@ -73,6 +118,7 @@ enum Command {
         prev_index: u64,
     },
     /// Add a non-voting member (receives the log, does not vote).
+    #[command(after_help = TIMEOUT_CHANGE)]
     AddNonvoter {
         /// Server id.
         id: String,
@@ -83,6 +129,7 @@ enum Command {
         prev_index: u64,
     },
     /// Turn a voter into a non-voter.
+    #[command(after_help = TIMEOUT_CHANGE)]
     Demote {
         /// Server id.
         id: String,
@@ -91,6 +138,7 @@ enum Command {
         prev_index: u64,
     },
     /// Remove a member.
+    #[command(after_help = TIMEOUT_CHANGE)]
     Remove {
         /// Server id.
         id: String,
@@ -99,15 +147,83 @@ enum Command {
         prev_index: u64,
     },
     /// Hand leadership to another member (the most up-to-date one by default).
+    #[command(after_help = TIMEOUT_EACH_CALL)]
     TransferLeadership {
         /// The member to hand leadership to.
         #[arg(long, value_name = "ID")]
         to: Option<String>,
     },
-    /// Take a snapshot on the node now and compact its log.
-    Snapshot,
+    /// Take a snapshot on the node now and compact its log (and report
+    /// what was compacted); `snapshot save|restore` back up and restore.
+    #[command(after_help = TIMEOUT_EACH_CALL)]
+    Snapshot {
+        #[command(subcommand)]
+        action: Option<SnapshotCommand>,
+    },
     /// The index of the last entry the node applied.
+    #[command(after_help = TIMEOUT_EACH_CALL)]
     AppliedIndex,
+    /// Offline peers.json recovery of a stopped kv node after the cluster
+    /// lost its quorum for good (HashiCorp's peers.json). Run it on every
+    /// survivor with the same file, then start them.
+    #[command(after_help = RECOVER_HELP)]
+    Recover {
+        /// The node's data directory (the `--data-dir` of `kv serve`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The surviving servers: a JSON array of {"id", "address", "non_voter"}.
+        #[arg(long, value_name = "FILE")]
+        peers: PathBuf,
+        /// The node's id (default: the id its data directory records).
+        #[arg(long)]
+        id: Option<String>,
+        /// Print the configuration that would be written; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// What `--timeout-ms` bounds for commands that make plain calls.
+const TIMEOUT_EACH_CALL: &str =
+    "--timeout-ms MS bounds each call to a node (plus 5 s of slack for the network; default 10000).";
+/// What `--timeout-ms` bounds for membership changes.
+const TIMEOUT_CHANGE: &str = "--timeout-ms MS bounds the change on the leader, including a new voter's \
+     catch-up (default 10000); the call itself gets 5 s more.";
+/// What `--timeout-ms` bounds for snapshot transfers.
+const TIMEOUT_TRANSFER: &str =
+    "--timeout-ms MS bounds the whole transfer (plus 5 s; default 10000): raise it \
+     for large snapshots. For restore it also bounds the restore on the leader.";
+/// Help of `recover`.
+const RECOVER_HELP: &str = concat!(
+    "peers.json lists every surviving server, this one included (HashiCorp's v3 format):\n",
+    "  [\n",
+    "    {\"id\": \"n1\", \"address\": \"10.0.0.1:7001\", \"non_voter\": false},\n",
+    "    {\"id\": \"n2\", \"address\": \"10.0.0.2:7001\"}\n",
+    "  ]\n",
+    "\"non_voter\" is optional (default false); at least one server must vote.\n",
+    "This can lose committed writes only the lost servers had, and breaks raft's guarantees if a ",
+    "server not listed still runs: make sure the others are gone for good.\n",
+    "--timeout-ms does not apply (nothing is contacted). Give the --cluster-id the node runs with, if any."
+);
+
+/// What `snapshot` can do besides taking one.
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Stream the leader's latest snapshot (taken first if anything was
+    /// applied since the last) into FILE, with its metadata and a checksum.
+    #[command(after_help = TIMEOUT_TRANSFER)]
+    Save {
+        /// The backup file to write.
+        file: PathBuf,
+    },
+    /// Verify the backup FILE and restore it on the leader: the cluster's
+    /// state is replaced with it. For disaster recovery into a quiet
+    /// cluster; writes in flight fail.
+    #[command(after_help = TIMEOUT_TRANSFER)]
+    Restore {
+        /// The backup file `snapshot save` wrote.
+        file: PathBuf,
+    },
 }
 
 /// What `members` can do besides listing.
@@ -116,6 +232,7 @@ enum MembersCommand {
     /// Apply several changes atomically through a joint configuration: new
     /// voters catch up as non-voters first; returns once the new
     /// configuration is committed. Each option may be repeated.
+    #[command(after_help = TIMEOUT_CHANGE)]
     Change {
         /// Add a voter: ID=HOST:PORT.
         #[arg(long, value_name = "ID=ADDR", value_parser = parse_member)]
@@ -248,12 +365,83 @@ fn changes_json(changes: &[pb::MemberChange]) -> Value {
 enum CtlError {
     #[error("cannot reach {addr}: {reason}")]
     Connect { addr: String, reason: String },
+    #[error(
+        "{addr}: this looks like an HTTP port, not the raft gRPC port: point --addr at the node's \
+         --raft-addr (where the admin service is), not its --api-addr ({detail})"
+    )]
+    HttpPort { addr: String, detail: String },
     #[error("{op} is not supported by this server (its admin service is older than this raftctl)")]
     Unsupported { op: &'static str },
     #[error("{op} failed on {addr}: {status}")]
     Rpc { op: &'static str, addr: String, status: String },
     #[error("{0}")]
     Other(String),
+}
+
+/// The status's message and the causes below it ("transport error" alone
+/// says nothing).
+fn status_chain(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    match status.source() {
+        Some(source) => {
+            let cause = admin::error_chain(source);
+            if status.message().contains(&cause) {
+                status.message().to_owned()
+            } else if cause.starts_with(status.message()) {
+                cause
+            } else {
+                format!("{}: {cause}", status.message())
+            }
+        }
+        None => status.message().to_owned(),
+    }
+}
+
+/// Whether the server at `addr` answers a plain HTTP/1.1 request like an
+/// HTTP/1 server ("HTTP/1.1 404 ..."; a gRPC port closes the connection or
+/// answers in HTTP/2 frames): asked only once a call failed at the
+/// transport level, to tell the operator they gave the HTTP port.
+fn answers_http1(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let probe = || -> std::io::Result<bool> {
+        let target = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+        stream
+            .write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+        let mut head = [0u8; 7];
+        stream.read_exact(&mut head)?;
+        Ok(&head == b"HTTP/1.")
+    };
+    probe().unwrap_or(false)
+}
+
+/// What gives away an HTTP/1 or plain HTTP server answering a gRPC call:
+/// a response that is not gRPC (a JSON body read as a gRPC frame gives
+/// "invalid compression flag: 123", `{`), an HTTP/1 reply to the HTTP/2
+/// preface, or a non-gRPC content type.
+fn http_port_symptom(status: &tonic::Status) -> Option<String> {
+    let text = status_chain(status);
+    let lower = text.to_lowercase();
+    let symptoms = [
+        "invalid compression flag",
+        "http/1",
+        "invalid http version",
+        "frame with invalid size",
+        "h2 protocol error",
+        "connection error detected: frame",
+        "invalid content-type",
+    ];
+    if symptoms.iter().any(|s| lower.contains(s)) {
+        return Some(text);
+    }
+    match status.metadata().get("content-type").and_then(|v| v.to_str().ok()) {
+        Some(ct) if !ct.starts_with("application/grpc") => Some(format!("content-type {ct}: {text}")),
+        _ => None,
+    }
 }
 
 fn describe(status: &tonic::Status) -> String {
@@ -268,35 +456,65 @@ fn describe(status: &tonic::Status) -> String {
         tonic::Code::AlreadyExists => "already exists",
         _ => "error",
     };
-    format!("{code}: {}", status.message())
+    format!("{code}: {}", status_chain(status))
 }
 
 /// An admin connection to one node.
 struct Conn {
     addr: String,
     client: AdminClient,
+    /// Whether it runs over TLS.
+    tls: bool,
 }
 
 struct Ctl {
     config: GrpcConfig,
     json: bool,
     timeout_ms: u64,
+    /// `--cluster-id`, for `recover`.
+    cluster_id: Option<String>,
 }
 
 impl Ctl {
     async fn connect(&self, addr: &str) -> Result<Conn, CtlError> {
-        let client = admin::connect(addr, &self.config)
-            .await
-            .map_err(|e| CtlError::Connect { addr: addr.to_owned(), reason: e.to_string() })?;
-        Ok(Conn { addr: addr.to_owned(), client })
+        let client = admin::connect(addr, &self.config).await.map_err(|e| {
+            // A TLS handshake with a plain HTTP server fails here, before
+            // any call: the server's HTTP/1 answer gives it away.
+            let reason = e.to_string();
+            if self.config.tls.is_some() && answers_http1(addr) {
+                CtlError::HttpPort { addr: addr.to_owned(), detail: reason }
+            } else {
+                CtlError::Connect { addr: addr.to_owned(), reason }
+            }
+        })?;
+        Ok(Conn { addr: addr.to_owned(), client, tls: self.config.tls.is_some() })
     }
 
     fn rpc_error(op: &'static str, conn: &Conn, status: tonic::Status) -> CtlError {
+        if let Some(detail) = http_port_symptom(&status) {
+            return CtlError::HttpPort { addr: conn.addr.clone(), detail };
+        }
+        let transport_failure = matches!(
+            status.code(),
+            tonic::Code::Unknown
+                | tonic::Code::Unavailable
+                | tonic::Code::Internal
+                | tonic::Code::Unimplemented
+        ) && {
+            let m = status.message();
+            m.contains("transport error")
+                || m.contains("connection error")
+                || m.contains("tcp connect")
+                || status.code() == tonic::Code::Unimplemented
+        };
+        if transport_failure && !conn.tls && answers_http1(&conn.addr) {
+            return CtlError::HttpPort { addr: conn.addr.clone(), detail: status_chain(&status) };
+        }
         if status.code() == tonic::Code::Unimplemented {
             return CtlError::Unsupported { op };
         }
-        if status.code() == tonic::Code::Unavailable && status.message().contains("tcp connect") {
-            return CtlError::Connect { addr: conn.addr.clone(), reason: status.message().to_owned() };
+        if transport_failure {
+            return CtlError::Connect { addr: conn.addr.clone(), reason: status_chain(&status) };
         }
         CtlError::Rpc { op, addr: conn.addr.clone(), status: describe(&status) }
     }
@@ -365,41 +583,130 @@ impl Ctl {
     async fn run(&self, addr: &str, command: Command) -> Result<(), CtlError> {
         let timeout_ms = self.timeout_ms;
         match command {
-            Command::Status => {
-                let mut conn = self.connect(addr).await?;
-                let (status, stats) = self.status(&mut conn).await?;
-                let leader = self.leader_of(&mut conn).await?;
-                let num = |k: &str| stats[k].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                let value = json!({
-                    "address": addr,
-                    "id": stats["id"],
-                    "state": status.state,
-                    "term": num("term"),
-                    "leader": leader.as_ref().map(|(id, a)| json!({ "id": id, "address": a })),
-                    "last_index": status.last_index,
-                    "commit_index": num("commit_index"),
-                    "applied_index": status.applied_index,
-                    "snapshot_index": num("last_snapshot_index"),
-                    "first_index": status.first_index,
-                    "stats": stats,
-                });
-                self.print(value.clone(), || {
-                    let leader =
-                        leader.map(|(id, a)| format!("{id} ({a})")).unwrap_or_else(|| "none known".into());
-                    let rows = [
-                        ("address", addr.to_owned()),
-                        ("id", value["id"].as_str().unwrap_or("?").to_owned()),
-                        ("state", value["state"].as_str().unwrap_or("?").to_owned()),
-                        ("term", value["term"].to_string()),
-                        ("leader", leader),
-                        ("last index", value["last_index"].to_string()),
-                        ("commit index", value["commit_index"].to_string()),
-                        ("applied index", value["applied_index"].to_string()),
-                        ("snapshot index", value["snapshot_index"].to_string()),
-                        ("first index", value["first_index"].to_string()),
-                    ];
-                    rows.iter().map(|(k, v)| format!("{k:<15} {v}")).collect::<Vec<_>>().join("\n")
-                });
+            Command::Status { watch: false, .. } => self.status_once(addr).await?,
+            Command::Status { watch: true, interval_ms, count } => {
+                let mut shown = 0u64;
+                loop {
+                    if let Err(e) = self.status_once(addr).await {
+                        // A node that is down is worth seeing, not the end
+                        // of the watch.
+                        eprintln!("raftctl: error: {e}");
+                    }
+                    shown += 1;
+                    if count.is_some_and(|c| shown >= c) {
+                        break;
+                    }
+                    if !self.json {
+                        println!();
+                    }
+                    tokio::time::sleep(Duration::from_millis(interval_ms.max(1))).await;
+                }
+            }
+            Command::Recover { data_dir, peers, id, dry_run } => {
+                let (value, human) =
+                    recover::recover(&data_dir, &peers, id.as_deref(), self.cluster_id.as_deref(), dry_run)
+                        .await
+                        .map_err(CtlError::Other)?;
+                self.print(value, || human);
+            }
+            Command::Snapshot { action: Some(SnapshotCommand::Save { file }) } => {
+                let mut conn = self.leader(addr).await?;
+                let (value, human) = snapshots::save(&mut conn, &file).await?;
+                self.print(value, || human);
+            }
+            Command::Snapshot { action: Some(SnapshotCommand::Restore { file }) } => {
+                // Verify the file before looking for the leader: a damaged
+                // backup is refused without touching the cluster.
+                let info = raft_examples::backup::verify(&file)
+                    .map_err(|e| CtlError::Other(format!("refusing to restore: {e}")))?;
+                let mut conn = self.leader(addr).await?;
+                let (value, human) = snapshots::restore(&mut conn, &file, &info, timeout_ms).await?;
+                self.print(value, || human);
+            }
+            Command::Members { action: None } => self.members(addr).await?,
+            other => self.run_simple(addr, other).await?,
+        }
+        Ok(())
+    }
+
+    /// One `status` answer of the node at `addr`, printed.
+    async fn status_once(&self, addr: &str) -> Result<(), CtlError> {
+        let mut conn = self.connect(addr).await?;
+        let (status, stats) = self.status(&mut conn).await?;
+        let leader = self.leader_of(&mut conn).await?;
+        let num = |k: &str| stats[k].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let value = json!({
+            "address": addr,
+            "id": stats["id"],
+            "state": status.state,
+            "term": num("term"),
+            "leader": leader.as_ref().map(|(id, a)| json!({ "id": id, "address": a })),
+            "last_index": status.last_index,
+            "commit_index": num("commit_index"),
+            "applied_index": status.applied_index,
+            "snapshot_index": num("last_snapshot_index"),
+            "first_index": status.first_index,
+            "stats": stats,
+        });
+        self.print(value.clone(), || {
+            let leader = leader.map(|(id, a)| format!("{id} ({a})")).unwrap_or_else(|| "none known".into());
+            let rows = [
+                ("address", addr.to_owned()),
+                ("id", value["id"].as_str().unwrap_or("?").to_owned()),
+                ("state", value["state"].as_str().unwrap_or("?").to_owned()),
+                ("term", value["term"].to_string()),
+                ("leader", leader),
+                ("last index", value["last_index"].to_string()),
+                ("commit index", value["commit_index"].to_string()),
+                ("applied index", value["applied_index"].to_string()),
+                ("snapshot index", value["snapshot_index"].to_string()),
+                ("first index", value["first_index"].to_string()),
+            ];
+            rows.iter().map(|(k, v)| format!("{k:<15} {v}")).collect::<Vec<_>>().join("\n")
+        });
+        Ok(())
+    }
+
+    /// `members`: the `Members` answer of the leader (asked through the
+    /// node at `addr`); the plain configuration from servers without it.
+    async fn members(&self, addr: &str) -> Result<(), CtlError> {
+        let mut conn = self.connect(addr).await?;
+        let mut answer = match conn.client.members(pb::MembersRequest {}).await {
+            Ok(answer) => answer.into_inner(),
+            Err(status) => {
+                return match Self::rpc_error("members", &conn, status) {
+                    CtlError::Unsupported { .. } => {
+                        self.run_simple(addr, Command::Members { action: None }).await
+                    }
+                    other => Err(other),
+                };
+            }
+        };
+        if !answer.from_leader && !answer.leader_id.is_empty() && answer.leader_id != answer.node_id {
+            if !self.json {
+                eprintln!(
+                    "{addr} ({}) is not the leader; asking the leader {} at {} for replication progress",
+                    answer.node_id, answer.leader_id, answer.leader_address
+                );
+            }
+            let mut leader = self.connect(&answer.leader_address).await?;
+            answer = leader
+                .client
+                .members(pb::MembersRequest {})
+                .await
+                .map_err(|s| Self::rpc_error("members", &leader, s))?
+                .into_inner();
+        }
+        self.print(members::members_json(&answer), || members::members_table(&answer));
+        Ok(())
+    }
+
+    /// The commands that make one plain call (or a few).
+    async fn run_simple(&self, addr: &str, command: Command) -> Result<(), CtlError> {
+        let timeout_ms = self.timeout_ms;
+        match command {
+            Command::Status { .. } | Command::Recover { .. } | Command::Snapshot { action: Some(_) } => {
+                return Err(CtlError::Other("raftctl: this command is not run here".into()));
             }
             Command::Members {
                 action: Some(MembersCommand::Change { add, nonvoter, remove, promote, demote, prev_index }),
@@ -545,7 +852,7 @@ impl Ctl {
                     None => format!("{previous} handed over leadership; the new leader is not known yet"),
                 });
             }
-            Command::Snapshot => {
+            Command::Snapshot { action: None } => {
                 let mut conn = self.connect(addr).await?;
                 let snap = conn
                     .client
@@ -642,12 +949,12 @@ async fn main() -> ExitCode {
     };
     let config = GrpcConfig {
         tls,
-        cluster_id: cli.cluster_id,
+        cluster_id: cli.cluster_id.clone(),
         connect_timeout: Duration::from_secs(3),
         rpc_timeout: Duration::from_millis(cli.timeout_ms.saturating_add(5_000)),
         ..GrpcConfig::default()
     };
-    let ctl = Ctl { config, json: cli.json, timeout_ms: cli.timeout_ms };
+    let ctl = Ctl { config, json: cli.json, timeout_ms: cli.timeout_ms, cluster_id: cli.cluster_id };
     match ctl.run(&cli.addr, cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

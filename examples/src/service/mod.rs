@@ -11,6 +11,8 @@
 //! - [`server`]: the HTTP server loop (connection timeouts, graceful stop).
 //! - [`tls`]: loading a `--tls-dir` (ca.pem, node.pem, node-key.pem).
 //! - [`error`]: [`NodeError`], why a node could not start, join or stop.
+//! - [`metrics`]: [`MetricsServer`], the raft series for Prometheus
+//!   (`kv serve --metrics-addr`).
 //!
 //! # How a follower finds the leader's API
 //! The raft configuration holds transport addresses only. Each node's HTTP
@@ -29,9 +31,11 @@
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod metrics;
 pub mod node;
 pub mod server;
 pub mod tls;
 
 pub use error::NodeError;
+pub use metrics::MetricsServer;
 pub use node::{KvNode, NodeExit, NodeOptions};

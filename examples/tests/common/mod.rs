@@ -222,6 +222,11 @@ impl KvProc {
         status.code()
     }
 
+    /// The node's data directory (`--data-dir`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The process's output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

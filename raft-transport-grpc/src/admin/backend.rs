@@ -7,7 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use raft::{ConfChange, Configuration, Fsm, Raft, RaftState, ServerAddress, ServerId, SnapshotMeta};
+use raft::{
+    ConfChange, Configuration, Fsm, Metrics, Raft, RaftState, ServerAddress, ServerId, SnapshotMeta,
+    SnapshotReader,
+};
 
 /// A node's role, leader and log indexes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +90,34 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn stats(&self) -> BTreeMap<String, String>;
     /// Role, leader and indexes.
     fn status(&self) -> NodeStatus;
+    /// The node's current [`Metrics`] (per-follower progress on the
+    /// leader), for the `Members` call. The default (`None`) makes
+    /// `Members` answer the configuration without progress, so backends
+    /// written before this method existed still compile.
+    fn metrics(&self) -> Option<Metrics> {
+        None
+    }
+    /// Opens the node's latest snapshot, taking one first if anything was
+    /// applied since the last (see [`Raft::snapshot`]), for the
+    /// `DownloadSnapshot` call. The default refuses with
+    /// [`raft::Error::InvalidConfig`].
+    async fn latest_snapshot(&self) -> raft::Result<(SnapshotMeta, SnapshotReader)> {
+        tracing::warn!("snapshot download refused: this admin backend does not support it");
+        Err(raft::Error::InvalidConfig("this admin backend does not support snapshot downloads".into()))
+    }
+    /// Replaces the cluster's state with a snapshot (see [`Raft::restore`]),
+    /// for the `RestoreSnapshot` call. The default refuses with
+    /// [`raft::Error::InvalidConfig`].
+    async fn restore(
+        &self,
+        meta: SnapshotMeta,
+        reader: SnapshotReader,
+        timeout: Duration,
+    ) -> raft::Result<()> {
+        let _ = (reader, timeout);
+        tracing::warn!(size = meta.size, "snapshot restore refused: this admin backend does not support it");
+        Err(raft::Error::InvalidConfig("this admin backend does not support snapshot restores".into()))
+    }
 }
 
 #[async_trait]
@@ -167,6 +198,25 @@ where
             last_index: Raft::last_index(self),
             first_index: Raft::first_index(self),
         }
+    }
+
+    fn metrics(&self) -> Option<Metrics> {
+        let metrics = Raft::metrics(self).borrow().clone();
+        Some(metrics)
+    }
+
+    async fn latest_snapshot(&self) -> raft::Result<(SnapshotMeta, SnapshotReader)> {
+        let handle = Raft::snapshot(self).await?;
+        handle.open().await
+    }
+
+    async fn restore(
+        &self,
+        meta: SnapshotMeta,
+        reader: SnapshotReader,
+        timeout: Duration,
+    ) -> raft::Result<()> {
+        Raft::restore(self, meta, reader, timeout).await
     }
 }
 

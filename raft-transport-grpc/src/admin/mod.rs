@@ -74,17 +74,30 @@
 //! # Ok(()) }
 //! ```
 //!
+//! For operators (`raftctl members`, `raftctl snapshot save|restore`):
+//! `Members` answers the configuration with, on the leader, each member's
+//! match index, lag behind the leader's last index, last contact and
+//! whether it is catching up (a non-leader names the leader instead);
+//! `DownloadSnapshot` streams the node's latest snapshot (a metadata
+//! message, then data chunks), taking one first if anything was applied
+//! since; `RestoreSnapshot` uploads one (a header, then data chunks) into
+//! [`raft::Raft::restore`] on the leader.
+//!
 //! - [`backend`]: [`AdminBackend`], what the service needs from a node, and
 //!   [`AdminSlot`], where a transport finds it.
 //! - `service` (private): the gRPC handlers and the error mapping.
+//! - `members` (private): the `Members` answer from a node's metrics.
+//! - `streams` (private): the snapshot download and restore streams.
 //! - [`client`]: [`connect`] for tools.
 
 pub mod backend;
 pub mod client;
+mod members;
 mod service;
+mod streams;
 
 pub use backend::{AdminBackend, AdminSlot, NodeStatus};
-pub use client::{connect, AdminClient};
+pub use client::{connect, error_chain, AdminClient};
 pub(crate) use service::admin_routes;
 pub use service::{LEADER_ADDRESS_METADATA_KEY, LEADER_ID_METADATA_KEY};
 

@@ -45,7 +45,7 @@ impl AdminService {
     }
 }
 
-fn to_status(err: raft::Error) -> Status {
+pub(crate) fn to_status(err: raft::Error) -> Status {
     let msg = err.to_string();
     match err {
         raft::Error::NotLeader { leader } => {
@@ -77,6 +77,9 @@ fn to_status(err: raft::Error) -> Status {
         // malformed request.
         raft::Error::NothingToSnapshot => Status::failed_precondition(msg),
         raft::Error::MembershipChangeRefused(_) => Status::invalid_argument(msg),
+        // A restored snapshot that does not match its size or fails
+        // verification.
+        raft::Error::Storage(raft::StorageError::Corrupt { .. }) => Status::data_loss(msg),
         other => {
             tracing::warn!(error = %other, "admin operation failed");
             Status::internal(other.to_string())
@@ -135,7 +138,7 @@ fn require(field: &str, value: String) -> Result<String, Status> {
     Ok(value)
 }
 
-fn timeout(ms: u64) -> Duration {
+pub(crate) fn timeout(ms: u64) -> Duration {
     if ms == 0 {
         DEFAULT_CHANGE_TIMEOUT
     } else {
@@ -143,7 +146,7 @@ fn timeout(ms: u64) -> Duration {
     }
 }
 
-fn members(configuration: &Configuration) -> Vec<pb::Member> {
+pub(crate) fn members(configuration: &Configuration) -> Vec<pb::Member> {
     configuration
         .servers
         .iter()
@@ -167,6 +170,45 @@ fn state_name(state: RaftState) -> String {
 
 #[tonic::async_trait]
 impl RaftAdmin for AdminService {
+    type DownloadSnapshotStream = super::streams::SnapshotStream;
+
+    async fn members(
+        &self,
+        _request: Request<pb::MembersRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
+        let backend = self.backend()?;
+        if let Some(metrics) = backend.metrics() {
+            return Ok(Response::new(super::members::from_metrics(&metrics)));
+        }
+        // A backend without metrics: the configuration, no progress.
+        let (configuration, index) = backend.get_configuration().await.map_err(to_status)?;
+        let status = backend.status();
+        let mut response = super::members::skeleton(&configuration, index, status.leader.as_ref());
+        response.last_index = status.last_index;
+        Ok(Response::new(response))
+    }
+
+    async fn download_snapshot(
+        &self,
+        _request: Request<pb::DownloadSnapshotRequest>,
+    ) -> Result<Response<Self::DownloadSnapshotStream>, Status> {
+        let (meta, reader) = self.backend()?.latest_snapshot().await.map_err(to_status)?;
+        tracing::info!(
+            id = %meta.id, index = meta.index, term = meta.term, size = meta.size,
+            "streaming a snapshot through the admin service"
+        );
+        Ok(Response::new(super::streams::download_stream(meta, reader)))
+    }
+
+    async fn restore_snapshot(
+        &self,
+        request: Request<tonic::Streaming<pb::RestoreSnapshotChunk>>,
+    ) -> Result<Response<pb::RestoreSnapshotResponse>, Status> {
+        let backend = self.backend()?;
+        let response = super::streams::restore_upload(backend, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
     async fn get_configuration(
         &self,
         _request: Request<pb::GetConfigurationRequest>,

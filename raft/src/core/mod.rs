@@ -46,6 +46,8 @@
 //! - `snapshot`: sending and installing snapshots, log compaction.
 //! - `transfer`: leadership transfer.
 //! - `promotion`: when a server added as a voter has caught up.
+//! - `autopilot`: server health, stabilization before promotion and
+//!   dead-server cleanup, as pure rules in ticks (driven by the runtime).
 //! - `removal`: learning that this server was removed (terminal state).
 //! - `rng`: seeded randomness for timeouts.
 //! - `boundary`: the types crossing the boundary (`Message`, `Ready`,
@@ -64,6 +66,7 @@
 //! `purity` test fails the build's tests if a file here names tokio,
 //! `std::time`, `std::fs`, `std::net` or the runtime.
 
+pub(crate) mod autopilot;
 mod boundary;
 pub mod confchange;
 mod election;

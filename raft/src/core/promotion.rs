@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use super::autopilot::Stability;
 use super::{Core, PeerProgress};
 use crate::types::ServerId;
 
@@ -45,6 +46,18 @@ pub enum CatchUp {
     /// This node is not the leader, or has no progress for the server
     /// (it is not in the configuration).
     Unknown,
+    /// (Autopilot, [`Config::autopilot`](crate::Config::autopilot)) it
+    /// caught up, but has not yet been healthy without a break for the
+    /// server stabilization time; becoming unhealthy restarts the count.
+    Stabilizing {
+        /// Whether it is healthy now (answered within the last-contact
+        /// threshold and is within `max_trailing_logs` of the leader).
+        healthy: bool,
+        /// Ticks it has been healthy without a break (0 when unhealthy).
+        healthy_ticks: u64,
+        /// Ticks of health the stabilization time requires.
+        needed_ticks: u64,
+    },
 }
 
 impl fmt::Display for CatchUp {
@@ -62,6 +75,15 @@ impl fmt::Display for CatchUp {
                 "has not answered for {ticks_since_contact} ticks (more than an election timeout, {limit} ticks)"
             ),
             CatchUp::Unknown => write!(f, "no replication progress for it on this node"),
+            CatchUp::Stabilizing { healthy: true, healthy_ticks, needed_ticks } => write!(
+                f,
+                "caught up; autopilot stabilization: healthy for {healthy_ticks} of the {needed_ticks} ticks required"
+            ),
+            CatchUp::Stabilizing { healthy: false, needed_ticks, .. } => write!(
+                f,
+                "caught up but unhealthy by autopilot's bounds (last contact or lag too high); \
+                 it must stay healthy for {needed_ticks} ticks"
+            ),
         }
     }
 }
@@ -99,6 +121,18 @@ pub(crate) fn check(progress: Option<&PeerProgress>, b: &PromotionBounds) -> Cat
         return CatchUp::Silent { ticks_since_contact: p.ticks_since_contact, limit: b.contact_ticks };
     }
     CatchUp::Ready
+}
+
+/// With autopilot on: a caught-up server (`status` is [`CatchUp::Ready`])
+/// is ready only once it has been healthy for the stabilization time;
+/// any other status is returned unchanged.
+pub(crate) fn stabilized(status: CatchUp, stability: Stability) -> CatchUp {
+    match (status, stability) {
+        (CatchUp::Ready, Stability::Unstable { healthy, healthy_ticks, needed }) => {
+            CatchUp::Stabilizing { healthy, healthy_ticks, needed_ticks: needed }
+        }
+        (status, _) => status,
+    }
 }
 
 impl Core {
@@ -165,6 +199,19 @@ mod tests {
     fn not_before_the_configuration_that_added_it_is_committed() {
         let b = bounds(5, 4, 6);
         assert_eq!(check(Some(&progress(6, 0)), &b), CatchUp::NotCommitted { added_at: 5, commit: 4 });
+    }
+
+    #[test]
+    fn with_autopilot_a_caught_up_server_waits_for_stabilization() {
+        let unstable = Stability::Unstable { healthy: true, healthy_ticks: 3, needed: 10 };
+        assert_eq!(
+            stabilized(CatchUp::Ready, unstable),
+            CatchUp::Stabilizing { healthy: true, healthy_ticks: 3, needed_ticks: 10 }
+        );
+        assert_eq!(stabilized(CatchUp::Ready, Stability::Stable), CatchUp::Ready);
+        // Not caught up: the catch-up status says why, whatever the health.
+        let behind = CatchUp::Behind { matched: 1, needed: 5 };
+        assert_eq!(stabilized(behind, unstable), behind);
     }
 
     #[test]

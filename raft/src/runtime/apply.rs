@@ -20,6 +20,8 @@ use crate::types::{Configuration, Log, LogType, SnapshotPosition};
 pub(crate) struct ApplyBatch<R> {
     pub(crate) entries: Vec<Log>,
     pub(crate) waiters: Vec<(u64, Waiter<R>)>,
+    /// When the client writes among them were proposed and committed.
+    pub(crate) stamp: Option<crate::telemetry::WriteStamp>,
 }
 
 /// A point-in-time FSM snapshot and the log position it reflects.
@@ -67,6 +69,8 @@ pub(crate) struct ApplyTask<F: Fsm> {
     /// The log store, read for committed entries the core no longer holds
     /// in memory.
     pub(crate) logs: Arc<dyn LogStore>,
+    /// Metric handles and trace fields.
+    pub(crate) telemetry: crate::telemetry::ApplyTelemetry,
 }
 
 pub(crate) async fn run<F: Fsm>(
@@ -86,11 +90,13 @@ pub(crate) async fn run<F: Fsm>(
             ApplyMsg::Batch(first) => {
                 let mut entries = first.entries;
                 let mut waiters = first.waiters;
+                let mut stamp = first.stamp;
                 while entries.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(ApplyMsg::Batch(more)) => {
                             entries.extend(more.entries);
                             waiters.extend(more.waiters);
+                            stamp = crate::telemetry::WriteStamp::earliest(stamp, more.stamp);
                         }
                         Ok(other) => {
                             carry = Some(other);
@@ -99,7 +105,11 @@ pub(crate) async fn run<F: Fsm>(
                         Err(_) => break,
                     }
                 }
+                let range = entries.first().zip(entries.last()).map(|(f, l)| (f.index, l.index));
                 task.apply(entries, waiters).await;
+                if let Some((lo, hi)) = range {
+                    task.telemetry.applied(lo, hi, stamp);
+                }
             }
             ApplyMsg::FromStore { lo, hi, waiters } => {
                 if !task.apply_from_store(lo, hi, waiters).await {
@@ -241,8 +251,10 @@ impl<F: Fsm> ApplyTask<F> {
     /// the FSM state can no longer be trusted and nothing more is applied.
     async fn restore(&mut self, id: &str, position: SnapshotPosition) -> bool {
         let index = position.index;
+        let (started, mut size) = (tokio::time::Instant::now(), 0);
         let result = match self.snaps.open(id).await {
             Ok((meta, reader)) => {
+                size = meta.size;
                 super::verify::restore_verified(&mut self.fsm, id, reader, Some(meta.size)).await
             }
             Err(e) => Err(e.into()),
@@ -250,6 +262,7 @@ impl<F: Fsm> ApplyTask<F> {
         match result {
             Ok(()) => {
                 tracing::info!(snapshot = id, index, "state machine restored from snapshot");
+                self.telemetry.restored(started.elapsed(), size);
                 self.position = position;
                 self.set_applied(index);
                 true
@@ -387,6 +400,7 @@ mod tests {
             applied_tx,
             failures,
             logs: store.clone(),
+            telemetry: crate::telemetry::ApplyTelemetry::new(&crate::types::ServerId::from("test")),
         };
         (task, store, failed)
     }

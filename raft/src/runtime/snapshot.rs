@@ -77,6 +77,8 @@ pub(crate) struct SnapshotTask<R> {
     /// Jitter source for the interval checks.
     pub(crate) rng: crate::Rng,
     pub(crate) events: mpsc::UnboundedSender<SnapshotTaken>,
+    /// Metric handles.
+    pub(crate) telemetry: crate::telemetry::SnapshotTelemetry,
 }
 
 /// How often the applied index is compared with `snapshot_log_limit`.
@@ -199,6 +201,7 @@ impl<R: Send + 'static> SnapshotTask<R> {
     /// is new (`false`: nothing was applied since the last one, which is
     /// returned).
     async fn take(&mut self) -> Result<(SnapshotHandle, bool), Error> {
+        let started = tokio::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         self.apply_tx.send(ApplyMsg::Capture(tx)).map_err(|_| Error::Shutdown)?;
         let capture = rx.await.map_err(|_| Error::Shutdown)??;
@@ -213,6 +216,7 @@ impl<R: Send + 'static> SnapshotTask<R> {
         }
         let meta = write_snapshot(&*self.snaps, capture.snapshot, &capture.position).await?;
         tracing::info!(index = meta.index, size = meta.size, id = %meta.id, "snapshot taken");
+        self.telemetry.taken(started.elapsed(), meta.size);
         self.last_snapshot = meta.index;
         Ok((SnapshotHandle { meta, store: self.snaps.clone() }, true))
     }

@@ -1,6 +1,6 @@
 //! Loading a node's durable state at start, and the free functions that
-//! work on stores directly: [`has_existing_state`], [`bootstrap_cluster`]
-//! and [`recover_cluster`].
+//! work on stores directly: [`has_existing_state`], [`stored_node_id`],
+//! [`bootstrap_cluster`] and [`recover_cluster`].
 
 use std::ops::Range;
 
@@ -10,7 +10,7 @@ use crate::error::{Error, StorageError};
 use crate::fsm::Fsm;
 use crate::snapshot::SnapshotStore;
 use crate::storage::{LogStore, StableStore};
-use crate::transport::{Transport, ENTRY_OVERHEAD};
+use crate::transport::ENTRY_OVERHEAD;
 use crate::types::{Configuration, HardState, Log, LogEntryMeta, LogType, SnapshotMeta, SnapshotPosition};
 
 use super::{COMMIT_KEY, HARD_STATE_KEY, REMOVED_KEY};
@@ -56,6 +56,15 @@ pub async fn has_existing_state(
     Ok(!snaps.list().await?.is_empty())
 }
 
+/// The id of the node whose stores these are, as recorded by
+/// [`bootstrap_cluster`], [`recover_cluster`] or the node's first start;
+/// `None` if the stores record none (new, or written before node ids were
+/// recorded). Offline tools (e.g. `raftctl recover`) use it to act as the
+/// node without being told its id.
+pub async fn stored_node_id(stable: &dyn StableStore) -> Result<Option<crate::types::ServerId>, Error> {
+    super::identity::stored_node_id(stable).await
+}
+
 /// Writes the first configuration of a new cluster directly to the stores
 /// of a node that is not running: term 1 and a configuration entry at
 /// index 1. Call it with the same configuration on every initial server (or
@@ -68,13 +77,15 @@ pub async fn has_existing_state(
 /// configuration agrees). Returns [`Error::NodeIdMismatch`] if the stores
 /// belong to another node.
 ///
+/// API change: it no longer takes a transport (it never used one); drop
+/// that argument from calls.
+///
 /// [`ClusterId::derive`]: crate::ClusterId::derive
 pub async fn bootstrap_cluster(
     config: &Config,
     logs: &dyn LogStore,
     stable: &dyn StableStore,
     snaps: &dyn SnapshotStore,
-    _transport: &dyn Transport,
     configuration: Configuration,
 ) -> Result<(), Error> {
     config.validate()?;
@@ -115,13 +126,16 @@ pub async fn bootstrap_cluster(
 /// The node keeps its stored cluster id; a node that has none (its store
 /// predates cluster ids) gets [`Config::cluster_id`] if set, else the id
 /// derived from `configuration`, like a bootstrap.
+///
+/// API change: it no longer takes a transport (it never used one); drop
+/// that argument from calls. `raftctl recover --data-dir DIR --peers
+/// peers.json` runs it on a `kv` node's data directory.
 pub async fn recover_cluster<F: Fsm>(
     config: &Config,
     mut fsm: F,
     logs: &dyn LogStore,
     stable: &dyn StableStore,
     snaps: &dyn SnapshotStore,
-    _transport: &dyn Transport,
     configuration: Configuration,
 ) -> Result<(), Error> {
     config.validate()?;

@@ -77,6 +77,7 @@ pub(crate) async fn run(
     stable: Arc<dyn StableStore>,
     mut jobs: mpsc::UnboundedReceiver<PersistJob>,
     events: mpsc::UnboundedSender<WriterEvent>,
+    telemetry: crate::telemetry::WriterTelemetry,
 ) {
     let mut carry: Option<PersistJob> = None;
     loop {
@@ -98,8 +99,13 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        match persist(&*logs, &*stable, &job).await {
+        let (first, last) =
+            (job.entries.first().map_or(0, |e| e.index), job.entries.last().map_or(0, |e| e.index));
+        let span = tracing::debug_span!("log_write", node = %telemetry.node, first, last, entries = job.entries.len());
+        let started = tokio::time::Instant::now();
+        match tracing::Instrument::instrument(persist(&*logs, &*stable, &job), span).await {
             Ok(first_index) => {
+                telemetry.wrote(job.entries.len(), first, last, started.elapsed());
                 let last = job.entries.last().map(|e| (e.index, e.term));
                 let done = WriterEvent::Persisted { last, messages: job.messages, seq: job.seq, first_index };
                 if events.send(done).is_err() {

@@ -141,9 +141,7 @@ async fn open_stores(
 async fn build(node_dir: &Path, entries: u64, payload: usize) -> Result<u64, BoxError> {
     let (logs, snaps) = open_stores(node_dir).await?;
     let configuration = Configuration::new(MEMBERS.iter().map(|id| Server::voter(*id, *id)).collect());
-    let net = InmemNetwork::new();
-    raft::bootstrap_cluster(&restart_config(None), &logs, &logs, &snaps, &net.transport(NODE), configuration)
-        .await?;
+    raft::bootstrap_cluster(&restart_config(None), &logs, &logs, &snaps, configuration).await?;
     let first = logs.last_index().await? + 1;
     let term = match logs.get_log(first - 1).await? {
         Some(entry) => entry.term,

@@ -84,6 +84,7 @@ impl<R: Send + 'static> Node<R> {
     /// Handles one request plus any others already queued, folding
     /// consecutive writes into one proposal.
     pub(super) fn on_requests(&mut self, first: Request<R>) -> Flow {
+        let _span = tracing::debug_span!("client_requests", term = self.core.term()).entered();
         let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some(req) = next.take() {
@@ -152,6 +153,7 @@ impl<R: Send + 'static> Node<R> {
         match self.core.propose(commands) {
             Ok(first) => {
                 let term = self.core.term();
+                self.telemetry.proposed(term, first, batch.len());
                 for (index, p) in (first..).zip(batch) {
                     if let Some(at) = p.deadline {
                         self.track_deadline(at);
@@ -265,8 +267,10 @@ impl<R: Send + 'static> Node<R> {
     /// writes among them.
     pub(super) fn dispatch_apply(&mut self, entries: Vec<crate::types::Log>) {
         let mut waiters = Vec::new();
+        let mut stamp = None;
         if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
             let (lo, hi) = (first.index, last.index);
+            stamp = self.telemetry.committed(self.core.term(), lo, hi);
             // Waiters are keyed by index, so the ones for this batch are the
             // smallest keys: pop them off the front, no lookups.
             while let Some(entry) = self.clients.waiters.first_entry() {
@@ -285,7 +289,7 @@ impl<R: Send + 'static> Node<R> {
                 }
             }
         }
-        let _ = self.apply.tx.send(ApplyMsg::Batch(ApplyBatch { entries, waiters }));
+        let _ = self.apply.tx.send(ApplyMsg::Batch(ApplyBatch { entries, waiters, stamp }));
     }
 
     /// Asks the FSM task to read committed entries `lo..=hi` from the log
@@ -293,6 +297,7 @@ impl<R: Send + 'static> Node<R> {
     /// the waiters of the writes among them. Sent before the entries that
     /// follow, so the FSM applies in log order.
     pub(super) fn dispatch_apply_from_store(&mut self, lo: u64, hi: u64) {
+        let _ = self.telemetry.committed(self.core.term(), lo, hi);
         let mut waiters = Vec::new();
         while let Some(entry) = self.clients.waiters.first_entry() {
             let k = *entry.key();

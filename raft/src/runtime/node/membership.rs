@@ -6,7 +6,9 @@
 //! - A server added as a voter is promoted only once the core's promotion
 //!   policy ([`Core::catch_up`]) says it caught up: it acknowledged the
 //!   configuration that added it, is within one pipeline window of the
-//!   leader's last index and answered within the last election timeout.
+//!   leader's last index and answered within the last election timeout;
+//!   with autopilot on, only once it has also been healthy for the server
+//!   stabilization time (`autopilot`).
 //! - The caller's timeout ends the promotion on the leader too: the server
 //!   stays a non-voter and the caller gets [`Error::CatchUpTimeout`], so a
 //!   server that never answers cannot block later changes.
@@ -206,7 +208,7 @@ impl<R: Send + 'static> Node<R> {
 
     /// Describes a promotion under way, for the in-progress error.
     pub(super) fn describe_promotion(&self, p: &Promotion) -> String {
-        let status = self.core.catch_up(&p.id, p.after_index);
+        let status = self.promotion_status(&p.id, p.after_index);
         let until = match p.deadline {
             Some(at) => format!(
                 "; it ends in {:?} if the server has not caught up",
@@ -255,7 +257,7 @@ impl<R: Send + 'static> Node<R> {
         let now = tokio::time::Instant::now();
         let mut waiting = Vec::new();
         for p in std::mem::take(&mut self.membership.promotions) {
-            let status = self.core.catch_up(&p.id, p.after_index);
+            let status = self.promotion_status(&p.id, p.after_index);
             if status != CatchUp::Ready {
                 if p.deadline.is_some_and(|at| at <= now) {
                     self.end_promotion(p, &status);

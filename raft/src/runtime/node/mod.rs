@@ -26,7 +26,9 @@
 //!   uncommitted-bytes limit;
 //! - `publish` ([`Publisher`]): state, metrics and observers;
 //! - `cluster` ([`ClusterGuard`]): the cluster identity of requests;
-//! - `removed`: the terminal state after this server was removed.
+//! - `removed`: the terminal state after this server was removed;
+//! - `autopilot` ([`Autopilot`]): followers' health, stabilization before
+//!   promotion and dead-server cleanup.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -52,6 +54,7 @@ use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
 use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta, Suffrage};
 
+mod autopilot;
 mod clients;
 mod clock;
 mod cluster;
@@ -71,6 +74,7 @@ mod room;
 mod rpc;
 mod snapshots;
 
+use self::autopilot::Autopilot;
 use self::clients::{Clients, Pending};
 use self::clock::TickClock;
 use self::cluster::ClusterGuard;
@@ -203,6 +207,10 @@ struct Node<R> {
     reload_ticker: bool,
     /// How many ticks the core is owed, from the monotonic clock.
     clock: TickClock,
+    /// Metric handles and the write-stage tracker ([`crate::telemetry`]).
+    telemetry: crate::telemetry::NodeTelemetry,
+    /// Followers' health, stabilization and dead-server cleanup.
+    autopilot: Autopilot,
 }
 
 enum Flow {
@@ -218,6 +226,7 @@ impl<R> Node<R> {
         let snapshot_task = Worker { tx: task.snapshot_cmds, task: task.snapshot_task };
         let task_tick = task.config.tick_interval();
         let max_catch_up = max_catch_up(&task.config);
+        let telemetry = crate::telemetry::NodeTelemetry::new(&task.config.local_id);
         Node {
             clients: Clients::new(task.requests),
             reads: Reads::default(),
@@ -246,6 +255,8 @@ impl<R> Node<R> {
             shutdown_ack: Vec::new(),
             reload_ticker: false,
             clock: TickClock::new(tokio::time::Instant::now(), task_tick, max_catch_up),
+            telemetry,
+            autopilot: Autopilot::default(),
         }
     }
 }
@@ -336,6 +347,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 node.on_ticks_due();
                 node.check_store_progress();
                 node.prune_peers();
+                node.autopilot_tick();
                 node.advance_promotions();
                 node.assign_legacy_cluster_id();
                 node.record_commit(false);
@@ -533,6 +545,7 @@ impl<R: Send + 'static> Node<R> {
         }
         self.rpcs.pending.clear();
         self.rpcs.inbound = None;
+        self.telemetry.stopped(self.core.term());
         let Node { snapshots, store, apply, shared, fatal, shutdown_ack, .. } = self;
         snapshots.task.stop().await;
         store.writer.stop().await;

@@ -84,6 +84,7 @@ impl<R: Send + 'static> Node<R> {
                 self.compactions_done(seq, first_index);
                 if let Some((index, term)) = last {
                     self.core.persisted(index, term);
+                    self.telemetry.persisted(index);
                     self.shared.last_index.store(self.core.last_index(), Ordering::Release);
                 }
                 for m in messages {

@@ -71,6 +71,7 @@ impl<R: Send + 'static> Node<R> {
         let leader_pair = leader.as_ref().and_then(|id| self.address_of(id).map(|a| (id.clone(), a)));
         if changed {
             tracing::debug!(state = %state, term = core.term(), leader = ?leader, "state changed");
+            self.telemetry.role_changed(state, core.term(), leader.as_ref());
             if state != self.publisher.last.state {
                 self.shared.observers.notify(Observation::StateChanged(state));
             }
@@ -111,10 +112,19 @@ impl<R: Send + 'static> Node<R> {
                     let ticks = p.ticks_since_contact.min(u32::MAX as u64) as u32;
                     let last_contact = self.config.tick_interval() * ticks;
                     let log_resets = self.publisher.log_resets.get(&p.id).copied().unwrap_or(0);
-                    (
-                        p.id,
-                        PeerMetrics { match_index: p.matched, next_index: p.next, last_contact, log_resets },
-                    )
+                    let health = self.autopilot.tracker.health(&p.id);
+                    let healthy = health.is_some_and(|h| h.healthy);
+                    let healthy_ticks = health.map_or(0, |h| h.healthy_ticks).min(u32::MAX as u64) as u32;
+                    let peer = PeerMetrics {
+                        match_index: p.matched,
+                        next_index: p.next,
+                        last_contact,
+                        log_resets,
+                        healthy,
+                        healthy_for: self.config.tick_interval() * healthy_ticks,
+                        lag: core.last_index().saturating_sub(p.matched),
+                    };
+                    (p.id, peer)
                 })
                 .collect(),
             cluster_id: self.cluster.id.clone(),
@@ -135,6 +145,8 @@ impl<R: Send + 'static> Node<R> {
             reads: self.shared.read_counts.snapshot(),
         };
         self.shared.last_index.store(core.last_index(), Ordering::Release);
+        let snapshot = self.store.last_snapshot.index;
+        self.telemetry.publish(core, metrics.applied_index, snapshot, self.config.tick_interval());
         self.shared.metrics_tx.send_if_modified(|old| {
             let modified = *old != metrics;
             if modified {

@@ -77,8 +77,13 @@ impl<R: Send + 'static> Node<R> {
         }
         let snaps = self.snapshots.store.clone();
         let events = self.peers.events_tx.clone();
+        let telemetry = self.telemetry.install();
         let handle = tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
             let result = store_snapshot(&*snaps, &req.meta, data).await.map_err(|e| e.to_string());
+            if let Ok(meta) = &result {
+                telemetry.received(started.elapsed(), meta.size);
+            }
             let _ = events.send(PeerEvent::SnapshotReceived {
                 leader: req.leader_id,
                 term: req.term,
@@ -110,6 +115,7 @@ impl<R: Send + 'static> Node<R> {
             Err(current) => (current, false),
             Ok(installed) => {
                 if let Some(installed) = installed {
+                    self.telemetry.snapshot_installed();
                     self.execute_install(meta.id, installed);
                 }
                 (self.core.term(), true)

@@ -116,6 +116,7 @@ pub(crate) fn spawn(
     let (cmds_tx, cmds) = mpsc::unbounded_channel();
     let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
     let backoff = Backoff::new(crate::raft::seed_for(&local) ^ crate::raft::seed_for(&id));
+    let telemetry = crate::telemetry::PeerTelemetry::new(&local, &id);
     let task = PeerTask {
         addr: addr.clone(),
         transport,
@@ -129,6 +130,7 @@ pub(crate) fn spawn(
         snapshot_owed: false,
         pipeline: None,
         transfer: None,
+        telemetry,
     };
     PeerHandle { addr, cmds: cmds_tx, task: tokio::spawn(task.run()) }
 }
@@ -206,6 +208,8 @@ pub(crate) struct PeerTask {
     pipeline: Option<Pipeline>,
     /// The snapshot transfer under way, if any.
     transfer: Option<Transfer>,
+    /// Metric handles (AppendEntries sent, their sizes).
+    telemetry: crate::telemetry::PeerTelemetry,
 }
 
 impl PeerTask {
@@ -359,6 +363,7 @@ impl PeerTask {
 
     /// Sends one request from the core.
     async fn send(&mut self, msg: Message) {
+        self.telemetry.sending(&msg.body);
         let body = match msg.body {
             // A heartbeat rides an idle pipeline.
             Body::AppendEntries(req) if req.entries.is_empty() => match self.pipeline.as_ref() {
