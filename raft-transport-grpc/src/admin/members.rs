@@ -119,6 +119,9 @@ mod tests {
             next_index: match_index + 1,
             last_contact: Duration::from_millis(ms),
             log_resets: 0,
+            healthy: true,
+            healthy_for: Duration::ZERO,
+            lag: 0,
         };
         Owned {
             id: id.into(),
