@@ -182,9 +182,14 @@ fn members_shows_progress_and_status_watch_refreshes() {
         (gone["last_contact_ms"].as_u64()? >= 300).then_some(gone)
     });
     assert!(gone["lag"].as_u64() >= Some(3) && gone["catching_up"] == true, "{gone}");
+    assert_eq!(gone["healthy"], false, "a silent follower is unhealthy: {gone}");
     let table = stdout(&ok(&["--addr", &leader_node.raft_addr, "members"]));
     assert!(
         table.contains("LAG") && table.contains("catching up") && table.contains("up to date"),
+        "{table}"
+    );
+    assert!(
+        table.contains("HEALTH") && table.contains("unhealthy") && table.contains("healthy for"),
         "{table}"
     );
 

@@ -31,6 +31,24 @@ pub enum ReadPolicy {
     /// acknowledged a heartbeat round sent less than the lease duration ago
     /// (the follower timeout minus the clock-drift bound). Falls back to a
     /// ReadIndex round when the lease does not hold.
+    ///
+    /// Assumes: clock *rates* differ by less than
+    /// [`Config::max_clock_drift`](crate::Config::max_clock_drift) over a
+    /// heartbeat timeout, on monotonic clocks that see every pause;
+    /// `check_quorum` on (a follower that heard from a leader refuses votes
+    /// for a follower timeout, and so does a restarted node). There is no
+    /// lease before the leader committed an entry of its term, nor for the
+    /// rest of a term in which a leadership transfer started; stepping down
+    /// drops it.
+    ///
+    /// From LeaseGuard (Davis et al., arXiv 2512.15659) we took "the log is
+    /// the lease" (every AppendEntries carries the read round, so
+    /// replication keeps the lease alive without extra heartbeats), the
+    /// lease anchored at send time, and deferred commit after failover,
+    /// which here follows from stickiness (a new leader is elected only
+    /// after the old lease expired). Not taken: serving reads during a new
+    /// leader's "limbo" period, which needs synchronized clocks; a new
+    /// leader's reads wait for the first commit of its term.
     Lease,
     /// Confirm leadership with a quorum round that starts after the call
     /// (ReadIndex, Raft thesis §6.4).

@@ -8,9 +8,11 @@
 //!
 //! - `SIM_SEEDS=N` runs seeds `0..N` (default 1000) in `simulation_seeds`
 //!   (and `N / 5` one-server-bootstrap seeds, `N / 3` lost-disk seeds,
-//!   `N / 10` small-log-window seeds);
+//!   `N / 10` small-log-window seeds, `N / 10` all-lease-read seeds);
 //! - `SIM_SEED=S cargo test -p raft-tests --test simulation replay` runs one
-//!   seed alone and prints its report (or its failure with a trace).
+//!   seed alone and prints its report (or its failure with a trace);
+//! - `SIM_DRIFT_SEEDS=N` (default 30) sets the seeds of the
+//!   beyond-the-drift-bound test.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -134,6 +136,13 @@ fn simulation_seeds() {
         paused * 100.0,
         stalled * 100.0,
     );
+    let leased = share(|r| r.lease_reads_leased > 0);
+    println!(
+        "leases: {} lease reads asked of a leader, {} answered at once under a lease; seeds with a leased read {:.0}%",
+        sum(|r| r.lease_reads),
+        sum(|r| r.lease_reads_leased),
+        leased * 100.0,
+    );
     let windowed: Vec<&SimReport> = reports.iter().filter(|r| r.small_window).collect();
     let from_store = windowed.iter().filter(|r| replicated_mostly_from_store(r)).count();
     println!(
@@ -187,6 +196,10 @@ fn simulation_seeds() {
             "only {from_store} of {} small-window seeds replicated mostly from the store",
             windowed.len()
         );
+    }
+    // And lease reads (every seed's clocks drift within the bound).
+    if seeds >= 100 && config.lease_read_rate > 0.0 {
+        assert!(leased >= 0.5, "only {:.0}% of the seeds answered a read under a lease", leased * 100.0);
     }
     // And the long-tail faults.
     if seeds >= 100 {
@@ -307,9 +320,15 @@ fn s6_joint_consensus_seeds() {
 fn replay() {
     let seed = env_u64("SIM_SEED").unwrap_or(2024);
     let started = Instant::now();
-    // SIM_JOINT=1 replays a seed of `s6_joint_consensus_seeds`.
-    let config = match env_u64("SIM_JOINT") {
-        Some(1) => joint_config(),
+    // SIM_JOINT=1 replays a seed of `s6_joint_consensus_seeds`, SIM_LEASE=1
+    // one of `s6_4_1_lease_reads_under_bounded_clock_drift_seeds`,
+    // SIM_LEASE=2 one of the beyond-the-drift-bound test, SIM_LEASE=3 one of
+    // `s6_4_1_lease_reads_under_adversarial_clock_drift_seeds`.
+    let config = match (env_u64("SIM_JOINT"), env_u64("SIM_LEASE")) {
+        (Some(1), _) => joint_config(),
+        (_, Some(1)) => SimConfig { lease_read_rate: 1.0, ..SimConfig::default() },
+        (_, Some(2)) => beyond_the_drift_bound(),
+        (_, Some(3)) => SimConfig { lease_read_rate: 1.0, adversarial_clocks: true, ..SimConfig::default() },
         _ => SimConfig::default(),
     };
     match run(seed, &config) {
@@ -319,8 +338,9 @@ fn replay() {
 }
 
 /// The default configuration without the lifecycle faults (lost disks,
-/// torn tails, one-server bootstrap) and the long-tail faults (held
-/// messages, paused nodes, stalled disks), which came later: the regression
+/// torn tails, one-server bootstrap), the long-tail faults (held
+/// messages, paused nodes, stalled disks), drifting clocks and lease reads,
+/// which came later: the regression
 /// seeds below replay exactly the runs that found their bugs (each of those
 /// faults draws from its own random source, and only at a non-zero rate).
 fn before_lifecycle_faults() -> SimConfig {
@@ -333,6 +353,8 @@ fn before_lifecycle_faults() -> SimConfig {
         stall_rate: 0.0,
         window_rate: 0.0,
         joint_rate: 0.0,
+        lease_read_rate: 0.0,
+        legacy_clock_skew: true,
         ..SimConfig::default()
     }
 }
@@ -406,4 +428,104 @@ fn the_checker_rejects_a_non_linearizable_history() {
     // The same operations in a legal arrangement pass.
     let fine = [put(1, "a", 1, 2), put(1, "b", 3, 4), get(2, Some("b"), 5, 6)];
     assert!(check_kv(&fine).is_ok());
+}
+
+/// Issue 19 in the simulation (thesis §6.4.1): every client read is a lease
+/// read, every node's clock runs at its own rate within the drift bound the
+/// lease is derived from, and the history (with the lease reads) must be
+/// linearizable in every seed; most seeds must answer reads under a lease.
+#[test]
+fn s6_4_1_lease_reads_under_bounded_clock_drift_seeds() {
+    let seeds = env_u64("SIM_SEEDS").map_or(100, |s| (s / 10).max(1));
+    let config = SimConfig { lease_read_rate: 1.0, ..SimConfig::default() };
+    let (reports, failures) = run_seeds(seeds, &config);
+    if let Some(first) = failures.first() {
+        panic!(
+            "{} of {seeds} lease-read seeds failed; first:\n{first}\n{}",
+            failures.len(),
+            replay_hint(first.seed) + " (with SIM_LEASE=1)"
+        );
+    }
+    let asked: u64 = reports.iter().map(|r| r.lease_reads).sum();
+    let leased: u64 = reports.iter().map(|r| r.lease_reads_leased).sum();
+    let seeds_leased = reports.iter().filter(|r| r.lease_reads_leased > 0).count();
+    println!(
+        "{leased} of {asked} lease reads answered at once under a lease, in {seeds_leased} of {seeds} seeds"
+    );
+    if seeds >= 20 {
+        assert!(seeds_leased * 2 >= seeds as usize, "only {seeds_leased} of {seeds} seeds used a lease");
+    }
+}
+
+/// The same with the worst clocks the drift bound allows: every leader's
+/// clock runs as slow as allowed, every other node's as fast.
+#[test]
+fn s6_4_1_lease_reads_under_adversarial_clock_drift_seeds() {
+    let seeds = env_u64("SIM_SEEDS").map_or(100, |s| (s / 10).max(1));
+    let config = SimConfig { lease_read_rate: 1.0, adversarial_clocks: true, ..SimConfig::default() };
+    let (reports, failures) = run_seeds(seeds, &config);
+    if let Some(first) = failures.first() {
+        panic!(
+            "{} of {seeds} adversarial-clock lease-read seeds failed; first:\n{first}\n{}",
+            failures.len(),
+            replay_hint(first.seed) + " (with SIM_LEASE=3)"
+        );
+    }
+    let seeds_leased = reports.iter().filter(|r| r.lease_reads_leased > 0).count();
+    println!("{seeds_leased} of {seeds} seeds answered reads under a lease");
+    if seeds >= 20 {
+        assert!(seeds_leased * 2 >= seeds as usize, "only {seeds_leased} of {seeds} seeds used a lease");
+    }
+}
+
+/// Clocks far beyond the bound, chosen by the adversary: lease reads,
+/// checked by the history checker alone.
+fn beyond_the_drift_bound() -> SimConfig {
+    SimConfig {
+        clock_drift: Some(0.8),
+        adversarial_clocks: true,
+        lease_read_rate: 1.0,
+        direct_read_checks: false,
+        // Partitions cut the leader off; more clients on one key, giving up
+        // sooner: a stale read needs a client reading at the old leader
+        // after another's write was acknowledged by the new one.
+        nodes: 3,
+        clients: 6,
+        keys: 1,
+        op_timeout_ticks: 10,
+        isolate_leaders: true,
+        ..SimConfig::default()
+    }
+}
+
+/// The check is real: with clocks 80% off (the bound is about 6%), a leader
+/// whose clock runs slow keeps serving lease reads after the others (whose
+/// clocks run fast) elected a new leader that took writes, and the
+/// linearizability checker reports the stale read. Every failure must be
+/// that one.
+#[test]
+fn s6_4_1_clock_drift_beyond_the_bound_makes_lease_reads_stale_and_the_checker_catches_it() {
+    let seeds = env_u64("SIM_DRIFT_SEEDS").unwrap_or(30);
+    let (_, failures) = run_seeds(seeds, &beyond_the_drift_bound());
+    if env_u64("SIM_DRIFT_DIRECT") == Some(1) {
+        let config = SimConfig { direct_read_checks: true, ..beyond_the_drift_bound() };
+        let (_, direct) = run_seeds(seeds, &config);
+        let summary: Vec<(u64, &str)> = direct.iter().map(|f| (f.seed, f.property.as_str())).collect();
+        println!("with direct read checks: {summary:?}");
+    }
+    let other: Vec<&SimFailure> = failures.iter().filter(|f| f.property != "linearizability").collect();
+    assert!(other.is_empty(), "drift made a seed fail for another reason: {}", other[0]);
+    let failed: Vec<u64> = failures.iter().map(|f| f.seed).collect();
+    println!("{} of {seeds} seeds served a stale lease read: {failed:?}", failures.len());
+    assert!(
+        !failures.is_empty(),
+        "no stale lease read in {seeds} seeds with clocks far beyond the drift bound"
+    );
+    // The same seed with the direct read checks on fails at the stale read.
+    let config = SimConfig { direct_read_checks: true, ..beyond_the_drift_bound() };
+    let direct = run(failures[0].seed, &config).expect_err("the stale read is caught as it happens");
+    assert!(
+        ["a read index covers every earlier commit", "no stale reads"].contains(&direct.property.as_str()),
+        "{direct}"
+    );
 }

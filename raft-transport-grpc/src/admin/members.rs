@@ -1,5 +1,6 @@
 //! The `Members` answer: the configuration with the leader's view of each
-//! member's replication (match index, lag, last contact, catching up),
+//! member's replication (match index, lag, last contact, catching up,
+//! autopilot health),
 //! built from a node's [`Metrics`].
 
 use std::collections::BTreeMap;
@@ -55,6 +56,7 @@ fn from_view(metrics: &View<'_>) -> pb::MembersResponse {
     for member in &mut response.members {
         if member.id == metrics.id.as_str() {
             member.leader = true;
+            member.healthy = true;
             member.match_index = metrics.last_log_index;
             member.next_index = metrics.last_log_index + 1;
             continue;
@@ -66,6 +68,8 @@ fn from_view(metrics: &View<'_>) -> pb::MembersResponse {
         member.lag = metrics.last_log_index.saturating_sub(peer.match_index);
         member.last_contact_ms = u64::try_from(peer.last_contact.as_millis()).unwrap_or(u64::MAX);
         member.catching_up = peer.match_index < metrics.commit_index;
+        member.healthy = peer.healthy;
+        member.healthy_for_ms = u64::try_from(peer.healthy_for.as_millis()).unwrap_or(u64::MAX);
     }
     response
 }
@@ -119,8 +123,8 @@ mod tests {
             next_index: match_index + 1,
             last_contact: Duration::from_millis(ms),
             log_resets: 0,
-            healthy: true,
-            healthy_for: Duration::ZERO,
+            healthy: ms < 10,
+            healthy_for: Duration::from_millis(if ms < 10 { 1500 } else { 0 }),
             lag: 0,
         };
         Owned {
@@ -160,6 +164,9 @@ mod tests {
         assert_eq!((n2.match_index, n2.lag, n2.last_contact_ms, n2.catching_up), (95, 5, 12, false));
         assert_eq!((n3.match_index, n3.lag, n3.last_contact_ms, n3.catching_up), (40, 60, 7, true));
         assert_eq!(n3.suffrage, pb::MemberSuffrage::Nonvoter as i32);
+        assert!(n1.healthy, "the leader is healthy");
+        assert_eq!((n2.healthy, n2.healthy_for_ms), (false, 0));
+        assert_eq!((n3.healthy, n3.healthy_for_ms), (true, 1500));
     }
 
     #[test]

@@ -22,6 +22,7 @@ impl Core {
             // Removed for good: never campaign again.
             return;
         }
+        self.tick_clocks();
         if self.is_leader() {
             self.tick_leader();
             return;
@@ -162,11 +163,16 @@ impl Core {
         self.reply(msg.from, msg.rpc_id, body, false);
     }
 
-    /// Whether we heard from a leader within the minimum election timeout.
+    /// Whether we heard from a leader within the minimum election timeout
+    /// (with check-quorum also: within it, whatever term we adopted since,
+    /// or we (re)started within it; see `lease`).
     pub(crate) fn leader_is_live(&self) -> bool {
         match self.role {
             Role::Leader(_) => true,
-            _ => self.leader.is_some() && self.election_elapsed < self.cfg.follower_timeout_ticks,
+            _ => {
+                (self.leader.is_some() && self.election_elapsed < self.cfg.follower_timeout_ticks)
+                    || self.lease_stickiness()
+            }
         }
     }
 
@@ -301,7 +307,10 @@ impl Core {
 
     fn handle_request_vote(&mut self, from: ServerId, rpc_id: u64, req: RequestVoteRequest) {
         let can_vote = match &self.hard.vote {
-            None => !self.is_leader(),
+            // Stickiness also holds in a term adopted without a leader (a
+            // late answer of a higher term): a leader heard from within
+            // the follower timeout may hold a lease.
+            None => !self.is_leader() && (req.leadership_transfer || !self.lease_stickiness()),
             Some(v) => *v == req.candidate_id,
         };
         let granted = can_vote && self.log.is_up_to_date(req.last_log_index, req.last_log_term);
@@ -360,6 +369,7 @@ impl Core {
             lease_elapsed: 0,
             round: 0,
             reads: ReadQueue::default(),
+            lease: Default::default(),
             transfer: None,
             departing: BTreeMap::new(),
         });

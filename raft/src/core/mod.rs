@@ -43,6 +43,7 @@
 //! - `election`: timeouts, pre-vote, votes, role changes.
 //! - `replication`: AppendEntries on both sides, commitment.
 //! - `read`: ReadIndex linearizable reads.
+//! - `lease`: leader leases for reads, and the stickiness they rely on.
 //! - `snapshot`: sending and installing snapshots, log compaction.
 //! - `transfer`: leadership transfer.
 //! - `promotion`: when a server added as a voter has caught up.
@@ -74,6 +75,7 @@ mod error;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod harness;
 mod joint;
+mod lease;
 mod log;
 mod membership;
 mod progress;
@@ -193,6 +195,8 @@ pub(crate) struct LeaderState {
     /// Last read round started.
     pub(crate) round: u64,
     pub(crate) reads: read::ReadQueue,
+    /// The read lease (see `lease`): gone with this state on stepping down.
+    pub(crate) lease: lease::Lease,
     pub(crate) transfer: Option<transfer::Transfer>,
     /// Servers whose removal committed and that have not yet confirmed
     /// they learned it (see `removal`).
@@ -218,6 +222,9 @@ pub struct Core {
     pub(crate) leader: Option<ServerId>,
     pub(crate) election_elapsed: u64,
     pub(crate) election_timeout: u64,
+    /// Ticks since this node last heard from a leader, or since it
+    /// (re)started (see `lease`: restart stickiness).
+    pub(crate) since_leader: u64,
     pub(crate) ready: Ready,
 }
 
@@ -277,6 +284,9 @@ impl Core {
             leader: None,
             election_elapsed: 0,
             election_timeout: 0,
+            // As if a leader had just been heard from: a restarted voter
+            // may have promised a leader not to vote (see `lease`).
+            since_leader: 0,
             ready: Ready::default(),
         };
         core.log.evict(core.persisted, core.cfg.max_window_bytes);

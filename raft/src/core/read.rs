@@ -47,10 +47,29 @@ impl Core {
     }
 
     /// Requests a read point under [`ReadPolicy::Lease`](crate::ReadPolicy::Lease):
-    /// answered at once (in [`Ready::reads`](super::Ready::reads)) while
-    /// this leader's lease holds, otherwise through a quorum round as
-    /// [`Core::read_index`] does.
+    /// answered at once (in [`Ready::reads`](super::Ready::reads), at the
+    /// commit index) while this leader's lease holds, otherwise through a
+    /// quorum round exactly as [`Core::read_index`] (same refusals).
+    ///
+    /// The lease holds only if all of these hold (see the `lease` module):
+    /// this node leads; `check_quorum` is on and
+    /// [`CoreConfig::read_lease_ticks`](super::CoreConfig::read_lease_ticks)
+    /// is not 0; it has committed an entry of its own term; no leadership
+    /// transfer is running or was started in this term (TimeoutNow lets its
+    /// target skip the voters' stickiness); and a quorum acknowledged a
+    /// heartbeat round sent less than `read_lease_ticks` of this leader's
+    /// ticks ago. Safe under these assumptions: clock *rates* differ by
+    /// less than the drift bound the lease was derived from
+    /// ([`crate::Config::max_clock_drift`]), every node's clock is monotonic
+    /// and sees every pause (the driver delivers all elapsed ticks before
+    /// asking), followers refuse votes for `follower_timeout_ticks` after
+    /// hearing from a leader (check-quorum stickiness) and after a restart.
+    /// As for any read point, the driver answers only once its state
+    /// machine applied `index`.
     pub fn lease_read(&mut self, id: u64) -> Result<(), Refusal> {
+        if self.read_under_lease(id) {
+            return Ok(());
+        }
         self.read_index(id)
     }
 
@@ -78,23 +97,27 @@ impl Core {
             return;
         }
         let commit = self.commit;
+        let alone = self.membership.quorum().is_sole_voter(&self.id);
         let Role::Leader(leader) = &mut self.role else { return };
-        leader.round += 1;
-        let round = leader.round;
+        // The round started next, after the reads arrived, confirms them.
+        let round = leader.round + 1;
         for r in leader.reads.pending.iter_mut().filter(|r| r.round == 0) {
             r.round = round;
             r.index = commit;
         }
-        if leader.peers.is_empty() || self.membership.quorum().is_sole_voter(&self.id) {
-            self.advance_reads();
+        if leader.peers.is_empty() || alone {
+            self.start_read_round();
         } else {
+            // Starts round `round` and sends it to every follower.
             self.broadcast_heartbeat();
-            self.advance_reads();
         }
+        self.advance_reads();
     }
 
     /// Releases reads whose round a quorum has acknowledged.
+    /// Extends the lease first (see `lease`): both count the same echoes.
     pub(crate) fn advance_reads(&mut self) {
+        self.advance_lease();
         // Runs on every append response: return before any work when no
         // read waits for confirmation.
         let Role::Leader(leader) = &self.role else { return };

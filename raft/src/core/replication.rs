@@ -191,11 +191,12 @@ impl Core {
         self.broadcast_heartbeat();
     }
 
-    /// An empty AppendEntries to every follower, carrying the current read
-    /// round; commits only up to what each follower is known to match.
+    /// Starts a new read round (see `lease`) and sends an empty
+    /// AppendEntries carrying it to every follower; commits only up to what
+    /// each follower is known to match.
     pub(crate) fn broadcast_heartbeat(&mut self) {
+        let round = self.start_read_round();
         let Role::Leader(leader) = &self.role else { return };
-        let round = leader.round;
         let targets: Vec<(ServerId, u64)> = leader
             .peers
             .iter()
@@ -227,6 +228,7 @@ impl Core {
             self.leader = Some(from.clone());
         }
         self.election_elapsed = 0;
+        self.heard_from_leader();
         let term = self.hard.term;
         let round = req.round;
         let reject = |core: &Core, conflict_term: u64, conflict_index: u64| {

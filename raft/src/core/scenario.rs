@@ -384,7 +384,11 @@ pub(super) struct Cluster {
 }
 
 impl Cluster {
-    /// `n` voters `n1..=nN`, all bootstrapped with the same configuration.
+    /// `n` voters `n1..=nN`, all bootstrapped with the same configuration,
+    /// that have been up for a follower timeout when the test begins: none
+    /// of them still refuses votes for having just started (restart
+    /// stickiness, see `lease`), which a freshly started node does (see
+    /// [`Cluster::start`], [`Cluster::restart`]).
     pub(super) fn new(n: usize, cfg: CoreConfig) -> Self {
         let all = ids(n);
         let init = bootstrapped(&config_of(&all));
@@ -399,6 +403,9 @@ impl Cluster {
         };
         for (i, id) in all.iter().enumerate() {
             c.start(id.as_str(), cfg.clone(), i as u64 + 1, init.clone());
+        }
+        for core in c.cores() {
+            core.since_leader = core.cfg.follower_timeout_ticks;
         }
         c
     }

@@ -55,6 +55,7 @@ impl Core {
         }
         self.leader = Some(from.clone());
         self.election_elapsed = 0;
+        self.heard_from_leader();
         Ok(())
     }
 

@@ -49,6 +49,7 @@ impl Core {
         };
         tracing::info!(id = %self.id, target = %target, "starting leadership transfer");
         self.fail_pending_reads(Refusal::TransferInProgress);
+        self.give_up_lease();
         if let Role::Leader(leader) = &mut self.role {
             leader.transfer = Some(Transfer { target: target.clone(), elapsed: 0, timeout_now_sent: false });
         }

@@ -1,6 +1,7 @@
 //! How `raftctl members` shows the `Members` answer: per server its
 //! suffrage, address, match index, lag behind the leader, last contact and
-//! whether it is catching up (from the leader's view), as a table or JSON.
+//! whether it is catching up, and its autopilot health (from the leader's
+//! view), as a table or JSON.
 
 use raft_transport_grpc::admin::pb;
 use serde_json::{json, Value};
@@ -25,6 +26,8 @@ pub(crate) fn members_json(r: &pb::MembersResponse) -> Value {
                 "lag": opt(json!(m.lag)),
                 "last_contact_ms": if m.has_progress { json!(m.last_contact_ms) } else { Value::Null },
                 "catching_up": opt(json!(m.catching_up)),
+                "healthy": opt(json!(m.healthy)),
+                "healthy_for_ms": opt(json!(m.healthy_for_ms)),
             })
         })
         .collect();
@@ -50,21 +53,34 @@ pub(crate) fn members_table(r: &pb::MembersResponse) -> String {
         "LAG".into(),
         "LAST CONTACT".into(),
         "STATE".into(),
+        "HEALTH".into(),
     ]];
     for m in &r.members {
         let role = if m.leader { "leader" } else { "" };
-        let (matched, lag, contact, state) = if m.leader && r.from_leader {
-            (m.match_index.to_string(), "0".to_owned(), "-".to_owned(), "leading".to_owned())
+        let (matched, lag, contact, state, health) = if m.leader && r.from_leader {
+            (
+                m.match_index.to_string(),
+                "0".to_owned(),
+                "-".to_owned(),
+                "leading".to_owned(),
+                "healthy".to_owned(),
+            )
         } else if m.has_progress {
             let state = if m.catching_up { "catching up" } else { "up to date" };
+            let health = if m.healthy {
+                format!("healthy for {:.1}s", m.healthy_for_ms as f64 / 1000.0)
+            } else {
+                "unhealthy".to_owned()
+            };
             (
                 m.match_index.to_string(),
                 m.lag.to_string(),
                 format!("{}ms ago", m.last_contact_ms),
                 state.into(),
+                health,
             )
         } else {
-            ("-".into(), "-".into(), "-".into(), "-".into())
+            ("-".into(), "-".into(), "-".into(), "-".into(), "-".into())
         };
         rows.push([
             m.id.clone(),
@@ -75,6 +91,7 @@ pub(crate) fn members_table(r: &pb::MembersResponse) -> String {
             lag,
             contact,
             state,
+            health,
         ]);
     }
     let footer = if r.from_leader {

@@ -166,6 +166,10 @@ fn s9_6_a_granted_pre_vote_carries_the_requested_term() {
     // The voter is behind (term 0): its grant must still count for the
     // candidate, so it names the term it grants, not its own.
     let mut v = Core::new("n2".into(), CoreConfig::for_tests(), 1, InitialState::default()).expect("core");
+    // Up for a follower timeout: no longer refusing for having just started.
+    for _ in 0..CoreConfig::for_tests().follower_timeout_ticks {
+        v.tick();
+    }
     let req = pre_vote_request(2, "n1", (1, 1));
     v.step(Message { from: "n1".into(), to: "n2".into(), rpc_id: 4, body: Body::RequestPreVote(req) });
     assert_eq!(v.term(), 0, "a pre-vote never changes the voter's term");

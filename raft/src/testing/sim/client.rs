@@ -1,7 +1,8 @@
 //! Simulated clients and the history they record.
 //!
 //! Each client runs one operation at a time against the node it believes is
-//! the leader: writes through `propose`, reads through `read_index`. A
+//! the leader: writes through `propose`, reads through `read_index` or
+//! `lease_read`. A
 //! refused request (the node is not the leader, or is down) had no effect,
 //! so the client retries it elsewhere under the same invocation time. A write
 //! whose node crashed, lost leadership or timed out before answering has an
@@ -23,8 +24,9 @@ pub(crate) enum Stage {
     Write { node: usize, life: u64, index: u64, term: u64 },
     /// A read was accepted by `node`; `confirmed` is its read index once a
     /// quorum confirmed it. `committed` is the length of the committed log
-    /// (as far as any node knew) when the read was requested.
-    Read { node: usize, life: u64, id: u64, confirmed: Option<u64>, committed: u64 },
+    /// (as far as any node knew) when the read was requested. `lease`: it
+    /// asked for a lease read.
+    Read { node: usize, life: u64, id: u64, confirmed: Option<u64>, committed: u64, lease: bool },
 }
 
 /// The operation a client is running.

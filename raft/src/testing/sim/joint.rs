@@ -20,7 +20,7 @@ use super::checks::Check;
 use super::trace::TraceKind;
 use super::Sim;
 use crate::core::{ConfChange, ConfChangeError, Refusal};
-use crate::types::Suffrage;
+use crate::types::{ServerId, Suffrage};
 
 /// Ticks a joint change may wait for its new voters before it is dropped.
 const PATIENCE_TICKS: u64 = 150;
@@ -111,6 +111,20 @@ impl Sim<'_> {
     /// configuration moved on.
     pub(super) fn advance_joint_change(&mut self) -> Check {
         let Some(job) = self.joint_job.clone() else { return Ok(()) };
+        // A server removed since the job was planned is never added back
+        // (its id is retired; a removed server stays removed for good).
+        let retired =
+            |id: &ServerId| self.nodes.iter().any(|node| &node.id == id && (node.retired || node.removed));
+        if job
+            .changes
+            .iter()
+            .any(|c| matches!(c, ConfChange::AddVoter(id, _) | ConfChange::AddNonvoter(id, _) if retired(id)))
+        {
+            self.joint_job = None;
+            let line = format!("joint change dropped (it would add back a removed server): {}", job.what);
+            self.trace.push(self.now, TraceKind::Network(line));
+            return Ok(());
+        }
         let Some(n) = self.leader().filter(|&n| !self.is_paused(n)) else { return Ok(()) };
         let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
         let leader_out = !core.configuration().0.leave_joint().servers.is_empty()

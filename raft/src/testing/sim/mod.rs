@@ -4,8 +4,9 @@
 //! everything that makes distributed systems hard made explicit and random:
 //!
 //! - **time**: a simulated clock in units of `1 / TICK_UNITS` of a tick;
-//!   every live core is ticked once per tick, in a random order, except that
-//!   a node's clock sometimes stalls for a tick or runs double (skew);
+//!   every node's own clock runs at a rate of its own within the drift bound
+//!   leases rely on (the `clocks` module), and its core is ticked for every
+//!   tick its clock passes, the nodes in a random order;
 //! - **network**: each message is lost, delayed by a random time (which
 //!   reorders messages) or duplicated; partitions block links symmetrically
 //!   or one way and heal later;
@@ -34,10 +35,11 @@
 //!   behind it (one node's syncs complete in order, as the runtime's writer
 //!   guarantees), so a log can be truncated and rewritten in memory while
 //!   the write of the replaced entries is still being synced;
-//! - **clients** run a key-value workload (put, delete, compare-and-swap and
-//!   ReadIndex reads) against whichever node they think leads, retrying
-//!   elsewhere when refused; every operation's invocation and response is
-//!   recorded, with unknown outcomes recorded as such.
+//! - **clients** run a key-value workload (put, delete, compare-and-swap,
+//!   ReadIndex reads and lease reads, see [`SimConfig::lease_read_rate`])
+//!   against whichever node they think leads, retrying elsewhere when
+//!   refused; every operation's invocation and response is recorded, with
+//!   unknown outcomes recorded as such.
 //!
 //! After **every** step (one delivered message, tick, completed fsync, client
 //! request, crash or restart) the properties in the `checks` module are verified:
@@ -68,6 +70,7 @@
 
 mod checks;
 mod client;
+mod clocks;
 mod drive;
 mod figure8;
 mod joint;
@@ -86,8 +89,11 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::rc::Rc;
 
+pub use self::clocks::safe_drift;
+
 use self::checks::{violation, Check, FollowerDisk, Monitor, Safety};
 use self::client::{Client, History, PendingOp, Stage};
+use self::clocks::Clocks;
 use self::drive::Driving;
 use self::figure8::Figure8;
 use self::kv::KvFsm;
@@ -203,6 +209,37 @@ pub struct SimConfig {
     /// servers in and out at once through C_old,new, possibly the leader;
     /// see the `joint` module). Default 0.5; own random source.
     pub joint_rate: f64,
+    /// How far each node's clock rate may be from the nominal one: rates
+    /// are drawn from `[1 - d, 1 + d]` (see the `clocks` module). `None`
+    /// (the default): the largest drift under which the seed's lease is
+    /// safe ([`safe_drift`]). Beyond it, lease reads may be stale.
+    pub clock_drift: Option<f64>,
+    /// Share of client reads that ask for a lease read
+    /// ([`Core::lease_read`]: answered at once while the leader's lease
+    /// holds, else through a ReadIndex round); the others are ReadIndex
+    /// reads. Default 0.5; own random source.
+    pub lease_read_rate: f64,
+    /// The clock model from before clocks drifted: every node is ticked once
+    /// per tick, except that during the faults its clock sometimes stalls
+    /// for a tick or runs double, and a paused node's clock does not see
+    /// the pause. Both are far beyond any drift bound, so lease reads are
+    /// unsafe under it (use it with `lease_read_rate: 0.0`). For regression
+    /// seeds that must replay as when their bugs were found. Default false.
+    pub legacy_clock_skew: bool,
+    /// Check each read as it is confirmed and served (its read index covers
+    /// every earlier commit; it sees every write acknowledged before it
+    /// began) besides checking the whole history for linearizability at the
+    /// end. Default true; off, only the history checker judges reads.
+    pub direct_read_checks: bool,
+    /// Clock rates chosen by an adversary instead of at random: while a
+    /// node leads its clock runs at the slowest rate the drift bound allows
+    /// (its lease lasts longest in real time), every other node's at the
+    /// fastest (their stickiness ends soonest). Default false.
+    pub adversarial_clocks: bool,
+    /// Every partition cuts the current leader (if any) off, both ways,
+    /// instead of a random one: the network adversary to go with
+    /// [`SimConfig::adversarial_clocks`]. Default false.
+    pub isolate_leaders: bool,
 }
 
 impl Default for SimConfig {
@@ -236,6 +273,12 @@ impl Default for SimConfig {
             window_rate: 0.6,
             fetch_fail_rate: 0.05,
             joint_rate: 0.5,
+            clock_drift: None,
+            lease_read_rate: 0.5,
+            legacy_clock_skew: false,
+            direct_read_checks: true,
+            adversarial_clocks: false,
+            isolate_leaders: false,
         }
     }
 }
@@ -341,6 +384,10 @@ pub struct SimReport {
     pub applied_from_store: u64,
     /// The most entry bytes any core held in memory (`Core::held_bytes`).
     pub max_held_bytes: u64,
+    /// Lease reads asked of a node that led.
+    pub lease_reads: u64,
+    /// Lease reads a leader answered at once, under its lease.
+    pub lease_reads_leased: u64,
 }
 
 /// Why a run failed: the seed to replay, the violated property, and the
@@ -529,6 +576,10 @@ struct Sim<'a> {
     joint_rng: SimRng,
     /// The joint change under way, if any.
     joint_job: Option<joint::JointJob>,
+    /// Randomness for choosing lease reads only.
+    lease_rng: SimRng,
+    /// Every node's clock.
+    clocks: Clocks,
     snapshots: SnapshotPolicy,
     /// The log window the seed picked, with its own random source.
     window: WindowPolicy,
@@ -663,6 +714,13 @@ impl<'a> Sim<'a> {
             core_cfg.max_inflight,
             window.describe(&core_cfg)
         );
+        let drift = cfg.clock_drift.unwrap_or_else(|| safe_drift(&core_cfg));
+        let clocks = Clocks::new(n, drift, &mut SimRng::new(seed ^ 0xC10C_4000_0000_0005));
+        let setup = match (cfg.legacy_clock_skew, cfg.adversarial_clocks) {
+            (true, _) => setup,
+            (false, false) => format!("{setup}, {}", clocks.describe()),
+            (false, true) => format!("{setup}, leaders' clocks {:.3} slow, others' as fast", clocks.drift),
+        };
         let small_window = window.small;
         let safety = Safety::new(nodes.iter().map(|node| node.id.clone()).collect());
         Ok(Self {
@@ -676,6 +734,8 @@ impl<'a> Sim<'a> {
             stall_rng: SimRng::new(seed ^ 0x57A1_1000_0000_0003),
             joint_rng: SimRng::new(seed ^ 0x7017_7000_0000_0004),
             joint_job: None,
+            lease_rng: SimRng::new(seed ^ 0x1EA5_E000_0000_0006),
+            clocks,
             snapshots,
             window,
             figure8,
@@ -795,6 +855,9 @@ impl<'a> Sim<'a> {
 
     fn on_tick(&mut self) -> Check {
         self.trace.push(self.now, TraceKind::Tick);
+        let nodes = &self.nodes;
+        let leads = |n: usize| nodes[n].core.as_ref().is_some_and(|c| c.is_leader());
+        self.clocks.advance(self.cfg.adversarial_clocks, leads);
         for n in 0..self.nodes.len() {
             if self.nodes[n].restart_at.is_some_and(|t| t <= self.tick) {
                 self.restart(n)?;
@@ -811,13 +874,7 @@ impl<'a> Sim<'a> {
             order.swap(i, self.rng.index(i + 1));
         }
         for n in order {
-            // Clock skew: during the faults a node's clock sometimes stalls
-            // or runs at double speed.
-            let ticks = match self.faults.then(|| self.rng.index(40)) {
-                Some(0) => 0,
-                Some(1) => 2,
-                _ => 1,
-            };
+            let ticks = self.ticks_due(n);
             for _ in 0..ticks {
                 if self.is_paused(n) {
                     break;
@@ -827,6 +884,38 @@ impl<'a> Sim<'a> {
                     self.after_step(n)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The ticks node `n`'s core gets now: those its clock passed (none
+    /// while it is paused: it gets them when it resumes). Under
+    /// [`SimConfig::legacy_clock_skew`], one, except that during the faults
+    /// its clock sometimes stalls or runs at double speed.
+    fn ticks_due(&mut self, n: usize) -> u64 {
+        if self.cfg.legacy_clock_skew {
+            return match self.faults.then(|| self.rng.index(40)) {
+                Some(0) => 0,
+                Some(1) => 2,
+                _ => 1,
+            };
+        }
+        if self.is_paused(n) {
+            return 0;
+        }
+        self.clocks.take_due(n)
+    }
+
+    /// Ticks node `n` for every tick its clock passed while it was paused
+    /// (a monotonic clock sees a pause), before it handles anything else.
+    fn catch_up_clock(&mut self, n: usize) -> Check {
+        if self.cfg.legacy_clock_skew {
+            return Ok(());
+        }
+        for _ in 0..self.clocks.take_due(n) {
+            let Some(core) = self.nodes[n].core.as_mut() else { return Ok(()) };
+            core.tick();
+            self.after_step(n)?;
         }
         Ok(())
     }
@@ -953,7 +1042,16 @@ impl<'a> Sim<'a> {
     fn partition(&mut self) {
         let n = self.nodes.len();
         let victim = self.rng.index(n);
-        match self.rng.index(5) {
+        let kind = self.rng.index(5);
+        if let Some(leader) = self.leader().filter(|_| self.cfg.isolate_leaders) {
+            // The adversary cuts the leader off, both ways.
+            (0..n).for_each(|o| {
+                self.net.set_blocked(leader, o, true);
+                self.net.set_blocked(o, leader, true);
+            });
+            return;
+        }
+        match kind {
             // One node cut off both ways.
             0 => (0..n).for_each(|o| {
                 self.net.set_blocked(victim, o, true);
@@ -1490,7 +1588,19 @@ impl<'a> Sim<'a> {
                 self.next_read_id += 1;
                 let id = self.next_read_id;
                 let committed = self.safety.committed_len();
-                core.read_index(id).map(|()| Stage::Read { node: n, life, id, confirmed: None, committed })
+                let lease = self.cfg.lease_read_rate > 0.0 && self.lease_rng.chance(self.cfg.lease_read_rate);
+                let asked = if lease {
+                    if core.is_leader() {
+                        self.report.lease_reads += 1;
+                    }
+                    if core.lease_remaining_ticks().is_some_and(|t| t > 0) {
+                        self.report.lease_reads_leased += 1;
+                    }
+                    core.lease_read(id)
+                } else {
+                    core.read_index(id)
+                };
+                asked.map(|()| Stage::Read { node: n, life, id, confirmed: None, committed, lease })
             }
             Some(data) => {
                 let term = core.term();
@@ -1506,6 +1616,8 @@ impl<'a> Sim<'a> {
             Ok(stage) => {
                 let what = match &stage {
                     Stage::Write { index, term, .. } => format!("proposed at {index}/t{term}"),
+                    Stage::Read { lease: true, confirmed: Some(i), .. } => format!("lease read at {i}"),
+                    Stage::Read { lease: true, .. } => "lease read requested (no lease: a round)".to_owned(),
                     _ => "read index requested".to_owned(),
                 };
                 self.trace.push(
@@ -1603,7 +1715,7 @@ impl<'a> Sim<'a> {
         let key = op.input.key().to_owned();
         let (value, changed_at) = self.nodes[n].fsm.get(&key);
         let must_see = self.history.last_acked_change_before(&key, op.call);
-        if changed_at < must_see {
+        if self.cfg.direct_read_checks && changed_at < must_see {
             return Err(violation(
                 "no stale reads",
                 format!(

@@ -12,8 +12,11 @@
 //!   paused VM: it is not ticked, nothing is delivered to it, none of its
 //!   fsyncs completes (its writer is stopped too), its snapshot writes and
 //!   transfers wait and clients' requests to it go unanswered; so it sends
-//!   nothing. Unlike a crash it keeps its memory: when it resumes, every
-//!   event that queued up for it is handled, in the order it arrived. A
+//!   nothing. Unlike a crash it keeps its memory: when it resumes, its core
+//!   is first ticked for every tick its clock passed meanwhile (a monotonic
+//!   clock sees the pause; see the `clocks` module; not under
+//!   `SimConfig::legacy_clock_skew`), then every event that queued up for
+//!   it is handled, in the order it arrived. A
 //!   paused node may still be killed (a crash event), which loses what
 //!   queued up for it.
 //! - **stalled disks** ([`SimConfig::stall_rate`](super::SimConfig::stall_rate)): a write's fsync takes one
@@ -146,6 +149,8 @@ impl Sim<'_> {
             let queued = std::mem::take(&mut self.nodes[n].held);
             let what = format!("n{} resumes with {} queued events", n + 1, queued.len());
             self.trace.push(self.now, TraceKind::Network(what));
+            // Its clock saw the pause: the ticks it missed come first.
+            self.catch_up_clock(n)?;
             for event in queued {
                 self.handle(event)?;
             }
