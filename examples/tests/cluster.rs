@@ -66,6 +66,28 @@ fn acknowledged_writes_survive_kill_9_of_the_leader() {
         acked.insert(key, value);
     }
 
+    // Reads at every consistency level are served by the node asked: a
+    // follower's `lease` and `linearizable` reads are follower reads (its
+    // /status counts them), and see the write acknowledged just before.
+    let leader = agreed_leader(&nodes.iter().collect::<Vec<_>>(), 3).expect("leader");
+    let follower = nodes.iter().find(|n| n.id != leader).expect("a follower");
+    let before = common::status(&follower.api_addr).expect("status")["reads"]["follower_reads"].as_u64();
+    for (i, consistency) in ["linearizable", "lease", "leader"].iter().enumerate() {
+        let (key, value) = (format!("f{i}"), format!("fv{i}"));
+        put_acked(&[follower], &key, &value);
+        let r = get(&follower.api_addr, &key, consistency).expect("GET");
+        assert_eq!((r.status, r.body.as_str()), (200, value.as_str()), "{consistency} read on a follower");
+        acked.insert(key, value);
+    }
+    // Published counts may lag a tick behind.
+    let before = before.expect("follower_reads in /status");
+    poll("the follower's read count", Duration::from_secs(10), || {
+        let after = common::status(&follower.api_addr)?["reads"]["follower_reads"].as_u64()?;
+        (after >= before + 3).then_some(())
+    });
+    let r = get(&follower.api_addr, "f0", "stale").expect("GET");
+    assert_eq!(r.status, 200);
+
     // Every node reports the same cluster id in /status: the joiners
     // adopted the bootstrapped node's.
     let cluster_ids: Vec<serde_json::Value> = nodes

@@ -50,6 +50,11 @@ fn bad_input_gets_clear_errors() {
 
     let r = get(&api, "c", "bogus").expect("GET");
     assert_eq!((r.status, code(&r).as_str()), (400, "bad_request"), "{}", r.body);
+    assert!(r.body.contains("stale, lease or linearizable"), "the levels are named: {}", r.body);
+    for level in ["stale", "lease", "linearizable", "leader"] {
+        let r = get(&api, "c", level).expect("GET");
+        assert_eq!((r.status, r.body.as_str()), (200, "first"), "consistency={level}");
+    }
     let r = http("GET", &api, "/nope", b"").expect("GET");
     assert_eq!((r.status, code(&r).as_str()), (404, "not_found"), "{}", r.body);
     let r = http("POST", &api, "/status", b"").expect("POST");

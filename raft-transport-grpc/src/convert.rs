@@ -5,8 +5,8 @@
 
 use raft::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
-    TimeoutNowRequest, TimeoutNowResponse,
+    ReadIndexRefusal, ReadIndexRequest, ReadIndexResponse, RequestPreVoteRequest, RequestPreVoteResponse,
+    RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use raft::{Configuration, Log, LogType, SnapshotMeta, Suffrage};
 
@@ -197,6 +197,36 @@ pub(crate) fn timeout_now_response_to_pb(r: &TimeoutNowResponse) -> pb::TimeoutN
 /// Decodes a TimeoutNow response.
 pub(crate) fn timeout_now_response_from_pb(r: pb::TimeoutNowResponse) -> TimeoutNowResponse {
     TimeoutNowResponse { term: r.term }
+}
+
+/// Encodes a read-index request.
+pub(crate) fn read_index_request_to_pb(r: &ReadIndexRequest) -> pb::ReadIndexRequest {
+    pb::ReadIndexRequest {
+        requester: r.requester.as_str().to_owned(),
+        lease: r.lease,
+        cluster_id: cluster_id_to_pb(&r.cluster_id),
+    }
+}
+
+/// Encodes a read-index response.
+pub(crate) fn read_index_response_to_pb(r: &ReadIndexResponse) -> pb::ReadIndexResponse {
+    use pb::read_index_response::Result as R;
+    use pb::ReadIndexRefusalReason as Reason;
+    let refused = |reason: Reason, leader: &Option<(raft::ServerId, raft::ServerAddress)>| {
+        let (leader_id, leader_address) = match leader {
+            Some((id, addr)) => (id.as_str().to_owned(), addr.as_str().to_owned()),
+            None => (String::new(), String::new()),
+        };
+        R::Refused(pb::ReadIndexRefusal { reason: reason as i32, leader_id, leader_address })
+    };
+    let result = match &r.result {
+        Ok(index) => R::Index(*index),
+        Err(ReadIndexRefusal::NotLeader { leader }) => refused(Reason::NotLeader, leader),
+        Err(ReadIndexRefusal::TransferInProgress) => refused(Reason::TransferInProgress, &None),
+        Err(ReadIndexRefusal::LeadershipLost) => refused(Reason::LeadershipLost, &None),
+        Err(ReadIndexRefusal::ShuttingDown) => refused(Reason::ShuttingDown, &None),
+    };
+    pb::ReadIndexResponse { term: r.term, result: Some(result) }
 }
 
 /// Encodes the header message of an InstallSnapshot stream.

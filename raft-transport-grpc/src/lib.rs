@@ -34,7 +34,7 @@
 //!
 //! # Behaviour
 //! - **Two connections per peer.** Heartbeats (AppendEntries without
-//!   entries), votes, pre-votes and TimeoutNow use a *control* connection;
+//!   entries), votes, pre-votes, TimeoutNow and ReadIndex use a *control* connection;
 //!   AppendEntries with entries, pipelines and snapshots use a *bulk*
 //!   connection. A multi-megabyte batch or a snapshot stream therefore never
 //!   delays a heartbeat in HTTP/2 flow control or the TCP send buffer.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use raft::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse,
-    TimeoutNowRequest, TimeoutNowResponse,
+    ReadIndexRequest, ReadIndexResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
+    RequestVoteResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use raft::transport::{AppendPipeline, InboundRpc};
 use raft::{ServerAddress, ServerId, SnapshotReader, Transport, TransportError};
@@ -297,6 +297,24 @@ impl Transport for GrpcTransport {
             })
             .await?;
         Ok(convert::timeout_now_response_from_pb(resp))
+    }
+
+    async fn read_index(
+        &self,
+        target: &ServerId,
+        addr: &ServerAddress,
+        req: ReadIndexRequest,
+    ) -> Result<ReadIndexResponse, TransportError> {
+        let msg = convert::read_index_request_to_pb(&req);
+        let resp = self
+            .unary(target, addr, Lane::Control, "ReadIndex", |mut c, t| async move {
+                c.read_index(with_deadline(msg, t)).await
+            })
+            .await?;
+        crate::validate::read_index_response(resp).map_err(|e| {
+            tracing::warn!(peer = %target, reason = %e, "malformed ReadIndex response");
+            TransportError::Other(format!("malformed ReadIndex response from {target}: {e}"))
+        })
     }
 
     async fn install_snapshot(

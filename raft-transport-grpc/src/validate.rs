@@ -5,8 +5,8 @@
 //! here is answered with `INVALID_ARGUMENT` and never reaches the node.
 
 use raft::message::{
-    AppendEntriesRequest, InstallSnapshotRequest, RequestPreVoteRequest, RequestVoteRequest,
-    TimeoutNowRequest,
+    AppendEntriesRequest, InstallSnapshotRequest, ReadIndexRefusal, ReadIndexRequest, ReadIndexResponse,
+    RequestPreVoteRequest, RequestVoteRequest, TimeoutNowRequest,
 };
 use raft::{Configuration, Log, LogType, Server, ServerAddress, ServerId, SnapshotMeta, Suffrage};
 
@@ -131,6 +131,45 @@ pub(crate) fn timeout_now_request(r: pb::TimeoutNowRequest) -> Result<TimeoutNow
         leader_id: require_id("leader_id", r.leader_id)?,
         cluster_id: cluster_id(r.cluster_id)?,
     })
+}
+
+/// Decodes and checks a read-index request.
+pub(crate) fn read_index_request(r: pb::ReadIndexRequest) -> Result<ReadIndexRequest, Invalid> {
+    Ok(ReadIndexRequest {
+        requester: require_id("requester", r.requester)?,
+        lease: r.lease,
+        cluster_id: cluster_id(r.cluster_id)?,
+    })
+}
+
+/// Decodes and checks a read-index response (the one response with a
+/// required part: its result).
+pub(crate) fn read_index_response(r: pb::ReadIndexResponse) -> Result<ReadIndexResponse, Invalid> {
+    use pb::read_index_response::Result as R;
+    use pb::ReadIndexRefusalReason as Reason;
+    let result = match r.result {
+        None => return invalid("result is missing"),
+        Some(R::Index(index)) => Ok(index),
+        Some(R::Refused(refused)) => Err(match Reason::try_from(refused.reason) {
+            Ok(Reason::NotLeader) => {
+                let leader = match (refused.leader_id.is_empty(), refused.leader_address.is_empty()) {
+                    (true, true) => None,
+                    (false, false) => {
+                        Some((ServerId::new(refused.leader_id), ServerAddress::new(refused.leader_address)))
+                    }
+                    _ => return invalid("leader_id and leader_address must be both set or both empty"),
+                };
+                ReadIndexRefusal::NotLeader { leader }
+            }
+            Ok(Reason::TransferInProgress) => ReadIndexRefusal::TransferInProgress,
+            Ok(Reason::LeadershipLost) => ReadIndexRefusal::LeadershipLost,
+            Ok(Reason::ShuttingDown) => ReadIndexRefusal::ShuttingDown,
+            Ok(Reason::Unspecified) | Err(_) => {
+                return invalid(format!("unknown refusal reason {}", refused.reason))
+            }
+        }),
+    };
+    Ok(ReadIndexResponse { term: r.term, result })
 }
 
 /// Decodes a request's cluster id: empty is none, anything else must be a
@@ -259,5 +298,29 @@ mod tests {
             cluster_id: String::new(),
         };
         assert!(snapshot_header(header).is_err());
+    }
+
+    #[test]
+    fn read_index_responses_without_a_result_or_with_half_a_leader_are_refused() {
+        use pb::read_index_response::Result as R;
+        let missing = pb::ReadIndexResponse { term: 3, result: None };
+        assert!(read_index_response(missing).is_err());
+        let refusal = |reason: i32, id: &str, addr: &str| pb::ReadIndexResponse {
+            term: 3,
+            result: Some(R::Refused(pb::ReadIndexRefusal {
+                reason,
+                leader_id: id.into(),
+                leader_address: addr.into(),
+            })),
+        };
+        let not_leader = pb::ReadIndexRefusalReason::NotLeader as i32;
+        assert!(read_index_response(refusal(not_leader, "n2", "")).is_err());
+        assert!(read_index_response(refusal(0, "", "")).is_err());
+        assert!(read_index_response(refusal(99, "", "")).is_err());
+        let named = read_index_response(refusal(not_leader, "n2", "a2")).expect("valid");
+        let leader = Some((ServerId::new("n2"), ServerAddress::new("a2")));
+        assert_eq!(named.result, Err(ReadIndexRefusal::NotLeader { leader }));
+        let index = pb::ReadIndexResponse { term: 4, result: Some(R::Index(0)) };
+        assert_eq!(read_index_response(index).expect("valid").result, Ok(0));
     }
 }

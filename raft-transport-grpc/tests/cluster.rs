@@ -279,3 +279,47 @@ async fn three_nodes_over_grpc_replicate_and_survive_the_leader_stopping() {
         bounded("shutdown", node.raft.shutdown()).await.expect("shutdown");
     }
 }
+
+/// Linearizable follower reads over gRPC: a follower asks the leader for a
+/// read index through the ReadIndex RPC and serves the read once its own
+/// state machine applied it, so it sees every write acknowledged before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_serve_linearizable_reads_over_grpc() {
+    let nodes = start_cluster().await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = bounded("first election", wait_for_leader(&all)).await;
+    let follower = &nodes[(leader + 1) % 3];
+    let mut expected = 0;
+    for v in 1..=20u64 {
+        let written =
+            bounded("write", nodes[leader].raft.apply(v.to_le_bytes().to_vec(), Duration::from_secs(30)))
+                .await
+                .expect("write committed");
+        expected += v;
+        let policy = if v % 2 == 0 { raft::ReadPolicy::Lease } else { raft::ReadPolicy::ReadIndex };
+        let index = bounded("follower read", follower.raft.read(policy)).await.expect("follower read");
+        assert!(index >= written.index, "read point {index} before the acknowledged write {}", written.index);
+        assert_eq!(
+            follower.fsm.sum.load(Ordering::SeqCst),
+            expected,
+            "the follower read missed a write acknowledged before it"
+        );
+    }
+    let mut metrics = follower.raft.metrics();
+    bounded("follower read metrics", async {
+        while metrics.borrow_and_update().reads.follower_reads < 20 {
+            metrics.changed().await.expect("metrics watch closed");
+        }
+    })
+    .await;
+    let mut leader_metrics = nodes[leader].raft.metrics();
+    bounded("leader read metrics", async {
+        while leader_metrics.borrow_and_update().reads.read_index_requests_answered < 20 {
+            leader_metrics.changed().await.expect("metrics watch closed");
+        }
+    })
+    .await;
+    for node in &nodes {
+        node.raft.shutdown().await.expect("shutdown");
+    }
+}

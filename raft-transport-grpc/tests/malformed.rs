@@ -99,6 +99,10 @@ async fn invalid_fields_are_refused_and_never_delivered() {
     assert_code(client.request_pre_vote(pre).await, &invalid, "pre-vote with zero term");
     let tn = pb::TimeoutNowRequest { term: 2, leader_id: String::new(), cluster_id: String::new() };
     assert_code(client.timeout_now(tn).await, &invalid, "timeout-now without leader");
+    let ri = pb::ReadIndexRequest { requester: String::new(), lease: true, cluster_id: String::new() };
+    assert_code(client.read_index(ri).await, &invalid, "read-index without requester");
+    let ri = pb::ReadIndexRequest { requester: "f".into(), lease: false, cluster_id: "bad\nid".into() };
+    assert_code(client.read_index(ri).await, &invalid, "read-index with a bad cluster id");
     let mut r = valid_append();
     r.cluster_id = "bad\nid".into();
     assert_code(client.append_entries(r).await, &invalid, "cluster id with a control character");

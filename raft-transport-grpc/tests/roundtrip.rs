@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use raft::message::{
-    InstallSnapshotRequest, RequestPreVoteRequest, RequestVoteRequest, RpcRequest, RpcResponse,
-    TimeoutNowRequest,
+    InstallSnapshotRequest, ReadIndexRequest, RequestPreVoteRequest, RequestVoteRequest, RpcRequest,
+    RpcResponse, TimeoutNowRequest,
 };
 use raft::{ServerId, SnapshotReader, Transport};
 use raft_transport_grpc::GrpcConfig;
@@ -81,6 +81,25 @@ async fn unary_rpcs_round_trip_every_field() {
     match next_seen(&mut seen).await {
         Seen::Rpc(RpcRequest::TimeoutNow(got)) => assert_eq!(got, tn),
         other => panic!("unexpected {other:?}"),
+    }
+
+    // ReadIndex (follower reads): an index, and a refusal naming a leader.
+    for lease in [true, false] {
+        let ri = ReadIndexRequest {
+            requester: "follower-7".into(),
+            lease,
+            cluster_id: Some("roundtrip-cluster".into()),
+        };
+        let resp =
+            bounded("read-index", client.read_index(&target, &addr, ri.clone())).await.expect("read-index");
+        match answer(&RpcRequest::ReadIndex(ri.clone())) {
+            RpcResponse::ReadIndex(want) => assert_eq!(resp, want),
+            other => panic!("unexpected {other:?}"),
+        }
+        match next_seen(&mut seen).await {
+            Seen::Rpc(RpcRequest::ReadIndex(got)) => assert_eq!(got, ri),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }
 

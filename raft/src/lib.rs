@@ -325,7 +325,7 @@ pub use core::{CatchUp, ConfChange, ConfChangeError};
 pub use error::{BoxError, Error, FsmOperation, Result, StorageError, TransportError};
 pub use fsm::{Fsm, FsmSnapshot};
 pub use log_cache::LogCache;
-pub use metrics::{Metrics, PeerMetrics};
+pub use metrics::{Metrics, PeerMetrics, ReadMetrics};
 pub use observer::{Observation, Observer, ObserverId};
 pub use raft::Raft;
 pub use read_policy::{ReadPolicy, UnknownReadPolicy};

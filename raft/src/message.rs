@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ClusterId, Log, ServerId, SnapshotMeta};
+use crate::types::{ClusterId, Log, ServerAddress, ServerId, SnapshotMeta};
 
 /// Replicates entries and serves as the leader's heartbeat (Raft Figure 2).
 /// The default is an empty heartbeat of term 0 from an empty id.
@@ -185,6 +185,52 @@ pub struct InstallSnapshotResponse {
     pub success: bool,
 }
 
+/// A follower asks the leader for a read index (linearizable follower
+/// reads): the leader confirms its leadership as for its own reads (a
+/// quorum round shared with concurrent reads, or its lease when `lease` is
+/// set and the lease holds) and answers its commit index; the follower then
+/// serves the read once its own state machine has applied that index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndexRequest {
+    /// The follower asking.
+    pub requester: ServerId,
+    /// The leader may answer from its lease
+    /// ([`ReadPolicy::Lease`](crate::ReadPolicy::Lease)) instead of a
+    /// quorum round.
+    pub lease: bool,
+    /// The sender's cluster, stamped by the runtime when it sends. A
+    /// receiver of another cluster refuses the request.
+    #[serde(default)]
+    pub cluster_id: Option<ClusterId>,
+}
+
+/// Why a leader did not answer a [`ReadIndexRequest`] with a read index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadIndexRefusal {
+    /// The receiver is not the leader; `leader` is the one it knows of
+    /// (id and address), if any.
+    NotLeader {
+        /// The leader the receiver knows of.
+        leader: Option<(ServerId, ServerAddress)>,
+    },
+    /// A leadership transfer is under way: retry once it is over.
+    TransferInProgress,
+    /// The receiver lost its leadership before the read was confirmed.
+    LeadershipLost,
+    /// The receiver is shutting down (or stopped after a storage failure).
+    ShuttingDown,
+}
+
+/// The leader's answer to [`ReadIndexRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndexResponse {
+    /// Responder's current term.
+    pub term: u64,
+    /// The read index (a linearizable read point once applied), or why the
+    /// responder refused.
+    pub result: Result<u64, ReadIndexRefusal>,
+}
+
 /// Any request, as delivered by a transport to the receiving node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RpcRequest {
@@ -196,6 +242,8 @@ pub enum RpcRequest {
     RequestPreVote(RequestPreVoteRequest),
     /// See [`TimeoutNowRequest`].
     TimeoutNow(TimeoutNowRequest),
+    /// See [`ReadIndexRequest`].
+    ReadIndex(ReadIndexRequest),
 }
 
 /// Any response, matching [`RpcRequest`].
@@ -211,4 +259,6 @@ pub enum RpcResponse {
     TimeoutNow(TimeoutNowResponse),
     /// See [`InstallSnapshotResponse`].
     InstallSnapshot(InstallSnapshotResponse),
+    /// See [`ReadIndexResponse`].
+    ReadIndex(ReadIndexResponse),
 }

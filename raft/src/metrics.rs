@@ -120,6 +120,38 @@ pub struct Metrics {
     /// [`log_window_bytes`](Self::log_window_bytes); proposals wait while it
     /// is at [`Config::max_uncommitted_bytes`](crate::Config::max_uncommitted_bytes).
     pub uncommitted_bytes: u64,
+    /// Reads served through this node since it started, by kind (see
+    /// [`Raft::read`](crate::Raft::read)).
+    pub reads: ReadMetrics,
+}
+
+/// Counts of reads since the node started (see [`Metrics::reads`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadMetrics {
+    /// Calls of [`Raft::read`](crate::Raft::read) with
+    /// [`ReadPolicy::Stale`](crate::ReadPolicy::Stale).
+    pub stale: u64,
+    /// Calls with [`ReadPolicy::Lease`](crate::ReadPolicy::Lease).
+    pub lease: u64,
+    /// Calls with [`ReadPolicy::ReadIndex`](crate::ReadPolicy::ReadIndex),
+    /// plus calls of [`Raft::read_index`](crate::Raft::read_index) (and the
+    /// methods built on it).
+    pub read_index: u64,
+    /// (Leader) lease reads, its own or asked by followers, answered from
+    /// the lease, without a quorum round.
+    pub lease_served: u64,
+    /// (Leader) lease reads that found no valid lease and took a quorum
+    /// round instead.
+    pub lease_fallbacks: u64,
+    /// Linearizable reads this node served as a follower, with a read
+    /// index from the leader.
+    pub follower_reads: u64,
+    /// Follower reads that failed (no leader known, the leader refused or
+    /// was unreachable, or the timeout passed); each is logged.
+    pub follower_read_failures: u64,
+    /// (Leader) read-index requests from followers answered with a read
+    /// index.
+    pub read_index_requests_answered: u64,
 }
 
 impl Metrics {
@@ -152,6 +184,7 @@ impl Metrics {
             log_fetched_bytes: 0,
             recorded_commit_index: 0,
             uncommitted_bytes: 0,
+            reads: ReadMetrics::default(),
         }
     }
 
@@ -187,6 +220,19 @@ impl Metrics {
         m.insert("log_fetched_bytes".into(), self.log_fetched_bytes.to_string());
         m.insert("recorded_commit_index".into(), self.recorded_commit_index.to_string());
         m.insert("uncommitted_bytes".into(), self.uncommitted_bytes.to_string());
+        let r = &self.reads;
+        for (name, value) in [
+            ("reads_stale", r.stale),
+            ("reads_lease", r.lease),
+            ("reads_read_index", r.read_index),
+            ("reads_lease_served", r.lease_served),
+            ("reads_lease_fallbacks", r.lease_fallbacks),
+            ("reads_follower", r.follower_reads),
+            ("reads_follower_failures", r.follower_read_failures),
+            ("reads_index_requests_answered", r.read_index_requests_answered),
+        ] {
+            m.insert(name.into(), value.to_string());
+        }
         self.autopilot_stats(&mut m);
         if let Some(err) = &self.fatal_error {
             m.insert("fatal_error".into(), err.clone());

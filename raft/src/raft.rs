@@ -17,8 +17,10 @@ use crate::error::{Error, Result, StorageError};
 use crate::fsm::Fsm;
 use crate::metrics::Metrics;
 use crate::observer::{Observer, ObserverId, Observers};
+use crate::read_policy::ReadPolicy;
+use crate::runtime::follower_reads::{FollowerReadContext, FollowerReads};
 use crate::runtime::node::NodeTask;
-use crate::runtime::reads::ReadGate;
+use crate::runtime::reads::{bump, ReadCounts, ReadGate};
 use crate::runtime::snapshot::SnapshotHandle;
 use crate::runtime::{
     apply, node, snapshot, startup, writer, Applied, MembershipChange, Request, RestoreRequest, Waiter,
@@ -48,6 +50,10 @@ pub(crate) struct Shared {
     pub(crate) last_index: AtomicU64,
     /// The batch of reads open to new readers.
     pub(crate) reads: ReadGate,
+    /// The batch of lease reads open to new readers.
+    pub(crate) lease_reads: ReadGate,
+    /// Read counters (see [`Metrics::reads`]).
+    pub(crate) read_counts: ReadCounts,
     /// The cluster this node belongs to, once known (see
     /// [`Raft::cluster_id`]); written by the main task.
     pub(crate) cluster_id: Mutex<Option<crate::types::ClusterId>>,
@@ -80,6 +86,8 @@ struct Inner<R> {
     /// The largest command one message of the transport can carry (`None`:
     /// no limit); larger ones are refused by [`Raft::apply`].
     max_command: Option<usize>,
+    /// Asks the leader for read indexes (follower reads).
+    follower_reads: FollowerReadContext,
 }
 
 /// A Raft node. Create it with [`Raft::new`]; clone the handle freely.
@@ -117,6 +125,13 @@ async fn compacted_through(logs: &dyn LogStore, snapshot_index: u64) -> Result<u
         return Ok(snapshot_index);
     }
     Ok(logs.first_index().await?.saturating_sub(1))
+}
+
+/// How long a follower read may take, from asking the leader to the local
+/// state machine applying the read point: ten election (or heartbeat)
+/// timeouts, at least one second.
+pub(crate) fn follower_read_timeout(config: &Config) -> Duration {
+    (config.election_timeout.max(config.heartbeat_timeout) * 10).max(Duration::from_secs(1))
 }
 
 /// A seed for the core's timeout randomization, derived from the node id so
@@ -202,6 +217,8 @@ impl<F: Fsm> Raft<F> {
             applied_tx: applied_tx.clone(),
             last_index: AtomicU64::new(core.last_index()),
             reads: ReadGate::default(),
+            lease_reads: ReadGate::default(),
+            read_counts: ReadCounts::default(),
             cluster_id: Mutex::new(cluster_id.clone()),
             first_index: AtomicU64::new(compacted_through + 1),
         });
@@ -257,6 +274,13 @@ impl<F: Fsm> Raft<F> {
         ));
         let (peer_events_tx, peer_events) = mpsc::unbounded_channel();
         let (tx, requests) = mpsc::channel(config.max_queued_requests);
+        let follower_reads = FollowerReadContext {
+            local_id: config.local_id.clone(),
+            shared: shared.clone(),
+            transport: Arc::downgrade(&transport),
+            reads: Arc::new(FollowerReads::default()),
+            timeout: follower_read_timeout(&config),
+        };
         let task = NodeTask {
             core,
             config,
@@ -282,7 +306,8 @@ impl<F: Fsm> Raft<F> {
         };
         let span = tracing::info_span!("raft", id = %task.config.local_id);
         let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));
-        Ok(Self { inner: Arc::new(Inner { tx, shared, task: Mutex::new(Some(handle)), max_command }) })
+        let inner = Inner { tx, shared, task: Mutex::new(Some(handle)), max_command, follower_reads };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     async fn enqueue(&self, req: Request<F::Response>, timeout: Duration) -> Result<()> {
@@ -448,9 +473,19 @@ impl<F: Fsm> Raft<F> {
     /// previous round's request is still queued: each still gets a round
     /// that started after it was called.
     pub async fn read_index(&self) -> Result<u64> {
-        let (batch, ticket) = self.inner.shared.reads.join();
+        bump(&self.inner.shared.read_counts.read_index);
+        self.leader_read(false).await
+    }
+
+    /// A read point from this node as the leader: a ReadIndex round, or
+    /// (`lease`) its lease while it holds. Concurrent calls share one
+    /// request to the main task.
+    async fn leader_read(&self, lease: bool) -> Result<u64> {
+        let gate = if lease { &self.inner.shared.lease_reads } else { &self.inner.shared.reads };
+        let (batch, ticket) = gate.join();
         if let Some(ticket) = ticket {
-            match self.inner.tx.try_send(Request::ReadIndex { ticket }) {
+            let req = if lease { Request::LeaseRead { ticket } } else { Request::ReadIndex { ticket } };
+            match self.inner.tx.try_send(req) {
                 // Closed: the request and its ticket are dropped, which
                 // fails the batch with `Shutdown`.
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -465,6 +500,108 @@ impl<F: Fsm> Raft<F> {
             }
         }
         batch.outcome().await
+    }
+
+    /// A read point for reading this node's FSM under `policy`, returned
+    /// once the FSM has applied it: read the FSM after this returns.
+    ///
+    /// - [`ReadPolicy::Stale`]: the applied index now, with no check at all
+    ///   (the FSM may be behind the cluster, or this node partitioned).
+    /// - [`ReadPolicy::Lease`] on the leader: answered at once while the
+    ///   leader's lease holds (a quorum acknowledged a heartbeat round sent
+    ///   less than the lease ago; see
+    ///   [`Config::max_clock_drift`](crate::Config::max_clock_drift) for
+    ///   the clock assumption), else through a ReadIndex round. Leases need
+    ///   [`Config::check_quorum`](crate::Config::check_quorum): without it
+    ///   every lease read takes a round.
+    /// - [`ReadPolicy::ReadIndex`] on the leader: a quorum round that starts
+    ///   after the call (shared by concurrent reads), as [`Raft::read_index`].
+    /// - `Lease` or `ReadIndex` on a **follower** (or non-voter): a
+    ///   linearizable follower read. The follower asks the leader for a read
+    ///   index (the leader answers from its lease for `Lease`, else with a
+    ///   round), waits until its own FSM has applied it, and serves locally,
+    ///   taking that load off the leader. Concurrent follower reads share
+    ///   one request, one in flight at a time. If the leader asked no longer
+    ///   leads and names another, the request is retried once there.
+    ///
+    /// A new leader answers no linearizable read until it has committed an
+    /// entry of its term, and the read point is then at least that entry's
+    /// index: the call returns only once the FSM applied it (a new leader
+    /// never serves state its FSM has not caught up with).
+    ///
+    /// Errors: [`Error::NotLeader`] when this node knows no leader (with
+    /// the leader it knows of when the leader asked refused and no retry
+    /// was possible); [`Error::LeadershipTransferInProgress`];
+    /// [`Error::LeadershipLost`]; [`Error::Transport`] if the leader could
+    /// not be reached (or the transport does not implement
+    /// [`Transport::read_index`](crate::Transport::read_index));
+    /// [`Error::Timeout`] if a follower read took longer than ten election
+    /// timeouts (at least one second); [`Error::Shutdown`].
+    /// [`Metrics::reads`] counts reads by kind.
+    ///
+    /// ```no_run
+    /// # use raft::*;
+    /// # async fn demo<F: Fsm>(raft: Raft<F>) -> Result<()> {
+    /// // On any node: once this returns, the local FSM reflects every write
+    /// // acknowledged before the call (cheapest on the leader while its
+    /// // lease holds).
+    /// let index = raft.read(ReadPolicy::Lease).await?;
+    /// tracing::info!(index, "read the local FSM now");
+    /// // A read that needs no guarantee at all:
+    /// raft.read(ReadPolicy::Stale).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn read(&self, policy: ReadPolicy) -> Result<u64> {
+        let counts = &self.inner.shared.read_counts;
+        match policy {
+            ReadPolicy::Stale => {
+                bump(&counts.stale);
+                return Ok(self.applied_index());
+            }
+            ReadPolicy::Lease => bump(&counts.lease),
+            ReadPolicy::ReadIndex => bump(&counts.read_index),
+        }
+        let lease = policy == ReadPolicy::Lease;
+        let index = match self.state() {
+            RaftState::Shutdown => return Err(Error::Shutdown),
+            RaftState::Leader => match self.leader_read(lease).await {
+                // It stopped leading before the read started: read as a
+                // follower of the leader it now knows.
+                Err(Error::NotLeader { leader: Some(_) }) => return self.follower_read(lease).await,
+                other => other?,
+            },
+            _ => return self.follower_read(lease).await,
+        };
+        self.wait_applied(index).await?;
+        Ok(index)
+    }
+
+    /// A linearizable read on a follower: a read index from the leader,
+    /// then the wait until this node's FSM applied it, bounded together.
+    async fn follower_read(&self, lease: bool) -> Result<u64> {
+        let ctx = &self.inner.follower_reads;
+        let read = async {
+            let index = ctx.read_index(lease).await?;
+            self.wait_applied(index).await?;
+            Ok(index)
+        };
+        let outcome = match tokio::time::timeout(ctx.timeout, read).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?ctx.timeout,
+                    "follower read timed out: the leader gave no read index in time, or this node's \
+                     state machine did not catch up with it; retry, or read on the leader"
+                );
+                Err(Error::Timeout)
+            }
+        };
+        let counts = &self.inner.shared.read_counts;
+        match &outcome {
+            Ok(_) => bump(&counts.follower_reads),
+            Err(_) => bump(&counts.follower_read_failures),
+        }
+        outcome
     }
 
     /// Waits until reading this node's FSM is linearizable: confirms

@@ -3,19 +3,26 @@
 //! against whichever nodes are published to them, and the recorded history
 //! those clients produce for [`check_kv`](raft::testing::linearizability::check_kv).
 //!
+//! Reads are `linearizable_read` by default; [`SimClients::mix_reads`]
+//! turns on a mix of every read path of [`Raft::read`]: stale reads (never
+//! put in the history: only checked to return a value some client wrote),
+//! lease reads, ReadIndex reads and the old `linearizable_read`, on whichever
+//! node a client talks to (on a follower, the linearizable ones are
+//! follower reads).
+//!
 //! Written values are short by default; [`SimClients::spawn_sized`] pads
 //! them to lengths drawn by the caller (around a byte budget, over a message
 //! limit): a command larger than the node's
 //! [`max_command_size`](raft::Raft::max_command_size) must then be refused at
 //! once with `CommandTooLarge`, without effect (a client panics otherwise).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raft::testing::linearizability::{KvInput, KvOperation, KvOutput, Operation};
-use raft::{Error, Raft};
+use raft::{Error, Raft, RaftState, ReadPolicy};
 use raft_examples::kv::{KvCommand, KvMap, KvResponse};
 use tokio::task::JoinHandle;
 
@@ -55,6 +62,17 @@ pub struct ClientShared {
     pub too_large: AtomicU64,
     /// Writes larger than the byte budget that committed.
     pub over_budget: AtomicU64,
+    /// Whether reads mix every read path ([`SimClients::mix_reads`]).
+    mixed_reads: AtomicBool,
+    /// Every value a client tried to write, by key (what a stale read may
+    /// return).
+    written: Mutex<HashMap<String, HashSet<String>>>,
+    /// Completed reads by path, when mixed: stale, lease, ReadIndex through
+    /// `Raft::read`, `linearizable_read`.
+    pub reads_by_path: [AtomicU64; 4],
+    /// Completed linearizable reads served by a node that was not the
+    /// leader when the read started (follower reads).
+    pub follower_reads: AtomicU64,
 }
 
 impl ClientShared {
@@ -119,6 +137,12 @@ impl SimClients {
         }
     }
 
+    /// Mixes every read path into the clients' reads from now on (see the
+    /// module docs).
+    pub fn mix_reads(&self) {
+        self.shared.mixed_reads.store(true, Ordering::SeqCst);
+    }
+
     /// Stops the clients, waits for them, and returns the recorded history.
     pub async fn finish(&mut self) -> Result<Vec<KvOperation>, String> {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -147,9 +171,37 @@ async fn client(shared: Arc<ClientShared>, client: u64, seed: u64) {
         let call = shared.now();
         let mut redirect = None;
         let mut failed = false;
-        if choice < 4 {
-            match tokio::time::timeout(OP_TIMEOUT, raft.linearizable_read()).await {
+        let mixed = shared.mixed_reads.load(Ordering::SeqCst);
+        if choice < 4 && mixed && rng.below(4) == 0 {
+            // A stale read: no check at all, so not linearizable; it must
+            // still return some state the cluster had (a value written).
+            let value = map.read().expect("lock").get(&key).cloned();
+            if let Some(v) = &value {
+                let written = shared.written.lock().expect("lock");
+                assert!(
+                    written.get(&key).is_some_and(|vs| vs.contains(v)),
+                    "a stale read of {key} returned {v:?}, which no client wrote"
+                );
+            }
+            shared.reads_by_path[0].fetch_add(1, Ordering::Relaxed);
+        } else if choice < 4 {
+            let path = if mixed { 1 + rng.below(3) as usize } else { 3 };
+            let on_follower = raft.state() != RaftState::Leader;
+            let read = async {
+                match path {
+                    1 => raft.read(ReadPolicy::Lease).await.map(|_| ()),
+                    2 => raft.read(ReadPolicy::ReadIndex).await.map(|_| ()),
+                    _ => raft.linearizable_read().await,
+                }
+            };
+            match tokio::time::timeout(OP_TIMEOUT, read).await {
                 Ok(Ok(())) => {
+                    if mixed {
+                        shared.reads_by_path[path].fetch_add(1, Ordering::Relaxed);
+                        if on_follower {
+                            shared.follower_reads.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     let value = map.read().expect("lock").get(&key).cloned();
                     let ret = shared.now();
                     shared.record(Operation {
@@ -171,6 +223,9 @@ async fn client(shared: Arc<ClientShared>, client: u64, seed: u64) {
                 while value.len() < len {
                     value.push((b'a' + (value.len() % 26) as u8) as char);
                 }
+            }
+            if mixed {
+                shared.written.lock().expect("lock").entry(key.clone()).or_default().insert(value.clone());
             }
             let (cmd, input) = if choice < 8 {
                 (KvCommand::Put { key: key.clone(), value: value.clone() }, KvInput::Put { key, value })

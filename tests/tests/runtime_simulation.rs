@@ -50,6 +50,13 @@
 //! install and a log truncation, and fails if any of them is seen by too few
 //! seeds (the faults would no longer exercise those paths).
 //!
+//! Clients mix the four read paths with their writes
+//! ([`SimClients::mix_reads`]): lease reads, ReadIndex reads through
+//! `Raft::read` and `linearizable_read`, on leaders and on followers
+//! (linearizable follower reads), all in the checked history; and stale
+//! reads, kept out of it and only checked to return a value some client
+//! wrote. The run fails if no seed served a lease, follower or stale read.
+//!
 //! `RUNTIME_SIM_SEEDS=N` runs N seeds (default 50); `RUNTIME_SIM_SEED=S`
 //! replays one.
 
@@ -289,6 +296,10 @@ struct SeedStats {
     compacted: usize,
     too_large: u64,
     over_budget: u64,
+    /// Completed reads: stale, lease, ReadIndex, `linearizable_read`.
+    reads: [u64; 4],
+    /// Linearizable reads served by followers.
+    follower_reads: u64,
     /// Terms in which some node was seen leading.
     leader_terms: usize,
     /// InstallSnapshot requests that succeeded.
@@ -587,6 +598,7 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<SeedStats, String> {
         paused: BTreeMap::new(),
         trace: Vec::new(),
     };
+    driver.clients.mix_reads();
     driver.publish();
     let leaders = Arc::new(Mutex::new(WatchLog::default()));
     let watching = Arc::new(AtomicBool::new(false));
@@ -666,6 +678,8 @@ async fn run_seed(seed: u64, net: InmemNetwork) -> Result<SeedStats, String> {
         compacted,
         too_large: clients.shared.too_large.load(Ordering::Relaxed),
         over_budget: clients.shared.over_budget.load(Ordering::Relaxed),
+        reads: std::array::from_fn(|i| clients.shared.reads_by_path[i].load(Ordering::Relaxed)),
+        follower_reads: clients.shared.follower_reads.load(Ordering::Relaxed),
         leader_terms,
         snapshot_installs: net_stats.snapshots_installed,
         truncations,
@@ -704,6 +718,8 @@ struct Totals {
     compacted: u64,
     too_large: u64,
     over_budget: u64,
+    reads: [u64; 4],
+    follower_reads: u64,
     leader_change: u64,
     snapshot_install: u64,
     truncation: u64,
@@ -719,6 +735,10 @@ impl Totals {
         self.compacted += s.compacted as u64;
         self.too_large += s.too_large;
         self.over_budget += s.over_budget;
+        for (total, n) in self.reads.iter_mut().zip(s.reads) {
+            *total += n;
+        }
+        self.follower_reads += s.follower_reads;
         self.leader_change += u64::from(s.leader_terms > 1);
         self.snapshot_install += u64::from(s.snapshot_installs > 0);
         self.truncation += u64::from(s.truncations > 0);
@@ -777,6 +797,12 @@ fn runtime_simulation_many_seeds() {
     assert!(t.compacted > 0, "no run exercised log compaction");
     assert!(t.too_large > 0, "no run refused a command over the message limit");
     assert!(t.over_budget > 0, "no run committed a write over the byte budget");
+    eprintln!(
+        "reads: {} stale, {} lease, {} ReadIndex, {} linearizable_read; {} served by followers",
+        t.reads[0], t.reads[1], t.reads[2], t.reads[3], t.follower_reads
+    );
+    assert!(t.reads.iter().all(|&n| n > 0), "some read path was never exercised: {:?}", t.reads);
+    assert!(t.follower_reads > 0, "no run served a follower read");
     assert!(t.held > 0 && t.duplicated > 0 && t.waited_for_pause > 0, "long-tail faults were not injected");
     // The faults must keep exercising elections, snapshot installs and
     // truncations: at least a quarter of the seeds each (with a floor of

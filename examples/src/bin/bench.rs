@@ -6,7 +6,7 @@
 //! cargo run --release -p raft-examples --bin bench -- \
 //!     [--nodes 3] [--clients 256] [--payload 64] [--ops N | --seconds S] \
 //!     [--store mem|file] [--transport inmem|grpc] [--dir PATH] \
-//!     [--read-ratio 0.0] [--read-mode read_index|barrier] [--snapshot-interval 0.2] \
+//!     [--read-ratio 0.0] [--read-mode read_index|barrier|lease|follower] [--snapshot-interval 0.2] \
 //!     [--log-window-mb M] [--warmup 1] [--json]
 //! cargo run --release -p raft-examples --bin bench -- --restart \
 //!     [--restart-entries 1000000] [--payload 64] [--restart-dir PATH] [--log-window-mb M] [--json]
@@ -14,7 +14,11 @@
 //!
 //! A write is `raft.apply(payload)` with a fresh `payload`-byte command; a
 //! read (a fraction `--read-ratio` of the operations) is
-//! `raft.linearizable_read()` (`read_index`) or `raft.barrier()` (`barrier`).
+//! `raft.linearizable_read()` (`read_index`), `raft.barrier()` (`barrier`),
+//! `raft.read(ReadPolicy::Lease)` on the leader (`lease`), or
+//! `raft.read(ReadPolicy::ReadIndex)` on a follower (`follower`: a
+//! linearizable follower read; each client reads at one follower, the
+//! clients spread over the followers).
 //! The first `--warmup` seconds are run but not counted (leader elected,
 //! caches and allocators warm). Latencies go into an HDR histogram.
 //!
@@ -44,7 +48,7 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use raft::transport::inmem::InmemNetwork;
 use raft::{
-    async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log, Raft, RaftState, Server,
+    async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log, Raft, RaftState, ReadPolicy, Server,
     SnapshotReader, SnapshotWriter, Transport,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,6 +103,14 @@ enum ReadMode {
     /// `Raft::barrier`: commits a barrier entry through the log.
     #[value(name = "barrier")]
     Barrier,
+    /// `Raft::read(ReadPolicy::Lease)` on the leader: no quorum round while
+    /// its lease holds.
+    #[value(name = "lease")]
+    Lease,
+    /// `Raft::read(ReadPolicy::ReadIndex)` on a follower: a read index from
+    /// the leader, served once the follower applied it.
+    #[value(name = "follower")]
+    Follower,
 }
 
 /// Command-line flags (the workspace's benchmark contract).
@@ -441,12 +453,19 @@ async fn client(shared: Arc<Shared>, args: Args, seed: u64) {
             }
         }
         let is_read = rng.chance(args.read_ratio);
-        let leader = &shared.nodes[shared.leader.load(Ordering::Relaxed)];
+        let leader_at = shared.leader.load(Ordering::Relaxed);
+        let leader = &shared.nodes[leader_at];
         let start = Instant::now();
         let outcome = if is_read {
             match args.read_mode {
                 ReadMode::ReadIndex => leader.linearizable_read().await,
                 ReadMode::Barrier => leader.barrier(OP_TIMEOUT).await.map(|_| ()),
+                ReadMode::Lease => leader.read(ReadPolicy::Lease).await.map(|_| ()),
+                ReadMode::Follower => {
+                    let n = shared.nodes.len();
+                    let at = if n > 1 { (leader_at + 1 + (seed as usize % (n - 1))) % n } else { leader_at };
+                    shared.nodes[at].read(ReadPolicy::ReadIndex).await.map(|_| ())
+                }
             }
         } else {
             n += 1;
@@ -634,6 +653,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let read_mode = match args.read_mode {
         ReadMode::ReadIndex => "read_index",
         ReadMode::Barrier => "barrier",
+        ReadMode::Lease => "lease",
+        ReadMode::Follower => "follower",
     };
     if !args.json {
         println!("settings");

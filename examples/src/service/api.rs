@@ -3,10 +3,10 @@
 //! | request | answer |
 //! |---|---|
 //! | `PUT /kv/{key}` (body: the value) | `200 {"key","index","previous"}` once committed and applied |
-//! | `GET /kv/{key}?consistency=stale\|leader\|linearizable` | `200` with the raw value; `404` if absent |
+//! | `GET /kv/{key}?consistency=stale\|lease\|linearizable` | `200` with the raw value; `404` if absent; `400 bad_request` for another consistency |
 //! | `DELETE /kv/{key}` | `200 {"key","index","deleted","previous"}` |
 //! | `POST /kv/{key}/cas` `{"expected": string\|null, "new": string}` | `200 {"swapped": true, ..}`; `409 {"current", ..}` on mismatch |
-//! | `GET /status` | this node's id, role, term, leader, indexes and configuration |
+//! | `GET /status` | this node's id, role, term, leader, indexes, configuration and read counts (`reads`) |
 //! | `POST /cluster/join[?replace_address=true]` `{"id","raft_addr","api_addr"}` | registers the node's API address and adds it as a voter; `409 server_exists` if the id is a member at another raft address, unless `replace_address=true` moves it there |
 //! | `PUT /cluster/nodes/{id}` `{"api_addr"}` | registers (or updates) a node's API address |
 //!
@@ -20,13 +20,21 @@
 //! default. Nodes send their token on their own calls (joining,
 //! registering their API address, forwarding to the leader).
 //!
-//! Reads: `stale` answers from this node's state (may lag); `leader`
-//! answers from the leader's state without a quorum round (may be stale
-//! for a moment after a leader change); `linearizable` (the default) runs
-//! a ReadIndex round on the leader first.
+//! Reads are served by the node asked, never forwarded
+//! ([`Raft::read`](raft::Raft::read)):
+//! - `stale`: this node's state as it is (may lag, even far behind);
+//! - `lease`: linearizable while clocks drift less than the configured
+//!   bound: the leader answers from its lease, without a quorum round;
+//!   `leader` (this parameter's old value) is an alias;
+//! - `linearizable` (the default): the leader confirms its leadership with
+//!   a quorum round (ReadIndex) first.
 //!
-//! Writes, `leader`/`linearizable` reads and cluster changes that reach a
-//! follower are proxied to the leader's API (see the [module
+//! On a follower, `lease` and `linearizable` are follower reads: the node
+//! asks the leader for a read index, waits until it has applied it, and
+//! answers from its own state. While no leader is known such a read waits
+//! for one up to the request timeout (`503 no_leader` after it).
+//!
+//! Writes and cluster changes that reach a follower are proxied to the leader's API (see the [module
 //! docs](super)); the proxied request carries [`FORWARDED_HEADER`] and is
 //! never forwarded again: a node that gets one and is not the leader
 //! answers `503 not_leader`, and the forwarding node waits for the next
@@ -68,7 +76,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
-use raft::{Raft, RaftState, Suffrage};
+use raft::{Raft, RaftState, ReadPolicy, Suffrage};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
@@ -815,7 +823,8 @@ async fn cas_key(
 /// Query of `GET /kv/{key}`.
 #[derive(Debug, Deserialize)]
 pub struct ReadParams {
-    /// `stale`, `leader` or `linearizable` (default).
+    /// `stale`, `lease`, `linearizable` (default), or `leader` (an alias
+    /// of `lease`).
     pub consistency: Option<String>,
 }
 
@@ -823,48 +832,71 @@ async fn get_key(
     State(state): State<ApiState>,
     key: Result<Path<String>, PathRejection>,
     params: Result<Query<ReadParams>, QueryRejection>,
-    request: Request,
 ) -> Result<Response, ApiError> {
     let key = check_key(key)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
-    let (parts, _) = request.into_parts();
     let read_local = |map: &KvMap| map.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-    let found = match params.consistency.as_deref().unwrap_or("linearizable") {
-        "stale" => Done::Local(()),
-        mode @ ("leader" | "linearizable") => {
-            let linearizable = mode == "linearizable";
-            let fwd = Forward::from_parts(&parts, Bytes::new());
-            state
-                .on_leader(&fwd, move |raft, timeout| {
-                    Box::pin(async move {
-                        if linearizable {
-                            tokio::time::timeout(timeout, raft.linearizable_read())
-                                .await
-                                .map_err(|_| raft::Error::Timeout)??;
-                        }
-                        Ok(())
-                    })
-                })
-                .await
-                .map_err(|e| match e {
-                    ApiError::Timeout(_) => ApiError::NoLeader(
-                        "the leader could not confirm its leadership with a quorum in time".into(),
-                    ),
-                    other => other,
-                })?
+    let policy = read_policy(params.consistency.as_deref())?;
+    // Every policy is served by this node: `lease` and `linearizable` reads
+    // on a follower are linearizable follower reads (a read index from the
+    // leader, then this node's own state once it applied it).
+    if policy != ReadPolicy::Stale {
+        state.read_here(policy).await?;
+    }
+    match read_local(&state.0.map) {
+        Some(value) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response()),
+        None => Err(ApiError::KeyNotFound(key)),
+    }
+}
+
+/// The read policy a `consistency` parameter names: `stale`, `lease`,
+/// `linearizable` (the default) or `leader` (the name before leases, an
+/// alias of `lease`).
+fn read_policy(consistency: Option<&str>) -> Result<ReadPolicy, ApiError> {
+    match consistency {
+        None => Ok(ReadPolicy::ReadIndex),
+        Some("leader") => Ok(ReadPolicy::Lease),
+        Some(name) => name.parse::<ReadPolicy>().map_err(|e| {
+            ApiError::BadRequest(format!("bad consistency: {e} (leader is accepted as an alias of lease)"))
+        }),
+    }
+}
+
+impl ApiState {
+    /// Waits until reading this node's state is valid under `policy`
+    /// ([`Raft::read`]); waits for a leader (up to the request timeout)
+    /// when none is known or it changes under the read.
+    async fn read_here(&self, policy: ReadPolicy) -> Result<(), ApiError> {
+        let deadline = Instant::now() + self.0.settings.request_timeout;
+        let mut metrics = self.0.raft.metrics();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let reason = match tokio::time::timeout(remaining, self.0.raft.read(policy)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(
+                    e @ (raft::Error::NotLeader { .. }
+                    | raft::Error::LeadershipLost
+                    | raft::Error::LeadershipTransferInProgress
+                    | raft::Error::Transport(_)),
+                )) => e.to_string(),
+                Ok(Err(raft::Error::Timeout)) | Err(_) => {
+                    return Err(ApiError::NoLeader(format!(
+                        "no {policy} read point in time: the leader could not confirm its leadership \
+                         with a quorum, or this node did not catch up with it"
+                    )))
+                }
+                Ok(Err(e)) => return Err(e.into()),
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ApiError::NoLeader(reason));
+            }
+            tracing::debug!(%policy, %reason, "read not served yet; waiting for a leader");
+            let pause = (deadline - now).min(POLL);
+            if let Ok(Err(_)) = tokio::time::timeout(pause, metrics.changed()).await {
+                tokio::time::sleep(pause).await;
+            }
         }
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown consistency {other:?}: use stale, leader or linearizable"
-            )))
-        }
-    };
-    match found {
-        Done::Forwarded(resp) => Ok(resp),
-        Done::Local(()) => match read_local(&state.0.map) {
-            Some(value) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response()),
-            None => Err(ApiError::KeyNotFound(key)),
-        },
     }
 }
 
@@ -899,6 +931,15 @@ async fn status(State(state): State<ApiState>) -> Response {
         "log_compacted_through": m.log_compacted_through,
         "cluster_id": m.cluster_id.as_ref().map(|c| c.as_str()),
         "configuration": { "index": m.configuration_index, "servers": servers },
+        "reads": {
+            "stale": m.reads.stale,
+            "lease": m.reads.lease,
+            "linearizable": m.reads.read_index,
+            "lease_served": m.reads.lease_served,
+            "lease_fallbacks": m.reads.lease_fallbacks,
+            "follower_reads": m.reads.follower_reads,
+            "follower_read_failures": m.reads.follower_read_failures,
+        },
     }))
     .into_response()
 }

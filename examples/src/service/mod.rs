@@ -22,9 +22,11 @@
 //! handler registers a joining node before adding it as a voter, and every
 //! node checks in the background that its own entry is current (this covers
 //! the bootstrap node and a node restarted on a new API address). A request
-//! that needs the leader (writes, `leader` and `linearizable` reads) and
-//! reaches a follower is proxied to the API address the directory gives for
-//! the leader raft names.
+//! that needs the leader (writes and cluster changes) and reaches a
+//! follower is proxied to the API address the directory gives for the
+//! leader raft names. Reads are not: every consistency level is served by
+//! the node asked (`lease` and `linearizable` reads on a follower are
+//! linearizable follower reads, see [`api`]).
 
 pub mod api;
 pub mod client;

@@ -153,6 +153,17 @@ impl pb::raft_service_server::RaftService for RaftRpcService {
         }
     }
 
+    async fn read_index(
+        &self,
+        request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        let req = validate::read_index_request(request.into_inner()).map_err(|e| refuse("ReadIndex", e))?;
+        match self.dispatch(InboundRequest::Rpc(RpcRequest::ReadIndex(req))).await? {
+            RpcResponse::ReadIndex(r) => Ok(Response::new(convert::read_index_response_to_pb(&r))),
+            other => Err(mismatched("ReadIndex", &other)),
+        }
+    }
+
     async fn install_snapshot(
         &self,
         request: Request<Streaming<pb::InstallSnapshotChunk>>,

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RequestPreVoteResponse, RequestVoteResponse, RpcRequest, RpcResponse, TimeoutNowResponse,
+    ReadIndexRefusal, ReadIndexResponse, RequestPreVoteResponse, RequestVoteResponse, RpcRequest,
+    RpcResponse, TimeoutNowResponse,
 };
 use raft::transport::{InboundRequest, InboundRpc};
 use raft::{Configuration, Log, LogType, Server, SnapshotMeta, Transport};
@@ -89,6 +90,21 @@ pub fn answer(req: &RpcRequest) -> RpcResponse {
             removal_term: r.last_log_term + 9,
         }),
         RpcRequest::TimeoutNow(r) => RpcResponse::TimeoutNow(TimeoutNowResponse { term: r.term + 4 }),
+        // A lease read gets an index, a ReadIndex read a refusal naming a
+        // leader: both derived from the requester.
+        RpcRequest::ReadIndex(r) => RpcResponse::ReadIndex(ReadIndexResponse {
+            term: 40 + r.requester.as_str().len() as u64,
+            result: if r.lease {
+                Ok(1000 + r.requester.as_str().len() as u64)
+            } else {
+                Err(ReadIndexRefusal::NotLeader {
+                    leader: Some((
+                        format!("{}-leader", r.requester).into(),
+                        format!("addr-{}", r.requester).into(),
+                    )),
+                })
+            },
+        }),
     }
 }
 

@@ -22,6 +22,7 @@
 //! - `identity`: the node and cluster ids kept in the stable store.
 
 pub(crate) mod apply;
+pub(crate) mod follower_reads;
 pub(crate) mod identity;
 pub(crate) mod node;
 pub(crate) mod peer;
@@ -148,5 +149,10 @@ pub(crate) enum Request<R> {
     Restore(Box<RestoreRequest>),
     Shutdown {
         tx: oneshot::Sender<()>,
+    },
+    /// Start a lease read for a batch of reads (answered at once while the
+    /// leader's lease holds).
+    LeaseRead {
+        ticket: reads::ReadTicket,
     },
 }

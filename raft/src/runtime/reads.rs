@@ -18,13 +18,15 @@
 //! task receives one request per shard with readers.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
 use crate::core::Refusal;
-use crate::error::{Error, StorageError};
+use crate::error::{Error, StorageError, TransportError};
+use crate::message::ReadIndexRefusal;
+use crate::metrics::ReadMetrics;
 use crate::types::{ServerAddress, ServerId};
 
 /// Why a read batch failed; cheap to hand to every member.
@@ -36,6 +38,12 @@ pub(crate) enum ReadFailure {
     Shutdown,
     /// The node stopped after a storage failure.
     StorageFailed(String),
+    /// (Follower read) the leader could not be asked.
+    Transport(TransportError),
+    /// (Follower read) the leader refused; `asked` is the leader asked.
+    Remote { refusal: ReadIndexRefusal, asked: (ServerId, ServerAddress) },
+    /// (Follower read) no read point within the follower-read timeout.
+    Timeout,
 }
 
 impl From<ReadFailure> for Error {
@@ -44,6 +52,19 @@ impl From<ReadFailure> for Error {
             ReadFailure::Refused { refusal, leader } => refusal_error(refusal, leader),
             ReadFailure::Shutdown => Error::Shutdown,
             ReadFailure::StorageFailed(msg) => Error::Storage(StorageError::Failed(msg)),
+            ReadFailure::Transport(e) => Error::Transport(e),
+            ReadFailure::Remote { refusal, asked } => match refusal {
+                // The server asked does not lead (any more): name the leader
+                // it knows of, which the caller may retry.
+                ReadIndexRefusal::NotLeader { leader } => Error::NotLeader { leader },
+                ReadIndexRefusal::TransferInProgress => Error::LeadershipTransferInProgress,
+                ReadIndexRefusal::LeadershipLost => Error::LeadershipLost,
+                ReadIndexRefusal::ShuttingDown => Error::Transport(TransportError::Unreachable(
+                    asked.1,
+                    format!("leader {} is shutting down", asked.0),
+                )),
+            },
+            ReadFailure::Timeout => Error::Timeout,
         }
     }
 }
@@ -79,6 +100,58 @@ pub(crate) fn membership_error(e: crate::core::ConfChangeError) -> Error {
             pending: "a joint configuration change is not finished yet".into(),
         },
         other => Error::InvalidConfig(other.to_string()),
+    }
+}
+
+/// The answer owed to a follower's read-index request for a failed read.
+pub(crate) fn remote_refusal(failure: &ReadFailure) -> ReadIndexRefusal {
+    match failure {
+        ReadFailure::Refused { refusal, leader } => match refusal {
+            Refusal::NotLeader(_) => ReadIndexRefusal::NotLeader { leader: leader.clone() },
+            Refusal::Removed => ReadIndexRefusal::NotLeader { leader: None },
+            Refusal::TransferInProgress => ReadIndexRefusal::TransferInProgress,
+            _ => ReadIndexRefusal::LeadershipLost,
+        },
+        ReadFailure::Shutdown | ReadFailure::StorageFailed(_) => ReadIndexRefusal::ShuttingDown,
+        ReadFailure::Transport(_) | ReadFailure::Remote { .. } | ReadFailure::Timeout => {
+            ReadIndexRefusal::LeadershipLost
+        }
+    }
+}
+
+/// Read counters shared by the handle and the main task, published in
+/// [`Metrics::reads`](crate::Metrics::reads).
+#[derive(Debug, Default)]
+pub(crate) struct ReadCounts {
+    pub(crate) stale: AtomicU64,
+    pub(crate) lease: AtomicU64,
+    pub(crate) read_index: AtomicU64,
+    pub(crate) lease_served: AtomicU64,
+    pub(crate) lease_fallbacks: AtomicU64,
+    pub(crate) follower_reads: AtomicU64,
+    pub(crate) follower_read_failures: AtomicU64,
+    pub(crate) read_index_requests_answered: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl ReadCounts {
+    /// The counters' current values.
+    pub(crate) fn snapshot(&self) -> ReadMetrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ReadMetrics {
+            stale: get(&self.stale),
+            lease: get(&self.lease),
+            read_index: get(&self.read_index),
+            lease_served: get(&self.lease_served),
+            lease_fallbacks: get(&self.lease_fallbacks),
+            follower_reads: get(&self.follower_reads),
+            follower_read_failures: get(&self.follower_read_failures),
+            read_index_requests_answered: get(&self.read_index_requests_answered),
+        }
     }
 }
 

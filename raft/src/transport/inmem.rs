@@ -634,6 +634,18 @@ impl Transport for InmemTransport {
         }
     }
 
+    async fn read_index(
+        &self,
+        _target: &ServerId,
+        addr: &ServerAddress,
+        req: ReadIndexRequest,
+    ) -> Result<ReadIndexResponse, TransportError> {
+        match self.rpc(addr, RpcRequest::ReadIndex(req)).await? {
+            RpcResponse::ReadIndex(r) => Ok(r),
+            _ => Err(unexpected("ReadIndex")),
+        }
+    }
+
     async fn install_snapshot(
         &self,
         _target: &ServerId,

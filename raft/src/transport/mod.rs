@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::TransportError;
 use crate::message::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest, RequestVoteResponse, RpcRequest,
-    RpcResponse, TimeoutNowRequest, TimeoutNowResponse,
+    ReadIndexRequest, ReadIndexResponse, RequestPreVoteRequest, RequestPreVoteResponse, RequestVoteRequest,
+    RequestVoteResponse, RpcRequest, RpcResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use crate::snapshot::SnapshotReader;
 use crate::types::{ServerAddress, ServerId};
@@ -87,6 +87,27 @@ pub trait Transport: Send + Sync + 'static {
         req: InstallSnapshotRequest,
         data: SnapshotReader,
     ) -> Result<InstallSnapshotResponse, TransportError>;
+
+    /// Asks the leader for a read index (linearizable follower reads, see
+    /// [`Raft::read`](crate::Raft::read)).
+    ///
+    /// The default implementation refuses with
+    /// [`TransportError::Other`] saying the transport does not support
+    /// follower reads, so transports written before this RPC existed still
+    /// compile; reads on followers through such a transport fail with that
+    /// error (reads on the leader are unaffected).
+    async fn read_index(
+        &self,
+        target: &ServerId,
+        addr: &ServerAddress,
+        req: ReadIndexRequest,
+    ) -> Result<ReadIndexResponse, TransportError> {
+        let _ = (addr, req);
+        Err(TransportError::Other(format!(
+            "this transport does not support follower reads (no read_index RPC to {target}): \
+             read on the leader or implement Transport::read_index"
+        )))
+    }
 
     /// The largest message, in encoded bytes, this transport sends or
     /// accepts; `None` (the default) means no limit.

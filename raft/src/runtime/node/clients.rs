@@ -181,6 +181,7 @@ impl<R: Send + 'static> Node<R> {
                 self.propose(vec![Proposed { log_type, data, waiter, deadline }])
             }
             Request::ReadIndex { ticket } => self.start_read(ticket),
+            Request::LeaseRead { ticket } => self.start_lease_read(ticket),
             Request::Bootstrap { configuration, tx } => {
                 let result = match configuration.validate() {
                     Err(msg) => Err(Error::InvalidConfig(msg)),

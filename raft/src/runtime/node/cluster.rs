@@ -73,6 +73,7 @@ fn sender_of(request: &InboundRequest) -> (ServerId, Option<ClusterId>, bool) {
             (r.candidate_id.clone(), r.cluster_id.clone(), false)
         }
         InboundRequest::Rpc(RpcRequest::TimeoutNow(r)) => (r.leader_id.clone(), r.cluster_id.clone(), false),
+        InboundRequest::Rpc(RpcRequest::ReadIndex(r)) => (r.requester.clone(), r.cluster_id.clone(), false),
         InboundRequest::InstallSnapshot(r, _) => (r.leader_id.clone(), r.cluster_id.clone(), true),
     }
 }

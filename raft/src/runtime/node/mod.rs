@@ -56,6 +56,7 @@ use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, S
 
 mod autopilot;
 mod clients;
+mod clock;
 mod cluster;
 mod commit;
 mod commit_record;
@@ -75,6 +76,7 @@ mod snapshots;
 
 use self::autopilot::Autopilot;
 use self::clients::{Clients, Pending};
+use self::clock::TickClock;
 use self::cluster::ClusterGuard;
 use self::commit::CommitFlush;
 use self::commit_record::CommitRecord;
@@ -203,6 +205,8 @@ struct Node<R> {
     /// The tick interval changed (config reload): the loop restarts its
     /// ticker.
     reload_ticker: bool,
+    /// How many ticks the core is owed, from the monotonic clock.
+    clock: TickClock,
     /// Metric handles and the write-stage tracker ([`crate::telemetry`]).
     telemetry: crate::telemetry::NodeTelemetry,
     /// Followers' health, stabilization and dead-server cleanup.
@@ -220,6 +224,8 @@ impl<R> Node<R> {
         let (index, term) = task.last_snapshot;
         let writer = Worker { tx: task.writer_tx, task: task.writer_task };
         let snapshot_task = Worker { tx: task.snapshot_cmds, task: task.snapshot_task };
+        let task_tick = task.config.tick_interval();
+        let max_catch_up = max_catch_up(&task.config);
         let telemetry = crate::telemetry::NodeTelemetry::new(&task.config.local_id);
         Node {
             clients: Clients::new(task.requests),
@@ -248,17 +254,29 @@ impl<R> Node<R> {
             fatal: None,
             shutdown_ack: Vec::new(),
             reload_ticker: false,
+            clock: TickClock::new(tokio::time::Instant::now(), task_tick, max_catch_up),
             telemetry,
             autopilot: Autopilot::default(),
         }
     }
 }
 
+/// Most ticks delivered at once after a stall: four times the longest
+/// timeout the ticks measure (every timer has fired by then).
+fn max_catch_up(config: &Config) -> u64 {
+    let longest = config.heartbeat_timeout.max(config.election_timeout).max(config.leader_lease_timeout);
+    let tick = config.tick_interval().as_micros().max(1);
+    u64::try_from(longest.as_micros() * 4 / tick).unwrap_or(u64::MAX).max(16)
+}
+
 pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
     let mut node = Node::new(task);
     node.publish(true);
-    let mut ticker = tokio::time::interval(node.config.tick_interval());
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    node.clock.restart(tokio::time::Instant::now(), node.config.tick_interval());
+    // Ticks are counted from the monotonic clock (see `clock`): one timer,
+    // re-armed for the next tick after each delivery.
+    let tick_sleep = tokio::time::sleep_until(node.clock.next_at());
+    tokio::pin!(tick_sleep);
     // One timer for the commit flush, re-armed only when its deadline
     // changes: a fresh `sleep_until` per loop turn would register and
     // deregister a timer on every event under load.
@@ -277,6 +295,10 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
             if deadline_sleep.deadline() != at {
                 deadline_sleep.as_mut().reset(at);
             }
+        }
+        let next_tick = node.clock.next_at();
+        if tick_sleep.deadline() != next_tick {
+            tick_sleep.as_mut().reset(next_tick);
         }
         let flow = tokio::select! {
             Some(ev) = node.store.events.recv() => node.on_writer_event(ev),
@@ -321,8 +343,8 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 node.expire_waiters();
                 Flow::Continue
             }
-            _ = ticker.tick() => {
-                node.core.tick();
+            () = &mut tick_sleep => {
+                node.on_ticks_due();
                 node.check_store_progress();
                 node.prune_peers();
                 node.autopilot_tick();
@@ -343,8 +365,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
             break;
         }
         if std::mem::take(&mut node.reload_ticker) {
-            ticker = tokio::time::interval(node.config.tick_interval());
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            node.clock.restart(tokio::time::Instant::now(), node.config.tick_interval());
         }
     }
     node.stop().await;
@@ -360,6 +381,45 @@ async fn recv_inbound(inbound: &mut Option<mpsc::Receiver<InboundRpc>>) -> Optio
 impl<R: Send + 'static> Node<R> {
     fn id(&self) -> &ServerId {
         &self.config.local_id
+    }
+
+    /// The tick timer fired: first handles the acknowledgements and
+    /// requests that queued up meanwhile (a loop that fell behind must not
+    /// time peers out for answers it has not read yet), then delivers every
+    /// tick due.
+    fn on_ticks_due(&mut self) {
+        for _ in 0..MAX_DRAIN {
+            match self.peers.events.try_recv() {
+                Ok(ev) => self.on_peer_event(ev),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..MAX_DRAIN {
+            match self.rpcs.inbound.as_mut().map(|r| r.try_recv()) {
+                Some(Ok(rpc)) => self.on_rpc(rpc),
+                _ => break,
+            }
+        }
+        self.deliver_due_ticks();
+    }
+
+    /// Gives the core every tick due by the monotonic clock (several after
+    /// a stall, none if the last one was delivered already).
+    pub(super) fn deliver_due_ticks(&mut self) {
+        let due = self.clock.take_due(tokio::time::Instant::now());
+        if due > 1 {
+            if due == self.clock.max_catch_up() {
+                tracing::warn!(
+                    ticks = due,
+                    "the main loop stalled for longer than every timeout: catching up"
+                );
+            } else {
+                tracing::debug!(ticks = due, "the main loop fell behind the clock: catching up ticks");
+            }
+        }
+        for _ in 0..due {
+            self.core.tick();
+        }
     }
 
     fn address_of(&self, id: &ServerId) -> Option<ServerAddress> {
@@ -389,6 +449,7 @@ impl<R: Send + 'static> Node<R> {
     /// snapshot transfers, entries to apply, reads and transfers to answer.
     fn process_ready(&mut self) {
         if self.fatal.is_some() || !self.core.has_ready() {
+            self.settle_lease_reads();
             self.after_state_change();
             return;
         }

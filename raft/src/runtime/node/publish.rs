@@ -142,6 +142,7 @@ impl<R: Send + 'static> Node<R> {
             log_fetched_bytes: self.fetches.bytes,
             recorded_commit_index: self.commit_record.recorded,
             uncommitted_bytes: if state == RaftState::Leader { core.uncommitted_bytes() as u64 } else { 0 },
+            reads: self.shared.read_counts.snapshot(),
         };
         self.shared.last_index.store(core.last_index(), Ordering::Release);
         let snapshot = self.store.last_snapshot.index;

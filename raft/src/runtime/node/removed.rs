@@ -44,6 +44,10 @@ impl<R: Send + 'static> Node<R> {
                 self.shared.reads.close(&ticket);
                 ticket.resolve(Err(self.read_failure(Refusal::Removed)));
             }
+            Request::LeaseRead { ticket } => {
+                self.shared.lease_reads.close(&ticket);
+                ticket.resolve(Err(self.read_failure(Refusal::Removed)));
+            }
             Request::Bootstrap { tx, .. } => {
                 let _ = tx.send(Err(Error::Removed));
             }

@@ -44,6 +44,15 @@ impl<R: Send + 'static> Node<R> {
             }
             RpcRequest::RequestPreVote(r) => (r.candidate_id.clone(), Body::RequestPreVote(r)),
             RpcRequest::TimeoutNow(r) => (r.leader_id.clone(), Body::TimeoutNow(r)),
+            RpcRequest::ReadIndex(r) => {
+                if &r.requester == self.id() || r.requester.as_str().is_empty() {
+                    let why = format!("invalid requester id {:?}", r.requester);
+                    reply.send(Err(TransportError::Rejected(why)));
+                } else {
+                    self.on_read_index_request(r, reply);
+                }
+                return;
+            }
         };
         if &from == self.id() || from.as_str().is_empty() {
             reply.send(Err(TransportError::Rejected(format!("invalid sender id {from:?}"))));
