@@ -9,7 +9,7 @@
 //! A one-node cluster with an in-memory log ([`raft-store-mem`]) and the
 //! in-memory transport: implement [`Fsm`], start the node with
 //! [`Raft::new`], bootstrap it, wait for it to lead, write with
-//! [`Raft::apply`] and read linearizably. A real
+//! [`Raft::apply`] and read linearizably with [`Raft::read`]. A real
 //! service swaps in `raft-store-file` and `raft-transport-grpc`, and
 //! bootstraps every server with the same [`Configuration`] (see the
 //! `examples` crate's `kv` service).
@@ -21,7 +21,7 @@
 //!
 //! use raft::transport::inmem::InmemNetwork;
 //! use raft::{async_trait, BoxError, Config, Configuration, Fsm, FsmSnapshot, Log};
-//! use raft::{Raft, Server, SnapshotReader, SnapshotWriter};
+//! use raft::{Raft, ReadPolicy, Server, SnapshotReader, SnapshotWriter};
 //! use raft_store_mem::{InmemSnapshotStore, InmemStore};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
@@ -76,8 +76,9 @@
 //!
 //! let applied = raft.apply(vec![7u8], Duration::from_secs(5)).await?;
 //! assert_eq!(applied.response, 7);
-//! raft.linearizable_read().await?; // confirms leadership; the FSM has caught up
-//! assert!(raft.applied_index() >= applied.index);
+//! // Linearizable: a quorum confirms the leadership, then the FSM catches up.
+//! let read_point = raft.read(ReadPolicy::ReadIndex).await?;
+//! assert!(read_point >= applied.index);
 //! raft.shutdown().await?;
 //! # Ok(())
 //! # }

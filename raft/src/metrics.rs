@@ -123,6 +123,11 @@ pub struct Metrics {
     /// Reads served through this node since it started, by kind (see
     /// [`Raft::read`](crate::Raft::read)).
     pub reads: ReadMetrics,
+    /// (Leader) how long its read lease still holds, in whole ticks: zero
+    /// when a lease read would take a quorum round now (no lease yet, lease
+    /// expired, leases off, a transfer started this term). `None` on
+    /// other nodes. See [`ReadPolicy::Lease`](crate::ReadPolicy::Lease).
+    pub lease_remaining: Option<std::time::Duration>,
 }
 
 /// Counts of reads since the node started (see [`Metrics::reads`]).
@@ -185,6 +190,7 @@ impl Metrics {
             recorded_commit_index: 0,
             uncommitted_bytes: 0,
             reads: ReadMetrics::default(),
+            lease_remaining: None,
         }
     }
 

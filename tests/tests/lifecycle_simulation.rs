@@ -251,7 +251,7 @@ impl Sim {
         // a replication loop that never waits then still lets the clock
         // move, and the bounded waits report it.
         net.set_delay(Duration::from_micros(50), Duration::from_millis(1));
-        let compaction = (seed / 2) % 2 == 0;
+        let compaction = (seed / 2).is_multiple_of(2);
         let configure = if compaction { compacting } else { not_compacting };
         let cluster = if one_server_bootstrap {
             TestCluster::<KvTestFsm>::with_one_bootstrap(voters, net.clone(), configure).await

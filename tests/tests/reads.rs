@@ -152,6 +152,17 @@ async fn lease_reads_are_served_without_a_quorum_round_while_the_lease_holds() {
         after.lease_served - before.lease_served >= 19,
         "lease reads took quorum rounds while the lease held: {after:?}"
     );
+    let mut metrics = raft.metrics();
+    let held = tokio::time::timeout(
+        LIMIT,
+        metrics.wait_for(|m| m.lease_remaining.is_some_and(|d| d > Duration::ZERO)),
+    )
+    .await
+    // At once: a borrow of the watch kept across awaits would block its sender.
+    .is_ok_and(|r| r.is_ok());
+    assert!(held, "the leader's metrics never showed the lease it holds");
+    let follower = followers(&c, &leader)[0].clone();
+    assert_eq!(c.raft(&follower).metrics().borrow().lease_remaining, None, "a follower holds no lease");
     c.shutdown().await;
 }
 
@@ -168,6 +179,8 @@ async fn without_check_quorum_no_lease_is_used() {
     }
     let reads = wait_reads(&raft, |r| r.lease_fallbacks >= 10).await;
     assert_eq!(reads.lease_served, 0, "a lease was used without check-quorum: {reads:?}");
+    let remaining = raft.metrics().borrow().lease_remaining;
+    assert_eq!(remaining, Some(Duration::ZERO), "the leader reports no lease without check-quorum");
     c.shutdown().await;
 }
 

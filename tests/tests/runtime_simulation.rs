@@ -568,13 +568,13 @@ fn configure_without_pre_vote(c: &mut Config) {
 
 async fn run_seed(seed: u64, net: InmemNetwork) -> Result<SeedStats, String> {
     let mut rng = Rng::new(seed);
-    let n = if seed % 3 == 0 { 5 } else { 3 };
+    let n = if seed.is_multiple_of(3) { 5 } else { 3 };
     // Every message takes at least a little virtual time, so nodes that
     // exchange messages for ever without waiting still let the clock move
     // and the bounded waits report it.
     net.set_delay(MIN_DELAY, MIN_DELAY);
     net.set_rpc_timeout(Duration::from_millis(200));
-    let limited = seed % 2 == 0;
+    let limited = seed.is_multiple_of(2);
     if limited {
         net.set_max_message_size(Some(MESSAGE_LIMIT));
     }

@@ -63,7 +63,7 @@ pub enum Seen {
 pub fn append_answer(req: &AppendEntriesRequest) -> AppendEntriesResponse {
     AppendEntriesResponse {
         term: req.term + 1,
-        success: req.leader_commit % 2 == 0,
+        success: req.leader_commit.is_multiple_of(2),
         last_log_index: req.prev_log_index + req.entries.len() as u64,
         conflict_term: req.prev_log_term + 7,
         conflict_index: req.leader_commit + 11,

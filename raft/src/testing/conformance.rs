@@ -61,8 +61,11 @@ fn entry(index: u64, term: u64) -> Log {
         5 => LogType::Barrier,
         _ => LogType::Command,
     };
-    let data =
-        if index % 11 == 0 { Bytes::new() } else { Bytes::from(format!("entry {index} of term {term}")) };
+    let data = if index.is_multiple_of(11) {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("entry {index} of term {term}"))
+    };
     Log::new(index, term, log_type, data)
 }
 

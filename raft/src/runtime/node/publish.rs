@@ -143,6 +143,9 @@ impl<R: Send + 'static> Node<R> {
             recorded_commit_index: self.commit_record.recorded,
             uncommitted_bytes: if state == RaftState::Leader { core.uncommitted_bytes() as u64 } else { 0 },
             reads: self.shared.read_counts.snapshot(),
+            lease_remaining: core
+                .lease_remaining_ticks()
+                .map(|ticks| self.config.tick_interval() * u32::try_from(ticks).unwrap_or(u32::MAX)),
         };
         self.shared.last_index.store(core.last_index(), Ordering::Release);
         let snapshot = self.store.last_snapshot.index;

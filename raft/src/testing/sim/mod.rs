@@ -215,7 +215,7 @@ pub struct SimConfig {
     /// safe ([`safe_drift`]). Beyond it, lease reads may be stale.
     pub clock_drift: Option<f64>,
     /// Share of client reads that ask for a lease read
-    /// ([`Core::lease_read`]: answered at once while the leader's lease
+    /// (`Core::lease_read`: answered at once while the leader's lease
     /// holds, else through a ReadIndex round); the others are ReadIndex
     /// reads. Default 0.5; own random source.
     pub lease_read_rate: f64,
