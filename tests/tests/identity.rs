@@ -164,13 +164,17 @@ async fn a_message_from_another_cluster_is_refused() {
     assert_eq!(c.raft(follower).metrics().borrow().term, term, "the refused requests changed nothing");
     assert_eq!(c.wait_for_leader().await, leader);
 
-    // The same vote with this cluster's id reaches the node's protocol
-    // (which raises its term), and so does one carrying no id.
+    // The same vote with this cluster's id reaches the node's protocol,
+    // and so does one carrying no id. The protocol answers it: the
+    // intruder is no member of the follower's committed configuration, so
+    // it is told it was removed, with proof, and the follower keeps its
+    // term (removal rule 3).
     let resp = intruder
         .request_vote(&follower.into(), &follower.into(), vote(Some(ours.clone())))
         .await
         .expect("a request of this cluster is handled");
-    assert_eq!(resp.term, term + 10);
+    assert!(resp.removed && !resp.granted, "{resp:?}");
+    assert_eq!(resp.term, term, "a non-member's vote request does not raise a follower's term");
     let resp = intruder.request_vote(&follower.into(), &follower.into(), vote(None)).await;
     assert!(resp.is_ok(), "a request without an id is handled: {resp:?}");
     c.shutdown().await;
