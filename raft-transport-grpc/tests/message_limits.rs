@@ -32,6 +32,9 @@ fn grpc_config(max_message_size: usize) -> GrpcConfig {
     }
 }
 
+/// Time one write of many MiB may take on a loaded machine (real time).
+const BIG_WRITE: Duration = Duration::from_secs(30);
+
 /// A 64 KiB command whose bytes name its number.
 fn big_command(n: u64) -> Vec<u8> {
     let mut data = vec![(n % 251) as u8; 64 * 1024];
@@ -157,11 +160,15 @@ async fn default_limits_carry_commands_of_many_mib_to_a_follower_that_was_down()
         let mut cmd = vec![(n + 1) as u8; 12 * 1024 * 1024];
         cmd[..8].copy_from_slice(&n.to_le_bytes());
         // Through whichever node leads: on a loaded machine the leader may
-        // lose its term while it pushes 12 MiB messages to the other.
-        last = apply_command(&nodes, cmd, "a 12 MiB write").await;
+        // lose its term while it pushes 12 MiB messages to the other. One
+        // such write (persisted and sent in a debug build) took up to 5 s
+        // on a loaded 2-core machine: give each attempt, and the whole,
+        // room (an attempt cut off at its timeout is retried and appends
+        // another 12 MiB, which only makes the next one slower).
+        last = apply_command_within(&nodes, cmd, "a 12 MiB write", BIG_WRITE, 3 * BIG_WRITE).await;
     }
     nodes[follower].start().await;
-    poll("the restarted follower applies the large commands", || {
+    poll_within("the restarted follower applies the large commands", 3 * BIG_WRITE, || {
         (nodes[follower].raft().applied_index() >= last).then_some(())
     })
     .await;

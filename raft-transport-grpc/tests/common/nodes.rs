@@ -21,13 +21,18 @@ use super::STEP;
 
 /// Polls `check` every 10 ms until it returns `Some`, failing the test
 /// after [`STEP`].
-pub async fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + STEP;
+pub async fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll_within(what, STEP, check).await
+}
+
+/// Like [`poll`], failing the test after `bound`.
+pub async fn poll_within<T>(what: &str, bound: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + bound;
     loop {
         if let Some(out) = check() {
             return out;
         }
-        assert!(Instant::now() < deadline, "{what}: not within {STEP:?}");
+        assert!(Instant::now() < deadline, "{what}: not within {bound:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -288,11 +293,25 @@ pub async fn apply_one(nodes: &[GrpcNode], value: u64) -> u64 {
 /// Applies the command `cmd` through whichever running node leads, retrying
 /// as [`apply_one`] does; `what` names it in a failure.
 pub async fn apply_command(nodes: &[GrpcNode], cmd: Vec<u8>, what: &str) -> u64 {
-    let deadline = Instant::now() + STEP;
+    apply_command_within(nodes, cmd, what, Duration::from_secs(5), STEP).await
+}
+
+/// Like [`apply_command`], with each attempt given `per_call` and all of
+/// them `bound` (for commands whose replication takes long on a loaded
+/// machine, such as ones of many MiB: an attempt cut off too early is
+/// retried and appends the command again, which only adds work).
+pub async fn apply_command_within(
+    nodes: &[GrpcNode],
+    cmd: Vec<u8>,
+    what: &str,
+    per_call: Duration,
+    bound: Duration,
+) -> u64 {
+    let deadline = Instant::now() + bound;
     loop {
         let leader = nodes.iter().find(|n| n.raft.as_ref().is_some_and(|r| r.state() == RaftState::Leader));
         if let Some(node) = leader {
-            match node.raft().apply(cmd.clone(), Duration::from_secs(5)).await {
+            match node.raft().apply(cmd.clone(), per_call).await {
                 Ok(applied) => return applied.index,
                 Err(
                     raft::Error::NotLeader { .. }
@@ -304,7 +323,7 @@ pub async fn apply_command(nodes: &[GrpcNode], cmd: Vec<u8>, what: &str) -> u64 
                 Err(err) => panic!("{what} failed: {err}"),
             }
         }
-        assert!(Instant::now() < deadline, "{what}: no leader took it within {STEP:?}");
+        assert!(Instant::now() < deadline, "{what}: no leader took it within {bound:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
