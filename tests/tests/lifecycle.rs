@@ -88,8 +88,19 @@ async fn a_follower_restarted_with_an_empty_disk_catches_up_and_the_leader_repor
         }
         other => panic!("unexpected observation {other:?}"),
     }
-    let m = c.raft(&leader).metrics().borrow().clone();
-    let peer = &m.peers[&ServerId::from(follower.as_str())];
+    // Per-peer figures are published at tick resolution: the follower's
+    // last acknowledgement may not be in the metrics yet when it applied.
+    let follower_id = ServerId::from(follower.as_str());
+    let mut metrics = c.raft(&leader).metrics();
+    let published = tokio::time::timeout(
+        T,
+        metrics.wait_for(|m| m.peers.get(&follower_id).is_some_and(|p| p.log_resets >= 1 && p.match_index >= last)),
+    )
+    .await
+    .map(|r| r.is_ok());
+    let m = metrics.borrow().clone();
+    let peer = &m.peers[&follower_id];
+    assert_eq!(published, Ok(true), "leader metrics never showed the reset and the match: {peer:?}");
     assert!(peer.log_resets >= 1, "the per-peer counter counts the reset: {peer:?}");
     assert!(peer.match_index >= last, "and the follower is matched again: {peer:?}");
     c.shutdown().await;
