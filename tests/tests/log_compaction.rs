@@ -121,11 +121,16 @@ async fn metrics_tell_the_newest_snapshot_from_the_compaction_point() {
     let last = c.raft(&leader).barrier(T).await.expect("barrier");
     c.wait_applied(&follower, last, T).await;
     let mut metrics = c.raft(&follower).metrics();
-    let m = tokio::time::timeout(T, metrics.wait_for(|m| m.last_snapshot_index >= snap.meta().index))
-        .await
-        .expect("the follower reports the installed snapshot")
-        .expect("metrics")
-        .clone();
+    // The snapshot is noted when installed and the log's new start once the
+    // store deleted the old log: wait for both to be published.
+    let m = tokio::time::timeout(
+        T,
+        metrics.wait_for(|m| m.last_snapshot_index >= snap.meta().index && m.first_index > snap.meta().index),
+    )
+    .await
+    .expect("the follower reports the installed snapshot and the log behind it compacted")
+    .expect("metrics")
+    .clone();
     assert_eq!(m.last_snapshot_index, snap.meta().index);
     assert_eq!(m.first_index, snap.meta().index + 1, "the installed snapshot replaced the log");
     assert_eq!(c.raft(&follower).first_index(), store_first(&c, &follower).await);
