@@ -82,7 +82,12 @@ async fn s5_3_a_follower_far_behind_catches_up_from_the_log_store() {
     c.start(&lagging).await;
     c.wait_applied(&lagging, last, T).await;
     assert_eq!(c.applied(&lagging), c.applied(&leader), "the follower applied the leader's log");
-    wait_metrics(&c, &leader, "reads from the log store counted", |m| m.log_fetches > 0).await;
+    // Counters are published at tick resolution: wait for the whole
+    // catch-up's figures, not just the first fetch's.
+    wait_metrics(&c, &leader, "reads from the log store counted", |m| {
+        m.log_fetches > 0 && m.log_fetched_bytes >= (50 * PAYLOAD) as u64
+    })
+    .await;
     let m = metrics(&c, &leader);
     assert_eq!(m.log_fetch_failures, 0);
     assert!(m.log_fetched_bytes >= (50 * PAYLOAD) as u64, "most entries came from the store: {m:?}");
