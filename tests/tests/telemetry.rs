@@ -271,10 +271,13 @@ async fn a_live_cluster_emits_every_documented_series_with_sensible_values() {
 
     // A node that stops leading stops reporting its followers' lag.
     c.raft(l).leadership_transfer().await.expect("transfer");
-    wait_until(&mut rec, "the old leader's per-peer gauges to be NaN", |r| {
+    // Stepping down (leader unknown) and hearing from the new leader are
+    // two events: wait for the second too before counting leader changes.
+    wait_until(&mut rec, "the old leader's per-peer gauges to be NaN and the new leader known", |r| {
         r.value(names::STATE, &[("node", l), ("state", "follower")]) == Some(1.0)
             && r.value(names::PEER_LAG, &[("node", l), ("peer", &up)]).is_some_and(f64::is_nan)
             && r.value(names::PEER_LAST_CONTACT, &[("node", l), ("peer", &up)]).is_some_and(f64::is_nan)
+            && r.value(names::LEADER_CHANGES, &[("node", l)]) >= Some(2.0)
     })
     .await;
     let leader_changes = rec.value(names::LEADER_CHANGES, &[("node", l)]).expect("leader changes");
