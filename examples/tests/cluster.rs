@@ -35,6 +35,17 @@ fn put_acked(via: &[&KvProc], key: &str, value: &str) {
     }
 }
 
+/// Reads `key` through `node` at `consistency`, retrying (bounded) only
+/// while the answer is 503/504: a spurious election on a loaded machine
+/// can leave the cluster briefly without a leader, as `put_acked` allows
+/// for writes. Any other answer is returned as is.
+fn get_settled(node: &KvProc, key: &str, consistency: &str) -> common::Resp {
+    poll(&format!("GET {key} ({consistency}) via {}", node.id), Duration::from_secs(30), || {
+        let r = get(&node.api_addr, key, consistency).expect("GET");
+        (![503, 504].contains(&r.status)).then_some(r)
+    })
+}
+
 fn assert_readable(node: &KvProc, acked: &BTreeMap<String, String>) {
     for (key, value) in acked {
         let got = poll(&format!("{key} from {}", node.id), Duration::from_secs(20), || {
@@ -61,7 +72,7 @@ fn acknowledged_writes_survive_kill_9_of_the_leader() {
         let (key, value) = (format!("k{i:02}"), format!("v{i}"));
         // Retried only on 503/504 (say, a spurious election on a loaded machine).
         put_acked(&[&nodes[i % 3]], &key, &value);
-        let r = get(&nodes[(i + 1) % 3].api_addr, &key, "linearizable").expect("GET");
+        let r = get_settled(&nodes[(i + 1) % 3], &key, "linearizable");
         assert_eq!((r.status, r.body.as_str()), (200, value.as_str()));
         acked.insert(key, value);
     }
@@ -69,13 +80,13 @@ fn acknowledged_writes_survive_kill_9_of_the_leader() {
     // Reads at every consistency level are served by the node asked: a
     // follower's `lease` and `linearizable` reads are follower reads (its
     // /status counts them), and see the write acknowledged just before.
-    let leader = agreed_leader(&nodes.iter().collect::<Vec<_>>(), 3).expect("leader");
+    let leader = poll("a leader", Duration::from_secs(10), || agreed_leader(&nodes.iter().collect::<Vec<_>>(), 3));
     let follower = nodes.iter().find(|n| n.id != leader).expect("a follower");
     let before = common::status(&follower.api_addr).expect("status")["reads"]["follower_reads"].as_u64();
     for (i, consistency) in ["linearizable", "lease", "leader"].iter().enumerate() {
         let (key, value) = (format!("f{i}"), format!("fv{i}"));
         put_acked(&[follower], &key, &value);
-        let r = get(&follower.api_addr, &key, consistency).expect("GET");
+        let r = get_settled(follower, &key, consistency);
         assert_eq!((r.status, r.body.as_str()), (200, value.as_str()), "{consistency} read on a follower");
         acked.insert(key, value);
     }
