@@ -22,7 +22,7 @@ fn raftctl_members_change_replaces_two_servers_in_one_step() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut nodes = start_cluster(dir.path(), 3, &[]);
     let refs: Vec<&KvProc> = nodes.iter().collect();
-    let leader = agreed_leader(&refs, 3).expect("leader");
+    let leader = poll("a leader", Duration::from_secs(10), || agreed_leader(&refs, 3));
     let leader_raft = nodes.iter().find(|n| n.id == leader).expect("leader node").raft_addr.clone();
     let leaving: Vec<usize> = (0..nodes.len()).filter(|i| nodes[*i].id != leader).collect();
     // Two empty servers that wait to be added.

@@ -13,7 +13,7 @@ fn a_removed_kv_node_exits_with_code_3_and_says_what_to_do() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut nodes = start_cluster(dir.path(), 3, &[]);
     let refs: Vec<&KvProc> = nodes.iter().collect();
-    let leader = agreed_leader(&refs, 3).expect("leader");
+    let leader = poll("a leader", Duration::from_secs(10), || agreed_leader(&refs, 3));
     let leader_raft = nodes.iter().find(|n| n.id == leader).expect("leader node").raft_addr.clone();
     let victim = nodes.iter().position(|n| n.id != leader).expect("a follower");
     let out = raftctl(&["--addr", &leader_raft, "remove", &nodes[victim].id]);
