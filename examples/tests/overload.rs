@@ -8,7 +8,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{http_auth, poll, put, start_cluster, JOIN_TOKEN};
+use common::{agreed_leader, http_auth, poll, put, start_cluster, JOIN_TOKEN};
 
 fn code(r: &common::Resp) -> String {
     r.json()["code"].as_str().unwrap_or_default().to_owned()
@@ -20,8 +20,11 @@ fn a_follower_at_its_forwarding_limit_answers_503_overloaded_at_once() {
     let extra: Vec<String> =
         ["--max-forwards", "1", "--request-timeout-ms", "3000"].iter().map(|s| s.to_string()).collect();
     let nodes = start_cluster(dir.path(), 2, &extra);
-    let leader = &nodes[0];
-    let follower = nodes[1].api_addr.clone();
+    // Usually the bootstrapped n1, but a spurious election on a loaded
+    // machine may have moved leadership: ask the cluster.
+    let leader_id = poll("a leader", Duration::from_secs(10), || agreed_leader(&[&nodes[0], &nodes[1]], 2));
+    let leader = nodes.iter().find(|n| n.id == leader_id).expect("the leader is a node");
+    let follower = nodes.iter().find(|n| n.id != leader_id).expect("a follower").api_addr.clone();
 
     // Point the directory's entry for the leader at a socket that accepts
     // connections and never answers: every forward from the follower then
@@ -30,8 +33,8 @@ fn a_follower_at_its_forwarding_limit_answers_503_overloaded_at_once() {
     black_hole.set_nonblocking(true).expect("non-blocking");
     let hole_addr = black_hole.local_addr().expect("addr").to_string();
     let body = serde_json::json!({ "api_addr": hole_addr }).to_string();
-    let r =
-        http_auth("PUT", &leader.api_addr, "/cluster/nodes/n1", body.as_bytes(), JOIN_TOKEN).expect("PUT");
+    let path = format!("/cluster/nodes/{leader_id}");
+    let r = http_auth("PUT", &leader.api_addr, &path, body.as_bytes(), JOIN_TOKEN).expect("PUT");
     assert_eq!(r.status, 200, "{}", r.body);
     poll("the follower to learn the new directory entry", Duration::from_secs(10), || {
         let s = common::status(&follower)?;
