@@ -88,10 +88,17 @@ async fn a_failed_segment_preparation_leaves_nothing_keeps_the_active_segment_an
         store.store_logs(&[entry(next)]).await.expect("append while space lasts");
         next += 1;
     }
-    // It fails for lack of space, and says so.
+    // It fails for lack of space, and says so. The preparation thread
+    // counts the failure a moment before it raises the flag, and this
+    // thread can look in between: wait for both.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while store.segment_preparation_failures() == 0 {
-        assert!(std::time::Instant::now() < deadline, "the preparation never failed");
+    while store.segment_preparation_failures() == 0 || !store.segment_preparation_failing() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the preparation never failed and flagged it: {} failures, failing: {}",
+            store.segment_preparation_failures(),
+            store.segment_preparation_failing()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(store.segment_preparation_failing(), "the condition is flagged");
