@@ -87,9 +87,11 @@ fn grpc_config() -> GrpcConfig {
 fn raft_config(id: &str) -> Config {
     Config {
         local_id: ServerId::from(id),
-        heartbeat_timeout: Duration::from_millis(300),
-        election_timeout: Duration::from_millis(300),
-        leader_lease_timeout: Duration::from_millis(300),
+        // Long enough that a loaded machine does not elect anew while the
+        // test talks to the leader it found (see common::nodes::raft_config).
+        heartbeat_timeout: Duration::from_secs(1),
+        election_timeout: Duration::from_secs(1),
+        leader_lease_timeout: Duration::from_secs(1),
         commit_timeout: Duration::from_millis(5),
         // Below the 10k writes, so a snapshot compacts part of the log.
         trailing_logs: 1000,

@@ -35,19 +35,6 @@ fn grpc_config(max_message_size: usize) -> GrpcConfig {
 /// Time one write of many MiB may take on a loaded machine (real time).
 const BIG_WRITE: Duration = Duration::from_secs(30);
 
-/// Raft timeouts for these tests: writing and shipping entries of 64 KiB
-/// to 12 MiB keeps a debug build busy, and with the shared 300 ms a loaded
-/// 2-core machine saw a spurious election in the middle of the 200 writes
-/// to one leader (`write on n2 failed: not the leader`). A second is far
-/// above any stall seen there.
-fn patient(nodes: &mut [GrpcNode]) {
-    for node in nodes {
-        node.config.heartbeat_timeout = Duration::from_secs(1);
-        node.config.election_timeout = Duration::from_secs(1);
-        node.config.leader_lease_timeout = Duration::from_secs(1);
-    }
-}
-
 /// A 64 KiB command whose bytes name its number.
 fn big_command(n: u64) -> Vec<u8> {
     let mut data = vec![(n % 251) as u8; 64 * 1024];
@@ -64,7 +51,6 @@ async fn apply_on(node: &GrpcNode, cmd: Vec<u8>) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_down_while_large_entries_were_written_catches_up_under_the_message_limit() {
     let mut nodes = new_nodes(3, |_| grpc_config(1024 * 1024)).await;
-    patient(&mut nodes);
     for node in &mut nodes {
         // A byte budget far above the transport's limit: the node must
         // lower it to what one message holds.
@@ -110,7 +96,6 @@ async fn a_follower_down_while_large_entries_were_written_catches_up_under_the_m
 async fn a_command_over_the_message_limit_is_refused_at_once_and_writes_go_on() {
     const LIMIT: usize = 256 * 1024;
     let mut nodes = new_nodes(3, |_| grpc_config(LIMIT)).await;
-    patient(&mut nodes);
     start_cluster(&mut nodes).await;
     let leader = wait_for_leader(&nodes).await;
     let raft = nodes[leader].raft().clone();
@@ -160,7 +145,6 @@ async fn a_command_over_the_message_limit_is_refused_at_once_and_writes_go_on() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_limits_carry_commands_of_many_mib_to_a_follower_that_was_down() {
     let mut nodes = new_nodes(3, |_| test_config()).await;
-    patient(&mut nodes);
     start_cluster(&mut nodes).await;
     let leader = wait_for_leader(&nodes).await;
     let max = nodes[leader].raft().max_command_size().expect("the gRPC transport has a limit");

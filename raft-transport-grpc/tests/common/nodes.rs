@@ -101,13 +101,17 @@ pub fn snapshot_size(n: usize) -> u64 {
     8 + 8 * n as u64
 }
 
-/// Raft timeouts for real time on a loaded loopback.
+/// Raft timeouts for real time on a loaded loopback. The tests go on
+/// talking to the leader they found (admin calls, snapshots, refusals that
+/// name it), so a spurious election is a failure: 300 ms saw one on a
+/// loaded 2-core machine (message_limits); a second is far above any
+/// stall seen there.
 pub fn raft_config(id: &str) -> Config {
     Config {
         local_id: ServerId::from(id),
-        heartbeat_timeout: Duration::from_millis(300),
-        election_timeout: Duration::from_millis(300),
-        leader_lease_timeout: Duration::from_millis(300),
+        heartbeat_timeout: Duration::from_secs(1),
+        election_timeout: Duration::from_secs(1),
+        leader_lease_timeout: Duration::from_secs(1),
         commit_timeout: Duration::from_millis(5),
         ..Config::default()
     }
