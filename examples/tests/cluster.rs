@@ -80,7 +80,8 @@ fn acknowledged_writes_survive_kill_9_of_the_leader() {
     // Reads at every consistency level are served by the node asked: a
     // follower's `lease` and `linearizable` reads are follower reads (its
     // /status counts them), and see the write acknowledged just before.
-    let leader = poll("a leader", Duration::from_secs(10), || agreed_leader(&nodes.iter().collect::<Vec<_>>(), 3));
+    let leader =
+        poll("a leader", Duration::from_secs(10), || agreed_leader(&nodes.iter().collect::<Vec<_>>(), 3));
     let follower = nodes.iter().find(|n| n.id != leader).expect("a follower");
     let before = common::status(&follower.api_addr).expect("status")["reads"]["follower_reads"].as_u64();
     for (i, consistency) in ["linearizable", "lease", "leader"].iter().enumerate() {

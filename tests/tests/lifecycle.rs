@@ -94,7 +94,9 @@ async fn a_follower_restarted_with_an_empty_disk_catches_up_and_the_leader_repor
     let mut metrics = c.raft(&leader).metrics();
     let published = tokio::time::timeout(
         T,
-        metrics.wait_for(|m| m.peers.get(&follower_id).is_some_and(|p| p.log_resets >= 1 && p.match_index >= last)),
+        metrics.wait_for(|m| {
+            m.peers.get(&follower_id).is_some_and(|p| p.log_resets >= 1 && p.match_index >= last)
+        }),
     )
     .await
     .map(|r| r.is_ok());

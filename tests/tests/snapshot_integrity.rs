@@ -483,8 +483,9 @@ async fn a_restore_that_fails_after_the_read_back_stops_the_node_and_says_why() 
     // Shutdown a moment before it publishes the final metrics with the
     // reason, and this runtime's other thread can look in between.
     let mut metrics = node.raft().metrics();
-    let stopped =
-        tokio::time::timeout(LIMIT, metrics.wait_for(|m| m.state == RaftState::Shutdown)).await.map(|r| r.is_ok());
+    let stopped = tokio::time::timeout(LIMIT, metrics.wait_for(|m| m.state == RaftState::Shutdown))
+        .await
+        .map(|r| r.is_ok());
     assert_eq!(stopped, Ok(true), "the node kept running on an untrusted FSM");
     assert_eq!(node.raft().state(), RaftState::Shutdown);
     let why = metrics.borrow().fatal_error.clone();

@@ -219,8 +219,9 @@ async fn leader(nodes: &[Node]) -> usize {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let running: Vec<&Raft<BigFsm>> = nodes.iter().filter_map(|n| n.raft.as_ref()).collect();
-        let leaders: Vec<usize> =
-            (0..nodes.len()).filter(|&i| nodes[i].raft.as_ref().is_some_and(|r| r.state() == RaftState::Leader)).collect();
+        let leaders: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].raft.as_ref().is_some_and(|r| r.state() == RaftState::Leader))
+            .collect();
         if let [l] = leaders[..] {
             let id = nodes[l].raft.as_ref().map(|r| r.metrics().borrow().id.clone());
             if running.iter().all(|r| r.leader().map(|(leader, _)| leader) == id) {
