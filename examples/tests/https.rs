@@ -227,3 +227,85 @@ async fn a_bad_tls_file_is_named_when_the_node_starts() {
     let err = KvNode::start(opts).await.err().expect("a missing certificate is refused").to_string();
     assert!(err.contains("node.pem"), "{err}");
 }
+
+/// Connects to `addr`, sends `bytes` (over TLS with `tls` if given), then
+/// reads until the server closes the connection; returns what came back
+/// and how long it took.
+fn half_request(addr: &str, tls: Option<Arc<rustls::ClientConfig>>, bytes: &[u8]) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    // An error (the 10 s read timeout) fails the caller's bound.
+    match tls {
+        None => {
+            let mut stream = stream;
+            stream.write_all(bytes).expect("send");
+            let _ = stream.read_to_end(&mut got);
+        }
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+            let conn = rustls::ClientConnection::new(config, name).expect("client");
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            tls.write_all(bytes).expect("send");
+            let _ = tls.read_to_end(&mut got);
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_and_handshakes_over_https_are_closed_within_the_timeouts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = dir.path().join("tls");
+    TestCa::new("kv test CA").write_tls_dir(&tls);
+    let mut opts = options(dir.path(), "solo", &tls);
+    opts.bootstrap = true;
+    opts.api.header_read_timeout = Duration::from_millis(300);
+    opts.api.body_read_timeout = Duration::from_millis(300);
+    let node = KvNode::start(opts).await.expect("start");
+    let api = node.api_addr().to_string();
+    let config = client(dir.path(), &tls.join("ca.pem"), None);
+    let bound = Duration::from_secs(3);
+    let cases: [(&str, Option<Arc<rustls::ClientConfig>>, &[u8], &str); 5] = [
+        ("a connection that sends nothing", None, b"", ""),
+        ("a half-sent TLS handshake", None, b"\x16\x03\x01\x02\x00\x01", ""),
+        ("half-sent headers over TLS", Some(config.clone()), b"PUT /kv/a HTTP/1.1\r\nHost: x\r\n", ""),
+        (
+            "a half-sent body over TLS",
+            Some(config.clone()),
+            b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part",
+            "HTTP/1.1 408",
+        ),
+        ("an idle keep-alive TLS connection", Some(config), b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200"),
+    ];
+    for (what, tls, bytes, answer) in cases {
+        let addr = api.clone();
+        let (got, took) =
+            tokio::task::spawn_blocking(move || half_request(&addr, tls, bytes)).await.expect("task");
+        assert!(took < bound, "{what}: the connection stayed open {took:?}");
+        if answer.is_empty() {
+            assert!(!got.contains("200 OK"), "{what}: {got}");
+        } else {
+            assert!(got.starts_with(answer), "{what}: expected {answer:?}, got {got:?}");
+        }
+    }
+    node.shutdown(false).await.expect("stop");
+}
+
+#[test]
+fn kv_demo_runs_over_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    TestCa::new("kv demo CA").write_tls_dir(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kv"))
+        .arg("demo")
+        .arg("--tls-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run kv demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("HTTPS APIs") && stdout.contains("https://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("demo succeeded"), "{stdout}");
+}
