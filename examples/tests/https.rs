@@ -36,7 +36,8 @@ fn client(dir: &Path, ca: &Path, identity: Option<(&str, &(String, String))>) ->
     match identity {
         None => client_config(ca, None).expect("client config"),
         Some((name, (cert, key))) => {
-            let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+            let (cert_path, key_path) =
+                (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
             std::fs::write(&cert_path, cert).expect("write cert");
             std::fs::write(&key_path, key).expect("write key");
             client_config(ca, Some((&cert_path, &key_path))).expect("client config")
@@ -165,7 +166,8 @@ async fn cluster_routes_over_https_take_a_ca_signed_certificate_or_the_token() {
     let ca_pem = tls.join("ca.pem");
 
     // An operator's certificate signed by the cluster CA: no token needed.
-    let operator = ApiClient::with_tls(client(dir.path(), &ca_pem, Some(("operator", &ca.issue("operator")))));
+    let operator =
+        ApiClient::with_tls(client(dir.path(), &ca_pem, Some(("operator", &ca.issue("operator")))));
     let r = register(&operator, &api, "by-cert").await.expect("register");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(registered(&node, "by-cert"));
@@ -268,7 +270,9 @@ async fn half_sent_requests_and_handshakes_over_https_are_closed_within_the_time
     let api = node.api_addr().to_string();
     let config = client(dir.path(), &tls.join("ca.pem"), None);
     let bound = Duration::from_secs(3);
-    let cases: [(&str, Option<Arc<rustls::ClientConfig>>, &[u8], &str); 5] = [
+    // (what, TLS client or raw TCP, bytes sent, expected start of the answer)
+    type Case<'a> = (&'a str, Option<Arc<rustls::ClientConfig>>, &'a [u8], &'a str);
+    let cases: [Case; 5] = [
         ("a connection that sends nothing", None, b"", ""),
         ("a half-sent TLS handshake", None, b"\x16\x03\x01\x02\x00\x01", ""),
         ("half-sent headers over TLS", Some(config.clone()), b"PUT /kv/a HTTP/1.1\r\nHost: x\r\n", ""),
@@ -278,7 +282,12 @@ async fn half_sent_requests_and_handshakes_over_https_are_closed_within_the_time
             b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part",
             "HTTP/1.1 408",
         ),
-        ("an idle keep-alive TLS connection", Some(config), b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200"),
+        (
+            "an idle keep-alive TLS connection",
+            Some(config),
+            b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HTTP/1.1 200",
+        ),
     ];
     for (what, tls, bytes, answer) in cases {
         let addr = api.clone();

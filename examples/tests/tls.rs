@@ -1,6 +1,8 @@
-//! `--tls-dir`: two `kv serve` nodes replicate over mutual TLS, `raftctl`
-//! with the same directory can administer them, and a client without a
-//! certificate (or with the wrong cluster id) is refused.
+//! `--tls-dir`: two `kv serve` nodes replicate over mutual TLS (and serve
+//! their HTTP API over HTTPS: the test helpers reach them with the node
+//! certificate), `raftctl` with the same directory can administer them, and
+//! a client without a certificate (or with the wrong cluster id) is refused.
+//! More on the HTTPS API in `https.rs`.
 
 mod common;
 

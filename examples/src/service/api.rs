@@ -1214,7 +1214,10 @@ mod tests {
         assert!(authorize_cluster(&parts(verified, Some("wrong")), Some("s3cret")).is_ok());
         for identity in [None, Some(ClientIdentity::PlainHttp), Some(ClientIdentity::NoCertificate)] {
             assert_eq!(code(authorize_cluster(&parts(identity, None), Some("s3cret"))), Some("unauthorized"));
-            assert_eq!(code(authorize_cluster(&parts(identity, Some("nope")), Some("s3cret"))), Some("forbidden"));
+            assert_eq!(
+                code(authorize_cluster(&parts(identity, Some("nope")), Some("s3cret"))),
+                Some("forbidden")
+            );
             assert_eq!(code(authorize_cluster(&parts(identity, None), None)), Some("join_token_not_set"));
             assert!(authorize_cluster(&parts(identity, Some("s3cret")), Some("s3cret")).is_ok());
         }

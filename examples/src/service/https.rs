@@ -73,7 +73,9 @@ impl HttpsConfig {
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .allow_unauthenticated()
             .build()
-            .map_err(|e| NodeError::Tls(format!("{}: cannot verify clients with it: {e}", ca_path.display())))?;
+            .map_err(|e| {
+                NodeError::Tls(format!("{}: cannot verify clients with it: {e}", ca_path.display()))
+            })?;
         let mut server = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| NodeError::Tls(format!("the TLS provider: {e}")))?
@@ -82,8 +84,8 @@ impl HttpsConfig {
             .map_err(|e| pair_error(&cert_path, &key_path, e))?;
         server.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
 
-        let client = build_client(roots, Some((chain, key)))
-            .map_err(|e| pair_error(&cert_path, &key_path, e))?;
+        let client =
+            build_client(roots, Some((chain, key))).map_err(|e| pair_error(&cert_path, &key_path, e))?;
         Ok(Self { server: Arc::new(server), client })
     }
 
@@ -120,8 +122,9 @@ fn build_client(
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder =
-        ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(roots);
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
     let mut client = match identity {
         Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
         None => builder.with_no_client_auth(),
@@ -160,9 +163,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NodeError> {
 /// The private key in the PEM file `path`.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, NodeError> {
     let pem = read_file(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-        NodeError::Tls(format!("{}: no usable PEM private key in it: {e}", path.display()))
-    })
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| NodeError::Tls(format!("{}: no usable PEM private key in it: {e}", path.display())))
 }
 
 /// The CA certificates in the PEM file `path` as trust anchors.

@@ -29,6 +29,11 @@
 //! leader raft names. Reads are not: every consistency level is served by
 //! the node asked (`lease` and `linearizable` reads on a follower are
 //! linearizable follower reads, see [`api`]).
+//!
+//! The directory holds bare `host:port` addresses, without a scheme: a
+//! node started with `--tls-dir` speaks HTTPS to every address (and
+//! serves HTTPS, see [`https`]), one without it plain HTTP, so a cluster
+//! runs with TLS on every node or on none.
 
 pub mod api;
 pub mod client;

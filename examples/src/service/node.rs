@@ -241,7 +241,8 @@ impl KvNode {
                  through it); start every node with --join-token TOKEN (or KV_JOIN_TOKEN) to allow them"
             );
         }
-        let state = ApiState::with_client(opts.id.clone(), raft.clone(), &fsm, opts.api.clone(), client.clone());
+        let state =
+            ApiState::with_client(opts.id.clone(), raft.clone(), &fsm, opts.api.clone(), client.clone());
         let (http_stop, stopped) = oneshot::channel::<()>();
         let app = api::router(state.clone());
         let http_task = tokio::spawn(super::server::serve_with_tls(

@@ -125,7 +125,9 @@ async fn serve_tls_connection(
         }
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "HTTPS connection failed"),
-        Err(_) => return tracing::debug!(%peer, "nothing received within the header timeout; connection closed"),
+        Err(_) => {
+            return tracing::debug!(%peer, "nothing received within the header timeout; connection closed")
+        }
     }
     let accepted = tokio::select! {
         accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
@@ -138,7 +140,9 @@ async fn serve_tls_connection(
             serve_connection(TokioIo::new(tls), identity, app, header_read_timeout, closing, peer).await
         }
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake not done within the header timeout; connection closed"),
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not done within the header timeout; connection closed")
+        }
     }
 }
 

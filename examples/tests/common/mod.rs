@@ -100,8 +100,10 @@ fn exchange(
             stream.read_to_end(&mut raw)?;
         }
         Some(config) => {
-            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
+            let host =
+                addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+            let name =
+                rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
             let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
             let mut tls = rustls::StreamOwned::new(conn, stream);
             tls.write_all(head.as_bytes())?;
