@@ -318,3 +318,33 @@ fn kv_demo_runs_over_tls() {
     assert!(stdout.contains("HTTPS APIs") && stdout.contains("https://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("demo succeeded"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixing_tls_and_plain_nodes_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = dir.path().join("tls");
+    TestCa::new("kv test CA").write_tls_dir(&tls);
+    let mut plain = NodeOptions::new("plain", free_addr(), free_addr(), dir.path().join("plain"));
+    plain.bootstrap = true;
+    plain.api.join_token = Some("s3cret".into());
+    let plain = KvNode::start(plain).await.expect("start the plain node");
+
+    // A TLS node asked to join a plain one: its handshake fails, and says why.
+    let mut joiner = options(dir.path(), "tls", &tls);
+    joiner.join = Some(plain.api_addr().to_string());
+    joiner.join_timeout = Duration::from_millis(500);
+    let err = KvNode::start(joiner).await.err().expect("no TLS on the other side").to_string();
+    assert!(err.contains("does not speak TLS") && err.contains("--tls-dir"), "{err}");
+
+    // A plain node asked to join a TLS one is told to use https.
+    let mut seed = options(dir.path(), "seed", &tls);
+    seed.bootstrap = true;
+    let seed = KvNode::start(seed).await.expect("start the TLS node");
+    let mut joiner = NodeOptions::new("plain-2", free_addr(), free_addr(), dir.path().join("plain-2"));
+    joiner.join = Some(seed.api_addr().to_string());
+    joiner.api.join_token = Some("s3cret".into());
+    let err = KvNode::start(joiner).await.err().expect("plain HTTP to an HTTPS port").to_string();
+    assert!(err.contains("https_required"), "{err}");
+    plain.shutdown(false).await.expect("stop");
+    seed.shutdown(false).await.expect("stop");
+}
