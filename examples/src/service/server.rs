@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::https::rustls::ServerConfig;
+use super::https::rustls::{self, ServerConfig};
 use super::https::{identity_of, ClientIdentity};
 
 /// First byte of a TLS handshake record.
@@ -139,7 +139,18 @@ async fn serve_tls_connection(
             tracing::trace!(%peer, ?identity, "TLS connection established");
             serve_connection(TokioIo::new(tls), identity, app, header_read_timeout, closing, peer).await
         }
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed"),
+        Ok(Err(e)) => {
+            let bad_certificate = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+            if bad_certificate {
+                // An authentication failure, like a wrong join token.
+                tracing::warn!(%peer, error = %e, "refused a client certificate the cluster CA (ca.pem) does not verify");
+            } else {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed");
+            }
+        }
         Err(_) => {
             tracing::debug!(%peer, "TLS handshake not done within the header timeout; connection closed")
         }
