@@ -96,6 +96,7 @@
 //! (more only for a larger record, or to judge a damaged tail), to check
 //! every record and build the index.
 
+mod committer;
 mod entries;
 mod error;
 mod fsutil;
