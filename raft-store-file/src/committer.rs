@@ -46,6 +46,10 @@ pub(crate) struct Committer {
     caller_writes: bool,
     /// Changes written by their caller (not by the writer thread).
     inline_writes: AtomicU64,
+    /// Of those, changes written without `block_in_place`.
+    quick_writes: AtomicU64,
+    /// Changes queued for the writer thread.
+    queued_writes: AtomicU64,
     /// How long the latest batch of changes took to write and sync, in
     /// nanoseconds (starts high: the first write uses `block_in_place`).
     last_write_ns: AtomicU64,
@@ -115,6 +119,8 @@ impl Committer {
             max_group: max_group.max(1),
             caller_writes,
             inline_writes: AtomicU64::new(0),
+            quick_writes: AtomicU64::new(0),
+            queued_writes: AtomicU64::new(0),
             last_write_ns: AtomicU64::new(u64::MAX),
         });
         let thread = committer.clone();
@@ -129,11 +135,36 @@ impl Committer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many changes were written by their caller rather than by the
-    /// writer thread.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn inline_writes(&self) -> u64 {
-        self.inline_writes.load(Ordering::Relaxed)
+    /// Changes written by their caller, of those without
+    /// `block_in_place`, and changes queued for the writer thread, since
+    /// the store was opened.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.inline_writes.load(Ordering::Relaxed),
+            self.quick_writes.load(Ordering::Relaxed),
+            self.queued_writes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Pretends the latest write took `took` (tests choose the caller's
+    /// way of blocking with it).
+    #[cfg(test)]
+    pub fn set_last_write(&self, took: Duration) {
+        self.last_write_ns.store(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Takes the files as a writer would (`None` if busy): until the
+    /// guard is dropped, every change queues.
+    #[cfg(test)]
+    pub fn hold(&self) -> Option<Held<'_>> {
+        let wal = self.lock().wal.take()?;
+        Some(Held { committer: self, wal: Some(wal) })
+    }
+
+    /// How many changes wait for the writer thread.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
     }
 
     /// Applies `req` on the calling thread if the files are free, nothing
@@ -151,6 +182,7 @@ impl Committer {
                 let mut held = Held { committer: self, wal: Some(wal) };
                 if self.last_write_ns.load(Ordering::Relaxed) < QUICK_WRITE.as_nanos() as u64 {
                     held.process(vec![req]);
+                    self.quick_writes.fetch_add(1, Ordering::Relaxed);
                 } else {
                     tokio::task::block_in_place(|| held.process(vec![req]));
                 }
@@ -160,6 +192,7 @@ impl Committer {
             }
         }
         st.queue.push_back(req);
+        self.queued_writes.fetch_add(1, Ordering::Relaxed);
         if st.wal.is_some() {
             // Free files and a queued request: only the thread can be
             // waiting. A writer holding the files wakes it when done.
@@ -207,13 +240,14 @@ impl Committer {
 
 /// The files while one writer holds them; handed back when dropped (also
 /// on a panic, which fails the store).
-struct Held<'a> {
+pub(crate) struct Held<'a> {
     committer: &'a Committer,
     wal: Option<Wal>,
 }
 
 impl Held<'_> {
-    fn process(&mut self, requests: Vec<Request>) {
+    /// Applies `requests` (see [`writer::process`]), timing the write.
+    pub fn process(&mut self, requests: Vec<Request>) {
         if let Some(wal) = self.wal.as_mut() {
             let start = Instant::now();
             writer::process(wal, requests);

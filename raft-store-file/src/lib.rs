@@ -115,7 +115,7 @@ mod writer;
 pub use error::InvalidRequest;
 pub use options::FileStoreOptions;
 pub use snapshot::FileSnapshotStore;
-pub use store::FileStore;
+pub use store::{FileStore, WriteCounts};
 
 #[doc(no_inline)]
 pub use raft::{LogStore, SnapshotStore, StableStore, StorageError};

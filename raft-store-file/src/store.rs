@@ -22,6 +22,20 @@ use crate::writer::{self, Request};
 #[cfg(test)]
 mod tests;
 
+/// How a [`FileStore`]'s changes were written; see
+/// [`FileStore::write_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    /// Changes written and synced by the calling thread itself (no hand-off).
+    pub by_caller: u64,
+    /// Of `by_caller`, those written without `tokio::task::block_in_place`
+    /// because the sync before was very quick.
+    pub by_caller_quick: u64,
+    /// Changes queued for the writer thread (the log was busy, the runtime
+    /// is tokio's current-thread one, or `caller_writes` is off).
+    pub handed_off: u64,
+}
+
 /// A durable [`LogStore`] and [`StableStore`] in one directory.
 ///
 /// Cheap to [`Clone`]; clones share the same open files. The directory is
@@ -157,6 +171,15 @@ impl FileStore {
     /// [`segment_preparation_failures`](Self::segment_preparation_failures).
     pub fn segment_preparation_failing(&self) -> bool {
         self.inner.prealloc.failing()
+    }
+
+    /// How the log's changes (`store_logs` and `delete_range` calls) were
+    /// written since the store was opened: by their caller, or handed to
+    /// the writer thread (see [`FileStoreOptions::caller_writes`]). A
+    /// hand-off costs a thread wake-up there and a task wake-up back.
+    pub fn write_counts(&self) -> WriteCounts {
+        let (by_caller, by_caller_quick, handed_off) = self.inner.committer.counts();
+        WriteCounts { by_caller, by_caller_quick, handed_off }
     }
 
     /// Bytes of memory the store's index of entries holds: 8 per entry plus
