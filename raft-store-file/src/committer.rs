@@ -50,8 +50,9 @@ pub(crate) struct Committer {
     quick_writes: AtomicU64,
     /// Changes queued for the writer thread.
     queued_writes: AtomicU64,
-    /// How long the latest batch of changes took to write and sync, in
-    /// nanoseconds (starts high: the first write uses `block_in_place`).
+    /// How long the latest batch of changes that touched the files took
+    /// (write and sync), in nanoseconds (starts high: the first write
+    /// uses `block_in_place`).
     last_write_ns: AtomicU64,
 }
 
@@ -250,9 +251,12 @@ impl Held<'_> {
     pub fn process(&mut self, requests: Vec<Request>) {
         if let Some(wal) = self.wal.as_mut() {
             let start = Instant::now();
-            writer::process(wal, requests);
-            let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.committer.last_write_ns.store(took, Ordering::Relaxed);
+            // Requests that touched no file (refused, or a delete of
+            // nothing) say nothing about how long a sync takes.
+            if writer::process(wal, requests) {
+                let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.committer.last_write_ns.store(took, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -39,9 +39,12 @@ pub(crate) enum Request {
 /// Applies `requests` in order: consecutive appends are written as one
 /// sync group (one fdatasync), each caller answered once its entries are
 /// durable. Runs on whichever thread holds the files (see
-/// [`crate::committer`]).
-pub(crate) fn process(wal: &mut Wal, requests: Vec<Request>) {
-    Batch { wal, entries: Vec::new(), waiters: Vec::new() }.process(requests);
+/// [`crate::committer`]). Returns whether any file operation was done
+/// (`false` when every request was refused, empty, or changed nothing).
+pub(crate) fn process(wal: &mut Wal, requests: Vec<Request>) -> bool {
+    let mut batch = Batch { wal, entries: Vec::new(), waiters: Vec::new(), touched: false };
+    batch.process(requests);
+    batch.touched
 }
 
 /// What an append does to the log.
@@ -87,10 +90,12 @@ struct Batch<'a> {
     entries: Vec<Log>,
     /// Callers whose entries are in `entries`.
     waiters: Vec<Reply>,
+    /// Whether a file operation was done.
+    touched: bool,
 }
 
 impl Batch<'_> {
-    fn process(mut self, requests: Vec<Request>) {
+    fn process(&mut self, requests: Vec<Request>) {
         for req in requests {
             match req {
                 Request::Append { logs, reply } => self.append(logs, reply),
@@ -166,6 +171,7 @@ impl Batch<'_> {
 
     /// Runs a file operation; an error fails the store.
     fn fatal(&mut self, op: impl FnOnce(&mut Wal) -> Result<(), StorageError>) -> Result<(), StorageError> {
+        self.touched = true;
         let res = op(self.wal);
         if let Err(e) = &res {
             self.wal.shared().fail(e.to_string());

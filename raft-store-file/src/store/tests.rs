@@ -61,6 +61,13 @@ async fn a_quick_sync_lets_the_next_caller_write_without_block_in_place() {
     store.store_logs(&entries(2..=2)).await.expect("append");
     assert_eq!(store.write_counts(), WriteCounts { by_caller: 2, by_caller_quick: 1, handed_off: 0 });
     assert_eq!(store.get_logs(1..3).await.expect("read"), entries(1..=2));
+    // A change that touches no file (a delete past the end) is quick but
+    // says nothing about the disk: after a slow sync, the next append
+    // still hands the worker's tasks off while it syncs.
+    committer.set_last_write(Duration::from_millis(5));
+    store.delete_range(10, 20).await.expect("delete of nothing");
+    store.store_logs(&entries(3..=3)).await.expect("append");
+    assert_eq!(store.write_counts(), WriteCounts { by_caller: 4, by_caller_quick: 1, handed_off: 0 });
 }
 
 #[tokio::test]
