@@ -91,8 +91,8 @@ pub(crate) enum Submitted {
 /// writes without [`tokio::task::block_in_place`], blocking its worker
 /// thread like any short poll: handing the worker's other tasks to another
 /// thread costs a thread wake-up, which is most of the time of a write to
-/// storage whose sync is this quick (measured on tmpfs: about 3x the
-/// single-client `bench` throughput of `block_in_place`). Slower syncs (a
+/// storage whose sync is this quick (measured on tmpfs: about 2.4x the
+/// single-client `bench` throughput of always using `block_in_place`). Slower syncs (a
 /// real disk) always use `block_in_place`, so the worker's other tasks (say,
 /// the peers that send the same entries to followers) run meanwhile.
 const QUICK_WRITE: Duration = Duration::from_micros(50);
