@@ -54,6 +54,9 @@ pub(crate) struct Committer {
     /// (write and sync), in nanoseconds (starts high: the first write
     /// uses `block_in_place`).
     last_write_ns: AtomicU64,
+    /// Tests: the next writer panics.
+    #[cfg(test)]
+    pub panic_next: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -123,6 +126,8 @@ impl Committer {
             quick_writes: AtomicU64::new(0),
             queued_writes: AtomicU64::new(0),
             last_write_ns: AtomicU64::new(u64::MAX),
+            #[cfg(test)]
+            panic_next: std::sync::atomic::AtomicBool::new(false),
         });
         let thread = committer.clone();
         let handle =
@@ -211,6 +216,7 @@ impl Committer {
     /// The writer thread: waits for queued requests and free files, takes
     /// up to `max_group` requests at a time and applies them (group commit).
     fn run(&self) {
+        let _stopped = ThreadStop { committer: self };
         loop {
             let (wal, batch) = {
                 let mut st = self.lock();
@@ -239,6 +245,24 @@ impl Committer {
     }
 }
 
+/// Dropped when the writer thread ends. If it ends by a panic, the store
+/// fails and the queued changes are dropped, so their callers get an error
+/// instead of waiting for ever; later ones are refused.
+struct ThreadStop<'a> {
+    committer: &'a Committer,
+}
+
+impl Drop for ThreadStop<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.committer.shared.fail("the log writer thread panicked".into());
+            let mut st = self.committer.lock();
+            st.closing = true;
+            st.queue.clear();
+        }
+    }
+}
+
 /// The files while one writer holds them; handed back when dropped (also
 /// on a panic, which fails the store).
 pub(crate) struct Held<'a> {
@@ -249,6 +273,10 @@ pub(crate) struct Held<'a> {
 impl Held<'_> {
     /// Applies `requests` (see [`writer::process`]), timing the write.
     pub fn process(&mut self, requests: Vec<Request>) {
+        #[cfg(test)]
+        if self.committer.panic_next.swap(false, Ordering::SeqCst) {
+            panic!("injected panic while holding the log's files");
+        }
         if let Some(wal) = self.wal.as_mut() {
             let start = Instant::now();
             // Requests that touched no file (refused, or a delete of

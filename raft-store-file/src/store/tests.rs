@@ -214,3 +214,29 @@ async fn an_io_error_on_the_callers_own_path_fails_the_store() {
     let later = store.store_logs(&entries(2..=2)).await;
     assert!(matches!(later, Err(StorageError::Failed(_))), "later: {later:?}");
 }
+
+#[tokio::test]
+async fn a_panic_of_the_writer_thread_fails_the_store_and_strands_no_caller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One request per batch: the second queued change is still queued
+    // when the thread panics on the first.
+    let opts = FileStoreOptions { max_group_requests: 1, ..Default::default() };
+    let store = FileStore::open_with(dir.path(), opts).await.expect("open");
+    store.store_logs(&entries(1..=1)).await.expect("append");
+    let committer = store.inner.committer.clone();
+    let held = committer.hold().expect("the files are free");
+    let (s1, s2) = (store.clone(), store.clone());
+    let mut w1 = Box::pin(async move { s1.store_logs(&entries(2..=2)).await });
+    let mut w2 = Box::pin(async move { s2.store_logs(&entries(3..=3)).await });
+    assert!(futures::poll!(&mut w1).is_pending());
+    assert!(futures::poll!(&mut w2).is_pending());
+    committer.panic_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(held);
+    // The thread panics on the first; neither caller waits for ever.
+    for res in [bounded(w1).await, bounded(w2).await] {
+        assert!(matches!(res, Err(StorageError::Failed(_))), "a waiter got {res:?}");
+    }
+    // Later changes are refused rather than queued for a thread that is gone.
+    let later = bounded(store.store_logs(&entries(2..=2))).await;
+    assert!(matches!(later, Err(StorageError::Failed(_))), "{later:?}");
+}
