@@ -1,37 +1,15 @@
-//! `--tls-dir`: two `kv serve` nodes replicate over mutual TLS, `raftctl`
-//! with the same directory can administer them, and a client without a
-//! certificate (or with the wrong cluster id) is refused.
+//! `--tls-dir`: two `kv serve` nodes replicate over mutual TLS (and serve
+//! their HTTP API over HTTPS: the test helpers reach them with the node
+//! certificate), `raftctl` with the same directory can administer them, and
+//! a client without a certificate (or with the wrong cluster id) is refused.
+//! More on the HTTPS API in `https.rs`.
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
+use common::certs::write_tls_dir;
 use common::{get, poll, put, raftctl, start_cluster};
-
-/// Writes ca.pem, node.pem and node-key.pem (a loopback certificate
-/// usable as server and client) into `dir`.
-fn write_tls_dir(dir: &Path) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "kv test CA");
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign ca");
-
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("node params");
-    params.distinguished_name.push(rcgen::DnType::CommonName, "kv node");
-    params.extended_key_usages =
-        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate().expect("node key");
-    let cert = params.signed_by(&key, &ca).expect("sign node cert");
-
-    std::fs::create_dir_all(dir).expect("tls dir");
-    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
-    std::fs::write(dir.join("node.pem"), cert.pem()).expect("write node.pem");
-    std::fs::write(dir.join("node-key.pem"), key.serialize_pem()).expect("write node-key.pem");
-}
 
 #[test]
 fn nodes_replicate_over_mutual_tls_and_raftctl_needs_the_certificates() {

@@ -12,7 +12,9 @@
 //!
 //! # Layout
 //! - `store`: [`FileStore`], the public handle; the read path.
-//! - `writer`: the writer thread; group commit and fail-stop.
+//! - `committer`: who writes: the caller itself when the log is idle,
+//!   else the writer thread (queue, group commit).
+//! - `writer`: applying a batch of changes; group commit and fail-stop.
 //! - `wal`: opening/recovery, appending, truncation and compaction of the segment files.
 //! - `segment`: a segment's name and header; scanning one on open;
 //!   installing a preallocated file as a segment.
@@ -49,8 +51,9 @@
 //!
 //! # Guarantees
 //! - `store_logs` returns after one `fdatasync` per segment it wrote to
-//!   (usually one). Calls queued while the writer is busy are grouped into
-//!   one sync (group commit). Entries are readable only once durable.
+//!   (usually one). Calls queued while the log is being written are
+//!   grouped into one sync (group commit). Entries are readable only once
+//!   durable. Changes are applied in the order the calls were first polled.
 //! - `delete_range` from the tail shrinks the segment holding the new end
 //!   and deletes later segments (newest first); from the head it records
 //!   the new first index in `log.meta` and deletes whole segments below it
@@ -71,8 +74,16 @@
 //!   fsync): after a crash a key holds its old or its new value.
 //! - [`LogStore::entry_meta`] is answered from the in-memory index, without
 //!   reading any payload or touching the disk.
-//! - I/O runs on a dedicated writer thread (writes) or tokio's blocking
-//!   pool (reads, stable store, snapshots), never on the async workers.
+//! - Writes: on tokio's multi-thread runtime, a `store_logs` or
+//!   `delete_range` that finds the log idle writes and syncs it on the
+//!   calling thread, inside `tokio::task::block_in_place` (the worker's
+//!   other tasks move to another thread meanwhile; after a sync quicker
+//!   than 50 µs, without it), and is done by its first poll: no hand-off to
+//!   a thread and back. Calls that find the log busy, and every call on the
+//!   current-thread runtime or outside tokio, go to a dedicated writer
+//!   thread ([`FileStoreOptions::caller_writes`] turns the first way off;
+//!   [`FileStore::write_counts`] counts both). Other I/O (reads, stable
+//!   store, snapshots) runs on tokio's blocking pool.
 //!
 //! # Memory
 //! The index of entries holds **no payloads**. Per entry it holds one `u64`
@@ -96,6 +107,7 @@
 //! (more only for a larger record, or to judge a damaged tail), to check
 //! every record and build the index.
 
+mod committer;
 mod entries;
 mod error;
 mod fsutil;
@@ -114,7 +126,7 @@ mod writer;
 pub use error::InvalidRequest;
 pub use options::FileStoreOptions;
 pub use snapshot::FileSnapshotStore;
-pub use store::FileStore;
+pub use store::{FileStore, WriteCounts};
 
 #[doc(no_inline)]
 pub use raft::{LogStore, SnapshotStore, StableStore, StorageError};

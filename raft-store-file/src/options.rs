@@ -26,11 +26,26 @@ pub struct FileStoreOptions {
     /// entries' size. The protocol core keeps its own window of recent
     /// entries, so this cache mostly serves other readers of the log tail.
     pub cache_bytes: usize,
+    /// Whether a `store_logs` or `delete_range` that finds the log idle
+    /// writes and syncs on the calling thread (default `true`), inside
+    /// [`tokio::task::block_in_place`] unless the previous sync was very
+    /// quick. It then needs no hand-off to the writer thread and back:
+    /// fewer thread and task wake-ups per durable write. Only on tokio's
+    /// multi-thread runtime; on the current-thread runtime, outside tokio,
+    /// when the log is busy, or with `false`, the writer thread does the
+    /// write.
+    pub caller_writes: bool,
 }
 
 impl Default for FileStoreOptions {
     fn default() -> Self {
-        Self { segment_size: 64 << 20, cache_entries: 1024, max_group_requests: 256, cache_bytes: 4 << 20 }
+        Self {
+            segment_size: 64 << 20,
+            cache_entries: 1024,
+            max_group_requests: 256,
+            cache_bytes: 4 << 20,
+            caller_writes: true,
+        }
     }
 }
 

@@ -1,21 +1,40 @@
 //! [`FileStore`]: the public log and stable store handle. Reads are served
 //! from the in-memory index (and its cache of recent entries) with
-//! positional reads on the blocking pool; writes go to the writer thread.
+//! positional reads on the blocking pool; writes are done by the caller
+//! when the log's files are free, else by the writer thread
+//! ([`crate::committer`]).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use raft::{async_trait, Log, LogEntryMeta, LogStore, StableStore, StorageError};
 use tokio::sync::oneshot;
 
+use crate::committer::Committer;
 use crate::options::FileStoreOptions;
 use crate::stable::StableFile;
 use crate::view::Shared;
 use crate::wal::Wal;
 use crate::writer::{self, Request};
+
+#[cfg(test)]
+mod tests;
+
+/// How a [`FileStore`]'s changes were written; see
+/// [`FileStore::write_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    /// Changes written and synced by the calling thread itself (no hand-off).
+    pub by_caller: u64,
+    /// Of `by_caller`, those written without `tokio::task::block_in_place`
+    /// because the sync before was very quick.
+    pub by_caller_quick: u64,
+    /// Changes queued for the writer thread (the log was busy, the runtime
+    /// is tokio's current-thread one, or `caller_writes` is off).
+    pub handed_off: u64,
+}
 
 /// A durable [`LogStore`] and [`StableStore`] in one directory.
 ///
@@ -23,7 +42,7 @@ use crate::writer::{self, Request};
 /// locked (`<dir>/LOCK`) while any clone is alive: a second
 /// [`FileStore::open`] of the same directory, in this process or another,
 /// fails until the last clone is dropped. Dropping the last clone waits for
-/// the writer thread to finish the request it is on.
+/// the writer thread to finish the requests queued for it.
 ///
 /// See the crate docs for the on-disk format and the guarantees.
 ///
@@ -51,19 +70,17 @@ struct Inner {
     stable: Arc<StableFile>,
     /// How preparing the next log segment fares.
     prealloc: Arc<crate::prealloc::PreallocStatus>,
-    /// `None` only while dropping.
-    tx: Mutex<Option<Sender<Request>>>,
+    /// The log's files and the queue of changes for the writer thread.
+    committer: Arc<Committer>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel stops the writer after its current request;
-        // joining it releases the directory lock before `drop` returns, so
-        // the directory can be reopened right away.
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
+        // The writer thread stops once the queue is empty, dropping the
+        // log's files: joining it releases the directory lock before `drop`
+        // returns, so the directory can be reopened right away.
+        self.committer.close();
         if let Some(handle) = self.writer.take() {
             if handle.join().is_err() {
                 tracing::error!(dir = %self.dir.display(), "log writer thread panicked");
@@ -111,6 +128,7 @@ impl FileStore {
         let dir = dir.as_ref().to_owned();
         let opts = opts.normalized();
         let max_group = opts.max_group_requests;
+        let caller_writes = opts.caller_writes;
         let open_dir = dir.clone();
         let (wal, shared, stable) = tokio::task::spawn_blocking(move || {
             let (wal, shared) = Wal::open(&open_dir, opts)?;
@@ -120,15 +138,15 @@ impl FileStore {
         .await
         .map_err(join_error)??;
         let prealloc = wal.prealloc_status();
-        let (tx, handle) =
-            writer::spawn(wal, max_group).map_err(|e| StorageError::io("spawn the log writer thread", e))?;
+        let (committer, handle) = Committer::start(wal, max_group, caller_writes)
+            .map_err(|e| StorageError::io("spawn the log writer thread", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
                 shared,
                 stable: Arc::new(stable),
                 prealloc,
-                tx: Mutex::new(Some(tx)),
+                committer,
                 writer: Some(handle),
             }),
         })
@@ -155,6 +173,15 @@ impl FileStore {
         self.inner.prealloc.failing()
     }
 
+    /// How the log's changes (`store_logs` and `delete_range` calls) were
+    /// written since the store was opened: by their caller, or handed to
+    /// the writer thread (see [`FileStoreOptions::caller_writes`]). A
+    /// hand-off costs a thread wake-up there and a task wake-up back.
+    pub fn write_counts(&self) -> WriteCounts {
+        let (by_caller, by_caller_quick, handed_off) = self.inner.committer.counts();
+        WriteCounts { by_caller, by_caller_quick, handed_off }
+    }
+
     /// Bytes of memory the store's index of entries holds: 8 per entry plus
     /// 16 per change of term within a segment, plus a fixed amount per
     /// segment file (see the crate docs). It does not depend on the
@@ -172,17 +199,9 @@ impl FileStore {
     async fn request(&self, make: impl FnOnce(writer::Reply) -> Request) -> Result<(), StorageError> {
         self.inner.shared.check()?;
         let (reply, rx) = oneshot::channel();
-        {
-            let tx =
-                self.inner.tx.lock().map_err(|_| StorageError::Failed("writer channel poisoned".into()))?;
-            let sent = match tx.as_ref() {
-                Some(tx) => tx.send(make(reply)).is_ok(),
-                None => false,
-            };
-            if !sent {
-                return Err(StorageError::Failed("log writer thread has stopped".into()));
-            }
-        }
+        // Written right here when the files are free (the reply is then
+        // already sent and `rx` ready), else queued for the writer thread.
+        self.inner.committer.submit(make(reply))?;
         match rx.await {
             Ok(res) => res,
             Err(_) => {

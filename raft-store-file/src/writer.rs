@@ -1,11 +1,9 @@
-//! The writer thread: the only code that changes the log's files. Requests
-//! arrive over a channel; consecutive appends waiting in the queue are
+//! Applying changes to the log: the only code that changes the log's
+//! files, run by whoever holds them ([`crate::committer`]: the caller or
+//! the writer thread). Consecutive appends in one batch of requests are
 //! written as one sync group with one fdatasync (group commit), and each
 //! caller is answered once its entries are durable. Any I/O error fails the
 //! store for good (fail-stop).
-
-use std::sync::mpsc::{Receiver, Sender};
-use std::thread::JoinHandle;
 
 use raft::{Log, StorageError};
 use tokio::sync::oneshot;
@@ -38,26 +36,15 @@ pub(crate) enum Request {
     },
 }
 
-/// Starts the writer thread; it stops when every sender is dropped.
-pub(crate) fn spawn(wal: Wal, max_group: usize) -> std::io::Result<(Sender<Request>, JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle =
-        std::thread::Builder::new().name("raft-wal-writer".into()).spawn(move || run(wal, rx, max_group))?;
-    Ok((tx, handle))
-}
-
-fn run(mut wal: Wal, rx: Receiver<Request>, max_group: usize) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_group {
-            match rx.try_recv() {
-                Ok(req) => batch.push(req),
-                Err(_) => break,
-            }
-        }
-        Batch { wal: &mut wal, entries: Vec::new(), waiters: Vec::new() }.process(batch);
-    }
-    tracing::debug!("log writer thread stopping");
+/// Applies `requests` in order: consecutive appends are written as one
+/// sync group (one fdatasync), each caller answered once its entries are
+/// durable. Runs on whichever thread holds the files (see
+/// [`crate::committer`]). Returns whether any file operation was done
+/// (`false` when every request was refused, empty, or changed nothing).
+pub(crate) fn process(wal: &mut Wal, requests: Vec<Request>) -> bool {
+    let mut batch = Batch { wal, entries: Vec::new(), waiters: Vec::new(), touched: false };
+    batch.process(requests);
+    batch.touched
 }
 
 /// What an append does to the log.
@@ -103,10 +90,12 @@ struct Batch<'a> {
     entries: Vec<Log>,
     /// Callers whose entries are in `entries`.
     waiters: Vec<Reply>,
+    /// Whether a file operation was done.
+    touched: bool,
 }
 
 impl Batch<'_> {
-    fn process(mut self, requests: Vec<Request>) {
+    fn process(&mut self, requests: Vec<Request>) {
         for req in requests {
             match req {
                 Request::Append { logs, reply } => self.append(logs, reply),
@@ -182,6 +171,7 @@ impl Batch<'_> {
 
     /// Runs a file operation; an error fails the store.
     fn fatal(&mut self, op: impl FnOnce(&mut Wal) -> Result<(), StorageError>) -> Result<(), StorageError> {
+        self.touched = true;
         let res = op(self.wal);
         if let Err(e) = &res {
             self.wal.shared().fail(e.to_string());

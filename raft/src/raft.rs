@@ -223,16 +223,12 @@ impl<F: Fsm> Raft<F> {
             first_index: AtomicU64::new(compacted_through + 1),
         });
 
-        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
-        let (writer_events_tx, writer_events) = mpsc::unbounded_channel();
-        let apply_failures = writer_events_tx.clone();
-        let writer_task = tokio::spawn(writer::run(
+        let (apply_failures, writer_events) = mpsc::unbounded_channel();
+        let writer = writer::LogWriter::new(
             logs.clone(),
             stable,
-            writer_rx,
-            writer_events_tx,
             crate::telemetry::WriterTelemetry::new(&config.local_id),
-        ));
+        );
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (position_conf, position_conf_index) = core.committed_configuration();
         let position = SnapshotPosition {
@@ -241,37 +237,43 @@ impl<F: Fsm> Raft<F> {
             configuration: position_conf.clone(),
             configuration_index: position_conf_index,
         };
-        let apply_task = tokio::spawn(apply::run(
-            apply::ApplyTask {
-                fsm,
-                batch_apply: config.batch_apply,
-                snaps: snaps.clone(),
-                position,
-                applied: applied.clone(),
-                applied_tx,
-                failures: apply_failures,
-                logs: logs.clone(),
-                telemetry: crate::telemetry::ApplyTelemetry::new(&config.local_id),
-            },
-            apply_rx,
-        ));
+        let apply_task = crate::telemetry::polls::spawn(
+            crate::telemetry::polls::TaskKind::Apply,
+            apply::run(
+                apply::ApplyTask {
+                    fsm,
+                    batch_apply: config.batch_apply,
+                    snaps: snaps.clone(),
+                    position,
+                    applied: applied.clone(),
+                    applied_tx,
+                    failures: apply_failures,
+                    logs: logs.clone(),
+                    telemetry: crate::telemetry::ApplyTelemetry::new(&config.local_id),
+                },
+                apply_rx,
+            ),
+        );
         let (snapshot_cmds, snapshot_cmds_rx) = mpsc::unbounded_channel();
         let (snapshot_events_tx, snapshot_events) = mpsc::unbounded_channel();
-        let snapshot_task = tokio::spawn(snapshot::run(
-            snapshot::SnapshotTask {
-                snaps: snaps.clone(),
-                apply_tx: apply_tx.clone(),
-                applied: applied.clone(),
-                last_snapshot: core.snapshot_index().max(snapshot_index_start),
-                interval: config.snapshot_interval,
-                threshold: config.snapshot_threshold,
-                log_limit: config.snapshot_log_limit,
-                rng: crate::Rng::new(seed_for(&config.local_id)),
-                events: snapshot_events_tx,
-                telemetry: crate::telemetry::SnapshotTelemetry::new(&config.local_id),
-            },
-            snapshot_cmds_rx,
-        ));
+        let snapshot_task = crate::telemetry::polls::spawn(
+            crate::telemetry::polls::TaskKind::Snapshot,
+            snapshot::run(
+                snapshot::SnapshotTask {
+                    snaps: snaps.clone(),
+                    apply_tx: apply_tx.clone(),
+                    applied: applied.clone(),
+                    last_snapshot: core.snapshot_index().max(snapshot_index_start),
+                    interval: config.snapshot_interval,
+                    threshold: config.snapshot_threshold,
+                    log_limit: config.snapshot_log_limit,
+                    rng: crate::Rng::new(seed_for(&config.local_id)),
+                    events: snapshot_events_tx,
+                    telemetry: crate::telemetry::SnapshotTelemetry::new(&config.local_id),
+                },
+                snapshot_cmds_rx,
+            ),
+        );
         let (peer_events_tx, peer_events) = mpsc::unbounded_channel();
         let (tx, requests) = mpsc::channel(config.max_queued_requests);
         let follower_reads = FollowerReadContext {
@@ -288,9 +290,8 @@ impl<F: Fsm> Raft<F> {
             shared: shared.clone(),
             requests,
             inbound: Some(inbound),
-            writer_tx,
+            writer,
             writer_events,
-            writer_task,
             apply_tx,
             apply_task,
             snaps,
@@ -305,7 +306,10 @@ impl<F: Fsm> Raft<F> {
             logs,
         };
         let span = tracing::info_span!("raft", id = %task.config.local_id);
-        let handle = tokio::spawn(tracing::Instrument::instrument(node::run(task), span));
+        let handle = crate::telemetry::polls::spawn(
+            crate::telemetry::polls::TaskKind::Main,
+            tracing::Instrument::instrument(node::run(task), span),
+        );
         let inner = Inner { tx, shared, task: Mutex::new(Some(handle)), max_command, follower_reads };
         Ok(Self { inner: Arc::new(inner) })
     }

@@ -12,6 +12,12 @@ use crate::types::{Log, LogEntryMeta};
 /// Called concurrently from several tasks (hence `&self`): implementations
 /// use interior mutability.
 ///
+/// Writes (`store_logs`, `delete_range`) are polled by the node's main
+/// task itself, one call at a time: they must not block the thread (hand
+/// blocking file I/O to a thread of the store's own, as `raft-store-file`
+/// does, or to `tokio::task::spawn_blocking`), or heartbeats and votes wait
+/// behind them.
+///
 /// # To be correct
 /// - `store_logs` must be durable when it returns `Ok` (fsync'd, or
 ///   equivalent): the node acknowledges entries to the leader right after.

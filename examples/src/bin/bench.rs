@@ -7,7 +7,7 @@
 //!     [--nodes 3] [--clients 256] [--payload 64] [--ops N | --seconds S] \
 //!     [--store mem|file] [--transport inmem|grpc] [--dir PATH] \
 //!     [--read-ratio 0.0] [--read-mode read_index|barrier|lease|follower] [--snapshot-interval 0.2] \
-//!     [--log-window-mb M] [--warmup 1] [--json]
+//!     [--log-window-mb M] [--warmup 1] [--cpu-hogs N] [--json]
 //! cargo run --release -p raft-examples --bin bench -- --restart \
 //!     [--restart-entries 1000000] [--payload 64] [--restart-dir PATH] [--log-window-mb M] [--json]
 //! ```
@@ -30,7 +30,13 @@
 //! (per node, the payload bytes its protocol core held in memory:
 //! `Metrics::log_window_bytes`, sampled every 50 ms), `log_fetches` /
 //! `log_fetched_mb` (entries leaders read back from their log stores for
-//! followers) and every setting. With `--json` only the JSON
+//! followers), `cpu_hogs`, `cpu_us_per_op`, `polls_per_op` (polls of the
+//! nodes' tasks per operation, by kind of task: each follows a wake-up, see
+//! `raft::telemetry::task_polls`), `worker_parks_per_op` (tokio worker
+//! threads going idle per operation: each ends with an OS wake-up),
+//! `runtime_busy_us_per_op` and every setting. `--cpu-hogs N` runs N
+//! busy-loop child processes for the whole run (warm-up included), to
+//! measure on a CPU shared with other work. With `--json` only the JSON
 //! line is printed. No flag weakens durability or safety: the file store
 //! fsyncs every append and followers acknowledge only durable entries.
 //!
@@ -53,6 +59,8 @@ use raft::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "bench/contention.rs"]
+mod contention;
 #[path = "bench/restart.rs"]
 mod restart;
 #[path = "bench/window.rs"]
@@ -184,6 +192,13 @@ struct Args {
     /// the node's directory).
     #[arg(long = "restart-child", hide = true)]
     restart_child: bool,
+    /// Busy-loop child processes competing for the CPU during the run
+    /// (0: a quiet machine); see the `contention` module.
+    #[arg(long = "cpu-hogs", default_value_t = 0)]
+    cpu_hogs: usize,
+    /// Internal: a `--cpu-hogs` child process (spins until killed).
+    #[arg(long = "cpu-hog-child", hide = true)]
+    cpu_hog_child: bool,
 }
 
 /// A trivial state machine: counts commands and bytes.
@@ -552,6 +567,9 @@ fn us(h: &Histogram<u64>, q: f64) -> f64 {
 
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    if args.cpu_hog_child {
+        contention::spin();
+    }
     if args.nodes == 0 || args.clients == 0 {
         return Err("--nodes and --clients must be at least 1".into());
     }
@@ -612,12 +630,15 @@ async fn run(args: Args) -> Result<(), BoxError> {
     });
     let sampler = window::Sampler::start(shared.nodes.clone());
     let ticks = clock_ticks();
+    // Started before the clients: the warm-up runs under the same load.
+    let hogs = contention::Hogs::start(args.cpu_hogs)?;
     let clients: Vec<_> =
         (0..args.clients).map(|i| tokio::spawn(client(shared.clone(), args.clone(), i as u64 + 1))).collect();
     if args.warmup > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     }
     let cpu_start = cpu_seconds(ticks);
+    let counters_start = contention::Counters::read();
     let start = Instant::now();
     shared.phase.store(MEASURE, Ordering::Release);
     if let Some(s) = seconds {
@@ -629,12 +650,19 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(ticks) - cpu_start;
+    let counted = contention::Counters::read().since(&counters_start);
+    drop(hogs);
     shared.phase.store(DONE, Ordering::Release);
     let (writes, reads) = shared.recorder.merged()?;
     let mut all = writes.clone();
     all.add(&reads)?;
     let ops = all.len();
     let ops_per_sec = ops as f64 / elapsed;
+    let per_op = |x: f64| if ops > 0 { x / ops as f64 } else { 0.0 };
+    let cpu_us_per_op = per_op(cpu * 1e6);
+    let parks_per_op = per_op(counted.parks as f64);
+    let busy_us_per_op = per_op(counted.busy.as_secs_f64() * 1e6);
+    let polls_per_op = per_op(counted.polls.total() as f64);
     let rss = peak_rss_mb();
     let rss_end = restart::proc_status_mb("VmRSS");
     let windows = sampler.finish().await;
@@ -675,6 +703,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
         if let Some(mb) = args.log_window_mb {
             println!("  log window {mb} MiB per node (Config::max_log_window_bytes)");
         }
+        if args.cpu_hogs > 0 {
+            println!("  cpu hogs {} (busy-loop processes sharing the CPU)", args.cpu_hogs);
+        }
         println!("  durability: full (no safety or durability shortcut is enabled)");
         println!("  allocator: {ALLOCATOR_NAME}");
         println!();
@@ -704,6 +735,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
             if ops > 0 { cpu * 1e6 / ops as f64 } else { 0.0 },
             cpu / elapsed
         );
+        println!(
+            "wake-ups     {polls_per_op:.2} task polls/op (main {:.2}, apply {:.2}, peer {:.2}, pipeline reader {:.2}, \
+             calls {:.2}, in-memory transport {:.2}); {parks_per_op:.3} worker parks/op; {busy_us_per_op:.1} us busy/op",
+            per_op(counted.polls.main as f64),
+            per_op(counted.polls.apply as f64),
+            per_op(counted.polls.peer as f64),
+            per_op(counted.polls.pipeline_reader as f64),
+            per_op(counted.polls.calls as f64),
+            per_op(counted.polls.inmem_transport as f64),
+        );
         println!("peak rss     {rss:.1} MiB (rss at the end {rss_end:.1} MiB)");
         println!(
             "log window   peak per node {} MiB, at the end {} MiB; {} store reads for followers ({:.1} MiB)",
@@ -721,7 +762,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
          \"elapsed_s\":{elapsed:.3},\"nodes\":{},\"clients\":{},\"payload\":{},\"ops_target\":{},\"seconds\":{},\
          \"warmup_s\":{},\"store\":{},\"transport\":{},\"read_ratio\":{},\"read_mode\":{},\"dir\":{},\
          \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\",\"rss_end_mb\":{rss_end:.1},\
-         \"log_window_peak_mb\":{},\"log_window_end_mb\":{},\"log_fetches\":{},\"log_fetched_mb\":{:.1},\"log_window_mb\":{}}}",
+         \"log_window_peak_mb\":{},\"log_window_end_mb\":{},\"log_fetches\":{},\"log_fetched_mb\":{:.1},\"log_window_mb\":{},\
+         \"cpu_hogs\":{},\"cpu_us_per_op\":{cpu_us_per_op:.3},\"polls_per_op\":{},\"worker_parks_per_op\":{parks_per_op:.4},\
+         \"runtime_busy_us_per_op\":{busy_us_per_op:.3}}}",
         us(&all, 0.5),
         us(&all, 0.99),
         us(&all, 0.999),
@@ -745,6 +788,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         windows.fetches,
         windows.fetched_bytes as f64 / (1 << 20) as f64,
         args.log_window_mb.map_or("null".to_string(), |mb| mb.to_string()),
+        args.cpu_hogs,
+        counted.polls_json(ops),
     );
     Ok(())
 }

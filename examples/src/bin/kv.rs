@@ -6,7 +6,8 @@
 //! - `kv demo` starts three nodes in this process on loopback, writes keys,
 //!   stops the leader, shows a new leader take over with every key intact,
 //!   restarts the old leader and shows it catch up. Exits non-zero on any
-//!   failure.
+//!   failure. `kv demo --tls-dir DIR` runs it with TLS: mutual TLS between
+//!   the raft ports, HTTPS APIs, nodes joining by certificate.
 //!
 //! Exit codes of `kv serve`: 0 after SIGINT/SIGTERM (a clean stop); 1 when
 //! the node could not start or raft stopped by itself (a fatal storage
@@ -24,7 +25,7 @@ use clap::{Args, Parser, Subcommand};
 use raft::RaftState;
 use raft_examples::service::api::ApiSettings;
 use raft_examples::service::client::{encode_key, ApiClient};
-use raft_examples::service::{KvNode, MetricsServer, NodeError, NodeExit, NodeOptions};
+use raft_examples::service::{HttpsConfig, KvNode, MetricsServer, NodeError, NodeExit, NodeOptions};
 use tokio::time::Instant;
 
 #[derive(Parser)]
@@ -39,7 +40,15 @@ enum Command {
     /// Run one node of the service.
     Serve(Box<ServeArgs>),
     /// Run a three-node cluster in this process and show a failover.
-    Demo,
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Directory with ca.pem, node.pem and node-key.pem (a certificate
+    /// valid for 127.0.0.1): run the demo over mutual TLS and HTTPS.
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -68,7 +77,10 @@ struct ServeArgs {
     /// node's --raft-addr instead of being refused.
     #[arg(long, requires = "join")]
     replace_address: bool,
-    /// Directory with ca.pem, node.pem and node-key.pem: mutual TLS on the raft port.
+    /// Directory with ca.pem, node.pem and node-key.pem: mutual TLS on the
+    /// raft port, and HTTPS on the API port, where a client certificate
+    /// signed by ca.pem authenticates /cluster/* requests instead of the
+    /// join token. Give it to every node or to none.
     #[arg(long, value_name = "DIR")]
     tls_dir: Option<PathBuf>,
     /// Cluster id every raft and admin RPC must carry.
@@ -86,7 +98,9 @@ struct ServeArgs {
     /// The cluster's shared secret: required of /cluster/join and
     /// /cluster/nodes requests (`Authorization: Bearer TOKEN`) and sent on
     /// this node's own (joining, registering, forwarding). Give every node
-    /// the same one. Without it the node refuses those routes and cannot join.
+    /// the same one. Without it the node refuses those routes and cannot
+    /// join, unless --tls-dir is given: then client certificates signed by
+    /// the cluster CA are accepted instead (and nodes join with theirs).
     #[arg(long, env = "KV_JOIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     join_token: Option<String>,
     /// How long a client may take to send a request's headers (and how
@@ -137,9 +151,9 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e.to_string()),
             }
         }
-        Command::Demo => {
+        Command::Demo(args) => {
             init_tracing("warn");
-            demo().await
+            demo(args.tls_dir).await
         }
     };
     match result {
@@ -185,7 +199,7 @@ async fn serve(args: ServeArgs) -> Result<Option<u8>, NodeError> {
     tracing::info!(
         id = node.id(),
         raft_addr = node.raft_addr(),
-        api_addr = %node.api_addr(),
+        api = %node.api_url(),
         "serving; Ctrl-C to stop"
     );
     let exit = tokio::select! {
@@ -259,16 +273,24 @@ impl Clock {
     }
 }
 
+/// What every demo node shares: the join token and, with `--tls-dir`, the
+/// TLS directory.
+struct DemoShared {
+    token: String,
+    tls_dir: Option<PathBuf>,
+}
+
 fn demo_options(
     i: usize,
     dir: &std::path::Path,
     raft_addr: &str,
     api_addr: &str,
-    token: &str,
+    shared: &DemoShared,
 ) -> NodeOptions {
     let mut opts = NodeOptions::new(IDS[i], raft_addr, api_addr, dir.join(IDS[i]));
     opts.election_timeout = Duration::from_millis(300);
-    opts.api.join_token = Some(token.to_owned());
+    opts.api.join_token = Some(shared.token.clone());
+    opts.tls_dir = shared.tls_dir.clone();
     opts
 }
 
@@ -366,18 +388,22 @@ async fn check_keys(client: &ApiClient, api: SocketAddr, n: usize, consistency: 
     Ok(())
 }
 
-async fn demo() -> Result<(), String> {
+async fn demo(tls_dir: Option<PathBuf>) -> Result<(), String> {
     let clock = Clock(Instant::now());
     let dir = tempfile::Builder::new().prefix("kv-demo-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let client = ApiClient::new();
+    let client = match &tls_dir {
+        Some(tls) => ApiClient::with_tls(HttpsConfig::load(tls).map_err(|e| e.to_string())?.client_config()),
+        None => ApiClient::new(),
+    };
     say(format!(
-        "kv demo: three nodes in one process, gRPC on loopback, file stores in {}, sharing a fresh join token",
-        dir.path().display()
+        "kv demo: three nodes in one process, gRPC on loopback, file stores in {}, sharing a fresh join token{}",
+        dir.path().display(),
+        if tls_dir.is_some() { "; mutual TLS on the raft ports, HTTPS APIs" } else { "" }
     ));
 
     let mut nodes: Vec<Option<KvNode>> = vec![None, None, None];
-    let token = demo_token();
-    let mut first = demo_options(0, dir.path(), "127.0.0.1:0", "127.0.0.1:0", &token);
+    let shared = DemoShared { token: demo_token(), tls_dir };
+    let mut first = demo_options(0, dir.path(), "127.0.0.1:0", "127.0.0.1:0", &shared);
     first.bootstrap = true;
     let n1 = KvNode::start(first).await.map_err(|e| format!("starting {}: {e}", IDS[0]))?;
     let seed_api = n1.api_addr().to_string();
@@ -385,7 +411,7 @@ async fn demo() -> Result<(), String> {
     wait_for("node-1 to lead", || agreed_leader(&nodes)).await?;
     clock.say(format!("{} bootstrapped a one-node cluster and leads", IDS[0]));
     for i in 1..3 {
-        let mut opts = demo_options(i, dir.path(), "127.0.0.1:0", "127.0.0.1:0", &token);
+        let mut opts = demo_options(i, dir.path(), "127.0.0.1:0", "127.0.0.1:0", &shared);
         opts.join = Some(seed_api.clone());
         nodes[i] = Some(KvNode::start(opts).await.map_err(|e| format!("starting {}: {e}", IDS[i]))?);
     }
@@ -396,7 +422,7 @@ async fn demo() -> Result<(), String> {
     })
     .await?;
     for n in nodes.iter().flatten() {
-        clock.say(format!("  {:<7} raft (gRPC) {}  HTTP API {}", n.id(), n.raft_addr(), n.api_addr()));
+        clock.say(format!("  {:<7} raft (gRPC) {}  HTTP API {}", n.id(), n.raft_addr(), n.api_url()));
     }
     clock.say(format!("{} and {} joined through {}'s HTTP API as voters", IDS[1], IDS[2], IDS[0]));
 
@@ -446,7 +472,7 @@ async fn demo() -> Result<(), String> {
     ));
 
     let t = Instant::now();
-    let restarted = restart(dir.path(), old_leader, &old_raft_addr, &old_api_addr, &token).await?;
+    let restarted = restart(dir.path(), old_leader, &old_raft_addr, &old_api_addr, &shared).await?;
     let api = restarted.api_addr();
     nodes[old_leader] = Some(restarted);
     let leader_raft = running(&nodes, new_leader)?.raft().clone();
@@ -478,11 +504,11 @@ async fn restart(
     i: usize,
     raft_addr: &str,
     api_addr: &str,
-    token: &str,
+    shared: &DemoShared,
 ) -> Result<KvNode, String> {
     let deadline = Instant::now() + STEP;
     loop {
-        match KvNode::start(demo_options(i, dir, raft_addr, api_addr, token)).await {
+        match KvNode::start(demo_options(i, dir, raft_addr, api_addr, shared)).await {
             Ok(node) => return Ok(node),
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "restart not possible yet; retrying");

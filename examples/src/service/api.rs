@@ -20,6 +20,17 @@
 //! default. Nodes send their token on their own calls (joining,
 //! registering their API address, forwarding to the leader).
 //!
+//! With TLS on (`kv serve --tls-dir DIR`, see [`super::https`]) the API is
+//! served over HTTPS and a client certificate that verifies against the
+//! cluster CA (`DIR/ca.pem`) serves instead of the token: such a request
+//! is authenticated whatever its `Authorization` header says, even on a
+//! node started without a token. Nodes present their own certificate on
+//! their calls, so a TLS cluster needs no token between its nodes. A
+//! client without a certificate still needs the token (`401`/`403` as
+//! above); one presenting a certificate the CA did not sign fails the TLS
+//! handshake. Which of the two a request carries reaches the handlers as
+//! a [`ClientIdentity`] request extension, set per connection.
+//!
 //! Reads are served by the node asked, never forwarded
 //! ([`Raft::read`](raft::Raft::read)):
 //! - `stale`: this node's state as it is (may lag, even far behind);
@@ -46,7 +57,9 @@
 //! bad_request`/`invalid_json`, `404 not_found`, `409 cas_mismatch`, `409
 //! server_exists` (a join with an id that is a member at another address),
 //! `409 stale_prev_index`, `401 unauthorized`, `403 forbidden`, `403
-//! join_token_not_set` (see above), `408 request_timeout` (the body did not
+//! join_token_not_set` (see above), `400 https_required` (a plain HTTP
+//! request to a node serving HTTPS, answered in plain HTTP by the
+//! server loop), `408 request_timeout` (the body did not
 //! arrive within [`ApiSettings::body_read_timeout`]), `413 value_too_large` (over `max_value_bytes`, or a
 //! command larger than one raft message can carry), `504 catch_up_timeout`
 //! (a joining node did not catch up in time: it stays a non-voter), `503 no_leader` (election in progress or no quorum),
@@ -82,6 +95,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::client::{ApiClient, ClientError};
+use super::https::ClientIdentity;
 use crate::kv::{KvCommand, KvFsm, KvMap, KvResponse};
 
 /// Header a node adds when it proxies a request to the leader; its value
@@ -372,6 +386,36 @@ fn authorize(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError
     }
 }
 
+/// Checks a `/cluster/*` request's credentials: a client certificate the
+/// connection verified ([`ClientIdentity::Verified`]) is enough; otherwise
+/// the join token is required as by [`authorize`], and the error says a
+/// certificate would do too when the request came over HTTPS.
+fn authorize_cluster(parts: &axum::http::request::Parts, expected: Option<&str>) -> Result<(), ApiError> {
+    let identity = parts.extensions.get::<ClientIdentity>().copied().unwrap_or_default();
+    if identity == ClientIdentity::Verified {
+        tracing::debug!(path = %parts.uri.path(), "cluster request authenticated by its client certificate");
+        return Ok(());
+    }
+    match authorize(&parts.headers, expected) {
+        Err(ApiError::Unauthorized(_)) if identity == ClientIdentity::NoCertificate => {
+            Err(ApiError::Unauthorized(
+                "cluster requests need the join token (`Authorization: Bearer TOKEN`) or a client \
+                 certificate signed by the cluster CA (the ca.pem of --tls-dir)"
+                    .into(),
+            ))
+        }
+        Err(ApiError::JoinTokenNotSet(_)) if identity == ClientIdentity::NoCertificate => {
+            Err(ApiError::JoinTokenNotSet(
+                "this node has no join token: over HTTPS, cluster requests need a client certificate \
+                 signed by the cluster CA (the ca.pem of --tls-dir); or start every node with \
+                 --join-token TOKEN (or KV_JOIN_TOKEN=TOKEN) and send it"
+                    .into(),
+            ))
+        }
+        other => other,
+    }
+}
+
 /// What the handlers share; cheap to clone.
 #[derive(Clone)]
 pub struct ApiState(Arc<Inner>);
@@ -437,12 +481,25 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, raft::Error>> + Se
 impl ApiState {
     /// State for the node `id` with its raft handle and FSM.
     pub fn new(id: impl Into<String>, raft: Raft<KvFsm>, fsm: &KvFsm, settings: ApiSettings) -> Self {
+        Self::with_client(id, raft, fsm, settings, ApiClient::new())
+    }
+
+    /// [`ApiState::new`] with the client the node forwards requests to the
+    /// leader with (and registers its API address through): an
+    /// [`ApiClient::with_tls`] one when the cluster runs HTTPS.
+    pub fn with_client(
+        id: impl Into<String>,
+        raft: Raft<KvFsm>,
+        fsm: &KvFsm,
+        settings: ApiSettings,
+        client: ApiClient,
+    ) -> Self {
         Self(Arc::new(Inner {
             id: id.into(),
             raft,
             map: fsm.handle(),
             nodes: fsm.nodes(),
-            client: ApiClient::new(),
+            client,
             forwards: Arc::new(tokio::sync::Semaphore::new(settings.max_forwards.max(1))),
             settings,
         }))
@@ -982,7 +1039,7 @@ async fn join(
     let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
     let replace = params.replace_address;
     let (parts, body) = request.into_parts();
-    authorize(&parts.headers, state.0.settings.join_token.as_deref())?;
+    authorize_cluster(&parts, state.0.settings.join_token.as_deref())?;
     let body = read_body(&state, &parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
     let req: JoinRequest = parse_json(&body)?;
     if req.id.is_empty() {
@@ -1048,7 +1105,7 @@ async fn register_node(
 ) -> Result<Response, ApiError> {
     let id = check_key(id)?;
     let (parts, body) = request.into_parts();
-    authorize(&parts.headers, state.0.settings.join_token.as_deref())?;
+    authorize_cluster(&parts, state.0.settings.join_token.as_deref())?;
     let body = read_body(&state, &parts.headers, body, MAX_CLUSTER_BODY, "the body").await?;
     let req: RegisterRequest = parse_json(&body)?;
     check_addr("api_addr", &req.api_addr)?;
@@ -1136,5 +1193,35 @@ mod tests {
                 && check_join_token("a b").is_err()
                 && check_join_token("ok-1").is_ok()
         );
+    }
+
+    #[test]
+    fn a_verified_client_certificate_replaces_the_token_and_nothing_else_does() {
+        let parts = |identity: Option<ClientIdentity>, token: Option<&str>| {
+            let mut request = axum::http::Request::builder().uri("/cluster/join");
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let (mut parts, ()) = request.body(()).expect("a valid request").into_parts();
+            if let Some(identity) = identity {
+                parts.extensions.insert(identity);
+            }
+            parts
+        };
+        let code = |r: Result<(), ApiError>| r.err().map(|e| e.status_and_code().1);
+        let verified = Some(ClientIdentity::Verified);
+        assert!(authorize_cluster(&parts(verified, None), None).is_ok(), "no token needed on either side");
+        assert!(authorize_cluster(&parts(verified, Some("wrong")), Some("s3cret")).is_ok());
+        for identity in [None, Some(ClientIdentity::PlainHttp), Some(ClientIdentity::NoCertificate)] {
+            assert_eq!(code(authorize_cluster(&parts(identity, None), Some("s3cret"))), Some("unauthorized"));
+            assert_eq!(
+                code(authorize_cluster(&parts(identity, Some("nope")), Some("s3cret"))),
+                Some("forbidden")
+            );
+            assert_eq!(code(authorize_cluster(&parts(identity, None), None)), Some("join_token_not_set"));
+            assert!(authorize_cluster(&parts(identity, Some("s3cret")), Some("s3cret")).is_ok());
+        }
+        let over_https = authorize_cluster(&parts(Some(ClientIdentity::NoCertificate), None), Some("s3cret"));
+        assert!(over_https.err().is_some_and(|e| e.to_string().contains("client certificate")));
     }
 }

@@ -1,15 +1,29 @@
 //! [`ApiClient`]: a small HTTP/1.1 client (hyper-util, pooled connections)
 //! for the service's own API. Nodes use it to forward requests to the
 //! leader and to join a cluster; `kv demo` uses it to talk to its nodes.
+//!
+//! Addresses are `host:port` without a scheme: a client made with
+//! [`ApiClient::with_tls`] speaks HTTPS to every address (a cluster runs
+//! with `--tls-dir` on all its nodes or on none), one made with
+//! [`ApiClient::new`] plain HTTP.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use bytes::Bytes;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::https::rustls::{self, pki_types::ServerName, ClientConfig};
 
 /// How long a pooled connection may stay idle before it is closed.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,10 +92,12 @@ impl ApiResponse {
     }
 }
 
-/// A pooled HTTP/1.1 client; cheap to clone.
+/// A pooled HTTP/1.1 (or, [`ApiClient::with_tls`], HTTPS) client; cheap
+/// to clone.
 #[derive(Clone, Debug)]
 pub struct ApiClient {
-    inner: Client<HttpConnector, Body>,
+    inner: Client<Connector, Body>,
+    https: bool,
 }
 
 impl Default for ApiClient {
@@ -100,9 +116,26 @@ impl ApiClient {
 
     /// A client whose idle pooled connections close after `idle`.
     pub fn with_idle_timeout(idle: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        connector.set_nodelay(true);
+        Self::build(idle, None)
+    }
+
+    /// An HTTPS client: every address is reached over TLS with `tls`
+    /// (which says which CA to trust and which certificate, if any, to
+    /// present; see [`HttpsConfig`](super::https::HttpsConfig) and
+    /// [`client_config`](super::https::client_config)); otherwise like
+    /// [`ApiClient::new`].
+    pub fn with_tls(tls: Arc<ClientConfig>) -> Self {
+        Self::build(POOL_IDLE_TIMEOUT, Some(tls))
+    }
+
+    fn build(idle: Duration, tls: Option<Arc<ClientConfig>>) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        http.set_nodelay(true);
+        // The connector sees `https://` URIs when TLS is on.
+        http.enforce_http(false);
+        let https = tls.is_some();
+        let connector = Connector { http, tls: tls.map(TlsConnector::from) };
         // Without a timer the pool only drops expired connections when it
         // is next used for the same server: idle sockets would stay open.
         let inner = Client::builder(TokioExecutor::new())
@@ -110,7 +143,12 @@ impl ApiClient {
             .pool_idle_timeout(idle)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .build(connector);
-        Self { inner }
+        Self { inner, https }
+    }
+
+    /// True if this client speaks HTTPS.
+    pub fn is_https(&self) -> bool {
+        self.https
     }
 
     /// Sends `method path` (path and query) to `addr` (`host:port`) with
@@ -124,7 +162,8 @@ impl ApiClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<ApiResponse, ClientError> {
-        let uri = format!("http://{addr}{path}");
+        let scheme = if self.https { "https" } else { "http" };
+        let uri = format!("{scheme}://{addr}{path}");
         let mut request = Request::builder()
             .method(method)
             .uri(&uri)
@@ -178,6 +217,135 @@ impl ApiClient {
         let mut headers = HeaderMap::new();
         headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         self.send(method, addr, path, headers, body.into(), timeout).await
+    }
+}
+
+/// Opens the client's connections: TCP, then TLS if configured.
+#[derive(Clone)]
+struct Connector {
+    http: HttpConnector,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Uri> for Connector {
+    type Response = ApiStream;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<ApiStream, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tcp = self.http.call(uri.clone());
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let tcp = tcp.await?;
+            let Some(tls) = tls else {
+                return Ok(ApiStream::Plain(tcp));
+            };
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| format!("{host:?} cannot be checked against a certificate: {e}"))?;
+            match tls.connect(name, tcp.into_inner()).await {
+                Ok(stream) => Ok(ApiStream::Tls(Box::new(TokioIo::new(stream)))),
+                Err(e) => Err(tls_failure(e).into()),
+            }
+        })
+    }
+}
+
+/// Explains a failed TLS handshake; a server that does not speak TLS is
+/// most likely a node started without `--tls-dir`.
+fn tls_failure(e: std::io::Error) -> String {
+    let plain = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidMessage(_)));
+    if plain {
+        format!(
+            "TLS handshake failed ({e}): the server does not speak TLS; is it a node started without \
+             --tls-dir? (every node of a TLS cluster needs --tls-dir)"
+        )
+    } else {
+        format!("TLS handshake failed: {e}")
+    }
+}
+
+/// A client connection: plain TCP or TLS over TCP.
+enum ApiStream {
+    Plain(TokioIo<TcpStream>),
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+impl Connection for ApiStream {
+    fn connected(&self) -> Connected {
+        match self {
+            ApiStream::Plain(s) => s.connected(),
+            ApiStream::Tls(s) => s.inner().get_ref().0.connected(),
+        }
+    }
+}
+
+impl hyper::rt::Read for ApiStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ApiStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ApiStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for ApiStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ApiStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ApiStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ApiStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ApiStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ApiStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ApiStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ApiStream::Plain(s) => s.is_write_vectored(),
+            ApiStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ApiStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ApiStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //!   leader, to join a cluster and by the demo.
 //! - [`server`]: the HTTP server loop (connection timeouts, graceful stop).
 //! - [`tls`]: loading a `--tls-dir` (ca.pem, node.pem, node-key.pem).
+//! - [`https`]: the HTTP API over TLS with that directory, and the client
+//!   certificate identity that authenticates cluster requests.
 //! - [`error`]: [`NodeError`], why a node could not start, join or stop.
 //! - [`metrics`]: [`MetricsServer`], the raft series for Prometheus
 //!   (`kv serve --metrics-addr`).
@@ -27,15 +29,22 @@
 //! leader raft names. Reads are not: every consistency level is served by
 //! the node asked (`lease` and `linearizable` reads on a follower are
 //! linearizable follower reads, see [`api`]).
+//!
+//! The directory holds bare `host:port` addresses, without a scheme: a
+//! node started with `--tls-dir` speaks HTTPS to every address (and
+//! serves HTTPS, see [`https`]), one without it plain HTTP, so a cluster
+//! runs with TLS on every node or on none.
 
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod https;
 pub mod metrics;
 pub mod node;
 pub mod server;
 pub mod tls;
 
 pub use error::NodeError;
+pub use https::{ClientIdentity, HttpsConfig};
 pub use metrics::MetricsServer;
 pub use node::{KvNode, NodeExit, NodeOptions};

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::api::{self, ApiSettings, ApiState, JoinRequest};
 use super::client::ApiClient;
 use super::error::NodeError;
+use super::https::HttpsConfig;
 use super::tls::load_tls_dir;
 use crate::kv::KvFsm;
 
@@ -53,7 +54,13 @@ pub struct NodeOptions {
     /// address to add this node as a voter.
     pub join: Option<String>,
     /// Directory with `ca.pem`, `node.pem` and `node-key.pem`: mutual TLS on
-    /// the raft port.
+    /// the raft port, and HTTPS on the API port (client certificates asked
+    /// for, not required; one that verifies against `ca.pem` authenticates
+    /// cluster requests instead of the join token, see
+    /// [`api`](super::api#authentication-of-cluster-changes)). The node's
+    /// own calls to other nodes' APIs (joining, registering, forwarding)
+    /// then use HTTPS and present `node.pem`: every node of a cluster needs
+    /// it, or none.
     pub tls_dir: Option<PathBuf>,
     /// Cluster id checked on every raft and admin RPC (by the gRPC layer),
     /// and the raft cluster id ([`raft::Config::cluster_id`]). Without it the
@@ -115,6 +122,11 @@ pub struct KvNode {
     fsm: KvFsm,
     raft_addr: String,
     api_addr: SocketAddr,
+    /// The API serves HTTPS.
+    https: bool,
+    /// The client for other nodes' APIs (HTTPS with the node certificate
+    /// when TLS is on).
+    client: ApiClient,
     restarted: bool,
     http_stop: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<()>,
@@ -135,12 +147,19 @@ impl KvNode {
         }
         if let Some(token) = &opts.api.join_token {
             api::check_join_token(token).map_err(|e| NodeError::Options(format!("--join-token: {e}")))?;
-        } else if opts.join.is_some() {
+        } else if opts.join.is_some() && opts.tls_dir.is_none() {
             return Err(NodeError::Options(
-                "joining needs the cluster's join token: pass --join-token TOKEN (or set KV_JOIN_TOKEN)"
+                "joining needs the cluster's join token: pass --join-token TOKEN (or set KV_JOIN_TOKEN), \
+                 or run the cluster with --tls-dir (nodes then authenticate by certificate)"
                     .into(),
             ));
         }
+        // Before anything is bound: a bad certificate file is named at once.
+        let https = opts.tls_dir.as_deref().map(HttpsConfig::load).transpose()?;
+        let client = match &https {
+            Some(https) => ApiClient::with_tls(https.client_config()),
+            None => ApiClient::new(),
+        };
         let log_dir = opts.data_dir.join("raft");
         let snap_dir = opts.data_dir.join("snapshots");
         for dir in [&log_dir, &snap_dir] {
@@ -211,17 +230,28 @@ impl KvNode {
             tracing::info!("bootstrapped a one-node cluster");
         }
 
-        if opts.api.join_token.is_none() {
+        if opts.api.join_token.is_none() && https.is_some() {
+            tracing::info!(
+                "no --join-token: /cluster/join and /cluster/nodes accept only clients presenting a \
+                 certificate signed by the cluster CA (nodes use their node.pem)"
+            );
+        } else if opts.api.join_token.is_none() {
             tracing::warn!(
                 "no --join-token: this node refuses /cluster/join and /cluster/nodes (no node can join \
                  through it); start every node with --join-token TOKEN (or KV_JOIN_TOKEN) to allow them"
             );
         }
-        let state = ApiState::new(opts.id.clone(), raft.clone(), &fsm, opts.api.clone());
+        let state =
+            ApiState::with_client(opts.id.clone(), raft.clone(), &fsm, opts.api.clone(), client.clone());
         let (http_stop, stopped) = oneshot::channel::<()>();
         let app = api::router(state.clone());
-        let http_task =
-            tokio::spawn(super::server::serve(listener, app, opts.api.header_read_timeout, stopped));
+        let http_task = tokio::spawn(super::server::serve_with_tls(
+            listener,
+            app,
+            opts.api.header_read_timeout,
+            https.as_ref().map(HttpsConfig::server_config),
+            stopped,
+        ));
         let register_task = tokio::spawn(register_loop(state, raft.clone(), opts.id.clone(), api_addr));
 
         let node = KvNode {
@@ -230,6 +260,8 @@ impl KvNode {
             fsm,
             raft_addr,
             api_addr,
+            https: https.is_some(),
+            client,
             restarted,
             http_stop: Some(http_stop),
             http_task,
@@ -237,7 +269,7 @@ impl KvNode {
         };
         if !restarted {
             if let Some(member) = &opts.join {
-                let token = opts.api.join_token.as_deref().unwrap_or_default();
+                let token = opts.api.join_token.as_deref();
                 if let Err(e) = node.join(member, token, opts.join_timeout, opts.replace_address).await {
                     let _ = node.shutdown(false).await;
                     return Err(e);
@@ -248,15 +280,16 @@ impl KvNode {
     }
 
     /// Asks the member whose API is at `member` to add this node (sending
-    /// the join `token`), retrying until `timeout`.
+    /// the join `token` if any, and over HTTPS the node certificate),
+    /// retrying until `timeout`.
     async fn join(
         &self,
         member: &str,
-        token: &str,
+        token: Option<&str>,
         timeout: Duration,
         replace_address: bool,
     ) -> Result<(), NodeError> {
-        let client = ApiClient::new();
+        let client = &self.client;
         let path = if replace_address { "/cluster/join?replace_address=true" } else { "/cluster/join" };
         let request = JoinRequest {
             id: self.id.clone(),
@@ -270,7 +303,7 @@ impl KvNode {
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/json"),
         );
-        if let Some((name, value)) = api::auth_header(token) {
+        if let Some((name, value)) = token.and_then(api::auth_header) {
             headers.insert(name, value);
         }
         let started = Instant::now();
@@ -343,6 +376,14 @@ impl KvNode {
     /// The HTTP API's bound address.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The HTTP API's URL: `https://ADDR` with TLS on, else `http://ADDR`.
+    /// (The cluster's node directory holds bare `host:port` addresses; the
+    /// scheme follows from every node running with `--tls-dir` or none.)
+    pub fn api_url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.api_addr)
     }
 
     /// True if the node started from existing state in its data directory.

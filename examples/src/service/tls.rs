@@ -1,7 +1,8 @@
 //! Loading a TLS directory: `ca.pem` (the CA that signs every node),
 //! `node.pem` (this node's certificate chain) and `node-key.pem` (its key).
 //! The same certificate serves the raft port and authenticates the node to
-//! its peers (mutual TLS); `raftctl` presents it too.
+//! its peers (mutual TLS); `raftctl` presents it too. The HTTP API uses the
+//! same files for HTTPS ([`super::https`]).
 
 use std::path::Path;
 

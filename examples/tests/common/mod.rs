@@ -1,15 +1,20 @@
 //! Helpers for the process-level tests: `kv serve` children that are
-//! always killed (a Drop guard), a tiny blocking HTTP/1.1 client, free
-//! loopback ports and bounded polling.
+//! always killed (a Drop guard), a tiny blocking HTTP/1.1 client (HTTPS for
+//! the nodes started with `--tls-dir`, see [`use_https`]), free loopback
+//! ports and bounded polling.
 
 #![allow(dead_code)]
+
+pub mod certs;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use raft_examples::service::https::rustls;
 use serde_json::Value;
 
 /// Election timeout the test nodes run with, in milliseconds.
@@ -61,21 +66,86 @@ impl Resp {
     }
 }
 
-/// Sends one HTTP/1.1 request (`Connection: close`) and reads the answer.
-pub fn http(method: &str, addr: &str, path: &str, body: &[u8]) -> std::io::Result<Resp> {
-    let mut stream = TcpStream::connect(addr)?;
+/// Client TLS settings of the API addresses served over HTTPS.
+static HTTPS: std::sync::Mutex<Vec<(String, Arc<rustls::ClientConfig>)>> = std::sync::Mutex::new(Vec::new());
+
+/// From now on the helpers reach `addr` over HTTPS with `config` (done by
+/// [`KvProc::start`] for nodes given `--tls-dir`).
+pub fn use_https(addr: &str, config: Arc<rustls::ClientConfig>) {
+    HTTPS.lock().unwrap_or_else(|e| e.into_inner()).push((addr.to_owned(), config));
+}
+
+fn https_config(addr: &str) -> Option<Arc<rustls::ClientConfig>> {
+    let registered = HTTPS.lock().unwrap_or_else(|e| e.into_inner());
+    registered.iter().rev().find(|(a, _)| a == addr).map(|(_, c)| c.clone())
+}
+
+/// Sends one request (`head` and `body`) to `addr` and reads until the
+/// server closes: over TLS with `tls` if given, else plain.
+fn exchange(
+    addr: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    head: &str,
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     stream.set_write_timeout(Some(Duration::from_secs(15)))?;
+    let mut raw = Vec::new();
+    match tls {
+        None => {
+            let mut stream = stream;
+            stream.write_all(head.as_bytes())?;
+            stream.write_all(body)?;
+            stream.read_to_end(&mut raw)?;
+        }
+        Some(config) => {
+            let host =
+                addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+            let name =
+                rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
+            let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            tls.write_all(head.as_bytes())?;
+            tls.write_all(body)?;
+            match tls.read_to_end(&mut raw) {
+                Ok(_) => {}
+                // A close without close_notify after a whole answer.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    parse_response(&raw)
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {:?}", String::from_utf8_lossy(&raw))))
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) and reads the answer
+/// (over HTTPS if `addr` was registered with [`use_https`]).
+pub fn http(method: &str, addr: &str, path: &str, body: &[u8]) -> std::io::Result<Resp> {
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {:?}", String::from_utf8_lossy(&raw))))
+    exchange(addr, https_config(addr), &head, body)
+}
+
+/// Sends one HTTPS request with `tls` (whatever [`use_https`] says),
+/// with `Authorization: Bearer {token}` if a token is given.
+pub fn https(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: &[u8],
+    tls: Arc<rustls::ClientConfig>,
+    token: Option<&str>,
+) -> std::io::Result<Resp> {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    exchange(addr, Some(tls), &head, body)
 }
 
 fn parse_response(raw: &[u8]) -> Option<Resp> {
@@ -110,19 +180,11 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 /// Sends one HTTP/1.1 request with `Authorization: Bearer {token}` (the
 /// cluster routes' credentials).
 pub fn http_auth(method: &str, addr: &str, path: &str, body: &[u8], token: &str) -> std::io::Result<Resp> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(15)))?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {:?}", String::from_utf8_lossy(&raw))))
+    exchange(addr, https_config(addr), &head, body)
 }
 
 /// `PUT /kv/{key}`.
@@ -168,6 +230,17 @@ impl KvProc {
             extra: extra.to_vec(),
             child: None,
         };
+        // A node with --tls-dir serves HTTPS: reach it with its certificate.
+        let args: Vec<&String> = first_args.iter().chain(extra).collect();
+        if let Some(tls) = args.iter().position(|a| *a == "--tls-dir").and_then(|i| args.get(i + 1)) {
+            let tls = Path::new(tls.as_str());
+            let config = raft_examples::service::https::client_config(
+                &tls.join("ca.pem"),
+                Some((&tls.join("node.pem"), &tls.join("node-key.pem"))),
+            )
+            .expect("client TLS settings from --tls-dir");
+            use_https(&p.api_addr, config);
+        }
         p.spawn(first_args);
         p
     }

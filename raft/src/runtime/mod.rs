@@ -4,9 +4,10 @@
 //! - `node`: the main task. Owns the [`Core`](crate::core::Core), feeds it
 //!   client requests (batched), inbound RPCs, ticks and completions, and
 //!   executes the work it returns.
-//! - `writer`: the log writer task. Persists hard state and entries in FIFO
-//!   order, merging queued jobs into one `store_logs` (group commit), then
-//!   releases the messages that promised that durability.
+//! - `writer`: the log writer, driven by the main task's own loop (no task
+//!   of its own). Persists hard state and entries in FIFO order, merging
+//!   queued jobs into one `store_logs` (group commit), then releases the
+//!   messages that promised that durability.
 //! - `peer`: one task per peer (`PeerTask`), sending RPCs and streaming
 //!   snapshots; AppendEntries with entries go through an ordered pipeline,
 //!   heartbeats and votes never queue behind them nor behind a snapshot;

@@ -1,15 +1,19 @@
-//! The log writer task: makes hard state and log entries durable in FIFO
-//! order and only then releases the messages that promised durability.
-//! Jobs queued while a write is in progress are merged into one
-//! `store_logs` call (group commit: one fsync for many proposals).
+//! The log writer: makes hard state and log entries durable in FIFO order
+//! and only then releases the messages that promised durability. Jobs
+//! queued while a write is in progress are merged into one `store_logs`
+//! call (group commit: one fsync for many proposals). The main task drives
+//! it in its own loop ([`LogWriter`]): no task of its own, so no hand-off
+//! between tasks on the write path.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-
-use tokio::sync::mpsc;
 
 use crate::core::Message;
 use crate::error::StorageError;
 use crate::storage::{LogStore, StableStore};
+use crate::telemetry::WriterTelemetry;
 use crate::types::{HardState, Log};
 
 /// One unit of durable work, taken from a core `Ready`.
@@ -72,49 +76,142 @@ pub(crate) enum WriterEvent {
 /// Most entries merged into one store call.
 const MAX_MERGED_ENTRIES: usize = 64 * 1024;
 
-pub(crate) async fn run(
+/// The write under way: its store call, and what to report when it ends.
+struct InFlight {
+    /// The store calls of the (merged) job, run to completion in order.
+    write: Pin<Box<dyn Future<Output = Result<Option<u64>, StorageError>> + Send>>,
+    /// The highest sequence number among the merged jobs.
+    seq: u64,
+    /// Index and term of the job's last entry, if it had entries.
+    last: Option<(u64, u64)>,
+    /// Index of its first entry (0 without entries; for telemetry).
+    first: u64,
+    /// Entries written (for telemetry).
+    entries: usize,
+    /// Messages released once the write is durable.
+    messages: Vec<Message>,
+    /// When the store call started.
+    started: tokio::time::Instant,
+}
+
+/// The node's log writer, driven by the main task itself: one store call
+/// at a time, in FIFO order; jobs queued while a call is under way are
+/// merged into the next one (group commit: one fsync for many proposals).
+///
+/// The main task polls the call under way ([`LogWriter::next_done`]) in
+/// its own loop, so a store that completes at once (in memory) costs no
+/// task hand-off at all, and one that waits for a disk wakes the main task
+/// directly when the data is durable.
+pub(crate) struct LogWriter {
+    /// The log store.
     logs: Arc<dyn LogStore>,
+    /// The stable store.
     stable: Arc<dyn StableStore>,
-    mut jobs: mpsc::UnboundedReceiver<PersistJob>,
-    events: mpsc::UnboundedSender<WriterEvent>,
-    telemetry: crate::telemetry::WriterTelemetry,
-) {
-    let mut carry: Option<PersistJob> = None;
-    loop {
-        let mut job = match carry.take() {
-            Some(j) => j,
-            None => match jobs.recv().await {
-                Some(j) => j,
-                None => return,
-            },
-        };
+    /// Jobs waiting for the call under way, oldest first.
+    queued: VecDeque<PersistJob>,
+    /// The call under way, if any.
+    in_flight: Option<InFlight>,
+    /// A write failed: nothing more is written (fail-stop).
+    failed: bool,
+    /// Metric handles and trace fields.
+    telemetry: WriterTelemetry,
+}
+
+impl LogWriter {
+    /// A writer to `logs` and `stable` with nothing queued.
+    pub(crate) fn new(
+        logs: Arc<dyn LogStore>,
+        stable: Arc<dyn StableStore>,
+        telemetry: WriterTelemetry,
+    ) -> Self {
+        Self { logs, stable, queued: VecDeque::new(), in_flight: None, failed: false, telemetry }
+    }
+
+    /// Queues a job; it starts at once if no store call is under way.
+    pub(crate) fn submit(&mut self, job: PersistJob) {
+        self.queued.push_back(job);
+        self.start_next();
+    }
+
+    /// Whether a store call is under way (and [`next_done`](Self::next_done)
+    /// will complete).
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Merges the queued jobs that may go together and starts their store
+    /// call, unless one is under way.
+    fn start_next(&mut self) {
+        if self.in_flight.is_some() || self.failed {
+            return;
+        }
+        let Some(mut job) = self.queued.pop_front() else { return };
         while job.entries.len() < MAX_MERGED_ENTRIES {
-            match jobs.try_recv() {
-                Ok(next) => {
-                    if let Err(next) = job.merge(next) {
-                        carry = Some(next);
-                        break;
-                    }
-                }
-                Err(_) => break,
+            let Some(next) = self.queued.pop_front() else { break };
+            if let Err(next) = job.merge(next) {
+                self.queued.push_front(next);
+                break;
             }
         }
-        let (first, last) =
-            (job.entries.first().map_or(0, |e| e.index), job.entries.last().map_or(0, |e| e.index));
-        let span = tracing::debug_span!("log_write", node = %telemetry.node, first, last, entries = job.entries.len());
+        let first = job.entries.first().map_or(0, |e| e.index);
+        let last = job.entries.last().map(|e| (e.index, e.term));
+        let span = tracing::debug_span!(
+            "log_write",
+            node = %self.telemetry.node,
+            first,
+            last = last.map_or(0, |(i, _)| i),
+            entries = job.entries.len()
+        );
+        let messages = std::mem::take(&mut job.messages);
+        let (seq, entries) = (job.seq, job.entries.len());
+        let (logs, stable) = (self.logs.clone(), self.stable.clone());
+        let write = Box::pin(tracing::Instrument::instrument(
+            async move { persist(&*logs, &*stable, &job).await },
+            span,
+        ));
         let started = tokio::time::Instant::now();
-        match tracing::Instrument::instrument(persist(&*logs, &*stable, &job), span).await {
+        self.in_flight = Some(InFlight { write, seq, last, first, entries, messages, started });
+    }
+
+    /// Waits for the store call under way and reports it; the next queued
+    /// jobs start right after. Pending forever when no call is under way.
+    /// Cancel-safe: the call stays under way if this future is dropped.
+    pub(crate) async fn next_done(&mut self) -> WriterEvent {
+        let result = std::future::poll_fn(|cx| match self.in_flight.as_mut() {
+            Some(f) => f.write.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        })
+        .await;
+        let Some(done) = self.in_flight.take() else {
+            return WriterEvent::Failed(StorageError::Failed("log writer lost its write".into()));
+        };
+        match result {
             Ok(first_index) => {
-                telemetry.wrote(job.entries.len(), first, last, started.elapsed());
-                let last = job.entries.last().map(|e| (e.index, e.term));
-                let done = WriterEvent::Persisted { last, messages: job.messages, seq: job.seq, first_index };
-                if events.send(done).is_err() {
-                    return;
+                let last_index = done.last.map_or(0, |(i, _)| i);
+                self.telemetry.wrote(done.entries, done.first, last_index, done.started.elapsed());
+                self.start_next();
+                WriterEvent::Persisted {
+                    last: done.last,
+                    messages: done.messages,
+                    seq: done.seq,
+                    first_index,
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, "log write failed; stopping the node");
-                let _ = events.send(WriterEvent::Failed(err));
+                self.failed = true;
+                self.queued.clear();
+                WriterEvent::Failed(err)
+            }
+        }
+    }
+
+    /// Runs the call under way and every queued job to completion (at
+    /// shutdown: the final commit record is queued behind the log writes).
+    /// The messages they would release are dropped.
+    pub(crate) async fn finish(mut self) {
+        while self.busy() {
+            if let WriterEvent::Failed(_) = self.next_done().await {
                 return;
             }
         }

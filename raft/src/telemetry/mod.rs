@@ -63,6 +63,12 @@
 //! the log store (they left the in-memory log window before being applied)
 //! have no `apply` or total sample.
 //!
+//! # Task polls
+//! [`task_polls`] counts, process-wide and by kind of task, how often the
+//! nodes' tasks were polled: each poll follows a wake-up, so polls per write
+//! tell how many hand-offs between tasks a write costs (the bench prints
+//! them). This is not a `metrics` series: it is read directly.
+//!
 //! # Traces
 //! The write path emits `tracing` spans and events at `debug` and `trace`
 //! level (close to free when those levels are disabled). The main task's
@@ -83,7 +89,10 @@
 mod handles;
 pub mod names;
 mod node;
+pub(crate) mod polls;
 mod stages;
+
+pub use self::polls::{task_polls, TaskPolls};
 
 pub(crate) use self::handles::{ApplyTelemetry, PeerTelemetry, SnapshotTelemetry, WriterTelemetry};
 pub(crate) use self::node::NodeTelemetry;

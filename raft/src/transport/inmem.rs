@@ -399,7 +399,7 @@ impl InmemNetwork {
         if let (Some(extra), InboundRequest::Rpc(req)) = (duplicate, &request) {
             let copy = InboundRequest::Rpc(req.clone());
             let (net, from, to) = (self.clone(), from.clone(), to.clone());
-            tokio::spawn(async move {
+            crate::telemetry::polls::spawn(crate::telemetry::polls::TaskKind::InmemTransport, async move {
                 tokio::time::sleep(delay + extra).await;
                 // The copy's answer goes nowhere.
                 let _ = net.hand_over(&from, &to, copy).await;
@@ -416,10 +416,13 @@ impl InmemNetwork {
                 // Delivered even if the sender stops waiting for it.
                 let (tx, rx) = oneshot::channel();
                 let (net, sender, receiver) = (self.clone(), from.clone(), to.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay + hold).await;
-                    let _ = tx.send(net.hand_over(&sender, &receiver, request).await);
-                });
+                crate::telemetry::polls::spawn(
+                    crate::telemetry::polls::TaskKind::InmemTransport,
+                    async move {
+                        tokio::time::sleep(delay + hold).await;
+                        let _ = tx.send(net.hand_over(&sender, &receiver, request).await);
+                    },
+                );
                 rx.await.map_err(|_| TransportError::Unreachable(to.clone(), "request lost".into()))?
             }
         }
@@ -567,7 +570,7 @@ impl Transport for InmemTransport {
         let to = addr.clone();
         // Requests are delivered strictly in order without waiting for
         // answers; a second task collects the answers in the same order.
-        tokio::spawn({
+        crate::telemetry::polls::spawn(crate::telemetry::polls::TaskKind::InmemTransport, {
             let net = net.clone();
             let (from, to) = (from.clone(), to.clone());
             async move {
@@ -580,7 +583,7 @@ impl Transport for InmemTransport {
                 }
             }
         });
-        tokio::spawn(async move {
+        crate::telemetry::polls::spawn(crate::telemetry::polls::TaskKind::InmemTransport, async move {
             while let Some(delivered) = pending_rx.recv().await {
                 let result = match delivered {
                     Err(e) => Err(e),
@@ -687,7 +690,7 @@ mod tests {
         let mut inbound = t.take_consumer().expect("consumer");
         let delivered = Arc::new(Mutex::new(0));
         let count = delivered.clone();
-        tokio::spawn(async move {
+        crate::telemetry::polls::spawn(crate::telemetry::polls::TaskKind::InmemTransport, async move {
             while let Some(rpc) = inbound.recv().await {
                 *count.lock().expect("lock") += 1;
                 rpc.reply.send(Ok(RpcResponse::AppendEntries(AppendEntriesResponse {

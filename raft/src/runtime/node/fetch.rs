@@ -72,10 +72,13 @@ impl<R: Send + 'static> Node<R> {
         for fetch in fetches {
             let logs = self.fetches.logs.clone();
             let events = self.peers.events_tx.clone();
-            self.fetches.tasks.spawn(async move {
-                let result = read_bounded(&*logs, &fetch).await;
-                let _ = events.send(PeerEvent::Fetched { fetch, result });
-            });
+            self.fetches.tasks.spawn(crate::telemetry::polls::counted(
+                crate::telemetry::polls::TaskKind::Call,
+                async move {
+                    let result = read_bounded(&*logs, &fetch).await;
+                    let _ = events.send(PeerEvent::Fetched { fetch, result });
+                },
+            ));
         }
     }
 

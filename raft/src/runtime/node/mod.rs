@@ -1,7 +1,7 @@
 //! The main task: drives the protocol core with client requests (batched
-//! into one proposal per loop turn), inbound RPCs, ticks, and completions
-//! from the writer, peer and FSM tasks, and executes the work the core
-//! returns.
+//! into one proposal per loop turn), inbound RPCs, ticks, its own log
+//! writes (polled in its loop, see [`LogWriter`]) and completions from the
+//! peer and FSM tasks, and executes the work the core returns.
 //!
 //! Its state is split by concern, each part a named struct with its
 //! handlers in its own submodule:
@@ -41,7 +41,7 @@ use super::apply::{ApplyBatch, ApplyMsg};
 use super::peer::{self, PeerEvent, PeerHandle};
 use super::reads::{refusal_error, ReadFailure, ReadTicket};
 use super::snapshot::{SnapshotCmd, SnapshotReply, SnapshotTaken};
-use super::writer::{PersistJob, WriterEvent};
+use super::writer::{LogWriter, PersistJob, WriterEvent};
 use super::{MembershipChange, Request, RestoreRequest, Waiter};
 use crate::config::Config;
 use crate::core::{Body, Core, Message, Refusal};
@@ -107,12 +107,10 @@ pub(crate) struct NodeTask<R> {
     pub(crate) requests: mpsc::Receiver<Request<R>>,
     /// RPCs the transport received for this node.
     pub(crate) inbound: Option<mpsc::Receiver<InboundRpc>>,
-    /// Jobs for the log writer task.
-    pub(crate) writer_tx: mpsc::UnboundedSender<PersistJob>,
-    /// The log writer task's completions.
+    /// The log writer, driven by the main task's loop.
+    pub(crate) writer: LogWriter,
+    /// Failures the FSM task reports (they stop the node).
     pub(crate) writer_events: mpsc::UnboundedReceiver<WriterEvent>,
-    /// The log writer task.
-    pub(crate) writer_task: JoinHandle<()>,
     /// Work for the FSM task.
     pub(crate) apply_tx: mpsc::UnboundedSender<ApplyMsg<R>>,
     /// The FSM task.
@@ -176,7 +174,7 @@ struct Node<R> {
     rpcs: Rpcs,
     /// Peer tasks and their reports.
     peers: Peers,
-    /// The log writer task and the durable work queued to it.
+    /// The log writer and the durable work queued to it.
     store: Persistence,
     /// The FSM task.
     apply: Worker<ApplyMsg<R>>,
@@ -222,7 +220,6 @@ impl<R> Node<R> {
     /// Sorts what the handle handed over by concern.
     fn new(task: NodeTask<R>) -> Self {
         let (index, term) = task.last_snapshot;
-        let writer = Worker { tx: task.writer_tx, task: task.writer_task };
         let snapshot_task = Worker { tx: task.snapshot_cmds, task: task.snapshot_task };
         let task_tick = task.config.tick_interval();
         let max_catch_up = max_catch_up(&task.config);
@@ -233,7 +230,7 @@ impl<R> Node<R> {
             rpcs: Rpcs::new(task.inbound),
             peers: Peers::new(task.peer_events_tx, task.peer_events),
             store: Persistence::new(
-                writer,
+                task.writer,
                 task.writer_events,
                 task.compacted_through,
                 NewestSnapshot { index, term },
@@ -301,6 +298,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
             tick_sleep.as_mut().reset(next_tick);
         }
         let flow = tokio::select! {
+            ev = node.store.writer.next_done(), if node.store.writer.busy() => node.on_writer_event(ev),
             Some(ev) = node.store.events.recv() => node.on_writer_event(ev),
             Some(ev) = node.peers.events.recv() => {
                 node.on_peer_event(ev);
@@ -548,7 +546,7 @@ impl<R: Send + 'static> Node<R> {
         self.telemetry.stopped(self.core.term());
         let Node { snapshots, store, apply, shared, fatal, shutdown_ack, .. } = self;
         snapshots.task.stop().await;
-        store.writer.stop().await;
+        store.writer.finish().await;
         apply.stop().await;
         shared.set_state(RaftState::Shutdown, None);
         shared.leader_tx.send_replace(false);

@@ -1,14 +1,15 @@
 //! Durable work in the main task: persist jobs queued to the log writer
-//! task in order, their completions, a leader stepping down when its store
+//! (driven by this task's loop) in order, their completions, a leader stepping down when its store
 //! stalls, and the compaction of the log behind snapshots.
 
 use super::*;
 
-/// The main task's log writer task and the durable work queued to it.
+/// The main task's log writer and the durable work queued to it.
 pub(super) struct Persistence {
-    /// The log writer task.
-    pub(super) writer: Worker<PersistJob>,
-    /// Its completions.
+    /// The log writer (its store calls are polled by the main loop).
+    pub(super) writer: LogWriter,
+    /// Failures reported by the FSM task (a failed restore), which stop
+    /// the node like a failed write.
     pub(super) events: mpsc::UnboundedReceiver<WriterEvent>,
     /// Last sequence number given to a persist job.
     seq: u64,
@@ -51,7 +52,7 @@ pub(super) struct NewestSnapshot {
 
 impl Persistence {
     pub(super) fn new(
-        writer: Worker<PersistJob>,
+        writer: LogWriter,
         events: mpsc::UnboundedReceiver<WriterEvent>,
         compacted_through: u64,
         last_snapshot: NewestSnapshot,
@@ -100,14 +101,12 @@ impl<R: Send + 'static> Node<R> {
         }
     }
 
-    /// Queues durable work for the writer task.
+    /// Queues durable work for the log writer.
     pub(super) fn persist(&mut self, mut job: PersistJob) {
         self.store.seq += 1;
         job.seq = self.store.seq;
         self.store.pending.push_back(QueuedJob { seq: job.seq, queued_at: tokio::time::Instant::now() });
-        if self.store.writer.tx.send(job).is_err() {
-            self.fatal = Some("log writer stopped".into());
-        }
+        self.store.writer.submit(job);
     }
 
     /// A leader whose own log store has stopped completing writes cannot

@@ -38,6 +38,7 @@ use crate::core::{Body, Message};
 use crate::error::{Error, TransportError};
 use crate::message::AppendEntriesRequest;
 use crate::snapshot::SnapshotStore;
+use crate::telemetry::polls::{self, TaskKind};
 use crate::transport::{AppendPipeline, Transport};
 use crate::types::{ServerAddress, ServerId};
 
@@ -132,7 +133,7 @@ pub(crate) fn spawn(
         transfer: None,
         telemetry,
     };
-    PeerHandle { addr, cmds: cmds_tx, task: tokio::spawn(task.run()) }
+    PeerHandle { addr, cmds: cmds_tx, task: polls::spawn(TaskKind::Peer, task.run()) }
 }
 
 /// How a call running in the background (a unary call, or a request on
@@ -405,7 +406,7 @@ impl PeerTask {
                         self.responder.clone(),
                         self.outcomes_tx.clone(),
                     );
-                    tokio::spawn(reader);
+                    polls::spawn(TaskKind::PipelineReader, reader);
                     self.pipeline = Some(Pipeline { requests, in_flight });
                 }
                 Err(e) => {
@@ -432,7 +433,7 @@ impl PeerTask {
         let addr = self.addr.clone();
         let responder = self.responder.clone();
         let outcomes = self.outcomes_tx.clone();
-        tokio::spawn(async move {
+        polls::spawn(TaskKind::Call, async move {
             let id = &responder.peer;
             let result: Result<Body, TransportError> = match body {
                 Body::AppendEntries(req) => {

@@ -81,9 +81,10 @@ impl Transfer {
     ) {
         let offer = self.offer.clone();
         let peer = self.peer.clone();
-        self.stage = Stage::Streaming(tokio::spawn(async move {
-            stream(&*snaps, &*transport, &peer, &addr, offer, local, quiet).await
-        }));
+        self.stage = Stage::Streaming(crate::telemetry::polls::spawn(
+            crate::telemetry::polls::TaskKind::Call,
+            async move { stream(&*snaps, &*transport, &peer, &addr, offer, local, quiet).await },
+        ));
     }
 
     /// Waits for the stream to end; never ends while waiting for the
