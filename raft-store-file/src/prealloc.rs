@@ -67,12 +67,12 @@ pub(crate) struct PreallocStatus {
 impl PreallocStatus {
     /// Preparations that failed since the log was opened.
     pub(crate) fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
+        self.failures.load(Ordering::Acquire)
     }
 
     /// Whether the latest preparation failed.
     pub(crate) fn failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        self.failing.load(Ordering::Acquire)
     }
 }
 
@@ -144,8 +144,9 @@ impl Preparer {
             Err(_) => true,
         };
         if failed {
-            self.status.failures.fetch_add(1, Ordering::Relaxed);
-            self.status.failing.store(true, Ordering::Relaxed);
+            // Flagged before counted: whoever sees the count sees the flag.
+            self.status.failing.store(true, Ordering::Release);
+            self.status.failures.fetch_add(1, Ordering::Release);
             tracing::error!(dir = %self.dir.display(), "the segment preallocation thread panicked; retrying later");
         }
         self.retry_at = Some(Instant::now() + self.backoff);
@@ -174,8 +175,9 @@ impl Preparer {
             let result = prepare(&path, size, &stop);
             // Reported at once, not when the writer next looks.
             if let Err(e) = &result {
-                let failures = status.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                status.failing.store(true, Ordering::Relaxed);
+                // Flagged before counted: whoever sees the count sees the flag.
+                status.failing.store(true, Ordering::Release);
+                let failures = status.failures.fetch_add(1, Ordering::Release) + 1;
                 tracing::error!(
                     dir = %dir.display(), error = %e, failures, ?retry_in,
                     "preparing the next log segment failed (is the disk full?); the log keeps writing \

@@ -548,13 +548,15 @@ impl<R: Send + 'static> Node<R> {
         snapshots.task.stop().await;
         store.writer.finish().await;
         apply.stop().await;
-        shared.set_state(RaftState::Shutdown, None);
-        shared.leader_tx.send_replace(false);
+        // The metrics (with the reason of a fatal stop) first: whoever sees
+        // the state turn to Shutdown finds the reason already published.
         shared.metrics_tx.send_modify(|m| {
             m.state = RaftState::Shutdown;
             m.current_leader = None;
             m.fatal_error = fatal;
         });
+        shared.set_state(RaftState::Shutdown, None);
+        shared.leader_tx.send_replace(false);
         for tx in shutdown_ack {
             let _ = tx.send(());
         }
