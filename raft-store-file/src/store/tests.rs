@@ -224,7 +224,16 @@ async fn a_panic_of_the_writer_thread_fails_the_store_and_strands_no_caller() {
     let store = FileStore::open_with(dir.path(), opts).await.expect("open");
     store.store_logs(&entries(1..=1)).await.expect("append");
     let committer = store.inner.committer.clone();
-    let held = committer.hold().expect("the files are free");
+    // The writer thread answers before it hands the files back: wait (bounded)
+    // until they are free.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let held = loop {
+        if let Some(held) = committer.hold() {
+            break held;
+        }
+        assert!(std::time::Instant::now() < deadline, "the writer thread never handed the files back");
+        tokio::task::yield_now().await;
+    };
     let (s1, s2) = (store.clone(), store.clone());
     let mut w1 = Box::pin(async move { s1.store_logs(&entries(2..=2)).await });
     let mut w2 = Box::pin(async move { s2.store_logs(&entries(3..=3)).await });
