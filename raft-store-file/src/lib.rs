@@ -74,15 +74,17 @@
 //!   fsync): after a crash a key holds its old or its new value.
 //! - [`LogStore::entry_meta`] is answered from the in-memory index, without
 //!   reading any payload or touching the disk.
-//! - Writes: on tokio's multi-thread runtime, a `store_logs` or
+//! - Writes go to a dedicated writer thread, which group-commits the calls
+//!   queued meanwhile. With [`FileStoreOptions::caller_writes`] on, on
+//!   tokio's multi-thread runtime, a `store_logs` or
 //!   `delete_range` that finds the log idle writes and syncs it on the
 //!   calling thread, inside `tokio::task::block_in_place` (the worker's
 //!   other tasks move to another thread meanwhile; after a sync quicker
 //!   than 50 µs, without it), and is done by its first poll: no hand-off to
 //!   a thread and back. Calls that find the log busy, and every call on the
-//!   current-thread runtime or outside tokio, go to a dedicated writer
-//!   thread ([`FileStoreOptions::caller_writes`] turns the first way off;
-//!   [`FileStore::write_counts`] counts both). Other I/O (reads, stable
+//!   current-thread runtime or outside tokio, go to the writer thread
+//!   ([`FileStore::write_counts`] counts both ways; the option is off by
+//!   default, see its docs for why). Other I/O (reads, stable
 //!   store, snapshots) runs on tokio's blocking pool.
 //!
 //! # Memory

@@ -7,7 +7,7 @@
 //!     [--nodes 3] [--clients 256] [--payload 64] [--ops N | --seconds S] \
 //!     [--store mem|file] [--transport inmem|grpc] [--dir PATH] \
 //!     [--read-ratio 0.0] [--read-mode read_index|barrier|lease|follower] [--snapshot-interval 0.2] \
-//!     [--log-window-mb M] [--warmup 1] [--cpu-hogs N] [--json]
+//!     [--log-window-mb M] [--warmup 1] [--cpu-hogs N] [--file-caller-writes] [--json]
 //! cargo run --release -p raft-examples --bin bench -- --restart \
 //!     [--restart-entries 1000000] [--payload 64] [--restart-dir PATH] [--log-window-mb M] [--json]
 //! ```
@@ -196,6 +196,11 @@ struct Args {
     /// (0: a quiet machine); see the `contention` module.
     #[arg(long = "cpu-hogs", default_value_t = 0)]
     cpu_hogs: usize,
+    /// `--store file`: the calling task writes and syncs the log itself
+    /// when it is idle (`FileStoreOptions::caller_writes = true`) instead
+    /// of handing every write to the file store's writer thread.
+    #[arg(long = "file-caller-writes")]
+    file_caller_writes: bool,
     /// Internal: a `--cpu-hogs` child process (spins until killed).
     #[arg(long = "cpu-hog-child", hide = true)]
     cpu_hog_child: bool,
@@ -312,12 +317,17 @@ async fn start_node<T: Transport>(
     dir: Option<&Path>,
     snapshot_interval: Duration,
     log_window: Option<usize>,
+    caller_writes: bool,
 ) -> Result<Node, BoxError> {
     let config = with_log_window(node_config(id, snapshot_interval), log_window);
     let node = match (store, dir) {
         (StoreKind::File, Some(dir)) => {
             let base = dir.join(id);
-            let logs = raft_store_file::FileStore::open(base.join("log")).await?;
+            let options = raft_store_file::FileStoreOptions {
+                caller_writes,
+                ..raft_store_file::FileStoreOptions::default()
+            };
+            let logs = raft_store_file::FileStore::open_with(base.join("log"), options).await?;
             let snaps = raft_store_file::FileSnapshotStore::new(base.join("snapshots"), 2).await?;
             Raft::new(config, BenchFsm::default(), logs.clone(), logs, snaps, transport).await?
         }
@@ -348,6 +358,7 @@ async fn start_cluster(args: &Args, dir: Option<&Path>) -> Result<Vec<Node>, Box
                     dir,
                     snapshot_interval,
                     args.log_window(),
+                    args.file_caller_writes,
                 )
                 .await?;
                 node.bootstrap_cluster(configuration.clone()).await?;
@@ -367,8 +378,16 @@ async fn start_cluster(args: &Args, dir: Option<&Path>) -> Result<Vec<Node>, Box
                     .collect(),
             );
             for (id, transport) in ids.iter().zip(transports) {
-                let node =
-                    start_node(transport, id, args.store, dir, snapshot_interval, args.log_window()).await?;
+                let node = start_node(
+                    transport,
+                    id,
+                    args.store,
+                    dir,
+                    snapshot_interval,
+                    args.log_window(),
+                    args.file_caller_writes,
+                )
+                .await?;
                 node.bootstrap_cluster(configuration.clone()).await?;
                 nodes.push(node);
             }
@@ -764,7 +783,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
          \"snapshot_interval_s\":{},\"batch_apply\":true,\"durability\":\"full\",\"allocator\":\"{ALLOCATOR_NAME}\",\"rss_end_mb\":{rss_end:.1},\
          \"log_window_peak_mb\":{},\"log_window_end_mb\":{},\"log_fetches\":{},\"log_fetched_mb\":{:.1},\"log_window_mb\":{},\
          \"cpu_hogs\":{},\"cpu_us_per_op\":{cpu_us_per_op:.3},\"polls_per_op\":{},\"worker_parks_per_op\":{parks_per_op:.4},\
-         \"runtime_busy_us_per_op\":{busy_us_per_op:.3}}}",
+         \"runtime_busy_us_per_op\":{busy_us_per_op:.3},\"file_caller_writes\":{}}}",
         us(&all, 0.5),
         us(&all, 0.99),
         us(&all, 0.999),
@@ -790,6 +809,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         args.log_window_mb.map_or("null".to_string(), |mb| mb.to_string()),
         args.cpu_hogs,
         counted.polls_json(ops),
+        args.file_caller_writes,
     );
     Ok(())
 }
