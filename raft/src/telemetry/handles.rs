@@ -1,6 +1,6 @@
-//! The metric handles of the node's other tasks (log writer, FSM, snapshot
-//! and peer tasks), each created once when its task starts, and the trace
-//! events those tasks emit.
+//! The metric handles of the node's log writer (driven by the main task)
+//! and of its other tasks (FSM, snapshot and peer tasks), each created once
+//! when the node or the task starts, and the trace events they emit.
 
 use std::time::Duration;
 
