@@ -344,6 +344,108 @@ mod tests {
         );
     }
 
+    /// A log store whose writes wait until the test opens its gate, and
+    /// that counts its `store_logs` calls.
+    struct Gated {
+        mem: Mem,
+        open: tokio::sync::watch::Sender<bool>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl LogStore for Gated {
+        async fn first_index(&self) -> Result<u64, StorageError> {
+            self.mem.first_index().await
+        }
+        async fn last_index(&self) -> Result<u64, StorageError> {
+            self.mem.last_index().await
+        }
+        async fn get_log(&self, index: u64) -> Result<Option<Log>, StorageError> {
+            self.mem.get_log(index).await
+        }
+        async fn get_logs(&self, range: Range<u64>) -> Result<Vec<Log>, StorageError> {
+            self.mem.get_logs(range).await
+        }
+        async fn store_logs(&self, logs: &[Log]) -> Result<(), StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut open = self.open.subscribe();
+            let _ = open.wait_for(|o| *o).await;
+            self.mem.store_logs(logs).await
+        }
+        async fn delete_range(&self, min: u64, max: u64) -> Result<(), StorageError> {
+            self.mem.delete_range(min, max).await
+        }
+    }
+
+    fn message(term: u64) -> Message {
+        let req = crate::message::AppendEntriesRequest { term, ..Default::default() };
+        Message {
+            from: "a".into(),
+            to: "b".into(),
+            rpc_id: term,
+            body: crate::core::Body::AppendEntries(req),
+        }
+    }
+
+    fn job_with_message(entries: std::ops::RangeInclusive<u64>, term: u64) -> PersistJob {
+        PersistJob { messages: vec![message(term)], ..job(entries, 0) }
+    }
+
+    /// The messages of a job are released only once its entries are
+    /// durable, jobs complete in FIFO order, and jobs queued while a write
+    /// is under way are merged into the next single store call.
+    #[tokio::test(start_paused = true)]
+    async fn messages_wait_for_their_write_and_queued_jobs_share_one_store_call() {
+        let (open, _) = tokio::sync::watch::channel(false);
+        let store = Arc::new(Gated { mem: Mem::default(), open, calls: Default::default() });
+        let mut writer = LogWriter::new(
+            store.clone(),
+            Arc::new(Mem::default()),
+            WriterTelemetry::new(&crate::types::ServerId::from("a")),
+        );
+        assert!(!writer.busy());
+        writer.submit(job_with_message(1..=2, 1));
+        writer.submit(job_with_message(3..=4, 2));
+        writer.submit(job_with_message(5..=5, 3));
+        assert!(writer.busy());
+        let early = tokio::time::timeout(std::time::Duration::from_secs(5), writer.next_done()).await;
+        assert!(early.is_err(), "a write was reported before the store finished it");
+        assert_eq!(store.mem.last_index().await.expect("last"), 0);
+        store.open.send_replace(true);
+        let first = writer.next_done().await;
+        let WriterEvent::Persisted { last, messages, .. } = first else { panic!("the first write failed") };
+        assert_eq!(last, Some((2, 1)));
+        assert_eq!(messages, vec![message(1)]);
+        let second = writer.next_done().await;
+        let WriterEvent::Persisted { last, messages, .. } = second else { panic!("the second write failed") };
+        assert_eq!(last, Some((5, 1)), "the two queued jobs go together");
+        assert_eq!(messages, vec![message(2), message(3)]);
+        assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+        assert!(!writer.busy());
+        assert_eq!(store.mem.last_index().await.expect("last"), 5);
+    }
+
+    /// A failed write fails the writer for good: queued jobs are dropped,
+    /// never written after the failure.
+    #[tokio::test]
+    async fn a_failed_write_stops_the_writer() {
+        let mem = Arc::new(Mem::default());
+        mem.fail_writes.store(true, Ordering::Release);
+        let mut writer = LogWriter::new(
+            mem.clone(),
+            mem.clone(),
+            WriterTelemetry::new(&crate::types::ServerId::from("a")),
+        );
+        writer.submit(job(1..=1, 1));
+        writer.submit(job(2..=2, 2));
+        assert!(matches!(writer.next_done().await, WriterEvent::Failed(_)));
+        mem.fail_writes.store(false, Ordering::Release);
+        assert!(!writer.busy(), "a job queued behind a failed write was started");
+        writer.submit(job(3..=3, 3));
+        assert!(!writer.busy(), "a job submitted after a failed write was started");
+        assert_eq!(mem.last_index().await.expect("last"), 0);
+    }
+
     /// Merged jobs record the highest commit index among them.
     #[test]
     fn merged_jobs_keep_the_highest_commit_index() {
