@@ -223,7 +223,7 @@ impl<F: Fsm> Raft<F> {
             first_index: AtomicU64::new(compacted_through + 1),
         });
 
-        let (apply_failures, writer_events) = mpsc::unbounded_channel();
+        let (apply_failures, fsm_failures) = mpsc::unbounded_channel();
         let writer = writer::LogWriter::new(
             logs.clone(),
             stable,
@@ -291,7 +291,7 @@ impl<F: Fsm> Raft<F> {
             requests,
             inbound: Some(inbound),
             writer,
-            writer_events,
+            fsm_failures,
             apply_tx,
             apply_task,
             snaps,

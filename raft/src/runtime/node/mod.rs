@@ -110,7 +110,7 @@ pub(crate) struct NodeTask<R> {
     /// The log writer, driven by the main task's loop.
     pub(crate) writer: LogWriter,
     /// Failures the FSM task reports (they stop the node).
-    pub(crate) writer_events: mpsc::UnboundedReceiver<WriterEvent>,
+    pub(crate) fsm_failures: mpsc::UnboundedReceiver<WriterEvent>,
     /// Work for the FSM task.
     pub(crate) apply_tx: mpsc::UnboundedSender<ApplyMsg<R>>,
     /// The FSM task.
@@ -231,7 +231,7 @@ impl<R> Node<R> {
             peers: Peers::new(task.peer_events_tx, task.peer_events),
             store: Persistence::new(
                 task.writer,
-                task.writer_events,
+                task.fsm_failures,
                 task.compacted_through,
                 NewestSnapshot { index, term },
             ),
@@ -299,7 +299,7 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
         }
         let flow = tokio::select! {
             ev = node.store.writer.next_done(), if node.store.writer.busy() => node.on_writer_event(ev),
-            Some(ev) = node.store.events.recv() => node.on_writer_event(ev),
+            Some(ev) = node.store.fsm_failures.recv() => node.on_writer_event(ev),
             Some(ev) = node.peers.events.recv() => {
                 node.on_peer_event(ev);
                 for _ in 0..MAX_DRAIN {

@@ -10,7 +10,7 @@ pub(super) struct Persistence {
     pub(super) writer: LogWriter,
     /// Failures reported by the FSM task (a failed restore), which stop
     /// the node like a failed write.
-    pub(super) events: mpsc::UnboundedReceiver<WriterEvent>,
+    pub(super) fsm_failures: mpsc::UnboundedReceiver<WriterEvent>,
     /// Last sequence number given to a persist job.
     seq: u64,
     /// Persist jobs not yet completed, oldest first.
@@ -53,13 +53,13 @@ pub(super) struct NewestSnapshot {
 impl Persistence {
     pub(super) fn new(
         writer: LogWriter,
-        events: mpsc::UnboundedReceiver<WriterEvent>,
+        fsm_failures: mpsc::UnboundedReceiver<WriterEvent>,
         compacted_through: u64,
         last_snapshot: NewestSnapshot,
     ) -> Self {
         Self {
             writer,
-            events,
+            fsm_failures,
             seq: 0,
             pending: VecDeque::new(),
             compactions: VecDeque::new(),
