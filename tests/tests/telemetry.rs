@@ -14,6 +14,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use raft::telemetry::names;
 use raft::transport::inmem::InmemNetwork;
+use raft::types::{Configuration, Server};
 use raft::Config;
 use raft_tests::{RecordingFsm, TestCluster};
 
@@ -290,4 +291,36 @@ async fn a_live_cluster_emits_every_documented_series_with_sensible_values() {
         assert_eq!(rec.value(names::STATE, &[("node", n), ("state", "shutdown")]), Some(1.0), "{n}");
         assert_eq!(rec.value(names::STATE, &[("node", n), ("state", "leader")]), Some(0.0), "{n}");
     }
+}
+
+/// One worker thread stands for a process that gets one core's worth of
+/// a shared CPU. Tokio runs a woken task right after the task that woke
+/// it, so unless the main task lets the other callers run first, it would
+/// run after each caller that sends a write and propose one write at a
+/// time. The leader's `raft_write_batch_writes` shows the folding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn writes_from_many_callers_on_one_worker_are_folded_into_few_proposals() {
+    let mut rec = Recorded::default();
+    rec.refresh();
+    // Names of their own: the recorder's series are shared by this binary.
+    let ids = ["fold1", "fold2", "fold3"];
+    let configuration = Configuration::new(ids.iter().map(|id| Server::voter(*id, *id)).collect());
+    let mut c =
+        TestCluster::<RecordingFsm>::with_configuration(InmemNetwork::new(), |_| {}, &ids, configuration)
+            .await;
+    let leader = c.wait_for_leader().await;
+    let before = rec.samples(names::WRITE_BATCH, &[("node", &leader)]).len();
+    let (clients, each) = (64, 20);
+    write(&c, &leader, clients, each, "fold").await;
+    rec.refresh();
+    let batches = &rec.samples(names::WRITE_BATCH, &[("node", &leader)])[before..];
+    let writes: f64 = batches.iter().sum();
+    assert_eq!(writes as usize, clients * each, "every write was proposed once");
+    let per_proposal = writes / batches.len() as f64;
+    assert!(
+        per_proposal >= 4.0,
+        "{clients} callers' writes should share proposals: {per_proposal:.1} writes per proposal over {} proposals",
+        batches.len()
+    );
+    c.shutdown().await;
 }

@@ -330,7 +330,14 @@ pub(crate) async fn run<R: Send + 'static>(task: NodeTask<R>) {
                 Flow::Continue
             }
             req = node.clients.requests.recv(), if !node.clients.restoring => match req {
-                Some(req) => node.on_requests(req),
+                Some(req) => {
+                    if node.more_requests_likely() {
+                        // Let the other tasks ready on this worker run
+                        // first (see `more_requests_likely`).
+                        tokio::task::yield_now().await;
+                    }
+                    node.on_requests(req)
+                }
                 None => Flow::Stop,
             },
             () = &mut commit_sleep, if node.commit.at.is_some() => {

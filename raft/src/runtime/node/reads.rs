@@ -37,6 +37,11 @@ impl Default for Reads {
 }
 
 impl Reads {
+    /// Whether any read is waiting for its answer.
+    pub(super) fn in_flight(&self) -> bool {
+        !self.tickets.is_empty()
+    }
+
     /// Answers every read under way with `failure`.
     pub(super) fn fail_all(&mut self, failure: &ReadFailure) {
         for (_, waiter) in std::mem::take(&mut self.tickets) {
