@@ -46,8 +46,9 @@
 //! preallocated: zero-filled and synced in the background before the writer
 //! starts them, so an append overwrites durable space and its `fdatasync`
 //! has no file size to commit (about 1.5x the syncs per second on ext4 here);
-//! the zeros after the last record are the segment's clean end. The crate
-//! README has the details.
+//! the zeros after the last record are the segment's clean end. The first
+//! preallocated segment is 4 MiB and each next one twice the one before, up
+//! to [`FileStoreOptions::segment_size`]. The crate README has the details.
 //!
 //! # Guarantees
 //! - `store_logs` returns after one `fdatasync` per segment it wrote to

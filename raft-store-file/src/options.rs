@@ -12,6 +12,12 @@ pub struct FileStoreOptions {
     /// segment is sealed and a new one started when the next record would
     /// push it past this size; a single record larger than this gets a
     /// segment of its own. Values below 4 KiB are raised to 4 KiB.
+    ///
+    /// Segments are zero-filled ahead of the writer (see the crate docs),
+    /// and a log's first preallocated segment is smaller: 4 MiB, each next
+    /// one twice the one before, up to this size. A new or small log then
+    /// zero-fills about as much as it holds, not a whole `segment_size` at
+    /// once while its first writes wait for the disk.
     pub segment_size: u64,
     /// How many of the most recently appended entries are kept in memory, so
     /// reads of the log's tail (replication) rarely touch the disk

@@ -48,6 +48,8 @@ pub(crate) struct Prepared {
     pub(crate) path: PathBuf,
     /// Open for reading and writing.
     pub(crate) file: File,
+    /// Its size in bytes (the segment's capacity).
+    pub(crate) size: u64,
 }
 
 /// First wait before retrying a failed preparation; doubles per failure.
@@ -85,7 +87,6 @@ struct Job {
 /// Prepares one segment file at a time in a background thread.
 pub(crate) struct Preparer {
     dir: PathBuf,
-    size: u64,
     job: Option<Job>,
     next: u64,
     /// A finished, successful preparation not yet taken.
@@ -98,11 +99,10 @@ pub(crate) struct Preparer {
 }
 
 impl Preparer {
-    /// A preparer of `size`-byte files in `dir`; it starts nothing yet.
-    pub(crate) fn new(dir: &Path, size: u64) -> Self {
+    /// A preparer of files in `dir`; it starts nothing yet.
+    pub(crate) fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_owned(),
-            size,
             job: None,
             next: 0,
             ready: None,
@@ -153,9 +153,9 @@ impl Preparer {
         self.backoff = (self.backoff * 2).min(RETRY_MAX);
     }
 
-    /// Starts preparing a file unless one is being prepared or is ready,
-    /// or a failed preparation's back-off has not passed.
-    pub(crate) fn ensure_started(&mut self) {
+    /// Starts preparing a `size`-byte file unless one is being prepared or
+    /// is ready, or a failed preparation's back-off has not passed.
+    pub(crate) fn ensure_started(&mut self, size: u64) {
         self.poll();
         if self.job.is_some() || self.ready.is_some() {
             return;
@@ -166,7 +166,6 @@ impl Preparer {
         let path = self.dir.join(format!("next-segment-{}{TMP_SUFFIX}", self.next));
         self.next += 1;
         let cancel = Arc::new(AtomicBool::new(false));
-        let size = self.size;
         let stop = cancel.clone();
         let status = self.status.clone();
         let dir = self.dir.clone();
@@ -211,11 +210,7 @@ impl Preparer {
 
 impl std::fmt::Debug for Preparer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Preparer")
-            .field("dir", &self.dir)
-            .field("size", &self.size)
-            .field("preparing", &self.job.is_some())
-            .finish()
+        f.debug_struct("Preparer").field("dir", &self.dir).field("preparing", &self.job.is_some()).finish()
     }
 }
 
@@ -279,7 +274,7 @@ fn fill(path: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<Prepared>,
     }
     file.sync_all().map_err(|e| io("fsync", e))?;
     tracing::debug!(path = %path.display(), size, "prepared a zero-filled log segment");
-    Ok(Some(Prepared { path: path.to_owned(), file }))
+    Ok(Some(Prepared { path: path.to_owned(), file, size }))
 }
 
 #[cfg(test)]
@@ -289,8 +284,8 @@ mod tests {
     #[test]
     fn a_prepared_file_is_zero_filled_to_the_size_and_dropping_cleans_up() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut p = Preparer::new(dir.path(), 10_000);
-        p.ensure_started();
+        let mut p = Preparer::new(dir.path());
+        p.ensure_started(10_000);
         let prepared = loop {
             if let Some(prepared) = p.take_ready() {
                 break prepared;
@@ -299,13 +294,14 @@ mod tests {
         };
         let bytes = std::fs::read(&prepared.path).expect("read");
         assert_eq!(bytes.len(), 10_000);
+        assert_eq!(prepared.size, 10_000);
         assert!(bytes.iter().all(|&b| b == 0));
         assert!(
             prepared.path.to_string_lossy().ends_with(TMP_SUFFIX),
             "debris of a crash is removed on open"
         );
         // A preparation still running when the preparer is dropped leaves nothing.
-        p.ensure_started();
+        p.ensure_started(10_000);
         drop(p);
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .expect("list")

@@ -112,7 +112,7 @@ pub(crate) fn install(
     first_index: u64,
     prepared: crate::prealloc::Prepared,
 ) -> Result<(PathBuf, File), StorageError> {
-    let crate::prealloc::Prepared { path: tmp, file } = prepared;
+    let crate::prealloc::Prepared { path: tmp, file, .. } = prepared;
     let path = dir.join(file_name(first_index));
     let io = |op: &str, e| StorageError::io(format!("{op} {}", tmp.display()), e);
     std::os::unix::fs::FileExt::write_all_at(&file, &encode_header(first_index), 0)
@@ -359,8 +359,8 @@ mod tests {
     #[test]
     fn an_installed_prepared_file_is_an_empty_clean_segment() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut preparer = crate::prealloc::Preparer::new(dir.path(), 8192);
-        preparer.ensure_started();
+        let mut preparer = crate::prealloc::Preparer::new(dir.path());
+        preparer.ensure_started(8192);
         let prepared = loop {
             if let Some(p) = preparer.take_ready() {
                 break p;

@@ -231,7 +231,13 @@ async fn the_index_does_not_grow_with_payload_size() {
     }
     let tiny = index_bytes(10).await;
     let large = index_bytes(4096).await;
-    assert_eq!(tiny, large, "index bytes with 10-byte and 4 KiB payloads");
+    // The larger payloads fill a few more segments (preallocated segments
+    // start at 4 MiB), each costing a little of its own; per entry the
+    // cost is the same.
+    assert!(
+        large.abs_diff(tiny) <= 512,
+        "index bytes with 10-byte ({tiny}) and 4 KiB ({large}) payloads differ by more than a few segments' worth"
+    );
     // 8 bytes per entry (the vector may hold up to twice its length) plus
     // a little per segment and term.
     assert!(large <= 2 * 8 * 2000 + 1024, "2000 entries cost {large} bytes");

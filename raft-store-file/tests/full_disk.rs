@@ -73,19 +73,36 @@ async fn a_failed_segment_preparation_leaves_nothing_keeps_the_active_segment_an
             return;
         }
     };
-    // Leave about 2.5 MiB: enough for the log to grow a little, not enough
-    // to zero-fill a 2 MiB segment once 1 MiB of log is written.
-    std::fs::write(disk.path().join("filler"), vec![1u8; 5 * (1 << 20) + (1 << 19)]).expect("filler");
+    // Leave about 3.5 MiB: enough for the log's first preallocated segment
+    // (2 MiB), not for a second one as well.
+    std::fs::write(disk.path().join("filler"), vec![1u8; 4 * (1 << 20) + (1 << 19)]).expect("filler");
     let dir = disk.path().join("log");
     let opts = FileStoreOptions { segment_size: SEGMENT, ..Default::default() };
     let store = FileStore::open_with(&dir, opts.clone()).await.expect("open");
 
-    // Fill the plain first segment to 1 MiB (64 entries with their record
-    // headers): the 64th append starts the preparation. Nothing more is
-    // appended until it has failed, so it cannot take the log's last bytes.
+    // The plain first segment is left for a preallocated one as soon as
+    // that is ready.
     let mut next = 1u64;
-    while next * 16 * 1024 <= 1 << 20 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while segments(&dir).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no preallocated segment was installed");
         store.store_logs(&[entry(next)]).await.expect("append while space lasts");
+        next += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let active = segments(&dir)[1].clone();
+    assert_eq!(
+        std::fs::metadata(&active).expect("stat").len(),
+        SEGMENT,
+        "the second segment is preallocated"
+    );
+    // Fill it past half (entries with their record headers): that append
+    // starts preparing the next segment. Nothing more is appended until
+    // the preparation has failed, so it cannot take the disk's last bytes.
+    let first_in_active = next - 1;
+    let record = 16 * 1024 + 64;
+    while (next - first_in_active) * record <= SEGMENT / 2 + record {
+        store.store_logs(&[entry(next)]).await.expect("append into preallocated space");
         next += 1;
     }
     // It fails for lack of space, and says so. The preparation thread
@@ -104,12 +121,16 @@ async fn a_failed_segment_preparation_leaves_nothing_keeps_the_active_segment_an
     assert!(store.segment_preparation_failing(), "the condition is flagged");
     assert_eq!(tmp_files(&dir), Vec::<PathBuf>::new(), "the failed preparation left its scratch file");
 
-    // Keep writing past the segment size: the active segment takes it.
-    while next * 16 * 1024 < SEGMENT + (64 << 10) {
+    // Keep writing past the segment's size: the active segment takes it.
+    while (next - first_in_active) * record < SEGMENT + (64 << 10) {
         store.store_logs(&[entry(next)]).await.expect("append into the active segment");
         next += 1;
     }
-    assert_eq!(segments(&dir).len(), 1, "rolled over into an unprepared segment: {:?}", segments(&dir));
+    assert_eq!(segments(&dir).len(), 2, "rolled over into an unprepared segment: {:?}", segments(&dir));
+    assert!(
+        std::fs::metadata(&active).expect("stat").len() > SEGMENT,
+        "the active segment grew past its size"
+    );
     assert!(tmp_files(&dir).is_empty(), "no scratch file left: {:?}", tmp_files(&dir));
     let last = next - 1;
     assert_eq!(store.last_index().await.expect("last"), last);

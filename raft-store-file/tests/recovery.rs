@@ -431,7 +431,7 @@ async fn a_new_log_moves_to_a_preallocated_segment_once_one_is_ready() {
     let store = FileStore::open_with(dir.path(), opts.clone()).await.unwrap();
     let mut want = Vec::new();
     let mut next = 1;
-    // Past 1 MiB in the first (plain) segment a preallocated one is
+    // Past 64 KiB in the first (plain) segment a preallocated one is
     // prepared in the background; appends move to it once it is ready.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while segments(dir.path()).len() < 2 {
@@ -450,6 +450,51 @@ async fn a_new_log_moves_to_a_preallocated_segment_once_one_is_ready() {
     want.extend(more);
     assert_eq!(std::fs::metadata(&segs[1]).unwrap().len(), 4 << 20, "appending does not grow it");
     assert_log(&store, &want, "after moving to the preallocated segment").await;
+    drop(store);
+    let store = FileStore::open_with(dir.path(), opts).await.unwrap();
+    assert_log(&store, &want, "after reopen").await;
+}
+
+#[tokio::test]
+async fn preallocated_segments_start_small_and_double_up_to_the_segment_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FileStoreOptions { segment_size: 16 << 20, ..Default::default() };
+    let store = FileStore::open_with(dir.path(), opts.clone()).await.unwrap();
+    const MIB: u64 = 1 << 20;
+    // Sizes of the preallocated segments, oldest first (a plain segment,
+    // created when no prepared one was ready yet, is as long as its
+    // records and never a whole number of MiB here).
+    let preallocated = |dir: &std::path::Path| -> Vec<u64> {
+        segments(dir)
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .filter(|len| len % MIB == 0)
+            .map(|len| len / MIB)
+            .collect()
+    };
+    let mut want = Vec::new();
+    let mut next = 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while preallocated(dir.path()).len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "preallocated segments so far (MiB): {:?}",
+            preallocated(dir.path())
+        );
+        // 64 entries of 4000 bytes: never a whole number of MiB per segment.
+        let b: Vec<Log> =
+            (next..next + 64).map(|i| Log::new(i, 1, LogType::Command, vec![3u8; 4000])).collect();
+        store.store_logs(&b).await.unwrap();
+        want.extend(b);
+        next += 64;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        preallocated(dir.path()),
+        vec![4, 8, 16, 16],
+        "a new log's first preallocated segment is 4 MiB, each next one twice the one before, at most the segment size"
+    );
+    assert_log(&store, &want, "across segments of growing size").await;
     drop(store);
     let store = FileStore::open_with(dir.path(), opts).await.unwrap();
     assert_log(&store, &want, "after reopen").await;
