@@ -227,7 +227,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        if let ApiError::Overloaded(reason) = &self {
+            super::shedding::note_shed(reason);
+        } else if status.is_server_error() {
             tracing::debug!(%status, code, error = %self, "request failed");
         }
         let mut response = (status, Json(json!({ "error": self.to_string(), "code": code }))).into_response();

@@ -15,6 +15,8 @@
 //! - [`error`]: [`NodeError`], why a node could not start, join or stop.
 //! - [`metrics`]: [`MetricsServer`], the raft series for Prometheus
 //!   (`kv serve --metrics-addr`).
+//! - [`shedding`]: requests answered `503 overloaded` are counted
+//!   (`kv_requests_shed_total`) and logged at warn level, rate-limited.
 //!
 //! # How a follower finds the leader's API
 //! The raft configuration holds transport addresses only. Each node's HTTP
@@ -42,6 +44,7 @@ pub mod https;
 pub mod metrics;
 pub mod node;
 pub mod server;
+pub mod shedding;
 pub mod tls;
 
 pub use error::NodeError;
