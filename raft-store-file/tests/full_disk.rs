@@ -80,15 +80,28 @@ async fn a_failed_segment_preparation_leaves_nothing_keeps_the_active_segment_an
     let opts = FileStoreOptions { segment_size: SEGMENT, ..Default::default() };
     let store = FileStore::open_with(&dir, opts.clone()).await.expect("open");
 
-    // The plain first segment is left for a preallocated one as soon as
-    // that is ready.
+    // Past 64 KiB in the plain first segment, a preallocated one is
+    // prepared; the plain one is left for it at the first append after it
+    // is ready. The plain segment grows only by a few entries meanwhile,
+    // so the preparation always has its room.
     let mut next = 1u64;
+    while next * 16 * 1024 <= (64 << 10) + 16 * 1024 {
+        store.store_logs(&[entry(next)]).await.expect("append while space lasts");
+        next += 1;
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let filled =
+        |dir: &Path| tmp_files(dir).iter().any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == SEGMENT));
+    // (Or already installed, if it was ready before the last append.)
+    while !filled(&dir) && segments(&dir).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the first preparation never filled its file");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     while segments(&dir).len() < 2 {
         assert!(std::time::Instant::now() < deadline, "no preallocated segment was installed");
         store.store_logs(&[entry(next)]).await.expect("append while space lasts");
         next += 1;
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let active = segments(&dir)[1].clone();
     assert_eq!(
