@@ -42,12 +42,9 @@ pub(crate) struct Wal {
     /// Whether the active (last) segment was preallocated: appending to it
     /// does not grow the file.
     active_prealloc: bool,
-    /// The size the active segment is filled up to before the next one
-    /// starts: its file's size if it was preallocated, else
-    /// `segment_size`.
-    active_capacity: u64,
     /// Size of the latest preallocated segment taken (0: none yet since
-    /// the log was opened, unless the active segment is one).
+    /// the log was opened, unless the active segment is one). While the
+    /// active segment is preallocated, this is its size.
     last_prepared: u64,
     /// Held for as long as the log is open (declared last: dropped after
     /// the preparer has stopped writing in the directory).
@@ -207,9 +204,9 @@ impl Wal {
             None => None,
         };
         let active_prealloc = active_len.is_some_and(|(len, end)| len > end);
-        let active_capacity = match active_len {
+        let last_prepared = match active_len {
             Some((len, _)) if active_prealloc => len,
-            _ => opts.segment_size,
+            _ => 0,
         };
         tracing::info!(dir = %dir.display(), first, last, segments = segments.len(), "opened log");
         let shared =
@@ -222,8 +219,7 @@ impl Wal {
             watermark,
             preparer,
             active_prealloc,
-            active_capacity,
-            last_prepared: if active_prealloc { active_capacity } else { 0 },
+            last_prepared,
             _lock: lock,
         };
         Ok((wal, shared))
@@ -252,13 +248,11 @@ impl Wal {
         let (path, file) = match self.preparer.take_ready() {
             Some(prepared) => {
                 self.active_prealloc = true;
-                self.active_capacity = prepared.size;
                 self.last_prepared = prepared.size;
                 segment::install(&self.dir, first_index, prepared)?
             }
             None => {
                 self.active_prealloc = false;
-                self.active_capacity = self.opts.segment_size;
                 segment::create(&self.dir, first_index)?
             }
         };
@@ -354,7 +348,7 @@ impl Wal {
         let end = v.segments.last().map_or(0, |s| s.end);
         drop(v);
         let due = if self.active_prealloc {
-            end > self.active_capacity / 2
+            end > self.active_capacity() / 2
         } else {
             end >= (self.opts.segment_size / 2).min(PLAIN_SEGMENT_PREPARE_AT)
         };
@@ -370,9 +364,19 @@ impl Wal {
     /// space at once.
     fn rollover_limit(&mut self) -> u64 {
         if self.preparer.failing() && !self.preparer.is_ready() {
-            self.active_capacity.saturating_mul(2)
+            self.active_capacity().saturating_mul(2)
         } else {
-            self.active_capacity
+            self.active_capacity()
+        }
+    }
+
+    /// The size the active segment is filled up to before the next one
+    /// starts: its file's size if it was preallocated, else `segment_size`.
+    fn active_capacity(&self) -> u64 {
+        if self.active_prealloc {
+            self.last_prepared
+        } else {
+            self.opts.segment_size
         }
     }
 
