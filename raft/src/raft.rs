@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::observer::{Observer, ObserverId, Observers};
 use crate::read_policy::ReadPolicy;
 use crate::runtime::follower_reads::{FollowerReadContext, FollowerReads};
+use crate::runtime::lease::PublishedLease;
 use crate::runtime::node::NodeTask;
 use crate::runtime::reads::{bump, ReadCounts, ReadGate};
 use crate::runtime::snapshot::SnapshotHandle;
@@ -54,6 +55,9 @@ pub(crate) struct Shared {
     pub(crate) lease_reads: ReadGate,
     /// Read counters (see [`Metrics::reads`]).
     pub(crate) read_counts: ReadCounts,
+    /// The leader's lease as the main task last published it: lease reads
+    /// answered without the main task (see `runtime::lease`).
+    pub(crate) lease: PublishedLease,
     /// The cluster this node belongs to, once known (see
     /// [`Raft::cluster_id`]); written by the main task.
     pub(crate) cluster_id: Mutex<Option<crate::types::ClusterId>>,
@@ -219,6 +223,7 @@ impl<F: Fsm> Raft<F> {
             reads: ReadGate::default(),
             lease_reads: ReadGate::default(),
             read_counts: ReadCounts::default(),
+            lease: PublishedLease::new(tokio::time::Instant::now()),
             cluster_id: Mutex::new(cluster_id.clone()),
             first_index: AtomicU64::new(compacted_through + 1),
         });
@@ -511,8 +516,9 @@ impl<F: Fsm> Raft<F> {
     ///
     /// - [`ReadPolicy::Stale`]: the applied index now, with no check at all
     ///   (the FSM may be behind the cluster, or this node partitioned).
-    /// - [`ReadPolicy::Lease`] on the leader: answered at once while the
-    ///   leader's lease holds (a quorum acknowledged a heartbeat round sent
+    /// - [`ReadPolicy::Lease`] on the leader: answered at once, by the
+    ///   caller alone (no request to the node's task), while the leader's
+    ///   lease holds (a quorum acknowledged a heartbeat round sent
     ///   less than the lease ago; see
     ///   [`Config::max_clock_drift`](crate::Config::max_clock_drift) for
     ///   the clock assumption), else through a ReadIndex round. Leases need
@@ -562,7 +568,19 @@ impl<F: Fsm> Raft<F> {
                 bump(&counts.stale);
                 return Ok(self.applied_index());
             }
-            ReadPolicy::Lease => bump(&counts.lease),
+            ReadPolicy::Lease => {
+                bump(&counts.lease);
+                if let Some(index) = self.inner.shared.lease.read_point(tokio::time::Instant::now()) {
+                    // This node leads and its lease holds: answered here,
+                    // without the main task (see `runtime::lease`).
+                    bump(&counts.lease_served);
+                    // A caller reading in a loop would otherwise never give
+                    // its worker back while the lease holds.
+                    tokio::task::coop::consume_budget().await;
+                    self.wait_applied(index).await?;
+                    return Ok(index);
+                }
+            }
             ReadPolicy::ReadIndex => bump(&counts.read_index),
         }
         let lease = policy == ReadPolicy::Lease;

@@ -386,3 +386,90 @@ async fn a_lease_read_after_a_stall_longer_than_the_lease_is_not_served_from_it(
     c.net.heal();
     c.shutdown().await;
 }
+
+/// While the lease holds, a lease read on the leader is answered by its
+/// caller alone: the first poll of `read` returns, with no turn of the
+/// node's task in between (a read through the task would be pending).
+#[tokio::test(start_paused = true)]
+async fn a_lease_read_on_the_leader_is_answered_by_its_caller_without_the_nodes_task() {
+    use futures::FutureExt;
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    let written = raft.apply(&b"x"[..], LIMIT).await.expect("write");
+    // A confirmed round after the first commit of the term: the lease holds.
+    raft.read(ReadPolicy::ReadIndex).await.expect("read");
+    let mut metrics = raft.metrics();
+    tokio::time::timeout(LIMIT, metrics.wait_for(|m| m.lease_remaining.is_some_and(|d| d > Duration::ZERO)))
+        .await
+        .expect("the leader's lease never held")
+        .expect("metrics watch closed");
+    let before = raft.metrics().borrow().reads.lease_served;
+    for _ in 0..10 {
+        let index = raft
+            .read(ReadPolicy::Lease)
+            .now_or_never()
+            .expect("a lease read waited for the node's task while the lease held")
+            .expect("lease read");
+        assert!(index >= written.index, "read point {index} before the write {}", written.index);
+        assert!(raft.applied_index() >= index);
+    }
+    let after = wait_reads(&raft, |r| r.lease_served >= before + 10).await;
+    assert_eq!(after.lease_fallbacks, 0, "{after:?}");
+    c.shutdown().await;
+}
+
+/// A leader that handed leadership over gives its lease up before the
+/// TimeoutNow leaves (its target's election skips the voters'
+/// stickiness): a lease read on it afterwards sees a write the new leader
+/// acknowledged, never the old leader's commit index.
+#[tokio::test(start_paused = true)]
+async fn after_a_leadership_transfer_the_old_leader_serves_no_read_from_its_lease() {
+    let mut c = TestCluster::new(3).await;
+    let old = c.wait_for_leader().await;
+    let raft = c.raft(&old).clone();
+    raft.apply(&b"x"[..], LIMIT).await.expect("write");
+    raft.read(ReadPolicy::ReadIndex).await.expect("read");
+    let mut metrics = raft.metrics();
+    tokio::time::timeout(LIMIT, metrics.wait_for(|m| m.lease_remaining.is_some_and(|d| d > Duration::ZERO)))
+        .await
+        .expect("the leader's lease never held")
+        .expect("metrics watch closed");
+    tokio::time::timeout(LIMIT, raft.leadership_transfer()).await.expect("bounded").expect("transfer");
+    let others = followers(&c, &old);
+    let new = c.wait_for_leader_among(&others, LIMIT).await;
+    let written = c.raft(&new).apply(&b"after"[..], LIMIT).await.expect("write on the new leader");
+    let index = tokio::time::timeout(LIMIT, raft.read(ReadPolicy::Lease))
+        .await
+        .expect("bounded")
+        .expect("lease read on the old leader");
+    assert!(
+        index >= written.index,
+        "the old leader answered at {index}, before the new leader's acknowledged write {}",
+        written.index
+    );
+    assert!(c.applied(&old).iter().any(|(at, data)| *at == written.index && data.as_ref() == b"after"));
+    c.shutdown().await;
+}
+
+/// A stopped leader answers no lease read, though its lease had time left.
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_shut_down_serves_no_read_from_its_lease() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let raft = c.raft(&leader).clone();
+    raft.apply(&b"x"[..], LIMIT).await.expect("write");
+    raft.read(ReadPolicy::ReadIndex).await.expect("read");
+    let mut metrics = raft.metrics();
+    tokio::time::timeout(LIMIT, metrics.wait_for(|m| m.lease_remaining.is_some_and(|d| d > Duration::ZERO)))
+        .await
+        .expect("the leader's lease never held")
+        .expect("metrics watch closed");
+    drop(metrics);
+    raft.shutdown().await.expect("shutdown");
+    match raft.read(ReadPolicy::Lease).await {
+        Err(Error::Shutdown) => {}
+        other => panic!("a shut-down leader answered a lease read: {other:?}"),
+    }
+    c.shutdown().await;
+}

@@ -25,6 +25,7 @@
 pub(crate) mod apply;
 pub(crate) mod follower_reads;
 pub(crate) mod identity;
+pub(crate) mod lease;
 pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod reads;

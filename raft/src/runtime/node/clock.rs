@@ -60,7 +60,17 @@ impl TickClock {
 
     /// When the next tick is due.
     pub(super) fn next_at(&self) -> Instant {
-        let nanos = self.interval.as_nanos().saturating_mul(u128::from(self.delivered) + 1);
+        self.instant_after(1)
+    }
+
+    /// When the `ticks`-th tick after those delivered so far is due: a
+    /// count the core keeps in its ticks (a lease's remaining ticks) runs
+    /// out at this instant.
+    pub(super) fn instant_after(&self, ticks: u64) -> Instant {
+        let nanos = self
+            .interval
+            .as_nanos()
+            .saturating_mul(u128::from(self.delivered).saturating_add(u128::from(ticks)));
         let offset = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         self.start.checked_add(offset).unwrap_or_else(|| self.start + Duration::from_secs(86_400 * 365))
     }
@@ -90,6 +100,18 @@ mod tests {
         assert_eq!(clock.take_due(Instant::now()), 1);
         // Ticks stay aligned to the start, not to when the loop woke.
         assert_eq!(clock.next_at(), start + Duration::from_millis(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_count_of_ticks_ends_when_its_last_tick_is_due_whatever_was_delivered() {
+        let start = Instant::now();
+        let mut clock = TickClock::new(start, Duration::from_millis(10), 1000);
+        assert_eq!(clock.instant_after(3), start + Duration::from_millis(30));
+        // 25ms late, two ticks delivered: three more end at tick 5.
+        tokio::time::advance(Duration::from_millis(25)).await;
+        assert_eq!(clock.take_due(Instant::now()), 2);
+        assert_eq!(clock.instant_after(3), start + Duration::from_millis(50));
+        assert_eq!(clock.instant_after(0), start + Duration::from_millis(20));
     }
 
     #[tokio::test(start_paused = true)]

@@ -453,6 +453,9 @@ impl<R: Send + 'static> Node<R> {
     /// Executes the work the core returned: messages, durable writes,
     /// snapshot transfers, entries to apply, reads and transfers to answer.
     fn process_ready(&mut self) {
+        // Before any message of this step leaves: a step that ends the
+        // lease (a transfer's TimeoutNow) must withdraw it first.
+        self.publish_lease();
         if self.fatal.is_some() || !self.core.has_ready() {
             self.settle_lease_reads();
             self.after_state_change();
@@ -518,6 +521,8 @@ impl<R: Send + 'static> Node<R> {
         if let Some(msg) = &self.fatal {
             tracing::error!(error = %msg, "node stopped after a storage failure");
         }
+        // A stopped node answers no read, from its lease or otherwise.
+        self.shared.lease.withdraw();
         for (_, p) in std::mem::take(&mut self.clients.waiters) {
             p.waiter.fail(err());
         }

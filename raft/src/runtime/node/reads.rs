@@ -138,6 +138,18 @@ impl<R: Send + 'static> Node<R> {
         }
     }
 
+    /// Mirrors the core's lease for the handle's lease reads (see
+    /// `runtime::lease`): when it runs out, as an instant of the clock the
+    /// ticks come from, and the commit index to read at. No lease while the
+    /// core would answer no read from it, or after a fatal error.
+    pub(super) fn publish_lease(&self) {
+        let until = match self.core.lease_remaining_ticks() {
+            Some(ticks) if ticks > 0 && self.fatal.is_none() => Some(self.clock.instant_after(ticks)),
+            _ => None,
+        };
+        self.shared.lease.publish(until, self.core.commit_index());
+    }
+
     /// Lease reads started in a loop turn that produced no work for the
     /// core were not served from the lease.
     pub(super) fn settle_lease_reads(&mut self) {
