@@ -630,3 +630,87 @@ fn s4_2_2_a_removed_server_wiped_before_it_heard_of_its_removal_is_not_told_and_
     assert_eq!(n3.state(), RaftState::Follower);
     assert_eq!(n3.last_index(), last, "added back, it caught up");
 }
+
+#[test]
+fn s4_2_2_a_removed_server_that_is_down_is_retired_after_two_election_timeouts() {
+    // n3 is down before its removal: it never holds the removal entry, so
+    // the leader cannot wait for that to stop replicating to it.
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    c.isolate("n3");
+    let idx = c.reconfigure("n1", config_of(&ids(2)));
+    assert!(c.node("n1").commit_index() >= idx, "n1 and n2 commit the removal");
+    assert!(c.progress("n1", "n3").is_some(), "still replicated to while it may come back");
+    let cfg = CoreConfig::for_tests();
+    c.tick_all(2 * cfg.follower_timeout_ticks as usize + cfg.heartbeat_ticks as usize);
+    assert!(
+        c.progress("n1", "n3").is_none(),
+        "a removed server silent for two election timeouts is no longer a follower of the leader"
+    );
+}
+
+#[test]
+fn s4_2_2_only_an_accepted_final_heartbeat_ends_the_reminders() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    remove_n3_losing_its_final_heartbeat(&mut c);
+    assert_eq!(c.node("n1").departing_peers(), vec![ServerId::from("n3")]);
+    // n3's answer to the reminder comes back as a refusal (say its log was
+    // cut since): it has not learned the removal committed.
+    let step = CoreConfig::for_tests().heartbeat_ticks as usize + 1;
+    for _ in 0..step {
+        for core in c.cores() {
+            core.tick();
+        }
+        c.settle_with(|mut m| {
+            if let Body::AppendEntriesResponse(r) = &mut m.body {
+                if m.from.as_str() == "n3" {
+                    r.success = false;
+                }
+            }
+            Some(m)
+        });
+    }
+    assert_eq!(
+        c.node("n1").departing_peers(),
+        vec![ServerId::from("n3")],
+        "a refused final heartbeat is repeated, not taken as learned"
+    );
+}
+
+#[test]
+fn s4_2_2_a_final_heartbeat_sent_after_later_commits_carries_no_commit_beyond_the_removed_servers_log() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    remove_n3_losing_its_final_heartbeat(&mut c);
+    // The cluster moves on: n1 and n2 commit entries n3 will never hold.
+    c.propose_many("n1", 5);
+    let commit = c.node("n1").commit_index();
+    assert!(c.node("n3").last_index() < commit);
+    assert_eq!(c.node("n3").state(), RaftState::Follower);
+    // The reminder must carry a commit index n3's log reaches (its match
+    // index), or n3 cannot tell that the removal it holds committed.
+    c.tick_all(CoreConfig::for_tests().heartbeat_ticks as usize + 1);
+    assert_eq!(c.node("n3").state(), RaftState::Removed, "the reminder told n3 its removal committed");
+    assert!(c.node("n1").departing_peers().is_empty());
+}
+
+#[test]
+fn s4_2_2_a_server_added_back_while_being_told_of_its_removal_is_no_longer_told() {
+    let mut c = Cluster::new(3, CoreConfig::for_tests());
+    c.elect_node("n1");
+    c.settle();
+    remove_n3_losing_its_final_heartbeat(&mut c);
+    assert_eq!(c.node("n1").departing_peers(), vec![ServerId::from("n3")]);
+    // Added back before any reminder reached it.
+    c.node("n1").propose_configuration(config_of(&ids(3))).expect("leader accepts the change");
+    assert!(c.node("n1").departing_peers().is_empty(), "a member again, not a departing server");
+    c.settle();
+    c.tick_all(2);
+    assert_eq!(c.node("n3").state(), RaftState::Follower, "n3 was never told it was removed");
+    let last = c.node("n1").last_index();
+    assert_eq!(c.progress("n1", "n3").map(|p| p.matched), Some(last), "and it caught up");
+}
