@@ -418,3 +418,94 @@ async fn shrinking_the_window_by_reload_frees_memory() {
     c.wait_applied("n1", last, T).await;
     c.shutdown().await;
 }
+
+/// The ranges read by `get_logs`, with the payload bytes of each answer.
+type ReadLog = std::sync::Arc<std::sync::Mutex<Vec<(std::ops::Range<u64>, usize)>>>;
+
+/// A log store that records the payload bytes of every `get_logs` answer.
+#[derive(Clone)]
+struct ReadSizes {
+    inner: raft_store_mem::InmemStore,
+    reads: ReadLog,
+}
+
+#[raft::async_trait]
+impl raft::LogStore for ReadSizes {
+    async fn first_index(&self) -> Result<u64, raft::StorageError> {
+        self.inner.first_index().await
+    }
+    async fn last_index(&self) -> Result<u64, raft::StorageError> {
+        self.inner.last_index().await
+    }
+    async fn get_log(&self, index: u64) -> Result<Option<raft::Log>, raft::StorageError> {
+        self.inner.get_log(index).await
+    }
+    async fn get_logs(&self, range: std::ops::Range<u64>) -> Result<Vec<raft::Log>, raft::StorageError> {
+        let logs = self.inner.get_logs(range.clone()).await?;
+        let bytes = logs.iter().map(|l| l.data.len()).sum();
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).push((range, bytes));
+        Ok(logs)
+    }
+    async fn entry_meta(
+        &self,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<raft::LogEntryMeta>, raft::StorageError> {
+        self.inner.entry_meta(range).await
+    }
+    async fn store_logs(&self, logs: &[raft::Log]) -> Result<(), raft::StorageError> {
+        self.inner.store_logs(logs).await
+    }
+    async fn delete_range(&self, min: u64, max: u64) -> Result<(), raft::StorageError> {
+        self.inner.delete_range(min, max).await
+    }
+}
+
+/// Committed entries applied from the store are read in pieces bounded by
+/// their own sizes: many tiny entries followed by large ones never make
+/// one read of many large entries (a read sized from the tiny ones would
+/// take 4,096 entries at once, here 40 MiB).
+#[tokio::test(start_paused = true)]
+async fn committed_entries_applied_from_the_store_are_read_in_pieces_bounded_by_their_sizes() {
+    use raft::{Configuration, Raft, Server};
+    const LARGE: usize = 1 << 20;
+    let store = ReadSizes { inner: raft_store_mem::InmemStore::new(), reads: Default::default() };
+    let snaps = raft_store_mem::InmemSnapshotStore::new();
+    let net = InmemNetwork::new();
+    let mut config = raft_tests::test_config("n1");
+    small_window(&mut config);
+    let start = |config: Config| {
+        Raft::new(
+            config,
+            RecordingFsm::default(),
+            store.clone(),
+            store.inner.clone(),
+            snaps.clone(),
+            net.transport("n1"),
+        )
+    };
+    let raft = start(config.clone()).await.expect("start");
+    raft.bootstrap_cluster(Configuration::new(vec![Server::voter("n1", "n1")])).await.expect("bootstrap");
+    let mut metrics = raft.metrics();
+    tokio::time::timeout(T, metrics.wait_for(|m| m.state == RaftState::Leader))
+        .await
+        .expect("leads")
+        .expect("metrics watch closed");
+    drop(metrics);
+    let mut last = 0;
+    for i in 0..3000 {
+        last = raft.apply(vec![i as u8], T).await.expect("tiny write").index;
+    }
+    for _ in 0..40 {
+        last = raft.apply(vec![7u8; LARGE], T).await.expect("large write").index;
+    }
+    raft.shutdown().await.expect("shutdown");
+    store.reads.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    // Restarted, the node applies what it knew was committed, from the store.
+    let raft = start(config).await.expect("restart");
+    tokio::time::timeout(T, raft.wait_applied(last)).await.expect("applied at start").expect("wait_applied");
+    let reads = store.reads.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(reads.iter().any(|(r, _)| r.start == 1), "the entries were applied from the store: {reads:?}");
+    let biggest = reads.iter().map(|(_, bytes)| *bytes).max().unwrap_or(0);
+    assert!(biggest <= (4 << 20) + LARGE, "a read of {biggest} bytes: {reads:?}");
+    raft.shutdown().await.expect("shutdown");
+}

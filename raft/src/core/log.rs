@@ -210,6 +210,19 @@ impl RaftLog {
         good
     }
 
+    /// `lo..=hi` cut into consecutive reads, each ending where
+    /// [`RaftLog::read_end`] ends it.
+    pub(crate) fn read_ranges(&self, lo: u64, hi: u64, max: usize, max_bytes: usize) -> Vec<(u64, u64)> {
+        let mut ranges = Vec::new();
+        let mut next = lo.max(1);
+        while next <= hi {
+            let end = self.read_end(next, hi, max, max_bytes).clamp(next, hi);
+            ranges.push((next, end));
+            next = end + 1;
+        }
+        ranges
+    }
+
     /// The term of the entry at `index`, if known (index 0 has term 0).
     pub(crate) fn term(&self, index: u64) -> Option<u64> {
         if index == self.snapshot_index {
@@ -526,6 +539,27 @@ mod tests {
         l.evict(10, 0);
         assert_eq!((l.window_start(), l.held_bytes()), (11, 0));
         assert_eq!(l.term(4), Some(1), "metadata stays");
+    }
+
+    #[test]
+    fn read_ranges_cut_by_each_entrys_size_not_by_the_previous_ones() {
+        // Tiny entries, then large ones: every read stays within the budget
+        // (the large ones one by one), and the ranges cover the span in order.
+        let mut sizes = vec![1; 10];
+        sizes.extend([4000; 6]);
+        let l = sized(&sizes);
+        let budget = 2 * (4000 + ENTRY_OVERHEAD);
+        let ranges = l.read_ranges(1, 16, 64, budget);
+        assert_eq!(ranges, vec![(1, 11), (12, 13), (14, 15), (16, 16)]);
+        for (lo, hi) in &ranges {
+            assert!(l.bytes(*lo, *hi) as usize <= budget || lo == hi, "{lo}..={hi} over the budget");
+        }
+        assert_eq!(
+            l.read_ranges(3, 12, 4, budget),
+            vec![(3, 6), (7, 10), (11, 12)],
+            "at most 4 entries a read"
+        );
+        assert_eq!(l.read_ranges(5, 4, 4, budget), Vec::new(), "an empty span needs no read");
     }
 
     #[test]

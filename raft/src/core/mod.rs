@@ -400,6 +400,22 @@ impl Core {
         usize::try_from(self.log.bytes(self.commit + 1, self.log.last_index())).unwrap_or(usize::MAX)
     }
 
+    /// Cuts entries `lo..=hi` into consecutive ranges to read from the log
+    /// store, each of at most `max` entries and `max_bytes` entry bytes by
+    /// the sizes the core records for every entry (a single entry over the
+    /// budget is a range of its own). The runtime applies entries that
+    /// left the window in these ranges, so a read is bounded by what the
+    /// entries weigh, not by a guess from the previous read.
+    pub(crate) fn store_read_ranges(
+        &self,
+        lo: u64,
+        hi: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Vec<(u64, u64)> {
+        self.log.read_ranges(lo, hi, max, max_bytes)
+    }
+
     /// Term of the entry at `index`, if known.
     pub fn term_at(&self, index: u64) -> Option<u64> {
         self.log.term(index)

@@ -43,17 +43,14 @@ pub(crate) enum ApplyMsg<R> {
     Capture(oneshot::Sender<Result<Capture, Error>>),
 }
 
-/// Most entries handed to one `apply_batch` call.
-const MAX_BATCH: usize = 4096;
+/// Most entries handed to one `apply_batch` call, and read from the log
+/// store at once.
+pub(crate) const MAX_BATCH: usize = 4096;
 
-/// Most payload bytes read from the log store at once when applying
-/// entries the core no longer holds (the batch's entry count adapts to
-/// the entries' sizes).
-const MAX_READ_BYTES: u64 = 4 << 20;
-
-/// Entries in the first read from the log store (then sized from the
-/// entries read so far).
-const FIRST_READ: u64 = 1;
+/// Most entry bytes read from the log store at once when applying entries
+/// the core no longer holds: the main task cuts such ranges by the sizes
+/// the core records for every entry (`Core::store_read_ranges`).
+pub(crate) const MAX_READ_BYTES: u64 = 4 << 20;
 
 pub(crate) struct ApplyTask<F: Fsm> {
     pub(crate) fsm: F,
@@ -192,58 +189,42 @@ impl<F: Fsm> ApplyTask<F> {
         }
     }
 
-    /// Reads committed entries `lo..=hi` from the log store, a batch
-    /// bounded by [`MAX_READ_BYTES`] at a time, and applies them in order.
-    /// Returns `false` if a read failed: the node stops (a committed entry
-    /// it cannot read can never be applied), the failure is reported to the
-    /// main task like any storage failure, and the waiters learn why.
+    /// Reads committed entries `lo..=hi` from the log store in one read
+    /// (the main task sized the range, see [`MAX_READ_BYTES`]) and applies
+    /// them in order. Returns `false` if the read failed: the node stops (a
+    /// committed entry it cannot read can never be applied), the failure is
+    /// reported to the main task like any storage failure, and the waiters
+    /// learn why.
     async fn apply_from_store(&mut self, lo: u64, hi: u64, waiters: Vec<(u64, Waiter<F::Response>)>) -> bool {
-        let mut waiters = waiters.into_iter().peekable();
-        let mut next = lo.max(self.position.index.saturating_add(1));
-        let mut count = FIRST_READ;
-        while next <= hi {
-            let first = next;
-            let last = hi.min(next.saturating_add(count - 1));
-            let read = match self.logs.get_logs(next..last.saturating_add(1)).await {
-                Ok(entries) => check_range(&entries, next, last).map(|()| entries),
-                Err(e) => Err(e.to_string()),
-            };
-            let entries = match read {
-                Ok(entries) => entries,
-                Err(err) => {
-                    tracing::error!(lo = next, hi = last, error = %err,
-                        "reading committed entries from the log store failed; the node stops. \
-                         Check the log store, then restart the node");
-                    let reason =
-                        format!("reading committed entries {next}..={last} from the log store: {err}");
-                    for (_, w) in waiters {
-                        w.fail(Error::Storage(StorageError::Failed(reason.clone())));
-                    }
-                    let _ =
-                        self.failures.send(super::writer::WriterEvent::Failed(StorageError::Failed(reason)));
-                    return false;
-                }
-            };
-            let bytes: u64 = entries.iter().map(|e| e.data.len() as u64).sum();
-            let mut mine = Vec::new();
-            while let Some((i, _)) = waiters.peek() {
-                if *i > last {
-                    break;
-                }
-                if let Some(w) = waiters.next() {
-                    mine.push(w);
-                }
+        // Entries a restored snapshot covers are applied already.
+        let next = lo.max(self.position.index.saturating_add(1));
+        if next > hi {
+            for (i, w) in waiters {
+                resolve_index(i, w);
             }
-            self.apply(entries, mine).await;
-            next = last + 1;
-            // Aim the next read at the byte budget from this one's sizes.
-            let per_entry = (bytes / (last - first + 1)).max(1);
-            count = (MAX_READ_BYTES / per_entry).clamp(1, MAX_BATCH as u64);
+            return true;
         }
-        for (i, w) in waiters {
-            resolve_index(i, w);
+        let read = match self.logs.get_logs(next..hi.saturating_add(1)).await {
+            Ok(entries) => check_range(&entries, next, hi).map(|()| entries),
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(entries) => {
+                self.apply(entries, waiters).await;
+                true
+            }
+            Err(err) => {
+                tracing::error!(lo = next, hi, error = %err,
+                    "reading committed entries from the log store failed; the node stops. \
+                     Check the log store, then restart the node");
+                let reason = format!("reading committed entries {next}..={hi} from the log store: {err}");
+                for (_, w) in waiters {
+                    w.fail(Error::Storage(StorageError::Failed(reason.clone())));
+                }
+                let _ = self.failures.send(super::writer::WriterEvent::Failed(StorageError::Failed(reason)));
+                false
+            }
         }
-        true
     }
 
     /// Restores the FSM from stored snapshot `id`, verified (see
@@ -405,23 +386,24 @@ mod tests {
         (task, store, failed)
     }
 
-    /// Committed entries outside the window are read back in batches
-    /// bounded by bytes (20 MiB here, never more than about 4 MiB a read)
-    /// and applied in order, the waiters among them answered.
+    /// Committed entries outside the window are read back in one read per
+    /// range the main task sized, and applied in order, the waiters among
+    /// them answered.
     #[tokio::test]
-    async fn entries_from_the_store_are_read_in_byte_bounded_batches_and_applied_in_order() {
+    async fn entries_from_the_store_are_read_once_per_range_and_applied_in_order() {
         let (mut task, store, _failed) = task(None);
         let (tx, rx) = oneshot::channel();
-        assert!(task.apply_from_store(1, 40, vec![(17, Waiter::Apply(tx))]).await);
+        assert!(task.apply_from_store(1, 8, Vec::new()).await);
+        assert!(task.apply_from_store(9, 40, vec![(17, Waiter::Apply(tx))]).await);
         assert_eq!(task.fsm.0, (1..=40).collect::<Vec<_>>());
         assert_eq!(rx.await.expect("answered").expect("applied").response, 17);
         assert_eq!(task.position.index, 40);
         let ranges = store.ranges.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        assert!(ranges.len() > 1, "several reads: {ranges:?}");
-        for r in &ranges {
-            let bytes = (r.end - r.start) as usize * ENTRY;
-            assert!(bytes <= MAX_READ_BYTES as usize, "a read of {bytes} bytes: {ranges:?}");
-        }
+        assert_eq!(ranges, vec![1..9, 9..41], "one read per range");
+        // A range the FSM applied already (a snapshot restored past it) is
+        // not read again.
+        assert!(task.apply_from_store(5, 40, Vec::new()).await);
+        assert_eq!(store.ranges.lock().unwrap_or_else(|e| e.into_inner()).len(), 2);
     }
 
     /// A committed entry that cannot be read stops the applying (nothing

@@ -316,8 +316,24 @@ impl<R: Send + 'static> Node<R> {
     /// store and apply them (the core no longer holds them in memory), with
     /// the waiters of the writes among them. Sent before the entries that
     /// follow, so the FSM applies in log order.
+    ///
+    /// The range goes in reads bounded by the entries' recorded sizes
+    /// (`MAX_READ_BYTES`, `MAX_BATCH` entries), one
+    /// message to the FSM task per read.
     pub(super) fn dispatch_apply_from_store(&mut self, lo: u64, hi: u64) {
         let _ = self.telemetry.committed(self.core.term(), lo, hi);
+        let max_bytes = usize::try_from(crate::runtime::apply::MAX_READ_BYTES).unwrap_or(usize::MAX);
+        for (first, last) in self.core.store_read_ranges(lo, hi, crate::runtime::apply::MAX_BATCH, max_bytes)
+        {
+            let waiters = self.take_waiters(lo, last);
+            let _ = self.apply.tx.send(ApplyMsg::FromStore { lo: first, hi: last, waiters });
+        }
+    }
+
+    /// Takes the waiters of writes at indexes up to `hi`: those of entries
+    /// in `lo..=hi` that are still the entries written, to be answered once
+    /// applied; the others (overwritten by a new leader) fail.
+    fn take_waiters(&mut self, lo: u64, hi: u64) -> Vec<(u64, Waiter<R>)> {
         let mut waiters = Vec::new();
         while let Some(entry) = self.clients.waiters.first_entry() {
             let k = *entry.key();
@@ -332,6 +348,6 @@ impl<R: Send + 'static> Node<R> {
                 waiter.fail(Error::LeadershipLost);
             }
         }
-        let _ = self.apply.tx.send(ApplyMsg::FromStore { lo, hi, waiters });
+        waiters
     }
 }
