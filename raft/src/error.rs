@@ -110,6 +110,24 @@ pub enum Error {
         /// The leader's last log index when the call gave up.
         last_index: u64,
     },
+    /// A server being added ([`Raft::add_voter`] or
+    /// [`Raft::change_membership`]) answered that it was removed from this
+    /// cluster earlier: its data directory records the removal, so it
+    /// ignores every request and could never catch up. It was not promoted
+    /// and **stays a non-voter**, as after [`Error::CatchUpTimeout`]. Stop
+    /// it, wipe its data directory, start it again, then retry.
+    ///
+    /// [`Raft::add_voter`]: crate::Raft::add_voter
+    /// [`Raft::change_membership`]: crate::Raft::change_membership
+    #[error(
+        "server {id} was removed from this cluster earlier and its data directory still says so: it \
+         ignores every request and cannot catch up, so it stays a non-voter; stop it, wipe its data \
+         directory, start it again and retry"
+    )]
+    ServerRemoved {
+        /// The server that was being added.
+        id: ServerId,
+    },
     /// A server with this id is already a member at another address.
     /// Adding it again would hand its place to whatever answers at the new
     /// address; to move a member on purpose, use

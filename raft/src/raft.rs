@@ -666,6 +666,9 @@ impl<F: Fsm> Raft<F> {
     /// within `timeout`, the leader ends the promotion: the server **stays a
     /// non-voter** and the call fails with [`Error::CatchUpTimeout`]; later
     /// changes are not blocked (remove it, or retry once it is reachable).
+    /// A server removed earlier that kept its data directory ignores every
+    /// request: the call then fails at once with [`Error::ServerRemoved`]
+    /// (wipe its data directory, restart it, retry).
     /// With [`Config::autopilot`](crate::Config::autopilot) on, it is
     /// promoted only once it has also been healthy without a break for
     /// [`AutopilotConfig::server_stabilization_time`](crate::AutopilotConfig::server_stabilization_time)
@@ -760,7 +763,9 @@ impl<F: Fsm> Raft<F> {
     ///    waits until each has caught up, by the same rule as
     ///    [`Raft::add_voter`]. If they have not within `timeout`, the call
     ///    fails with [`Error::CatchUpTimeout`]: they **stay non-voters** and
-    ///    nothing else changed (remove them, or retry).
+    ///    nothing else changed (remove them, or retry); at once with
+    ///    [`Error::ServerRemoved`] if one of them was removed earlier and
+    ///    kept its data directory.
     /// 2. The leader appends the joint configuration C_old,new. While it is
     ///    the latest configuration every decision (commit, election,
     ///    pre-vote, ReadIndex, leader lease) needs a majority of the old

@@ -114,3 +114,47 @@ async fn a_removed_server_restarted_on_its_data_comes_back_removed() {
     assert_refuses_at_once(&c, &follower).await;
     c.shutdown().await;
 }
+
+/// A removed server added back under the same id without wiping its data
+/// still knows it was removed and ignores every request: `add_voter` and
+/// `change_membership` end at once with `Error::ServerRemoved` (saying what
+/// to do) instead of waiting for a catch-up that cannot happen; once its
+/// data is wiped, adding it again works.
+#[tokio::test(start_paused = true)]
+async fn a_removed_server_added_back_with_its_old_data_is_refused_at_once_with_what_to_do() {
+    let mut c = TestCluster::new(3).await;
+    let leader = c.wait_for_leader().await;
+    let gone = c.running().into_iter().find(|id| *id != leader).expect("a follower");
+    let gone_id = ServerId::from(gone.as_str());
+    c.raft(&leader).apply("before", T).await.expect("apply");
+    c.raft(&leader).remove_server(gone_id.clone(), 0, T).await.expect("remove");
+    wait_removed(&c, &gone).await;
+
+    let start = tokio::time::Instant::now();
+    let added = c.raft(&leader).add_voter(gone_id.clone(), gone.as_str().into(), 0, T).await;
+    match added {
+        Err(Error::ServerRemoved { id }) => assert_eq!(id, gone_id),
+        other => panic!("add_voter of a server that kept its removed state: {other:?}"),
+    }
+    assert!(start.elapsed() < T / 4, "refused once it answered, not at the timeout: {:?}", start.elapsed());
+    let text = Error::ServerRemoved { id: gone_id.clone() }.to_string();
+    assert!(text.contains("wipe its data directory"), "{text}");
+
+    let change = raft::ConfChange::AddVoter(gone_id.clone(), gone.as_str().into());
+    let start = tokio::time::Instant::now();
+    match c.raft(&leader).change_membership([change], 0, T).await {
+        Err(Error::ServerRemoved { id }) => assert_eq!(id, gone_id),
+        other => panic!("change_membership adding a server that kept its removed state: {other:?}"),
+    }
+    assert!(start.elapsed() < T / 4, "refused once it answered: {:?}", start.elapsed());
+    c.raft(&leader).apply("meanwhile", T).await.expect("the cluster keeps writing");
+
+    // Wiped, it catches up as a new server and becomes a voter.
+    c.restart_wiped(&gone).await;
+    c.raft(&leader)
+        .add_voter(gone_id.clone(), gone.as_str().into(), 0, T)
+        .await
+        .expect("added after the wipe");
+    assert_eq!(c.raft(&gone).state(), RaftState::Follower);
+    c.shutdown().await;
+}

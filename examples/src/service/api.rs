@@ -62,7 +62,9 @@
 //! server loop), `408 request_timeout` (the body did not
 //! arrive within [`ApiSettings::body_read_timeout`]), `413 value_too_large` (over `max_value_bytes`, or a
 //! command larger than one raft message can carry), `504 catch_up_timeout`
-//! (a joining node did not catch up in time: it stays a non-voter), `503 no_leader` (election in progress or no quorum),
+//! (a joining node did not catch up in time: it stays a non-voter), `409
+//! server_removed` (a joining node was removed earlier and kept its data:
+//! wipe its data directory and join again), `503 no_leader` (election in progress or no quorum),
 //! `503 outcome_unknown` (leadership lost with a write in flight: it may
 //! or may not be applied), `503 unavailable`, `503 overloaded` (the node's
 //! raft queue is full, it already forwards
@@ -182,6 +184,10 @@ pub enum ApiError {
     /// ([`raft::Error::CatchUpTimeout`]).
     #[error("{0}")]
     CatchUpTimeout(String),
+    /// A joining server was removed from the cluster earlier and its data
+    /// directory still says so ([`raft::Error::ServerRemoved`]).
+    #[error("{0}")]
+    ServerRemoved(String),
     /// A cluster request without credentials.
     #[error("{0}")]
     Unauthorized(String),
@@ -216,6 +222,7 @@ impl ApiError {
             ApiError::ServerExists(_) => (StatusCode::CONFLICT, "server_exists"),
             ApiError::StalePrevIndex(_) => (StatusCode::CONFLICT, "stale_prev_index"),
             ApiError::CatchUpTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "catch_up_timeout"),
+            ApiError::ServerRemoved(_) => (StatusCode::CONFLICT, "server_removed"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::JoinTokenNotSet(_) => (StatusCode::FORBIDDEN, "join_token_not_set"),
@@ -275,6 +282,7 @@ impl From<raft::Error> for ApiError {
             )),
             e @ E::StalePrevIndex { .. } => ApiError::StalePrevIndex(e.to_string()),
             e @ E::CatchUpTimeout { .. } => ApiError::CatchUpTimeout(e.to_string()),
+            e @ E::ServerRemoved { .. } => ApiError::ServerRemoved(e.to_string()),
             e @ E::NotAVoter(_) => ApiError::BadRequest(e.to_string()),
             // Larger than one raft message can carry: the same answer as a
             // value over `max_value_bytes`, naming raft's limit.

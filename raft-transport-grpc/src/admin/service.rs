@@ -72,6 +72,7 @@ pub(crate) fn to_status(err: raft::Error) -> Status {
         raft::Error::NotAVoter(_) => Status::failed_precondition(msg),
         raft::Error::ServerExists { .. } => Status::already_exists(msg),
         raft::Error::CatchUpTimeout { .. } => Status::deadline_exceeded(msg),
+        raft::Error::ServerRemoved { .. } => Status::failed_precondition(msg),
         raft::Error::CantBootstrap => Status::failed_precondition(msg),
         // Nothing applied yet: a state the caller can wait out, not a
         // malformed request.

@@ -164,9 +164,32 @@ pub(crate) fn parse_mismatch(message: &str) -> Option<(ClusterId, ClusterId)> {
     Some((ClusterId::from(receiver), ClusterId::from(sender)))
 }
 
+/// The refusal a removed server answers every request with; its sender
+/// recognises it with [`is_removed_refusal`].
+pub(crate) fn removed_message(id: &ServerId) -> String {
+    format!(
+        "{REMOVED_PREFIX}{id} was removed from the cluster and ignores requests; to add it again, stop it, \
+         wipe its data directory and start it again"
+    )
+}
+
+const REMOVED_PREFIX: &str = "removed server: ";
+
+/// Whether a refusal was made by [`removed_message`].
+pub(crate) fn is_removed_refusal(message: &str) -> bool {
+    message.contains(REMOVED_PREFIX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_servers_refusal_is_recognised_through_a_transports_wrapping() {
+        let msg = format!("InvalidArgument: {}", removed_message(&ServerId::from("n3")));
+        assert!(is_removed_refusal(&msg));
+        assert!(!is_removed_refusal("rpc rejected: request ignored by the receiver"));
+    }
 
     #[test]
     fn mismatch_message_round_trips() {

@@ -28,7 +28,32 @@ pub(super) struct ClusterGuard {
     /// A cluster id being made durable, and the requests waiting for it.
     adopting: Option<Adoption>,
     /// When a mismatch with each peer was last reported at warn level.
-    warned: HashMap<ServerId, Instant>,
+    warned: PeerWarnings,
+    /// When each peer's refusal as a removed server was last reported at
+    /// warn level (see `Node::peer_says_removed`).
+    pub(super) removed_peers: PeerWarnings,
+}
+
+/// When a refusal by each peer was last reported at warn level.
+#[derive(Default)]
+pub(super) struct PeerWarnings(HashMap<ServerId, Instant>);
+
+impl PeerWarnings {
+    /// Whether a refusal by `peer` should be reported loudly now (at most
+    /// every [`WARN_EVERY`] per peer).
+    pub(super) fn due(&mut self, peer: &ServerId) -> bool {
+        let now = Instant::now();
+        match self.0.get(peer) {
+            Some(at) if now.duration_since(*at) < WARN_EVERY => false,
+            _ => {
+                if self.0.len() > 1024 {
+                    self.0.retain(|_, at| now.duration_since(*at) < WARN_EVERY);
+                }
+                self.0.insert(peer.clone(), now);
+                true
+            }
+        }
+    }
 }
 
 struct Adoption {
@@ -41,22 +66,12 @@ struct Adoption {
 
 impl ClusterGuard {
     pub(super) fn new(id: Option<ClusterId>) -> Self {
-        Self { id, adopting: None, warned: HashMap::new() }
+        Self { id, adopting: None, warned: PeerWarnings::default(), removed_peers: PeerWarnings::default() }
     }
 
     /// Whether a mismatch with `peer` should be reported loudly now.
     fn should_warn(&mut self, peer: &ServerId) -> bool {
-        let now = Instant::now();
-        match self.warned.get(peer) {
-            Some(at) if now.duration_since(*at) < WARN_EVERY => false,
-            _ => {
-                if self.warned.len() > 1024 {
-                    self.warned.retain(|_, at| now.duration_since(*at) < WARN_EVERY);
-                }
-                self.warned.insert(peer.clone(), now);
-                true
-            }
-        }
+        self.warned.due(peer)
     }
 }
 

@@ -317,6 +317,21 @@ impl<R: Send + 'static> Node<R> {
         }
     }
 
+    /// Ends the joint change under way with [`Error::ServerRemoved`] if it
+    /// is still waiting for `peer` to catch up as an incoming voter (the
+    /// staged servers stay non-voters, as after a catch-up timeout).
+    pub(super) fn fail_joint_staging(&mut self, peer: &ServerId) {
+        let waits = self
+            .membership
+            .joint
+            .as_ref()
+            .is_some_and(|j| matches!(j.phase, Phase::Staging { .. }) && j.incoming.contains(peer));
+        if waits {
+            tracing::warn!(server = %peer, "change_membership ended: an incoming voter was removed earlier and ignores requests");
+            self.fail_joint(Error::ServerRemoved { id: peer.clone() });
+        }
+    }
+
     /// Answers the joint change under way, if any, with `err`.
     pub(super) fn fail_joint(&mut self, err: Error) {
         if let Some(j) = self.membership.joint.take() {

@@ -45,6 +45,7 @@ impl<R: Send + 'static> Node<R> {
             PeerEvent::ClusterMismatch { peer, theirs, ours } => {
                 self.peer_in_other_cluster(peer, theirs, ours)
             }
+            PeerEvent::PeerRemoved(peer) => self.peer_says_removed(peer),
             PeerEvent::Reachable(peer) => {
                 if self.core.is_leader() {
                     self.shared.observers.notify(Observation::ResumedHeartbeat { peer });

@@ -35,6 +35,35 @@ impl<R: Send + 'static> Node<R> {
         self.reads.fail_all(&failure);
     }
 
+    /// (Leader) a peer answered that it was removed from the cluster. For a
+    /// server on its way out that is expected. For a member of the latest
+    /// configuration (added back under the same id without wiping its
+    /// data) it means the server can never catch up: say so, and end any
+    /// `add_voter` or joint change waiting for it with
+    /// [`Error::ServerRemoved`] instead of letting it time out.
+    pub(super) fn peer_says_removed(&mut self, peer: ServerId) {
+        if !self.core.is_leader() || self.core.configuration().0.server(&peer).is_none() {
+            return;
+        }
+        if self.cluster.removed_peers.due(&peer) {
+            let address = self.address_of(&peer).map(|a| a.to_string()).unwrap_or_default();
+            tracing::warn!(
+                peer = %peer,
+                address = %address,
+                "this member was removed from the cluster earlier and its data directory still says so: \
+                 it ignores every request and cannot catch up. Stop it, wipe its data directory and start \
+                 it again (it then catches up as a new server), or remove it from the configuration"
+            );
+        }
+        let (refused, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.membership.promotions).into_iter().partition(|p| p.id == peer);
+        self.membership.promotions = waiting;
+        for p in refused {
+            let _ = p.tx.send(Err(Error::ServerRemoved { id: p.id }));
+        }
+        self.fail_joint_staging(&peer);
+    }
+
     /// Answers a request on a removed node. Returns `Flow::Stop` only for
     /// a shutdown request.
     pub(super) fn refuse_removed(&mut self, req: Request<R>) -> Flow {

@@ -67,10 +67,17 @@ impl<R: Send + 'static> Node<R> {
     }
 
     /// Refuses the requests the core declined to answer.
+    /// A removed node says so, in words its sender recognises (a leader
+    /// adding it back then tells its caller what to do).
     pub(super) fn declined(&mut self, rpc_ids: Vec<u64>) {
         for rpc_id in rpc_ids {
             if let Some(reply) = self.rpcs.pending.remove(&rpc_id) {
-                reply.send(Err(TransportError::Rejected("request ignored by the receiver".into())));
+                let why = if self.core.is_removed() {
+                    crate::runtime::identity::removed_message(self.id())
+                } else {
+                    "request ignored by the receiver".into()
+                };
+                reply.send(Err(TransportError::Rejected(why)));
             }
         }
     }

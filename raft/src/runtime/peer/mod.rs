@@ -58,6 +58,9 @@ pub(crate) enum PeerEvent {
     /// The peer refused a request as one of another cluster: it belongs to
     /// `theirs`, this node to `ours`.
     ClusterMismatch { peer: ServerId, theirs: crate::types::ClusterId, ours: crate::types::ClusterId },
+    /// The peer refused a request because it was removed from the cluster
+    /// (its data directory records the removal).
+    PeerRemoved(ServerId),
     /// A snapshot covering `index` was streamed to `peer`.
     SnapshotSent { peer: ServerId, index: u64, term: u64, success: bool },
     /// A snapshot from `leader` was received into the local store.
@@ -501,7 +504,10 @@ async fn read_pipeline(
 /// is stuck until it is fixed), at `debug` otherwise (the peer is down or
 /// slow, which the back-off and metrics already report).
 fn log_append_failure(e: &TransportError) {
-    if matches!(e, TransportError::Rejected(_)) {
+    if matches!(e, TransportError::Rejected(m) if super::identity::is_removed_refusal(m)) {
+        // The main task says what to do (`PeerEvent::PeerRemoved`).
+        tracing::debug!(error = %e, "AppendEntries refused by a removed server");
+    } else if matches!(e, TransportError::Rejected(_)) {
         tracing::warn!(
             error = %e,
             "AppendEntries refused by the transport; if it is over a message size limit, make the \
@@ -513,13 +519,17 @@ fn log_append_failure(e: &TransportError) {
 }
 
 /// Tells the main task when `peer` refused a request because it belongs to
-/// another cluster (the refusal names both ids).
+/// another cluster (the refusal names both ids), or because it was removed
+/// from this one.
 pub(crate) fn report_refusal(
     events: &mpsc::UnboundedSender<PeerEvent>,
     peer: &ServerId,
     error: &impl ToString,
 ) {
-    if let Some((theirs, ours)) = super::identity::parse_mismatch(&error.to_string()) {
+    let text = error.to_string();
+    if let Some((theirs, ours)) = super::identity::parse_mismatch(&text) {
         let _ = events.send(PeerEvent::ClusterMismatch { peer: peer.clone(), theirs, ours });
+    } else if super::identity::is_removed_refusal(&text) {
+        let _ = events.send(PeerEvent::PeerRemoved(peer.clone()));
     }
 }

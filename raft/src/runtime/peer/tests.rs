@@ -277,6 +277,7 @@ fn describe(ev: &PeerEvent) -> String {
             format!("snapshot sent index {index} term {term} success {success}")
         }
         PeerEvent::ClusterMismatch { .. } => "cluster mismatch".into(),
+        PeerEvent::PeerRemoved(p) => format!("removed {p}"),
         PeerEvent::RestoreStored { .. } => "restore stored".into(),
         PeerEvent::SnapshotReceived { .. } => "snapshot received".into(),
         PeerEvent::Fetched { .. } => "fetched".into(),
