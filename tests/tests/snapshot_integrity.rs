@@ -493,3 +493,38 @@ async fn a_restore_that_fails_after_the_read_back_stops_the_node_and_says_why() 
     );
     node.stop(&net).await;
 }
+
+/// `recover_cluster` (the peers.json case) restores like a start does: a
+/// damaged newest snapshot falls back to an older one and the log, and the
+/// recovered node comes back with every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_with_a_damaged_newest_snapshot_falls_back_to_an_older_one_and_the_log() {
+    let net = InmemNetwork::new();
+    let mut node = Node::new("a");
+    single(&net, &mut node, 100_000).await;
+    node.write("x", 20).await;
+    node.raft().snapshot().await.expect("snapshot");
+    node.write("y", 20).await;
+    let newest = node.raft().snapshot().await.expect("snapshot");
+    node.write("z", 5).await;
+    let before = node.fsm.record();
+    node.stop(&net).await;
+    flip_value_byte(&node.snaps.path().join(&newest.meta().id).join("data"));
+
+    let store = FileStore::open(node.logs.path()).await.expect("open the log");
+    let snaps = FileSnapshotStore::new(node.snaps.path(), 2).await.expect("snapshot store");
+    let config = Config { local_id: ServerId::from(node.id), ..Config::default() };
+    let only_a = Configuration::new(vec![Server::voter(node.id, node.id)]);
+    raft::recover_cluster(&config, CountPrefixedFsm::default(), &store, &store, &snaps, only_a)
+        .await
+        .expect("recovery falls back past the damaged snapshot");
+    drop(store);
+
+    let snaps = FileSnapshotStore::new(node.snaps.path(), 2).await.expect("snapshot store");
+    node.try_start(&net, 100_000, snaps).await.expect("restart");
+    node.wait_leader().await;
+    let last = node.raft().barrier(LIMIT).await.expect("barrier");
+    tokio::time::timeout(LIMIT, node.raft().wait_applied(last)).await.expect("applied").expect("applied");
+    assert_eq!(node.fsm.record(), before, "every write, none wrong");
+    node.stop(&net).await;
+}

@@ -106,7 +106,11 @@ pub async fn bootstrap_cluster(
 /// server with the same `configuration` listing only the survivors; then
 /// start them normally.
 ///
-/// It applies the node's whole log to `fsm`, writes a snapshot of the
+/// It restores the newest usable snapshot into `fsm` (a damaged newest
+/// snapshot falls back to an older one, or to the whole log, only when the
+/// log still bridges the gap, as at start; otherwise it refuses with
+/// [`StorageError::Corrupt`] saying what to do), applies the rest of the
+/// node's log to `fsm`, writes a snapshot of the
 /// result whose configuration is `configuration`, and appends a
 /// configuration entry in a new term, so the survivors can elect a leader
 /// among themselves.
@@ -148,9 +152,9 @@ pub async fn recover_cluster<F: Fsm>(
     let hard = load_hard_state(stable).await?;
     let mut last_index = 0;
     let mut last_term = 0;
-    if let Some(meta) = snaps.list().await?.into_iter().next() {
-        let (meta, reader) = snaps.open(&meta.id).await?;
-        super::verify::restore_verified(&mut fsm, &meta.id, reader, Some(meta.size)).await?;
+    // The newest usable snapshot, as at start: a damaged newest one falls
+    // back to an older one (or the whole log) when the log bridges the gap.
+    if let Some(meta) = restore_newest_snapshot(&mut fsm, snaps, logs).await? {
         last_index = meta.index;
         last_term = meta.term;
     }
