@@ -44,6 +44,14 @@ impl<R> Room<R> {
         self.held_bytes = self.held_bytes.saturating_sub(p.data.len() as u64);
         Some(p)
     }
+
+    /// Puts a batch taken with `pop` back in front, in its order.
+    fn put_back(&mut self, batch: Vec<Proposed<R>>) {
+        for p in batch.into_iter().rev() {
+            self.held_bytes += p.data.len() as u64;
+            self.held.push_front(p);
+        }
+    }
 }
 
 impl<R: Send + 'static> Node<R> {
@@ -63,12 +71,7 @@ impl<R: Send + 'static> Node<R> {
                 "uncommitted-bytes limit reached; writes wait for commits to make room"
             );
         }
-        for p in batch {
-            if let Some(at) = p.deadline {
-                self.track_deadline(at);
-            }
-            self.room.push(p);
-        }
+        self.hold_behind(batch);
         self.room.refused_at = Some(self.room_mark());
     }
 
@@ -119,17 +122,11 @@ impl<R: Send + 'static> Node<R> {
                 Ok(()) => {}
                 Err((batch, ..)) if batch.len() > 1 => {
                     // Part of it may fit: put it back and try half.
-                    for p in batch.into_iter().rev() {
-                        self.room.held_bytes += p.data.len() as u64;
-                        self.room.held.push_front(p);
-                    }
+                    self.room.put_back(batch);
                     take = n / 2;
                 }
                 Err((batch, _, _)) => {
-                    for p in batch.into_iter().rev() {
-                        self.room.held_bytes += p.data.len() as u64;
-                        self.room.held.push_front(p);
-                    }
+                    self.room.put_back(batch);
                     self.room.refused_at = Some(self.room_mark());
                     return;
                 }
