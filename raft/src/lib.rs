@@ -289,6 +289,22 @@
 //!   compile. A cluster-id refusal names both ids plainly (it printed
 //!   `Some("x")`). `raftctl` gained `members` progress columns,
 //!   `status --watch`, `snapshot save|restore` and `recover`.
+//!
+//! # API changes: session 9
+//! - [`Error::ServerRemoved`] is new (exhaustive matches on [`Error`] need
+//!   an arm): [`Raft::add_voter`] or [`Raft::change_membership`] adding a
+//!   server that was removed earlier and kept its data directory fails
+//!   with it as soon as the server answers, instead of
+//!   [`Error::CatchUpTimeout`] at the timeout. A removed node's refusal of
+//!   a request now says it was removed (it said "request ignored by the
+//!   receiver").
+//! - A lease read on the leader ([`Raft::read`] with
+//!   [`ReadPolicy::Lease`]) is answered by its caller without a request to
+//!   the node's task while the lease holds (see the
+//!   [`architecture`] page); what it returns and when it falls back to a
+//!   quorum round are unchanged.
+//! - [`recover_cluster`] falls back past a damaged newest snapshot the way
+//!   a start does (it failed before).
 
 pub mod architecture;
 pub mod autopilot;
