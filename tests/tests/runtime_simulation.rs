@@ -20,6 +20,10 @@
 //!   election timeouts, or stalled until a later step releases it (across
 //!   leader changes); a crash of such a node loses its in-flight writes
 //!   ([`FaultInjector::abandon_held`](raft::testing::faulty::FaultInjector::abandon_held));
+//! - leadership transfers started on the leader while clients read under
+//!   its lease (the old leader must stop answering lease reads before its
+//!   TimeoutNow leaves: without that, seeds 32 and 246 of 400 return stale
+//!   reads);
 //! - paused nodes (SIGSTOP, a VM pause), modelled as: every message to and
 //!   from the node waits ([`InmemNetwork::pause`]) and every store call of
 //!   the node stalls, and a later step releases all of it at once. Not
@@ -150,9 +154,14 @@ enum FaultKind {
     SlowAnswersToCandidate,
     /// Restore every link.
     Heal,
+    /// The leader hands leadership over (`leadership_transfer`) while
+    /// clients read under its lease: the TimeoutNow lets the target skip
+    /// the voters' stickiness, so the old leader must stop serving lease
+    /// reads before it leaves.
+    Transfer,
 }
 
-const FAULT_KINDS: [FaultKind; 15] = [
+const FAULT_KINDS: [FaultKind; 16] = [
     FaultKind::Isolate,
     FaultKind::IsolateLeader,
     FaultKind::Partition,
@@ -168,6 +177,7 @@ const FAULT_KINDS: [FaultKind; 15] = [
     FaultKind::CrashAndIsolateLeader,
     FaultKind::SlowAnswersToCandidate,
     FaultKind::Heal,
+    FaultKind::Transfer,
 ];
 
 /// A held fault to undo at a virtual time.
@@ -547,6 +557,16 @@ impl Driver {
                 self.net.heal();
                 self.net.set_drop_rate(0.0);
                 self.trace.push("heal".to_string());
+            }
+            FaultKind::Transfer => {
+                let Some(leader) = self.leader() else { return };
+                let Some(raft) = self.cluster.nodes[&leader].raft.clone() else { return };
+                // Not awaited: clients keep going while it completes (or
+                // fails under the faults in force).
+                tokio::spawn(async move {
+                    let _ = raft.leadership_transfer().await;
+                });
+                self.trace.push(format!("leadership transfer from {leader}"));
             }
         }
     }
