@@ -392,6 +392,22 @@ fn regression_seed_843_a_non_voter_forgets_a_silent_leader() {
     run(843, &config).unwrap_or_else(|f| panic!("{f}"));
 }
 
+/// Seed 1202 of `simulation_seeds` (5 nodes; n5 leads term 4, is cut off,
+/// and leads again in term 5, then removes itself in a joint change) found
+/// a lease earned unheard: a heartbeat n5 sent in term 4 reached n4 late,
+/// n4 refused it in term 5 and echoed its round number, far above n5's
+/// term-5 rounds, so n5 counted n4 as confirming every round of its new
+/// term and answered a lease read while n4 (paused past its stickiness)
+/// could already vote for a rival. Caught by the lease check of the
+/// `leases` module; fixed in `Core::reject_stale` (a refusal echoes no
+/// round). Replays as found while `SimConfig::default()` is unchanged; the
+/// core test `s6_4_an_answer_to_a_round_of_an_earlier_term_counts_for_no_round_of_a_later_one`
+/// keeps the rule either way.
+#[test]
+fn regression_seed_1202_a_stale_term_refusal_confirms_no_round_of_a_later_term() {
+    run(1202, &SimConfig::default()).unwrap_or_else(|f| panic!("{f}\n{}", replay_hint(1202)));
+}
+
 #[test]
 fn the_checker_rejects_a_non_linearizable_history() {
     let put = |client, value: &str, call, ret| -> KvOperation {
