@@ -2,7 +2,8 @@
 //! replaces two of its servers by two new ones in one joint change made
 //! through the admin service; the removed servers exit (code 3), the
 //! cluster keeps serving, and refused or malformed changes fail with a
-//! message saying why.
+//! message saying why. A voter is then demoted and promoted again the
+//! same way.
 
 mod common;
 
@@ -85,6 +86,35 @@ fn raftctl_members_change_replaces_two_servers_in_one_step() {
     let leader_api = nodes.iter().find(|n| n.id == leader).expect("leader").api_addr.clone();
     let resp = put(&leader_api, "after", "1").expect("put");
     assert!(resp.status < 300, "the new configuration commits: {} {}", resp.status, resp.body);
+
+    // `--demote` then `--promote` through the same admin method: n4 becomes
+    // a non-voter, then a voter again, and the cluster keeps committing.
+    let suffrage_of = |id: &str| -> String {
+        let out = raftctl(&["--addr", &leader_raft, "--json", "members"]);
+        assert!(out.status.success(), "members: {}", String::from_utf8_lossy(&out.stderr));
+        let members = stdout_json(&out);
+        let list = members["members"].as_array().expect("members").clone();
+        let m = list.iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("{id} is a member: {members}"));
+        m["suffrage"].as_str().unwrap_or_default().to_owned()
+    };
+    for (flag, expected) in [("--demote", "nonvoter"), ("--promote", "voter")] {
+        let out = raftctl(&[
+            "--addr",
+            &leader_raft,
+            "--json",
+            "--timeout-ms",
+            "30000",
+            "members",
+            "change",
+            flag,
+            "n4",
+        ]);
+        assert!(out.status.success(), "members change {flag} n4: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(suffrage_of("n4"), expected, "after {flag}");
+        assert_eq!(suffrage_of("n5"), "voter");
+        let resp = put(&leader_api, "after", flag).expect("put");
+        assert!(resp.status < 300, "commits after {flag}: {} {}", resp.status, resp.body);
+    }
     for n in &mut nodes {
         n.kill();
     }

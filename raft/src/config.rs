@@ -470,6 +470,37 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_drift_bound_that_leaves_no_lease_is_refused() {
+        // 1 s heartbeat timeout: ticks of 100 ms; the bound must stay below
+        // 1 s minus three ticks.
+        for drift in [Duration::from_millis(700), Duration::from_secs(1), Duration::from_secs(5)] {
+            let config = Config { max_clock_drift: Some(drift), ..Config::new("a") };
+            match config.validate() {
+                Err(Error::InvalidConfig(msg)) => assert!(msg.contains("max_clock_drift"), "{msg}"),
+                other => panic!("{drift:?}: expected InvalidConfig naming max_clock_drift, got {other:?}"),
+            }
+        }
+        let config = Config { max_clock_drift: Some(Duration::from_millis(699)), ..Config::new("a") };
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_read_lease_is_the_follower_timeout_less_the_drift_bound_and_two_ticks() {
+        // Thesis §6.4.1: the lease ends before a follower that acknowledged
+        // its round can vote, however far the clocks drift within the bound.
+        let lease = |config: Config| config.core_config().read_lease_ticks;
+        // Defaults: 10 ticks of stickiness, a drift bound of one tick.
+        assert_eq!(lease(Config::new("a")), 10 - 1 - 2);
+        // A drift bound of 250 ms covers three ticks (rounded up).
+        let drift = |ms| Config { max_clock_drift: Some(Duration::from_millis(ms)), ..Config::new("a") };
+        assert_eq!(lease(drift(250)), 10 - 3 - 2);
+        assert_eq!(lease(drift(0)), 10 - 2);
+        assert!(lease(drift(600)) < lease(drift(100)));
+        // No check-quorum, no stickiness, no lease.
+        assert_eq!(lease(Config { check_quorum: false, ..Config::new("a") }), 0);
+    }
+
+    #[test]
     fn memory_budgets_are_reloadable_and_reach_the_core() {
         let base = Config::new("a");
         let rc = ReloadableConfig {

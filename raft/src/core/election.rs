@@ -145,13 +145,18 @@ impl Core {
     fn reject_stale(&mut self, msg: Message) {
         let term = self.hard.term;
         let body = match msg.body {
-            Body::AppendEntries(req) => Body::AppendEntriesResponse(crate::message::AppendEntriesResponse {
+            // No round is echoed (0 confirms none): the request's round
+            // belongs to a term this node has left, and its sender may lead
+            // this node's term by the time the answer arrives, where round
+            // numbers started again and the same number names another
+            // round (a read or lease it would confirm unheard).
+            Body::AppendEntries(_) => Body::AppendEntriesResponse(crate::message::AppendEntriesResponse {
                 term,
                 success: false,
                 last_log_index: self.log.last_index(),
                 conflict_term: 0,
                 conflict_index: 0,
-                round: req.round,
+                round: 0,
             }),
             Body::RequestVote(_) => Body::RequestVoteResponse(RequestVoteResponse {
                 term,

@@ -375,3 +375,21 @@ fn s6_while_joint_check_quorum_needs_both_majorities() {
     }
     assert!(!c.node("n1").is_leader(), "no recently active majority of the new voters: step down");
 }
+
+// Thesis §6.4.1 with §6: while joint, the read lease too needs a majority
+// of each half. Rounds acknowledged by the old voters alone earn none, so
+// the lease the leader held before the change runs out.
+#[test]
+fn s6_4_1_while_joint_a_lease_needs_both_majorities() {
+    let mut c = joint_without_the_new_half();
+    for _ in 0..=CoreConfig::for_tests().read_lease_ticks {
+        c.node("n1").tick();
+        c.settle();
+    }
+    assert!(c.node("n1").is_leader(), "still within check-quorum's window");
+    assert_eq!(c.node("n1").lease_remaining_ticks(), Some(0), "the old half alone kept the lease");
+    c.heal();
+    c.node("n1").tick();
+    c.settle();
+    assert!(c.node("n1").lease_remaining_ticks().is_some_and(|t| t > 0), "both halves renew it");
+}

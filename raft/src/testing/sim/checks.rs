@@ -31,6 +31,18 @@
 //!   that configuration is the one its log says it is in (next item), not
 //!   the node's own belief; and no follower commits beyond what a leader
 //!   committed;
+//! - **no quorum of a configuration in force lacks a committed entry**
+//!   (Raft paper §6, thesis §4.3): a server that never received the entry
+//!   may still act on any configuration from the latest committed one (as
+//!   of the committed prefix known before the advance) to the newest one
+//!   at or below the new commit index in the committing node's log, and
+//!   could win an election with any quorum of it. So when a commit index
+//!   advances, for every such configuration the voters durably holding the
+//!   entry must meet every quorum of it: at least half of its voters
+//!   (rounded up), or for a joint configuration at least half of one of
+//!   its halves. A leader that leaves a joint configuration before the
+//!   joint entry commits (committing C_new with the new majority alone
+//!   while C_old is still the committed configuration) fails here;
 //! - **the configuration follows the log**: the configuration a node acts
 //!   on (`Core::configuration`) is, with its index, the latest
 //!   configuration entry of its in-memory log, or, when no configuration
@@ -515,12 +527,83 @@ impl Safety {
         }
         if commit > m.commit {
             let conf = expected.clone();
+            let in_force = self.configurations_in_force(m, snapshot, commit);
+            self.check_quorums_in_force(n, core, commit, &in_force, durable_count)?;
             self.on_commit(n, core, commit, &conf, durable_count)?;
         }
         m.term = term;
         m.vote = core.vote().cloned();
         m.commit = commit;
         m.applied = applied;
+        Ok(())
+    }
+
+    /// The configurations a server that lacks a newly committed entry at
+    /// `commit` might act on, as the log of the node committing it (its
+    /// checked configuration entries `m.confs`, compacted to `snapshot`)
+    /// tells: the one in force at the end of the committed prefix known so
+    /// far, and every later one at or below `commit`, with their indexes.
+    fn configurations_in_force(&self, m: &Monitor, snapshot: u64, commit: u64) -> Vec<(u64, Configuration)> {
+        let known = self.committed.len() as u64;
+        let mut in_force = Vec::new();
+        let base = m.confs.iter().rev().find(|(i, _)| *i <= known);
+        match base {
+            Some((i, conf)) => in_force.push((*i, conf.clone())),
+            // No configuration entry after the compaction point below the
+            // committed prefix: the one as of the compaction point.
+            None if snapshot > 0 => {
+                if let Some(state) = self.states.get(snapshot as usize - 1) {
+                    in_force.push(state.conf.clone());
+                }
+            }
+            None => {}
+        }
+        in_force.extend(m.confs.iter().filter(|(i, _)| *i > known && *i <= commit).cloned());
+        in_force
+    }
+
+    /// Node `n` advanced its commit index to `commit`: the voters that
+    /// hold that entry durably meet every quorum of each configuration in
+    /// force (see [`Safety::configurations_in_force`]).
+    fn check_quorums_in_force(
+        &self,
+        n: usize,
+        core: &Core,
+        commit: u64,
+        in_force: &[(u64, Configuration)],
+        durable_count: &DurableCount<'_>,
+    ) -> Check {
+        let known = self.committed.len() as u64;
+        let Some(t) = core.term_at(commit) else { return Ok(()) };
+        if !(core.is_leader() || commit > known) {
+            return Ok(());
+        }
+        for (index, conf) in in_force {
+            // Every quorum of a plain configuration of v voters meets a set
+            // holding v - v/2 of them; every quorum of a joint one meets a
+            // set that does so for one of its halves.
+            let halves = quorum_halves(conf);
+            let met: Vec<(usize, usize)> = halves
+                .iter()
+                .map(|(_, voters)| {
+                    let (durable, _) = durable_count(voters, commit, t, &self.committed);
+                    let v = voters.voters().count();
+                    (durable, v - v / 2)
+                })
+                .collect();
+            if !met.iter().any(|(durable, needed)| durable >= needed) {
+                return Err(violation(
+                    "no quorum of a configuration in force lacks a committed entry",
+                    format!(
+                        "n{} ({:?}) counts {commit}/t{t} as committed, but some quorum of the configuration at \
+                         {index} (in force: the committed prefix known before ends at {known}) holds no durable \
+                         copy of it (durable/needed per half: {met:?}; {conf:?})",
+                        n + 1,
+                        core.state()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -95,6 +95,11 @@ impl Clocks {
         due
     }
 
+    /// The whole ticks node `n`'s clock passed that were not taken yet.
+    pub(super) fn pending(&self, n: usize) -> u64 {
+        (self.reading[n].floor() as u64).saturating_sub(self.delivered[n])
+    }
+
     /// The rates, for the run's setup line.
     pub(super) fn describe(&self) -> String {
         let rates: Vec<String> = self.rates.iter().map(|r| format!("{r:.3}")).collect();

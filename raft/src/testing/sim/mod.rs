@@ -47,8 +47,10 @@
 //! it acts on is the latest one its log holds, its commit index is durable
 //! on a quorum of that configuration, a leader was elected by a quorum of
 //! votes of its term and its view of each follower's log (the match index)
-//! was acknowledged durably and is still held there, and a read index
-//! covers every entry committed before the read was requested. At
+//! was acknowledged durably and is still held there, a read index
+//! covers every entry committed before the read was requested, and a lease
+//! read is answered only while enough voters refuse votes to block any
+//! rival leader (the `leases` module). At
 //! the end the client history must be linearizable
 //! ([`check_kv`]) and no read may
 //! observe state older than a write acknowledged before it began. Finally the
@@ -75,6 +77,7 @@ mod drive;
 mod figure8;
 mod joint;
 mod kv;
+mod leases;
 mod lifecycle;
 mod network;
 mod rng;
@@ -228,8 +231,10 @@ pub struct SimConfig {
     pub legacy_clock_skew: bool,
     /// Check each read as it is confirmed and served (its read index covers
     /// every earlier commit; it sees every write acknowledged before it
-    /// began) besides checking the whole history for linearizability at the
-    /// end. Default true; off, only the history checker judges reads.
+    /// began; a lease read is answered only while enough voters refuse
+    /// votes to block any rival, see the `leases` module) besides checking
+    /// the whole history for linearizability at the end. Default true; off,
+    /// only the history checker judges reads.
     pub direct_read_checks: bool,
     /// Clock rates chosen by an adversary instead of at random: while a
     /// node leads its clock runs at the slowest rate the drift bound allows
@@ -1583,6 +1588,7 @@ impl<'a> Sim<'a> {
             return Ok(());
         };
         let client_id = self.clients[c].id;
+        let mut leased_now = false;
         let result = match kv::encode(&op.input) {
             None => {
                 self.next_read_id += 1;
@@ -1595,6 +1601,7 @@ impl<'a> Sim<'a> {
                     }
                     if core.lease_remaining_ticks().is_some_and(|t| t > 0) {
                         self.report.lease_reads_leased += 1;
+                        leased_now = true;
                     }
                     core.lease_read(id)
                 } else {
@@ -1612,6 +1619,9 @@ impl<'a> Sim<'a> {
                 })
             }
         };
+        if leased_now && self.cfg.direct_read_checks {
+            self.check_lease_blocks_rivals(n)?;
+        }
         match result {
             Ok(stage) => {
                 let what = match &stage {
