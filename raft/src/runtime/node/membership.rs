@@ -97,37 +97,34 @@ impl<R: Send + 'static> Node<R> {
             let (c, i) = self.core.configuration();
             (c.clone(), i)
         };
-        if let MembershipChange::UpdateAddress(id, address) = &change {
-            if config.server(id).is_some_and(|s| &s.address == address) {
-                let _ = tx.send(self.unchanged(config_index));
-                return;
-            }
-        }
-        if let MembershipChange::AddVoter(id, address) | MembershipChange::AddNonvoter(id, address) = &change
-        {
-            if let Some(existing) = config.server(id) {
-                if &existing.address != address {
-                    tracing::warn!(
-                        server = %id,
-                        existing = %existing.address,
-                        requested = %address,
-                        "refusing to add a server whose id is already a member at another address; \
-                         use update_address to move it on purpose"
-                    );
-                    let error = Error::ServerExists { id: id.clone(), address: existing.address.clone() };
-                    let _ = tx.send(Err(error));
-                    return;
-                }
-                let already = match &change {
-                    MembershipChange::AddVoter(..) => existing.suffrage == Suffrage::Voter,
-                    // HashiCorp semantics: a voter added as a non-voter
-                    // stays a voter.
-                    _ => true,
-                };
-                if already {
+        // The core's rules say whether an add or a move changes anything
+        // (HashiCorp semantics: adding a member again at its address, or a
+        // voter as a non-voter, changes nothing) and refuse an id that is a
+        // member at another address.
+        if matches!(
+            change,
+            MembershipChange::AddVoter(..)
+                | MembershipChange::AddNonvoter(..)
+                | MembershipChange::UpdateAddress(..)
+        ) {
+            match confchange::apply_single(&config, &conf_change_of(&change)) {
+                Ok(None) => {
                     let _ = tx.send(self.unchanged(config_index));
                     return;
                 }
+                Err(ConfChangeError::ServerExists { id, address }) => {
+                    tracing::warn!(
+                        server = %id,
+                        existing = %address,
+                        change = ?change,
+                        "refusing to add a server whose id is already a member at another address; \
+                         use update_address to move it on purpose"
+                    );
+                    let _ = tx.send(Err(Error::ServerExists { id, address }));
+                    return;
+                }
+                // A change, or a refusal `membership_change` reports.
+                Ok(Some(_)) | Err(_) => {}
             }
         }
         if let MembershipChange::AddVoter(id, address) = &change {
@@ -266,17 +263,23 @@ impl<R: Send + 'static> Node<R> {
                 }
                 continue;
             }
-            let mut next = self.core.configuration().0.clone();
-            match next.servers.iter_mut().find(|s| s.id == p.id) {
-                Some(s) => {
-                    s.suffrage = Suffrage::Voter;
-                    s.address = p.address.clone();
-                }
-                None => {
-                    let _ = p.tx.send(Err(Error::UnknownServer(p.id)));
+            // The promotion follows the core's rules like any change.
+            let current = self.core.configuration().0;
+            let next = match confchange::apply_single(current, &ConfChange::Promote(p.id.clone())) {
+                Ok(next) => next.unwrap_or_else(|| current.clone()),
+                Err(ConfChangeError::JointInProgress) if p.deadline.is_some_and(|at| at <= now) => {
+                    self.end_promotion(p, &status);
                     continue;
                 }
-            }
+                Err(ConfChangeError::JointInProgress) => {
+                    waiting.push(p);
+                    continue;
+                }
+                Err(e) => {
+                    let _ = p.tx.send(Err(crate::runtime::reads::membership_error(e)));
+                    continue;
+                }
+            };
             match self.core.propose_configuration(next) {
                 Ok(index) => {
                     tracing::info!(server = %p.id, index, "caught-up non-voter promoted to voter");
@@ -326,18 +329,12 @@ impl<R: Send + 'static> Node<R> {
     /// leadership and `prev_index`). Returns the new entry's index.
     pub(super) fn membership_change(&mut self, change: MembershipChange) -> Result<u64, Error> {
         let current: &Configuration = self.core.configuration().0;
-        let change = match change {
-            MembershipChange::AddVoter(id, address) => ConfChange::AddVoter(id, address),
-            MembershipChange::AddNonvoter(id, address) => ConfChange::AddNonvoter(id, address),
-            MembershipChange::DemoteVoter(id) => ConfChange::Demote(id),
-            MembershipChange::RemoveServer(id) => ConfChange::Remove(id),
-            MembershipChange::UpdateAddress(id, address) => {
-                if let Some(s) = current.server(&id) {
-                    tracing::warn!(server = %id, from = %s.address, to = %address, "moving a member to a new address");
-                }
-                ConfChange::UpdateAddress(id, address)
+        if let MembershipChange::UpdateAddress(id, address) = &change {
+            if let Some(s) = current.server(id) {
+                tracing::warn!(server = %id, from = %s.address, to = %address, "moving a member to a new address");
             }
-        };
+        }
+        let change = conf_change_of(&change);
         // The rules live in the core; a change that alters nothing is
         // still proposed (and answered once committed), as before.
         let next = match confchange::apply_single(current, &change) {
@@ -358,5 +355,16 @@ impl<R: Send + 'static> Node<R> {
             return Err(Error::StalePrevIndex { current: index });
         }
         Ok(())
+    }
+}
+
+/// The core's form of a single-server change.
+fn conf_change_of(change: &MembershipChange) -> ConfChange {
+    match change.clone() {
+        MembershipChange::AddVoter(id, address) => ConfChange::AddVoter(id, address),
+        MembershipChange::AddNonvoter(id, address) => ConfChange::AddNonvoter(id, address),
+        MembershipChange::DemoteVoter(id) => ConfChange::Demote(id),
+        MembershipChange::RemoveServer(id) => ConfChange::Remove(id),
+        MembershipChange::UpdateAddress(id, address) => ConfChange::UpdateAddress(id, address),
     }
 }

@@ -52,7 +52,7 @@ use crate::observer::Observation;
 use crate::raft::Shared;
 use crate::snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 use crate::transport::{InboundRequest, InboundRpc, RpcReply, Transport};
-use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta, Suffrage};
+use crate::types::{Configuration, LogType, RaftState, ServerAddress, ServerId, SnapshotMeta};
 
 mod autopilot;
 mod clients;
