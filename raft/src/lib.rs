@@ -151,6 +151,25 @@
 //!   bit-exact: `tokio::select!` picks among ready events at random. The
 //!   protocol core's simulation (feature `testing`) is fully deterministic.
 //!
+//! # Reads: a policy per call
+//! [`Raft::read`] takes a [`ReadPolicy`]: `Stale` (the local state, no
+//! check), `Lease` (on the leader, no round trip while its lease holds),
+//! or `ReadIndex` (a quorum round that starts after the call); on a
+//! follower, `Lease` and `ReadIndex` are linearizable follower reads (a
+//! read index from the leader, then served locally once applied).
+//! [`Raft::read_index`] and [`Raft::linearizable_read`] remain. Leases
+//! assume clock *rates* differ by less than [`Config::max_clock_drift`] and
+//! need check-quorum. From LeaseGuard (Davis et al., arXiv 2512.15659) we
+//! took "the log is the lease" (every AppendEntries carries the read round,
+//! so replication itself keeps the lease alive), the lease anchored at the
+//! *send* time of the round a quorum acknowledged, and deferred commit
+//! after failover, which here follows from the followers' stickiness (a new
+//! leader cannot be elected before the old lease ran out). Not taken:
+//! LeaseGuard's reads during a new leader's "limbo" period (they need
+//! synchronized clocks and per-key knowledge of the state machine): a new
+//! leader answers no read until its FSM applied the first entry of its
+//! term. The full statement is on [`ReadPolicy::Lease`].
+//!
 //! # Membership changes: single-server and joint
 //! Two ways to change the cluster, behind one handle:
 //! - **Single-server changes** ([`Raft::add_voter`], [`Raft::add_nonvoter`],
